@@ -1,0 +1,1 @@
+"""Listings: produce that farmers offer (models arrive with the listings issue)."""

@@ -1,0 +1,82 @@
+"""Geography: service centers and the villages each one covers."""
+
+from datetime import time
+from decimal import Decimal
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+LAT_VALIDATORS = [MinValueValidator(Decimal(-90)), MaxValueValidator(Decimal(90))]
+LNG_VALIDATORS = [MinValueValidator(Decimal(-180)), MaxValueValidator(Decimal(180))]
+
+
+def coordinate_constraints(prefix: str) -> list[models.CheckConstraint]:
+    return [
+        models.CheckConstraint(
+            condition=Q(lat__gte=-90, lat__lte=90), name=f"{prefix}_lat_range"
+        ),
+        models.CheckConstraint(
+            condition=Q(lng__gte=-180, lng__lte=180), name=f"{prefix}_lng_range"
+        ),
+    ]
+
+
+class ServiceCenter(models.Model):
+    """Where staff arrange the pickups and deliveries of the villages it covers."""
+
+    name = models.CharField(max_length=100, unique=True)
+    county = models.CharField(max_length=100)
+    address = models.CharField(max_length=255, blank=True)
+    lat = models.DecimalField(max_digits=9, decimal_places=6, validators=LAT_VALIDATORS)
+    lng = models.DecimalField(max_digits=9, decimal_places=6, validators=LNG_VALIDATORS)
+    opens_at = models.TimeField(default=time(7, 0))
+    closes_at = models.TimeField(default=time(19, 0))
+    average_speed_kmh = models.DecimalField(
+        max_digits=5, decimal_places=1, default=Decimal("35.0"),
+        help_text="Average road speed used for travel-time estimates.",
+    )
+    detour_factor = models.DecimalField(
+        max_digits=4, decimal_places=2, default=Decimal("1.35"),
+        help_text="Road distance ÷ great-circle distance in this area.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            *coordinate_constraints("servicecenter"),
+            models.CheckConstraint(
+                condition=Q(opens_at__lt=models.F("closes_at")), name="servicecenter_hours_order"
+            ),
+            models.CheckConstraint(
+                condition=Q(average_speed_kmh__gt=0), name="servicecenter_speed_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(detour_factor__gte=1), name="servicecenter_detour_at_least_one"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Village(models.Model):
+    """A village; it belongs to exactly one service center."""
+
+    name = models.CharField(max_length=100)
+    county = models.CharField(max_length=100)
+    lat = models.DecimalField(max_digits=9, decimal_places=6, validators=LAT_VALIDATORS)
+    lng = models.DecimalField(max_digits=9, decimal_places=6, validators=LNG_VALIDATORS)
+    service_center = models.ForeignKey(
+        ServiceCenter, on_delete=models.PROTECT, related_name="villages"
+    )
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            *coordinate_constraints("village"),
+            models.UniqueConstraint(fields=["county", "name"], name="village_unique_in_county"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.county})"

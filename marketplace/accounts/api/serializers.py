@@ -1,0 +1,83 @@
+from rest_framework import serializers
+from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
+
+from logistics.models import Village
+from marketplace.accounts.models import BuyerKind, User
+from marketplace.accounts.phones import normalize_phone
+from marketplace.accounts.services import SELF_REGISTER_ROLES
+from marketplace.exceptions import DomainError
+
+
+class UserSerializer(serializers.ModelSerializer):
+    """A user's own profile (`/me/`, the answer to register)."""
+
+    service_center = serializers.SerializerMethodField()
+    village_name = serializers.CharField(source="village.name", read_only=True, default=None)
+
+    class Meta:
+        model = User
+        fields = (
+            "id", "phone", "name", "role", "village", "village_name", "service_center",
+            "address", "lat", "lng", "buyer_kind", "date_joined",
+        )
+        read_only_fields = fields
+
+    def get_service_center(self, user: User) -> int | None:
+        return user.home_service_center_id
+
+
+class RegisterSerializer(serializers.Serializer):
+    phone = serializers.CharField(max_length=32)
+    password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+    name = serializers.CharField(max_length=100)
+    role = serializers.ChoiceField(choices=[(r.value, r.label) for r in SELF_REGISTER_ROLES])
+    village = serializers.PrimaryKeyRelatedField(queryset=Village.objects.all())
+    address = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
+    lat = serializers.DecimalField(
+        max_digits=9, decimal_places=6, min_value=-90, max_value=90, required=False, default=None
+    )
+    lng = serializers.DecimalField(
+        max_digits=9, decimal_places=6, min_value=-180, max_value=180, required=False, default=None
+    )
+    buyer_kind = serializers.ChoiceField(choices=BuyerKind.choices, required=False, default="")
+
+
+class ProfileUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False)
+    village = serializers.PrimaryKeyRelatedField(queryset=Village.objects.all(), required=False)
+    address = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    lat = serializers.DecimalField(
+        max_digits=9, decimal_places=6, min_value=-90, max_value=90, required=False,
+        allow_null=True,
+    )
+    lng = serializers.DecimalField(
+        max_digits=9, decimal_places=6, min_value=-180, max_value=180, required=False,
+        allow_null=True,
+    )
+    buyer_kind = serializers.ChoiceField(choices=BuyerKind.choices, required=False)
+
+
+class TokenObtainSerializer(TokenObtainPairSerializer):
+    """Accepts the phone as typed (`138 1234 5678`); looks it up in E.164."""
+
+    def validate(self, attrs):
+        try:
+            attrs[self.username_field] = normalize_phone(attrs[self.username_field])
+        except DomainError:
+            pass  # authentication then fails like any unknown login
+        return super().validate(attrs)
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class RegisterResponseSerializer(UserSerializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+    class Meta(UserSerializer.Meta):
+        fields = (*UserSerializer.Meta.fields, "access", "refresh")
+        read_only_fields = fields
+

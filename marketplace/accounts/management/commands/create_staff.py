@@ -1,0 +1,32 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from logistics.models import ServiceCenter
+from marketplace.accounts.services import user_create_staff
+from marketplace.exceptions import DomainError
+
+
+class Command(BaseCommand):
+    help = "Create a service-center staff account."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--phone", required=True)
+        parser.add_argument("--password", required=True)
+        parser.add_argument("--center", required=True, help="Service center id or exact name.")
+        parser.add_argument("--name", default="", help="Defaults to '<center> staff'.")
+
+    def handle(self, *args, phone, password, center, name, **options):
+        lookup = {"pk": int(center)} if center.isdigit() else {"name": center}
+        try:
+            service_center = ServiceCenter.objects.get(**lookup)
+        except ServiceCenter.DoesNotExist as exc:
+            raise CommandError(f"No service center {center!r}.") from exc
+        try:
+            user = user_create_staff(
+                phone=phone,
+                password=password,
+                name=name or f"{service_center.name} staff",
+                service_center=service_center,
+            )
+        except DomainError as exc:
+            raise CommandError(f"{exc.code}: {exc.detail}") from exc
+        self.stdout.write(f"Created staff {user.phone} at {service_center.name} (id {user.pk}).")

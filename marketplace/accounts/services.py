@@ -1,0 +1,107 @@
+"""Writes of accounts."""
+
+from decimal import Decimal
+
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+
+from logistics.models import ServiceCenter, Village
+from marketplace.accounts import errors
+from marketplace.accounts.models import BuyerKind, Role, User
+from marketplace.accounts.phones import normalize_phone
+from marketplace.exceptions import DomainError
+
+SELF_REGISTER_ROLES = (Role.FARMER, Role.BUYER)
+
+
+def _check_password(password: str, user: User) -> None:
+    try:
+        password_validation.validate_password(password, user)
+    except DjangoValidationError as exc:
+        raise DomainError(errors.WEAK_PASSWORD, " ".join(exc.messages)) from exc
+
+
+def _create(user: User, password: str) -> User:
+    """Insert; the unique phone index, not a prior lookup, decides who registered first."""
+    _check_password(password, user)
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save(force_insert=True)
+    except IntegrityError as exc:
+        if "phone" in str(exc):
+            raise DomainError(
+                errors.PHONE_TAKEN, "This phone number is already registered."
+            ) from exc
+        raise
+    return user
+
+
+def _check_coordinates(lat: Decimal | None, lng: Decimal | None) -> None:
+    if (lat is None) != (lng is None):
+        raise DomainError(errors.COORDINATES_INCOMPLETE, "Give both lat and lng, or neither.")
+
+
+def user_register(
+    *,
+    phone: str,
+    password: str,
+    name: str,
+    role: str,
+    village: Village,
+    address: str = "",
+    lat: Decimal | None = None,
+    lng: Decimal | None = None,
+    buyer_kind: str = "",
+) -> User:
+    """A farmer or buyer signs up. Staff are made by operators (`user_create_staff`)."""
+    if role not in SELF_REGISTER_ROLES:
+        raise DomainError(errors.ROLE_NOT_ALLOWED, "Register as a farmer or a buyer.")
+    _check_coordinates(lat, lng)
+    user = User(
+        phone=normalize_phone(phone),
+        name=name.strip(),
+        role=role,
+        village=village,
+        address=address.strip(),
+        lat=lat,
+        lng=lng,
+        buyer_kind=(buyer_kind or BuyerKind.HOUSEHOLD) if role == Role.BUYER else "",
+    )
+    return _create(user, password)
+
+
+def user_create_staff(
+    *, phone: str, password: str, name: str, service_center: ServiceCenter
+) -> User:
+    """An operator adds a staff member of one service center."""
+    user = User(
+        phone=normalize_phone(phone),
+        name=name.strip(),
+        role=Role.STAFF,
+        service_center=service_center,
+    )
+    return _create(user, password)
+
+
+PROFILE_FIELDS = frozenset({"name", "village", "address", "lat", "lng", "buyer_kind"})
+
+
+def user_update_profile(*, user: User, **changes: object) -> User:
+    """A user edits their own profile. Staff cannot move themselves to another center,
+    and only farmers and buyers have a village."""
+    unknown = set(changes) - PROFILE_FIELDS
+    if unknown:
+        raise TypeError(f"not profile fields: {sorted(unknown)}")
+    if "village" in changes and user.role == Role.STAFF:
+        raise DomainError(errors.ROLE_NOT_ALLOWED, "Staff belong to a service center, not a village.")
+    if "buyer_kind" in changes and user.role != Role.BUYER:
+        raise DomainError(errors.ROLE_NOT_ALLOWED, "Only buyers have a buyer kind.")
+    lat = changes.get("lat", user.lat)
+    lng = changes.get("lng", user.lng)
+    _check_coordinates(lat, lng)  # type: ignore[arg-type]
+    for field, value in changes.items():
+        setattr(user, field, value.strip() if isinstance(value, str) else value)
+    user.save(update_fields=list(changes))
+    return user

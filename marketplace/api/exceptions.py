@@ -1,0 +1,124 @@
+"""One exception handler: every API error becomes problem+json with a stable `code`.
+
+Shape (RFC 9457 problem details with a `code` member):
+    {"type": "about:blank", "title": "Bad Request", "status": 400,
+     "code": "validation_error", "detail": "…",
+     "errors": [{"field": "phone", "code": "invalid_phone", "detail": "…"}]}
+`errors` appears on validation errors only; domain errors may add members of their own.
+"""
+
+from http import HTTPStatus
+from typing import Any
+
+from axes.exceptions import AxesBackendPermissionDenied
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from marketplace.exceptions import DomainError
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+LOGIN_LOCKED_CODE = "too_many_login_attempts"
+LOGIN_LOCKED_DETAIL = "Too many failed logins for this phone number; try again later."
+
+
+def problem(
+    status_code: int, code: str, detail: str, **members: Any
+) -> dict[str, Any]:
+    return {
+        "type": "about:blank",
+        "title": HTTPStatus(status_code).phrase,
+        "status": status_code,
+        "code": code,
+        "detail": detail,
+        **members,
+    }
+
+
+def _flatten_validation(detail: Any, prefix: str = "") -> list[dict[str, str]]:
+    """Turn DRF's nested error structure into a flat list naming each field path."""
+    if isinstance(detail, dict):
+        errors = []
+        for key, value in detail.items():
+            field = prefix if key == "non_field_errors" else f"{prefix}{key}"
+            errors.extend(_flatten_validation(value, f"{field}." if field else ""))
+        return errors
+    if isinstance(detail, list):
+        errors = []
+        for index, item in enumerate(detail):
+            if isinstance(item, dict | list) and not isinstance(item, exceptions.ErrorDetail):
+                errors.extend(_flatten_validation(item, f"{prefix}{index}."))
+            else:
+                errors.extend(_flatten_validation(item, prefix))
+        return errors
+    field = prefix.rstrip(".") or None
+    return [{"field": field, "code": getattr(detail, "code", "invalid"), "detail": str(detail)}]
+
+
+def _validation_problem(exc: exceptions.ValidationError) -> dict[str, Any]:
+    errors = _flatten_validation(exc.detail)
+    first = errors[0] if errors else {"field": None, "detail": "Invalid input."}
+    summary = f"{first['field']}: {first['detail']}" if first["field"] else first["detail"]
+    return problem(400, "validation_error", summary, errors=errors)
+
+
+def _api_exception_problem(exc: exceptions.APIException) -> dict[str, Any]:
+    """DRF's default codes are already stable names (`not_authenticated`, `not_found`, …)."""
+    detail = exc.detail
+    if isinstance(detail, dict):  # simplejwt: {"detail", "code", "messages"}
+        code, text = detail.get("code", exc.default_code), detail.get("detail", exc.default_detail)
+    else:
+        code, text = getattr(detail, "code", None) or exc.default_code, detail
+    return problem(exc.status_code, str(code), str(text))
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, AxesBackendPermissionDenied):
+        body = problem(429, LOGIN_LOCKED_CODE, LOGIN_LOCKED_DETAIL)
+        return Response(body, status=429, content_type=PROBLEM_CONTENT_TYPE)
+    if isinstance(exc, DomainError):
+        body = problem(exc.status_code, exc.code, exc.detail, **exc.extra)
+        return Response(body, status=exc.status_code, content_type=PROBLEM_CONTENT_TYPE)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # a real bug: let Django log it and answer 500
+    if isinstance(exc, exceptions.ValidationError):
+        body = _validation_problem(exc)
+    else:
+        body = _api_exception_problem(exc)
+    response.data = body
+    response.content_type = PROBLEM_CONTENT_TYPE
+    return response
+
+
+def lockout_response(request, credentials=None, *args, **kwargs) -> JsonResponse:  # noqa: ARG001
+    """django-axes lockout (admin login form): the same problem shape as the API."""
+    return JsonResponse(
+        problem(429, LOGIN_LOCKED_CODE, LOGIN_LOCKED_DETAIL),
+        status=status.HTTP_429_TOO_MANY_REQUESTS,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
+def _plain_problem_view(status_code: int, code: str, detail: str):
+    def view(request, exception=None):  # noqa: ARG001
+        return JsonResponse(
+            problem(status_code, code, detail), status=status_code, content_type=PROBLEM_CONTENT_TYPE
+        )
+
+    return view
+
+
+# Django-level handlers (paths no API view matched, crashes outside DRF): JSON too.
+not_found_view = _plain_problem_view(404, "not_found", "Not found.")
+server_error_view = _plain_problem_view(500, "server_error", "Server error.")
+bad_request_view = _plain_problem_view(400, "bad_request", "Bad request.")
+permission_denied_view = _plain_problem_view(403, "permission_denied", "Permission denied.")

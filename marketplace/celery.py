@@ -1,0 +1,20 @@
+"""The Celery app: Redis broker, JSON only, late acks; the beat schedule lives here, in code."""
+
+import os
+
+from celery import Celery
+from celery.schedules import crontab
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings.dev")
+
+app = Celery("marketplace")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+app.autodiscover_tasks(["marketplace"])  # marketplace/tasks.py (the project package is no app)
+
+app.conf.beat_schedule = {
+    "prune-login-logs": {
+        "task": "marketplace.accounts.tasks.prune_login_logs",
+        "schedule": crontab(hour=3, minute=17),
+    },
+}

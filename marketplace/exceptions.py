@@ -1,0 +1,30 @@
+"""Domain errors: raised by services, turned into 4xx JSON by marketplace.api.exceptions."""
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A rule of the domain refused the request. `code` is stable; clients branch on it."""
+
+    status_code = 400
+
+    def __init__(
+        self,
+        code: str,
+        detail: str,
+        *,
+        status_code: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        if status_code is not None:
+            self.status_code = status_code
+        self.extra = extra or {}
+
+
+class ConflictError(DomainError):
+    """The request is valid but conflicts with the current state (HTTP 409)."""
+
+    status_code = 409

@@ -1,0 +1,48 @@
+"""`/health/`: database, Redis and a Celery worker, each up or down; 200 only when all are up.
+
+The checks themselves are django-health-check's; this view names them and answers 503
+(not 500) when one is down, so load balancers and orchestrators read it correctly.
+"""
+
+import asyncio
+import datetime
+
+from django.conf import settings
+from django.http import JsonResponse
+from health_check.checks import Database
+from health_check.contrib.celery import Ping
+from health_check.contrib.redis import Redis
+from health_check.views import HealthCheckView
+from redis.asyncio import Redis as RedisClient
+
+from marketplace.celery import app as celery_app
+
+
+def _checks() -> dict[str, object]:
+    return {
+        "database": Database(),
+        "redis": Redis(client_factory=lambda: RedisClient.from_url(settings.REDIS_URL)),
+        "worker": Ping(
+            app=celery_app,
+            timeout=datetime.timedelta(seconds=settings.HEALTH_CHECK_WORKER_TIMEOUT_SECONDS),
+            limit=1,
+        ),
+    }
+
+
+class HealthView(HealthCheckView):
+    async def get(self, request, *args, **kwargs):
+        checks = _checks()
+        with self.get_executor() as executor:
+            results = await asyncio.gather(
+                *(check.get_result(executor) for check in checks.values())
+            )
+        report = {
+            name: {"status": "down", "error": str(result.error)} if result.error else {"status": "up"}
+            for name, result in zip(checks, results, strict=True)
+        }
+        healthy = all(item["status"] == "up" for item in report.values())
+        return JsonResponse(
+            {"status": "up" if healthy else "down", "checks": report},
+            status=200 if healthy else 503,
+        )

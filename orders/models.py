@@ -1,0 +1,1 @@
+"""Orders: what buyers buy, its lines, events and payments (models arrive with the orders issue)."""
