@@ -13,9 +13,7 @@ LNG_VALIDATORS = [MinValueValidator(Decimal(-180)), MaxValueValidator(Decimal(18
 
 def coordinate_constraints(prefix: str) -> list[models.CheckConstraint]:
     return [
-        models.CheckConstraint(
-            condition=Q(lat__gte=-90, lat__lte=90), name=f"{prefix}_lat_range"
-        ),
+        models.CheckConstraint(condition=Q(lat__gte=-90, lat__lte=90), name=f"{prefix}_lat_range"),
         models.CheckConstraint(
             condition=Q(lng__gte=-180, lng__lte=180), name=f"{prefix}_lng_range"
         ),
@@ -33,11 +31,15 @@ class ServiceCenter(models.Model):
     opens_at = models.TimeField(default=time(7, 0))
     closes_at = models.TimeField(default=time(19, 0))
     average_speed_kmh = models.DecimalField(
-        max_digits=5, decimal_places=1, default=Decimal("35.0"),
+        max_digits=5,
+        decimal_places=1,
+        default=Decimal("35.0"),
         help_text="Average road speed used for travel-time estimates.",
     )
     detour_factor = models.DecimalField(
-        max_digits=4, decimal_places=2, default=Decimal("1.35"),
+        max_digits=4,
+        decimal_places=2,
+        default=Decimal("1.35"),
         help_text="Road distance ÷ great-circle distance in this area.",
     )
 

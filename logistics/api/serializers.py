@@ -7,8 +7,16 @@ class ServiceCenterSerializer(serializers.ModelSerializer):
     class Meta:
         model = ServiceCenter
         fields = (
-            "id", "name", "county", "address", "lat", "lng", "opens_at", "closes_at",
-            "average_speed_kmh", "detour_factor",
+            "id",
+            "name",
+            "county",
+            "address",
+            "lat",
+            "lng",
+            "opens_at",
+            "closes_at",
+            "average_speed_kmh",
+            "detour_factor",
         )
         read_only_fields = fields
 

@@ -14,7 +14,7 @@ class VillageFilter(filters.FilterSet):
         model = Village
         fields = ("service_center", "county")
 
-    def filter_search(self, queryset, name, value):  # noqa: ARG002
+    def filter_search(self, queryset, name, value):
         return queryset.filter(name__icontains=value.strip())
 
 

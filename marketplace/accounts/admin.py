@@ -14,10 +14,41 @@ class UserAdmin(DjangoUserAdmin):
     autocomplete_fields = ("village", "service_center")
     fieldsets = (
         (None, {"fields": ("phone", "password")}),
-        ("Profile", {"fields": ("name", "role", "village", "service_center", "address", "lat", "lng", "buyer_kind")}),
-        ("Access", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        (
+            "Profile",
+            {
+                "fields": (
+                    "name",
+                    "role",
+                    "village",
+                    "service_center",
+                    "address",
+                    "lat",
+                    "lng",
+                    "buyer_kind",
+                )
+            },
+        ),
+        (
+            "Access",
+            {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
+        ),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = (
-        (None, {"classes": ("wide",), "fields": ("phone", "name", "role", "village", "service_center", "password1", "password2")}),
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": (
+                    "phone",
+                    "name",
+                    "role",
+                    "village",
+                    "service_center",
+                    "password1",
+                    "password2",
+                ),
+            },
+        ),
     )

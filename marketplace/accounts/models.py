@@ -61,11 +61,17 @@ class User(AbstractBaseUser, PermissionsMixin):
     )
     address = models.CharField(max_length=255, blank=True)
     lat = models.DecimalField(
-        max_digits=9, decimal_places=6, null=True, blank=True,
+        max_digits=9,
+        decimal_places=6,
+        null=True,
+        blank=True,
         validators=[MinValueValidator(Decimal(-90)), MaxValueValidator(Decimal(90))],
     )
     lng = models.DecimalField(
-        max_digits=9, decimal_places=6, null=True, blank=True,
+        max_digits=9,
+        decimal_places=6,
+        null=True,
+        blank=True,
         validators=[MinValueValidator(Decimal(-180)), MaxValueValidator(Decimal(180))],
     )
     buyer_kind = models.CharField(max_length=12, choices=BuyerKind.choices, blank=True)
@@ -81,9 +87,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(role__in=Role.values), name="user_role_known"
-            ),
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="user_role_known"),
             models.CheckConstraint(
                 condition=~Q(role__in=[Role.FARMER, Role.BUYER]) | Q(village__isnull=False),
                 name="user_farmer_buyer_have_village",
@@ -93,8 +97,7 @@ class User(AbstractBaseUser, PermissionsMixin):
                 name="user_only_staff_have_center",
             ),
             models.CheckConstraint(
-                condition=~Q(role=Role.STAFF, is_superuser=False)
-                | Q(service_center__isnull=False),
+                condition=~Q(role=Role.STAFF, is_superuser=False) | Q(service_center__isnull=False),
                 name="user_staff_have_center",
             ),
             models.CheckConstraint(

@@ -13,6 +13,7 @@ from marketplace.accounts.phones import normalize_phone
 from marketplace.exceptions import DomainError
 
 SELF_REGISTER_ROLES = (Role.FARMER, Role.BUYER)
+SELF_REGISTER_ROLE_CHOICES = [(role.value, role.label) for role in SELF_REGISTER_ROLES]
 
 
 def _check_password(password: str, user: User) -> None:
@@ -95,7 +96,9 @@ def user_update_profile(*, user: User, **changes: object) -> User:
     if unknown:
         raise TypeError(f"not profile fields: {sorted(unknown)}")
     if "village" in changes and user.role == Role.STAFF:
-        raise DomainError(errors.ROLE_NOT_ALLOWED, "Staff belong to a service center, not a village.")
+        raise DomainError(
+            errors.ROLE_NOT_ALLOWED, "Staff belong to a service center, not a village."
+        )
     if "buyer_kind" in changes and user.role != Role.BUYER:
         raise DomainError(errors.ROLE_NOT_ALLOWED, "Only buyers have a buyer kind.")
     lat = changes.get("lat", user.lat)

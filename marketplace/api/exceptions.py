@@ -10,24 +10,19 @@ Shape (RFC 9457 problem details with a `code` member):
 from http import HTTPStatus
 from typing import Any
 
-from axes.exceptions import AxesBackendPermissionDenied
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from marketplace.accounts.errors import LOGIN_LOCKED, LOGIN_LOCKED_DETAIL
 from marketplace.exceptions import DomainError
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
-LOGIN_LOCKED_CODE = "too_many_login_attempts"
-LOGIN_LOCKED_DETAIL = "Too many failed logins for this phone number; try again later."
 
-
-def problem(
-    status_code: int, code: str, detail: str, **members: Any
-) -> dict[str, Any]:
+def problem(status_code: int, code: str, detail: str, **members: Any) -> dict[str, Any]:
     return {
         "type": "about:blank",
         "title": HTTPStatus(status_code).phrase,
@@ -76,9 +71,6 @@ def _api_exception_problem(exc: exceptions.APIException) -> dict[str, Any]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, AxesBackendPermissionDenied):
-        body = problem(429, LOGIN_LOCKED_CODE, LOGIN_LOCKED_DETAIL)
-        return Response(body, status=429, content_type=PROBLEM_CONTENT_TYPE)
     if isinstance(exc, DomainError):
         body = problem(exc.status_code, exc.code, exc.detail, **exc.extra)
         return Response(body, status=exc.status_code, content_type=PROBLEM_CONTENT_TYPE)
@@ -99,19 +91,21 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-def lockout_response(request, credentials=None, *args, **kwargs) -> JsonResponse:  # noqa: ARG001
+def lockout_response(request, credentials=None, *args, **kwargs) -> JsonResponse:
     """django-axes lockout (admin login form): the same problem shape as the API."""
     return JsonResponse(
-        problem(429, LOGIN_LOCKED_CODE, LOGIN_LOCKED_DETAIL),
+        problem(429, LOGIN_LOCKED, LOGIN_LOCKED_DETAIL),
         status=status.HTTP_429_TOO_MANY_REQUESTS,
         content_type=PROBLEM_CONTENT_TYPE,
     )
 
 
 def _plain_problem_view(status_code: int, code: str, detail: str):
-    def view(request, exception=None):  # noqa: ARG001
+    def view(request, exception=None):
         return JsonResponse(
-            problem(status_code, code, detail), status=status_code, content_type=PROBLEM_CONTENT_TYPE
+            problem(status_code, code, detail),
+            status=status_code,
+            content_type=PROBLEM_CONTENT_TYPE,
         )
 
     return view

@@ -1,10 +1,14 @@
+import contextlib
+
 from rest_framework import serializers
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 
 from logistics.models import Village
+from marketplace.accounts import errors
 from marketplace.accounts.models import BuyerKind, User
 from marketplace.accounts.phones import normalize_phone
-from marketplace.accounts.services import SELF_REGISTER_ROLES
+from marketplace.accounts.services import SELF_REGISTER_ROLE_CHOICES
 from marketplace.exceptions import DomainError
 
 
@@ -17,8 +21,18 @@ class UserSerializer(serializers.ModelSerializer):
     class Meta:
         model = User
         fields = (
-            "id", "phone", "name", "role", "village", "village_name", "service_center",
-            "address", "lat", "lng", "buyer_kind", "date_joined",
+            "id",
+            "phone",
+            "name",
+            "role",
+            "village",
+            "village_name",
+            "service_center",
+            "address",
+            "lat",
+            "lng",
+            "buyer_kind",
+            "date_joined",
         )
         read_only_fields = fields
 
@@ -30,7 +44,7 @@ class RegisterSerializer(serializers.Serializer):
     phone = serializers.CharField(max_length=32)
     password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
     name = serializers.CharField(max_length=100)
-    role = serializers.ChoiceField(choices=[(r.value, r.label) for r in SELF_REGISTER_ROLES])
+    role = serializers.ChoiceField(choices=SELF_REGISTER_ROLE_CHOICES)
     village = serializers.PrimaryKeyRelatedField(queryset=Village.objects.all())
     address = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
     lat = serializers.DecimalField(
@@ -47,11 +61,19 @@ class ProfileUpdateSerializer(serializers.Serializer):
     village = serializers.PrimaryKeyRelatedField(queryset=Village.objects.all(), required=False)
     address = serializers.CharField(max_length=255, required=False, allow_blank=True)
     lat = serializers.DecimalField(
-        max_digits=9, decimal_places=6, min_value=-90, max_value=90, required=False,
+        max_digits=9,
+        decimal_places=6,
+        min_value=-90,
+        max_value=90,
+        required=False,
         allow_null=True,
     )
     lng = serializers.DecimalField(
-        max_digits=9, decimal_places=6, min_value=-180, max_value=180, required=False,
+        max_digits=9,
+        decimal_places=6,
+        min_value=-180,
+        max_value=180,
+        required=False,
         allow_null=True,
     )
     buyer_kind = serializers.ChoiceField(choices=BuyerKind.choices, required=False)
@@ -61,11 +83,18 @@ class TokenObtainSerializer(TokenObtainPairSerializer):
     """Accepts the phone as typed (`138 1234 5678`); looks it up in E.164."""
 
     def validate(self, attrs):
-        try:
+        with contextlib.suppress(DomainError):  # a bad phone then fails like any unknown login
             attrs[self.username_field] = normalize_phone(attrs[self.username_field])
-        except DomainError:
-            pass  # authentication then fails like any unknown login
-        return super().validate(attrs)
+        try:
+            return super().validate(attrs)
+        except AuthenticationFailed:
+            # django-axes marks the request when this phone and address are locked out;
+            # Django's authenticate() swallows its PermissionDenied, so we answer it here.
+            if getattr(self.context["request"], "axes_locked_out", False):
+                raise DomainError(
+                    errors.LOGIN_LOCKED, errors.LOGIN_LOCKED_DETAIL, status_code=429
+                ) from None
+            raise
 
 
 class TokenPairSerializer(serializers.Serializer):
@@ -80,4 +109,3 @@ class RegisterResponseSerializer(UserSerializer):
     class Meta(UserSerializer.Meta):
         fields = (*UserSerializer.Meta.fields, "access", "refresh")
         read_only_fields = fields
-

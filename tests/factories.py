@@ -1,0 +1,57 @@
+"""factory_boy factories for the whole suite."""
+
+from decimal import Decimal
+
+import factory
+
+from logistics.models import ServiceCenter, Village
+from marketplace.accounts.models import Role, User
+
+PASSWORD = "correct-horse-battery"
+
+
+class ServiceCenterFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ServiceCenter
+
+    name = factory.Sequence(lambda n: f"Center {n}")
+    county = "Qingshan"
+    lat = Decimal("30.250000")
+    lng = Decimal("119.700000")
+
+
+class VillageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Village
+
+    name = factory.Sequence(lambda n: f"Village {n}")
+    county = "Qingshan"
+    lat = Decimal("30.260000")
+    lng = Decimal("119.710000")
+    service_center = factory.SubFactory(ServiceCenterFactory)
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+
+    phone = factory.Sequence(lambda n: f"+86138{n:08d}")
+    name = factory.Faker("name", locale="zh_CN")
+    role = Role.BUYER
+    village = factory.SubFactory(VillageFactory)
+    buyer_kind = factory.LazyAttribute(lambda u: "household" if u.role == Role.BUYER else "")
+    password = factory.django.Password(PASSWORD)
+
+
+class FarmerFactory(UserFactory):
+    role = Role.FARMER
+
+
+class BuyerFactory(UserFactory):
+    role = Role.BUYER
+
+
+class StaffFactory(UserFactory):
+    role = Role.STAFF
+    village = None
+    service_center = factory.SubFactory(ServiceCenterFactory)

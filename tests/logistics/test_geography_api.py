@@ -1,0 +1,60 @@
+import pytest
+
+from tests.factories import ServiceCenterFactory, VillageFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_villages_are_public_paginated_and_searchable(api, django_assert_max_num_queries):
+    north = ServiceCenterFactory(name="北山服务中心")
+    VillageFactory(name="李家村", service_center=north)
+    VillageFactory(name="李家湾")
+    VillageFactory(name="王庄")
+
+    with django_assert_max_num_queries(2):  # count + page, centers joined
+        response = api.get("/api/v1/villages/", {"search": "李家"})
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"count", "next", "previous", "results"}
+    assert body["count"] == 2
+    assert [v["name"] for v in body["results"]] == ["李家村", "李家湾"]
+    first = body["results"][0]
+    assert set(first) >= {"id", "name", "county", "lat", "lng", "service_center"}
+    assert first["service_center"] == north.pk
+    assert first["service_center_name"] == "北山服务中心"
+
+
+def test_villages_filter_by_center_and_page_size_is_capped(api):
+    center = ServiceCenterFactory()
+    VillageFactory.create_batch(3, service_center=center)
+    VillageFactory()
+    response = api.get("/api/v1/villages/", {"service_center": center.pk, "page_size": 2})
+    assert response.json()["count"] == 3
+    assert len(response.json()["results"]) == 2
+    assert response.json()["next"] is not None
+
+    VillageFactory.create_batch(101, service_center=center)
+    response = api.get("/api/v1/villages/", {"page_size": 500})
+    assert len(response.json()["results"]) == 100
+
+
+def test_bad_filter_value_is_400_not_500(api):
+    response = api.get("/api/v1/villages/", {"service_center": "abc"})
+    assert response.status_code == 400
+    assert response.json()["code"] == "validation_error"
+    assert response.json()["errors"][0]["field"] == "service_center"
+
+
+def test_service_centers_list_and_detail(api):
+    center = ServiceCenterFactory(name="柳河服务中心")
+    listing = api.get("/api/v1/service-centers/")
+    assert listing.status_code == 200
+    assert [c["name"] for c in listing.json()["results"]] == ["柳河服务中心"]
+    detail = api.get(f"/api/v1/service-centers/{center.pk}/")
+    assert detail.status_code == 200
+    assert {k: detail.json()[k] for k in ("id", "name", "lat", "lng")} == {
+        "id": center.pk,
+        "name": "柳河服务中心",
+        "lat": "30.250000",
+        "lng": "119.700000",
+    }

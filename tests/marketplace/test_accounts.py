@@ -1,0 +1,246 @@
+"""Registration, login, refresh and the own profile, over HTTP."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from marketplace.accounts.models import Role
+from tests.factories import PASSWORD, BuyerFactory, FarmerFactory, StaffFactory, VillageFactory
+
+pytestmark = pytest.mark.django_db
+User = get_user_model()
+
+REGISTER = "/api/v1/auth/register/"
+TOKEN = "/api/v1/auth/token/"
+REFRESH = "/api/v1/auth/token/refresh/"
+ME = "/api/v1/me/"
+
+
+def register_body(home, **overrides):
+    return {
+        "phone": "138 1234 5678",
+        "password": PASSWORD,
+        "name": "王秀英",
+        "role": "farmer",
+        "village": home.pk,
+        **overrides,
+    }
+
+
+def test_register_farmer_normalises_phone_and_returns_tokens(api):
+    village = VillageFactory()
+    response = api.post(REGISTER, register_body(village), format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["phone"] == "+8613812345678"
+    assert body["role"] == "farmer"
+    assert body["village"] == village.pk
+    assert body["service_center"] == village.service_center_id
+    assert body["access"]
+    assert body["refresh"]
+    assert "password" not in body
+    user = User.objects.get(phone="+8613812345678")
+    assert user.check_password(PASSWORD)
+    assert user.name == "王秀英"
+
+
+@pytest.mark.parametrize(
+    "raw", ["+86 138-1234-5678", "8613812345678", "13812345678", "(+86) 138 1234 5678"]
+)
+def test_register_accepts_chinese_mobile_spellings(api, raw):
+    response = api.post(REGISTER, register_body(VillageFactory(), phone=raw), format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["phone"] == "+8613812345678"
+
+
+def test_register_buyer_gets_default_kind(api):
+    village = VillageFactory()
+    response = api.post(REGISTER, register_body(village, role="buyer"), format="json")
+    assert response.status_code == 201
+    assert response.json()["buyer_kind"] == "household"
+
+
+def test_duplicate_phone_in_any_spelling_is_400_phone_taken(api):
+    village = VillageFactory()
+    assert api.post(REGISTER, register_body(village), format="json").status_code == 201
+    response = api.post(
+        REGISTER, register_body(village, phone="+8613812345678", name="Other"), format="json"
+    )
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "code": "phone_taken",
+        "detail": "This phone number is already registered.",
+    }
+    assert User.objects.get().name == "王秀英"
+
+
+@pytest.mark.parametrize("phone", ["12345", "not a phone", "+86 100 0000 0000", ""])
+def test_bad_phone_is_400_and_creates_nothing(api, phone):
+    response = api.post(REGISTER, register_body(VillageFactory(), phone=phone), format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] in {"invalid_phone", "validation_error"}
+    if phone:
+        assert response.json()["code"] == "invalid_phone"
+    assert not User.objects.exists()
+
+
+def test_register_as_staff_is_refused(api):
+    response = api.post(REGISTER, register_body(VillageFactory(), role="staff"), format="json")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "validation_error"
+    assert body["errors"] == [
+        {"field": "role", "code": "invalid_choice", "detail": '"staff" is not a valid choice.'}
+    ]
+    assert not User.objects.exists()
+
+
+def test_register_names_every_missing_field(api):
+    response = api.post(REGISTER, {}, format="json")
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert {(e["field"], e["code"]) for e in errors} == {
+        ("phone", "required"),
+        ("password", "required"),
+        ("name", "required"),
+        ("role", "required"),
+        ("village", "required"),
+    }
+
+
+def test_register_unknown_village_and_weak_password(api):
+    response = api.post(REGISTER, register_body(VillageFactory(), village=999999), format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "village"
+    assert response.json()["errors"][0]["code"] == "does_not_exist"
+
+    response = api.post(REGISTER, register_body(VillageFactory(), password="123"), format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "weak_password"
+    assert not User.objects.exists()
+
+
+def test_register_needs_both_coordinates(api):
+    body = register_body(VillageFactory(), lat="30.1")
+    response = api.post(REGISTER, body, format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "coordinates_incomplete"
+    assert not User.objects.exists()
+
+
+def test_malformed_json_is_400_parse_error(api):
+    response = api.post(REGISTER, "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"
+
+
+def test_token_login_with_phone_as_typed_then_me(api):
+    farmer = FarmerFactory(phone="+8613912345678")
+    response = api.post(TOKEN, {"phone": "139 1234 5678", "password": PASSWORD}, format="json")
+    assert response.status_code == 200
+    tokens = response.json()
+    assert set(tokens) == {"access", "refresh"}
+
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    me = api.get(ME)
+    assert me.status_code == 200
+    assert me.json()["id"] == farmer.pk
+    assert me.json()["role"] == "farmer"
+    assert me.json()["service_center"] == farmer.village.service_center_id
+
+
+def test_wrong_password_is_401_with_code(api):
+    FarmerFactory(phone="+8613912345678")
+    response = api.post(TOKEN, {"phone": "+8613912345678", "password": "nope"}, format="json")
+    assert response.status_code == 401
+    assert response.json()["code"] == "no_active_account"
+
+
+def test_refresh_is_repeatable_because_rotation_is_off(api):
+    FarmerFactory(phone="+8613912345678")
+    refresh = api.post(
+        TOKEN, {"phone": "+8613912345678", "password": PASSWORD}, format="json"
+    ).json()["refresh"]
+    first = api.post(REFRESH, {"refresh": refresh}, format="json")
+    retried = api.post(REFRESH, {"refresh": refresh}, format="json")
+    assert first.status_code == retried.status_code == 200
+    assert set(retried.json()) == {"access"}
+
+
+def test_login_failures_are_rate_limited(api, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    FarmerFactory(phone="+8613912345678")
+    bad = {"phone": "+8613912345678", "password": "wrong"}
+    codes = [api.post(TOKEN, bad, format="json").status_code for _ in range(2)]
+    assert codes == [401, 401]
+    locked = api.post(TOKEN, bad, format="json")  # the third failure locks
+    assert locked.status_code == 429
+    assert locked.json()["code"] == "too_many_login_attempts"
+    assert api.post(TOKEN, bad, format="json").status_code == 429
+    # Even the right password is refused while locked out.
+    good = api.post(TOKEN, {"phone": "+8613912345678", "password": PASSWORD}, format="json")
+    assert good.status_code == 429
+
+
+def test_me_requires_a_token(api):
+    response = api.get(ME)
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+    assert response.json()["status"] == 401
+
+
+def test_bad_token_is_401_token_not_valid(api):
+    api.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
+    response = api.get(ME)
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_not_valid"
+
+
+def test_me_patch_changes_only_profile_fields(client_for):
+    buyer = BuyerFactory()
+    new_village = VillageFactory()
+    response = client_for(buyer).patch(
+        ME,
+        {
+            "name": "新名字",
+            "village": new_village.pk,
+            "role": "staff",
+            "phone": "+8613000000000",
+            "lat": "30.5",
+            "lng": "119.9",
+            "buyer_kind": "canteen",
+        },
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    buyer.refresh_from_db()
+    assert (buyer.name, buyer.village_id, buyer.role, buyer.buyer_kind) == (
+        "新名字",
+        new_village.pk,
+        Role.BUYER,
+        "canteen",
+    )
+    assert buyer.phone != "+8613000000000"
+    assert response.json()["service_center"] == new_village.service_center_id
+
+
+def test_staff_cannot_move_into_a_village(client_for):
+    staff = StaffFactory()
+    response = client_for(staff).patch(ME, {"village": VillageFactory().pk}, format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "role_not_allowed"
+    staff.refresh_from_db()
+    assert staff.village_id is None
+
+
+def test_staff_me_shows_their_center(client_for):
+    staff = StaffFactory()
+    body = client_for(staff).get(ME).json()
+    assert (body["role"], body["service_center"], body["village"]) == (
+        "staff",
+        staff.service_center_id,
+        None,
+    )

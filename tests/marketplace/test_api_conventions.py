@@ -1,0 +1,95 @@
+"""Role checks and the one error format (400, 401, 403, 404, 405), plus the schema and docs."""
+
+import pytest
+
+from tests.factories import BuyerFactory, FarmerFactory, StaffFactory
+
+pytestmark = pytest.mark.django_db
+
+PROBLEM_KEYS = {"type", "title", "status", "code", "detail"}
+
+
+@pytest.mark.urls("tests.marketplace.urls_roles")
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [("/farmer-only/", "farmer"), ("/buyer-only/", "buyer"), ("/staff-only/", "staff")],
+)
+def test_each_role_check_admits_only_its_role(client_for, path, allowed):
+    users = {"farmer": FarmerFactory(), "buyer": BuyerFactory(), "staff": StaffFactory()}
+    for role, user in users.items():
+        response = client_for(user).get(path)
+        if role == allowed:
+            assert response.status_code == 200
+            assert response.json() == {"ok": role}
+        else:
+            assert response.status_code == 403
+            assert response["Content-Type"] == "application/problem+json"
+            assert response.json() == {
+                "type": "about:blank",
+                "title": "Forbidden",
+                "status": 403,
+                "code": "permission_denied",
+                "detail": "This action is not available to your role.",
+            }
+
+
+@pytest.mark.urls("tests.marketplace.urls_roles")
+def test_role_check_without_token_is_401(api):
+    response = api.get("/farmer-only/")
+    assert response.status_code == 401
+    assert set(response.json()) == PROBLEM_KEYS
+    assert response.json()["code"] == "not_authenticated"
+
+
+def test_unknown_api_path_is_json_404(api):
+    response = api.get("/api/v1/no-such-thing/")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "not_found"
+
+
+def test_unknown_object_is_json_404(api):
+    response = api.get("/api/v1/service-centers/987654/")
+    assert response.status_code == 404
+    assert set(response.json()) == PROBLEM_KEYS
+    assert response.json()["code"] == "not_found"
+
+
+def test_wrong_method_is_405_with_code(api):
+    response = api.delete("/api/v1/villages/")
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+
+
+def test_validation_errors_name_fields(api):
+    response = api.post("/api/v1/auth/register/", {"phone": "+8613812345678"}, format="json")
+    assert response.status_code == 400
+    body = response.json()
+    assert set(body) == {*PROBLEM_KEYS, "errors"}
+    assert body["code"] == "validation_error"
+    assert body["detail"] == "password: This field is required."
+    assert all(set(error) == {"field", "code", "detail"} for error in body["errors"])
+
+
+def test_schema_and_docs_are_served_without_a_cdn(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    assert {
+        "/api/v1/auth/register/",
+        "/api/v1/auth/token/",
+        "/api/v1/me/",
+        "/api/v1/villages/",
+        "/api/v1/service-centers/",
+    } <= set(paths)
+    docs = api.get("/api/docs/")
+    assert docs.status_code == 200
+    html = docs.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in html
+    assert "cdn" not in html.lower()
+
+
+def test_responses_are_gzipped_when_asked(api):
+    response = api.get("/api/schema/", HTTP_ACCEPT_ENCODING="gzip")
+    assert response.status_code == 200
+    assert response["Content-Encoding"] == "gzip"

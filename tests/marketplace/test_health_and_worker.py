@@ -1,0 +1,81 @@
+"""`/health/` against the real PostgreSQL, Redis and a real Celery worker process."""
+
+import uuid
+
+import pytest
+from django.db import connection
+
+from marketplace.celery import app as celery_app
+from marketplace.tasks import ping
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def closed_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens once the socket closes
+
+
+def test_a_task_runs_in_a_real_worker(celery_worker):
+    token = uuid.uuid4().hex
+    result = ping.delay(token)
+    assert result.get(timeout=20) == {"pong": token}
+
+
+def test_health_all_up(api, celery_worker):
+    response = api.get("/health/")
+    assert response.status_code == 200, response.json()
+    assert response.json() == {
+        "status": "up",
+        "checks": {
+            "database": {"status": "up"},
+            "redis": {"status": "up"},
+            "worker": {"status": "up"},
+        },
+    }
+
+
+def test_health_redis_down(api, celery_worker, settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{closed_port()}/0"
+    response = api.get("/health/")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["redis"]["status"] == "down"
+    assert (checks["database"]["status"], checks["worker"]["status"]) == ("up", "up")
+
+
+def test_health_database_down(api, celery_worker, monkeypatch):
+    # A real failed connection: the settings now name a database that does not exist.
+    monkeypatch.setitem(connection.settings_dict, "NAME", "no_such_database_for_health")
+    connection.close()
+    response = api.get("/health/")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["database"]["status"] == "down"
+    assert (checks["redis"]["status"], checks["worker"]["status"]) == ("up", "up")
+    monkeypatch.undo()
+    connection.close()
+
+
+def test_health_worker_down_when_no_worker_consumes_our_queue(api, celery_worker, monkeypatch):
+    monkeypatch.setitem(celery_app.conf, "task_default_queue", f"nobody-{uuid.uuid4().hex}")
+    response = api.get("/health/")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["worker"]["status"] == "down"
+    assert "No worker" in checks["worker"]["error"]
+    assert (checks["database"]["status"], checks["redis"]["status"]) == ("up", "up")
+
+
+def test_health_worker_down_when_the_worker_is_stopped(api, celery_worker):
+    celery_worker.stop()
+    try:
+        response = api.get("/health/")
+        assert response.status_code == 503
+        assert response.json()["checks"]["worker"]["status"] == "down"
+    finally:
+        celery_worker.start()
+    assert api.get("/health/").status_code == 200

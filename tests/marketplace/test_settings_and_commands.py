@@ -1,0 +1,91 @@
+"""Production settings, and the operator's create_staff command."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from marketplace.accounts.models import Role, User
+from tests.factories import ServiceCenterFactory, StaffFactory
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+STRONG_KEY = "k3y-" + "x8Qz!vR2#mW9" * 5
+
+
+def manage(*args, **env):
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "marketplace.settings.production"}
+    environment.pop("SECRET_KEY", None)
+    environment.update(env)
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_production_passes_check_deploy_cleanly():
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        SECRET_KEY=STRONG_KEY,
+        ALLOWED_HOSTS="market.example.cn",
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+@pytest.mark.parametrize("key", ["", "too-short"])
+def test_production_refuses_to_start_without_a_real_secret_key(key):
+    result = manage("check", SECRET_KEY=key)
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+@pytest.mark.django_db
+def test_create_staff_by_center_name_and_id(capsys):
+    center = ServiceCenterFactory(name="石门镇服务中心")
+    call_command(
+        "create_staff", phone="137 0000 0099", password="a-good-pass-99", center="石门镇服务中心"
+    )
+    call_command(
+        "create_staff",
+        phone="13700000098",
+        password="a-good-pass-98",
+        center=str(center.pk),
+        name="李明",
+    )
+    staff = list(
+        User.objects.order_by("phone").values_list("phone", "role", "service_center", "name")
+    )
+    assert staff == [
+        ("+8613700000098", Role.STAFF, center.pk, "李明"),
+        ("+8613700000099", Role.STAFF, center.pk, "石门镇服务中心 staff"),
+    ]
+    assert User.objects.get(phone="+8613700000099").check_password("a-good-pass-99")
+    assert "Created staff +8613700000099" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_create_staff_refuses_unknown_center_and_taken_phone():
+    existing = StaffFactory(phone="+8613700000097")
+    with pytest.raises(CommandError, match="No service center"):
+        call_command(
+            "create_staff", phone="13700000096", password="a-good-pass-96", center="Nowhere"
+        )
+    with pytest.raises(CommandError, match="phone_taken"):
+        call_command(
+            "create_staff",
+            phone="13700000097",
+            password="a-good-pass-97",
+            center=str(existing.service_center_id),
+        )
+    assert User.objects.count() == 1
