@@ -1,9 +1,14 @@
 """Registration, login, refresh and the own profile, over HTTP."""
 
+from datetime import timedelta
+
 import pytest
+from axes.models import AccessLog
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from marketplace.accounts.models import Role
+from marketplace.accounts.tasks import prune_login_logs
 from tests.factories import PASSWORD, BuyerFactory, FarmerFactory, StaffFactory, VillageFactory
 
 pytestmark = pytest.mark.django_db
@@ -244,3 +249,23 @@ def test_staff_me_shows_their_center(client_for):
         staff.service_center_id,
         None,
     )
+
+
+def test_lockout_is_per_phone_not_for_everyone_behind_the_address(api, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    FarmerFactory(phone="+8613912345678")
+    other = FarmerFactory(phone="+8613912345679")
+    for _ in range(2):
+        api.post(TOKEN, {"phone": "+8613912345678", "password": "wrong"}, format="json")
+    response = api.post(TOKEN, {"phone": other.phone, "password": PASSWORD}, format="json")
+    assert response.status_code == 200
+
+
+def test_prune_login_logs_keeps_recent_rows(settings):
+    settings.LOGIN_LOG_RETENTION_DAYS = 30
+    now = timezone.now()
+    old = AccessLog.objects.create(username="+8613900000001", attempt_time=now)
+    AccessLog.objects.filter(pk=old.pk).update(attempt_time=now - timedelta(days=31))
+    recent = AccessLog.objects.create(username="+8613900000002", attempt_time=now)
+    assert prune_login_logs() == 1
+    assert list(AccessLog.objects.values_list("pk", flat=True)) == [recent.pk]
