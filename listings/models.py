@@ -1,1 +1,163 @@
-"""Listings: produce that farmers offer (models arrive with the listings issue)."""
+"""Produce that farmers offer: categories, listings and their photos."""
+
+from decimal import Decimal
+
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
+from django.db import models
+from django.db.models import F, Q
+
+from marketplace.accounts.models import User
+
+
+class Category(models.Model):
+    """Reference data (seeded by a migration); names in English and Simplified Chinese."""
+
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=60)
+    name_zh = models.CharField(max_length=30)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "slug"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return f"{self.name} / {self.name_zh}"
+
+
+class Unit(models.TextChoices):
+    KG = "kg", "kilogram"
+    JIN = "jin", "jin (斤, 0.5 kg)"
+    CRATE = "crate", "crate"
+    BOX = "box", "box"
+    BAG = "bag", "bag"
+    PIECE = "piece", "piece"
+    BUNCH = "bunch", "bunch"
+    DOZEN = "dozen", "dozen"
+    LITER = "liter", "liter"
+
+
+# Units whose weight is fixed by definition; the others carry the farmer's figure.
+FIXED_UNIT_WEIGHT_KG = {Unit.KG: Decimal("1.000"), Unit.JIN: Decimal("0.500")}
+
+
+class ListingStatus(models.TextChoices):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    SOLD_OUT = "sold_out"
+    ARCHIVED = "archived"
+
+
+class Listing(models.Model):
+    farmer = models.ForeignKey(User, on_delete=models.PROTECT, related_name="listings")
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="listings")
+    title = models.CharField(max_length=120)
+    description = models.TextField(max_length=4000, blank=True)
+    unit = models.CharField(max_length=10, choices=Unit.choices)
+    unit_weight_kg = models.DecimalField(max_digits=8, decimal_places=3)
+    price = models.DecimalField(max_digits=10, decimal_places=2, help_text="CNY per unit")
+    quantity_available = models.DecimalField(max_digits=12, decimal_places=3)
+    min_order_quantity = models.DecimalField(
+        max_digits=12, decimal_places=3, default=Decimal("1.000")
+    )
+    harvest_date = models.DateField()
+    available_until = models.DateField(null=True, blank=True)
+    shelf_life_days = models.PositiveSmallIntegerField()
+    is_organic = models.BooleanField(default=False)
+    needs_refrigeration = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=10, choices=ListingStatus.choices, default=ListingStatus.ACTIVE
+    )
+    # Where the produce is picked up, copied from the farmer (exact place, else the village)
+    # so that search filters and distance run on this table's own indexed columns.
+    village = models.ForeignKey(
+        "logistics.Village", on_delete=models.PROTECT, related_name="listings"
+    )
+    lat = models.DecimalField(max_digits=9, decimal_places=6)
+    lng = models.DecimalField(max_digits=9, decimal_places=6)
+    # Title, description, category and farmer/village names, segmented (CJK bigrams), in
+    # the `simple` configuration; kept by listings.services on every write that changes them.
+    search_vector = SearchVectorField(null=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gt=0), name="listing_price_positive"),
+            models.CheckConstraint(
+                condition=Q(quantity_available__gte=0), name="listing_quantity_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(min_order_quantity__gt=0), name="listing_min_order_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(unit_weight_kg__gt=0), name="listing_unit_weight_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(shelf_life_days__gte=1), name="listing_shelf_life_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(available_until__isnull=True)
+                | Q(available_until__gte=F("harvest_date")),
+                name="listing_available_after_harvest",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=ListingStatus.ACTIVE) | Q(quantity_available__gt=0),
+                name="listing_active_has_stock",
+            ),
+            models.CheckConstraint(
+                condition=~Q(unit=Unit.KG) | Q(unit_weight_kg=Decimal("1")),
+                name="listing_kg_weighs_one_kg",
+            ),
+            models.CheckConstraint(
+                condition=~Q(unit=Unit.JIN) | Q(unit_weight_kg=Decimal("0.5")),
+                name="listing_jin_weighs_half_kg",
+            ),
+        ]
+        indexes = [
+            GinIndex(fields=["search_vector"], name="listing_search_gin"),
+            models.Index(
+                fields=["-created_at", "-id"],
+                condition=Q(status="active"),
+                name="listing_active_newest",
+            ),
+            models.Index(
+                fields=["category", "price"],
+                condition=Q(status="active"),
+                name="listing_active_category_price",
+            ),
+            models.Index(
+                fields=["price"], condition=Q(status="active"), name="listing_active_price"
+            ),
+            models.Index(
+                fields=["lat", "lng"], condition=Q(status="active"), name="listing_active_place"
+            ),
+            models.Index(fields=["farmer", "status"], name="listing_farmer_status"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+def listing_photo_path(photo: "ListingPhoto", filename: str) -> str:
+    return f"listings/{photo.listing_id}/{filename}"
+
+
+class ListingPhoto(models.Model):
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="photos")
+    image = models.ImageField(
+        upload_to=listing_photo_path, width_field="width", height_field="height"
+    )
+    thumbnail = models.ImageField(upload_to=listing_photo_path, blank=True)
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.image.name

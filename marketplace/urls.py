@@ -7,6 +7,7 @@ from marketplace.health import HealthView
 api_v1 = [
     path("", include("marketplace.accounts.api.urls")),
     path("", include("logistics.api.urls")),
+    path("", include("listings.api.urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,195 @@
+from datetime import timedelta
+from decimal import Decimal
+
+from django.core.files.storage import default_storage
+from django.utils import timezone
+from rest_framework import serializers
+
+from listings.models import Category, Listing, ListingPhoto, Unit
+from listings.selectors import ORDERINGS, ListingSearch, Near
+
+MAX_QUANTITY = Decimal("1000000")
+MAX_RADIUS_KM = 200.0
+
+
+class CategorySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Category
+        fields = ("id", "slug", "name", "name_zh")
+        read_only_fields = fields
+
+
+def _field_error(field: str, message: str, code: str) -> serializers.ValidationError:
+    return serializers.ValidationError({field: serializers.ErrorDetail(message, code=code)})
+
+
+class ListingSearchParamsSerializer(serializers.Serializer):
+    """Query parameters of GET /api/v1/listings/; every bad value is a 400 naming it."""
+
+    q = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
+    category = serializers.SlugField(required=False, default=None)
+    farmer = serializers.IntegerField(required=False, min_value=1, default=None)
+    village = serializers.IntegerField(required=False, min_value=1, default=None)
+    service_center = serializers.IntegerField(required=False, min_value=1, default=None)
+    min_price = serializers.DecimalField(
+        max_digits=10, decimal_places=2, min_value=Decimal(0), required=False, default=None
+    )
+    max_price = serializers.DecimalField(
+        max_digits=10, decimal_places=2, min_value=Decimal(0), required=False, default=None
+    )
+    organic = serializers.BooleanField(required=False, allow_null=True, default=None)
+    available_on = serializers.DateField(required=False, default=None)
+    near = serializers.CharField(required=False, default=None, help_text="lat,lng")
+    radius_km = serializers.FloatField(
+        required=False, min_value=0.1, max_value=MAX_RADIUS_KM, default=None
+    )
+    ordering = serializers.ChoiceField(choices=list(ORDERINGS), required=False, default=None)
+
+    def validate_near(self, value: str | None) -> tuple[float, float] | None:
+        if value is None:
+            return None
+        try:
+            lat_text, lng_text = value.split(",")
+            lat, lng = float(lat_text), float(lng_text)
+        except ValueError:
+            raise serializers.ValidationError(
+                "Give near as lat,lng.", code="invalid_near"
+            ) from None
+        if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+            raise serializers.ValidationError("Coordinates out of range.", code="invalid_near")
+        return lat, lng
+
+    def validate(self, attrs):
+        low, high = attrs["min_price"], attrs["max_price"]
+        if low is not None and high is not None and low > high:
+            raise _field_error("min_price", "Above max_price.", "invalid_range")
+        if attrs["near"] is None and attrs["radius_km"] is not None:
+            raise _field_error("radius_km", "Needs near=lat,lng.", "near_required")
+        if attrs["near"] is None and attrs["ordering"] == "distance":
+            raise _field_error("ordering", "Needs near=lat,lng.", "near_required")
+        return attrs
+
+    def to_search(self) -> ListingSearch:
+        data = dict(self.validated_data)
+        near, radius = data.pop("near"), data.pop("radius_km")
+        if near is not None:
+            data["near"] = Near(lat=near[0], lng=near[1], radius_km=radius or 10.0)
+        return ListingSearch(**data)
+
+
+def _media_url(path: str | None) -> str | None:
+    return default_storage.url(path) if path else None
+
+
+class ListingSerializer(serializers.ModelSerializer):
+    """A listing as buyers see it: flat and compact (a page of 20 is a few KB gzipped)."""
+
+    category = serializers.CharField(source="category_slug", read_only=True)
+    farmer_name = serializers.CharField(read_only=True)
+    village_name = serializers.CharField(read_only=True)
+    service_center = serializers.IntegerField(source="service_center_id", read_only=True)
+    thumbnail = serializers.SerializerMethodField()
+    distance_km = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Listing
+        fields = (
+            "id",
+            "farmer",
+            "farmer_name",
+            "title",
+            "description",
+            "category",
+            "unit",
+            "unit_weight_kg",
+            "price",
+            "quantity_available",
+            "min_order_quantity",
+            "harvest_date",
+            "available_until",
+            "shelf_life_days",
+            "is_organic",
+            "needs_refrigeration",
+            "status",
+            "village",
+            "village_name",
+            "service_center",
+            "thumbnail",
+            "distance_km",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = fields
+
+    def get_thumbnail(self, listing) -> str | None:
+        return _media_url(getattr(listing, "cover_thumbnail", None))
+
+    def get_distance_km(self, listing) -> float | None:
+        distance = getattr(listing, "distance_km", None)
+        return None if distance is None else round(distance, 2)
+
+
+class ListingPhotoSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ListingPhoto
+        fields = ("id", "url", "thumbnail_url", "width", "height")
+        read_only_fields = fields
+
+    def get_url(self, photo) -> str:
+        return _media_url(photo.image.name)
+
+    def get_thumbnail_url(self, photo) -> str | None:
+        return _media_url(photo.thumbnail.name)
+
+
+class ListingDetailSerializer(ListingSerializer):
+    photos = ListingPhotoSerializer(many=True, read_only=True)
+
+    class Meta(ListingSerializer.Meta):
+        fields = (*ListingSerializer.Meta.fields, "photos")
+        read_only_fields = fields
+
+
+def _check_harvest_date(value):
+    today = timezone.localdate()
+    if not today - timedelta(days=365) <= value <= today + timedelta(days=365):
+        raise serializers.ValidationError("Within a year of today.", code="out_of_range")
+    return value
+
+
+class ListingWriteSerializer(serializers.Serializer):
+    """What a farmer may set. Owner, status, place and search text are not here, so a
+    request cannot forge them."""
+
+    category = serializers.SlugRelatedField(slug_field="slug", queryset=Category.objects.all())
+    title = serializers.CharField(max_length=120)
+    description = serializers.CharField(max_length=4000, required=False, allow_blank=True)
+    unit = serializers.ChoiceField(choices=Unit.choices)
+    unit_weight_kg = serializers.DecimalField(
+        max_digits=8, decimal_places=3, min_value=Decimal("0.001"), required=False
+    )
+    price = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=Decimal("0.01"))
+    quantity_available = serializers.DecimalField(
+        max_digits=12, decimal_places=3, min_value=Decimal(0), max_value=MAX_QUANTITY
+    )
+    min_order_quantity = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=3,
+        min_value=Decimal("0.001"),
+        max_value=MAX_QUANTITY,
+        required=False,
+    )
+    harvest_date = serializers.DateField(validators=[_check_harvest_date])
+    available_until = serializers.DateField(required=False, allow_null=True)
+    shelf_life_days = serializers.IntegerField(min_value=1, max_value=3650)
+    is_organic = serializers.BooleanField(required=False)
+    needs_refrigeration = serializers.BooleanField(required=False)
+
+
+class ListingCreateSerializer(ListingWriteSerializer):
+    publish = serializers.BooleanField(
+        required=False, default=True, help_text="false keeps it as a draft"
+    )

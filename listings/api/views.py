@@ -1,0 +1,117 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+
+from listings import selectors, services
+from listings.api.serializers import (
+    CategorySerializer,
+    ListingCreateSerializer,
+    ListingDetailSerializer,
+    ListingSearchParamsSerializer,
+    ListingSerializer,
+    ListingWriteSerializer,
+)
+from listings.models import Category, ListingStatus
+from marketplace.api.permissions import IsFarmer
+
+
+class CategoryViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [AllowAny]
+    serializer_class = CategorySerializer
+    queryset = Category.objects.all()
+    pagination_class = None  # a short, fixed list
+
+
+class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Public search and detail; farmers create and change their own listings."""
+
+    filter_backends = []  # search parameters are parsed by ListingSearchParamsSerializer
+    serializer_class = ListingSerializer
+
+    def get_permissions(self):
+        if self.action in ("list", "retrieve"):
+            return [AllowAny()]
+        return [IsAuthenticated(), IsFarmer()]
+
+    def _mine(self) -> bool:
+        return self.request.query_params.get("mine", "").lower() in ("true", "1")
+
+    def get_queryset(self):
+        if self.action == "retrieve":
+            return selectors.listing_detail_queryset(user=self.request.user)
+        if self.action == "list" and self._mine():
+            return selectors.listing_list_for_farmer(
+                farmer=self.request.user, status=self.request.query_params.get("status")
+            )
+        if self.action == "list":
+            params = ListingSearchParamsSerializer(data=self.request.query_params.dict())
+            params.is_valid(raise_exception=True)
+            return selectors.listing_search(params.to_search())
+        return selectors.listing_owned_by(farmer=self.request.user)
+
+    def get_serializer_class(self):
+        return ListingDetailSerializer if self.action == "retrieve" else ListingSerializer
+
+    @extend_schema(
+        parameters=[
+            ListingSearchParamsSerializer,
+            OpenApiParameter("mine", bool, description="A farmer's own listings, any status"),
+            OpenApiParameter("status", str, description="With mine=true: one status"),
+        ]
+    )
+    def list(self, request, *args, **kwargs):
+        if self._mine():
+            for permission in (IsAuthenticated(), IsFarmer()):
+                if not permission.has_permission(request, self):
+                    self.permission_denied(request, message=getattr(permission, "message", None))
+        return super().list(request, *args, **kwargs)
+
+    def _detail(self, listing, status_code=status.HTTP_200_OK) -> Response:
+        fresh = selectors.listing_detail_queryset(user=self.request.user).get(pk=listing.pk)
+        return Response(ListingDetailSerializer(fresh).data, status=status_code)
+
+    @extend_schema(request=ListingCreateSerializer, responses={201: ListingDetailSerializer})
+    def create(self, request):
+        serializer = ListingCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        listing = services.listing_create(farmer=request.user, **data)
+        return self._detail(listing, status.HTTP_201_CREATED)
+
+    @extend_schema(request=ListingWriteSerializer, responses=ListingDetailSerializer)
+    def partial_update(self, request, pk=None):
+        listing = self.get_object()
+        serializer = ListingWriteSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        listing = services.listing_update(listing=listing, **serializer.validated_data)
+        return self._detail(listing)
+
+    @extend_schema(responses={200: ListingDetailSerializer, 204: None})
+    def destroy(self, request, pk=None):
+        """Deletes a listing nobody ordered (204); archives one that orders refer to (200)."""
+        archived = services.listing_delete(listing=self.get_object())
+        if archived is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return self._detail(archived)
+
+    def _set_status(self, new_status: str) -> Response:
+        listing = services.listing_set_status(listing=self.get_object(), status=new_status)
+        return self._detail(listing)
+
+    @extend_schema(request=None, responses=ListingDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def publish(self, request, pk=None):
+        """Draft or paused → active (sold out when there is no stock)."""
+        return self._set_status(ListingStatus.ACTIVE)
+
+    @extend_schema(request=None, responses=ListingDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._set_status(ListingStatus.PAUSED)
+
+    @extend_schema(request=None, responses=ListingDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def archive(self, request, pk=None):
+        return self._set_status(ListingStatus.ARCHIVED)

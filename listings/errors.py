@@ -1,0 +1,13 @@
+"""Error codes of listings (stable: clients branch on them)."""
+
+NOT_A_FARMER = "not_a_farmer"
+INVALID_STATUS_TRANSITION = "invalid_status_transition"
+NO_STOCK_TO_ACTIVATE = "no_stock_to_activate"
+UNIT_WEIGHT_REQUIRED = "unit_weight_required"
+UNIT_WEIGHT_FIXED = "unit_weight_fixed"
+LISTING_ARCHIVED = "listing_archived"
+INVALID_IMAGE = "invalid_image"
+IMAGE_TOO_LARGE = "image_too_large"
+UNSUPPORTED_IMAGE_TYPE = "unsupported_image_type"
+TOO_MANY_PHOTOS = "too_many_photos"
+INVALID_DATES = "invalid_dates"

@@ -1,0 +1,56 @@
+"""Full-text search that works for Chinese with core PostgreSQL only.
+
+PostgreSQL's parsers do not segment Chinese, and pgserver ships no contrib extensions, so we
+segment in Python, the same way on write and on query, and store the result in a `simple`
+configuration tsvector. A run of CJK characters becomes its single characters and its
+overlapping bigrams (有机西红柿 → 有 机 西 红 柿 有机 机西 西红 红柿); other words are
+lower-cased. A query matches when every one of its bigrams (or its one character) is there,
+so 西红柿 finds 有机西红柿 and 苹果 finds 红富士苹果; latin words match as prefixes
+(tomato finds tomatoes).
+"""
+
+import re
+
+from django.contrib.postgres.search import SearchQuery
+
+CONFIG = "simple"
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_TOKEN = re.compile(rf"[{_CJK}]+|[0-9a-z\u00c0-\u024f]+")
+_IS_CJK = re.compile(rf"[{_CJK}]")
+MAX_QUERY_TERMS = 16
+
+
+def _bigrams(run: str) -> list[str]:
+    return [run[i : i + 2] for i in range(len(run) - 1)]
+
+
+def segment(text: str) -> str:
+    """The text as space-separated lexemes for `to_tsvector('simple', …)`."""
+    lexemes: list[str] = []
+    for run in _TOKEN.findall((text or "").lower()):
+        if _IS_CJK.match(run):
+            lexemes.extend(run)
+            lexemes.extend(_bigrams(run))
+        else:
+            lexemes.append(run)
+    return " ".join(lexemes)
+
+
+def query_terms(text: str) -> list[str]:
+    """tsquery terms (already quoted) that a document must all contain."""
+    terms: list[str] = []
+    for run in _TOKEN.findall((text or "").lower()):
+        if _IS_CJK.match(run):
+            terms.extend(f"'{lexeme}'" for lexeme in (_bigrams(run) or [run]))
+        else:
+            terms.append(f"'{run}':*")
+    return list(dict.fromkeys(terms))[:MAX_QUERY_TERMS]
+
+
+def search_query(text: str) -> SearchQuery | None:
+    """A SearchQuery for `text`, or None when it holds no searchable word."""
+    terms = query_terms(text)
+    if not terms:
+        return None
+    # Safe as raw: every term is word characters only, quoted by query_terms.
+    return SearchQuery(" & ".join(terms), search_type="raw", config=CONFIG)

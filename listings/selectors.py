@@ -1,0 +1,151 @@
+"""Reads of listings: public search, a farmer's own listings, one listing."""
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from django.contrib.postgres.search import SearchRank
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import ASin, Cos, Least, Power, Radians, Sin, Sqrt
+from django.utils import timezone
+
+from listings.models import Listing, ListingPhoto, ListingStatus
+from listings.search import search_query
+from marketplace.accounts.models import User
+
+EARTH_RADIUS_KM = 6371.0088
+KM_PER_DEGREE_LAT = 111.195
+
+ORDERINGS = {
+    "price": ("price", "id"),
+    "-price": ("-price", "-id"),
+    "-created_at": ("-created_at", "-id"),
+    "harvest_date": ("harvest_date", "id"),
+    "distance": ("distance_km", "id"),
+}
+PUBLIC_DETAIL_STATUSES = (ListingStatus.ACTIVE, ListingStatus.PAUSED, ListingStatus.SOLD_OUT)
+
+
+@dataclass(frozen=True)
+class Near:
+    lat: float
+    lng: float
+    radius_km: float
+
+
+@dataclass(frozen=True)
+class ListingSearch:
+    """Parsed, validated search parameters (see listings.api.serializers)."""
+
+    q: str = ""
+    category: str | None = None
+    farmer: int | None = None
+    village: int | None = None
+    service_center: int | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    organic: bool | None = None
+    available_on: date | None = None
+    near: Near | None = None
+    ordering: str | None = None
+
+
+def _with_display_columns(listings: QuerySet[Listing]) -> QuerySet[Listing]:
+    """Names and the cover thumbnail as columns of the same row: one query per page."""
+    cover = ListingPhoto.objects.filter(listing=OuterRef("pk")).exclude(thumbnail="")
+    return listings.annotate(
+        farmer_name=F("farmer__name"),
+        village_name=F("village__name"),
+        service_center_id=F("village__service_center_id"),
+        category_slug=F("category__slug"),
+        cover_thumbnail=Subquery(cover.order_by("id").values("thumbnail")[:1]),
+    ).defer("search_vector")
+
+
+def distance_km_expression(lat: float, lng: float):
+    """Haversine great-circle distance in km from (lat, lng) to the listing, in core
+    PostgreSQL (no PostGIS or earthdistance)."""
+    half_dlat = (Radians(F("lat")) - Radians(Value(lat))) / 2
+    half_dlng = (Radians(F("lng")) - Radians(Value(lng))) / 2
+    a = Power(Sin(half_dlat), 2) + Cos(Radians(Value(lat))) * Cos(Radians(F("lat"))) * Power(
+        Sin(half_dlng), 2
+    )
+    return Value(2 * EARTH_RADIUS_KM) * ASin(Sqrt(Least(Value(1.0), a)))
+
+
+def _bounding_box(near: Near) -> Q:
+    """A box around the circle, so the (lat, lng) index narrows rows before the exact test."""
+    dlat = near.radius_km / KM_PER_DEGREE_LAT
+    dlng = near.radius_km / (KM_PER_DEGREE_LAT * max(math.cos(math.radians(near.lat)), 0.01))
+    return Q(
+        lat__gte=near.lat - dlat,
+        lat__lte=near.lat + dlat,
+        lng__gte=near.lng - dlng,
+        lng__lte=near.lng + dlng,
+    )
+
+
+def listing_search(params: ListingSearch) -> QuerySet[Listing]:
+    """Public search: active listings (active always has stock) still on offer today."""
+    today = timezone.localdate()
+    listings = Listing.objects.filter(status=ListingStatus.ACTIVE).filter(
+        Q(available_until__isnull=True) | Q(available_until__gte=today)
+    )
+    filters = {
+        "category__slug": params.category,
+        "farmer_id": params.farmer,
+        "village_id": params.village,
+        "village__service_center_id": params.service_center,
+        "price__gte": params.min_price,
+        "price__lte": params.max_price,
+        "is_organic": params.organic,
+    }
+    listings = listings.filter(
+        **{key: value for key, value in filters.items() if value is not None}
+    )
+    if params.available_on is not None:
+        listings = listings.filter(harvest_date__lte=params.available_on).filter(
+            Q(available_until__isnull=True) | Q(available_until__gte=params.available_on)
+        )
+    order: tuple[str, ...] = ORDERINGS[params.ordering or "-created_at"]
+    query = search_query(params.q) if params.q else None
+    if query is not None:
+        listings = listings.filter(search_vector=query)
+        if params.ordering is None:
+            listings = listings.annotate(rank=SearchRank(F("search_vector"), query))
+            order = ("-rank", "-created_at", "-id")
+    if params.near is not None:
+        near = params.near
+        distance = distance_km_expression(near.lat, near.lng)
+        listings = (
+            listings.filter(_bounding_box(near))
+            .annotate(distance_km=distance)
+            .filter(distance_km__lte=near.radius_km)
+        )
+    return _with_display_columns(listings).order_by(*order)
+
+
+def listing_list_for_farmer(*, farmer: User, status: str | None = None) -> QuerySet[Listing]:
+    """A farmer's own listings, in any status."""
+    listings = Listing.objects.filter(farmer=farmer)
+    if status:
+        listings = listings.filter(status=status)
+    return _with_display_columns(listings).order_by("-created_at", "-id")
+
+
+def listing_detail_queryset(*, user: User | None) -> QuerySet[Listing]:
+    """What one may open by id: anything listed publicly, and one's own listings."""
+    visible = Q(status__in=PUBLIC_DETAIL_STATUSES)
+    if user is not None and user.is_authenticated:
+        visible |= Q(farmer_id=user.pk)
+    return (
+        _with_display_columns(Listing.objects.filter(visible))
+        .select_related("category")
+        .prefetch_related("photos")
+    )
+
+
+def listing_owned_by(*, farmer: User) -> QuerySet[Listing]:
+    """The listings a farmer may change; other people's answer 404."""
+    return Listing.objects.filter(farmer_id=farmer.pk)

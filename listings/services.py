@@ -1,0 +1,243 @@
+"""Writes of listings. Views, tasks, admin and commands all come through here."""
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.postgres.search import SearchVector
+from django.db import transaction
+from django.db.models import ProtectedError, Value
+
+from listings import errors
+from listings.models import FIXED_UNIT_WEIGHT_KG, Category, Listing, ListingStatus
+from listings.search import CONFIG, segment
+from marketplace.accounts.models import Role, User
+from marketplace.exceptions import DomainError
+
+# The status a farmer may move a listing to, from each status. sold_out and active also
+# follow stock on their own (see _status_for_stock); archived is final.
+STATUS_TRANSITIONS: dict[str, frozenset[str]] = {
+    ListingStatus.DRAFT: frozenset({ListingStatus.ACTIVE, ListingStatus.ARCHIVED}),
+    ListingStatus.ACTIVE: frozenset({ListingStatus.PAUSED, ListingStatus.ARCHIVED}),
+    ListingStatus.PAUSED: frozenset({ListingStatus.ACTIVE, ListingStatus.ARCHIVED}),
+    ListingStatus.SOLD_OUT: frozenset({ListingStatus.PAUSED, ListingStatus.ARCHIVED}),
+    ListingStatus.ARCHIVED: frozenset(),
+}
+
+EDITABLE_FIELDS = frozenset(
+    {
+        "category",
+        "title",
+        "description",
+        "unit",
+        "unit_weight_kg",
+        "price",
+        "quantity_available",
+        "min_order_quantity",
+        "harvest_date",
+        "available_until",
+        "shelf_life_days",
+        "is_organic",
+        "needs_refrigeration",
+    }
+)
+SEARCHED_FIELDS = frozenset({"title", "description", "category"})
+
+
+def _status_for_stock(status: str, quantity: Decimal) -> str:
+    """Stock drives active ⇄ sold_out; the farmer's own choices (draft, paused, archived)
+    are left alone."""
+    if status == ListingStatus.ACTIVE and quantity <= 0:
+        return ListingStatus.SOLD_OUT
+    if status == ListingStatus.SOLD_OUT and quantity > 0:
+        return ListingStatus.ACTIVE
+    return status
+
+
+def _unit_weight(unit: str, unit_weight_kg: Decimal | None) -> Decimal:
+    fixed = FIXED_UNIT_WEIGHT_KG.get(unit)
+    if fixed is not None:
+        if unit_weight_kg is not None and unit_weight_kg != fixed:
+            raise DomainError(
+                errors.UNIT_WEIGHT_FIXED,
+                f"One {unit} weighs {fixed} kg.",
+                extra={"field": "unit_weight_kg"},
+            )
+        return fixed
+    if unit_weight_kg is None:
+        raise DomainError(
+            errors.UNIT_WEIGHT_REQUIRED,
+            f"Give the weight of one {unit} in kg (needed to plan vehicle loads).",
+            extra={"field": "unit_weight_kg"},
+        )
+    return unit_weight_kg
+
+
+def _check_dates(harvest_date: date, available_until: date | None) -> None:
+    if available_until is not None and available_until < harvest_date:
+        raise DomainError(errors.INVALID_DATES, "available_until is before harvest_date.")
+
+
+def _pickup_place(farmer: User) -> dict[str, Any]:
+    """Where the produce waits: the farmer's exact place, else their village."""
+    village = farmer.village
+    if farmer.lat is not None and farmer.lng is not None:
+        return {"village": village, "lat": farmer.lat, "lng": farmer.lng}
+    return {"village": village, "lat": village.lat, "lng": village.lng}
+
+
+def search_vector_for(*, title: str, description: str, category: Category, farmer: User) -> Any:
+    """The weighted tsvector expression for one listing (title A, category B, names C, text D)."""
+    village_name = farmer.village.name if farmer.village_id else ""
+    parts = [
+        (segment(title), "A"),
+        (segment(f"{category.name} {category.name_zh} {category.slug}"), "B"),
+        (segment(f"{farmer.name} {village_name}"), "C"),
+        (segment(description), "D"),
+    ]
+    vector = None
+    for text, weight in parts:
+        term = SearchVector(Value(text), config=CONFIG, weight=weight)
+        vector = term if vector is None else vector + term
+    return vector
+
+
+def _reindex(listing: Listing) -> None:
+    Listing.objects.filter(pk=listing.pk).update(
+        search_vector=search_vector_for(
+            title=listing.title,
+            description=listing.description,
+            category=listing.category,
+            farmer=listing.farmer,
+        )
+    )
+
+
+@transaction.atomic
+def listing_create(
+    *,
+    farmer: User,
+    category: Category,
+    title: str,
+    unit: str,
+    price: Decimal,
+    quantity_available: Decimal,
+    harvest_date: date,
+    shelf_life_days: int,
+    description: str = "",
+    unit_weight_kg: Decimal | None = None,
+    min_order_quantity: Decimal = Decimal(1),
+    available_until: date | None = None,
+    is_organic: bool = False,
+    needs_refrigeration: bool = False,
+    publish: bool = True,
+) -> Listing:
+    """A farmer lists produce: published at once (or kept as a draft). Kilograms and jin
+    weigh what they weigh; other units need the farmer's weight per unit."""
+    if farmer.role != Role.FARMER:
+        raise DomainError(errors.NOT_A_FARMER, "Only farmers list produce.", status_code=403)
+    _check_dates(harvest_date, available_until)
+    status = ListingStatus.ACTIVE if publish else ListingStatus.DRAFT
+    listing = Listing.objects.create(
+        farmer=farmer,
+        category=category,
+        title=title.strip(),
+        description=description.strip(),
+        unit=unit,
+        unit_weight_kg=_unit_weight(unit, unit_weight_kg),
+        price=price,
+        quantity_available=quantity_available,
+        min_order_quantity=min_order_quantity,
+        harvest_date=harvest_date,
+        available_until=available_until,
+        shelf_life_days=shelf_life_days,
+        is_organic=is_organic,
+        needs_refrigeration=needs_refrigeration,
+        status=_status_for_stock(status, quantity_available),
+        **_pickup_place(farmer),
+    )
+    _reindex(listing)
+    return listing
+
+
+@transaction.atomic
+def listing_update(*, listing: Listing, **changes: Any) -> Listing:
+    """The owner edits a listing. Restocking a sold-out listing makes it active again and
+    selling the stock down to zero makes it sold out; an archived listing is frozen."""
+    unknown = set(changes) - EDITABLE_FIELDS
+    if unknown:
+        raise TypeError(f"not editable: {sorted(unknown)}")
+    listing = Listing.objects.select_for_update(of=("self",)).get(pk=listing.pk)
+    if listing.status == ListingStatus.ARCHIVED:
+        raise DomainError(
+            errors.LISTING_ARCHIVED, "An archived listing cannot be changed.", status_code=409
+        )
+    if "unit" in changes or "unit_weight_kg" in changes:
+        unit = changes.get("unit", listing.unit)
+        weight = changes.get(
+            "unit_weight_kg", None if "unit" in changes else listing.unit_weight_kg
+        )
+        changes["unit_weight_kg"] = _unit_weight(unit, weight)
+    _check_dates(
+        changes.get("harvest_date", listing.harvest_date),
+        changes.get("available_until", listing.available_until),
+    )
+    for field, value in changes.items():
+        setattr(listing, field, value.strip() if isinstance(value, str) else value)
+    listing.status = _status_for_stock(listing.status, listing.quantity_available)
+    listing.save()
+    if SEARCHED_FIELDS & set(changes):
+        _reindex(listing)
+    return listing
+
+
+@transaction.atomic
+def listing_set_status(*, listing: Listing, status: str) -> Listing:
+    """Publish, pause, resume or archive, along STATUS_TRANSITIONS. Publishing or resuming a
+    listing with no stock leaves it sold out."""
+    listing = Listing.objects.select_for_update(of=("self",)).get(pk=listing.pk)
+    if status == listing.status:
+        return listing  # a retried request changes nothing
+    if status not in STATUS_TRANSITIONS[listing.status]:
+        raise DomainError(
+            errors.INVALID_STATUS_TRANSITION,
+            f"A {listing.status} listing cannot become {status}.",
+            status_code=409,
+            extra={"from": listing.status, "to": status},
+        )
+    listing.status = _status_for_stock(status, listing.quantity_available)
+    listing.save(update_fields=["status", "updated_at"])
+    return listing
+
+
+def listing_delete(*, listing: Listing) -> Listing | None:
+    """Delete a listing nobody ordered; archive one that orders refer to (they keep
+    pointing at it). Returns the archived listing, or None when it was deleted."""
+    try:
+        with transaction.atomic():
+            Listing.objects.filter(pk=listing.pk).delete()
+    except ProtectedError:
+        return listing_set_status(listing=listing, status=ListingStatus.ARCHIVED)
+    return None
+
+
+@transaction.atomic
+def listings_refresh_for_farmer(*, farmer: User) -> int:
+    """After a farmer moves or is renamed: their listings' pickup place and search text."""
+    place = _pickup_place(farmer)
+    listings = list(
+        Listing.objects.filter(farmer=farmer)
+        .exclude(status=ListingStatus.ARCHIVED)
+        .select_related("category")
+    )
+    for listing in listings:
+        Listing.objects.filter(pk=listing.pk).update(
+            **place,
+            search_vector=search_vector_for(
+                title=listing.title,
+                description=listing.description,
+                category=listing.category,
+                farmer=farmer,
+            ),
+        )
+    return len(listings)
