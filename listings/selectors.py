@@ -6,13 +6,13 @@ from datetime import date
 from decimal import Decimal
 
 from django.contrib.postgres.search import SearchRank
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import ASin, Cos, Least, Power, Radians, Sin, Sqrt
+from django.db.models import Count, F, FloatField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import ASin, Cast, Cos, Least, Power, Radians, Sin, Sqrt
 from django.utils import timezone
 
 from listings.models import Listing, ListingPhoto, ListingStatus
 from listings.search import search_query
-from marketplace.accounts.models import User
+from marketplace.accounts.models import Role, User
 
 EARTH_RADIUS_KM = 6371.0088
 KM_PER_DEGREE_LAT = 111.195
@@ -66,9 +66,11 @@ def _with_display_columns(listings: QuerySet[Listing]) -> QuerySet[Listing]:
 def distance_km_expression(lat: float, lng: float):
     """Haversine great-circle distance in km from (lat, lng) to the listing, in core
     PostgreSQL (no PostGIS or earthdistance)."""
-    half_dlat = (Radians(F("lat")) - Radians(Value(lat))) / 2
-    half_dlng = (Radians(F("lng")) - Radians(Value(lng))) / 2
-    a = Power(Sin(half_dlat), 2) + Cos(Radians(Value(lat))) * Cos(Radians(F("lat"))) * Power(
+    row_lat = Radians(Cast("lat", FloatField()))
+    row_lng = Radians(Cast("lng", FloatField()))
+    half_dlat = (row_lat - Value(math.radians(lat))) / 2
+    half_dlng = (row_lng - Value(math.radians(lng))) / 2
+    a = Power(Sin(half_dlat), 2) + Value(math.cos(math.radians(lat))) * Cos(row_lat) * Power(
         Sin(half_dlng), 2
     )
     return Value(2 * EARTH_RADIUS_KM) * ASin(Sqrt(Least(Value(1.0), a)))
@@ -149,3 +151,13 @@ def listing_detail_queryset(*, user: User | None) -> QuerySet[Listing]:
 def listing_owned_by(*, farmer: User) -> QuerySet[Listing]:
     """The listings a farmer may change; other people's answer 404."""
     return Listing.objects.filter(farmer_id=farmer.pk)
+
+
+def farmer_public_profile_queryset() -> QuerySet[User]:
+    """Farmers with their village, its center and how many listings they offer now."""
+    active = Q(listings__status=ListingStatus.ACTIVE)
+    return (
+        User.objects.filter(role=Role.FARMER, is_active=True)
+        .select_related("village__service_center")
+        .annotate(listing_count=Count("listings", filter=active))
+    )

@@ -1,9 +1,13 @@
 """factory_boy factories for the whole suite."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import factory
+from django.utils import timezone
 
+from listings.models import Category
+from listings.services import listing_create
 from logistics.models import ServiceCenter, Village
 from marketplace.accounts.models import Role, User
 
@@ -55,3 +59,19 @@ class StaffFactory(UserFactory):
     role = Role.STAFF
     village = None
     service_center = factory.SubFactory(ServiceCenterFactory)
+
+
+def create_listing(farmer=None, *, category="vegetables", **overrides):
+    """A listing made the way the API makes it (search vector included)."""
+    fields = {
+        "title": "西红柿",
+        "unit": "jin",
+        "price": Decimal("3.50"),
+        "quantity_available": Decimal("100"),
+        "harvest_date": timezone.localdate() - timedelta(days=1),
+        "shelf_life_days": 7,
+        **overrides,
+    }
+    return listing_create(
+        farmer=farmer or FarmerFactory(), category=Category.objects.get(slug=category), **fields
+    )

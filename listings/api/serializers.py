@@ -169,7 +169,7 @@ class ListingWriteSerializer(serializers.Serializer):
     description = serializers.CharField(max_length=4000, required=False, allow_blank=True)
     unit = serializers.ChoiceField(choices=Unit.choices)
     unit_weight_kg = serializers.DecimalField(
-        max_digits=8, decimal_places=3, min_value=Decimal("0.001"), required=False
+        max_digits=8, decimal_places=3, min_value=Decimal("0.001"), required=False, allow_null=True
     )
     price = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=Decimal("0.01"))
     quantity_available = serializers.DecimalField(
@@ -193,3 +193,16 @@ class ListingCreateSerializer(ListingWriteSerializer):
     publish = serializers.BooleanField(
         required=False, default=True, help_text="false keeps it as a draft"
     )
+
+
+class FarmerProfileSerializer(serializers.Serializer):
+    """A farmer as anyone may see them: no phone number, no exact address."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    village = serializers.IntegerField(source="village_id")
+    village_name = serializers.CharField(source="village.name")
+    service_center = serializers.IntegerField(source="village.service_center_id")
+    service_center_name = serializers.CharField(source="village.service_center.name")
+    listing_count = serializers.IntegerField()
+    member_since = serializers.DateTimeField(source="date_joined")

@@ -1,9 +1,10 @@
 from rest_framework.routers import SimpleRouter
 
-from listings.api.views import CategoryViewSet, ListingViewSet
+from listings.api.views import CategoryViewSet, FarmerProfileViewSet, ListingViewSet
 
 router = SimpleRouter()
 router.register("categories", CategoryViewSet, basename="category")
 router.register("listings", ListingViewSet, basename="listing")
+router.register("farmers", FarmerProfileViewSet, basename="farmer")
 
 urlpatterns = router.urls

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from listings import selectors, services
 from listings.api.serializers import (
     CategorySerializer,
+    FarmerProfileSerializer,
     ListingCreateSerializer,
     ListingDetailSerializer,
     ListingSearchParamsSerializer,
@@ -115,3 +116,11 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @action(detail=True, methods=["post"])
     def archive(self, request, pk=None):
         return self._set_status(ListingStatus.ARCHIVED)
+
+
+class FarmerProfileViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """GET /api/v1/farmers/{id}/: a farmer's public profile."""
+
+    permission_classes = [AllowAny]
+    serializer_class = FarmerProfileSerializer
+    queryset = selectors.farmer_public_profile_queryset()

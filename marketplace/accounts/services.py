@@ -6,6 +6,7 @@ from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 
+from listings.services import listings_refresh_for_farmer
 from logistics.models import ServiceCenter, Village
 from marketplace.accounts import errors
 from marketplace.accounts.models import BuyerKind, Role, User
@@ -87,11 +88,15 @@ def user_create_staff(
 
 
 PROFILE_FIELDS = frozenset({"name", "village", "address", "lat", "lng", "buyer_kind"})
+# A farmer's listings carry their pickup place and are found by farmer and village name.
+FIELDS_COPIED_TO_LISTINGS = frozenset({"name", "village", "lat", "lng"})
 
 
+@transaction.atomic
 def user_update_profile(*, user: User, **changes: object) -> User:
     """A user edits their own profile. Staff cannot move themselves to another center,
-    and only farmers and buyers have a village."""
+    and only farmers and buyers have a village. A farmer's listings follow the farmer's
+    place and name."""
     unknown = set(changes) - PROFILE_FIELDS
     if unknown:
         raise TypeError(f"not profile fields: {sorted(unknown)}")
@@ -107,4 +112,6 @@ def user_update_profile(*, user: User, **changes: object) -> User:
     for field, value in changes.items():
         setattr(user, field, value.strip() if isinstance(value, str) else value)
     user.save(update_fields=list(changes))
+    if user.role == Role.FARMER and FIELDS_COPIED_TO_LISTINGS & set(changes):
+        listings_refresh_for_farmer(farmer=user)
     return user

@@ -1,0 +1,297 @@
+"""Public search: full text (Chinese too), every filter and ordering, distance, field
+conditions (ETag, gzip, compact pages) and a constant number of queries per page."""
+
+import gzip
+import json
+import math
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from tests.factories import FarmerFactory, ServiceCenterFactory, VillageFactory, create_listing
+
+pytestmark = pytest.mark.django_db
+
+LISTINGS = "/api/v1/listings/"
+TODAY = timezone.localdate()
+
+
+def ids(response):
+    assert response.status_code == 200, response.json()
+    return [row["id"] for row in response.json()["results"]]
+
+
+def haversine_km(lat1, lng1, lat2, lng2):
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lng2 - lng1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0088 * math.asin(math.sqrt(a))
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("西红柿", {"tomato"}),
+        ("苹果", {"apple"}),
+        ("红富士", {"apple"}),
+        ("有机", {"tomato"}),
+        ("柿", {"tomato", "persimmon"}),
+        ("tomato", {"english"}),  # prefix: finds "tomatoes"
+        ("TOMATOES fresh", {"english"}),
+        ("水果", {"apple", "persimmon"}),  # category name
+        ("fruit", {"apple", "persimmon"}),
+        ("李家村", {"tomato", "apple", "persimmon", "english"}),  # village name
+        ("王大妈", {"apple"}),  # farmer name
+        ("脆甜", {"apple"}),  # description
+        ("西瓜", set()),
+        ("！？", None),  # nothing searchable: no filter
+    ],
+)
+def test_full_text_search(api, query, expected):
+    village = VillageFactory(name="李家村")
+    listings = {
+        "tomato": create_listing(FarmerFactory(village=village), title="有机西红柿"),
+        "apple": create_listing(
+            FarmerFactory(village=village, name="王大妈"),
+            category="fruit",
+            title="红富士苹果",
+            description="山坡果园，脆甜多汁",
+        ),
+        "persimmon": create_listing(FarmerFactory(village=village), category="fruit", title="柿子"),
+        "english": create_listing(FarmerFactory(village=village), title="Fresh tomatoes"),
+    }
+    found = set(ids(api.get(LISTINGS, {"q": query})))
+    if expected is None:
+        assert found == {listing.pk for listing in listings.values()}
+    else:
+        assert found == {listings[name].pk for name in expected}
+
+
+def test_title_matches_rank_above_description_matches(api):
+    in_description = create_listing(title="土鸡蛋", description="散养草鸡，西红柿地里长大")
+    in_title = create_listing(title="西红柿")
+    assert ids(api.get(LISTINGS, {"q": "西红柿"})) == [in_title.pk, in_description.pk]
+
+
+def test_only_active_listings_still_on_offer_are_public(api):
+    active = create_listing()
+    create_listing(quantity_available=Decimal("0"))  # sold out
+    create_listing(publish=False)  # draft
+    create_listing(
+        harvest_date=TODAY - timedelta(days=20), available_until=TODAY - timedelta(days=1)
+    )
+    assert ids(api.get(LISTINGS)) == [active.pk]
+
+
+def test_filters(api):
+    north, south = ServiceCenterFactory(), ServiceCenterFactory()
+    v_north, v_south = VillageFactory(service_center=north), VillageFactory(service_center=south)
+    farmer_n, farmer_s = FarmerFactory(village=v_north), FarmerFactory(village=v_south)
+    cheap = create_listing(farmer_n, price=Decimal("2.00"))
+    mid = create_listing(farmer_n, category="fruit", price=Decimal("5.00"), is_organic=True)
+    dear = create_listing(
+        farmer_s,
+        price=Decimal("9.50"),
+        harvest_date=TODAY + timedelta(days=3),
+        available_until=TODAY + timedelta(days=10),
+    )
+    cases = [
+        ({"category": "fruit"}, {mid}),
+        ({"category": "vegetables"}, {cheap, dear}),
+        ({"farmer": farmer_s.pk}, {dear}),
+        ({"village": v_north.pk}, {cheap, mid}),
+        ({"service_center": south.pk}, {dear}),
+        ({"min_price": "5"}, {mid, dear}),
+        ({"max_price": "5.00"}, {cheap, mid}),
+        ({"min_price": "2.01", "max_price": "9.49"}, {mid}),
+        ({"organic": "true"}, {mid}),
+        ({"organic": "false"}, {cheap, dear}),
+        ({"available_on": str(TODAY)}, {cheap, mid}),
+        ({"available_on": str(TODAY + timedelta(days=5))}, {cheap, mid, dear}),
+        ({"available_on": str(TODAY + timedelta(days=11))}, {cheap, mid}),
+        ({"category": "vegetables", "max_price": "3"}, {cheap}),
+    ]
+    for params, expected in cases:
+        assert set(ids(api.get(LISTINGS, params))) == {x.pk for x in expected}, params
+
+
+def test_orderings(api):
+    old = create_listing(price=Decimal("5.00"), harvest_date=TODAY - timedelta(days=5))
+    new = create_listing(price=Decimal("3.00"), harvest_date=TODAY - timedelta(days=1))
+    mid = create_listing(price=Decimal("9.00"), harvest_date=TODAY - timedelta(days=3))
+    assert ids(api.get(LISTINGS, {"ordering": "price"})) == [new.pk, old.pk, mid.pk]
+    assert ids(api.get(LISTINGS, {"ordering": "-price"})) == [mid.pk, old.pk, new.pk]
+    assert ids(api.get(LISTINGS, {"ordering": "harvest_date"})) == [old.pk, mid.pk, new.pk]
+    assert ids(api.get(LISTINGS, {"ordering": "-created_at"})) == [mid.pk, new.pk, old.pk]
+    assert ids(api.get(LISTINGS)) == [mid.pk, new.pk, old.pk]
+
+
+def test_near_radius_and_distance_match_a_hand_computed_haversine(api):
+    here = (30.2, 119.6)
+    places = {
+        "close": (Decimal("30.210000"), Decimal("119.610000")),  # ~1.4 km
+        "town": (Decimal("30.250000"), Decimal("119.700000")),  # ~11 km
+        "far": (Decimal("30.500000"), Decimal("120.100000")),  # ~58 km
+    }
+    listings = {
+        name: create_listing(FarmerFactory(village=VillageFactory(lat=lat, lng=lng)))
+        for name, (lat, lng) in places.items()
+    }
+    response = api.get(LISTINGS, {"near": "30.2,119.6", "radius_km": "20", "ordering": "distance"})
+    rows = response.json()["results"]
+    assert [row["id"] for row in rows] == [listings["close"].pk, listings["town"].pk]
+    for row, name in zip(rows, ["close", "town"], strict=True):
+        lat, lng = places[name]
+        assert row["distance_km"] == pytest.approx(
+            haversine_km(*here, float(lat), float(lng)), abs=0.01
+        )
+    assert rows[1]["distance_km"] == pytest.approx(11.10, abs=0.01)
+
+    wide = api.get(LISTINGS, {"near": "30.2,119.6", "radius_km": "60", "ordering": "distance"})
+    assert [row["id"] for row in wide.json()["results"]][-1] == listings["far"].pk
+    # Just inside and just outside a radius equal to the exact distance.
+    exact = haversine_km(*here, 30.25, 119.7)
+    inside = api.get(LISTINGS, {"near": "30.2,119.6", "radius_km": f"{exact + 0.01:.2f}"})
+    outside = api.get(LISTINGS, {"near": "30.2,119.6", "radius_km": f"{exact - 0.01:.2f}"})
+    assert listings["town"].pk in ids(inside)
+    assert listings["town"].pk not in ids(outside)
+    assert api.get(LISTINGS).json()["results"][0]["distance_km"] is None
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "code"),
+    [
+        ({"min_price": "abc"}, "min_price", "invalid"),
+        ({"min_price": "-1"}, "min_price", "min_value"),
+        ({"min_price": "9", "max_price": "1"}, "min_price", "invalid_range"),
+        ({"organic": "maybe"}, "organic", "invalid"),
+        ({"available_on": "tomorrow"}, "available_on", "invalid"),
+        ({"near": "30.2"}, "near", "invalid_near"),
+        ({"near": "91,10"}, "near", "invalid_near"),
+        ({"near": "a,b"}, "near", "invalid_near"),
+        ({"near": "30,119", "radius_km": "0"}, "radius_km", "min_value"),
+        ({"near": "30,119", "radius_km": "5000"}, "radius_km", "max_value"),
+        ({"radius_km": "5"}, "radius_km", "near_required"),
+        ({"ordering": "distance"}, "ordering", "near_required"),
+        ({"ordering": "title"}, "ordering", "invalid_choice"),
+        ({"farmer": "x"}, "farmer", "invalid"),
+        ({"village": "0"}, "village", "min_value"),
+        ({"category": "a b"}, "category", "invalid"),
+        ({"q": "x" * 101}, "q", "max_length"),
+    ],
+)
+def test_invalid_parameters_are_400_with_a_code(api, params, field, code):
+    response = api.get(LISTINGS, params)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "validation_error"
+    assert (body["errors"][0]["field"], body["errors"][0]["code"]) == (field, code)
+
+
+def test_bad_page_is_404_with_a_code(api):
+    create_listing()
+    response = api.get(LISTINGS, {"page": 99})
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"q": "西红柿"},
+        {"category": "vegetables", "min_price": "1", "max_price": "8"},
+        {"near": "30.26,119.71", "radius_km": "30", "ordering": "distance"},
+    ],
+)
+def test_a_page_runs_two_queries_whatever_its_size(api, params):
+    for _ in range(3):
+        create_listing()
+    with CaptureQueriesContext(connection) as small:
+        assert api.get(LISTINGS, params).status_code == 200
+    for _ in range(25):
+        create_listing()
+    with CaptureQueriesContext(connection) as large:
+        response = api.get(LISTINGS, params)
+    assert len(response.json()["results"]) == 20
+    assert len(small.captured_queries) == len(large.captured_queries) == 2  # count + page
+
+
+def test_etag_gives_304_until_something_changes(client_for, api):
+    listing = create_listing()
+    first = api.get(LISTINGS)
+    etag = first["ETag"]
+    assert etag
+    again = api.get(LISTINGS, HTTP_IF_NONE_MATCH=etag)
+    assert again.status_code == 304
+    assert again.content == b""
+
+    client_for(listing.farmer).patch(f"{LISTINGS}{listing.pk}/", {"price": "4.20"}, format="json")
+    changed = api.get(LISTINGS, HTTP_IF_NONE_MATCH=etag)
+    assert changed.status_code == 200
+    assert changed.json()["results"][0]["price"] == "4.20"
+    assert changed["ETag"] != etag
+    detail = api.get(f"{LISTINGS}{listing.pk}/")
+    assert api.get(f"{LISTINGS}{listing.pk}/", HTTP_IF_NONE_MATCH=detail["ETag"]).status_code == 304
+
+
+def test_a_page_of_twenty_is_compact_when_gzipped(api):
+    farmer = FarmerFactory(name="王秀英")
+    for n in range(20):
+        create_listing(
+            farmer,
+            title=f"有机西红柿 第{n}批",
+            description="自家菜园种植，不打农药，当天采摘。" * 3,
+        )
+    response = api.get(LISTINGS, HTTP_ACCEPT_ENCODING="gzip")
+    assert response["Content-Encoding"] == "gzip"
+    body = gzip.decompress(response.content)
+    assert len(json.loads(body)["results"]) == 20
+    assert len(response.content) <= 8 * 1024, len(response.content)
+
+
+def test_farmer_public_profile(api):
+    farmer = FarmerFactory(name="李四")
+    create_listing(farmer)
+    create_listing(farmer)
+    create_listing(farmer, quantity_available=Decimal("0"))
+    response = api.get(f"/api/v1/farmers/{farmer.pk}/")
+    assert response.status_code == 200
+    assert response.json() == {
+        "id": farmer.pk,
+        "name": "李四",
+        "village": farmer.village_id,
+        "village_name": farmer.village.name,
+        "service_center": farmer.village.service_center_id,
+        "service_center_name": farmer.village.service_center.name,
+        "listing_count": 2,
+        "member_since": response.json()["member_since"],
+    }
+    assert "phone" not in response.json()
+    buyer_or_missing = api.get("/api/v1/farmers/999999/")
+    assert buyer_or_missing.status_code == 404
+
+
+def test_categories_are_seeded_with_chinese_names(api):
+    response = api.get("/api/v1/categories/")
+    assert response.status_code == 200
+    by_slug = {row["slug"]: row for row in response.json()}
+    assert {
+        "vegetables",
+        "fruit",
+        "grain",
+        "eggs",
+        "meat",
+        "poultry",
+        "dairy",
+        "tea",
+        "honey",
+        "mushrooms",
+        "nuts",
+        "herbs",
+    } <= set(by_slug)
+    assert by_slug["vegetables"]["name_zh"] == "蔬菜"

@@ -1,0 +1,282 @@
+"""Farmers create and change their own listings; nobody else can, and nothing leaks."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from listings.models import Listing, ListingStatus
+from tests.factories import BuyerFactory, FarmerFactory, StaffFactory, create_listing
+
+pytestmark = pytest.mark.django_db
+
+LISTINGS = "/api/v1/listings/"
+
+
+def body(**overrides):
+    return {
+        "category": "fruit",
+        "title": "红富士苹果",
+        "description": "山坡果园，脆甜多汁",
+        "unit": "crate",
+        "unit_weight_kg": "10.000",
+        "price": "68.00",
+        "quantity_available": "40",
+        "min_order_quantity": "1",
+        "harvest_date": str(timezone.localdate()),
+        "shelf_life_days": 30,
+        "is_organic": True,
+        **overrides,
+    }
+
+
+def snapshot(listing):
+    return Listing.objects.filter(pk=listing.pk).values().get()
+
+
+def test_farmer_creates_a_listing_placed_at_their_village(client_for):
+    farmer = FarmerFactory()
+    response = client_for(farmer).post(LISTINGS, body(), format="json")
+    assert response.status_code == 201, response.json()
+    data = response.json()
+    listing = Listing.objects.get()
+    assert data["id"] == listing.pk
+    assert (data["farmer"], data["category"], data["status"]) == (farmer.pk, "fruit", "active")
+    assert (data["price"], data["quantity_available"], data["unit_weight_kg"]) == (
+        "68.00",
+        "40.000",
+        "10.000",
+    )
+    assert data["village"] == farmer.village_id
+    assert (listing.lat, listing.lng) == (farmer.village.lat, farmer.village.lng)
+    assert data["photos"] == []
+
+
+def test_mass_assignment_cannot_forge_owner_status_or_place(client_for):
+    farmer, other = FarmerFactory(), FarmerFactory()
+    forged = body(farmer=other.pk, status="sold_out", village=other.village_id, lat="1", id=999)
+    response = client_for(farmer).post(LISTINGS, forged, format="json")
+    assert response.status_code == 201
+    listing = Listing.objects.get()
+    assert (listing.farmer_id, listing.status, listing.village_id) == (
+        farmer.pk,
+        ListingStatus.ACTIVE,
+        farmer.village_id,
+    )
+    assert listing.pk != 999
+
+    patch = {"farmer": other.pk, "status": "archived", "search_vector": "x", "price": "70.00"}
+    response = client_for(farmer).patch(f"{LISTINGS}{listing.pk}/", patch, format="json")
+    assert response.status_code == 200
+    listing.refresh_from_db()
+    assert (listing.farmer_id, listing.status, listing.price) == (
+        farmer.pk,
+        ListingStatus.ACTIVE,
+        Decimal("70.00"),
+    )
+
+
+def test_kg_and_jin_weigh_what_they_weigh_other_units_need_a_weight(client_for):
+    client = client_for(FarmerFactory())
+    jin = client.post(LISTINGS, body(unit="jin", unit_weight_kg=None), format="json")
+    assert jin.status_code == 201
+    assert jin.json()["unit_weight_kg"] == "0.500"
+
+    wrong = client.post(LISTINGS, body(unit="kg", unit_weight_kg="2"), format="json")
+    assert wrong.status_code == 400
+    assert wrong.json()["code"] == "unit_weight_fixed"
+
+    missing = body(unit="crate")
+    del missing["unit_weight_kg"]
+    response = client.post(LISTINGS, missing, format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "unit_weight_required"
+    assert Listing.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "code"),
+    [
+        ({"price": "0"}, "price", "min_value"),
+        ({"price": "-1"}, "price", "min_value"),
+        ({"price": "1.234"}, "price", "max_decimal_places"),
+        ({"quantity_available": "-5"}, "quantity_available", "min_value"),
+        ({"shelf_life_days": 0}, "shelf_life_days", "min_value"),
+        ({"unit": "ton"}, "unit", "invalid_choice"),
+        ({"category": "spaceships"}, "category", "does_not_exist"),
+        ({"harvest_date": "2001-01-01"}, "harvest_date", "out_of_range"),
+        ({"harvest_date": "yesterday"}, "harvest_date", "invalid"),
+        ({"title": ""}, "title", "blank"),
+    ],
+)
+def test_bad_values_are_400_naming_the_field(client_for, overrides, field, code):
+    response = client_for(FarmerFactory()).post(LISTINGS, body(**overrides), format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0] == {
+        "field": field,
+        "code": code,
+        "detail": response.json()["errors"][0]["detail"],
+    }
+    assert not Listing.objects.exists()
+
+
+def test_available_until_before_harvest_is_400(client_for):
+    today = timezone.localdate()
+    response = client_for(FarmerFactory()).post(
+        LISTINGS, body(available_until=str(today - timedelta(days=1))), format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_dates"
+    assert not Listing.objects.exists()
+
+
+@pytest.mark.parametrize("make_user", [BuyerFactory, StaffFactory])
+def test_only_farmers_create(client_for, make_user):
+    response = client_for(make_user()).post(LISTINGS, body(), format="json")
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied"
+    assert not Listing.objects.exists()
+
+
+def test_anonymous_cannot_write(api):
+    listing = create_listing()
+    before = snapshot(listing)
+    assert api.post(LISTINGS, body(), format="json").status_code == 401
+    assert api.patch(f"{LISTINGS}{listing.pk}/", {"price": "1"}, format="json").status_code == 401
+    assert api.delete(f"{LISTINGS}{listing.pk}/").status_code == 401
+    assert snapshot(listing) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload"),
+    [
+        ("patch", "", {"price": "1.00"}),
+        ("delete", "", None),
+        ("post", "pause/", None),
+        ("post", "archive/", None),
+    ],
+)
+def test_another_farmer_gets_404_and_a_buyer_403_and_nothing_changes(
+    client_for, method, path, payload
+):
+    listing = create_listing()
+    before = snapshot(listing)
+    url = f"{LISTINGS}{listing.pk}/{path}"
+    other = getattr(client_for(FarmerFactory()), method)(url, payload, format="json")
+    assert other.status_code == 404
+    assert other.json()["code"] == "not_found"
+    buyer = getattr(client_for(BuyerFactory()), method)(url, payload, format="json")
+    assert buyer.status_code == 403
+    assert snapshot(listing) == before
+
+
+def test_pause_publish_archive_follow_the_transition_table(client_for):
+    listing = create_listing()
+    client = client_for(listing.farmer)
+    url = f"{LISTINGS}{listing.pk}/"
+
+    assert client.post(f"{url}pause/").json()["status"] == "paused"
+    assert client.post(f"{url}pause/").json()["status"] == "paused"  # a retry is harmless
+    assert client.post(f"{url}publish/").json()["status"] == "active"
+    assert client.post(f"{url}archive/").json()["status"] == "archived"
+
+    refused = client.post(f"{url}publish/")
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "invalid_status_transition"
+    assert (refused.json()["from"], refused.json()["to"]) == ("archived", "active")
+    edit = client.patch(url, {"price": "9.99"}, format="json")
+    assert edit.status_code == 409
+    assert edit.json()["code"] == "listing_archived"
+    listing.refresh_from_db()
+    assert (listing.status, listing.price) == (ListingStatus.ARCHIVED, Decimal("3.50"))
+
+
+def test_stock_drives_sold_out_and_back(client_for):
+    listing = create_listing()
+    client = client_for(listing.farmer)
+    url = f"{LISTINGS}{listing.pk}/"
+    assert client.patch(url, {"quantity_available": "0"}, format="json").json()["status"] == (
+        "sold_out"
+    )
+    assert client.patch(url, {"quantity_available": "25"}, format="json").json()["status"] == (
+        "active"
+    )
+    # A paused listing stays paused when restocked: the farmer paused it on purpose.
+    client.post(f"{url}pause/")
+    assert client.patch(url, {"quantity_available": "30"}, format="json").json()["status"] == (
+        "paused"
+    )
+
+
+def test_a_draft_is_published_later_and_without_stock_is_sold_out(client_for):
+    farmer = FarmerFactory()
+    client = client_for(farmer)
+    draft = client.post(LISTINGS, body(publish=False, quantity_available="0"), format="json")
+    assert draft.json()["status"] == "draft"
+    assert client.post(f"{LISTINGS}{draft.json()['id']}/publish/").json()["status"] == "sold_out"
+
+
+def test_the_database_refuses_an_active_listing_without_stock():
+    from django.db import IntegrityError, transaction  # noqa: PLC0415
+
+    listing = create_listing()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Listing.objects.filter(pk=listing.pk).update(quantity_available=0)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Listing.objects.filter(pk=listing.pk).update(quantity_available=-1, status="paused")
+
+
+def test_delete_without_orders_removes_it(client_for):
+    listing = create_listing()
+    response = client_for(listing.farmer).delete(f"{LISTINGS}{listing.pk}/")
+    assert response.status_code == 204
+    assert not Listing.objects.exists()
+
+
+def test_mine_lists_own_listings_in_every_status(client_for, api):
+    farmer = FarmerFactory()
+    active = create_listing(farmer, title="白菜")
+    paused = create_listing(farmer, title="萝卜")
+    client = client_for(farmer)
+    client.post(f"{LISTINGS}{paused.pk}/pause/")
+    create_listing(title="别人的")
+
+    mine = client.get(LISTINGS, {"mine": "true"}).json()
+    assert [row["id"] for row in mine["results"]] == [paused.pk, active.pk]
+    only_paused = client.get(LISTINGS, {"mine": "true", "status": "paused"}).json()
+    assert [row["id"] for row in only_paused["results"]] == [paused.pk]
+    public = api.get(LISTINGS).json()
+    assert paused.pk not in [row["id"] for row in public["results"]]
+
+    assert api.get(LISTINGS, {"mine": "true"}).status_code == 401
+    assert client_for(BuyerFactory()).get(LISTINGS, {"mine": "true"}).status_code == 403
+
+
+def test_drafts_are_visible_to_their_owner_only(client_for, api):
+    farmer = FarmerFactory()
+    draft = client_for(farmer).post(LISTINGS, body(publish=False), format="json").json()
+    assert api.get(f"{LISTINGS}{draft['id']}/").status_code == 404
+    assert client_for(FarmerFactory()).get(f"{LISTINGS}{draft['id']}/").status_code == 404
+    assert client_for(farmer).get(f"{LISTINGS}{draft['id']}/").status_code == 200
+
+
+def test_a_farmer_who_moves_takes_their_listings_along(client_for, api):
+    from tests.factories import VillageFactory  # noqa: PLC0415
+
+    farmer = FarmerFactory(name="张三")
+    listing = create_listing(farmer)
+    new_village = VillageFactory(name="柳树湾", lat=Decimal("30.400000"), lng=Decimal("119.900000"))
+    response = client_for(farmer).patch(
+        "/api/v1/me/", {"village": new_village.pk, "name": "张三丰"}, format="json"
+    )
+    assert response.status_code == 200
+    listing.refresh_from_db()
+    assert (listing.village_id, listing.lat, listing.lng) == (
+        new_village.pk,
+        Decimal("30.400000"),
+        Decimal("119.900000"),
+    )
+    found = api.get(LISTINGS, {"q": "柳树湾"}).json()["results"]
+    assert [row["id"] for row in found] == [listing.pk]
+    assert api.get(LISTINGS, {"q": "张三丰"}).json()["count"] == 1
