@@ -13,6 +13,10 @@ app.autodiscover_tasks()
 app.autodiscover_tasks(["marketplace"])  # marketplace/tasks.py (the project package is no app)
 
 app.conf.beat_schedule = {
+    "prune-idempotency-records": {
+        "task": "marketplace.tasks.prune_idempotency_records",
+        "schedule": crontab(minute=23),  # hourly
+    },
     "prune-login-logs": {
         "task": "marketplace.accounts.tasks.prune_login_logs",
         "schedule": crontab(hour=3, minute=17),

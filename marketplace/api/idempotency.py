@@ -1,0 +1,143 @@
+"""Idempotency-Key for every POST of the API, once, as middleware.
+
+Follows the IETF Idempotency-Key draft and Stripe's practice:
+- the key is scoped to the signed-in user (another user's same key is another key);
+- a retry with the same key and the same body replays the stored status and body (with
+  `Idempotent-Replayed: true`) and does nothing again;
+- the same key with a different body (or path) → 422 `idempotency_key_reused`;
+- a retry while the first request still runs → 409 `idempotency_key_in_use`;
+- records expire after IDEMPOTENCY_KEY_TTL (a periodic task prunes them).
+
+The record is written in the same transaction as the effect: the view runs inside one
+transaction holding a transaction-scoped advisory lock on (user, key), and the record is
+inserted before that transaction commits. A crash before the commit leaves neither the
+effect nor the record (the retry runs afresh); a crash after it leaves both (the retry
+replays). Task enqueues registered with on_commit run only after that commit.
+
+Anonymous POSTs (register, token) are not covered: a key needs an owner, and those two
+are safe to retry as they are (a second register answers phone_taken).
+"""
+
+import hashlib
+import re
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import connection, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import AccessToken
+
+from marketplace.api.exceptions import PROBLEM_CONTENT_TYPE, problem
+from marketplace.api.models import IdempotencyRecord
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+_VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as the draft's examples
+# Answers that say who or when, not what the request did: never stored, so a retry after
+# signing in again (or after a lock-out) runs the request.
+_NOT_STORED = {401, 403, 429}
+
+
+def _problem(status: int, code: str, detail: str) -> JsonResponse:
+    return JsonResponse(
+        problem(status, code, detail), status=status, content_type=PROBLEM_CONTENT_TYPE
+    )
+
+
+def _user_id(request: HttpRequest) -> int | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, raw = header.partition(" ")
+    if scheme not in jwt_settings.AUTH_HEADER_TYPES or not raw:
+        return None
+    try:
+        return int(AccessToken(raw.strip())[jwt_settings.USER_ID_CLAIM])
+    except (TokenError, KeyError, ValueError):
+        return None  # the view answers 401
+
+
+def _lock_id(user_id: int, key: str) -> int:
+    digest = hashlib.sha256(f"{user_id}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _fingerprint(request: HttpRequest) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{request.method} {request.path}\n".encode())
+    digest.update(request.body)
+    return digest.hexdigest()
+
+
+def _replay(record: IdempotencyRecord) -> HttpResponse:
+    response = HttpResponse(
+        bytes(record.body), status=record.status_code, content_type=record.content_type
+    )
+    response[REPLAYED_HEADER] = "true"
+    return response
+
+
+class IdempotencyMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        key = request.headers.get(HEADER)
+        if request.method != "POST" or key is None or not request.path.startswith("/api/"):
+            return self.get_response(request)
+        if not _VALID_KEY.match(key):
+            return _problem(
+                400,
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+            )
+        user_id = _user_id(request)
+        if user_id is None:
+            return self.get_response(request)
+        return self._once(request, user_id, key)
+
+    def _once(self, request: HttpRequest, user_id: int, key: str) -> HttpResponse:
+        try:
+            fingerprint = _fingerprint(request)
+        except RequestDataTooBig:
+            return _problem(413, "request_too_large", "The request body is too large.")
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_lock_id(user_id, key)])
+                (locked,) = cursor.fetchone()
+            if not locked:
+                return _problem(
+                    409,
+                    "idempotency_key_in_use",
+                    "A request with this Idempotency-Key is still being processed; retry later.",
+                )
+            now = timezone.now()
+            record = IdempotencyRecord.objects.filter(user_id=user_id, key=key).first()
+            if record is not None and record.expires_at <= now:
+                record.delete()
+                record = None
+            if record is not None:
+                if record.fingerprint != fingerprint:
+                    return _problem(
+                        422,
+                        "idempotency_key_reused",
+                        "This Idempotency-Key was used with a different request.",
+                    )
+                return _replay(record)
+
+            response = self.get_response(request)
+            if response.status_code >= 500:
+                transaction.set_rollback(True)  # the effect is undone; a retry runs afresh
+            elif response.status_code not in _NOT_STORED and not response.streaming:
+                IdempotencyRecord.objects.create(
+                    user_id=user_id,
+                    key=key,
+                    fingerprint=fingerprint,
+                    status_code=response.status_code,
+                    content_type=response.get("Content-Type", "application/json"),
+                    body=response.content,
+                    expires_at=now + timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS),
+                )
+            return response

@@ -1,0 +1,178 @@
+"""Idempotency-Key on every POST: replay, mismatch, scope, concurrency, atomicity, expiry."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from listings.api import views as listing_views
+from listings.models import Listing
+from marketplace.api.models import IdempotencyRecord
+from marketplace.tasks import prune_idempotency_records
+from tests.factories import FarmerFactory
+
+LISTINGS = "/api/v1/listings/"
+
+
+def body(**overrides):
+    return {
+        "category": "vegetables",
+        "title": "小白菜",
+        "unit": "jin",
+        "price": "2.50",
+        "quantity_available": "50",
+        "harvest_date": str(timezone.localdate()),
+        "shelf_life_days": 5,
+        **overrides,
+    }
+
+
+def signed_in(user, **kwargs) -> APIClient:
+    client = APIClient(**kwargs)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    return client
+
+
+@pytest.mark.django_db
+def test_a_retry_replays_the_first_answer_and_acts_once():
+    client = signed_in(FarmerFactory())
+    first = client.post(LISTINGS, body(), format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    retry = client.post(LISTINGS, body(), format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == retry.status_code == 201
+    assert retry.content == first.content
+    assert retry["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first
+    assert Listing.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_same_key_different_body_is_422_and_changes_nothing():
+    client = signed_in(FarmerFactory())
+    client.post(LISTINGS, body(), format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    other = client.post(LISTINGS, body(price="9.00"), format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    assert other.status_code == 422
+    assert other.json()["code"] == "idempotency_key_reused"
+    assert list(Listing.objects.values_list("price", flat=True)) == [pytest.approx(2.5)]
+
+
+@pytest.mark.django_db
+def test_the_key_is_scoped_to_the_user():
+    first, second = FarmerFactory(), FarmerFactory()
+    a = signed_in(first).post(LISTINGS, body(), format="json", HTTP_IDEMPOTENCY_KEY="shared")
+    b = signed_in(second).post(LISTINGS, body(), format="json", HTTP_IDEMPOTENCY_KEY="shared")
+    assert a.status_code == b.status_code == 201
+    assert "Idempotent-Replayed" not in b
+    assert a.json()["id"] != b.json()["id"]
+    assert sorted(Listing.objects.values_list("farmer_id", flat=True)) == [first.pk, second.pk]
+
+
+@pytest.mark.django_db
+def test_validation_errors_are_replayed_too_and_a_new_key_runs_again():
+    client = signed_in(FarmerFactory())
+    bad = body(price="0")
+    assert client.post(LISTINGS, bad, format="json", HTTP_IDEMPOTENCY_KEY="k-3").status_code == 400
+    again = client.post(LISTINGS, bad, format="json", HTTP_IDEMPOTENCY_KEY="k-3")
+    assert (again.status_code, again["Idempotent-Replayed"]) == (400, "true")
+    assert not Listing.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", ["", "x" * 256, "has space", "非ascii"])
+def test_a_malformed_key_is_400(key):
+    client = signed_in(FarmerFactory())
+    response = client.post(LISTINGS, body(), format="json", HTTP_IDEMPOTENCY_KEY=key)
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_idempotency_key"
+    assert not Listing.objects.exists()
+
+
+@pytest.mark.django_db
+def test_without_a_token_the_view_answers_401_and_nothing_is_stored(api):
+    response = api.post(LISTINGS, body(), format="json", HTTP_IDEMPOTENCY_KEY="k-4")
+    assert response.status_code == 401
+    assert not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_crash_after_the_effect_undoes_it_so_the_retry_runs_afresh(monkeypatch):
+    """The effect and the record share one transaction: a 500 after the listing was
+    written leaves neither, and the retry then creates exactly one."""
+    farmer = FarmerFactory()
+    client = signed_in(farmer, raise_request_exception=False)
+    real_detail = listing_views.ListingViewSet._detail
+
+    def crash(self, listing, status_code=200):
+        raise RuntimeError("the process died before answering")
+
+    monkeypatch.setattr(listing_views.ListingViewSet, "_detail", crash)
+    failed = client.post(LISTINGS, body(), format="json", HTTP_IDEMPOTENCY_KEY="k-5")
+    assert failed.status_code == 500
+    assert not Listing.objects.exists()
+    assert not IdempotencyRecord.objects.exists()
+
+    monkeypatch.setattr(listing_views.ListingViewSet, "_detail", real_detail)
+    retried = client.post(LISTINGS, body(), format="json", HTTP_IDEMPOTENCY_KEY="k-5")
+    assert retried.status_code == 201
+    assert "Idempotent-Replayed" not in retried
+    assert Listing.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_expired_keys_run_again_and_are_pruned():
+    client = signed_in(FarmerFactory())
+    client.post(LISTINGS, body(), format="json", HTTP_IDEMPOTENCY_KEY="k-6")
+    IdempotencyRecord.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    again = client.post(LISTINGS, body(), format="json", HTTP_IDEMPOTENCY_KEY="k-6")
+    assert again.status_code == 201
+    assert "Idempotent-Replayed" not in again
+    assert Listing.objects.count() == 2
+
+    record = IdempotencyRecord.objects.get()
+    assert record.expires_at > timezone.now() + timedelta(hours=23)
+    IdempotencyRecord.objects.create(
+        user=record.user,
+        key="old",
+        fingerprint="x",
+        status_code=201,
+        content_type="application/json",
+        body=b"{}",
+        expires_at=timezone.now() - timedelta(minutes=1),
+    )
+    assert prune_idempotency_records() == 1
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["k-6"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_simultaneous_requests_with_one_key_act_once():
+    farmer = FarmerFactory()
+    token = str(RefreshToken.for_user(farmer).access_token)
+    barrier = threading.Barrier(20)
+    results: list[tuple[int, bool]] = []
+    lock = threading.Lock()
+
+    def send():
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        barrier.wait()
+        try:
+            response = client.post(LISTINGS, body(), format="json", HTTP_IDEMPOTENCY_KEY="race")
+            with lock:
+                results.append((response.status_code, response.has_header("Idempotent-Replayed")))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(results) == 20
+    assert Listing.objects.count() == 1
+    fresh = [r for r in results if r == (201, False)]
+    assert len(fresh) == 1
+    assert all(r in {(201, True), (409, False)} for r in results if r != (201, False))
