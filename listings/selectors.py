@@ -161,3 +161,9 @@ def farmer_public_profile_queryset() -> QuerySet[User]:
         .select_related("village__service_center")
         .annotate(listing_count=Count("listings", filter=active))
     )
+
+
+def listings_for_update(listing_ids) -> QuerySet[Listing]:
+    """Row-locks the listings in primary-key order, so two transactions locking the same
+    listings always queue instead of deadlocking. Evaluate it inside the transaction."""
+    return Listing.objects.select_for_update(of=("self",)).filter(pk__in=listing_ids).order_by("pk")

@@ -241,3 +241,24 @@ def listings_refresh_for_farmer(*, farmer: User) -> int:
             ),
         )
     return len(listings)
+
+
+def listing_take_stock(*, listing: Listing, quantity: Decimal) -> Listing:
+    """Take `quantity` from a listing the caller has locked (listings_for_update). Taking
+    the last unit makes it sold out. The CHECK (quantity >= 0) is the last line of defence."""
+    listing.quantity_available -= quantity
+    listing.status = _status_for_stock(listing.status, listing.quantity_available)
+    Listing.objects.filter(pk=listing.pk).update(
+        quantity_available=listing.quantity_available, status=listing.status
+    )
+    return listing
+
+
+def listing_restock(*, listing: Listing, quantity: Decimal) -> Listing:
+    """Give back `quantity` to a listing the caller has locked; a sold-out one is active again."""
+    listing.quantity_available += quantity
+    listing.status = _status_for_stock(listing.status, listing.quantity_available)
+    Listing.objects.filter(pk=listing.pk).update(
+        quantity_available=listing.quantity_available, status=listing.status
+    )
+    return listing

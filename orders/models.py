@@ -1,1 +1,144 @@
-"""Orders: what buyers buy, its lines, events and payments (models arrive with the orders issue)."""
+"""Orders: what buyers buy, line by line, and every change of an order's status."""
+
+from django.db import models
+from django.db.models import F, Q
+
+from listings.models import Listing
+from marketplace.accounts.models import User
+
+
+class OrderStatus(models.TextChoices):
+    PLACED = "placed"
+    AWAITING_PAYMENT = "awaiting_payment"
+    CONFIRMED = "confirmed"
+    SCHEDULED = "scheduled"
+    IN_TRANSIT = "in_transit"
+    DELIVERED = "delivered"
+    PARTIALLY_DELIVERED = "partially_delivered"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class DeliveryMethod(models.TextChoices):
+    HOME = "home", "Delivery to the buyer's address"
+    PICKUP = "pickup", "Pickup at the buyer's service center"
+
+
+class PaymentMethod(models.TextChoices):
+    COD = "cod", "Cash on delivery"
+    PREPAID = "prepaid", "Prepaid"
+
+
+class PaymentStatus(models.TextChoices):
+    UNPAID = "unpaid"
+    PAID = "paid"
+    COLLECTED = "collected", "Collected at delivery"
+    NOT_DUE = "not_due", "Nothing to pay (cancelled)"
+
+
+class Order(models.Model):
+    buyer = models.ForeignKey(User, on_delete=models.PROTECT, related_name="orders")
+    status = models.CharField(max_length=20, choices=OrderStatus.choices)
+    delivery_method = models.CharField(max_length=10, choices=DeliveryMethod.choices)
+    delivery_village = models.ForeignKey(
+        "logistics.Village", on_delete=models.PROTECT, related_name="+"
+    )
+    delivery_address = models.CharField(max_length=255, blank=True)
+    delivery_lat = models.DecimalField(max_digits=9, decimal_places=6)
+    delivery_lng = models.DecimalField(max_digits=9, decimal_places=6)
+    payment_method = models.CharField(max_length=10, choices=PaymentMethod.choices)
+    payment_status = models.CharField(
+        max_length=10, choices=PaymentStatus.choices, default=PaymentStatus.UNPAID
+    )
+    payment_due_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=500, blank=True)
+    subtotal = models.DecimalField(max_digits=12, decimal_places=2)
+    delivery_fee = models.DecimalField(max_digits=8, decimal_places=2)
+    total = models.DecimalField(max_digits=12, decimal_places=2)
+    delivery_code = models.CharField(max_length=6, help_text="Shown to the buyer only.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(subtotal__gte=0), name="order_subtotal_not_negative"
+            ),
+            models.CheckConstraint(condition=Q(delivery_fee__gte=0), name="order_fee_not_negative"),
+            models.CheckConstraint(
+                condition=Q(total=F("subtotal") + F("delivery_fee")), name="order_total_adds_up"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=OrderStatus.values), name="order_status_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(delivery_code__regex=r"^[0-9]{6}$"), name="order_code_six_digits"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["buyer", "-created_at"], name="order_buyer_newest"),
+            models.Index(
+                fields=["payment_due_at"],
+                condition=Q(status="awaiting_payment"),
+                name="order_awaiting_payment_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Order {self.pk} ({self.status})"
+
+
+class LineStatus(models.TextChoices):
+    ACTIVE = "active"
+    REJECTED = "rejected", "Rejected by the farmer"
+    CANCELLED = "cancelled"
+
+
+class OrderLine(models.Model):
+    """One listing in an order; title, unit, price and weight are copied at order time."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    listing = models.ForeignKey(Listing, on_delete=models.PROTECT, related_name="order_lines")
+    farmer = models.ForeignKey(User, on_delete=models.PROTECT, related_name="order_lines")
+    title = models.CharField(max_length=120)
+    unit = models.CharField(max_length=10)
+    unit_price = models.DecimalField(max_digits=10, decimal_places=2)
+    unit_weight_kg = models.DecimalField(max_digits=8, decimal_places=3)
+    quantity = models.DecimalField(max_digits=12, decimal_places=3)
+    subtotal = models.DecimalField(max_digits=12, decimal_places=2)
+    needs_refrigeration = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=LineStatus.choices, default=LineStatus.ACTIVE)
+    reject_reason = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="orderline_quantity_positive"),
+            models.CheckConstraint(condition=Q(unit_price__gt=0), name="orderline_price_positive"),
+            models.UniqueConstraint(fields=["order", "listing"], name="orderline_listing_once"),
+        ]
+        indexes = [models.Index(fields=["farmer", "order"], name="orderline_farmer_order")]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.title}"
+
+
+class OrderEvent(models.Model):
+    """Every status change of an order: who, when, from, to and why."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=20, choices=OrderStatus.choices, blank=True)
+    to_status = models.CharField(max_length=20, choices=OrderStatus.choices)
+    actor = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}: {self.from_status or '∅'} → {self.to_status}"

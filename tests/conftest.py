@@ -5,6 +5,21 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from tests.worker import WorkerProcess
 
 
+@pytest.fixture(autouse=True)
+def _categories(request):
+    """Reference data from a migration; a transactional test's flush removes it, so put it
+    back for the tests after one."""
+    if "django_db" in {mark.name for mark in request.node.iter_markers()} or (
+        "transactional_db" in request.fixturenames
+    ):
+        request.getfixturevalue("django_db_blocker")
+        from listings.catalog import ensure_categories  # noqa: PLC0415
+        from listings.models import Category  # noqa: PLC0415
+
+        if not Category.objects.exists():
+            ensure_categories(Category)
+
+
 @pytest.fixture
 def api():
     return APIClient()

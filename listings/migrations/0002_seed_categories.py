@@ -1,31 +1,10 @@
 from django.db import migrations
 
-# Reference data: every environment has the same categories (slug, English, 简体中文).
-CATEGORIES = [
-    ("vegetables", "Vegetables", "蔬菜"),
-    ("fruit", "Fruit", "水果"),
-    ("grain", "Grain and rice", "粮油米面"),
-    ("legumes", "Beans and legumes", "豆类"),
-    ("eggs", "Eggs", "禽蛋"),
-    ("meat", "Meat", "肉类"),
-    ("poultry", "Poultry", "家禽"),
-    ("fish", "Fish and aquatic", "水产"),
-    ("dairy", "Dairy", "奶制品"),
-    ("tea", "Tea", "茶叶"),
-    ("honey", "Honey", "蜂蜜"),
-    ("mushrooms", "Mushrooms", "菌菇"),
-    ("nuts", "Nuts and seeds", "坚果"),
-    ("herbs", "Herbs and spices", "香草调料"),
-    ("dried", "Dried and preserved", "干货腌制"),
-]
+from listings.catalog import CATEGORIES, ensure_categories
 
 
 def seed(apps, schema_editor):
-    Category = apps.get_model("listings", "Category")
-    for position, (slug, name, name_zh) in enumerate(CATEGORIES):
-        Category.objects.update_or_create(
-            slug=slug, defaults={"name": name, "name_zh": name_zh, "position": position}
-        )
+    ensure_categories(apps.get_model("listings", "Category"))
 
 
 def unseed(apps, schema_editor):

@@ -1,0 +1,153 @@
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from logistics.models import Village
+from marketplace.accounts.models import Role
+from orders.models import DeliveryMethod, Order, OrderEvent, OrderLine, PaymentMethod
+from orders.selectors import BUYER_HIDDEN_FROM_FARMER
+from orders.services import MAX_LINES, LineRequest
+
+
+class LineInputSerializer(serializers.Serializer):
+    listing = serializers.IntegerField(min_value=1)
+    quantity = serializers.DecimalField(
+        max_digits=12, decimal_places=3, min_value=Decimal("0.001"), max_value=Decimal("1000000")
+    )
+
+
+class OrderPlaceSerializer(serializers.Serializer):
+    lines = LineInputSerializer(many=True, allow_empty=False, max_length=MAX_LINES)
+    delivery_method = serializers.ChoiceField(choices=DeliveryMethod.choices)
+    payment_method = serializers.ChoiceField(choices=PaymentMethod.choices)
+    delivery_village = serializers.PrimaryKeyRelatedField(
+        queryset=Village.objects.all(), required=False, allow_null=True, default=None
+    )
+    delivery_address = serializers.CharField(
+        max_length=255, required=False, allow_blank=True, default=""
+    )
+    delivery_lat = serializers.DecimalField(
+        max_digits=9, decimal_places=6, min_value=-90, max_value=90, required=False, default=None
+    )
+    delivery_lng = serializers.DecimalField(
+        max_digits=9,
+        decimal_places=6,
+        min_value=-180,
+        max_value=180,
+        required=False,
+        default=None,
+    )
+    note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+    def validate(self, attrs):
+        if (attrs["delivery_lat"] is None) != (attrs["delivery_lng"] is None):
+            raise serializers.ValidationError(
+                {
+                    "delivery_lat": serializers.ErrorDetail(
+                        "Give both or neither.", code="coordinates_incomplete"
+                    )
+                }
+            )
+        attrs["lines"] = [
+            LineRequest(listing_id=line["listing"], quantity=line["quantity"])
+            for line in attrs["lines"]
+        ]
+        return attrs
+
+
+class LineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OrderLine
+        fields = (
+            "id",
+            "listing",
+            "farmer",
+            "title",
+            "unit",
+            "quantity",
+            "unit_price",
+            "unit_weight_kg",
+            "subtotal",
+            "status",
+            "reject_reason",
+        )
+        read_only_fields = fields
+
+
+class EventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OrderEvent
+        fields = ("from_status", "to_status", "actor", "reason", "created_at")
+        read_only_fields = fields
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    """One order as the viewer may see it: the delivery code for its buyer only; for a
+    farmer, their own lines and totals, and the buyer's phone once the order is confirmed."""
+
+    lines = LineSerializer(many=True, read_only=True)
+    events = EventSerializer(many=True, read_only=True)
+    buyer = serializers.SerializerMethodField()
+    delivery_code = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Order
+        fields = (
+            "id",
+            "status",
+            "buyer",
+            "lines",
+            "subtotal",
+            "delivery_fee",
+            "total",
+            "delivery_method",
+            "delivery_village",
+            "delivery_address",
+            "delivery_lat",
+            "delivery_lng",
+            "payment_method",
+            "payment_status",
+            "payment_due_at",
+            "paid_at",
+            "note",
+            "delivery_code",
+            "events",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = fields
+
+    @property
+    def _viewer(self):
+        return self.context["request"].user
+
+    def get_buyer(self, order) -> dict:
+        buyer = {"id": order.buyer_id, "name": order.buyer.name}
+        viewer = self._viewer
+        if viewer.pk == order.buyer_id or not (
+            viewer.role == Role.FARMER and order.status in BUYER_HIDDEN_FROM_FARMER
+        ):
+            buyer["phone"] = order.buyer.phone
+        return buyer
+
+    def get_delivery_code(self, order) -> str | None:
+        return order.delivery_code if self._viewer.pk == order.buyer_id else None
+
+    def to_representation(self, order):
+        data = super().to_representation(order)
+        if self._viewer.role == Role.FARMER and self._viewer.pk != order.buyer_id:
+            # A farmer's view of the money: their own lines, not the whole basket.
+            own = sum(
+                (Decimal(line["subtotal"]) for line in data["lines"] if line["status"] == "active"),
+                Decimal("0.00"),
+            )
+            data.update(subtotal=f"{own:.2f}", delivery_fee=None, total=None)
+        return data
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class RejectSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=255)

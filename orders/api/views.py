@@ -1,0 +1,86 @@
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+
+from marketplace.accounts.models import Role
+from marketplace.api.permissions import IsBuyer, IsFarmer
+from marketplace.exceptions import DomainError
+from orders import selectors, services
+from orders.api.serializers import (
+    OrderPlaceSerializer,
+    OrderSerializer,
+    ReasonSerializer,
+    RejectSerializer,
+)
+from orders.models import Order, OrderStatus
+
+
+class OrderFilter(filters.FilterSet):
+    status = filters.MultipleChoiceFilter(choices=OrderStatus.choices)
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Order
+        fields = ("status", "payment_method", "delivery_method")
+
+
+class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Buyers place and follow orders; farmers see their lines; staff see their center's."""
+
+    serializer_class = OrderSerializer
+    filterset_class = OrderFilter
+
+    def get_permissions(self):
+        if self.action == "create":
+            return [IsAuthenticated(), IsBuyer()]
+        if self.action == "reject_line":
+            return [IsAuthenticated(), IsFarmer()]
+        return [IsAuthenticated()]
+
+    def get_queryset(self):
+        return selectors.order_visible_to(self.request.user)
+
+    def _answer(self, order, status_code=status.HTTP_200_OK) -> Response:
+        fresh = self.get_queryset().get(pk=order.pk)
+        return Response(self.get_serializer(fresh).data, status=status_code)
+
+    @extend_schema(request=OrderPlaceSerializer, responses={201: OrderSerializer})
+    def create(self, request):
+        serializer = OrderPlaceSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        order = services.order_place(buyer=request.user, **serializer.validated_data)
+        return self._answer(order, status.HTTP_201_CREATED)
+
+    @extend_schema(request=ReasonSerializer, responses=OrderSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """The buyer before the first pickup, or staff of the order's centers."""
+        order = self.get_object()
+        if request.user.role not in (Role.BUYER, Role.STAFF):
+            raise DomainError(
+                "permission_denied", "Only the buyer or staff cancel.", status_code=403
+            )
+        serializer = ReasonSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        order = services.order_cancel(
+            order_id=order.pk, actor=request.user, reason=serializer.validated_data["reason"]
+        )
+        return self._answer(order)
+
+    @extend_schema(request=RejectSerializer, responses=OrderSerializer)
+    @action(detail=True, methods=["post"], url_path=r"lines/(?P<line_id>[0-9]+)/reject")
+    def reject_line(self, request, pk=None, line_id=None):
+        order = self.get_object()
+        serializer = RejectSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        order = services.order_line_reject(
+            order_id=order.pk,
+            line_id=int(line_id),
+            farmer=request.user,
+            reason=serializer.validated_data["reason"],
+        )
+        return self._answer(order)

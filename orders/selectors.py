@@ -1,0 +1,38 @@
+"""Reads of orders, with who may see what."""
+
+from django.db.models import Prefetch, Q, QuerySet
+
+from marketplace.accounts.models import Role, User
+from orders.models import Order, OrderEvent, OrderLine, OrderStatus
+
+# Until an order is confirmed, a farmer sees the lines, not who the buyer is.
+BUYER_HIDDEN_FROM_FARMER = frozenset({OrderStatus.PLACED, OrderStatus.AWAITING_PAYMENT})
+
+
+def order_visible_to(user: User) -> QuerySet[Order]:
+    """Buyers: their own orders. Farmers: orders holding their lines, with only those lines.
+    Staff: orders picked up in or delivered to their center's villages. Anyone else: none,
+    so a stranger's lookup answers 404."""
+    orders = Order.objects.select_related("buyer", "delivery_village")
+    lines = OrderLine.objects.order_by("id")
+    if user.role == Role.BUYER:
+        orders = orders.filter(buyer=user)
+    elif user.role == Role.FARMER:
+        orders = orders.filter(pk__in=OrderLine.objects.filter(farmer=user).values("order_id"))
+        lines = lines.filter(farmer=user)
+    elif user.role == Role.STAFF and user.service_center_id is not None:
+        center = user.service_center_id
+        orders = orders.filter(
+            Q(delivery_village__service_center_id=center)
+            | Q(
+                pk__in=OrderLine.objects.filter(listing__village__service_center_id=center).values(
+                    "order_id"
+                )
+            )
+        )
+    else:
+        return Order.objects.none()
+    return orders.prefetch_related(
+        Prefetch("lines", queryset=lines),
+        Prefetch("events", queryset=OrderEvent.objects.order_by("created_at", "id")),
+    )

@@ -1,0 +1,310 @@
+"""Writes of orders: placement, the status machine, cancellation and rejected lines."""
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from listings.models import Listing, ListingStatus
+from listings.selectors import listings_for_update
+from listings.services import listing_restock, listing_take_stock
+from logistics.models import Village
+from marketplace.accounts.models import Role, User
+from marketplace.exceptions import ConflictError, DomainError
+from orders import errors
+from orders.models import (
+    DeliveryMethod,
+    LineStatus,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderStatus,
+    PaymentMethod,
+    PaymentStatus,
+)
+
+MAX_LINES = 50
+CENT = Decimal("0.01")
+
+# The one table of allowed status changes. Services move orders only through
+# order_transition; nothing else writes Order.status.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    OrderStatus.AWAITING_PAYMENT: frozenset({OrderStatus.PLACED, OrderStatus.CANCELLED}),
+    OrderStatus.PLACED: frozenset(
+        {OrderStatus.CONFIRMED, OrderStatus.CANCELLED, OrderStatus.FAILED}
+    ),
+    OrderStatus.CONFIRMED: frozenset(
+        {OrderStatus.SCHEDULED, OrderStatus.IN_TRANSIT, OrderStatus.CANCELLED, OrderStatus.FAILED}
+    ),
+    OrderStatus.SCHEDULED: frozenset(
+        {OrderStatus.CONFIRMED, OrderStatus.IN_TRANSIT, OrderStatus.CANCELLED, OrderStatus.FAILED}
+    ),
+    OrderStatus.IN_TRANSIT: frozenset(
+        {OrderStatus.DELIVERED, OrderStatus.PARTIALLY_DELIVERED, OrderStatus.FAILED}
+    ),
+    OrderStatus.DELIVERED: frozenset(),
+    OrderStatus.PARTIALLY_DELIVERED: frozenset(),
+    OrderStatus.CANCELLED: frozenset(),
+    OrderStatus.FAILED: frozenset(),
+}
+# Before the first pickup an order can still be called off.
+CANCELLABLE = frozenset(
+    {OrderStatus.AWAITING_PAYMENT, OrderStatus.PLACED, OrderStatus.CONFIRMED, OrderStatus.SCHEDULED}
+)
+
+
+@dataclass(frozen=True)
+class LineRequest:
+    listing_id: int
+    quantity: Decimal
+
+
+def delivery_fee(*, delivery_method: str, subtotal: Decimal, farmer_count: int) -> Decimal:
+    """The delivery fee rule, in CNY:
+    - pickup at the buyer's service center: free;
+    - home delivery: 5.00 for the first farmer plus 2.00 for each further farmer (each is a
+      separate farm pickup), free when the goods come to 99.00 or more.
+    """
+    if delivery_method == DeliveryMethod.PICKUP or subtotal >= settings.FREE_DELIVERY_FROM:
+        return Decimal("0.00")
+    return settings.DELIVERY_FEE_BASE + settings.DELIVERY_FEE_PER_EXTRA_FARMER * (farmer_count - 1)
+
+
+def _money(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _new_delivery_code() -> str:
+    return f"{secrets.randbelow(1_000_000):06d}"
+
+
+def _check_request_shape(buyer: User, lines: list[LineRequest]) -> None:
+    if buyer.role != Role.BUYER:
+        raise DomainError(errors.NOT_A_BUYER, "Only buyers place orders.", status_code=403)
+    if not lines:
+        raise DomainError(errors.NO_LINES, "An order needs at least one line.")
+    if len(lines) > MAX_LINES:
+        raise DomainError(errors.TOO_MANY_LINES, f"At most {MAX_LINES} lines per order.")
+    ids = [line.listing_id for line in lines]
+    if len(set(ids)) != len(ids):
+        raise DomainError(errors.DUPLICATE_LINES, "Each listing may appear once per order.")
+
+
+def _check_lines(buyer: User, lines: list[LineRequest], listings: dict[int, Listing]) -> None:
+    """Every rule that holds for one line, checked on locked rows. Short lines are collected
+    and refused together, so the buyer learns about all of them at once."""
+    today = timezone.localdate()
+    short = []
+    for line in lines:
+        listing = listings.get(line.listing_id)
+        if listing is None:
+            raise DomainError(
+                errors.LISTING_NOT_FOUND,
+                f"No listing {line.listing_id}.",
+                extra={"listing": line.listing_id},
+            )
+        if listing.farmer_id == buyer.pk:
+            raise DomainError(errors.OWN_LISTING, "You cannot order your own listing.")
+        available = listing.status in (ListingStatus.ACTIVE, ListingStatus.SOLD_OUT) and (
+            listing.available_until is None or listing.available_until >= today
+        )
+        if not available:
+            raise DomainError(
+                errors.LISTING_UNAVAILABLE,
+                f"Listing {listing.pk} is not on offer.",
+                extra={"listing": listing.pk},
+            )
+        if line.quantity < listing.min_order_quantity:
+            raise DomainError(
+                errors.BELOW_MIN_ORDER,
+                f"Listing {listing.pk} sells at least {listing.min_order_quantity} {listing.unit}.",
+                extra={
+                    "listing": listing.pk,
+                    "min_order_quantity": str(listing.min_order_quantity),
+                },
+            )
+        if line.quantity > listing.quantity_available:
+            short.append(
+                {
+                    "listing": listing.pk,
+                    "requested": str(line.quantity),
+                    "available": str(listing.quantity_available),
+                }
+            )
+    if short:
+        raise ConflictError(
+            errors.INSUFFICIENT_STOCK,
+            "Not enough stock for some lines; nothing was ordered.",
+            extra={"lines": short},
+        )
+
+
+@transaction.atomic
+def order_place(
+    *,
+    buyer: User,
+    lines: list[LineRequest],
+    delivery_method: str,
+    payment_method: str,
+    delivery_village: Village | None = None,
+    delivery_address: str = "",
+    delivery_lat: Decimal | None = None,
+    delivery_lng: Decimal | None = None,
+    note: str = "",
+) -> Order:
+    """A buyer orders lines from one or many farmers, in one short transaction: the
+    listings are locked in primary-key order, checked, decremented, and the order and its
+    lines are written with titles, units, prices and weights copied from the listings.
+    Stock never goes below zero however many buyers race. Cash on delivery is `placed` at
+    once; prepaid waits in `awaiting_payment` until paid or expired."""
+    _check_request_shape(buyer, lines)
+    listings = {
+        listing.pk: listing for listing in listings_for_update([x.listing_id for x in lines])
+    }
+    _check_lines(buyer, lines, listings)
+
+    village = delivery_village or buyer.village
+    if delivery_lat is None or delivery_lng is None:
+        own_place = village == buyer.village and buyer.lat is not None
+        delivery_lat, delivery_lng = (
+            (buyer.lat, buyer.lng) if own_place else (village.lat, village.lng)
+        )
+    order_lines = []
+    for line in lines:
+        listing = listing_take_stock(listing=listings[line.listing_id], quantity=line.quantity)
+        order_lines.append(
+            OrderLine(
+                listing=listing,
+                farmer_id=listing.farmer_id,
+                title=listing.title,
+                unit=listing.unit,
+                unit_price=listing.price,
+                unit_weight_kg=listing.unit_weight_kg,
+                quantity=line.quantity,
+                subtotal=_money(listing.price * line.quantity),
+                needs_refrigeration=listing.needs_refrigeration,
+            )
+        )
+    subtotal = sum((line.subtotal for line in order_lines), Decimal("0.00"))
+    fee = delivery_fee(
+        delivery_method=delivery_method,
+        subtotal=subtotal,
+        farmer_count=len({line.farmer_id for line in order_lines}),
+    )
+    prepaid = payment_method == PaymentMethod.PREPAID
+    order = Order.objects.create(
+        buyer=buyer,
+        status=OrderStatus.AWAITING_PAYMENT if prepaid else OrderStatus.PLACED,
+        delivery_method=delivery_method,
+        delivery_village=village,
+        delivery_address=delivery_address.strip(),
+        delivery_lat=delivery_lat,
+        delivery_lng=delivery_lng,
+        payment_method=payment_method,
+        payment_due_at=timezone.now() + timedelta(minutes=settings.PREPAID_PAYMENT_MINUTES)
+        if prepaid
+        else None,
+        note=note.strip(),
+        subtotal=subtotal,
+        delivery_fee=fee,
+        total=subtotal + fee,
+        delivery_code=_new_delivery_code(),
+    )
+    for line in order_lines:
+        line.order = order
+    OrderLine.objects.bulk_create(order_lines)
+    OrderEvent.objects.create(order=order, to_status=order.status, actor=buyer, reason="placed")
+    return order
+
+
+def order_lock(order_id: int) -> Order:
+    """The order row, locked for the rest of the transaction."""
+    return Order.objects.select_for_update(of=("self",)).get(pk=order_id)
+
+
+def order_transition(
+    *, order: Order, to_status: str, actor: User | None = None, reason: str = ""
+) -> Order:
+    """Move a locked order along TRANSITIONS and record the event, in the caller's
+    transaction. Any other change is refused with `invalid_status_transition`."""
+    if to_status not in TRANSITIONS[order.status]:
+        raise ConflictError(
+            errors.INVALID_TRANSITION,
+            f"An order that is {order.status} cannot become {to_status}.",
+            extra={"from": order.status, "to": to_status},
+        )
+    OrderEvent.objects.create(
+        order=order, from_status=order.status, to_status=to_status, actor=actor, reason=reason
+    )
+    order.status = to_status
+    order.save(update_fields=["status", "updated_at"])
+    return order
+
+
+def _restock_lines(order: Order, lines: list[OrderLine]) -> None:
+    listings = {x.pk: x for x in listings_for_update([line.listing_id for line in lines])}
+    for line in lines:
+        listing_restock(listing=listings[line.listing_id], quantity=line.quantity)
+
+
+@transaction.atomic
+def order_cancel(*, order_id: int, actor: User, reason: str = "") -> Order:
+    """The buyer (before the first pickup) or staff call an order off. What was taken from
+    stock is given back exactly once: the order row is locked first, so a second, concurrent
+    cancel waits and then finds the order already cancelled."""
+    order = order_lock(order_id)
+    if order.status == OrderStatus.CANCELLED:
+        return order  # a retried or concurrent cancel: already done, nothing more to give back
+    if order.status not in CANCELLABLE:
+        raise ConflictError(
+            errors.CANNOT_CANCEL, f"An order that is {order.status} can no longer be cancelled."
+        )
+    active = list(order.lines.filter(status=LineStatus.ACTIVE))
+    _restock_lines(order, active)
+    OrderLine.objects.filter(pk__in=[line.pk for line in active]).update(
+        status=LineStatus.CANCELLED
+    )
+    if order.payment_status == PaymentStatus.UNPAID:
+        order.payment_status = PaymentStatus.NOT_DUE
+        order.save(update_fields=["payment_status", "updated_at"])
+    return order_transition(
+        order=order, to_status=OrderStatus.CANCELLED, actor=actor, reason=reason
+    )
+
+
+@transaction.atomic
+def order_line_reject(*, order_id: int, line_id: int, farmer: User, reason: str) -> Order:
+    """A farmer turns down one of their lines: its stock goes back, the buyer's total drops
+    by the line (and the delivery fee is recomputed), the order goes on with the other lines
+    or is cancelled when none is left."""
+    order = order_lock(order_id)
+    line = order.lines.filter(pk=line_id, farmer=farmer).first()
+    if line is None:
+        raise DomainError("not_found", "No such line.", status_code=404)
+    if line.status != LineStatus.ACTIVE:
+        if line.status == LineStatus.REJECTED:
+            return order  # a retry: already rejected
+        raise ConflictError(errors.LINE_NOT_ACTIVE, f"This line is {line.status}.")
+    if order.status not in CANCELLABLE:
+        raise ConflictError(
+            errors.CANNOT_CANCEL, f"An order that is {order.status} can no longer be changed."
+        )
+    _restock_lines(order, [line])
+    line.status, line.reject_reason = LineStatus.REJECTED, reason.strip()
+    line.save(update_fields=["status", "reject_reason"])
+    remaining = list(order.lines.filter(status=LineStatus.ACTIVE))
+    if not remaining:
+        return order_cancel(order_id=order.pk, actor=farmer, reason=f"last line rejected: {reason}")
+    order.subtotal = sum((x.subtotal for x in remaining), Decimal("0.00"))
+    order.delivery_fee = delivery_fee(
+        delivery_method=order.delivery_method,
+        subtotal=order.subtotal,
+        farmer_count=len({x.farmer_id for x in remaining}),
+    )
+    order.total = order.subtotal + order.delivery_fee
+    order.save(update_fields=["subtotal", "delivery_fee", "total", "updated_at"])
+    return order

@@ -1,0 +1,211 @@
+"""Cancel, reject a line, the status table, and who sees which order."""
+
+from decimal import Decimal
+
+import pytest
+
+from listings.models import Listing, ListingStatus
+from orders import services
+from orders.models import LineStatus, Order, OrderEvent, OrderStatus
+from tests.factories import (
+    BuyerFactory,
+    FarmerFactory,
+    ServiceCenterFactory,
+    StaffFactory,
+    VillageFactory,
+    create_listing,
+)
+
+pytestmark = pytest.mark.django_db
+ORDERS = "/api/v1/orders/"
+
+
+def place(buyer, *lines, **kwargs):
+    return services.order_place(
+        buyer=buyer,
+        lines=[services.LineRequest(listing_id=x.pk, quantity=Decimal(q)) for x, q in lines],
+        delivery_method=kwargs.pop("delivery_method", "home"),
+        payment_method=kwargs.pop("payment_method", "cod"),
+        **kwargs,
+    )
+
+
+def quantity(listing):
+    return Listing.objects.get(pk=listing.pk).quantity_available
+
+
+def test_buyer_cancels_and_stock_comes_back_once(client_for):
+    buyer = BuyerFactory()
+    listing = create_listing(quantity_available=Decimal("5"))
+    order = place(buyer, (listing, 5))
+    assert Listing.objects.get(pk=listing.pk).status == ListingStatus.SOLD_OUT
+    client = client_for(buyer)
+    first = client.post(f"{ORDERS}{order.pk}/cancel/", {"reason": "买多了"}, format="json")
+    assert first.status_code == 200
+    assert (first.json()["status"], first.json()["payment_status"]) == ("cancelled", "not_due")
+    again = client.post(f"{ORDERS}{order.pk}/cancel/", format="json")
+    assert again.status_code == 200
+    assert quantity(listing) == Decimal("5.000")
+    assert Listing.objects.get(pk=listing.pk).status == ListingStatus.ACTIVE
+    events = list(
+        OrderEvent.objects.filter(order=order).values_list("from_status", "to_status", "reason")
+    )
+    assert events == [("", "placed", "placed"), ("placed", "cancelled", "买多了")]
+    assert set(order.lines.values_list("status", flat=True)) == {LineStatus.CANCELLED}
+
+
+def test_no_cancel_once_on_the_road(client_for):
+    buyer = BuyerFactory()
+    listing = create_listing()
+    order = place(buyer, (listing, 2))
+    for status in (OrderStatus.CONFIRMED, OrderStatus.IN_TRANSIT):
+        services.order_transition(order=services.order_lock(order.pk), to_status=status)
+    response = client_for(buyer).post(f"{ORDERS}{order.pk}/cancel/", format="json")
+    assert response.status_code == 409
+    assert response.json()["code"] == "cannot_cancel"
+    assert quantity(listing) == Decimal("98.000")
+    assert Order.objects.get().status == OrderStatus.IN_TRANSIT
+
+
+def test_the_status_table_refuses_a_jump_and_writes_no_event():
+    order = place(BuyerFactory(), (create_listing(), 1))
+    with pytest.raises(services.ConflictError) as refused:
+        services.order_transition(
+            order=services.order_lock(order.pk), to_status=OrderStatus.DELIVERED
+        )
+    assert refused.value.code == "invalid_status_transition"
+    assert OrderEvent.objects.count() == 1
+    assert Order.objects.get().status == OrderStatus.PLACED
+
+
+def test_every_status_has_a_row_in_the_table():
+    assert set(services.TRANSITIONS) == set(OrderStatus.values)
+    for targets in services.TRANSITIONS.values():
+        assert targets <= set(OrderStatus.values)
+
+
+def test_farmer_rejects_a_line_total_drops_and_the_order_goes_on(client_for):
+    buyer = BuyerFactory()
+    a, b = create_listing(price=Decimal("10.00")), create_listing(price=Decimal("4.00"))
+    order = place(buyer, (a, 2), (b, 3))  # 32.00 + 5.00 + 2.00
+    assert (order.subtotal, order.delivery_fee, order.total) == (
+        Decimal("32.00"),
+        Decimal("7.00"),
+        Decimal("39.00"),
+    )
+    line_b = order.lines.get(listing=b)
+    response = client_for(b.farmer).post(
+        f"{ORDERS}{order.pk}/lines/{line_b.pk}/reject/", {"reason": "下雨没摘"}, format="json"
+    )
+    assert response.status_code == 200
+    order.refresh_from_db()
+    assert (order.status, order.subtotal, order.delivery_fee, order.total) == (
+        OrderStatus.PLACED,
+        Decimal("20.00"),
+        Decimal("5.00"),
+        Decimal("25.00"),
+    )
+    line_b.refresh_from_db()
+    assert (line_b.status, line_b.reject_reason) == (LineStatus.REJECTED, "下雨没摘")
+    assert quantity(b) == Decimal("100.000")
+    assert quantity(a) == Decimal("98.000")
+
+
+def test_rejecting_the_last_line_cancels_the_order(client_for):
+    listing = create_listing()
+    order = place(BuyerFactory(), (listing, 2))
+    line = order.lines.get()
+    client_for(listing.farmer).post(
+        f"{ORDERS}{order.pk}/lines/{line.pk}/reject/", {"reason": "卖完了"}, format="json"
+    )
+    order.refresh_from_db()
+    assert order.status == OrderStatus.CANCELLED
+    assert quantity(listing) == Decimal("100.000")  # given back once, not twice
+
+
+def test_only_the_lines_farmer_rejects(client_for):
+    a, b = create_listing(), create_listing()
+    order = place(BuyerFactory(), (a, 1), (b, 1))
+    line_b = order.lines.get(listing=b)
+    response = client_for(a.farmer).post(
+        f"{ORDERS}{order.pk}/lines/{line_b.pk}/reject/", {"reason": "x"}, format="json"
+    )
+    assert response.status_code == 404
+    assert order.lines.get(listing=b).status == LineStatus.ACTIVE
+    missing_reason = client_for(b.farmer).post(
+        f"{ORDERS}{order.pk}/lines/{line_b.pk}/reject/", {}, format="json"
+    )
+    assert missing_reason.status_code == 400
+
+
+def test_visibility(client_for):
+    north = ServiceCenterFactory()
+    south = ServiceCenterFactory()
+    buyer = BuyerFactory(village=VillageFactory(service_center=south))
+    farmer_a = FarmerFactory(village=VillageFactory(service_center=north))
+    farmer_b = FarmerFactory(village=VillageFactory(service_center=north))
+    a, b = create_listing(farmer_a, price=Decimal("10.00")), create_listing(farmer_b)
+    order = place(buyer, (a, 2), (b, 1))
+    url = f"{ORDERS}{order.pk}/"
+
+    mine = client_for(buyer).get(url).json()
+    assert len(mine["lines"]) == 2
+    assert mine["delivery_code"] == order.delivery_code
+    assert mine["buyer"]["phone"] == buyer.phone
+
+    as_farmer = client_for(farmer_a).get(url).json()
+    assert [line["listing"] for line in as_farmer["lines"]] == [a.pk]
+    assert (as_farmer["subtotal"], as_farmer["total"], as_farmer["delivery_code"]) == (
+        "20.00",
+        None,
+        None,
+    )
+    assert "phone" not in as_farmer["buyer"]  # not until the order is confirmed
+    services.order_transition(order=services.order_lock(order.pk), to_status=OrderStatus.CONFIRMED)
+    assert client_for(farmer_a).get(url).json()["buyer"]["phone"] == buyer.phone
+
+    for staff in (StaffFactory(service_center=north), StaffFactory(service_center=south)):
+        seen = client_for(staff).get(url)
+        assert seen.status_code == 200
+        assert seen.json()["delivery_code"] is None
+    strangers = [
+        BuyerFactory(),
+        FarmerFactory(),
+        StaffFactory(service_center=ServiceCenterFactory()),
+    ]
+    for stranger in strangers:
+        assert client_for(stranger).get(url).status_code == 404
+        assert client_for(stranger).get(ORDERS).json()["count"] == 0
+        assert client_for(stranger).post(f"{url}cancel/", format="json").status_code == 404
+    assert Order.objects.get().status == OrderStatus.CONFIRMED
+
+
+def test_farmer_cannot_cancel_a_buyers_order(client_for):
+    listing = create_listing()
+    order = place(BuyerFactory(), (listing, 1))
+    response = client_for(listing.farmer).post(f"{ORDERS}{order.pk}/cancel/", format="json")
+    assert response.status_code == 403
+    assert Order.objects.get().status == OrderStatus.PLACED
+
+
+def test_list_filters_by_status_and_date_with_constant_queries(
+    client_for, django_assert_num_queries
+):
+    buyer = BuyerFactory()
+    listing = create_listing()
+    orders = [place(buyer, (listing, 1)) for _ in range(3)]
+    services.order_cancel(order_id=orders[0].pk, actor=buyer)
+    client = client_for(buyer)
+    cancelled = client.get(ORDERS, {"status": "cancelled"}).json()
+    assert [o["id"] for o in cancelled["results"]] == [orders[0].pk]
+    placed = client.get(ORDERS, {"status": "placed"}).json()
+    assert [o["id"] for o in placed["results"]] == [orders[2].pk, orders[1].pk]
+    later = client.get(ORDERS, {"created_after": "2999-01-01T00:00:00Z"}).json()
+    assert later["count"] == 0
+    assert client.get(ORDERS, {"status": "lost"}).status_code == 400
+    with django_assert_num_queries(5):  # user, count, orders, lines, events
+        client.get(ORDERS)
+    for _ in range(5):
+        place(buyer, (listing, 1))
+    with django_assert_num_queries(5):
+        client.get(ORDERS)

@@ -1,0 +1,211 @@
+"""Placing an order over HTTP: totals, copies, every refusal leaves stock untouched."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from listings.models import Listing, ListingStatus
+from orders.models import Order, OrderLine
+from tests.factories import BuyerFactory, FarmerFactory, VillageFactory, create_listing
+
+pytestmark = pytest.mark.django_db
+ORDERS = "/api/v1/orders/"
+
+
+def order_body(*lines, **overrides):
+    return {
+        "lines": [{"listing": listing.pk, "quantity": str(qty)} for listing, qty in lines],
+        "delivery_method": "home",
+        "payment_method": "cod",
+        **overrides,
+    }
+
+
+def stock(*listings):
+    return [Listing.objects.get(pk=x.pk).quantity_available for x in listings]
+
+
+def test_an_order_from_two_farmers_copies_lines_and_adds_up(client_for):
+    buyer = BuyerFactory()
+    tomatoes = create_listing(
+        title="西红柿", price=Decimal("3.50"), quantity_available=Decimal("100")
+    )
+    eggs = create_listing(
+        title="土鸡蛋",
+        category="eggs",
+        unit="dozen",
+        unit_weight_kg=Decimal("0.700"),
+        price=Decimal("18.00"),
+        quantity_available=Decimal("10"),
+    )
+    response = client_for(buyer).post(
+        ORDERS, order_body((tomatoes, "4.5"), (eggs, 2)), format="json"
+    )
+    assert response.status_code == 201, response.json()
+    data = response.json()
+    assert data["status"] == "placed"
+    assert [(x["title"], x["quantity"], x["unit_price"], x["subtotal"]) for x in data["lines"]] == [
+        ("西红柿", "4.500", "3.50", "15.75"),
+        ("土鸡蛋", "2.000", "18.00", "36.00"),
+    ]
+    assert [x["unit_weight_kg"] for x in data["lines"]] == ["0.500", "0.700"]
+    # 51.75 of goods from two farmers, home delivery: 5.00 + 2.00
+    assert (data["subtotal"], data["delivery_fee"], data["total"]) == ("51.75", "7.00", "58.75")
+    assert len(data["delivery_code"]) == 6
+    assert data["delivery_code"].isdigit()
+    assert stock(tomatoes, eggs) == [Decimal("95.500"), Decimal("8.000")]
+    assert [(e["from_status"], e["to_status"]) for e in data["events"]] == [("", "placed")]
+    # The copy stays when the farmer changes the listing later.
+    Listing.objects.filter(pk=tomatoes.pk).update(price=Decimal("9.99"), title="改名")
+    line = OrderLine.objects.get(listing=tomatoes)
+    assert (line.title, line.unit_price) == ("西红柿", Decimal("3.50"))
+
+
+def test_fee_rule_pickup_free_and_free_from_99(client_for):
+    client = client_for(BuyerFactory())
+    listing = create_listing(price=Decimal("10.00"))
+    pickup = client.post(ORDERS, order_body((listing, 1), delivery_method="pickup"), format="json")
+    assert (pickup.json()["delivery_fee"], pickup.json()["total"]) == ("0.00", "10.00")
+    big = client.post(ORDERS, order_body((listing, 10)), format="json")
+    assert (big.json()["delivery_fee"], big.json()["total"]) == ("0.00", "100.00")
+    small = client.post(ORDERS, order_body((listing, 1)), format="json")
+    assert (small.json()["delivery_fee"], small.json()["total"]) == ("5.00", "15.00")
+
+
+def test_delivery_place_defaults_to_the_buyer_and_can_be_given(client_for):
+    buyer = BuyerFactory(lat=Decimal("30.111111"), lng=Decimal("119.222222"))
+    listing = create_listing()
+    client = client_for(buyer)
+    mine = client.post(ORDERS, order_body((listing, 1)), format="json").json()
+    assert (mine["delivery_village"], mine["delivery_lat"], mine["delivery_lng"]) == (
+        buyer.village_id,
+        "30.111111",
+        "119.222222",
+    )
+    elsewhere = VillageFactory(lat=Decimal("30.300000"), lng=Decimal("119.400000"))
+    other = client.post(
+        ORDERS,
+        order_body((listing, 1), delivery_village=elsewhere.pk, delivery_address="食堂后门"),
+        format="json",
+    ).json()
+    assert (other["delivery_village"], other["delivery_lat"], other["delivery_address"]) == (
+        elsewhere.pk,
+        "30.300000",
+        "食堂后门",
+    )
+
+
+def test_prepaid_waits_for_payment(client_for):
+    listing = create_listing()
+    data = (
+        client_for(BuyerFactory())
+        .post(ORDERS, order_body((listing, 1), payment_method="prepaid"), format="json")
+        .json()
+    )
+    assert (data["status"], data["payment_status"]) == ("awaiting_payment", "unpaid")
+    due = Order.objects.get().payment_due_at
+    assert timedelta(minutes=29) < due - timezone.now() <= timedelta(minutes=30)
+
+
+def test_short_lines_are_409_naming_every_one_and_nothing_changes(client_for):
+    buyer = BuyerFactory()
+    plenty = create_listing(quantity_available=Decimal("100"))
+    few = create_listing(quantity_available=Decimal("2"))
+    none = create_listing(quantity_available=Decimal("1"))
+    client_for(BuyerFactory()).post(ORDERS, order_body((none, 1)), format="json")  # sells out
+    response = client_for(buyer).post(
+        ORDERS, order_body((plenty, 5), (few, 3), (none, 1)), format="json"
+    )
+    assert response.status_code == 409
+    body = response.json()
+    assert body["code"] == "insufficient_stock"
+    assert body["lines"] == [
+        {"listing": few.pk, "requested": "3.000", "available": "2.000"},
+        {"listing": none.pk, "requested": "1.000", "available": "0.000"},
+    ]
+    assert stock(plenty, few, none) == [Decimal("100.000"), Decimal("2.000"), Decimal("0.000")]
+    assert Order.objects.filter(buyer=buyer).count() == 0
+
+
+def test_the_last_unit_makes_the_listing_sold_out(client_for):
+    listing = create_listing(quantity_available=Decimal("3"))
+    client_for(BuyerFactory()).post(ORDERS, order_body((listing, 3)), format="json")
+    listing.refresh_from_db()
+    assert (listing.quantity_available, listing.status) == (
+        Decimal("0.000"),
+        ListingStatus.SOLD_OUT,
+    )
+
+
+@pytest.mark.parametrize(
+    ("make_body", "code"),
+    [
+        (lambda own, archived, ok: order_body((own, 1)), "own_listing"),
+        (lambda own, archived, ok: order_body((archived, 1)), "listing_unavailable"),
+        (lambda own, archived, ok: order_body((ok, 1), (ok, 2)), "duplicate_lines"),
+        (lambda own, archived, ok: order_body((ok, "0.5")), "below_min_order_quantity"),
+        (
+            lambda own, archived, ok: {
+                **order_body(),
+                "lines": [{"listing": 999999, "quantity": "1"}],
+            },
+            "listing_not_found",
+        ),
+    ],
+)
+def test_refused_orders_are_400_with_a_code_and_change_nothing(client_for, make_body, code):
+    buyer = BuyerFactory()
+    own = create_listing(FarmerFactory())
+    Listing.objects.filter(pk=own.pk).update(farmer=buyer)  # the same user on both sides
+    archived = create_listing()
+    Listing.objects.filter(pk=archived.pk).update(status=ListingStatus.ARCHIVED)
+    ok = create_listing()
+    before = stock(own, archived, ok)
+    response = client_for(buyer).post(ORDERS, make_body(own, archived, ok), format="json")
+    assert response.status_code == 400, response.json()
+    assert response.json()["code"] == code
+    assert stock(own, archived, ok) == before
+    assert not Order.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("quantity", "code"), [("0", "min_value"), ("-1", "min_value"), ("abc", "invalid")]
+)
+def test_zero_negative_or_bad_quantity_is_400(client_for, quantity, code):
+    listing = create_listing()
+    response = client_for(BuyerFactory()).post(
+        ORDERS, order_body((listing, quantity)), format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0] == {
+        "field": "lines.0.quantity",
+        "code": code,
+        "detail": response.json()["errors"][0]["detail"],
+    }
+    assert stock(listing) == [Decimal("100.000")]
+
+
+def test_more_than_fifty_lines_or_none_is_400(client_for):
+    listings = [create_listing() for _ in range(51)]
+    client = client_for(BuyerFactory())
+    response = client.post(ORDERS, order_body(*[(x, 1) for x in listings]), format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == "max_length"
+    empty = client.post(ORDERS, order_body(), format="json")
+    assert empty.status_code == 400
+    assert empty.json()["errors"][0]["code"] == "empty"
+    assert not Order.objects.exists()
+
+
+def test_only_buyers_order(client_for, api):
+    listing = create_listing()
+    assert (
+        client_for(FarmerFactory())
+        .post(ORDERS, order_body((listing, 1)), format="json")
+        .status_code
+        == 403
+    )
+    assert api.post(ORDERS, order_body((listing, 1)), format="json").status_code == 401
+    assert stock(listing) == [Decimal("100.000")]
