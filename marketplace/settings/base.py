@@ -4,6 +4,7 @@ Every variable read here is listed, with its default, in `.env.example`.
 """
 
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -227,6 +228,12 @@ CELERY_BEAT_SCHEDULE_FILENAME = env(
     "CELERY_BEAT_SCHEDULE_FILENAME", default=str(BASE_DIR / ".data" / "celerybeat-schedule")
 )
 LOGIN_LOG_RETENTION_DAYS = env.int("LOGIN_LOG_RETENTION_DAYS", default=30)
+
+# --- Orders (the delivery fee rule is documented in orders.services.delivery_fee)
+DELIVERY_FEE_BASE = Decimal(env("DELIVERY_FEE_BASE", default="5.00"))
+DELIVERY_FEE_PER_EXTRA_FARMER = Decimal(env("DELIVERY_FEE_PER_EXTRA_FARMER", default="2.00"))
+FREE_DELIVERY_FROM = Decimal(env("FREE_DELIVERY_FROM", default="99.00"))
+PREPAID_PAYMENT_MINUTES = env.int("PREPAID_PAYMENT_MINUTES", default=30)
 
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=24 * 60 * 60)
 
