@@ -142,3 +142,86 @@ class OrderEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id}: {self.from_status or '∅'} → {self.to_status}"
+
+
+class PaymentEvent(models.Model):
+    """A payment provider's notification, stored once per (provider, event id): a provider
+    that re-sends an event finds it here and nothing happens twice."""
+
+    provider = models.CharField(max_length=30)
+    event_id = models.CharField(max_length=100)
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="payment_events")
+    kind = models.CharField(max_length=30, help_text="e.g. payment.succeeded")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3, default="CNY")
+    payload = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["received_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "event_id"], name="paymentevent_once_per_provider"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.event_id}"
+
+
+class Review(models.Model):
+    """The buyer's review of a delivered order; it counts for every farmer whose goods
+    were delivered in it."""
+
+    order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="review")
+    buyer = models.ForeignKey(User, on_delete=models.CASCADE, related_name="reviews")
+    rating = models.PositiveSmallIntegerField()
+    comment = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rating__gte=1, rating__lte=5), name="review_rating_1_to_5"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rating}★ on order {self.order_id}"
+
+
+class NotificationKind(models.TextChoices):
+    ORDER_PLACED = "order_placed"
+    ORDER_CONFIRMED = "order_confirmed"
+    LINE_REJECTED = "line_rejected"
+    ORDER_CANCELLED = "order_cancelled"
+    PAYMENT_RECEIVED = "payment_received"
+    PAYMENT_EXPIRED = "payment_expired"
+    PICKUP_SCHEDULED = "pickup_scheduled"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    ORDER_DELIVERED = "order_delivered"
+
+
+class Notification(models.Model):
+    """What the system told a user. Written in the transaction of the change it reports;
+    sent through the configured backend by a task after that commits."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=30, choices=NotificationKind.choices)
+    order = models.ForeignKey(
+        Order, on_delete=models.CASCADE, null=True, blank=True, related_name="notifications"
+    )
+    title = models.CharField(max_length=120)
+    body = models.CharField(max_length=500)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="notification_user_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} → {self.user_id}"
