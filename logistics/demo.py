@@ -1,9 +1,10 @@
-"""The demo county 青山县 (fictional): service centers, villages and people to try the API with.
+"""The demo county 青山县 (fictional): centers, villages, people and produce to try the API with.
 
 Deterministic and idempotent. Every kind of data has its own generator seeded by its own
-name, so adding a kind (vehicles, listings) never reshuffles the ones already seeded; rows
-are found by natural key (center name, county + village name, phone) and only missing rows
-are inserted, so a second run changes nothing, not even rows that were edited since.
+name, so adding a kind (vehicles, …) never reshuffles the ones already seeded; rows are
+found by natural key (center name, county + village name, phone, farmer + listing title)
+and only missing rows are inserted, so a second run changes nothing, not even rows that
+were edited since. The farmers' listings come from listings.demo.
 
 Adding a kind of data: write a `seed_<kind>(...) -> Seeded[...]` step and call it from
 `seed_demo_county`, in the order its foreign keys need.
@@ -18,7 +19,10 @@ from typing import Generic, TypeVar
 from django.contrib.auth import password_validation
 from django.contrib.auth.hashers import make_password
 from django.db import transaction
+from django.utils import timezone
 
+from listings import demo as listings_demo
+from listings.models import Listing
 from logistics.models import ServiceCenter, Village
 from marketplace.accounts.models import BuyerKind, Role, User
 from marketplace.accounts.phones import normalize_phone
@@ -326,19 +330,30 @@ def seed_buyers(villages: dict[str, Village]) -> Seeded[User]:
     return _insert_users(Role.BUYER, users)
 
 
+def seed_listings(farmers: dict[str, User]) -> Seeded[Listing]:
+    """10 to 25 listings per farmer, ~1,000 in all (see listings.demo); the dates of the
+    inserted ones are relative to today."""
+    rows, created = listings_demo.seed_listings(
+        farmers.values(), seed=f"{SEED}:listings", today=timezone.localdate()
+    )
+    return Seeded(rows, created)
+
+
 @transaction.atomic
 def seed_demo_county() -> dict[str, Seeded]:
     """Seed every kind of demo data in one transaction; returns each step's result."""
     centers = seed_service_centers()
     villages = seed_villages(centers.rows)
+    staff = seed_staff(centers.rows)
+    farmers = seed_farmers(villages.rows)
     return {
         "service centers": centers,
         "villages": villages,
-        "staff": seed_staff(centers.rows),
-        "farmers": seed_farmers(villages.rows),
+        "staff": staff,
+        "farmers": farmers,
         "buyers": seed_buyers(villages.rows),
-        # Later steps go here, e.g. "vehicles": seed_vehicles(centers.rows),
-        # "listings": seed_listings(farmers.rows).
+        "listings": seed_listings(farmers.rows),
+        # Later steps go here, e.g. "vehicles": seed_vehicles(centers.rows).
     }
 
 

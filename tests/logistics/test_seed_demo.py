@@ -2,12 +2,21 @@
 
 import itertools
 import math
+from collections import Counter
+from datetime import timedelta
+from decimal import Decimal
 from io import StringIO
 
 import pytest
 from django.contrib.auth import password_validation
 from django.core.management import call_command
+from django.db import transaction
+from django.utils import timezone
 
+from listings import demo as listings_demo
+from listings.models import Category, Listing, ListingStatus
+from listings.services import listings_refresh_for_farmer
+from logistics.demo import VILLAGE_NAMES
 from logistics.models import ServiceCenter, Village
 from marketplace.accounts.models import BuyerKind, Role, User
 
@@ -26,6 +35,16 @@ def _seed() -> str:
     return out.getvalue()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def county(django_db_setup, django_db_blocker):
+    """The demo county, seeded once for the whole module (seeding takes a second); yields
+    the first run's output. Every test runs in its own savepoint inside this transaction,
+    so what a test changes is undone after it, and the seed itself after the module."""
+    with django_db_blocker.unblock(), transaction.atomic():
+        yield _seed()
+        transaction.set_rollback(True)
+
+
 def _km(a, b) -> float:
     """Haversine distance between two rows with lat and lng; written here, not imported, so
     the test does not trust the code it checks."""
@@ -40,13 +59,11 @@ def _km(a, b) -> float:
 def _snapshot() -> dict[str, list[dict]]:
     return {
         model.__name__: list(model.objects.order_by("pk").values())
-        for model in (ServiceCenter, Village, User)
+        for model in (ServiceCenter, Village, User, Listing)
     }
 
 
 def test_seed_creates_the_demo_county():
-    _seed()
-
     assert ServiceCenter.objects.count() == 3
     assert Village.objects.count() == 40
     assert User.objects.filter(role=Role.FARMER).count() == 60
@@ -69,8 +86,6 @@ def test_seed_creates_the_demo_county():
 
 
 def test_phones_follow_the_numbering_rule():
-    _seed()
-
     def phones(role: str) -> list[str]:
         return sorted(User.objects.filter(role=role).values_list("phone", flat=True))
 
@@ -80,7 +95,6 @@ def test_phones_follow_the_numbering_rule():
 
 
 def test_every_village_belongs_to_its_nearest_center():
-    _seed()
     centers = list(ServiceCenter.objects.all())
 
     for village in Village.objects.select_related("service_center"):
@@ -92,7 +106,6 @@ def test_every_village_belongs_to_its_nearest_center():
 
 
 def test_every_place_lies_within_50_km_of_every_other():
-    _seed()
     places = [
         *ServiceCenter.objects.all(),
         *Village.objects.all(),
@@ -105,8 +118,6 @@ def test_every_place_lies_within_50_km_of_every_other():
 
 
 def test_people_belong_where_their_role_says():
-    _seed()
-
     staff = list(User.objects.filter(role=Role.STAFF))
     assert all(user.service_center_id and user.village_id is None for user in staff)
     assert len({user.service_center_id for user in staff}) == 3
@@ -121,8 +132,6 @@ def test_people_belong_where_their_role_says():
 
 
 def test_exact_places_lie_near_their_village():
-    _seed()
-
     with_place = User.objects.filter(lat__isnull=False).select_related("village")
     assert with_place.filter(role=Role.FARMER).count() == 30
     assert with_place.filter(role=Role.BUYER, buyer_kind=BuyerKind.HOUSEHOLD).count() == 8
@@ -137,7 +146,6 @@ def test_exact_places_lie_near_their_village():
 
 @pytest.mark.parametrize("role", [Role.FARMER, Role.BUYER, Role.STAFF])
 def test_demo_passwords_pass_the_default_validators(role):
-    _seed()
     user = User.objects.filter(role=role).first()
 
     password_validation.validate_password(PASSWORDS[role], user)  # raises if too weak
@@ -154,8 +162,6 @@ def test_demo_passwords_pass_the_default_validators(role):
     ],
 )
 def test_demo_logins_get_tokens(api, phone, password):
-    _seed()
-
     response = api.post(
         "/api/v1/auth/token/", {"phone": phone, "password": password}, format="json"
     )
@@ -165,8 +171,6 @@ def test_demo_logins_get_tokens(api, phone, password):
 
 
 def test_another_role_password_is_refused(api):
-    _seed()
-
     response = api.post(
         "/api/v1/auth/token/",
         {"phone": "+8613800000001", "password": "demo-buyer-pass"},
@@ -176,7 +180,7 @@ def test_another_role_password_is_refused(api):
     assert response.status_code == 401
 
 
-def _natural_rows() -> tuple[list, list, list]:
+def _natural_rows() -> tuple[list, list, list, list]:
     """Every seeded value that does not depend on when or into which database it was seeded."""
     centers = ServiceCenter.objects.order_by("name").values_list(
         "name", "county", "address", "lat", "lng", "average_speed_kmh", "detour_factor"
@@ -195,12 +199,31 @@ def _natural_rows() -> tuple[list, list, list]:
         "lng",
         "buyer_kind",
     )
-    return list(centers), list(villages), list(users)
+    # Not the dates: they are relative to the day of seeding.
+    listings = Listing.objects.order_by("farmer__phone", "title").values_list(
+        "farmer__phone",
+        "title",
+        "category__slug",
+        "description",
+        "unit",
+        "unit_weight_kg",
+        "price",
+        "quantity_available",
+        "min_order_quantity",
+        "shelf_life_days",
+        "is_organic",
+        "needs_refrigeration",
+        "status",
+        "village__name",
+        "lat",
+        "lng",
+    )
+    return list(centers), list(villages), list(users), list(listings)
 
 
 def test_seed_is_deterministic():
-    _seed()
     first = _natural_rows()
+    Listing.objects.all().delete()
     User.objects.all().delete()
     Village.objects.all().delete()
     ServiceCenter.objects.all().delete()
@@ -212,20 +235,19 @@ def test_seed_is_deterministic():
 
 
 def test_second_run_changes_nothing():
-    _seed()
     before = _snapshot()
 
     output = _seed()
 
     assert _snapshot() == before
-    assert [len(rows) for rows in before.values()] == [3, 40, 103]
+    assert [len(rows) for rows in before.values()] == [3, 40, 103, 1000]
     assert "Nothing to add" in output
     assert "(0 new)" in output
     assert "(3 new)" not in output
 
 
-def test_summary_prints_the_counts_and_the_demo_logins():
-    output = _seed()
+def test_summary_prints_the_counts_and_the_demo_logins(county):
+    output = county
 
     for label, count in [
         ("service centers", 3),
@@ -233,6 +255,7 @@ def test_summary_prints_the_counts_and_the_demo_logins():
         ("staff", 3),
         ("farmers", 60),
         ("buyers", 40),
+        ("listings", 1000),
     ]:
         assert f"{label:<16} {count:>4}  ({count} new)" in output
     for phone in ("+8613700000001", "+8613700000002", "+8613700000003"):
@@ -241,3 +264,156 @@ def test_summary_prints_the_counts_and_the_demo_logins():
     assert "buyer   +8613900000004  demo-buyer-pass" in output
     assert "+8613800000001 … +8613800000060  password demo-farmer-pass" in output
     assert "+8613900000001 … +8613900000040  password demo-buyer-pass" in output
+
+
+# The listings of the demo farmers (listings.demo).
+
+LISTINGS = "/api/v1/listings/"
+MAIN_CATEGORIES_SHARE = 0.75
+
+
+def test_the_catalog_is_complete_and_consistent():
+    products = listings_demo.CATALOG
+    titles = [product.title for product in products]
+
+    assert 80 <= len(products) <= 100
+    assert len(set(titles)) == len(titles)
+    assert {product.category for product in products} == set(
+        Category.objects.values_list("slug", flat=True)
+    )
+    assert len(Category.objects.all()) == 15
+    for product in products:
+        low, high = map(Decimal, product.price)
+        assert 0 < low < high, product.title
+        assert 0 < product.quantity[0] < product.quantity[1], product.title
+        assert Decimal(product.min_order) <= product.quantity[0], product.title
+        # kg and jin weigh what they weigh; every other unit says what it weighs.
+        assert (product.unit_weight_kg is None) == (product.unit in ("kg", "jin")), product.title
+    # Every demo village says what its land suits, 2 to 5 categories.
+    assert set(listings_demo.VILLAGE_PROFILE) == set(VILLAGE_NAMES)
+    assert all(2 <= len(c) <= 5 for c in listings_demo.VILLAGE_PROFILE.values())
+
+
+def test_seed_lists_the_farmers_produce():
+    listings = Listing.objects.select_related("category", "farmer")
+
+    assert listings.count() == 1000
+    assert set(listings.values_list("category__slug", flat=True)) == set(
+        Category.objects.values_list("slug", flat=True)
+    )
+    statuses = Counter(listings.values_list("status", flat=True))
+    assert set(statuses) == {"active", "draft", "paused", "sold_out"}
+    assert statuses["active"] >= 900
+    assert all(statuses[status] >= 10 for status in ("draft", "paused", "sold_out"))
+    assert 20 < listings.filter(is_organic=True).count() < 200
+    by_farmer: dict[int, list[Listing]] = {}
+    for listing in listings:
+        by_farmer.setdefault(listing.farmer_id, []).append(listing)
+    assert len(by_farmer) == 60
+    assert {listing.farmer.role for listing in listings} == {Role.FARMER}
+    for farmer_listings in by_farmer.values():
+        assert 10 <= len(farmer_listings) <= 25
+        titles = [listing.title for listing in farmer_listings]
+        assert len(set(titles)) == len(titles)
+        # Mostly from 2 to 4 categories that suit the village.
+        categories = Counter(listing.category.slug for listing in farmer_listings)
+        main = sum(count for _, count in categories.most_common(4))
+        assert main >= MAIN_CATEGORIES_SHARE * len(farmer_listings)
+    assert "有机西红柿" in set(listings.values_list("title", flat=True))
+
+
+def test_seeded_listings_are_plausible():
+    today = timezone.localdate()
+
+    for listing in Listing.objects.select_related("category", "farmer__village"):
+        where = f"{listing.farmer.phone} {listing.title}"
+        assert listing.price > 0, where
+        assert listing.shelf_life_days >= 1, where
+        if listing.unit == "kg":
+            assert listing.unit_weight_kg == Decimal(1), where
+        elif listing.unit == "jin":
+            assert listing.unit_weight_kg == Decimal("0.5"), where
+        else:
+            assert Decimal("0.05") <= listing.unit_weight_kg <= 10, where
+        if listing.status == ListingStatus.SOLD_OUT:
+            assert listing.quantity_available == 0, where
+        else:
+            assert listing.quantity_available >= listing.min_order_quantity > 0, where
+        # Harvested from ten days ago to five days ahead, and still on offer today.
+        assert today - timedelta(days=10) <= listing.harvest_date <= today + timedelta(days=5)
+        if listing.available_until is not None:
+            assert listing.available_until >= max(listing.harvest_date, today), where
+        if listing.category.slug in ("dairy", "meat", "fish", "poultry"):
+            assert listing.needs_refrigeration, where
+        if listing.title.startswith("有机"):
+            assert listing.is_organic, where
+        assert listing.description, where
+        # Picked up where the farmer is: their exact place, else their village.
+        farmer = listing.farmer
+        place = farmer if farmer.lat is not None else farmer.village
+        assert listing.village_id == farmer.village_id, where
+        assert (listing.lat, listing.lng) == (place.lat, place.lng), where
+    assert not Listing.objects.filter(search_vector__isnull=True).exists()
+
+
+def test_prices_are_realistic():
+    def prices(title: str) -> list[Decimal]:
+        return list(Listing.objects.filter(title=title).values_list("price", flat=True))
+
+    assert prices("西红柿")
+    assert all(Decimal("2.5") <= p <= 5 for p in prices("西红柿"))  # 元 a jin
+    assert all(Decimal(25) <= p <= 40 for p in prices("黑猪肉"))  # 元 a jin
+    assert all(Decimal(18) <= p <= 30 for p in prices("土鸡蛋"))  # 元 a dozen
+    assert Listing.objects.filter(unit="jin").count() > 500
+    assert set(Listing.objects.values_list("unit", flat=True)) == {
+        "kg",
+        "jin",
+        "crate",
+        "box",
+        "bag",
+        "piece",
+        "bunch",
+        "dozen",
+        "liter",
+    }
+
+
+def test_seeded_search_text_is_the_one_listing_services_keep():
+    farmer = User.objects.get(phone="+8613800000001")
+    before = dict(farmer.listings.values_list("pk", "search_vector"))
+
+    listings_refresh_for_farmer(farmer=farmer)  # writes each listing's vector anew
+
+    assert dict(farmer.listings.values_list("pk", "search_vector")) == before
+
+
+@pytest.mark.parametrize("word", ["西红柿", "苹果"])
+def test_seeded_listings_are_found_by_search(api, word):
+    with_word = Listing.objects.filter(status=ListingStatus.ACTIVE, title__contains=word)
+
+    response = api.get(LISTINGS, {"q": word})
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["count"] >= with_word.count() > 0
+    # Title matches rank first.
+    assert body["results"]
+    assert word in body["results"][0]["title"]
+    assert all(word in row["title"] for row in body["results"][: min(with_word.count(), 20)]), [
+        row["title"] for row in body["results"]
+    ]
+
+
+def test_second_run_keeps_edited_listings_and_restores_deleted_ones():
+    edited, deleted = Listing.objects.order_by("pk")[:2]
+    Listing.objects.filter(pk=edited.pk).update(price=Decimal("99.99"))
+    deleted.delete()
+
+    output = _seed()
+
+    assert "listings         1000  (1 new)" in output
+    assert Listing.objects.count() == 1000
+    assert Listing.objects.get(pk=edited.pk).price == Decimal("99.99")
+    restored = Listing.objects.get(farmer=deleted.farmer, title=deleted.title)
+    assert restored.pk != deleted.pk
+    assert restored.search_vector

@@ -7,7 +7,8 @@ from marketplace.accounts.models import Role
 class Command(BaseCommand):
     help = (
         f"Load the demo county {demo.COUNTY}: service centers, villages, farmers, buyers and "
-        "staff with known passwords. Safe to run again: rows already there are left as they are."
+        "staff with known passwords, and ~1,000 listings of the farmers' produce. Safe to run "
+        "again: rows already there are left as they are."
     )
 
     def handle(self, *args, **options):
