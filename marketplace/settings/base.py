@@ -234,6 +234,23 @@ DELIVERY_FEE_BASE = Decimal(env("DELIVERY_FEE_BASE", default="5.00"))
 DELIVERY_FEE_PER_EXTRA_FARMER = Decimal(env("DELIVERY_FEE_PER_EXTRA_FARMER", default="2.00"))
 FREE_DELIVERY_FROM = Decimal(env("FREE_DELIVERY_FROM", default="99.00"))
 PREPAID_PAYMENT_MINUTES = env.int("PREPAID_PAYMENT_MINUTES", default=30)
+# The payment provider's signed webhook (orders.payments). The default secret is for
+# development and tests only; production settings refuse it.
+PAYMENT_PROVIDER = env("PAYMENT_PROVIDER", default="sandbox")
+_DEV_PAYMENT_WEBHOOK_SECRET = "dev-only-insecure-payment-webhook-secret"  # noqa: S105
+PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET", default=_DEV_PAYMENT_WEBHOOK_SECRET)
+PAYMENT_WEBHOOK_TOLERANCE_SECONDS = env.int("PAYMENT_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Where notifications go: a dotted path to a class with send(notification) (orders.notifications).
+NOTIFICATION_BACKEND = env("NOTIFICATION_BACKEND", default="orders.notifications.LoggingBackend")
+
+# --- Logistics: routing orders into shipments
+ROUTING_LEAD_DAYS = env.int("ROUTING_LEAD_DAYS", default=1)
+ROUTING_CUTOFF_HOUR = env.int("ROUTING_CUTOFF_HOUR", default=16)  # later orders: one more day
+TRANSFER_KM_PER_DAY = env.float("TRANSFER_KM_PER_DAY", default=120.0)
+ROUTING_SWEEP_GRACE_SECONDS = env.int("ROUTING_SWEEP_GRACE_SECONDS", default=60)
+ROUTING_SWEEP_BATCH = env.int("ROUTING_SWEEP_BATCH", default=500)
+MAX_STOP_ATTEMPTS = env.int("MAX_STOP_ATTEMPTS", default=3)  # then a shipment fails for good
+MAX_DELIVERY_CODE_ATTEMPTS = env.int("MAX_DELIVERY_CODE_ATTEMPTS", default=5)
 
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=24 * 60 * 60)
 

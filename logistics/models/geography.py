@@ -42,6 +42,12 @@ class ServiceCenter(models.Model):
         default=Decimal("1.35"),
         help_text="Road distance ÷ great-circle distance in this area.",
     )
+    daily_capacity_kg = models.DecimalField(
+        max_digits=10,
+        decimal_places=1,
+        default=Decimal("5000.0"),
+        help_text="Goods this center can handle in one day (pickups out, transfers in).",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -55,6 +61,9 @@ class ServiceCenter(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(detour_factor__gte=1), name="servicecenter_detour_at_least_one"
+            ),
+            models.CheckConstraint(
+                condition=Q(daily_capacity_kg__gt=0), name="servicecenter_capacity_positive"
             ),
         ]
 

@@ -1,0 +1,152 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.generics import ListAPIView
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from logistics import selectors
+from logistics.models import Shipment, ShipmentLeg, Stop, TrackingEvent
+from logistics.services.shipments import Completion, shipment_receive, stop_complete
+from marketplace.api.permissions import IsCenterStaff, IsFarmer
+from marketplace.exceptions import DomainError
+
+
+class LegSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ShipmentLeg
+        fields = ("sequence", "kind", "from_center", "to_center", "date", "status")
+        read_only_fields = fields
+
+
+class TrackingEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TrackingEvent
+        fields = ("status", "occurred_at", "center", "actor", "note")
+        read_only_fields = fields
+
+
+class StopWindowSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Stop
+        fields = ("id", "kind", "window_start", "window_end", "eta", "status")
+        read_only_fields = fields
+
+
+class ShipmentSerializer(serializers.ModelSerializer):
+    legs = LegSerializer(many=True, read_only=True)
+    events = TrackingEventSerializer(many=True, read_only=True)
+    stops = StopWindowSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Shipment
+        fields = (
+            "id",
+            "order",
+            "farmer",
+            "origin_center",
+            "destination_center",
+            "pickup_date",
+            "delivery_date",
+            "status",
+            "weight_kg",
+            "picked_up_weight_kg",
+            "needs_refrigeration",
+            "spoils_before_arrival",
+            "transfer_late",
+            "legs",
+            "events",
+            "stops",
+        )
+        read_only_fields = fields
+
+
+class OccurredAtSerializer(serializers.Serializer):
+    occurred_at = serializers.DateTimeField(required=False, default=None)
+
+
+class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Shipments for staff of their origin or destination center, their farmer, their buyer."""
+
+    serializer_class = ShipmentSerializer
+    permission_classes = [IsAuthenticated]
+    filterset_fields = (
+        "status",
+        "pickup_date",
+        "delivery_date",
+        "origin_center",
+        "destination_center",
+    )
+
+    def get_queryset(self):
+        return selectors.shipment_visible_to(self.request.user)
+
+    @extend_schema(request=OccurredAtSerializer, responses=ShipmentSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated, IsCenterStaff])
+    def receive(self, request, pk=None):
+        """Staff at the destination center record the transfer's arrival."""
+        shipment = self.get_object()
+        if shipment.destination_center_id != request.user.service_center_id:
+            raise DomainError("not_found", "No such shipment at your center.", status_code=404)
+        body = OccurredAtSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        shipment_receive(
+            shipment_id=shipment.pk,
+            staff=request.user,
+            occurred_at=body.validated_data["occurred_at"],
+        )
+        return Response(self.get_serializer(self.get_queryset().get(pk=shipment.pk)).data)
+
+
+class MyPickupsView(ListAPIView):
+    """A farmer's upcoming pickups, with dates and (once scheduled) time windows."""
+
+    serializer_class = ShipmentSerializer
+    permission_classes = [IsAuthenticated, IsFarmer]
+
+    def get_queryset(self):
+        return selectors.pickups_of_farmer(self.request.user)
+
+
+class StopCompletionSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=["done", "failed"])
+    weight_kg = serializers.DecimalField(
+        max_digits=10, decimal_places=3, min_value=0, required=False, default=None
+    )
+    delivery_code = serializers.RegexField(r"^[0-9]{6}$", required=False, default="")
+    reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    occurred_at = serializers.DateTimeField(required=False, default=None)
+
+
+class StopResultSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Stop
+        fields = (
+            "id",
+            "kind",
+            "status",
+            "weight_kg",
+            "reason",
+            "occurred_at",
+            "wrong_code_attempts",
+        )
+        read_only_fields = fields
+
+
+class StopCompleteView(APIView):
+    """POST /api/v1/stops/{id}/complete/: staff of the stop's center record it."""
+
+    permission_classes = [IsAuthenticated, IsCenterStaff]
+
+    @extend_schema(request=StopCompletionSerializer, responses=StopResultSerializer)
+    def post(self, request, pk: int):
+        stop = selectors.stops_of_staff(request.user).filter(pk=pk).first()
+        if stop is None:
+            raise DomainError("not_found", "No such stop at your center.", status_code=404)
+        body = StopCompletionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        stop = stop_complete(
+            stop_id=stop.pk, staff=request.user, data=Completion(**body.validated_data)
+        )
+        return Response(StopResultSerializer(stop).data)

@@ -1,0 +1,10 @@
+"""Error codes of logistics (stable: clients branch on them)."""
+
+INVALID_DELIVERY_CODE = "invalid_delivery_code"
+STOP_LOCKED = "stop_locked"
+STOP_ALREADY_COMPLETED = "stop_already_completed"
+WEIGHT_REQUIRED = "weight_required"
+REASON_REQUIRED = "reason_required"
+CODE_REQUIRED = "delivery_code_required"
+NOT_IN_TRANSFER = "not_in_transfer"
+ROUTE_FINISHED = "route_finished"

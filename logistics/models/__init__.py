@@ -1,0 +1,38 @@
+from logistics.models.geography import (
+    LAT_VALIDATORS,
+    LNG_VALIDATORS,
+    ServiceCenter,
+    Village,
+    coordinate_constraints,
+)
+from logistics.models.routes import Route, RouteStatus, Stop, StopKind, StopStatus, Vehicle
+from logistics.models.shipments import (
+    CenterDayLoad,
+    LegKind,
+    LegStatus,
+    Shipment,
+    ShipmentLeg,
+    ShipmentStatus,
+    TrackingEvent,
+)
+
+__all__ = [
+    "LAT_VALIDATORS",
+    "LNG_VALIDATORS",
+    "CenterDayLoad",
+    "LegKind",
+    "LegStatus",
+    "Route",
+    "RouteStatus",
+    "ServiceCenter",
+    "Shipment",
+    "ShipmentLeg",
+    "ShipmentStatus",
+    "Stop",
+    "StopKind",
+    "StopStatus",
+    "TrackingEvent",
+    "Vehicle",
+    "Village",
+    "coordinate_constraints",
+]

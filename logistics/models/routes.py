@@ -1,0 +1,116 @@
+"""A center's fleet and the vehicle routes of a day, as ordered stops."""
+
+from datetime import time
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import F, Q
+
+from logistics.models.geography import ServiceCenter
+from logistics.models.shipments import Shipment
+
+
+class Vehicle(models.Model):
+    service_center = models.ForeignKey(
+        ServiceCenter, on_delete=models.CASCADE, related_name="vehicles"
+    )
+    name = models.CharField(max_length=60)
+    capacity_kg = models.DecimalField(max_digits=8, decimal_places=1)
+    refrigerated = models.BooleanField(default=False)
+    shift_start = models.TimeField(default=time(7, 0))
+    shift_end = models.TimeField(default=time(18, 0))
+    cost_per_km = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("1.50"))
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["service_center_id", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service_center", "name"], name="vehicle_name_per_center"
+            ),
+            models.CheckConstraint(
+                condition=Q(capacity_kg__gt=0), name="vehicle_capacity_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(shift_start__lt=F("shift_end")), name="vehicle_shift_order"
+            ),
+            models.CheckConstraint(
+                condition=Q(cost_per_km__gte=0), name="vehicle_cost_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RouteStatus(models.TextChoices):
+    PLANNED = "planned"
+    STARTED = "started", "On the road"
+    COMPLETED = "completed"
+
+
+class Route(models.Model):
+    service_center = models.ForeignKey(
+        ServiceCenter, on_delete=models.CASCADE, related_name="routes"
+    )
+    date = models.DateField()
+    vehicle = models.ForeignKey(
+        Vehicle, on_delete=models.PROTECT, null=True, blank=True, related_name="routes"
+    )
+    status = models.CharField(
+        max_length=10, choices=RouteStatus.choices, default=RouteStatus.PLANNED
+    )
+    distance_km = models.DecimalField(max_digits=8, decimal_places=2, default=0)
+    duration_min = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["date", "id"]
+        indexes = [models.Index(fields=["service_center", "date"], name="route_center_day")]
+
+    def __str__(self) -> str:
+        return f"Route {self.pk} {self.date}"
+
+
+class StopKind(models.TextChoices):
+    PICKUP = "pickup"
+    DELIVERY = "delivery"
+
+
+class StopStatus(models.TextChoices):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+    LOCKED = "locked", "Locked for staff review (too many wrong codes)"
+
+
+class Stop(models.Model):
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="stops")
+    sequence = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=10, choices=StopKind.choices)
+    shipments = models.ManyToManyField(Shipment, related_name="stops")
+    lat = models.DecimalField(max_digits=9, decimal_places=6)
+    lng = models.DecimalField(max_digits=9, decimal_places=6)
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    eta = models.DateTimeField(null=True, blank=True)
+    load_kg = models.DecimalField(
+        max_digits=8, decimal_places=1, default=0, help_text="On board after this stop."
+    )
+    status = models.CharField(max_length=10, choices=StopStatus.choices, default=StopStatus.PENDING)
+    wrong_code_attempts = models.PositiveSmallIntegerField(default=0)
+    reason = models.CharField(max_length=255, blank=True)
+    weight_kg = models.DecimalField(
+        max_digits=10, decimal_places=3, null=True, blank=True, help_text="Weighed at pickup."
+    )
+    occurred_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["route_id", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["route", "sequence"], name="stop_sequence_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"Stop {self.sequence} of route {self.route_id}"

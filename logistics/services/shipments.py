@@ -1,0 +1,287 @@
+"""A shipment's life after routing: pickups and deliveries on the road, transfers received
+at the destination center, failed stops put back, cancellations. Every change writes a
+TrackingEvent and moves the order through the orders state machine."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from logistics import errors
+from logistics.models import (
+    LegKind,
+    LegStatus,
+    RouteStatus,
+    Shipment,
+    ShipmentLeg,
+    ShipmentStatus,
+    Stop,
+    StopKind,
+    StopStatus,
+    TrackingEvent,
+)
+from logistics.services.routing import release_capacity
+from marketplace.accounts.models import User
+from marketplace.exceptions import ConflictError, DomainError
+from orders.models import Order, OrderStatus, PaymentMethod, PaymentStatus
+from orders.services import order_lock, order_transition
+
+FINAL = frozenset({ShipmentStatus.DELIVERED, ShipmentStatus.FAILED, ShipmentStatus.CANCELLED})
+BEFORE_PICKUP = frozenset({ShipmentStatus.PENDING, ShipmentStatus.SCHEDULED})
+
+
+@dataclass(frozen=True)
+class Completion:
+    outcome: str  # "done" or "failed"
+    weight_kg: Decimal | None = None
+    delivery_code: str = ""
+    reason: str = ""
+    occurred_at: datetime | None = None
+
+
+def _track(
+    shipment: Shipment, status: str, at: datetime, actor: User | None, note="", *, center=None
+):
+    shipment.status = status
+    shipment.save(update_fields=["status", "updated_at"])
+    TrackingEvent.objects.create(
+        shipment=shipment,
+        status=status,
+        occurred_at=at,
+        actor=actor,
+        note=note,
+        center=center,
+    )
+
+
+def _finish_legs(shipment: Shipment, kinds: tuple[str, ...]) -> None:
+    ShipmentLeg.objects.filter(shipment=shipment, kind__in=kinds).update(status=LegStatus.DONE)
+
+
+def _advance_order(order_id: int, actor: User | None) -> None:
+    """The order follows its shipments: on the road after the first pickup; delivered when
+    every shipment is delivered; partially delivered when some failed for good."""
+    order = order_lock(order_id)
+    statuses = list(
+        Shipment.objects.filter(order_id=order_id)
+        .exclude(status=ShipmentStatus.CANCELLED)
+        .values_list("status", flat=True)
+    )
+    if not statuses:
+        return
+    picked_up = any(s not in BEFORE_PICKUP for s in statuses)
+    if order.status in (OrderStatus.CONFIRMED, OrderStatus.SCHEDULED) and picked_up:
+        order = order_transition(
+            order=order, to_status=OrderStatus.IN_TRANSIT, actor=actor, reason="first pickup"
+        )
+    if order.status != OrderStatus.IN_TRANSIT or not all(s in FINAL for s in statuses):
+        return
+    delivered = statuses.count(ShipmentStatus.DELIVERED)
+    if delivered == len(statuses):
+        final = OrderStatus.DELIVERED
+    elif delivered:
+        final = OrderStatus.PARTIALLY_DELIVERED
+    else:
+        final = OrderStatus.FAILED
+    if delivered and order.payment_method == PaymentMethod.COD:
+        order.payment_status, order.paid_at = PaymentStatus.COLLECTED, timezone.now()
+        order.save(update_fields=["payment_status", "paid_at", "updated_at"])
+    order_transition(order=order, to_status=final, actor=actor, reason="all shipments finished")
+
+
+def _complete_pickup(
+    stop: Stop, shipments: list[Shipment], staff: User, data: Completion, at: datetime
+):
+    if data.weight_kg is None:
+        raise DomainError(errors.WEIGHT_REQUIRED, "Weigh the goods: weight_kg is required.")
+    planned = sum((s.weight_kg for s in shipments), Decimal(0)) or Decimal(1)
+    for shipment in shipments:
+        shipment.picked_up_weight_kg = (data.weight_kg * shipment.weight_kg / planned).quantize(
+            Decimal("0.001")
+        )
+        shipment.save(update_fields=["picked_up_weight_kg"])
+        _finish_legs(shipment, (LegKind.PICKUP,))
+        status = (
+            ShipmentStatus.IN_TRANSFER if shipment.crosses_centers else ShipmentStatus.AT_CENTER
+        )
+        _track(shipment, ShipmentStatus.PICKED_UP, at, staff, f"{shipment.picked_up_weight_kg} kg")
+        _track(shipment, status, at, staff, center=shipment.origin_center)
+    stop.weight_kg = data.weight_kg
+
+
+def _complete_delivery(shipments: list[Shipment], staff: User, at: datetime):
+    for shipment in shipments:
+        _finish_legs(shipment, (LegKind.DELIVERY, LegKind.HANDOVER))
+        _track(shipment, ShipmentStatus.DELIVERED, at, staff, "delivery code checked")
+
+
+def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, at: datetime):
+    """Put the shipments back for the next day; after MAX_STOP_ATTEMPTS they fail for good."""
+    if not data.reason.strip():
+        raise DomainError(errors.REASON_REQUIRED, "Say why the stop failed.")
+    for shipment in shipments:
+        shipment.failed_attempts += 1
+        if shipment.failed_attempts >= settings.MAX_STOP_ATTEMPTS:
+            shipment.save(update_fields=["failed_attempts"])
+            _track(shipment, ShipmentStatus.FAILED, at, staff, data.reason)
+            continue
+        next_day = timedelta(days=1)
+        if stop.kind == StopKind.PICKUP:
+            shipment.pickup_date += next_day
+            status = ShipmentStatus.PENDING
+        else:
+            status = ShipmentStatus.AT_CENTER
+        shipment.delivery_date += next_day
+        shipment.save(update_fields=["failed_attempts", "pickup_date", "delivery_date"])
+        for leg in ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING):
+            leg.date = (
+                shipment.pickup_date if leg.kind == LegKind.PICKUP else shipment.delivery_date
+            )
+            leg.save(update_fields=["date"])
+        _track(
+            shipment,
+            status,
+            at,
+            staff,
+            f"stop failed, next try {shipment.delivery_date:%Y-%m-%d}: {data.reason}",
+        )
+    stop.reason = data.reason.strip()
+
+
+@transaction.atomic
+def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, bool]:
+    stop = Stop.objects.select_for_update(of=("self",)).select_related("route").get(pk=stop_id)
+    if stop.status in (StopStatus.DONE, StopStatus.FAILED):
+        if stop.status == (StopStatus.DONE if data.outcome == "done" else StopStatus.FAILED):
+            return stop, True  # the same completion again (an offline device retrying)
+        raise ConflictError(errors.STOP_ALREADY_COMPLETED, f"This stop is already {stop.status}.")
+    if stop.status == StopStatus.LOCKED:
+        raise ConflictError(
+            errors.STOP_LOCKED, "Too many wrong delivery codes: staff must review this stop."
+        )
+    # Orders before shipments, as order_cancel does, so the two never deadlock.
+    order_ids = sorted(set(Shipment.objects.filter(stops=stop).values_list("order_id", flat=True)))
+    list(Order.objects.select_for_update(of=("self",)).filter(pk__in=order_ids).order_by("pk"))
+    shipments = list(
+        Shipment.objects.select_for_update(of=("self",))
+        .filter(stops=stop)
+        .select_related("origin_center", "order")
+        .order_by("pk")
+    )
+    at = data.occurred_at or timezone.now()
+    if data.outcome == "done" and stop.kind == StopKind.DELIVERY:
+        if not data.delivery_code:
+            raise DomainError(errors.CODE_REQUIRED, "The buyer's delivery code is required.")
+        # A delivery stop serves one order (one address, one buyer): its code must match.
+        if {s.order.delivery_code for s in shipments} != {data.delivery_code}:
+            stop.wrong_code_attempts += 1
+            if stop.wrong_code_attempts >= settings.MAX_DELIVERY_CODE_ATTEMPTS:
+                stop.status = StopStatus.LOCKED
+            stop.save(update_fields=["wrong_code_attempts", "status"])
+            return stop, False  # committed: the attempt counts even though the answer is 400
+        _complete_delivery(shipments, staff, at)
+    elif data.outcome == "done":
+        _complete_pickup(stop, shipments, staff, data, at)
+    else:
+        _fail(stop, shipments, staff, data, at)
+    stop.status = StopStatus.DONE if data.outcome == "done" else StopStatus.FAILED
+    stop.occurred_at = at
+    stop.save(update_fields=["status", "occurred_at", "weight_kg", "reason"])
+    if stop.route.status == RouteStatus.PLANNED:
+        stop.route.status = RouteStatus.STARTED
+        stop.route.save(update_fields=["status"])
+    for order_id in sorted({s.order_id for s in shipments}):
+        _advance_order(order_id, staff)
+    return stop, True
+
+
+def stop_complete(*, stop_id: int, staff: User, data: Completion) -> Stop:
+    """Staff record a stop on the road: a pickup with the weighed kilograms, a delivery with
+    the buyer's 6-digit code (a wrong code is 400 `invalid_delivery_code`; the fifth wrong
+    code locks the stop for staff review), or a failure with its reason (the shipments go
+    back for the next day). Completing a stop twice the same way is harmless, so a device
+    that was offline can replay its completions in any order."""
+    stop, accepted = _complete(stop_id=stop_id, staff=staff, data=data)
+    if not accepted:
+        left = max(0, settings.MAX_DELIVERY_CODE_ATTEMPTS - stop.wrong_code_attempts)
+        raise DomainError(
+            errors.INVALID_DELIVERY_CODE,
+            "Wrong delivery code." + ("" if left else " The stop is now locked for staff review."),
+            extra={"attempts_left": left},
+        )
+    return stop
+
+
+@transaction.atomic
+def shipment_receive(
+    *, shipment_id: int, staff: User, occurred_at: datetime | None = None
+) -> Shipment:
+    """Staff at the destination center record a transfer's arrival: the shipment is then
+    ready for local delivery. Receiving it again changes nothing."""
+    shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
+    if shipment.status == ShipmentStatus.AT_CENTER:
+        return shipment
+    if shipment.status != ShipmentStatus.IN_TRANSFER:
+        raise ConflictError(
+            errors.NOT_IN_TRANSFER, f"This shipment is {shipment.status}, not in transfer."
+        )
+    _finish_legs(shipment, (LegKind.TRANSFER,))
+    shipment.transfer_late = False
+    shipment.save(update_fields=["transfer_late"])
+    _track(
+        shipment,
+        ShipmentStatus.AT_CENTER,
+        occurred_at or timezone.now(),
+        staff,
+        "transfer received",
+        center=shipment.destination_center,
+    )
+    return shipment
+
+
+def shipments_cancel_for_order(*, order: Order, actor: User | None) -> int:
+    """Called inside order_cancel: the order's shipments are cancelled, their booked
+    capacity released and their stops taken off routes not yet on the road."""
+    shipments = list(
+        Shipment.objects.select_for_update(of=("self",))
+        .filter(order=order)
+        .exclude(status__in=FINAL)
+    )
+    now = timezone.now()
+    for shipment in shipments:
+        release_capacity(
+            center_id=shipment.origin_center_id,
+            day=shipment.pickup_date,
+            weight_kg=shipment.weight_kg,
+        )
+        if shipment.crosses_centers:
+            release_capacity(
+                center_id=shipment.destination_center_id,
+                day=shipment.delivery_date,
+                weight_kg=shipment.weight_kg,
+            )
+        ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING).update(
+            status=LegStatus.CANCELLED
+        )
+        for stop in shipment.stops.filter(
+            route__status=RouteStatus.PLANNED, status=StopStatus.PENDING
+        ):
+            stop.shipments.remove(shipment)
+            if not stop.shipments.exists():
+                stop.delete()
+        _track(shipment, ShipmentStatus.CANCELLED, now, actor, "order cancelled")
+    return len(shipments)
+
+
+def shipments_flag_late_transfers(*, today=None) -> int:
+    """Transfers not received a day after their date are flagged late (idempotent)."""
+    today = today or timezone.localdate()
+    late = ShipmentLeg.objects.filter(
+        kind=LegKind.TRANSFER, status=LegStatus.PENDING, date__lt=today - timedelta(days=1)
+    ).values("shipment_id")
+    return Shipment.objects.filter(
+        pk__in=late, status=ShipmentStatus.IN_TRANSFER, transfer_late=False
+    ).update(transfer_late=True)

@@ -1,0 +1,46 @@
+"""Logistics tasks: each takes ids, loads rows and calls one service; all are idempotent."""
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db import OperationalError, transaction
+from django.utils import timezone
+
+from logistics.services.routing import order_route
+from orders.models import Order, OrderStatus
+
+
+@shared_task(
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+    soft_time_limit=50,
+    time_limit=60,
+)
+def route_order(order_id: int) -> str:
+    """Create the order's shipments and confirm it (a no-op when already routed)."""
+    return order_route(order_id=order_id).status
+
+
+@shared_task(soft_time_limit=50, time_limit=60)
+def sweep_unrouted_orders() -> int:
+    """Re-enqueue placed orders that should have been routed by now: a lost message, a
+    Redis restart or a killed worker costs one sweep interval, never an order. Batches of
+    ROUTING_SWEEP_BATCH walk the orders by id; rows locked by a routing in progress are
+    skipped (it is routing them), and route_order is idempotent anyway."""
+    cutoff = timezone.now() - timedelta(seconds=settings.ROUTING_SWEEP_GRACE_SECONDS)
+    last_id, enqueued = 0, 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                Order.objects.select_for_update(skip_locked=True)
+                .filter(status=OrderStatus.PLACED, updated_at__lte=cutoff, pk__gt=last_id)
+                .order_by("pk")
+                .values_list("pk", flat=True)[: settings.ROUTING_SWEEP_BATCH]
+            )
+            for order_id in ids:
+                transaction.on_commit(lambda order_id=order_id: route_order.delay(order_id))
+        if not ids:
+            return enqueued
+        last_id, enqueued = ids[-1], enqueued + len(ids)

@@ -1,0 +1,197 @@
+"""Routing orders into shipments: legs, dates, capacity, spoilage, idempotence."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from logistics.models import CenterDayLoad, LegKind, Shipment, ShipmentStatus
+from logistics.services import routing
+from logistics.services.routing import order_route
+from orders import services as orders
+from orders.models import OrderStatus
+from tests.factories import (
+    BuyerFactory,
+    FarmerFactory,
+    ServiceCenterFactory,
+    VillageFactory,
+    create_listing,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def place(buyer, *lines, **kwargs):
+    return orders.order_place(
+        buyer=buyer,
+        lines=[orders.LineRequest(listing_id=x.pk, quantity=Decimal(q)) for x, q in lines],
+        delivery_method=kwargs.pop("delivery_method", "home"),
+        payment_method="cod",
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def county():
+    """Two centers ~45 km apart (one transfer day), a village each."""
+    north = ServiceCenterFactory(name="北", lat=Decimal("30.400000"), lng=Decimal("119.600000"))
+    south = ServiceCenterFactory(name="南", lat=Decimal("30.000000"), lng=Decimal("119.600000"))
+    return {
+        "north": north,
+        "south": south,
+        "north_village": VillageFactory(
+            service_center=north, lat=Decimal("30.410000"), lng=Decimal("119.610000")
+        ),
+        "south_village": VillageFactory(
+            service_center=south, lat=Decimal("30.010000"), lng=Decimal("119.590000")
+        ),
+    }
+
+
+@pytest.fixture
+def morning(monkeypatch):
+    """Route at 09:00 local time, before the daily cut-off."""
+    now = timezone.localtime().replace(hour=9, minute=0, second=0, microsecond=0)
+    monkeypatch.setattr(routing.timezone, "now", lambda: now)
+    return now.date()
+
+
+def test_one_shipment_per_farmer_with_legs_and_dates(county, morning):
+    buyer = BuyerFactory(village=county["south_village"])
+    near = FarmerFactory(village=county["south_village"])
+    far = FarmerFactory(village=county["north_village"])
+    a = create_listing(near, unit="kg", quantity_available=Decimal("50"))
+    b = create_listing(near, unit="jin")
+    c = create_listing(
+        far,
+        category="eggs",
+        unit="dozen",
+        unit_weight_kg=Decimal("0.700"),
+        needs_refrigeration=True,
+    )
+    order = place(buyer, (a, 3), (b, 4), (c, 2))
+
+    order = order_route(order_id=order.pk)
+    assert order.status == OrderStatus.CONFIRMED
+    local, remote = Shipment.objects.filter(order=order).order_by("farmer_id")
+    local, remote = (local, remote) if local.farmer_id == near.pk else (remote, local)
+
+    assert (local.weight_kg, local.needs_refrigeration) == (Decimal("5.000"), False)  # 3 kg + 4 jin
+    assert (remote.weight_kg, remote.needs_refrigeration) == (Decimal("1.400"), True)
+    tomorrow = morning + timedelta(days=1)
+    assert (local.pickup_date, local.delivery_date) == (tomorrow, tomorrow)
+    assert (remote.pickup_date, remote.delivery_date) == (tomorrow, tomorrow + timedelta(days=1))
+    assert [leg.kind for leg in local.legs.all()] == [LegKind.PICKUP, LegKind.DELIVERY]
+    assert [(leg.kind, leg.from_center_id, leg.to_center_id) for leg in remote.legs.all()] == [
+        (LegKind.PICKUP, None, county["north"].pk),
+        (LegKind.TRANSFER, county["north"].pk, county["south"].pk),
+        (LegKind.DELIVERY, county["south"].pk, None),
+    ]
+    assert (remote.origin_center_id, remote.destination_center_id) == (
+        county["north"].pk,
+        county["south"].pk,
+    )
+    assert remote.events.get().status == ShipmentStatus.PENDING
+    event = order.events.last()
+    assert (event.from_status, event.to_status) == ("placed", "confirmed")
+
+
+def test_pickup_orders_end_with_a_handover_at_the_center(county, morning):
+    buyer = BuyerFactory(village=county["south_village"])
+    listing = create_listing(FarmerFactory(village=county["south_village"]))
+    order = order_route(order_id=place(buyer, (listing, 1), delivery_method="pickup").pk)
+    shipment = order.shipments.get()
+    assert [leg.kind for leg in shipment.legs.all()] == [LegKind.PICKUP, LegKind.HANDOVER]
+    assert (shipment.delivery_lat, shipment.delivery_lng) == (
+        county["south"].lat,
+        county["south"].lng,
+    )
+
+
+def test_after_the_cut_off_pickup_moves_a_day(county, monkeypatch):
+    late = timezone.localtime().replace(hour=17, minute=30)
+    monkeypatch.setattr(routing.timezone, "now", lambda: late)
+    listing = create_listing(FarmerFactory(village=county["south_village"]))
+    order = order_route(
+        order_id=place(BuyerFactory(village=county["south_village"]), (listing, 1)).pk
+    )
+    assert order.shipments.get().pickup_date == late.date() + timedelta(days=2)
+
+
+def test_not_before_harvest_and_spoilage_is_flagged(county, morning):
+    farmer = FarmerFactory(village=county["north_village"])
+    later = create_listing(farmer, harvest_date=morning + timedelta(days=4), shelf_life_days=10)
+    order = order_route(
+        order_id=place(BuyerFactory(village=county["south_village"]), (later, 1)).pk
+    )
+    shipment = order.shipments.get()
+    assert shipment.pickup_date == morning + timedelta(days=4)
+    assert shipment.spoils_before_arrival is False
+
+    wilting = create_listing(farmer, harvest_date=morning - timedelta(days=2), shelf_life_days=3)
+    order = order_route(
+        order_id=place(BuyerFactory(village=county["south_village"]), (wilting, 1)).pk
+    )
+    # harvested 2 days ago, keeps 3 days, arrives in 2: one day past its shelf life
+    assert order.shipments.get().spoils_before_arrival is True
+
+
+def test_center_capacity_rolls_to_the_next_day_with_room(county, morning):
+    center = county["south"]
+    center.daily_capacity_kg = Decimal("100.0")
+    center.save()
+    farmer = FarmerFactory(village=county["south_village"])
+    listing = create_listing(farmer, unit="kg", quantity_available=Decimal("1000"))
+    dates = []
+    for _ in range(3):
+        order = place(BuyerFactory(village=county["south_village"]), (listing, 60))
+        dates.append(order_route(order_id=order.pk).shipments.get().pickup_date)
+    tomorrow = morning + timedelta(days=1)
+    assert dates == [tomorrow, tomorrow + timedelta(days=1), tomorrow + timedelta(days=2)]
+    loads = dict(CenterDayLoad.objects.filter(center=center).values_list("date", "booked_kg"))
+    assert all(kg <= Decimal("100") for kg in loads.values())
+    # a load bigger than a whole day gets an empty day of its own
+    huge = place(BuyerFactory(village=county["south_village"]), (listing, 150))
+    assert order_route(order_id=huge.pk).shipments.get().pickup_date == tomorrow + timedelta(days=3)
+
+
+def test_routing_three_times_makes_one_set_of_shipments(county, morning):
+    listing = create_listing(FarmerFactory(village=county["north_village"]))
+    order = place(BuyerFactory(village=county["south_village"]), (listing, 2))
+    for _ in range(3):
+        order_route(order_id=order.pk)
+    assert Shipment.objects.filter(order=order).count() == 1
+    assert order.events.filter(to_status=OrderStatus.CONFIRMED).count() == 1
+    assert CenterDayLoad.objects.get(center=county["north"]).booked_kg == Decimal("1.000")
+
+
+def test_unpaid_and_cancelled_orders_are_not_routed(county, morning):
+    listing = create_listing(FarmerFactory(village=county["south_village"]))
+    buyer = BuyerFactory(village=county["south_village"])
+    prepaid = orders.order_place(
+        buyer=buyer,
+        lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal(1))],
+        delivery_method="home",
+        payment_method="prepaid",
+    )
+    cancelled = place(buyer, (listing, 1))
+    orders.order_cancel(order_id=cancelled.pk, actor=buyer)
+    assert order_route(order_id=prepaid.pk).status == OrderStatus.AWAITING_PAYMENT
+    assert order_route(order_id=cancelled.pk).status == OrderStatus.CANCELLED
+    assert not Shipment.objects.exists()
+
+
+def test_transfer_days_grow_with_distance():
+    a = ServiceCenterFactory(
+        lat=Decimal("30.0"), lng=Decimal("119.0"), detour_factor=Decimal("1.00")
+    )
+    near = ServiceCenterFactory(
+        lat=Decimal("30.5"), lng=Decimal("119.0"), detour_factor=Decimal("1.00")
+    )
+    far = ServiceCenterFactory(
+        lat=Decimal("32.0"), lng=Decimal("119.0"), detour_factor=Decimal("1.00")
+    )
+    assert routing.transfer_days(a, a) == 0
+    assert routing.transfer_days(a, near) == 1  # 55.6 km
+    assert routing.transfer_days(a, far) == 2  # 222 km at 120 km a day
