@@ -65,9 +65,21 @@ def _lock_id(user_id: int, key: str) -> int:
 
 
 def _fingerprint(request: HttpRequest) -> str:
+    """sha256 of method, path and body. A multipart body (an upload) is hashed by its
+    fields and files rather than its bytes: a client retrying the same upload draws a new
+    random boundary, and files are not held in memory whole (Django spools them)."""
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.path}\n".encode())
-    digest.update(request.body)
+    if (request.content_type or "").startswith("multipart/"):
+        for name, values in sorted(request.POST.lists()):
+            digest.update(repr((name, values)).encode())
+        for name, upload in sorted(request.FILES.items()):
+            digest.update(repr((name, upload.name, upload.size)).encode())
+            for chunk in upload.chunks():
+                digest.update(chunk)
+            upload.seek(0)
+    else:
+        digest.update(request.body)
     return digest.hexdigest()
 
 

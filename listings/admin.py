@@ -1,0 +1,116 @@
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.utils.html import format_html
+
+from listings import services
+from listings.models import Category, Listing, ListingPhoto, ListingStatus
+from marketplace.exceptions import DomainError
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "name_zh", "position")
+    list_editable = ("position",)
+    search_fields = ("slug", "name", "name_zh")
+
+
+class ListingPhotoInline(admin.TabularInline):
+    """Photos are added through the API, which checks and re-encodes them; here they are
+    only shown."""
+
+    model = ListingPhoto
+    extra = 0
+    can_delete = False  # deleting the row would leave its files behind
+    fields = ("preview", "image", "width", "height", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="thumbnail")
+    def preview(self, photo: ListingPhoto) -> str:
+        if not photo.thumbnail:
+            return "-"
+        return format_html('<img src="{}" alt="" style="max-height: 80px">', photo.thumbnail.url)
+
+
+@admin.register(Listing)
+class ListingAdmin(admin.ModelAdmin):
+    """Edits go through listings.services like every other write: the form's fields through
+    listing_update (search text, stock-driven status, archived listings frozen), status
+    through the actions (listing_set_status). Farmer, pickup place and status are not
+    editable here: no service changes the first two, and the third has its own rules."""
+
+    list_display = (
+        "title",
+        "farmer",
+        "category",
+        "price",
+        "quantity_available",
+        "status",
+        "harvest_date",
+    )
+    list_filter = (
+        "status",
+        "category",
+        "is_organic",
+        "needs_refrigeration",
+        "village__service_center",
+    )
+    search_fields = ("title", "farmer__name", "farmer__phone")
+    list_select_related = ("farmer", "category")
+    readonly_fields = (
+        "farmer",
+        "village",
+        "lat",
+        "lng",
+        "status",
+        "search_vector",
+        "created_at",
+        "updated_at",
+    )
+    inlines = [ListingPhotoInline]
+    actions = ["pause", "publish", "archive"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # farmers list produce through the API (listing_create)
+
+    def save_model(self, request, obj, form, change) -> None:
+        changes = {
+            name: form.cleaned_data[name]
+            for name in form.changed_data
+            if name in services.EDITABLE_FIELDS
+        }
+        if changes:
+            services.listing_update(listing=obj, **changes)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as error:  # raised inside the admin's transaction: nothing saved
+            self.message_user(request, error.detail, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def _set_status(self, request, queryset, status: str, done: str) -> None:
+        changed = 0
+        for listing in queryset.order_by("pk"):
+            try:
+                services.listing_set_status(listing=listing, status=status)
+            except DomainError as error:
+                self.message_user(request, f"{listing}: {error.detail}", messages.ERROR)
+            else:
+                changed += 1
+        if changed:
+            self.message_user(request, f"{changed} listing(s) {done}.", messages.SUCCESS)
+
+    @admin.action(description="Pause selected listings", permissions=["change"])
+    def pause(self, request, queryset) -> None:
+        self._set_status(request, queryset, ListingStatus.PAUSED, "paused")
+
+    @admin.action(description="Publish selected listings", permissions=["change"])
+    def publish(self, request, queryset) -> None:
+        self._set_status(request, queryset, ListingStatus.ACTIVE, "published")
+
+    @admin.action(description="Archive selected listings", permissions=["change"])
+    def archive(self, request, queryset) -> None:
+        self._set_status(request, queryset, ListingStatus.ARCHIVED, "archived")

@@ -1,0 +1,223 @@
+"""Listing photos: the upload service, the thumbnail service and the image processing.
+
+An upload is checked (size in bytes, then a real decode with Pillow, format, pixel count)
+and re-encoded before anything is stored: the stored file is always our own JPEG, with no
+EXIF (no GPS position of the farm), no comments and no colour profile, under a random name.
+"""
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from io import BytesIO
+from pathlib import PurePosixPath
+from typing import IO
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from listings import errors, tasks
+from listings.models import Listing, ListingPhoto, ListingStatus
+from marketplace.exceptions import DomainError
+
+MAX_PHOTOS_PER_LISTING = 8
+# Checked from the header, before any pixel is decoded: a few KB of PNG can claim to be
+# 100 000 × 100 000 pixels (a decompression bomb). 40 MP is more than any phone camera.
+MAX_PIXELS = 40_000_000
+MAX_LONG_SIDE = 2048
+THUMBNAIL_LONG_SIDE = 320
+JPEG_QUALITY = 85
+THUMBNAIL_JPEG_QUALITY = 80
+# MPO is how Pillow names the multi-picture JPEGs that many phone cameras write.
+ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
+# A photo still without a thumbnail after this long lost its task; the sweeper re-drives it.
+THUMBNAIL_OVERDUE_AFTER = timedelta(minutes=10)
+
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+@dataclass(frozen=True)
+class ProcessedImage:
+    content: bytes
+    width: int
+    height: int
+
+
+def _too_large(detail: str) -> DomainError:
+    return DomainError(errors.IMAGE_TOO_LARGE, detail, extra={"field": "image"})
+
+
+def _invalid_image() -> DomainError:
+    return DomainError(
+        errors.INVALID_IMAGE, "The file is not a readable image.", extra={"field": "image"}
+    )
+
+
+def _check_header(file: IO[bytes]) -> None:
+    """Identify the image from its header and verify its structure; no pixels decoded."""
+    try:
+        with Image.open(file) as probe:
+            if probe.format not in ACCEPTED_FORMATS:
+                raise DomainError(
+                    errors.UNSUPPORTED_IMAGE_TYPE,
+                    f"{probe.format} images are not accepted; send JPEG, PNG or WebP.",
+                    extra={"field": "image", "format": probe.format},
+                )
+            width, height = probe.size
+            if width * height > MAX_PIXELS:
+                raise _too_large(
+                    f"{width}×{height} pixels is more than {MAX_PIXELS // 1_000_000} megapixels."
+                )
+            probe.verify()
+    except Image.DecompressionBombError:
+        raise _too_large("The image has too many pixels.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise _invalid_image() from None
+
+
+def _decode_smaller(image: Image.Image, long_side: int) -> None:
+    """Let the JPEG decoder scale down by 1/2, 1/4 or 1/8 while decoding, never below
+    long_side: a 12 MP phone photo decodes in a quarter of the time and memory."""
+    scale = long_side / max(image.size)
+    if scale < 1:
+        image.draft(None, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """Plain RGB in sRGB: transparency flattened onto white, a colour profile (a phone's
+    Display P3, a CMYK print profile) converted rather than dropped."""
+    if image.has_transparency_data:
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    icc_profile = image.info.get("icc_profile")
+    if icc_profile and image.mode in ("RGB", "CMYK"):
+        try:
+            source = ImageCms.ImageCmsProfile(BytesIO(icc_profile))
+            converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+        except ImageCms.PyCMSError:
+            pass  # a broken profile: keep the pixels as they are
+        else:
+            if converted is not None:
+                return converted
+    return image.convert("RGB")
+
+
+def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
+    image.info = {}  # Pillow carries a JPEG comment over from info; nothing of the source goes
+    buffer = BytesIO()
+    image.save(buffer, "JPEG", quality=quality, optimize=True)
+    return buffer.getvalue()
+
+
+def process_photo(upload: UploadedFile) -> ProcessedImage:
+    """Check an upload and re-encode it as the JPEG we store: upright (EXIF orientation
+    applied), sRGB, long side at most MAX_LONG_SIDE, no metadata at all."""
+    limit = settings.LISTING_PHOTO_MAX_BYTES
+    if upload.size is None or upload.size > limit:
+        raise _too_large(f"The file is larger than {limit} bytes.")
+    upload.seek(0)
+    _check_header(upload)
+    upload.seek(0)  # verify() leaves the image unusable: decode from a fresh open
+    try:
+        with Image.open(upload) as source:
+            _decode_smaller(source, MAX_LONG_SIDE)
+            image = ImageOps.exif_transpose(source)
+            image = _to_srgb(image)
+            image.thumbnail((MAX_LONG_SIDE, MAX_LONG_SIDE), Image.Resampling.LANCZOS)
+    except Image.DecompressionBombError:
+        raise _too_large("The image has too many pixels.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise _invalid_image() from None
+    return ProcessedImage(_encode_jpeg(image, JPEG_QUALITY), image.width, image.height)
+
+
+def _check_accepts_photos(listing: Listing) -> None:
+    if listing.status == ListingStatus.ARCHIVED:
+        raise DomainError(
+            errors.LISTING_ARCHIVED, "An archived listing cannot be changed.", status_code=409
+        )
+    if ListingPhoto.objects.filter(listing_id=listing.pk).count() >= MAX_PHOTOS_PER_LISTING:
+        raise DomainError(
+            errors.TOO_MANY_PHOTOS,
+            f"A listing has at most {MAX_PHOTOS_PER_LISTING} photos.",
+            status_code=409,
+            extra={"max": MAX_PHOTOS_PER_LISTING},
+        )
+
+
+@transaction.atomic
+def _insert_photo(photo: ListingPhoto) -> None:
+    # The listing row lock serializes uploads to one listing, so two of them can't both
+    # count 7 and make 9.
+    listing = Listing.objects.select_for_update(of=("self",)).get(pk=photo.listing_id)
+    _check_accepts_photos(listing)
+    photo.save()
+    tasks.make_listing_photo_thumbnail.delay_on_commit(photo.pk)
+
+
+def listing_photo_add(*, listing: Listing, upload: UploadedFile) -> ListingPhoto:
+    """Add a photo to a listing that isn't archived and has fewer than
+    MAX_PHOTOS_PER_LISTING. The upload must be a JPEG, PNG or WebP of at most
+    LISTING_PHOTO_MAX_BYTES and MAX_PIXELS; what is stored is the re-encoded JPEG. The
+    thumbnail is made by a task after the commit. On any refusal nothing is stored."""
+    _check_accepts_photos(listing)  # early answer, before decoding; re-checked under lock
+    processed = process_photo(upload)
+    # The file is written before the transaction (storage may be a network service) and
+    # removed again if the row is refused.
+    field = ListingPhoto._meta.get_field("image")
+    name = field.generate_filename(ListingPhoto(listing=listing), f"{uuid.uuid4().hex}.jpg")
+    photo = ListingPhoto(
+        listing=listing,
+        image=field.storage.save(name, ContentFile(processed.content)),
+        width=processed.width,
+        height=processed.height,
+    )
+    try:
+        _insert_photo(photo)
+    except BaseException:
+        photo.image.delete(save=False)
+        raise
+    return photo
+
+
+def render_thumbnail(file: IO[bytes]) -> bytes:
+    with Image.open(file) as source:
+        _decode_smaller(source, THUMBNAIL_LONG_SIDE)
+        image = source.convert("RGB")
+    image.thumbnail((THUMBNAIL_LONG_SIDE, THUMBNAIL_LONG_SIDE), Image.Resampling.LANCZOS)
+    return _encode_jpeg(image, THUMBNAIL_JPEG_QUALITY)
+
+
+def listing_photo_make_thumbnail(*, photo: ListingPhoto) -> ListingPhoto:
+    """Give a photo its thumbnail (long side THUMBNAIL_LONG_SIDE), once: a photo that has
+    one is left alone, so a redelivered or duplicate task changes nothing."""
+    if photo.thumbnail:
+        return photo
+    with photo.image.open("rb") as file:
+        content = render_thumbnail(file)
+    stem = PurePosixPath(photo.image.name).stem
+    photo.thumbnail.save(f"{stem}-thumb.jpg", ContentFile(content), save=False)
+    try:
+        with transaction.atomic():
+            current = ListingPhoto.objects.select_for_update().filter(pk=photo.pk).first()
+            if current is None or current.thumbnail:  # deleted, or another run was first
+                photo.thumbnail.delete(save=False)
+                return current or photo
+            ListingPhoto.objects.filter(pk=photo.pk).update(thumbnail=photo.thumbnail.name)
+    except BaseException:
+        photo.thumbnail.delete(save=False)
+        raise
+    return photo
+
+
+def photos_missing_thumbnail(*, older_than: timedelta) -> QuerySet[ListingPhoto]:
+    """Photos whose thumbnail task should have run long ago (for the sweeper)."""
+    cutoff = timezone.now() - older_than
+    return ListingPhoto.objects.filter(thumbnail="", created_at__lt=cutoff).order_by("id")

@@ -1,0 +1,26 @@
+"""Background work of listings: photo thumbnails, and the sweeper that re-drives them."""
+
+from celery import shared_task
+
+from listings import photos
+from listings.models import ListingPhoto
+
+SWEEP_BATCH = 500
+
+
+@shared_task(soft_time_limit=30, time_limit=60)
+def make_listing_photo_thumbnail(photo_id: int) -> None:
+    """Idempotent: a deleted photo, or one that has its thumbnail, is left alone."""
+    photo = ListingPhoto.objects.filter(pk=photo_id).first()
+    if photo is not None:
+        photos.listing_photo_make_thumbnail(photo=photo)
+
+
+@shared_task(soft_time_limit=30, time_limit=60)
+def make_overdue_listing_photo_thumbnails() -> int:
+    """Enqueue again the thumbnails whose task was lost (a broker outage, a purged queue)."""
+    overdue = photos.photos_missing_thumbnail(older_than=photos.THUMBNAIL_OVERDUE_AFTER)
+    photo_ids = list(overdue.values_list("id", flat=True)[:SWEEP_BATCH])
+    for photo_id in photo_ids:
+        make_listing_photo_thumbnail.delay(photo_id)
+    return len(photo_ids)

@@ -1,0 +1,160 @@
+"""The listings admin: its pages render, and its actions go through listing_set_status."""
+
+import shutil
+from decimal import Decimal
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.messages import get_messages
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.utils import timezone
+from PIL import Image
+
+from listings import photos, services
+from listings.models import Category, Listing, ListingStatus
+from marketplace.accounts.models import User
+from tests.factories import FarmerFactory
+
+CHANGELIST = "/admin/listings/listing/"
+
+pytestmark = pytest.mark.django_db
+
+
+def make_listing(title: str = "Bok choy") -> Listing:
+    return services.listing_create(
+        farmer=FarmerFactory(),
+        category=Category.objects.get(slug="vegetables"),
+        title=title,
+        unit="kg",
+        price=Decimal("3.50"),
+        quantity_available=Decimal("10"),
+        harvest_date=timezone.localdate(),
+        shelf_life_days=7,
+    )
+
+
+@pytest.fixture
+def operator() -> Client:
+    user = User.objects.create_superuser(
+        phone="+8613000000001", password="an-operator-passphrase", name="op"
+    )
+    client = Client()
+    # force_login: django-axes guards the login form and needs a request to authenticate.
+    client.force_login(user)
+    return client
+
+
+def act(client: Client, action: str, *listings: Listing):
+    return client.post(
+        CHANGELIST,
+        {"action": action, "_selected_action": [listing.pk for listing in listings]},
+        follow=True,
+    )
+
+
+@pytest.fixture
+def listing_with_photo():
+    listing = make_listing()
+    buffer = BytesIO()
+    Image.new("RGB", (640, 480), (0, 128, 0)).save(buffer, "JPEG")
+    upload = SimpleUploadedFile("photo.jpg", buffer.getvalue(), content_type="image/jpeg")
+    photo = photos.listing_photo_add(listing=listing, upload=upload)
+    photos.listing_photo_make_thumbnail(photo=photo)
+    yield listing
+    shutil.rmtree(Path(settings.MEDIA_ROOT) / "listings" / str(listing.pk), ignore_errors=True)
+
+
+def test_the_pages_render(operator, listing_with_photo):
+    listing = listing_with_photo
+    assert operator.get(CHANGELIST).status_code == 200
+    assert operator.get(CHANGELIST, {"q": "Bok", "status__exact": "active"}).status_code == 200
+    page = operator.get(f"{CHANGELIST}{listing.pk}/change/")
+    assert page.status_code == 200
+    thumbnail = listing.photos.get().thumbnail
+    assert f'<img src="{thumbnail.url}"'.encode() in page.content
+    assert operator.get("/admin/listings/category/").status_code == 200
+    assert operator.get(f"/admin/listings/category/{listing.category_id}/change/").status_code == (
+        200
+    )
+
+
+def test_pause_action_pauses_an_active_listing(operator):
+    listing = make_listing()
+
+    response = act(operator, "pause", listing)
+
+    assert response.status_code == 200
+    listing.refresh_from_db()
+    assert listing.status == ListingStatus.PAUSED
+    assert [str(message) for message in get_messages(response.wsgi_request)] == [
+        "1 listing(s) paused."
+    ]
+
+
+def test_a_refused_transition_is_reported_and_changes_nothing(operator):
+    archived, active = make_listing("Leeks"), make_listing("Garlic")
+    services.listing_set_status(listing=archived, status=ListingStatus.ARCHIVED)
+
+    response = act(operator, "publish", archived, active)
+
+    archived.refresh_from_db()
+    active.refresh_from_db()
+    assert (archived.status, active.status) == (ListingStatus.ARCHIVED, ListingStatus.ACTIVE)
+    reported = [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
+    assert [(level, text.split(":")[0]) for level, text in reported] == [
+        ("error", "Leeks"),  # with the service's own explanation after the colon
+        ("success", "1 listing(s) published."),  # the active one: nothing to do
+    ]
+
+
+def change_form(listing: Listing, **values) -> dict:
+    return {
+        "category": listing.category_id,
+        "title": listing.title,
+        "description": "",
+        "unit": "kg",
+        "unit_weight_kg": "1.000",
+        "price": str(listing.price),
+        "quantity_available": str(listing.quantity_available),
+        "min_order_quantity": "1.000",
+        "harvest_date": listing.harvest_date.isoformat(),
+        "available_until": "",
+        "shelf_life_days": "7",
+        "photos-TOTAL_FORMS": "0",
+        "photos-INITIAL_FORMS": "0",
+        "photos-MIN_NUM_FORMS": "0",
+        "photos-MAX_NUM_FORMS": "1000",
+        **values,
+    }
+
+
+def test_an_edit_goes_through_the_service(operator):
+    listing = make_listing()
+    form = change_form(listing, title="Baby bok choy", price="4.20", quantity_available="0")
+
+    response = operator.post(f"{CHANGELIST}{listing.pk}/change/", form)
+
+    assert response.status_code == 302, response.content
+    listing.refresh_from_db()
+    assert (listing.title, listing.price) == ("Baby bok choy", Decimal("4.20"))
+    # listing_update's rules ran: no stock left → sold out; the search text was rebuilt.
+    assert listing.status == ListingStatus.SOLD_OUT
+    assert "'baby'" in listing.search_vector
+
+
+def test_an_edit_the_service_refuses_is_reported_and_not_saved(operator):
+    listing = make_listing()
+    services.listing_set_status(listing=listing, status=ListingStatus.ARCHIVED)
+    page = f"{CHANGELIST}{listing.pk}/change/"
+
+    response = operator.post(page, change_form(listing, title="Renamed"), follow=True)
+
+    assert response.redirect_chain == [(page, 302)]
+    ((level, text),) = [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
+    assert level == "error"
+    assert "archived" in text  # the service's own explanation
+    listing.refresh_from_db()
+    assert listing.title == "Bok choy"
