@@ -1,0 +1,233 @@
+"""A shipment's road: pickups weighed, transfers received, deliveries checked by code,
+failures put back, and who may see or touch what (others get 404, nothing changes)."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from logistics.models import (
+    LegStatus,
+    Route,
+    RouteStatus,
+    Shipment,
+    ShipmentStatus,
+    Stop,
+    StopStatus,
+)
+from logistics.services.routing import order_route
+from logistics.services.shipments import shipments_flag_late_transfers
+from orders import services as orders
+from orders.models import OrderStatus, PaymentStatus
+from tests.factories import (
+    BuyerFactory,
+    FarmerFactory,
+    ServiceCenterFactory,
+    StaffFactory,
+    VillageFactory,
+    create_listing,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world():
+    north = ServiceCenterFactory(lat=Decimal("30.400000"), lng=Decimal("119.600000"))
+    south = ServiceCenterFactory(lat=Decimal("30.000000"), lng=Decimal("119.600000"))
+    buyer = BuyerFactory(village=VillageFactory(service_center=south))
+    farmer = FarmerFactory(village=VillageFactory(service_center=north))
+    listing = create_listing(farmer, unit="kg", price=Decimal("10.00"))
+    order = orders.order_place(
+        buyer=buyer,
+        lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal("8"))],
+        delivery_method="home",
+        payment_method="cod",
+    )
+    order_route(order_id=order.pk)
+    shipment = Shipment.objects.get(order=order)
+    return {
+        "north": north,
+        "south": south,
+        "buyer": buyer,
+        "farmer": farmer,
+        "order": order,
+        "shipment": shipment,
+        "listing": listing,
+        "north_staff": StaffFactory(service_center=north),
+        "south_staff": StaffFactory(service_center=south),
+    }
+
+
+def stop_for(shipment, center, kind):
+    route = Route.objects.create(service_center=center, date=timezone.localdate())
+    stop = Stop.objects.create(
+        route=route,
+        sequence=Stop.objects.filter(route=route).count() + 1,
+        kind=kind,
+        lat=shipment.pickup_lat,
+        lng=shipment.pickup_lng,
+    )
+    stop.shipments.add(shipment)
+    return stop
+
+
+def complete(client, stop, **body):
+    return client.post(f"/api/v1/stops/{stop.pk}/complete/", body, format="json")
+
+
+def test_the_whole_road_of_a_shipment(world, client_for):
+    shipment, order = world["shipment"], world["order"]
+    north, south = client_for(world["north_staff"]), client_for(world["south_staff"])
+
+    pickup = stop_for(shipment, world["north"], "pickup")
+    done = complete(north, pickup, outcome="done", weight_kg="7.800")
+    assert done.status_code == 200, done.json()
+    assert done.json()["status"] == "done"
+    shipment.refresh_from_db()
+    assert (shipment.status, shipment.picked_up_weight_kg) == (
+        ShipmentStatus.IN_TRANSFER,
+        Decimal("7.800"),
+    )
+    order.refresh_from_db()
+    assert order.status == OrderStatus.IN_TRANSIT
+    assert pickup.route.__class__.objects.get(pk=pickup.route_id).status == RouteStatus.STARTED
+
+    # Only the destination center receives the transfer.
+    assert north.post(f"/api/v1/shipments/{shipment.pk}/receive/").status_code == 404
+    received = south.post(f"/api/v1/shipments/{shipment.pk}/receive/")
+    assert received.status_code == 200
+    assert received.json()["status"] == "at_center"
+    assert (
+        south.post(f"/api/v1/shipments/{shipment.pk}/receive/").status_code == 200
+    )  # again: no-op
+
+    delivery = stop_for(shipment, world["south"], "delivery")
+    assert (
+        complete(south, delivery, outcome="done", delivery_code=order.delivery_code).status_code
+        == 200
+    )
+    shipment.refresh_from_db()
+    order.refresh_from_db()
+    assert shipment.status == ShipmentStatus.DELIVERED
+    assert (order.status, order.payment_status) == (OrderStatus.DELIVERED, PaymentStatus.COLLECTED)
+    assert set(shipment.legs.values_list("status", flat=True)) == {LegStatus.DONE}
+    assert list(shipment.events.values_list("status", flat=True)) == [
+        "pending",
+        "picked_up",
+        "in_transfer",
+        "at_center",
+        "delivered",
+    ]
+    assert [e.to_status for e in order.events.all()] == [
+        "placed",
+        "confirmed",
+        "in_transit",
+        "delivered",
+    ]
+
+    # A device that was offline replays its completion: nothing changes.
+    again = complete(south, delivery, outcome="done", delivery_code=order.delivery_code)
+    assert again.status_code == 200
+    assert order.events.count() == 4
+
+
+def test_a_wrong_code_is_400_and_the_fifth_locks_the_stop(world, client_for):
+    shipment = world["shipment"]
+    Shipment.objects.filter(pk=shipment.pk).update(status=ShipmentStatus.AT_CENTER)
+    south = client_for(world["south_staff"])
+    stop = stop_for(shipment, world["south"], "delivery")
+    wrong = "000000" if world["order"].delivery_code != "000000" else "111111"
+    for left in (4, 3, 2, 1):
+        response = complete(south, stop, outcome="done", delivery_code=wrong)
+        assert response.status_code == 400
+        assert (response.json()["code"], response.json()["attempts_left"]) == (
+            "invalid_delivery_code",
+            left,
+        )
+    fifth = complete(south, stop, outcome="done", delivery_code=wrong)
+    assert (fifth.status_code, fifth.json()["attempts_left"]) == (400, 0)
+    stop.refresh_from_db()
+    assert (stop.status, stop.wrong_code_attempts) == (StopStatus.LOCKED, 5)
+    locked = complete(south, stop, outcome="done", delivery_code=world["order"].delivery_code)
+    assert (locked.status_code, locked.json()["code"]) == (409, "stop_locked")
+    assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.AT_CENTER
+
+
+def test_a_failed_pickup_goes_back_for_the_next_day(world, client_for):
+    shipment = world["shipment"]
+    north = client_for(world["north_staff"])
+    stop = stop_for(shipment, world["north"], "pickup")
+    assert complete(north, stop, outcome="failed").json()["code"] == "reason_required"
+    response = complete(north, stop, outcome="failed", reason="农户不在家")
+    assert response.status_code == 200
+    before = shipment.pickup_date
+    shipment.refresh_from_db()
+    assert (shipment.status, shipment.pickup_date, shipment.failed_attempts) == (
+        ShipmentStatus.PENDING,
+        before + timedelta(days=1),
+        1,
+    )
+    assert shipment.legs.get(kind="pickup").date == shipment.pickup_date
+    assert Shipment.objects.get(pk=shipment.pk).order.status == OrderStatus.CONFIRMED
+
+
+def test_a_pickup_needs_its_weight_and_occurred_at_is_kept(world, client_for):
+    north = client_for(world["north_staff"])
+    stop = stop_for(world["shipment"], world["north"], "pickup")
+    assert complete(north, stop, outcome="done").json()["code"] == "weight_required"
+    offline = "2026-11-20T08:15:00+08:00"
+    assert (
+        complete(north, stop, outcome="done", weight_kg="8", occurred_at=offline).status_code == 200
+    )
+    event = world["shipment"].events.get(status="picked_up")
+    assert timezone.localtime(event.occurred_at).isoformat() == offline
+
+
+def test_permission_matrix_others_get_404_and_nothing_changes(world, client_for):
+    shipment = world["shipment"]
+    stop = stop_for(shipment, world["north"], "pickup")
+    url = f"/api/v1/shipments/{shipment.pk}/"
+    allowed = [world["north_staff"], world["south_staff"], world["farmer"], world["buyer"]]
+    for user in allowed:
+        assert client_for(user).get(url).status_code == 200
+    strangers = [
+        StaffFactory(service_center=ServiceCenterFactory()),
+        FarmerFactory(),
+        BuyerFactory(),
+    ]
+    for user in strangers:
+        client = client_for(user)
+        assert client.get(url).status_code == 404
+        assert client.get("/api/v1/shipments/").json()["count"] == 0
+        assert client.post(f"{url}receive/").status_code in (403, 404)
+        assert complete(client, stop, outcome="done", weight_kg="8").status_code in (403, 404)
+    # Staff of the other center of this very shipment cannot complete this center's stop.
+    assert (
+        complete(client_for(world["south_staff"]), stop, outcome="done", weight_kg="8").status_code
+        == 404
+    )
+    stop.refresh_from_db()
+    assert stop.status == StopStatus.PENDING
+    assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.PENDING
+
+
+def test_my_pickups_shows_the_farmers_upcoming_pickups_only(world, client_for):
+    response = client_for(world["farmer"]).get("/api/v1/my/pickups/")
+    assert response.status_code == 200
+    rows = response.json()["results"]
+    assert [row["id"] for row in rows] == [world["shipment"].pk]
+    assert rows[0]["pickup_date"] == str(world["shipment"].pickup_date)
+    assert client_for(FarmerFactory()).get("/api/v1/my/pickups/").json()["count"] == 0
+    assert client_for(world["buyer"]).get("/api/v1/my/pickups/").status_code == 403
+
+
+def test_a_transfer_not_received_a_day_late_is_flagged(world):
+    shipment = world["shipment"]
+    Shipment.objects.filter(pk=shipment.pk).update(status=ShipmentStatus.IN_TRANSFER)
+    transfer_day = shipment.legs.get(kind="transfer").date
+    assert shipments_flag_late_transfers(today=transfer_day + timedelta(days=1)) == 0
+    assert shipments_flag_late_transfers(today=transfer_day + timedelta(days=2)) == 1
+    assert shipments_flag_late_transfers(today=transfer_day + timedelta(days=2)) == 0
+    assert Shipment.objects.get(pk=shipment.pk).transfer_late is True
