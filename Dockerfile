@@ -45,6 +45,7 @@ COPY . .
 # value; it is not kept in the image (no ENV), and the real key comes from the environment.
 # media/ (MEDIA_ROOT) and .data/ are the only places the app user may write.
 RUN SECRET_KEY=build-only-collectstatic-key-never-used-at-runtime-0123456789abcdef \
+        PAYMENT_WEBHOOK_SECRET=build-only-webhook-secret-never-used-at-runtime \
         python manage.py collectstatic --noinput \
     && mkdir -p /app/media /app/.data \
     && chown app:app /app/media /app/.data

@@ -6,13 +6,26 @@ from datetime import date
 from decimal import Decimal
 
 from django.contrib.postgres.search import SearchRank
-from django.db.models import Count, F, FloatField, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import ASin, Cast, Cos, Least, Power, Radians, Sin, Sqrt
+from django.db.models import (
+    Count,
+    DecimalField,
+    F,
+    FloatField,
+    Func,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.functions import ASin, Cast, Cos, Least, Power, Radians, Round, Sin, Sqrt
 from django.utils import timezone
 
 from listings.models import Listing, ListingPhoto, ListingStatus
 from listings.search import search_query
 from marketplace.accounts.models import Role, User
+from orders.models import LineStatus, OrderLine, Review
 
 EARTH_RADIUS_KM = 6371.0088
 KM_PER_DEGREE_LAT = 111.195
@@ -153,13 +166,36 @@ def listing_owned_by(*, farmer: User) -> QuerySet[Listing]:
     return Listing.objects.filter(farmer_id=farmer.pk)
 
 
+def _farmer_reviews() -> QuerySet[Review]:
+    """Reviews of the orders holding an active line of the outer farmer (each review once,
+    however many of the farmer's lines its order holds)."""
+    orders = OrderLine.objects.filter(
+        farmer_id=OuterRef(OuterRef("pk")), status=LineStatus.ACTIVE
+    ).values("order_id")
+    return Review.objects.filter(order_id__in=orders).order_by()
+
+
 def farmer_public_profile_queryset() -> QuerySet[User]:
-    """Farmers with their village, its center and how many listings they offer now."""
+    """Farmers with their village, its center, how many listings they offer now, and their
+    rating: the average (2 decimals; null with no review) and count of the reviews of orders
+    with their goods in them. All columns of one row: the profile is one query."""
     active = Q(listings__status=ListingStatus.ACTIVE)
+    # Plain SQL aggregates over the subquery's rows (not Django aggregates, which would
+    # add a GROUP BY): one row each, AVG null and COUNT 0 when there is no review.
+    average = Func(F("rating"), function="AVG", output_field=DecimalField())
+    count = Func(F("id"), function="COUNT", output_field=IntegerField())
     return (
         User.objects.filter(role=Role.FARMER, is_active=True)
         .select_related("village__service_center")
-        .annotate(listing_count=Count("listings", filter=active))
+        .annotate(
+            listing_count=Count("listings", filter=active),
+            rating=Round(
+                Subquery(_farmer_reviews().annotate(value=average).values("value")),
+                2,
+                output_field=DecimalField(max_digits=3, decimal_places=2),
+            ),
+            review_count=Subquery(_farmer_reviews().annotate(value=count).values("value")),
+        )
     )
 
 

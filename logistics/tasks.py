@@ -8,6 +8,7 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from logistics.services.routing import order_route
+from logistics.services.shipments import shipments_flag_late_transfers
 from orders.models import Order, OrderStatus
 
 
@@ -44,3 +45,9 @@ def sweep_unrouted_orders() -> int:
         if not ids:
             return enqueued
         last_id, enqueued = ids[-1], enqueued + len(ids)
+
+
+@shared_task(soft_time_limit=50, time_limit=60)
+def flag_late_transfers() -> int:
+    """Transfers not received a day after their date are flagged late."""
+    return shipments_flag_late_transfers()

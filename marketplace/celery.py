@@ -21,4 +21,24 @@ app.conf.beat_schedule = {
         "task": "marketplace.accounts.tasks.prune_login_logs",
         "schedule": crontab(hour=3, minute=17),
     },
+    "make-overdue-listing-photo-thumbnails": {
+        "task": "listings.tasks.make_overdue_listing_photo_thumbnails",
+        "schedule": crontab(minute="*/10"),
+    },
+    "send-unsent-notifications": {
+        "task": "orders.notifications.send_unsent_notifications",
+        "schedule": crontab(minute="*/5"),
+    },
+    "route-unrouted-orders": {
+        "task": "logistics.tasks.sweep_unrouted_orders",
+        "schedule": crontab(),  # every minute: a lost routing message costs one minute
+    },
+    "flag-late-transfers": {
+        "task": "logistics.tasks.flag_late_transfers",
+        "schedule": crontab(minute=7),  # hourly
+    },
+    "expire-unpaid-orders": {
+        "task": "orders.tasks.expire_unpaid_orders",
+        "schedule": crontab(),  # every minute: an unpaid order holds stock for others
+    },
 }

@@ -3,7 +3,7 @@
 from django.db.models import Prefetch, Q, QuerySet
 
 from marketplace.accounts.models import Role, User
-from orders.models import Order, OrderEvent, OrderLine, OrderStatus
+from orders.models import Notification, Order, OrderEvent, OrderLine, OrderStatus
 
 # Until an order is confirmed, a farmer sees the lines, not who the buyer is.
 BUYER_HIDDEN_FROM_FARMER = frozenset({OrderStatus.PLACED, OrderStatus.AWAITING_PAYMENT})
@@ -36,3 +36,8 @@ def order_visible_to(user: User) -> QuerySet[Order]:
         Prefetch("lines", queryset=lines),
         Prefetch("events", queryset=OrderEvent.objects.order_by("created_at", "id")),
     )
+
+
+def notifications_of(user: User) -> QuerySet[Notification]:
+    """A user's own notifications, newest first; nobody sees anyone else's."""
+    return Notification.objects.filter(user=user).order_by("-created_at", "-id")

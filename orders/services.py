@@ -1,4 +1,4 @@
-"""Writes of orders: placement, the status machine, cancellation and rejected lines."""
+"""Writes of orders: placement, the status machine, cancellation, rejected lines, reviews."""
 
 import secrets
 from dataclasses import dataclass
@@ -6,16 +6,18 @@ from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
+from psycopg.errors import UniqueViolation
 
 from listings.models import Listing, ListingStatus
 from listings.selectors import listings_for_update
 from listings.services import listing_restock, listing_take_stock
 from logistics.models import Village
 from marketplace.accounts.models import Role, User
+from marketplace.celery import app as celery_app
 from marketplace.exceptions import ConflictError, DomainError
-from orders import errors
+from orders import errors, notifications
 from orders.models import (
     DeliveryMethod,
     LineStatus,
@@ -25,10 +27,12 @@ from orders.models import (
     OrderStatus,
     PaymentMethod,
     PaymentStatus,
+    Review,
 )
 
 MAX_LINES = 50
 CENT = Decimal("0.01")
+PAYMENT_EXPIRED_REASON = "payment_expired"  # the reason the expiry sweep cancels with
 
 # The one table of allowed status changes. Services move orders only through
 # order_transition; nothing else writes Order.status.
@@ -218,7 +222,19 @@ def order_place(
         line.order = order
     OrderLine.objects.bulk_create(order_lines)
     OrderEvent.objects.create(order=order, to_status=order.status, actor=buyer, reason="placed")
+    notifications.notify_order_placed(order)
+    if order.status == OrderStatus.PLACED:
+        _route_after_commit(order.pk)
     return order
+
+
+def _route_after_commit(order_id: int) -> None:
+    """A placed order (cash on delivery at once, prepaid once paid) is routed by a worker
+    after the transaction commits. The task is sent by name: logistics imports orders, not
+    the other way round. If the message is lost, logistics' sweeper sends it again."""
+    transaction.on_commit(
+        lambda: celery_app.send_task("logistics.tasks.route_order", args=[order_id])
+    )
 
 
 def order_lock(order_id: int) -> Order:
@@ -242,6 +258,8 @@ def order_transition(
     )
     order.status = to_status
     order.save(update_fields=["status", "updated_at"])
+    if to_status == OrderStatus.PLACED:
+        _route_after_commit(order.pk)
     return order
 
 
@@ -252,7 +270,7 @@ def _restock_lines(order: Order, lines: list[OrderLine]) -> None:
 
 
 @transaction.atomic
-def order_cancel(*, order_id: int, actor: User, reason: str = "") -> Order:
+def order_cancel(*, order_id: int, actor: User | None, reason: str = "") -> Order:
     """The buyer (before the first pickup) or staff call an order off. What was taken from
     stock is given back exactly once: the order row is locked first, so a second, concurrent
     cancel waits and then finds the order already cancelled."""
@@ -271,9 +289,19 @@ def order_cancel(*, order_id: int, actor: User, reason: str = "") -> Order:
     if order.payment_status == PaymentStatus.UNPAID:
         order.payment_status = PaymentStatus.NOT_DUE
         order.save(update_fields=["payment_status", "updated_at"])
-    return order_transition(
+    # Shipments go too, and their stops leave routes not yet on the road. Imported here:
+    # logistics builds on orders, so orders cannot import it at module level.
+    from logistics.services.shipments import shipments_cancel_for_order  # noqa: PLC0415
+
+    shipments_cancel_for_order(order=order, actor=actor)
+    order = order_transition(
         order=order, to_status=OrderStatus.CANCELLED, actor=actor, reason=reason
     )
+    if reason == PAYMENT_EXPIRED_REASON:
+        notifications.notify_payment_expired(order)
+    else:
+        notifications.notify_order_cancelled(order, reason=reason)
+    return order
 
 
 @transaction.atomic
@@ -307,4 +335,41 @@ def order_line_reject(*, order_id: int, line_id: int, farmer: User, reason: str)
     )
     order.total = order.subtotal + order.delivery_fee
     order.save(update_fields=["subtotal", "delivery_fee", "total", "updated_at"])
+    notifications.notify_line_rejected(order, line)
     return order
+
+
+# Terminal statuses: once an order is in one, nothing moves it, so checking it and then
+# writing the review cannot race with a status change.
+REVIEWABLE = frozenset({OrderStatus.DELIVERED, OrderStatus.PARTIALLY_DELIVERED})
+
+
+@transaction.atomic
+def order_review(*, order_id: int, buyer: User, rating: int, comment: str = "") -> Review:
+    """The buyer reviews their order once it is delivered (in full or in part): one review
+    per order, which counts for every farmer with goods in it. Someone else's order answers
+    404, an order not yet delivered `order_not_delivered`, a second review `already_reviewed`
+    (the unique order of a review decides, so two racing requests cannot both write one).
+    The rating is 1 to 5 by a database constraint."""
+    order = Order.objects.filter(pk=order_id, buyer=buyer).first()
+    if order is None:
+        raise DomainError("not_found", "No such order.", status_code=404)
+    if order.status not in REVIEWABLE:
+        raise ConflictError(
+            errors.NOT_DELIVERED,
+            f"An order that is {order.status} cannot be reviewed yet.",
+            extra={"status": order.status},
+        )
+    try:
+        with transaction.atomic():  # a savepoint, so the outer transaction stays usable
+            return Review.objects.create(
+                order=order, buyer=buyer, rating=rating, comment=comment.strip()
+            )
+    except IntegrityError as error:
+        # The order is the review's only unique column; a rating outside 1..5 is another
+        # violation (a CheckViolation) and stays an error.
+        if not isinstance(error.__cause__, UniqueViolation):
+            raise
+        raise ConflictError(
+            errors.ALREADY_REVIEWED, "This order has been reviewed already."
+        ) from error

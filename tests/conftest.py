@@ -2,6 +2,7 @@ import pytest
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from marketplace.celery import app as celery_app
 from tests.worker import WorkerProcess
 
 
@@ -37,12 +38,13 @@ def client_for():
     return make
 
 
-@pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker):
-    """One real worker for the session; tests using it need `transaction=True` so the
-    worker (another process) sees their rows."""
+@pytest.fixture
+def celery_worker(transactional_db):
+    """A real worker for one test (which needs `transaction=True`, so the worker, another
+    process, sees its rows). It starts on an empty queue and stops with a warm shutdown
+    before the test's tables are emptied, so no task of one test runs into the next."""
+    celery_app.control.purge()
     worker = WorkerProcess()
-    with django_db_blocker.unblock():
-        worker.start()
+    worker.start()
     yield worker
     worker.stop()

@@ -205,4 +205,11 @@ class FarmerProfileSerializer(serializers.Serializer):
     service_center = serializers.IntegerField(source="village.service_center_id")
     service_center_name = serializers.CharField(source="village.service_center.name")
     listing_count = serializers.IntegerField()
+    rating = serializers.DecimalField(
+        max_digits=3,
+        decimal_places=2,
+        allow_null=True,
+        help_text="Average review rating, 1.00 to 5.00; null before the first review.",
+    )
+    review_count = serializers.IntegerField()
     member_since = serializers.DateTimeField(source="date_joined")

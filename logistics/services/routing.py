@@ -22,6 +22,7 @@ from logistics.models import (
     TrackingEvent,
 )
 from orders.models import DeliveryMethod, LineStatus, Order, OrderLine, OrderStatus
+from orders.notifications import notify_order_confirmed
 from orders.services import order_lock, order_transition
 
 MAX_DAYS_AHEAD = 60
@@ -184,9 +185,14 @@ def order_route(*, order_id: int) -> Order:
     shipments = [_ship_farmer(order, farmer_lines, now) for farmer_lines in by_farmer.values()]
     first_pickup = min(s.pickup_date for s in shipments)
     last_delivery = max(s.delivery_date for s in shipments)
-    order_transition(
+    order = order_transition(
         order=order,
         to_status=OrderStatus.CONFIRMED,
         reason=f"routed: pickup from {first_pickup:%Y-%m-%d}, delivery by {last_delivery:%Y-%m-%d}",
+    )
+    notify_order_confirmed(
+        order,
+        delivery_date=last_delivery,
+        pickup_dates={s.farmer_id: s.pickup_date for s in shipments},
     )
     return order

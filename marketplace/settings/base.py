@@ -188,6 +188,16 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "marketplace.accounts.models.Role",
         "SelfRegisterRoleEnum": "marketplace.accounts.services.SELF_REGISTER_ROLE_CHOICES",
+        "ListingStatusEnum": "listings.models.ListingStatus",
+        "OrderStatusEnum": "orders.models.OrderStatus",
+        "LineStatusEnum": "orders.models.LineStatus",
+        "PaymentStatusEnum": "orders.models.PaymentStatus",
+        "NotificationKindEnum": "orders.models.NotificationKind",
+        "ShipmentStatusEnum": "logistics.models.ShipmentStatus",
+        "LegKindEnum": "logistics.models.LegKind",
+        "LegStatusEnum": "logistics.models.LegStatus",
+        "StopKindEnum": "logistics.models.StopKind",
+        "StopStatusEnum": "logistics.models.StopStatus",
     },
 }
 

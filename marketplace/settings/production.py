@@ -1,14 +1,20 @@
-"""Production: refuses to start without a real secret key; passes `check --deploy`."""
+"""Production: refuses to start without a real secret key and payment webhook secret;
+passes `check --deploy`."""
 
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import _DEV_PAYMENT_WEBHOOK_SECRET, env
 
 DEBUG = False
 SECRET_KEY = env("SECRET_KEY", default="")
 if len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("SECRET_KEY must be set to a random value of 50+ characters.")
+PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET", default="")
+if len(PAYMENT_WEBHOOK_SECRET) < 32 or PAYMENT_WEBHOOK_SECRET == _DEV_PAYMENT_WEBHOOK_SECRET:
+    raise ImproperlyConfigured(
+        "PAYMENT_WEBHOOK_SECRET must be set to the provider's signing secret (32+ characters)."
+    )
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)

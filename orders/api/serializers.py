@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from logistics.models import Village
 from marketplace.accounts.models import Role
-from orders.models import DeliveryMethod, Order, OrderEvent, OrderLine, PaymentMethod
+from orders.models import DeliveryMethod, Order, OrderEvent, OrderLine, PaymentMethod, Review
 from orders.selectors import BUYER_HIDDEN_FROM_FARMER
 from orders.services import MAX_LINES, LineRequest
 
@@ -151,3 +151,15 @@ class ReasonSerializer(serializers.Serializer):
 
 class RejectSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=255)
+
+
+class ReviewInputSerializer(serializers.Serializer):
+    rating = serializers.IntegerField(min_value=1, max_value=5)
+    comment = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Review
+        fields = ("id", "order", "buyer", "rating", "comment", "created_at")
+        read_only_fields = fields

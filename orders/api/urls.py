@@ -1,8 +1,15 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from orders.api.notifications import NotificationViewSet
+from orders.api.payments import PaymentWebhookView
 from orders.api.views import OrderViewSet
 
 router = SimpleRouter()
 router.register("orders", OrderViewSet, basename="order")
+router.register("notifications", NotificationViewSet, basename="notification")
 
-urlpatterns = router.urls
+urlpatterns = [
+    *router.urls,
+    path("payments/webhook/", PaymentWebhookView.as_view(), name="payment-webhook"),
+]

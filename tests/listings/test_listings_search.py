@@ -269,6 +269,8 @@ def test_farmer_public_profile(api):
         "service_center": farmer.village.service_center_id,
         "service_center_name": farmer.village.service_center.name,
         "listing_count": 2,
+        "rating": None,
+        "review_count": 0,
         "member_since": response.json()["member_since"],
     }
     assert "phone" not in response.json()

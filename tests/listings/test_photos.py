@@ -303,7 +303,7 @@ def wait_for_lock_waiters(count: int, timeout: float = 10) -> int:
         time.sleep(0.05)
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 class TestWithTheWorker:
     def test_the_worker_makes_the_thumbnail_and_the_api_shows_it(
         self, celery_worker, listing, owner, api

@@ -38,6 +38,7 @@ def test_production_passes_check_deploy_cleanly():
         "WARNING",
         SECRET_KEY=STRONG_KEY,
         ALLOWED_HOSTS="market.example.cn",
+        PAYMENT_WEBHOOK_SECRET="w" * 32,
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "System check identified no issues (0 silenced)." in result.stdout

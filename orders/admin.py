@@ -1,0 +1,123 @@
+"""The orders admin: operators look, and change orders only through orders.services.
+
+Nothing is edited here: an order's status, money and lines move only through the services
+(the status table, restocking, events, notifications), which the cancel action calls. Orders
+are never deleted (cancelled instead); payment events, reviews and notifications are
+records, shown as they are."""
+
+from django.contrib import admin, messages
+
+from marketplace.exceptions import DomainError
+from orders import services
+from orders.models import Notification, Order, OrderEvent, OrderLine, PaymentEvent, Review
+
+OPERATOR_CANCEL_REASON = "cancelled by operator"
+
+
+class ReadOnlyAdminMixin:
+    """Shown, never added, changed or deleted here."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class OrderLineInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = OrderLine
+    extra = 0
+    fields = (
+        "listing",
+        "farmer",
+        "title",
+        "unit",
+        "unit_price",
+        "quantity",
+        "subtotal",
+        "needs_refrigeration",
+        "status",
+        "reject_reason",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("listing", "farmer")
+
+
+class OrderEventInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = OrderEvent
+    extra = 0
+    fields = ("created_at", "from_status", "to_status", "actor", "reason")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("actor")
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """View-only pages (a saved form would write every column back, racing the services);
+    the cancel action is for whoever may change orders."""
+
+    list_display = (
+        "id",
+        "buyer",
+        "status",
+        "payment_method",
+        "payment_status",
+        "total",
+        "created_at",
+    )
+    list_filter = ("status", "payment_method", "delivery_method")
+    # id__exact: Django compares the id as text, so a name or phone typed here is no error.
+    search_fields = ("id__exact", "buyer__phone", "buyer__name")
+    list_select_related = ("buyer",)
+    inlines = [OrderLineInline, OrderEventInline]
+    actions = ["cancel"]
+    date_hierarchy = "created_at"
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(description="Cancel selected orders (and restock)", permissions=["cancel"])
+    def cancel(self, request, queryset) -> None:
+        cancelled = 0
+        for order_id in queryset.order_by("pk").values_list("pk", flat=True):
+            try:
+                services.order_cancel(
+                    order_id=order_id, actor=request.user, reason=OPERATOR_CANCEL_REASON
+                )
+            except DomainError as error:
+                self.message_user(request, f"Order {order_id}: {error.detail}", messages.ERROR)
+            else:
+                cancelled += 1
+        if cancelled:
+            self.message_user(request, f"{cancelled} order(s) cancelled.", messages.SUCCESS)
+
+
+@admin.register(Review)
+class ReviewAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("order", "buyer", "rating", "created_at")
+    list_filter = ("rating",)
+    search_fields = ("buyer__phone", "buyer__name", "comment")
+    list_select_related = ("order", "buyer")
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "user", "kind", "title", "created_at", "sent_at", "read_at")
+    list_filter = ("kind",)
+    search_fields = ("user__phone", "user__name", "title")
+    list_select_related = ("user",)
+
+
+@admin.register(PaymentEvent)
+class PaymentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("provider", "event_id", "order", "kind", "amount", "currency", "received_at")
+    list_filter = ("provider", "kind")
+    search_fields = ("event_id",)
+    list_select_related = ("order",)

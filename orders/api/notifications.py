@@ -1,0 +1,58 @@
+"""GET /api/v1/notifications/ (own only), mark one read, mark all read."""
+
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from orders import notifications, selectors
+from orders.models import Notification
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Notification
+        fields = ("id", "kind", "order", "title", "body", "data", "created_at", "read_at")
+        read_only_fields = fields
+
+
+class NotificationFilter(filters.FilterSet):
+    unread = filters.BooleanFilter(method="filter_unread", label="only unread (true) or read")
+
+    class Meta:
+        model = Notification
+        fields = ("kind", "order")
+
+    def filter_unread(self, queryset, name, value):
+        return queryset.filter(read_at__isnull=value)
+
+
+class NotificationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """What the system told the signed-in user, newest first. Someone else's answer 404."""
+
+    serializer_class = NotificationSerializer
+    filterset_class = NotificationFilter
+    lookup_value_regex = "[0-9]+"
+    queryset = Notification.objects.none()  # tells the schema the model; see get_queryset
+
+    def get_queryset(self):
+        return selectors.notifications_of(self.request.user)
+
+    @extend_schema(request=None, responses=NotificationSerializer)
+    @action(detail=True, methods=["post"])
+    def read(self, request, pk=None):
+        """Mark read; again changes nothing (the first read time stays)."""
+        notification = notifications.notification_mark_read(
+            user=request.user, notification_id=int(pk)
+        )
+        return Response(self.get_serializer(notification).data)
+
+    @extend_schema(
+        request=None,
+        responses=inline_serializer("ReadAll", {"marked": serializers.IntegerField()}),
+    )
+    @action(detail=False, methods=["post"], url_path="read-all")
+    def read_all(self, request):
+        """Mark every unread notification read; `marked` says how many were unread."""
+        return Response({"marked": notifications.notification_mark_all_read(user=request.user)})

@@ -1,0 +1,416 @@
+"""Notifications: who is told what when an order changes, the API over them, and the send
+task (in process with a recording backend, and through a real Celery worker)."""
+
+import time
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from orders import notifications, services
+from orders.models import Notification, NotificationKind, Order, OrderStatus
+from tests.factories import BuyerFactory, FarmerFactory, create_listing
+
+NOTIFICATIONS = "/api/v1/notifications/"
+
+
+class RecordingBackend:
+    """Keeps what it was asked to send, in the class, so the test can read it."""
+
+    sent: list[tuple[int, str]] = []
+
+    def send(self, notification: Notification) -> None:
+        RecordingBackend.sent.append((notification.pk, notification.user.phone))
+
+
+class FailingBackend:
+    def send(self, notification: Notification) -> None:
+        raise notifications.NotificationBackendError("the SMS gateway is down")
+
+
+@pytest.fixture
+def recording(settings):
+    settings.NOTIFICATION_BACKEND = f"{__name__}.RecordingBackend"
+    RecordingBackend.sent = []
+    return RecordingBackend.sent
+
+
+def place(buyer, *lines, payment_method="cod"):
+    return services.order_place(
+        buyer=buyer,
+        lines=[services.LineRequest(listing_id=x.pk, quantity=Decimal(q)) for x, q in lines],
+        delivery_method="home",
+        payment_method=payment_method,
+    )
+
+
+def told(order=None):
+    """(user, kind) of every notification (of the order), oldest first."""
+    rows = Notification.objects.order_by("id")
+    if order is not None:
+        rows = rows.filter(order=order)
+    return [(n.user_id, n.kind) for n in rows]
+
+
+@pytest.fixture
+def two_farmers_order(db):
+    buyer, farmer_a, farmer_b = BuyerFactory(), FarmerFactory(), FarmerFactory()
+    tomatoes = create_listing(farmer_a, title="西红柿", price=Decimal("3.50"))
+    cabbage = create_listing(farmer_a, title="白菜", unit="kg", price=Decimal("2.00"))
+    eggs = create_listing(
+        farmer_b,
+        title="土鸡蛋",
+        unit="dozen",
+        unit_weight_kg=Decimal("0.7"),
+        price=Decimal("18.00"),
+    )
+    order = place(buyer, (tomatoes, "4"), (cabbage, "2.5"), (eggs, "1"))
+    return order, buyer, farmer_a, farmer_b
+
+
+# ------------------------------------------------------------------ who is told what
+@pytest.mark.django_db
+class TestWhoIsTold:
+    def test_placing_tells_the_buyer_and_each_farmer_once_and_sends_after_commit(
+        self, django_capture_on_commit_callbacks
+    ):
+        buyer, farmer_a, farmer_b = BuyerFactory(), FarmerFactory(), FarmerFactory()
+        tomatoes = create_listing(farmer_a, title="西红柿", price=Decimal("3.50"))
+        cabbage = create_listing(farmer_a, title="白菜", unit="kg", price=Decimal("2.00"))
+        eggs = create_listing(
+            farmer_b,
+            title="土鸡蛋",
+            unit="dozen",
+            unit_weight_kg=Decimal("0.7"),
+            price=Decimal("18.00"),
+        )
+
+        with django_capture_on_commit_callbacks(execute=False) as enqueued:
+            order = place(buyer, (tomatoes, "4"), (cabbage, "2.5"), (eggs, "1"))
+
+        assert told(order) == [
+            (buyer.pk, NotificationKind.ORDER_PLACED),
+            (farmer_a.pk, NotificationKind.ORDER_PLACED),
+            (farmer_b.pk, NotificationKind.ORDER_PLACED),
+        ]
+        # after the commit: one send task per notification, and the routing task
+        assert len(enqueued) == 4
+        to_buyer, to_a, to_b = Notification.objects.filter(order=order).order_by("id")
+        # 14.00 + 5.00 + 18.00 = 37.00 of goods, home delivery from two farmers: + 7.00
+        assert (to_buyer.title, to_buyer.body) == (
+            "订单已下单",
+            f"订单 #{order.pk} 已下单，合计 ¥44.00。",
+        )
+        assert to_buyer.data == {
+            "order": order.pk,
+            "status": "placed",
+            "total": "44.00",
+            "payment_due_at": None,
+        }
+        a_lines = list(
+            order.lines.filter(farmer=farmer_a).order_by("id").values_list("pk", flat=True)
+        )
+        assert to_a.title == "新订单"
+        assert to_a.body == f"订单 #{order.pk}：西红柿 4斤、白菜 2.5公斤，小计 ¥19.00。请及时备货。"
+        assert to_a.data == {"order": order.pk, "lines": a_lines, "subtotal": "19.00"}
+        assert to_b.data["subtotal"] == "18.00"
+        assert [n.sent_at for n in (to_buyer, to_a, to_b)] == [None, None, None]
+
+    def test_a_refused_order_tells_nobody(self):
+        listing = create_listing(quantity_available=Decimal("1"))
+        with pytest.raises(services.ConflictError):
+            place(BuyerFactory(), (listing, "2"))
+        assert Notification.objects.count() == 0
+
+    def test_rejecting_a_line_tells_the_buyer_the_new_total(self, two_farmers_order):
+        order, buyer, _, farmer_b = two_farmers_order
+        eggs = order.lines.get(farmer=farmer_b)
+        Notification.objects.all().delete()
+
+        services.order_line_reject(
+            order_id=order.pk, line_id=eggs.pk, farmer=farmer_b, reason="鸡不下蛋"
+        )
+
+        (notification,) = Notification.objects.all()
+        assert (notification.user_id, notification.kind) == (buyer.pk, "line_rejected")
+        # 19.00 of goods left from one farmer: + 5.00
+        assert notification.body == (
+            f"订单 #{order.pk} 中的「土鸡蛋」被农户拒绝：鸡不下蛋。该商品不收费，订单合计 ¥24.00。"
+        )
+        assert notification.data == {
+            "order": order.pk,
+            "line": eggs.pk,
+            "reason": "鸡不下蛋",
+            "total": "24.00",
+        }
+        # A retried rejection tells nobody again.
+        services.order_line_reject(order_id=order.pk, line_id=eggs.pk, farmer=farmer_b, reason="x")
+        assert Notification.objects.count() == 1
+
+    def test_cancelling_tells_the_buyer_and_the_farmers_whose_lines_it_called_off(
+        self, two_farmers_order
+    ):
+        order, buyer, farmer_a, farmer_b = two_farmers_order
+        eggs = order.lines.get(farmer=farmer_b)
+        services.order_line_reject(order_id=order.pk, line_id=eggs.pk, farmer=farmer_b, reason="x")
+        Notification.objects.all().delete()
+
+        services.order_cancel(order_id=order.pk, actor=buyer, reason="买多了")
+
+        assert told() == [
+            (buyer.pk, NotificationKind.ORDER_CANCELLED),
+            (farmer_a.pk, NotificationKind.ORDER_CANCELLED),  # not farmer_b: already rejected
+        ]
+        to_a = Notification.objects.get(user=farmer_a)
+        assert (
+            to_a.body == f"订单 #{order.pk} 已取消（买多了）：西红柿 4斤、白菜 2.5公斤 无需备货。"
+        )
+        services.order_cancel(order_id=order.pk, actor=buyer)  # a retry: nothing new
+        assert Notification.objects.count() == 2
+
+    def test_rejecting_the_last_line_tells_the_buyer_it_is_cancelled(self):
+        buyer, listing = BuyerFactory(), create_listing(title="韭菜")
+        order = place(buyer, (listing, "1"))
+        Notification.objects.all().delete()
+
+        services.order_line_reject(
+            order_id=order.pk, line_id=order.lines.get().pk, farmer=listing.farmer, reason="卖完了"
+        )
+
+        (notification,) = Notification.objects.all()
+        assert (notification.user_id, notification.kind) == (buyer.pk, "order_cancelled")
+        assert notification.data == {"order": order.pk, "reason": "last line rejected: 卖完了"}
+
+    def test_prepaid_farmers_hear_of_it_once_paid(self):
+        buyer, farmer = BuyerFactory(), FarmerFactory()
+        order = place(buyer, (create_listing(farmer), "2"), payment_method="prepaid")
+        assert told() == [(buyer.pk, NotificationKind.ORDER_PLACED)]
+        assert Notification.objects.get().title == "订单待付款"
+        assert Notification.objects.get().data["payment_due_at"] == order.payment_due_at.isoformat()
+
+        notifications.notify_payment_received(order)
+
+        assert told()[1:] == [
+            (buyer.pk, NotificationKind.PAYMENT_RECEIVED),
+            (farmer.pk, NotificationKind.ORDER_PLACED),
+        ]
+
+    def test_an_unpaid_order_expiring_tells_the_buyer_only(self):
+        buyer = BuyerFactory()
+        order = place(buyer, (create_listing(), "2"), payment_method="prepaid")
+        Notification.objects.all().delete()
+
+        services.order_cancel(order_id=order.pk, actor=None, reason="payment_expired")
+
+        assert told() == [(buyer.pk, NotificationKind.PAYMENT_EXPIRED)]
+        assert Order.objects.get().status == OrderStatus.CANCELLED
+
+    def test_an_unpaid_order_cancelled_by_the_buyer_does_not_bother_the_farmer(self):
+        buyer = BuyerFactory()
+        order = place(buyer, (create_listing(), "2"), payment_method="prepaid")
+        Notification.objects.all().delete()
+        services.order_cancel(order_id=order.pk, actor=buyer)
+        assert told() == [(buyer.pk, NotificationKind.ORDER_CANCELLED)]
+
+    def test_confirmed_tells_the_buyer_and_farmers_their_dates(self, two_farmers_order):
+        order, buyer, farmer_a, farmer_b = two_farmers_order
+        Notification.objects.all().delete()
+
+        notifications.notify_order_confirmed(
+            order,
+            delivery_date=date(2026, 5, 3),
+            pickup_dates={farmer_a.pk: date(2026, 5, 2)},
+        )
+
+        assert told() == [
+            (buyer.pk, NotificationKind.ORDER_CONFIRMED),
+            (farmer_a.pk, NotificationKind.ORDER_CONFIRMED),
+            (farmer_b.pk, NotificationKind.ORDER_CONFIRMED),
+        ]
+        to_buyer, to_a, to_b = Notification.objects.order_by("id")
+        assert to_buyer.body == f"订单 #{order.pk} 已确认，预计 05月03日 送达。"
+        assert to_a.body.endswith("小计 ¥19.00，05月02日 上门取货。")
+        assert to_a.data["pickup_date"] == "2026-05-02"
+        assert "pickup_date" not in to_b.data
+
+    def test_long_texts_are_clipped_to_the_columns(self):
+        buyer = BuyerFactory()
+        notification = notifications.notify(
+            user=buyer, kind=NotificationKind.ORDER_DELIVERED, title="长" * 200, body="文" * 900
+        )
+        notification.refresh_from_db()
+        assert (len(notification.title), len(notification.body)) == (120, 500)
+        assert notification.body.endswith("文…")
+
+
+# ------------------------------------------------------------------ the API
+@pytest.mark.django_db
+class TestApi:
+    def test_the_list_shows_only_own_newest_first_with_constant_queries(
+        self, client_for, two_farmers_order, django_assert_num_queries
+    ):
+        order, buyer, farmer_a, _ = two_farmers_order
+        services.order_cancel(order_id=order.pk, actor=buyer)
+        client = client_for(buyer)
+
+        data = client.get(NOTIFICATIONS).json()
+
+        assert data["count"] == 2
+        assert [(n["kind"], n["order"]) for n in data["results"]] == [
+            ("order_cancelled", order.pk),
+            ("order_placed", order.pk),
+        ]
+        assert set(data["results"][0]) == {
+            "id",
+            "kind",
+            "order",
+            "title",
+            "body",
+            "data",
+            "created_at",
+            "read_at",
+        }
+        mine = {n["id"] for n in client_for(farmer_a).get(NOTIFICATIONS).json()["results"]}
+        assert mine == set(Notification.objects.filter(user=farmer_a).values_list("id", flat=True))
+        assert client_for(BuyerFactory()).get(NOTIFICATIONS).json()["count"] == 0
+        with django_assert_num_queries(3):  # user, count, page
+            client.get(NOTIFICATIONS)
+
+    def test_mark_read_is_idempotent_and_filters_follow(self, client_for, two_farmers_order):
+        order, buyer, _, _ = two_farmers_order
+        services.order_cancel(order_id=order.pk, actor=buyer)
+        client = client_for(buyer)
+        placed = Notification.objects.get(user=buyer, kind="order_placed")
+
+        first = client.post(f"{NOTIFICATIONS}{placed.pk}/read/")
+        assert first.status_code == 200
+        assert first.json()["read_at"] is not None
+        again = client.post(f"{NOTIFICATIONS}{placed.pk}/read/")
+        assert again.json()["read_at"] == first.json()["read_at"]  # the first read time stays
+
+        unread = client.get(NOTIFICATIONS, {"unread": "true"}).json()["results"]
+        assert [n["kind"] for n in unread] == ["order_cancelled"]
+        read = client.get(NOTIFICATIONS, {"unread": "false"}).json()["results"]
+        assert [n["id"] for n in read] == [placed.pk]
+
+    def test_read_all_marks_only_own_unread(self, client_for, two_farmers_order):
+        order, buyer, farmer_a, _ = two_farmers_order
+        services.order_cancel(order_id=order.pk, actor=buyer)
+        client = client_for(buyer)
+
+        response = client.post(f"{NOTIFICATIONS}read-all/")
+
+        assert response.status_code == 200
+        assert response.json() == {"marked": 2}
+        assert client.post(f"{NOTIFICATIONS}read-all/").json() == {"marked": 0}
+        assert client.get(NOTIFICATIONS, {"unread": "true"}).json()["count"] == 0
+        assert Notification.objects.filter(user=farmer_a, read_at__isnull=True).count() == 2
+
+    def test_someone_elses_notification_is_404_and_stays_unread(
+        self, client_for, two_farmers_order
+    ):
+        _, buyer, farmer_a, _ = two_farmers_order
+        theirs = Notification.objects.get(user=buyer)
+
+        response = client_for(farmer_a).post(f"{NOTIFICATIONS}{theirs.pk}/read/")
+
+        assert response.status_code == 404
+        assert response.json()["code"] == "not_found"
+        theirs.refresh_from_db()
+        assert theirs.read_at is None
+        assert client_for(buyer).post(f"{NOTIFICATIONS}999999/read/").status_code == 404
+
+    def test_anonymous_is_401(self, api):
+        assert api.get(NOTIFICATIONS).status_code == 401
+        assert api.post(f"{NOTIFICATIONS}read-all/").status_code == 401
+
+
+# ------------------------------------------------------------------ sending
+@pytest.mark.django_db
+class TestSendingInProcess:
+    def test_the_task_twice_sends_once(self, recording):
+        buyer = BuyerFactory()
+        notification = notifications.notify(
+            user=buyer, kind=NotificationKind.ORDER_DELIVERED, title="已送达", body="…"
+        )
+
+        assert notifications.send_notification(notification.pk) is True
+        assert notifications.send_notification(notification.pk) is False
+
+        assert recording == [(notification.pk, buyer.phone)]
+        notification.refresh_from_db()
+        assert notification.sent_at is not None
+
+    def test_a_failing_backend_leaves_it_unsent_for_a_retry(self, settings):
+        settings.NOTIFICATION_BACKEND = f"{__name__}.FailingBackend"
+        notification = notifications.notify(
+            user=BuyerFactory(), kind=NotificationKind.ORDER_DELIVERED, title="t", body="b"
+        )
+        with pytest.raises(notifications.NotificationBackendError):
+            notifications.notification_send(notification_id=notification.pk)
+        notification.refresh_from_db()
+        assert notification.sent_at is None
+        retried_for = notifications.send_notification.autoretry_for
+        assert notifications.NotificationBackendError in retried_for
+        assert notifications.send_notification.max_retries == 5
+
+    def test_a_deleted_notification_is_skipped(self, recording):
+        assert notifications.send_notification(999999) is False
+        assert recording == []
+
+    def test_the_sweeper_picks_what_is_unsent_and_recent(self):
+        user = BuyerFactory()
+        now = timezone.now()
+
+        def make(age: timedelta, *, sent: bool = False) -> Notification:
+            notification = notifications.notify(
+                user=user, kind=NotificationKind.ORDER_DELIVERED, title="t", body="b"
+            )
+            Notification.objects.filter(pk=notification.pk).update(
+                created_at=now - age, sent_at=now if sent else None
+            )
+            return notification
+
+        lost = make(timedelta(minutes=20))
+        make(timedelta(minutes=1))  # its task may still be on the way
+        make(timedelta(minutes=20), sent=True)
+        make(timedelta(days=2))  # too late to be news
+
+        assert list(notifications.notifications_unsent(now=now)) == [lost]
+
+
+def wait_until_sent(notification_ids, timeout: float = 20) -> list[Notification]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = list(Notification.objects.filter(pk__in=notification_ids).order_by("id"))
+        if all(row.sent_at for row in rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
+
+
+@pytest.mark.django_db(transaction=True)
+class TestWithTheWorker:
+    def test_the_worker_sends_every_notification_of_a_placed_order(self, celery_worker):
+        buyer, farmer_a, farmer_b = BuyerFactory(), FarmerFactory(), FarmerFactory()
+        order = place(buyer, (create_listing(farmer_a), "1"), (create_listing(farmer_b), "1"))
+        ids = list(Notification.objects.filter(order=order).values_list("id", flat=True))
+        assert len(ids) == 3
+
+        sent = wait_until_sent(ids)
+
+        assert [row.sent_at is not None for row in sent] == [True, True, True]
+
+    def test_the_sweeper_redrives_a_lost_notification(self, celery_worker):
+        # Written without its task (a lost message), a while ago.
+        lost = Notification.objects.create(
+            user=BuyerFactory(), kind=NotificationKind.ORDER_DELIVERED, title="t", body="b"
+        )
+        Notification.objects.filter(pk=lost.pk).update(
+            created_at=timezone.now() - timedelta(minutes=30)
+        )
+
+        assert notifications.send_unsent_notifications() == 1
+
+        (row,) = wait_until_sent([lost.pk])
+        assert row.sent_at is not None
