@@ -2,6 +2,7 @@
 
 from django.db.models import Prefetch, Q, QuerySet
 
+from logistics.models import Shipment
 from marketplace.accounts.models import Role, User
 from orders.models import Notification, Order, OrderEvent, OrderLine, OrderStatus
 
@@ -15,11 +16,13 @@ def order_visible_to(user: User) -> QuerySet[Order]:
     so a stranger's lookup answers 404."""
     orders = Order.objects.select_related("buyer", "delivery_village")
     lines = OrderLine.objects.order_by("id")
+    shipments = Shipment.objects.prefetch_related("legs").order_by("id")
     if user.role == Role.BUYER:
         orders = orders.filter(buyer=user)
     elif user.role == Role.FARMER:
         orders = orders.filter(pk__in=OrderLine.objects.filter(farmer=user).values("order_id"))
         lines = lines.filter(farmer=user)
+        shipments = shipments.filter(farmer=user)
     elif user.role == Role.STAFF and user.service_center_id is not None:
         center = user.service_center_id
         orders = orders.filter(
@@ -35,6 +38,7 @@ def order_visible_to(user: User) -> QuerySet[Order]:
     return orders.prefetch_related(
         Prefetch("lines", queryset=lines),
         Prefetch("events", queryset=OrderEvent.objects.order_by("created_at", "id")),
+        Prefetch("shipments", queryset=shipments),
     )
 
 

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from logistics.models import Village
+from logistics.models import Shipment, ShipmentLeg, Village
 from marketplace.accounts.models import Role
 from orders.models import DeliveryMethod, Order, OrderEvent, OrderLine, PaymentMethod, Review
 from orders.selectors import BUYER_HIDDEN_FROM_FARMER
@@ -81,12 +81,42 @@ class EventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ShipmentLegSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ShipmentLeg
+        fields = ("sequence", "kind", "from_center", "to_center", "date", "status")
+        read_only_fields = fields
+
+
+class OrderShipmentSerializer(serializers.ModelSerializer):
+    """The order's shipments in brief; GET /api/v1/shipments/{id}/ has their tracking."""
+
+    legs = ShipmentLegSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Shipment
+        fields = (
+            "id",
+            "farmer",
+            "origin_center",
+            "destination_center",
+            "pickup_date",
+            "delivery_date",
+            "status",
+            "weight_kg",
+            "spoils_before_arrival",
+            "legs",
+        )
+        read_only_fields = fields
+
+
 class OrderSerializer(serializers.ModelSerializer):
     """One order as the viewer may see it: the delivery code for its buyer only; for a
     farmer, their own lines and totals, and the buyer's phone once the order is confirmed."""
 
     lines = LineSerializer(many=True, read_only=True)
     events = EventSerializer(many=True, read_only=True)
+    shipments = OrderShipmentSerializer(many=True, read_only=True)
     buyer = serializers.SerializerMethodField()
     delivery_code = serializers.SerializerMethodField()
 
@@ -112,6 +142,7 @@ class OrderSerializer(serializers.ModelSerializer):
             "note",
             "delivery_code",
             "events",
+            "shipments",
             "created_at",
             "updated_at",
         )

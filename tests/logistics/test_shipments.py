@@ -231,3 +231,29 @@ def test_a_transfer_not_received_a_day_late_is_flagged(world):
     assert shipments_flag_late_transfers(today=transfer_day + timedelta(days=2)) == 1
     assert shipments_flag_late_transfers(today=transfer_day + timedelta(days=2)) == 0
     assert Shipment.objects.get(pk=shipment.pk).transfer_late is True
+
+
+def test_the_order_shows_its_shipments_to_the_buyer_and_each_farmer_their_own(world, client_for):
+    order = world["order"]
+    other_farmer = FarmerFactory(village=VillageFactory(service_center=world["south"]))
+    extra = create_listing(other_farmer)
+    second = orders.order_place(
+        buyer=world["buyer"],
+        lines=[
+            orders.LineRequest(listing_id=world["listing"].pk, quantity=Decimal("1")),
+            orders.LineRequest(listing_id=extra.pk, quantity=Decimal("1")),
+        ],
+        delivery_method="home",
+        payment_method="cod",
+    )
+    order_route(order_id=second.pk)
+    as_buyer = client_for(world["buyer"]).get(f"/api/v1/orders/{second.pk}/").json()
+    assert sorted(s["farmer"] for s in as_buyer["shipments"]) == sorted(
+        [world["farmer"].pk, other_farmer.pk]
+    )
+    remote = next(s for s in as_buyer["shipments"] if s["farmer"] == world["farmer"].pk)
+    assert [leg["kind"] for leg in remote["legs"]] == ["pickup", "transfer", "delivery"]
+    as_farmer = client_for(other_farmer).get(f"/api/v1/orders/{second.pk}/").json()
+    assert [s["farmer"] for s in as_farmer["shipments"]] == [other_farmer.pk]
+    first = client_for(world["buyer"]).get(f"/api/v1/orders/{order.pk}/").json()
+    assert [s["id"] for s in first["shipments"]] == [world["shipment"].pk]
