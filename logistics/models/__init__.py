@@ -5,7 +5,16 @@ from logistics.models.geography import (
     Village,
     coordinate_constraints,
 )
-from logistics.models.routes import Route, RouteStatus, Stop, StopKind, StopStatus, Vehicle
+from logistics.models.routes import (
+    Route,
+    RouteStatus,
+    ScheduleRun,
+    ScheduleRunStatus,
+    Stop,
+    StopKind,
+    StopStatus,
+    Vehicle,
+)
 from logistics.models.shipments import (
     CenterDayLoad,
     LegKind,
@@ -24,6 +33,8 @@ __all__ = [
     "LegStatus",
     "Route",
     "RouteStatus",
+    "ScheduleRun",
+    "ScheduleRunStatus",
     "ServiceCenter",
     "Shipment",
     "ShipmentLeg",

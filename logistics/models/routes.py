@@ -54,6 +54,9 @@ class Route(models.Model):
         ServiceCenter, on_delete=models.CASCADE, related_name="routes"
     )
     date = models.DateField()
+    schedule_run = models.ForeignKey(
+        "ScheduleRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="routes"
+    )
     vehicle = models.ForeignKey(
         Vehicle, on_delete=models.PROTECT, null=True, blank=True, related_name="routes"
     )
@@ -114,3 +117,47 @@ class Stop(models.Model):
 
     def __str__(self) -> str:
         return f"Stop {self.sequence} of route {self.route_id}"
+
+
+class ScheduleRunStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ScheduleRun(models.Model):
+    """One planning of a center's day: requested by staff or the nightly beat, carried out
+    by a worker; its routes replace the day's routes not yet on the road."""
+
+    service_center = models.ForeignKey(
+        ServiceCenter, on_delete=models.CASCADE, related_name="schedule_runs"
+    )
+    date = models.DateField()
+    status = models.CharField(
+        max_length=10, choices=ScheduleRunStatus.choices, default=ScheduleRunStatus.QUEUED
+    )
+    progress = models.PositiveSmallIntegerField(default=0, help_text="0 to 100")
+    summary = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        "accounts.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(progress__lte=100), name="schedulerun_progress_pct"),
+            # One run at a time per center and day: a second request joins the first.
+            models.UniqueConstraint(
+                fields=["service_center", "date"],
+                condition=Q(status__in=["queued", "running"]),
+                name="schedulerun_one_active_per_day",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} {self.service_center_id} {self.date} {self.status}"
