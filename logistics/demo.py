@@ -13,6 +13,7 @@ Adding a kind of data: write a `seed_<kind>(...) -> Seeded[...]` step and call i
 import math
 import random
 from dataclasses import dataclass
+from datetime import time
 from decimal import Decimal
 from typing import Generic, TypeVar
 
@@ -23,7 +24,7 @@ from django.utils import timezone
 
 from listings import demo as listings_demo
 from listings.models import Listing
-from logistics.models import ServiceCenter, Village
+from logistics.models import ServiceCenter, Vehicle, Village
 from marketplace.accounts.models import BuyerKind, Role, User
 from marketplace.accounts.phones import normalize_phone
 
@@ -339,6 +340,63 @@ def seed_listings(farmers: dict[str, User]) -> Seeded[Listing]:
     return Seeded(rows, created)
 
 
+@dataclass(frozen=True)
+class VehicleSpec:
+    name: str
+    capacity_kg: Decimal
+    cost_per_km: Decimal
+    refrigerated: bool = False
+
+
+VAN = VehicleSpec("金杯面包车", Decimal(800), Decimal("1.20"))
+COLD_TRUCK = VehicleSpec("冷藏车", Decimal(1500), Decimal("2.60"), refrigerated=True)
+TRUCK = VehicleSpec("小货车", Decimal(2000), Decimal("1.80"))
+TRICYCLE = VehicleSpec("电动三轮车", Decimal(300), Decimal("0.40"))
+# The main town has the biggest fleet; the hill town in the west has no cold truck.
+FLEETS = {
+    "青山镇服务中心": (VAN, COLD_TRUCK, TRUCK, TRICYCLE),
+    "石门镇服务中心": (VAN, TRUCK),
+    "溪口镇服务中心": (VAN, COLD_TRUCK, TRUCK),
+}
+SHIFT = (time(7, 0), time(18, 0))
+
+
+def seed_vehicles(centers: dict[str, ServiceCenter]) -> Seeded[Vehicle]:
+    """Each center's fleet (FLEETS: a fixed table, nothing random), keyed "center/vehicle";
+    the unique (center, name) index skips the vehicles already there."""
+    wanted = {(center_name, spec.name) for center_name, fleet in FLEETS.items() for spec in fleet}
+
+    def demo_fleet() -> dict[str, Vehicle]:
+        vehicles = Vehicle.objects.filter(
+            service_center__in=[centers[name] for name in FLEETS]
+        ).select_related("service_center")
+        return {
+            f"{v.service_center.name}/{v.name}": v
+            for v in vehicles
+            if (v.service_center.name, v.name) in wanted
+        }
+
+    before = len(demo_fleet())
+    Vehicle.objects.bulk_create(
+        [
+            Vehicle(
+                service_center=centers[center_name],
+                name=spec.name,
+                capacity_kg=spec.capacity_kg,
+                refrigerated=spec.refrigerated,
+                shift_start=SHIFT[0],
+                shift_end=SHIFT[1],
+                cost_per_km=spec.cost_per_km,
+            )
+            for center_name, fleet in FLEETS.items()
+            for spec in fleet
+        ],
+        ignore_conflicts=True,
+    )
+    rows = demo_fleet()
+    return Seeded(rows, len(rows) - before)
+
+
 @transaction.atomic
 def seed_demo_county() -> dict[str, Seeded]:
     """Seed every kind of demo data in one transaction; returns each step's result."""
@@ -353,7 +411,7 @@ def seed_demo_county() -> dict[str, Seeded]:
         "farmers": farmers,
         "buyers": seed_buyers(villages.rows),
         "listings": seed_listings(farmers.rows),
-        # Later steps go here, e.g. "vehicles": seed_vehicles(centers.rows).
+        "vehicles": seed_vehicles(centers.rows),
     }
 
 

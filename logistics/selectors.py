@@ -1,10 +1,21 @@
 """Reads of logistics, with who may see what."""
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.contrib.postgres.aggregates import ArrayAgg
+from django.db.models import Prefetch, Q, QuerySet, Value
 from django.utils import timezone
 
-from logistics.models import ServiceCenter, Shipment, ShipmentStatus, Stop, TrackingEvent, Village
+from logistics.models import (
+    Route,
+    ServiceCenter,
+    Shipment,
+    ShipmentStatus,
+    Stop,
+    TrackingEvent,
+    Vehicle,
+    Village,
+)
 from marketplace.accounts.models import Role, User
+from orders.models import LineStatus, OrderLine
 
 
 def village_list() -> QuerySet[Village]:
@@ -55,3 +66,52 @@ def pickups_of_farmer(farmer: User) -> QuerySet[Shipment]:
 def stops_of_staff(staff: User) -> QuerySet[Stop]:
     """Stops on the routes of the staff member's center; others' answer 404."""
     return Stop.objects.filter(route__service_center_id=staff.service_center_id)
+
+
+def vehicles_of_center(user: User, center_id: int) -> QuerySet[Vehicle]:
+    """A center's fleet, for the center's own staff; anyone else sees none (so 404)."""
+    if user.role != Role.STAFF or user.service_center_id != center_id:
+        return Vehicle.objects.none()
+    return Vehicle.objects.filter(service_center_id=center_id).order_by("name", "id")
+
+
+def routes_of_staff(staff: User) -> QuerySet[Route]:
+    """Routes of the staff member's center with their center, vehicle and stops in visiting
+    order, each stop with its shipment ids: three queries whatever the page holds. Anyone
+    else sees none (so a route answers 404)."""
+    if staff.role != Role.STAFF or staff.service_center_id is None:
+        return Route.objects.none()
+    stops = Stop.objects.annotate(
+        shipment_ids=ArrayAgg(
+            "shipments__id",
+            order_by="shipments__id",
+            filter=Q(shipments__isnull=False),
+            default=Value([]),
+        )
+    ).order_by("sequence")
+    return (
+        Route.objects.filter(service_center_id=staff.service_center_id)
+        .select_related("service_center", "vehicle")
+        .prefetch_related(Prefetch("stops", queryset=stops))
+        .order_by("date", "id")
+    )
+
+
+def load_list_stops(route_id: int) -> QuerySet[Stop]:
+    """A route's stops in visiting order with what a load list prints of each shipment:
+    its order's active lines, its farmer and both villages (four queries in all)."""
+    shipments = (
+        Shipment.objects.select_related("farmer__village", "order__delivery_village")
+        .prefetch_related(
+            Prefetch(
+                "order__lines",
+                queryset=OrderLine.objects.filter(status=LineStatus.ACTIVE).order_by("id"),
+            )
+        )
+        .order_by("id")
+    )
+    return (
+        Stop.objects.filter(route_id=route_id)
+        .prefetch_related(Prefetch("shipments", queryset=shipments))
+        .order_by("sequence")
+    )

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
+from logistics.models import ServiceCenter
 from logistics.services.routing import order_route
 from logistics.services.shipments import shipments_flag_late_transfers
 from orders.models import Order, OrderStatus

@@ -1,6 +1,8 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from logistics.api.fleet import VehicleViewSet
+from logistics.api.routes import RouteLoadListView, RouteMapView, RouteViewSet
 from logistics.api.shipments import MyPickupsView, ShipmentViewSet, StopCompleteView
 from logistics.api.views import ServiceCenterViewSet, VillageViewSet
 
@@ -13,4 +15,21 @@ urlpatterns = [
     *router.urls,
     path("my/pickups/", MyPickupsView.as_view(), name="my-pickups"),
     path("stops/<int:pk>/complete/", StopCompleteView.as_view(), name="stop-complete"),
+]
+
+# A center's fleet, nested under its center; routes with their map and load list.
+vehicle_list = VehicleViewSet.as_view({"get": "list", "post": "create"})
+vehicle_detail = VehicleViewSet.as_view(
+    {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
+)
+route_router = SimpleRouter()
+route_router.register("routes", RouteViewSet, basename="route")
+urlpatterns += [
+    path("service-centers/<int:center_id>/vehicles/", vehicle_list, name="vehicle-list"),
+    path(
+        "service-centers/<int:center_id>/vehicles/<int:pk>/", vehicle_detail, name="vehicle-detail"
+    ),
+    *route_router.urls,
+    path("routes/<int:pk>/map.svg", RouteMapView.as_view(), name="route-map"),
+    path("routes/<int:pk>/load-list.csv", RouteLoadListView.as_view(), name="route-load-list"),
 ]

@@ -3,7 +3,7 @@
 import itertools
 import math
 from collections import Counter
-from datetime import timedelta
+from datetime import time, timedelta
 from decimal import Decimal
 from io import StringIO
 
@@ -17,7 +17,7 @@ from listings import demo as listings_demo
 from listings.models import Category, Listing, ListingStatus
 from listings.services import listings_refresh_for_farmer
 from logistics.demo import VILLAGE_NAMES
-from logistics.models import ServiceCenter, Village
+from logistics.models import ServiceCenter, Vehicle, Village
 from marketplace.accounts.models import BuyerKind, Role, User
 
 pytestmark = pytest.mark.django_db
@@ -59,7 +59,7 @@ def _km(a, b) -> float:
 def _snapshot() -> dict[str, list[dict]]:
     return {
         model.__name__: list(model.objects.order_by("pk").values())
-        for model in (ServiceCenter, Village, User, Listing)
+        for model in (ServiceCenter, Village, User, Listing, Vehicle)
     }
 
 
@@ -83,6 +83,28 @@ def test_seed_creates_the_demo_county():
         + [BuyerKind.RESTAURANT] * 6
         + [BuyerKind.CANTEEN] * 4
     )
+
+
+def test_every_center_has_a_small_fleet():
+    fleets = {
+        center.name: list(center.vehicles.order_by("capacity_kg"))
+        for center in ServiceCenter.objects.all()
+    }
+
+    assert {name: [v.name for v in fleet] for name, fleet in fleets.items()} == {
+        "青山镇服务中心": ["电动三轮车", "金杯面包车", "冷藏车", "小货车"],
+        "石门镇服务中心": ["金杯面包车", "小货车"],
+        "溪口镇服务中心": ["金杯面包车", "冷藏车", "小货车"],
+    }
+    vehicles = Vehicle.objects.all()
+    assert {(v.name, v.capacity_kg, v.refrigerated) for v in vehicles} == {
+        ("电动三轮车", Decimal(300), False),
+        ("金杯面包车", Decimal(800), False),
+        ("冷藏车", Decimal(1500), True),
+        ("小货车", Decimal(2000), False),
+    }
+    assert {(v.shift_start, v.shift_end) for v in vehicles} == {(time(7, 0), time(18, 0))}
+    assert all(v.active and v.cost_per_km > 0 for v in vehicles)
 
 
 def test_phones_follow_the_numbering_rule():
@@ -180,7 +202,7 @@ def test_another_role_password_is_refused(api):
     assert response.status_code == 401
 
 
-def _natural_rows() -> tuple[list, list, list, list]:
+def _natural_rows() -> tuple[list, list, list, list, list]:
     """Every seeded value that does not depend on when or into which database it was seeded."""
     centers = ServiceCenter.objects.order_by("name").values_list(
         "name", "county", "address", "lat", "lng", "average_speed_kmh", "detour_factor"
@@ -218,7 +240,17 @@ def _natural_rows() -> tuple[list, list, list, list]:
         "lat",
         "lng",
     )
-    return list(centers), list(villages), list(users), list(listings)
+    vehicles = Vehicle.objects.order_by("service_center__name", "name").values_list(
+        "service_center__name",
+        "name",
+        "capacity_kg",
+        "refrigerated",
+        "shift_start",
+        "shift_end",
+        "cost_per_km",
+        "active",
+    )
+    return list(centers), list(villages), list(users), list(listings), list(vehicles)
 
 
 def test_seed_is_deterministic():
@@ -240,7 +272,7 @@ def test_second_run_changes_nothing():
     output = _seed()
 
     assert _snapshot() == before
-    assert [len(rows) for rows in before.values()] == [3, 40, 103, 1000]
+    assert [len(rows) for rows in before.values()] == [3, 40, 103, 1000, 9]
     assert "Nothing to add" in output
     assert "(0 new)" in output
     assert "(3 new)" not in output
@@ -256,6 +288,7 @@ def test_summary_prints_the_counts_and_the_demo_logins(county):
         ("farmers", 60),
         ("buyers", 40),
         ("listings", 1000),
+        ("vehicles", 9),
     ]:
         assert f"{label:<16} {count:>4}  ({count} new)" in output
     for phone in ("+8613700000001", "+8613700000002", "+8613700000003"):

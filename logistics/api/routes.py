@@ -1,0 +1,222 @@
+"""A center's vehicle routes for its staff: the list, one route with its ordered stops, the
+route drawn as SVG, and its printable load list as CSV.
+
+Staff see their own center's routes only: filtering by another center's id lists nothing,
+and another center's route answers 404. Farmers and buyers see no routes at all (an empty
+list, 404 for any route), the same answer the fleet gives them."""
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+
+from django.http import HttpResponse
+from django.utils import timezone
+from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.views import APIView
+
+from logistics import selectors
+from logistics.maps import draw_route_map, route_map
+from logistics.models import Route, Shipment, Stop, StopKind, Vehicle
+from marketplace.exceptions import DomainError
+
+LOAD_LIST_HEADER = (
+    "stop",
+    "kind",
+    "eta",
+    "village",
+    "lat",
+    "lng",
+    "shipment",
+    "order",
+    "farmer",
+    "weight_kg",
+    "refrigerated",
+    "lines",
+)
+# A cell starting with one of these is a formula to Excel: names and titles are typed by
+# farmers and buyers, so such a cell gets a leading apostrophe (OWASP's CSV-injection advice).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class RouteVehicleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Vehicle
+        fields = ("id", "name", "capacity_kg", "refrigerated")
+        read_only_fields = fields
+
+
+class RouteStopSerializer(serializers.ModelSerializer):
+    shipments = serializers.ListField(
+        source="shipment_ids", child=serializers.IntegerField(), read_only=True
+    )
+
+    class Meta:
+        model = Stop
+        fields = (
+            "id",
+            "sequence",
+            "kind",
+            "shipments",
+            "lat",
+            "lng",
+            "window_start",
+            "window_end",
+            "eta",
+            "load_kg",
+            "status",
+        )
+        read_only_fields = fields
+
+
+class RouteSerializer(serializers.ModelSerializer):
+    vehicle = RouteVehicleSerializer(read_only=True, allow_null=True)
+    stops = RouteStopSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Route
+        fields = (
+            "id",
+            "service_center",
+            "date",
+            "vehicle",
+            "status",
+            "distance_km",
+            "duration_min",
+            "cost",
+            "stops",
+        )
+        read_only_fields = fields
+
+
+class RouteFilter(filters.FilterSet):
+    # A number, not a choice of centers: no lookup, and another center's id simply matches
+    # none of the caller's routes.
+    service_center = filters.NumberFilter(field_name="service_center_id")
+    date = filters.DateFilter()
+
+    class Meta:
+        model = Route
+        fields = ("service_center", "date")
+
+
+class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The routes of the caller's center, with vehicle and stops in visiting order."""
+
+    serializer_class = RouteSerializer
+    permission_classes = [IsAuthenticated]
+    filterset_class = RouteFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+            return Route.objects.none()
+        return selectors.routes_of_staff(self.request.user)
+
+
+class IgnoreAccept(BaseContentNegotiation):
+    """A file view answers with its file whatever Accept says (an <img> asks for image/*,
+    a spreadsheet for anything); its errors are problem+json from the first renderer."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class RouteFileView(APIView):
+    permission_classes = [IsAuthenticated]
+    content_negotiation_class = IgnoreAccept
+
+    def route(self, request, pk: int) -> Route:
+        route = selectors.routes_of_staff(request.user).filter(pk=pk).first()
+        if route is None:
+            raise DomainError("not_found", "No such route at your center.", status_code=404)
+        return route
+
+
+class RouteMapView(RouteFileView):
+    """GET /api/v1/routes/{id}/map.svg: the route drawn from its coordinates."""
+
+    @extend_schema(
+        operation_id="routes_map_svg",
+        responses={(200, "image/svg+xml"): OpenApiResponse(OpenApiTypes.STR, "An SVG image.")},
+    )
+    def get(self, request, pk: int):
+        svg = draw_route_map(route_map(self.route(request, pk)))
+        response = HttpResponse(svg.encode(), content_type="image/svg+xml; charset=utf-8")
+        # Opened on its own, an SVG is a document: let it run nothing, load nothing.
+        response["Content-Security-Policy"] = "default-src 'none'"
+        return response
+
+
+def _cell(text: str) -> str:
+    return f"'{text}" if text.startswith(_FORMULA_START) else text
+
+
+def _plain(value: Decimal) -> str:
+    """8.000 → 8, 12.500 → 12.5: what a person writes on a load list."""
+    return f"{value.normalize():f}"
+
+
+def _lines(shipment: Shipment) -> str:
+    """The shipment's goods: its farmer's active lines of the order (prefetched)."""
+    return "; ".join(
+        f"{line.title} × {_plain(line.quantity)} {line.unit}"
+        for line in shipment.order.lines.all()
+        if line.farmer_id == shipment.farmer_id
+    )
+
+
+def load_list_rows(stops: Iterable[Stop]) -> Iterator[list[str]]:
+    """One row per shipment per stop, stops in visiting order, shipments by id. The place
+    is the stop's coordinates and the village of the farmer (pickup) or of the delivery."""
+    for stop in stops:
+        eta = timezone.localtime(stop.eta).strftime("%H:%M") if stop.eta else ""
+        for shipment in stop.shipments.all():
+            village = (
+                shipment.farmer.village
+                if stop.kind == StopKind.PICKUP
+                else shipment.order.delivery_village
+            )
+            yield [
+                str(stop.sequence),
+                stop.kind,
+                eta,
+                _cell(village.name if village else ""),
+                str(stop.lat),
+                str(stop.lng),
+                str(shipment.pk),
+                str(shipment.order_id),
+                _cell(shipment.farmer.name),
+                _plain(shipment.weight_kg),
+                "yes" if shipment.needs_refrigeration else "no",
+                _cell(_lines(shipment)),
+            ]
+
+
+class RouteLoadListView(RouteFileView):
+    """GET /api/v1/routes/{id}/load-list.csv: what to load and hand over, stop by stop.
+    UTF-8 with a byte-order mark, so Excel opens the Chinese names as they are."""
+
+    @extend_schema(
+        operation_id="routes_load_list_csv",
+        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, "The load list.")},
+    )
+    def get(self, request, pk: int):
+        route = self.route(request, pk)
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(LOAD_LIST_HEADER)
+        writer.writerows(load_list_rows(selectors.load_list_stops(route.pk)))
+        response = HttpResponse(
+            ("\ufeff" + text.getvalue()).encode(), content_type="text/csv; charset=utf-8"
+        )
+        filename = f"route-{route.pk}-{route.date:%Y-%m-%d}-load-list.csv"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response

@@ -1,0 +1,136 @@
+"""A center's fleet: vehicles added, changed and retired by the center's staff."""
+
+from collections.abc import Mapping
+from datetime import time
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
+from psycopg.errors import UniqueViolation
+
+from logistics.models import Vehicle
+from marketplace.exceptions import DomainError
+
+# Error codes (stable: clients branch on them). They belong in logistics/errors.py; they
+# live here while that module is being edited by the scheduling work.
+VEHICLE_NAME_TAKEN = "vehicle_name_taken"
+VEHICLE_CAPACITY_OUT_OF_RANGE = "vehicle_capacity_out_of_range"
+VEHICLE_COST_NEGATIVE = "vehicle_cost_negative"
+VEHICLE_SHIFT_ORDER = "vehicle_shift_order"
+
+MAX_CAPACITY_KG = Decimal(20000)  # a 20-tonne truck is the largest that uses village roads
+_NAME_UNIQUE = "vehicle_name_per_center"
+UPDATABLE = frozenset(
+    {"name", "capacity_kg", "refrigerated", "shift_start", "shift_end", "cost_per_km", "active"}
+)
+
+
+def _check(vehicle: Vehicle) -> None:
+    """The rules the database also enforces (except the upper capacity bound), checked first
+    so each answers with its own code."""
+    if not 0 < vehicle.capacity_kg <= MAX_CAPACITY_KG:
+        raise DomainError(
+            VEHICLE_CAPACITY_OUT_OF_RANGE,
+            f"capacity_kg must be more than 0 and at most {MAX_CAPACITY_KG}.",
+            extra={"field": "capacity_kg"},
+        )
+    if vehicle.cost_per_km < 0:
+        raise DomainError(
+            VEHICLE_COST_NEGATIVE, "cost_per_km cannot be negative.", extra={"field": "cost_per_km"}
+        )
+    if vehicle.shift_start >= vehicle.shift_end:
+        raise DomainError(
+            VEHICLE_SHIFT_ORDER,
+            "shift_start must be before shift_end (a shift does not cross midnight).",
+            extra={"field": "shift_end"},
+        )
+
+
+def _lock(vehicle_id: int) -> Vehicle:
+    """The vehicle row, locked for the rest of the transaction."""
+    vehicle = Vehicle.objects.select_for_update(of=("self",)).filter(pk=vehicle_id).first()
+    if vehicle is None:  # deleted since the caller looked it up
+        raise DomainError("not_found", "No such vehicle.", status_code=404)
+    return vehicle
+
+
+def _save(vehicle: Vehicle, **options: Any) -> None:
+    """Save in a savepoint; the unique (center, name) index, not a prior lookup, decides
+    whether the name is taken, so two staff naming two vehicles alike cannot both win."""
+    try:
+        with transaction.atomic():
+            vehicle.save(**options)
+    except IntegrityError as error:
+        cause = error.__cause__
+        if not isinstance(cause, UniqueViolation) or cause.diag.constraint_name != _NAME_UNIQUE:
+            raise
+        raise DomainError(
+            VEHICLE_NAME_TAKEN,
+            f"This center already has a vehicle named {vehicle.name!r}.",
+            extra={"field": "name"},
+        ) from error
+
+
+@transaction.atomic
+def vehicle_create(
+    *,
+    center_id: int,
+    name: str,
+    capacity_kg: Decimal,
+    refrigerated: bool = False,
+    shift_start: time = time(7, 0),
+    shift_end: time = time(18, 0),
+    cost_per_km: Decimal = Decimal("1.50"),
+    active: bool = True,
+) -> Vehicle:
+    """Add a vehicle to a center's fleet: capacity above 0 and at most MAX_CAPACITY_KG, a
+    shift that starts before it ends, a name no other vehicle of the center has."""
+    vehicle = Vehicle(
+        service_center_id=center_id,
+        name=name.strip(),
+        capacity_kg=capacity_kg,
+        refrigerated=refrigerated,
+        shift_start=shift_start,
+        shift_end=shift_end,
+        cost_per_km=cost_per_km,
+        active=active,
+    )
+    _check(vehicle)
+    _save(vehicle, force_insert=True)
+    return vehicle
+
+
+@transaction.atomic
+def vehicle_update(*, vehicle_id: int, changes: Mapping[str, Any]) -> Vehicle:
+    """Change some fields of a vehicle; the rules of vehicle_create hold for the result
+    (a new shift_end is checked against the shift_start the vehicle already has)."""
+    unknown = set(changes) - UPDATABLE
+    if unknown:
+        raise TypeError(f"vehicle_update cannot change {sorted(unknown)}")
+    vehicle = _lock(vehicle_id)
+    for field, value in changes.items():
+        setattr(vehicle, field, value.strip() if field == "name" else value)
+    _check(vehicle)
+    if changes:
+        _save(vehicle, update_fields=list(changes))
+    return vehicle
+
+
+@transaction.atomic
+def vehicle_deactivate(*, vehicle_id: int) -> Vehicle | None:
+    """Retire a vehicle. One that no route refers to is deleted (returns None); one that
+    routes refer to stays, so those routes keep their vehicle, and is deactivated (returned
+    with active=False). The row lock holds off a route being planned onto it meanwhile."""
+    vehicle = _lock(vehicle_id)
+    try:
+        with transaction.atomic():
+            vehicle.delete()
+    except ProtectedError:
+        pass
+    else:
+        return None
+    if vehicle.active:
+        vehicle.active = False
+        vehicle.save(update_fields=["active"])
+    return vehicle

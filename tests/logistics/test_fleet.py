@@ -1,0 +1,251 @@
+"""A center's fleet: its staff add, change and retire vehicles; the rules answer with codes;
+anyone else gets 404 (anonymous 401) and nothing changes."""
+
+import threading
+from datetime import time
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from logistics.models import Route, Vehicle
+from logistics.services.fleet import vehicle_create
+from marketplace.exceptions import DomainError
+from tests.factories import (
+    BuyerFactory,
+    FarmerFactory,
+    ServiceCenterFactory,
+    StaffFactory,
+    VillageFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+FIELDS = {
+    "id",
+    "name",
+    "capacity_kg",
+    "refrigerated",
+    "shift_start",
+    "shift_end",
+    "cost_per_km",
+    "active",
+}
+
+
+def vehicles_url(center) -> str:
+    return f"/api/v1/service-centers/{center.pk}/vehicles/"
+
+
+def vehicle_url(vehicle) -> str:
+    return f"/api/v1/service-centers/{vehicle.service_center_id}/vehicles/{vehicle.pk}/"
+
+
+@pytest.fixture
+def center():
+    return ServiceCenterFactory()
+
+
+@pytest.fixture
+def staff(center, client_for):
+    return client_for(StaffFactory(service_center=center))
+
+
+@pytest.fixture
+def van(center):
+    return vehicle_create(center_id=center.pk, name="金杯面包车", capacity_kg=Decimal(800))
+
+
+def test_staff_add_a_vehicle_and_see_their_fleet(center, staff, django_assert_num_queries):
+    body = {
+        "name": " 冷藏车 ",
+        "capacity_kg": "1500.0",
+        "refrigerated": True,
+        "shift_start": "06:30",
+        "shift_end": "16:00",
+        "cost_per_km": "2.60",
+    }
+
+    created = staff.post(vehicles_url(center), body, format="json")
+
+    assert created.status_code == 201, created.json()
+    vehicle = Vehicle.objects.get()
+    assert created.json() == {
+        "id": vehicle.pk,
+        "name": "冷藏车",
+        "capacity_kg": "1500.0",
+        "refrigerated": True,
+        "shift_start": "06:30:00",
+        "shift_end": "16:00:00",
+        "cost_per_km": "2.60",
+        "active": True,
+    }
+    assert vehicle.service_center == center
+    vehicle_create(center_id=center.pk, name="小货车", capacity_kg=Decimal(2000))
+    with django_assert_num_queries(3):  # the user, the count, the page
+        listed = staff.get(vehicles_url(center))
+    assert [v["name"] for v in listed.json()["results"]] == ["冷藏车", "小货车"]
+    assert staff.get(vehicle_url(vehicle)).json() == created.json()
+
+
+def test_a_new_vehicle_gets_the_default_shift_and_cost(center, staff):
+    response = staff.post(vehicles_url(center), {"name": "金杯", "capacity_kg": "800"})
+
+    assert response.status_code == 201
+    assert {k: response.json()[k] for k in ("shift_start", "shift_end", "cost_per_km")} == {
+        "shift_start": "07:00:00",
+        "shift_end": "18:00:00",
+        "cost_per_km": "1.50",
+    }
+    assert response.json()["refrigerated"] is False
+    assert response.json()["active"] is True
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"capacity_kg": "0"}, "vehicle_capacity_out_of_range"),
+        ({"capacity_kg": "-10"}, "vehicle_capacity_out_of_range"),
+        ({"capacity_kg": "20000.1"}, "vehicle_capacity_out_of_range"),
+        ({"shift_start": "18:00", "shift_end": "07:00"}, "vehicle_shift_order"),
+        ({"shift_start": "09:00", "shift_end": "09:00"}, "vehicle_shift_order"),
+        ({"cost_per_km": "-0.01"}, "vehicle_cost_negative"),
+        ({"name": "金杯面包车"}, "vehicle_name_taken"),
+        ({"name": "   "}, "validation_error"),
+        ({"capacity_kg": "many"}, "validation_error"),
+    ],
+)
+def test_an_invalid_vehicle_is_400_with_a_code_and_nothing_is_added(
+    center, staff, van, changes, code
+):
+    body = {"name": "小货车", "capacity_kg": "2000", **changes}
+
+    response = staff.post(vehicles_url(center), body, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == code
+    assert list(Vehicle.objects.values_list("name", flat=True)) == ["金杯面包车"]
+
+
+def test_the_largest_capacity_is_accepted_and_names_are_unique_per_center_only(center, staff, van):
+    other = ServiceCenterFactory()
+    vehicle_create(center_id=other.pk, name="小货车", capacity_kg=Decimal(2000))
+
+    response = staff.post(vehicles_url(center), {"name": "小货车", "capacity_kg": "20000"})
+
+    assert response.status_code == 201, response.json()
+    assert Vehicle.objects.filter(name="小货车").count() == 2
+
+
+def test_staff_change_a_vehicle_and_the_rules_hold_for_the_result(staff, van):
+    changed = staff.patch(
+        vehicle_url(van), {"capacity_kg": "900.5", "shift_end": "19:00"}, format="json"
+    )
+    assert changed.status_code == 200, changed.json()
+    assert (changed.json()["capacity_kg"], changed.json()["shift_end"]) == ("900.5", "19:00:00")
+
+    # A new end before the start the vehicle already has.
+    early = staff.patch(vehicle_url(van), {"shift_end": "06:00"}, format="json")
+    assert (early.status_code, early.json()["code"]) == (400, "vehicle_shift_order")
+
+    vehicle_create(center_id=van.service_center_id, name="小货车", capacity_kg=Decimal(2000))
+    taken = staff.patch(vehicle_url(van), {"name": "小货车", "capacity_kg": "1000"}, format="json")
+    assert (taken.status_code, taken.json()["code"]) == (400, "vehicle_name_taken")
+
+    van.refresh_from_db()
+    assert (van.name, van.capacity_kg, van.shift_start, van.shift_end) == (
+        "金杯面包车",
+        Decimal("900.5"),
+        time(7, 0),
+        time(19, 0),
+    )
+    assert staff.put(vehicle_url(van), {"name": "x", "capacity_kg": "1"}).status_code == 405
+
+
+def test_deleting_an_unused_vehicle_removes_it(staff, van):
+    response = staff.delete(vehicle_url(van))
+
+    assert response.status_code == 204
+    assert not Vehicle.objects.filter(pk=van.pk).exists()
+    assert staff.get(vehicle_url(van)).status_code == 404
+
+
+def test_deleting_a_vehicle_routes_refer_to_deactivates_it(staff, van):
+    route = Route.objects.create(
+        service_center_id=van.service_center_id, date=timezone.localdate(), vehicle=van
+    )
+
+    response = staff.delete(vehicle_url(van))
+
+    assert response.status_code == 200
+    assert response.json()["active"] is False
+    van.refresh_from_db()
+    assert van.active is False
+    assert Route.objects.get(pk=route.pk).vehicle_id == van.pk
+    assert staff.delete(vehicle_url(van)).status_code == 200  # again: still kept, inactive
+    # Back in service: staff switch it on again.
+    assert staff.patch(vehicle_url(van), {"active": True}, format="json").json()["active"]
+
+
+def test_others_get_404_for_every_read_and_write_and_nothing_changes(center, van, api, client_for):
+    strangers = [
+        StaffFactory(service_center=ServiceCenterFactory()),
+        FarmerFactory(village=VillageFactory(service_center=center)),
+        BuyerFactory(village=VillageFactory(service_center=center)),
+    ]
+    Route.objects.create(service_center=center, date=timezone.localdate())
+    body = {"name": "小货车", "capacity_kg": "2000"}
+    for user in strangers:
+        client = client_for(user)
+        assert client.get(vehicles_url(center)).status_code == 404
+        assert client.post(vehicles_url(center), body, format="json").status_code == 404
+        assert client.get(vehicle_url(van)).status_code == 404
+        assert client.patch(vehicle_url(van), {"capacity_kg": "1"}, format="json").status_code == (
+            404
+        )
+        assert client.delete(vehicle_url(van)).status_code == 404
+    # Their own center's id does not reach this center's vehicle either.
+    own = strangers[0].service_center
+    other_path = f"/api/v1/service-centers/{own.pk}/vehicles/{van.pk}/"
+    assert client_for(strangers[0]).delete(other_path).status_code == 404
+
+    for response in (
+        api.get(vehicles_url(center)),
+        api.post(vehicles_url(center), body, format="json"),
+        api.patch(vehicle_url(van), {"capacity_kg": "1"}, format="json"),
+        api.delete(vehicle_url(van)),
+    ):
+        assert response.status_code == 401
+
+    assert list(Vehicle.objects.values_list("pk", "name", "capacity_kg", "active")) == [
+        (van.pk, "金杯面包车", Decimal(800), True)
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_staff_naming_two_vehicles_alike_at_once_one_wins():
+    """No lookup before the insert: the unique index makes the second insert wait for the
+    first and then fail, and that failure is answered as vehicle_name_taken."""
+    center = ServiceCenterFactory()
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def add() -> None:
+        start.wait()
+        try:
+            vehicle_create(center_id=center.pk, name="金杯面包车", capacity_kg=Decimal(800))
+            outcomes.append("created")
+        except DomainError as error:
+            outcomes.append(error.code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=add) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["created", "vehicle_name_taken"]
+    assert Vehicle.objects.filter(service_center=center).count() == 1

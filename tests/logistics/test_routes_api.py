@@ -1,0 +1,427 @@
+"""Routes for the staff of their center: the list and detail with ordered stops, the route
+drawn as SVG, the printable load list as CSV; anyone else 404 (anonymous 401)."""
+
+import csv
+import io
+import math
+import re
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.utils import timezone
+
+from logistics.maps import KM_PER_DEGREE, MapStop, RouteMap, draw_route_map
+from logistics.models import Route, Shipment, Stop
+from logistics.services.fleet import vehicle_create
+from logistics.services.routing import order_route
+from orders import services as orders
+from tests.factories import (
+    BuyerFactory,
+    FarmerFactory,
+    ServiceCenterFactory,
+    StaffFactory,
+    VillageFactory,
+    create_listing,
+)
+
+pytestmark = pytest.mark.django_db
+
+SVG = "{http://www.w3.org/2000/svg}"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def _order(buyer, *lines):
+    order = orders.order_place(
+        buyer=buyer,
+        lines=[orders.LineRequest(listing_id=listing.pk, quantity=qty) for listing, qty in lines],
+        delivery_method="home",
+        payment_method="cod",
+    )
+    order_route(order_id=order.pk)
+    return order
+
+
+@pytest.fixture
+def world():
+    """One center; two farmers and two buyers in its villages; order A buys from both
+    farmers, order B from the first. Route: pick up at farmer 1 (A and B), at farmer 2 (A),
+    deliver A, deliver B."""
+    center = ServiceCenterFactory(name="青山镇服务中心", lat=Decimal("30.250000"))
+
+    def village(name, lat, lng):
+        return VillageFactory(name=name, lat=Decimal(lat), lng=Decimal(lng), service_center=center)
+
+    farmer1 = FarmerFactory(name="李建国", village=village("李家村", "30.300000", "119.650000"))
+    farmer2 = FarmerFactory(name="王秀英", village=village("王庄", "30.220000", "119.760000"))
+    buyer_a = BuyerFactory(village=village("柳树湾", "30.180000", "119.690000"))
+    buyer_b = BuyerFactory(village=village("石桥村", "30.270000", "119.740000"))
+    tomatoes = create_listing(farmer1, title="西红柿", unit="kg")
+    eggs = create_listing(
+        farmer1, title="土鸡蛋", unit="dozen", unit_weight_kg=Decimal("0.75"), category="eggs"
+    )
+    apples = create_listing(farmer2, title="苹果", unit="jin")
+    order_a = _order(buyer_a, (tomatoes, Decimal(8)), (eggs, Decimal(2)), (apples, Decimal(10)))
+    order_b = _order(buyer_b, (tomatoes, Decimal("2.5")))
+    a1 = Shipment.objects.get(order=order_a, farmer=farmer1)
+    a2 = Shipment.objects.get(order=order_a, farmer=farmer2)
+    b1 = Shipment.objects.get(order=order_b)
+
+    vehicle = vehicle_create(center_id=center.pk, name="金杯面包车", capacity_kg=Decimal(800))
+    route = Route.objects.create(
+        service_center=center,
+        date=a1.pickup_date,
+        vehicle=vehicle,
+        distance_km=Decimal("41.27"),
+        duration_min=95,
+        cost=Decimal("49.52"),
+    )
+    day = datetime.combine(route.date, datetime.min.time(), tzinfo=SHANGHAI)
+
+    def stop(sequence, kind, shipments, *, eta, load):
+        first = shipments[0]
+        pickup = kind == "pickup"
+        made = Stop.objects.create(
+            route=route,
+            sequence=sequence,
+            kind=kind,
+            lat=first.pickup_lat if pickup else first.delivery_lat,
+            lng=first.pickup_lng if pickup else first.delivery_lng,
+            window_start=day + timedelta(hours=8),
+            window_end=day + timedelta(hours=12),
+            eta=eta,
+            load_kg=Decimal(load),
+        )
+        made.shipments.add(*shipments)
+        return made
+
+    utc_midnight = datetime.combine(route.date, datetime.min.time(), tzinfo=UTC)
+    stops = [
+        stop(1, "pickup", [b1, a1], eta=day + timedelta(hours=8, minutes=5), load="20.0"),
+        # An ETA stored in UTC: 01:30 UTC is 09:30 in the center's time.
+        stop(2, "pickup", [a2], eta=utc_midnight + timedelta(hours=1, minutes=30), load="25.0"),
+        stop(3, "delivery", [a1, a2], eta=day + timedelta(hours=10, minutes=45), load="2.5"),
+        stop(4, "delivery", [b1], eta=None, load="0.0"),
+    ]
+    return {
+        "center": center,
+        "staff": StaffFactory(service_center=center),
+        "route": route,
+        "vehicle": vehicle,
+        "stops": stops,
+        "orders": (order_a, order_b),
+        "shipments": (a1, a2, b1),
+        "farmers": (farmer1, farmer2),
+        "buyers": (buyer_a, buyer_b),
+    }
+
+
+def route_url(route, suffix: str = "") -> str:
+    return f"/api/v1/routes/{route.pk}/{suffix}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else timezone.localtime(value).isoformat()
+
+
+def test_route_detail_has_vehicle_and_stops_in_visiting_order(world, client_for):
+    route, (s1, s2, s3, s4) = world["route"], world["stops"]
+    a1, a2, b1 = world["shipments"]
+
+    response = client_for(world["staff"]).get(route_url(route))
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    stops = body.pop("stops")
+    assert body == {
+        "id": route.pk,
+        "service_center": world["center"].pk,
+        "date": str(route.date),
+        "vehicle": {
+            "id": world["vehicle"].pk,
+            "name": "金杯面包车",
+            "capacity_kg": "800.0",
+            "refrigerated": False,
+        },
+        "status": "planned",
+        "distance_km": "41.27",
+        "duration_min": 95,
+        "cost": "49.52",
+    }
+    assert [(s["id"], s["sequence"], s["kind"], s["shipments"]) for s in stops] == [
+        (s1.pk, 1, "pickup", sorted([a1.pk, b1.pk])),
+        (s2.pk, 2, "pickup", [a2.pk]),
+        (s3.pk, 3, "delivery", sorted([a1.pk, a2.pk])),
+        (s4.pk, 4, "delivery", [b1.pk]),
+    ]
+    first = stops[0]
+    assert first == {
+        "id": s1.pk,
+        "sequence": 1,
+        "kind": "pickup",
+        "shipments": sorted([a1.pk, b1.pk]),
+        "lat": f"{a1.pickup_lat:.6f}",
+        "lng": f"{a1.pickup_lng:.6f}",
+        "window_start": _iso(s1.window_start),
+        "window_end": _iso(s1.window_end),
+        "eta": _iso(s1.eta),
+        "load_kg": "20.0",
+        "status": "pending",
+    }
+    assert stops[3]["eta"] is None
+
+
+def _route_with_stops(center, day, stops: int, shipment) -> Route:
+    route = Route.objects.create(service_center=center, date=day)
+    for sequence in range(1, stops + 1):
+        stop = Stop.objects.create(
+            route=route, sequence=sequence, kind="pickup", lat=Decimal(30), lng=Decimal(119)
+        )
+        stop.shipments.add(shipment)
+    return route
+
+
+def test_the_list_shows_the_own_centers_routes_filtered_in_constant_queries(
+    world, client_for, django_assert_num_queries
+):
+    center, route = world["center"], world["route"]
+    staff = client_for(world["staff"])
+    next_day = route.date + timedelta(days=1)
+    later = [_route_with_stops(center, next_day, n, world["shipments"][0]) for n in (1, 5, 9)]
+    elsewhere = ServiceCenterFactory()
+    _route_with_stops(elsewhere, route.date, 2, world["shipments"][0])
+
+    with django_assert_num_queries(4):  # the user, the count, the routes, their stops
+        one_day = staff.get("/api/v1/routes/", {"date": str(route.date)})
+    with django_assert_num_queries(4):
+        every_day = staff.get("/api/v1/routes/")
+
+    assert [r["id"] for r in one_day.json()["results"]] == [route.pk]
+    assert [r["id"] for r in every_day.json()["results"]] == [route.pk] + [r.pk for r in later]
+    assert [len(r["stops"]) for r in every_day.json()["results"]] == [4, 1, 5, 9]
+    own = staff.get("/api/v1/routes/", {"service_center": center.pk, "date": str(next_day)})
+    assert [r["id"] for r in own.json()["results"]] == [r.pk for r in later]
+    other = staff.get("/api/v1/routes/", {"service_center": elsewhere.pk})
+    assert (other.status_code, other.json()["count"]) == (200, 0)
+    bad = staff.get("/api/v1/routes/", {"date": "yesterday"})
+    assert (bad.status_code, bad.json()["code"]) == (400, "validation_error")
+
+
+def test_others_get_404_for_every_route_and_see_none_listed(world, api, client_for):
+    route = world["route"]
+    before = list(Route.objects.values())
+    (farmer, _), (buyer, _) = world["farmers"], world["buyers"]
+    strangers = [StaffFactory(service_center=ServiceCenterFactory()), farmer, buyer]
+    for user in strangers:
+        client = client_for(user)
+        listed = client.get("/api/v1/routes/", {"service_center": world["center"].pk})
+        assert (listed.status_code, listed.json()["count"]) == (200, 0)
+        for suffix in ("", "map.svg", "load-list.csv"):
+            response = client.get(route_url(route, suffix))
+            assert response.status_code == 404, (user.role, suffix)
+            assert response.json()["code"] == "not_found"
+    assert api.get("/api/v1/routes/").status_code == 401
+    for suffix in ("", "map.svg", "load-list.csv"):
+        assert api.get(route_url(route, suffix)).status_code == 401
+    assert list(Route.objects.values()) == before
+
+
+# The map.
+
+
+def _classes(element) -> set[str]:
+    return set(element.get("class", "").split())
+
+
+def _with_class(root, name: str) -> list:
+    return [element for element in root.iter() if name in _classes(element)]
+
+
+def _texts(element) -> list[str]:
+    return [text.text for text in element.iter(f"{SVG}text")]
+
+
+def test_the_map_draws_center_numbered_stops_path_legend_and_scale(world, client_for):
+    route = world["route"]
+
+    response = client_for(world["staff"]).get(route_url(route, "map.svg"), HTTP_ACCEPT="image/*")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("image/svg+xml")
+    root = ET.fromstring(response.content)  # noqa: S314 - our own output
+    assert root.tag == f"{SVG}svg"
+    markers = _with_class(root, "stop-marker")
+    assert [m.get("data-sequence") for m in markers] == ["1", "2", "3", "4"]
+    assert [_texts(m) for m in markers] == [["1"], ["2"], ["3"], ["4"]]
+    assert [m.get("data-kind") for m in markers] == ["pickup", "pickup", "delivery", "delivery"]
+    assert len(_with_class(root, "stop-pickup")) == 2
+    assert all(len(list(m.iter(f"{SVG}circle"))) == 1 for m in markers)
+    assert len(_with_class(root, "center-marker")) == 1
+    # The path: center → four stops → center.
+    (path,) = _with_class(root, "route-path")
+    points = path.find(f"{SVG}polyline").get("points").split()
+    assert len(points) == 6
+    assert points[0] == points[-1]
+    (legend,) = _with_class(root, "legend")
+    assert _texts(legend) == ["Service center 青山镇服务中心", "Pickup", "Delivery"]
+    (scale,) = _with_class(root, "scale-bar")
+    km = scale.get("data-km")
+    assert km in {"0.5", "1", "2", "5", "10", "20"}
+    assert _texts(scale) == [f"{km} km"]
+    title = f"Route {route.pk} · {route.date:%Y-%m-%d} · 金杯面包车 (800 kg) · 41.3 km"
+    assert root.find(f"{SVG}title").text == title
+    assert _with_class(root, "map-title")[0].text == title
+
+
+def test_map_text_is_escaped(world, client_for):
+    route, vehicle = world["route"], world["vehicle"]
+    vehicle.name = '冷藏车 <b>&"1"</b>'
+    vehicle.save()
+
+    response = client_for(world["staff"]).get(route_url(route, "map.svg"))
+
+    root = ET.fromstring(response.content)  # noqa: S314 - our own output
+    assert '冷藏车 <b>&"1"</b>' in root.find(f"{SVG}title").text
+    assert b"<b>" not in response.content
+
+
+def test_a_route_without_stops_or_vehicle_still_has_a_map(world, client_for):
+    empty = Route.objects.create(service_center=world["center"], date=world["route"].date)
+
+    response = client_for(world["staff"]).get(route_url(empty, "map.svg"))
+
+    root = ET.fromstring(response.content)  # noqa: S314 - our own output
+    assert _with_class(root, "stop-marker") == []
+    assert len(_with_class(root, "center-marker")) == 1
+    assert "no vehicle" in root.find(f"{SVG}title").text
+
+
+def _marker_spot(root, sequence: int) -> tuple[float, float]:
+    (marker,) = [m for m in _with_class(root, "stop-marker") if m.get("data-sequence") == sequence]
+    circle = marker.find(f"{SVG}circle")
+    return float(circle.get("cx")), float(circle.get("cy"))
+
+
+def test_the_projection_keeps_kilometres_equal_both_ways_and_north_up():
+    """At 60°N a degree of longitude is half a degree of latitude long: without the cos(lat)
+    correction the stop 3 km east would be drawn twice as far as the one 3 km north."""
+    lat, lng = 60.0, 10.0
+    north = MapStop(1, "pickup", lat + 3 / KM_PER_DEGREE, lng)
+    east = MapStop(2, "delivery", lat, lng + 3 / (KM_PER_DEGREE * math.cos(math.radians(lat))))
+    plan = RouteMap("t", "c", lat, lng, (north, east))
+
+    root = ET.fromstring(draw_route_map(plan))  # noqa: S314 - our own output
+
+    (center,) = _with_class(root, "center-marker")
+    home = (
+        float(center.get("x")) + float(center.get("width")) / 2,
+        float(center.get("y")) + float(center.get("height")) / 2,
+    )
+    to_north, to_east = _marker_spot(root, "1"), _marker_spot(root, "2")
+    assert to_north[1] < home[1]  # north is up
+    assert to_east[0] > home[0]  # east is right
+    assert abs(to_north[0] - home[0]) < 0.2
+    assert abs(to_east[1] - home[1]) < 0.2
+    px_per_km = math.dist(home, to_east) / 3
+    assert math.dist(home, to_north) / 3 == pytest.approx(px_per_km, rel=0.01)
+    # The scale bar is as long as its kilometres are on the map.
+    (scale,) = _with_class(root, "scale-bar")
+    x1, x2 = map(float, re.findall(r"M([\d.]+),.* H([\d.]+)", scale.find(f"{SVG}path").get("d"))[0])
+    assert x2 - x1 == pytest.approx(float(scale.get("data-km")) * px_per_km, abs=0.2)
+
+
+def test_stops_at_one_place_are_fanned_out_not_hidden():
+    plan = RouteMap(
+        "t",
+        "c",
+        30.0,
+        119.0,
+        (MapStop(1, "pickup", 30.1, 119.1), MapStop(2, "delivery", 30.1, 119.1)),
+    )
+
+    root = ET.fromstring(draw_route_map(plan))  # noqa: S314 - our own output
+
+    assert math.dist(_marker_spot(root, "1"), _marker_spot(root, "2")) >= 22
+
+
+# The load list.
+
+
+def _load_list(client, route) -> list[list[str]]:
+    response = client.get(route_url(route, "load-list.csv"))
+    assert response.status_code == 200
+    assert response.content.startswith(b"\xef\xbb\xbf")  # the BOM Excel looks for
+    return list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+
+
+def test_the_load_list_has_a_row_per_shipment_per_stop_in_visiting_order(world, client_for):
+    route = world["route"]
+    (order_a, order_b), (a1, a2, b1) = world["orders"], world["shipments"]
+
+    response = client_for(world["staff"]).get(route_url(route, "load-list.csv"))
+
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"] == (
+        f'attachment; filename="route-{route.pk}-{route.date:%Y-%m-%d}-load-list.csv"'
+    )
+    header, *rows = _load_list(client_for(world["staff"]), route)
+    assert header == [
+        "stop",
+        "kind",
+        "eta",
+        "village",
+        "lat",
+        "lng",
+        "shipment",
+        "order",
+        "farmer",
+        "weight_kg",
+        "refrigerated",
+        "lines",
+    ]
+    a1_lines, a2_lines, b1_lines = (
+        "西红柿 × 8 kg; 土鸡蛋 × 2 dozen",
+        "苹果 × 10 jin",
+        "西红柿 × 2.5 kg",
+    )
+    pickup1 = ["1", "pickup", "08:05", "李家村", str(a1.pickup_lat), str(a1.pickup_lng)]
+    pickup2 = ["2", "pickup", "09:30", "王庄", str(a2.pickup_lat), str(a2.pickup_lng)]
+    drop_a = ["3", "delivery", "10:45", "柳树湾", str(a1.delivery_lat), str(a1.delivery_lng)]
+    drop_b = ["4", "delivery", "", "石桥村", str(b1.delivery_lat), str(b1.delivery_lng)]
+    a1_row = [str(a1.pk), str(order_a.pk), "李建国", "9.5", "no", a1_lines]
+    a2_row = [str(a2.pk), str(order_a.pk), "王秀英", "5", "no", a2_lines]
+    b1_row = [str(b1.pk), str(order_b.pk), "李建国", "2.5", "no", b1_lines]
+    expected = [
+        *sorted([pickup1 + a1_row, pickup1 + b1_row], key=lambda row: int(row[6])),
+        pickup2 + a2_row,
+        *sorted([drop_a + a1_row, drop_a + a2_row], key=lambda row: int(row[6])),
+        drop_b + b1_row,
+    ]
+    assert rows == expected
+    # The weights are the shipments' own: 8 kg + 2 dozen × 0.75 kg, 10 jin, 2.5 kg.
+    assert [Decimal(w) for w in (a1_row[3], a2_row[3], b1_row[3])] == [
+        a1.weight_kg,
+        a2.weight_kg,
+        b1.weight_kg,
+    ]
+
+
+def test_load_list_queries_do_not_grow_with_its_rows(world, client_for, django_assert_num_queries):
+    client = client_for(world["staff"])
+    with django_assert_num_queries(6):  # user, route, its stops; stops, shipments, lines
+        client.get(route_url(world["route"], "load-list.csv"))
+    short = _route_with_stops(world["center"], world["route"].date, 1, world["shipments"][0])
+    with django_assert_num_queries(6):
+        client.get(route_url(short, "load-list.csv"))
+
+
+def test_a_name_that_is_a_formula_is_printed_as_text(world, client_for):
+    farmer = world["farmers"][1]
+    farmer.name = '=HYPERLINK("http://x")'
+    farmer.save()
+
+    _, *rows = _load_list(client_for(world["staff"]), world["route"])
+
+    assert {row[8] for row in rows} == {"李建国", '\'=HYPERLINK("http://x")'}
