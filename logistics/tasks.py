@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from logistics.models import ServiceCenter
 from logistics.services.routing import order_route
+from logistics.services.schedule import schedule_run_execute, schedule_run_request
 from logistics.services.shipments import shipments_flag_late_transfers
 from orders.models import Order, OrderStatus
 
@@ -52,3 +53,21 @@ def sweep_unrouted_orders() -> int:
 def flag_late_transfers() -> int:
     """Transfers not received a day after their date are flagged late."""
     return shipments_flag_late_transfers()
+
+
+@shared_task(soft_time_limit=240, time_limit=300)
+def schedule_center_day(run_id: int) -> str:
+    """Plan one center's day (a ScheduleRun); a run already done is left alone."""
+    return schedule_run_execute(run_id=run_id).status
+
+
+@shared_task(soft_time_limit=50, time_limit=60)
+def schedule_tomorrow() -> int:
+    """Nightly: one schedule run per center for tomorrow, each its own task, so the centers
+    spread over however many workers run."""
+    tomorrow = timezone.localdate() + timedelta(days=1)
+    runs = [
+        schedule_run_request(center=center, day=tomorrow, requested_by=None)
+        for center in ServiceCenter.objects.order_by("pk")
+    ]
+    return len(runs)

@@ -4,6 +4,7 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings.dev")
 
@@ -13,6 +14,10 @@ app.autodiscover_tasks()
 app.autodiscover_tasks(["marketplace"])  # marketplace/tasks.py (the project package is no app)
 
 app.conf.beat_schedule = {
+    "schedule-tomorrow": {
+        "task": "logistics.tasks.schedule_tomorrow",
+        "schedule": crontab(hour=settings.NIGHTLY_SCHEDULE_HOUR, minute=0),
+    },
     "prune-idempotency-records": {
         "task": "marketplace.tasks.prune_idempotency_records",
         "schedule": crontab(minute=23),  # hourly

@@ -3,6 +3,7 @@ from rest_framework.routers import SimpleRouter
 
 from logistics.api.fleet import VehicleViewSet
 from logistics.api.routes import RouteLoadListView, RouteMapView, RouteViewSet
+from logistics.api.schedule import ScheduleRunViewSet, ScheduleView
 from logistics.api.shipments import MyPickupsView, ShipmentViewSet, StopCompleteView
 from logistics.api.views import ServiceCenterViewSet, VillageViewSet
 
@@ -10,11 +11,13 @@ router = SimpleRouter()
 router.register("villages", VillageViewSet, basename="village")
 router.register("service-centers", ServiceCenterViewSet, basename="service-center")
 router.register("shipments", ShipmentViewSet, basename="shipment")
+router.register("schedule-runs", ScheduleRunViewSet, basename="schedule-run")
 
 urlpatterns = [
     *router.urls,
     path("my/pickups/", MyPickupsView.as_view(), name="my-pickups"),
     path("stops/<int:pk>/complete/", StopCompleteView.as_view(), name="stop-complete"),
+    path("service-centers/<int:pk>/schedule/", ScheduleView.as_view(), name="schedule-day"),
 ]
 
 # A center's fleet, nested under its center; routes with their map and load list.

@@ -3,7 +3,7 @@
 Every variable read here is listed, with its default, in `.env.example`.
 """
 
-from datetime import timedelta
+from datetime import time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -261,6 +261,11 @@ ROUTING_SWEEP_GRACE_SECONDS = env.int("ROUTING_SWEEP_GRACE_SECONDS", default=60)
 ROUTING_SWEEP_BATCH = env.int("ROUTING_SWEEP_BATCH", default=500)
 MAX_STOP_ATTEMPTS = env.int("MAX_STOP_ATTEMPTS", default=3)  # then a shipment fails for good
 MAX_DELIVERY_CODE_ATTEMPTS = env.int("MAX_DELIVERY_CODE_ATTEMPTS", default=5)
+# --- Logistics: planning a center's day (logistics.services.schedule)
+PICKUP_WINDOW_START = time.fromisoformat(env("PICKUP_WINDOW_START", default="07:00"))
+PICKUP_WINDOW_END = time.fromisoformat(env("PICKUP_WINDOW_END", default="11:00"))
+STOP_SERVICE_SECONDS = env.int("STOP_SERVICE_SECONDS", default=300)
+NIGHTLY_SCHEDULE_HOUR = env.int("NIGHTLY_SCHEDULE_HOUR", default=21)  # plans tomorrow
 
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=24 * 60 * 60)
 

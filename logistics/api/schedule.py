@@ -1,0 +1,68 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from logistics.models import ScheduleRun, ServiceCenter
+from logistics.services.schedule import schedule_run_request
+from marketplace.api.permissions import IsCenterStaff
+from marketplace.exceptions import DomainError
+
+
+class ScheduleRequestSerializer(serializers.Serializer):
+    date = serializers.DateField()
+
+
+class ScheduleRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ScheduleRun
+        fields = (
+            "id",
+            "service_center",
+            "date",
+            "status",
+            "progress",
+            "summary",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        )
+        read_only_fields = fields
+
+
+def _own_center(request, center_id: int) -> ServiceCenter:
+    """Staff act on their own center only; any other answers 404."""
+    if request.user.service_center_id != center_id:
+        raise DomainError("not_found", "No such service center of yours.", status_code=404)
+    return ServiceCenter.objects.get(pk=center_id)
+
+
+class ScheduleView(APIView):
+    """POST /api/v1/service-centers/{id}/schedule/ {date}: plan that day (202, a run)."""
+
+    permission_classes = [IsAuthenticated, IsCenterStaff]
+
+    @extend_schema(request=ScheduleRequestSerializer, responses={202: ScheduleRunSerializer})
+    def post(self, request, pk: int):
+        center = _own_center(request, pk)
+        body = ScheduleRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        run = schedule_run_request(
+            center=center, day=body.validated_data["date"], requested_by=request.user
+        )
+        return Response(ScheduleRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ScheduleRunViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """A center's schedule runs: status, progress and summary (staff of that center)."""
+
+    serializer_class = ScheduleRunSerializer
+    permission_classes = [IsAuthenticated, IsCenterStaff]
+    filterset_fields = ("date", "status")
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ScheduleRun.objects.none()
+        return ScheduleRun.objects.filter(service_center_id=self.request.user.service_center_id)

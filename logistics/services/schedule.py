@@ -1,0 +1,420 @@
+"""A center's day as vehicle routes: gather the day's pickups and deliveries, solve them
+with the routing engine (outside any transaction), and store the routes and stops.
+
+Re-running a day replaces its routes not yet on the road and keeps those on the road; the
+shipments of a started route are not planned again, so no stop is ever doubled. What does
+not fit is listed with its reason and rolled to the next day.
+"""
+
+import time as clock
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from logistics.models import (
+    LegKind,
+    LegStatus,
+    Route,
+    RouteStatus,
+    ScheduleRun,
+    ScheduleRunStatus,
+    ServiceCenter,
+    Shipment,
+    ShipmentLeg,
+    ShipmentStatus,
+    Stop,
+    StopKind,
+    TrackingEvent,
+    Vehicle,
+)
+from logistics.routing.matrix import GreatCircleMatrix
+from logistics.routing.problem import (
+    Job,
+    JobKind,
+    Location,
+    PickupDelivery,
+    Plan,
+    Problem,
+    Skill,
+    StepKind,
+    TimeWindow,
+    VehicleSpec,
+)
+from logistics.routing.vroom_solver import solve
+from marketplace.accounts.models import User
+from orders.models import OrderStatus
+from orders.services import order_lock, order_transition
+
+GRAMS_PER_KG = 1000
+PLANNABLE = (ShipmentStatus.PENDING, ShipmentStatus.SCHEDULED)
+
+
+def _seconds(moment: time) -> int:
+    return moment.hour * 3600 + moment.minute * 60 + moment.second
+
+
+def _grams(kg: Decimal) -> int:
+    return int((kg * GRAMS_PER_KG).to_integral_value())
+
+
+@dataclass
+class _Day:
+    """What a center has to do on a day, with the shipments behind every job id."""
+
+    problem: Problem
+    job_shipments: dict[int, list[Shipment]] = field(default_factory=dict)
+    pair_shipments: dict[int, list[Shipment]] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- requesting
+
+
+def schedule_run_request(
+    *, center: ServiceCenter, day: date, requested_by: User | None
+) -> ScheduleRun:
+    """Staff (or the nightly beat) ask for a day to be planned. A request while one for the
+    same center and day is queued or running joins it instead of starting a second."""
+    try:
+        with transaction.atomic():
+            run = ScheduleRun.objects.create(
+                service_center=center, date=day, requested_by=requested_by
+            )
+            transaction.on_commit(lambda: _enqueue(run.pk))
+            return run
+    except IntegrityError:
+        return ScheduleRun.objects.get(
+            service_center=center,
+            date=day,
+            status__in=(ScheduleRunStatus.QUEUED, ScheduleRunStatus.RUNNING),
+        )
+
+
+def _enqueue(run_id: int) -> None:
+    from logistics.tasks import schedule_center_day  # noqa: PLC0415 - tasks import services
+
+    schedule_center_day.delay(run_id)
+
+
+# --------------------------------------------------------------------------- gathering
+
+
+def _started_shipment_ids(center: ServiceCenter, day: date) -> set[int]:
+    return set(
+        Shipment.objects.filter(
+            stops__route__service_center=center,
+            stops__route__date=day,
+            stops__route__status__in=(RouteStatus.STARTED, RouteStatus.COMPLETED),
+        ).values_list("pk", flat=True)
+    )
+
+
+def _priority(shipments: list[Shipment], day: date) -> int:
+    """Perishables first: refrigerated or spoiling goods outrank the rest."""
+    urgent = any(s.needs_refrigeration or s.spoils_before_arrival for s in shipments)
+    late = max((day - s.pickup_date).days for s in shipments)
+    return min(100, (60 if urgent else 0) + 10 * max(0, late))
+
+
+def _skills(shipments: list[Shipment]) -> frozenset[Skill]:
+    return (
+        frozenset({Skill.REFRIGERATED})
+        if any(s.needs_refrigeration for s in shipments)
+        else frozenset()
+    )
+
+
+def _gather(center: ServiceCenter, day: date) -> _Day:
+    """The day's farm pickups (grouped by farm), deliveries (grouped by order: one code per
+    stop) and same-day farm-to-buyer pairs inside this center."""
+    kept = _started_shipment_ids(center, day)
+    pickups_q = Q(origin_center=center, pickup_date=day, status__in=PLANNABLE)
+    deliveries_q = Q(destination_center=center, delivery_date=day, status=ShipmentStatus.AT_CENTER)
+    shipments = [
+        s
+        for s in Shipment.objects.filter(pickups_q | deliveries_q)
+        .select_related("order")
+        .prefetch_related("legs")
+        .order_by("pk")
+        if s.pk not in kept
+    ]
+    home_delivery = {
+        s.pk for s in shipments if any(leg.kind == LegKind.DELIVERY for leg in s.legs.all())
+    }
+    pickup_window = TimeWindow(
+        _seconds(settings.PICKUP_WINDOW_START), _seconds(settings.PICKUP_WINDOW_END)
+    )
+    delivery_window = TimeWindow(_seconds(center.opens_at), _seconds(center.closes_at))
+    farms: dict[tuple, list[Shipment]] = defaultdict(list)
+    drops: dict[int, list[Shipment]] = defaultdict(list)
+    pairs: dict[tuple, list[Shipment]] = defaultdict(list)
+    for s in shipments:
+        same_day_pair = (
+            s.status in PLANNABLE
+            and not s.crosses_centers
+            and s.delivery_date == day
+            and s.pk in home_delivery
+        )
+        if same_day_pair:
+            pairs[(s.pickup_lat, s.pickup_lng, s.order_id)].append(s)
+        elif s.status in PLANNABLE:
+            farms[(s.pickup_lat, s.pickup_lng)].append(s)
+        elif s.pk in home_delivery:
+            drops[s.order_id].append(s)
+        # a hand-over at the center needs no vehicle
+    result = _Day(
+        problem=Problem(depot=Location(float(center.lat), float(center.lng)), vehicles=())
+    )
+    jobs, pair_jobs, next_id = [], [], 1
+    for (lat, lng), group in farms.items():
+        jobs.append(
+            Job(
+                id=next_id,
+                kind=JobKind.PICKUP,
+                location=Location(float(lat), float(lng)),
+                amount_g=sum(_grams(s.weight_kg) for s in group),
+                service_s=settings.STOP_SERVICE_SECONDS,
+                windows=(pickup_window,),
+                priority=_priority(group, day),
+                skills=_skills(group),
+            )
+        )
+        result.job_shipments[next_id] = group
+        next_id += 1
+    for group in drops.values():
+        first = group[0]
+        jobs.append(
+            Job(
+                id=next_id,
+                kind=JobKind.DELIVERY,
+                location=Location(float(first.delivery_lat), float(first.delivery_lng)),
+                amount_g=sum(_grams(s.weight_kg) for s in group),
+                service_s=settings.STOP_SERVICE_SECONDS,
+                windows=(delivery_window,),
+                priority=_priority(group, day),
+                skills=_skills(group),
+            )
+        )
+        result.job_shipments[next_id] = group
+        next_id += 1
+    for (lat, lng, _order), group in pairs.items():
+        first, amount = group[0], sum(_grams(s.weight_kg) for s in group)
+        pickup = Job(
+            id=next_id,
+            kind=JobKind.PICKUP,
+            location=Location(float(lat), float(lng)),
+            amount_g=amount,
+            service_s=settings.STOP_SERVICE_SECONDS,
+            windows=(pickup_window,),
+        )
+        drop = Job(
+            id=next_id,
+            kind=JobKind.DELIVERY,
+            location=Location(float(first.delivery_lat), float(first.delivery_lng)),
+            amount_g=amount,
+            service_s=settings.STOP_SERVICE_SECONDS,
+            windows=(delivery_window,),
+        )
+        pair_jobs.append(
+            PickupDelivery(
+                id=next_id,
+                pickup=pickup,
+                delivery=drop,
+                amount_g=amount,
+                priority=_priority(group, day),
+                skills=_skills(group),
+            )
+        )
+        result.pair_shipments[next_id] = group
+        next_id += 1
+    vehicles = tuple(
+        VehicleSpec(
+            id=v.pk,
+            capacity_g=_grams(v.capacity_kg),
+            shift=TimeWindow(_seconds(v.shift_start), _seconds(v.shift_end)),
+            start=result.problem.depot,
+            end=result.problem.depot,
+            skills=frozenset({Skill.REFRIGERATED}) if v.refrigerated else frozenset(),
+            cost_per_km=float(v.cost_per_km),
+        )
+        for v in Vehicle.objects.filter(service_center=center, active=True)
+        .exclude(routes__date=day, routes__status__in=(RouteStatus.STARTED, RouteStatus.COMPLETED))
+        .order_by("pk")
+    )
+    result.problem = Problem(
+        depot=result.problem.depot, vehicles=vehicles, jobs=tuple(jobs), pairs=tuple(pair_jobs)
+    )
+    return result
+
+
+# --------------------------------------------------------------------------- storing
+
+
+def _at(day: date, seconds: int) -> datetime:
+    midnight = timezone.make_aware(datetime.combine(day, time()))
+    return midnight + timedelta(seconds=seconds)
+
+
+def _roll_to_next_day(shipments: list[Shipment], reason: str, now: datetime) -> None:
+    for shipment in shipments:
+        if shipment.status in PLANNABLE:
+            shipment.pickup_date += timedelta(days=1)
+        shipment.delivery_date = max(
+            shipment.delivery_date + timedelta(days=1), shipment.pickup_date
+        )
+        shipment.status = (
+            ShipmentStatus.PENDING if shipment.status in PLANNABLE else shipment.status
+        )
+        shipment.save(update_fields=["pickup_date", "delivery_date", "status", "updated_at"])
+        for leg in ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING):
+            leg.date = (
+                shipment.pickup_date if leg.kind == LegKind.PICKUP else shipment.delivery_date
+            )
+            leg.save(update_fields=["date"])
+        TrackingEvent.objects.create(
+            shipment=shipment,
+            status=shipment.status,
+            occurred_at=now,
+            note=f"did not fit the day ({reason}); moved to {shipment.delivery_date:%Y-%m-%d}",
+        )
+
+
+def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
+    center, day, now = run.service_center, run.date, timezone.now()
+    Route.objects.filter(service_center=center, date=day, status=RouteStatus.PLANNED).delete()
+    vehicles = {v.pk: v for v in Vehicle.objects.filter(pk__in=[r.vehicle_id for r in plan.routes])}
+    scheduled: list[Shipment] = []
+    for planned in plan.routes:
+        vehicle = vehicles[planned.vehicle_id]
+        route = Route.objects.create(
+            service_center=center,
+            date=day,
+            vehicle=vehicle,
+            schedule_run=run,
+            distance_km=Decimal(planned.distance_m) / 1000,
+            duration_min=round(planned.duration_s / 60),
+            cost=(Decimal(planned.distance_m) / 1000 * vehicle.cost_per_km).quantize(
+                Decimal("0.01")
+            ),
+        )
+        for sequence, step in enumerate(planned.stops, start=1):
+            is_pair = step.kind in (StepKind.PAIR_PICKUP, StepKind.PAIR_DELIVERY)
+            shipments = (day_work.pair_shipments if is_pair else day_work.job_shipments)[
+                step.job_id
+            ]
+            window = _stop_window(step.kind, center)
+            stop = Stop.objects.create(
+                route=route,
+                sequence=sequence,
+                kind=StopKind.PICKUP
+                if step.kind in (StepKind.PICKUP, StepKind.PAIR_PICKUP)
+                else StopKind.DELIVERY,
+                lat=Decimal(str(round(step.location.lat, 6))),
+                lng=Decimal(str(round(step.location.lng, 6))),
+                window_start=_at(day, window.start),
+                window_end=_at(day, window.end),
+                eta=_at(day, step.arrival_s),
+                load_kg=Decimal(step.load_g) / GRAMS_PER_KG,
+            )
+            stop.shipments.set(shipments)
+            scheduled.extend(shipments)
+    _mark_scheduled(scheduled, now)
+    unassigned = []
+    for item in plan.unassigned:
+        shipments = (day_work.pair_shipments if item.is_pair else day_work.job_shipments)[
+            item.job_id
+        ]
+        _roll_to_next_day(shipments, item.reason, now)
+        unassigned.append({"shipments": [s.pk for s in shipments], "reason": str(item.reason)})
+    return {
+        "routes": len(plan.routes),
+        "stops": sum(len(r.stops) for r in plan.routes),
+        "distance_km": round(sum(r.distance_m for r in plan.routes) / 1000, 2),
+        "duration_min": round(sum(r.duration_s for r in plan.routes) / 60),
+        "vehicles_used": len({r.vehicle_id for r in plan.routes}),
+        "vehicles_available": len(day_work.problem.vehicles),
+        "unassigned": unassigned,
+    }
+
+
+def _stop_window(kind: StepKind, center: ServiceCenter) -> TimeWindow:
+    if kind in (StepKind.PICKUP, StepKind.PAIR_PICKUP):
+        return TimeWindow(
+            _seconds(settings.PICKUP_WINDOW_START), _seconds(settings.PICKUP_WINDOW_END)
+        )
+    return TimeWindow(_seconds(center.opens_at), _seconds(center.closes_at))
+
+
+def _mark_scheduled(shipments: list[Shipment], now: datetime) -> None:
+    for shipment in shipments:
+        if shipment.status == ShipmentStatus.PENDING:
+            shipment.status = ShipmentStatus.SCHEDULED
+            shipment.save(update_fields=["status", "updated_at"])
+            TrackingEvent.objects.create(
+                shipment=shipment, status=shipment.status, occurred_at=now, note="on a route"
+            )
+    for order_id in sorted({s.order_id for s in shipments}):
+        order = order_lock(order_id)
+        if order.status == OrderStatus.CONFIRMED:
+            order_transition(
+                order=order, to_status=OrderStatus.SCHEDULED, reason="on a vehicle route"
+            )
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _set(run_id: int, **fields) -> None:
+    ScheduleRun.objects.filter(pk=run_id).update(**fields)
+
+
+def schedule_run_execute(*, run_id: int) -> ScheduleRun:
+    """Carry out a queued run: gather, solve (no transaction open), store in one transaction.
+    A run already done or failed is left alone, so a redelivered task does nothing twice; a
+    failure is recorded on the run with its reason."""
+    with transaction.atomic():
+        run = (
+            ScheduleRun.objects.select_for_update().select_related("service_center").get(pk=run_id)
+        )
+        if run.status not in (ScheduleRunStatus.QUEUED, ScheduleRunStatus.RUNNING):
+            return run
+        run.status, run.started_at, run.progress = ScheduleRunStatus.RUNNING, timezone.now(), 10
+        run.save(update_fields=["status", "started_at", "progress"])
+    try:
+        day_work = _gather(run.service_center, run.date)
+        _set(run_id, progress=30)
+        started = clock.monotonic()
+        plan = solve(
+            day_work.problem,
+            GreatCircleMatrix(
+                detour_factor=float(run.service_center.detour_factor),
+                speed_kmh=float(run.service_center.average_speed_kmh),
+            ),
+        )
+        solve_seconds = round(clock.monotonic() - started, 2)
+        _set(run_id, progress=80)
+        with transaction.atomic():
+            run = (
+                ScheduleRun.objects.select_for_update()
+                .select_related("service_center")
+                .get(pk=run_id)
+            )
+            summary = _store(run, day_work, plan)
+            summary["solve_seconds"] = solve_seconds
+            run.status, run.progress, run.summary = ScheduleRunStatus.DONE, 100, summary
+            run.finished_at = timezone.now()
+            run.save(update_fields=["status", "progress", "summary", "finished_at"])
+    except Exception as exc:
+        _set(
+            run_id,
+            status=ScheduleRunStatus.FAILED,
+            error=f"{type(exc).__name__}: {exc}",
+            finished_at=timezone.now(),
+        )
+        raise
+    return run

@@ -1,0 +1,216 @@
+"""Planning a center's day with the real routing engine: routes respect capacity, windows
+and refrigeration; what does not fit rolls over with a reason; re-runs never double a stop."""
+
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from logistics.models import (
+    Route,
+    RouteStatus,
+    ScheduleRun,
+    ScheduleRunStatus,
+    Shipment,
+    ShipmentStatus,
+    Stop,
+    Vehicle,
+)
+from logistics.services import schedule
+from logistics.services.routing import order_route
+from orders import services as orders
+from orders.models import OrderStatus
+from tests.factories import (
+    BuyerFactory,
+    FarmerFactory,
+    ServiceCenterFactory,
+    StaffFactory,
+    VillageFactory,
+    create_listing,
+)
+
+
+def village_near(center, dlat, dlng):
+    return VillageFactory(
+        service_center=center, lat=center.lat + Decimal(dlat), lng=center.lng + Decimal(dlng)
+    )
+
+
+def routed_order(buyer, *lines):
+    order = orders.order_place(
+        buyer=buyer,
+        lines=[orders.LineRequest(listing_id=x.pk, quantity=Decimal(q)) for x, q in lines],
+        delivery_method="home",
+        payment_method="cod",
+    )
+    return order_route(order_id=order.pk)
+
+
+@pytest.fixture
+def day():
+    """One center with a van and a refrigerated truck; farms and buyers around it; orders
+    routed so that their pickups fall on one day."""
+    center = ServiceCenterFactory(lat=Decimal("30.200000"), lng=Decimal("119.600000"))
+    van = Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal("300"))
+    cold = Vehicle.objects.create(
+        service_center=center, name="cold", capacity_kg=Decimal("500"), refrigerated=True
+    )
+    farms = [
+        FarmerFactory(village=village_near(center, f"0.0{n}", f"0.0{9 - n}")) for n in range(1, 6)
+    ]
+    listings = [create_listing(f, unit="kg", quantity_available=Decimal("1000")) for f in farms]
+    milk = create_listing(farms[0], category="dairy", unit="kg", needs_refrigeration=True)
+    buyers = [
+        BuyerFactory(village=village_near(center, f"-0.0{n}", f"0.0{n}")) for n in range(1, 5)
+    ]
+    placed = [
+        routed_order(buyers[0], (listings[0], 40), (listings[1], 30)),
+        routed_order(buyers[1], (listings[2], 50), (milk, 20)),
+        routed_order(buyers[2], (listings[3], 60)),
+        routed_order(buyers[3], (listings[4], 25), (listings[0], 10)),
+    ]
+    pickup_day = Shipment.objects.filter(order__in=placed).values_list("pickup_date", flat=True)[0]
+    assert set(Shipment.objects.filter(order__in=placed).values_list("pickup_date", flat=True)) == {
+        pickup_day
+    }
+    return {
+        "center": center,
+        "van": van,
+        "cold": cold,
+        "orders": placed,
+        "date": pickup_day,
+        "staff": StaffFactory(service_center=center),
+    }
+
+
+def run_day(day) -> ScheduleRun:
+    run = ScheduleRun.objects.create(service_center=day["center"], date=day["date"])
+    return schedule.schedule_run_execute(run_id=run.pk)
+
+
+def stops_by_route():
+    return {
+        route: list(route.stops.order_by("sequence").prefetch_related("shipments"))
+        for route in Route.objects.select_related("vehicle").order_by("pk")
+    }
+
+
+@pytest.mark.django_db
+def test_a_day_becomes_routes_within_capacity_windows_and_refrigeration(day):
+    run = run_day(day)
+    assert run.status == ScheduleRunStatus.DONE
+    assert run.summary["unassigned"] == []
+    plan = stops_by_route()
+    assert plan
+    planned = {s.pk for stops in plan.values() for stop in stops for s in stop.shipments.all()}
+    assert planned == set(Shipment.objects.values_list("pk", flat=True))
+    for route, stops in plan.items():
+        assert [stop.sequence for stop in stops] == list(range(1, len(stops) + 1))
+        for stop in stops:
+            assert stop.load_kg <= route.vehicle.capacity_kg
+            assert stop.window_start <= stop.eta <= stop.window_end
+            if any(s.needs_refrigeration for s in stop.shipments.all()):
+                assert route.vehicle.refrigerated
+        assert route.distance_km > 0
+    for shipment in Shipment.objects.all():
+        assert shipment.status == ShipmentStatus.SCHEDULED
+        assert shipment.stops.count() == 2  # its farm pickup and its delivery (a same-day pair)
+    assert set(day["orders"][0].__class__.objects.values_list("status", flat=True)) == {
+        OrderStatus.SCHEDULED
+    }
+    for stops in plan.values():
+        seen = set()
+        for stop in stops:  # a pair's pickup comes before its delivery, on the same vehicle
+            ids = {s.pk for s in stop.shipments.all()}
+            if stop.kind == "delivery":
+                assert ids <= seen
+            seen |= ids
+
+
+@pytest.mark.django_db
+def test_no_refrigerated_vehicle_means_the_milk_waits_with_a_reason(day):
+    day["cold"].active = False
+    day["cold"].save()
+    run = run_day(day)
+    assert run.status == ScheduleRunStatus.DONE
+    [item] = run.summary["unassigned"]
+    assert item["reason"] == "no_vehicle_with_skills"
+    milk = Shipment.objects.get(pk__in=item["shipments"])
+    assert milk.needs_refrigeration
+    assert (milk.pickup_date, milk.status) == (day["date"] + timedelta(days=1), "pending")
+    assert not milk.stops.exists()
+
+
+@pytest.mark.django_db
+def test_a_rerun_replaces_planned_routes_and_never_doubles_a_stop(day):
+    run_day(day)
+    first = set(Route.objects.values_list("pk", flat=True))
+    again = run_day(day)
+    assert again.status == ScheduleRunStatus.DONE
+    assert not Route.objects.filter(pk__in=first).exists()
+    for shipment in Shipment.objects.all():
+        assert shipment.stops.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_route_on_the_road_is_kept_and_its_shipments_not_planned_again(day):
+    run_day(day)
+    on_road = Route.objects.order_by("pk").first()
+    Route.objects.filter(pk=on_road.pk).update(status=RouteStatus.STARTED)
+    kept_stops = set(on_road.stops.values_list("pk", flat=True))
+    kept_shipments = set(Shipment.objects.filter(stops__route=on_road).values_list("pk", flat=True))
+    run = run_day(day)
+    assert set(Route.objects.get(pk=on_road.pk).stops.values_list("pk", flat=True)) == kept_stops
+    assert not Stop.objects.exclude(route=on_road).filter(shipments__in=kept_shipments).exists()
+    assert on_road.vehicle_id not in {r.vehicle_id for r in Route.objects.exclude(pk=on_road.pk)}
+    assert run.status == ScheduleRunStatus.DONE
+
+
+@pytest.mark.django_db
+def test_a_failed_run_says_why(day, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("engine crashed")
+
+    monkeypatch.setattr(schedule, "solve", broken)
+    run = ScheduleRun.objects.create(service_center=day["center"], date=day["date"])
+    with pytest.raises(RuntimeError):
+        schedule.schedule_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.error) == (ScheduleRunStatus.FAILED, "RuntimeError: engine crashed")
+    assert not Route.objects.exists()
+
+
+@pytest.mark.django_db
+def test_staff_of_another_center_get_404_on_runs(day, client_for):
+    other = client_for(StaffFactory(service_center=ServiceCenterFactory()))
+    url = f"/api/v1/service-centers/{day['center'].pk}/schedule/"
+    assert other.post(url, {"date": str(day["date"])}, format="json").status_code == 404
+    assert not ScheduleRun.objects.exists()
+    run = ScheduleRun.objects.create(service_center=day["center"], date=day["date"])
+    assert other.get(f"/api/v1/schedule-runs/{run.pk}/").status_code == 404
+    assert client_for(day["staff"]).get(f"/api/v1/schedule-runs/{run.pk}/").status_code == 200
+    bad = client_for(day["staff"]).post(url, {"date": "soon"}, format="json")
+    assert (bad.status_code, bad.json()["errors"][0]["field"]) == (400, "date")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_schedule_a_day_and_a_worker_plans_it(day, client_for, celery_worker):
+    client = client_for(day["staff"])
+    url = f"/api/v1/service-centers/{day['center'].pk}/schedule/"
+    response = client.post(url, {"date": str(day["date"])}, format="json")
+    assert response.status_code == 202
+    assert response.json()["status"] == "queued"
+    run_id = response.json()["id"]
+    joined = client.post(url, {"date": str(day["date"])}, format="json")
+    assert joined.json()["id"] == run_id or joined.json()["status"] in ("done", "queued")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        body = client.get(f"/api/v1/schedule-runs/{run_id}/").json()
+        if body["status"] in ("done", "failed"):
+            break
+        time.sleep(0.3)
+    assert body["status"] == "done", body
+    assert body["progress"] == 100
+    assert body["summary"]["routes"] >= 1
+    assert set(body["summary"]) >= {"routes", "distance_km", "vehicles_used", "unassigned"}
