@@ -26,7 +26,8 @@ from logistics.models import (
 from logistics.services.routing import release_capacity
 from marketplace.accounts.models import User
 from marketplace.exceptions import ConflictError, DomainError
-from orders.models import Order, OrderStatus, PaymentMethod, PaymentStatus
+from orders.models import NotificationKind, Order, OrderStatus, PaymentMethod, PaymentStatus
+from orders.notifications import notify
 from orders.services import order_lock, order_transition
 
 FINAL = frozenset({ShipmentStatus.DELIVERED, ShipmentStatus.FAILED, ShipmentStatus.CANCELLED})
@@ -89,7 +90,18 @@ def _advance_order(order_id: int, actor: User | None) -> None:
     if delivered and order.payment_method == PaymentMethod.COD:
         order.payment_status, order.paid_at = PaymentStatus.COLLECTED, timezone.now()
         order.save(update_fields=["payment_status", "paid_at", "updated_at"])
-    order_transition(order=order, to_status=final, actor=actor, reason="all shipments finished")
+    order = order_transition(
+        order=order, to_status=final, actor=actor, reason="all shipments finished"
+    )
+    if delivered:
+        notify(
+            user=order.buyer,
+            kind=NotificationKind.ORDER_DELIVERED,
+            title="订单已送达" if final == OrderStatus.DELIVERED else "订单部分送达",
+            body=f"订单 {order.pk} 已送达。",
+            order=order,
+            data={"order": order.pk, "status": final},
+        )
 
 
 def _complete_pickup(
