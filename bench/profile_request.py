@@ -228,7 +228,7 @@ def cpu_breakdown(scenario: str, requests: int) -> dict[str, float]:
         ListingSearchParamsSerializer,
         ListingSerializer,
     )
-    from listings.selectors import listing_search  # noqa: PLC0415
+    from listings.selectors import listing_page, listing_search  # noqa: PLC0415
 
     spent: dict[str, float] = defaultdict(float)
 
@@ -253,9 +253,13 @@ def cpu_breakdown(scenario: str, requests: int) -> dict[str, float]:
         listings = step("build queryset (listing_search)", lambda s=search: listing_search(s))
         count = step("count query: ORM + driver", listings.count)
         offset = (page - 1) * 20
+        ids = step(
+            "page ids query: ORM + driver",
+            lambda q=listings, o=offset: list(q.values_list("pk", flat=True)[o : o + 20]),
+        )
         rows = step(
-            "page query: ORM + driver + model instances",
-            lambda q=listings, o=offset: list(q[o : o + 20]),
+            "page rows query (listing_page): ORM + driver + model instances",
+            lambda i=ids, s=search: listing_page(i, near=s.near),
         )
         results = step(
             "serialization (ListingSerializer, 20 rows)",

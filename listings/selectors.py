@@ -102,7 +102,10 @@ def _bounding_box(near: Near) -> Q:
 
 
 def listing_search(params: ListingSearch) -> QuerySet[Listing]:
-    """Public search: active listings (active always has stock) still on offer today."""
+    """Public search: active listings (active always has stock) still on offer today.
+
+    Filters and order only: counting and paging run on this table alone, and the names and
+    thumbnail are fetched for the page's rows afterwards (listing_page)."""
     today = timezone.localdate()
     listings = Listing.objects.filter(status=ListingStatus.ACTIVE).filter(
         Q(available_until__isnull=True) | Q(available_until__gte=today)
@@ -138,7 +141,17 @@ def listing_search(params: ListingSearch) -> QuerySet[Listing]:
             .annotate(distance_km=distance)
             .filter(distance_km__lte=near.radius_km)
         )
-    return _with_display_columns(listings).order_by(*order)
+    return listings.order_by(*order)
+
+
+def listing_page(ids: list[int], *, near: Near | None = None) -> list[Listing]:
+    """One page of search results, in the page's order, with names, thumbnail and (when
+    searching near a place) distance: one query for up to a page of ids."""
+    rows = _with_display_columns(Listing.objects.filter(pk__in=ids))
+    if near is not None:
+        rows = rows.annotate(distance_km=distance_km_expression(near.lat, near.lng))
+    by_id = {row.pk: row for row in rows}
+    return [by_id[pk] for pk in ids]
 
 
 def listing_list_for_farmer(*, farmer: User, status: str | None = None) -> QuerySet[Listing]:

@@ -67,7 +67,14 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             for permission in (IsAuthenticated(), IsFarmer()):
                 if not permission.has_permission(request, self):
                     self.permission_denied(request, message=getattr(permission, "message", None))
-        return super().list(request, *args, **kwargs)
+            return super().list(request, *args, **kwargs)
+        params = ListingSearchParamsSerializer(data=request.query_params.dict())
+        params.is_valid(raise_exception=True)
+        search = params.to_search()
+        # Count and page on the listings table alone, then dress the page's rows.
+        ids = self.paginate_queryset(selectors.listing_search(search).values_list("pk", flat=True))
+        rows = selectors.listing_page(list(ids), near=search.near)
+        return self.get_paginated_response(ListingSerializer(rows, many=True).data)
 
     def _detail(self, listing, status_code=status.HTTP_200_OK) -> Response:
         fresh = selectors.listing_detail_queryset(user=self.request.user).get(pk=listing.pk)
