@@ -7,6 +7,7 @@ as VROOM's per-vehicle `per_km` over the distance matrix (time is free: it only 
 VROOM says which jobs it left out but not why; reasons.py works that out.
 """
 
+import math
 import time
 from collections import Counter
 from datetime import timedelta
@@ -35,11 +36,14 @@ from logistics.routing.problem import (
 )
 from logistics.routing.reasons import unassigned_reason
 
-# Exploration level (1–5: VROOM's searches and local-search depth) by number of stops when
-# the caller does not choose; measured on seeded county days with 2 threads (see
-# bench/SOLOMON_RESULTS.md): higher levels past these sizes cost seconds for little.
-EXPLORATION_BY_STOPS = ((150, 5), (300, 4), (600, 3), (1200, 2))
-EXPLORATION_LARGEST = 1
+# Exploration level (0–5: VROOM's number of searches and local-search depth) by number of
+# stops, when the caller does not choose. Measured on seeded county days (the tests'
+# generator, 2 threads, shared machine; bench/SOLOMON_RESULTS.md): 120 stops take 0.5 s at
+# level 2 and 2.8 s at 5; 300 stops 5.9 s at 2, 11 s at 3, 39 s at 5; 600 stops 14 s at 1,
+# 36 s at 2. Past these sizes a higher level costs tens of seconds; `budget_s` (improve.py)
+# is the better use of spare time.
+EXPLORATION_BY_STOPS = ((150, 5), (300, 2), (600, 1))
+EXPLORATION_LARGEST = 0
 ENGINE_ERRORS = (
     vroom._vroom.VroomInputException,
     vroom._vroom.VroomInternalException,
@@ -61,33 +65,48 @@ def solve(
     threads: int = 2,
     timeout_s: float | None = None,
     budget_s: float | None = None,
+    rounds: int | None = None,
     seed: int = 0,
 ) -> Plan:
-    """Plan the day: VROOM's best answer at `exploration_level` (by size when None) on
-    `threads` threads, stopped after `timeout_s` if given. With `budget_s`, whatever is
+    """Plan the day: VROOM's best answer at `exploration_level` (0–5; by size when None)
+    on `threads` threads, stopped after `timeout_s` if given. With `budget_s`, whatever is
     left of that many seconds (counted from the call) after VROOM answers is spent
-    improving the plan (improve.py); then the plan depends on how many rounds fit, so it
-    is deterministic only without a budget."""
+    improving the plan (improve.py), at most `rounds` ruin-and-recreate rounds if given.
+    A plan improved for a budget depends on how many rounds fit in it; one improved for
+    `rounds` alone (no budget) is reproducible, like one without improvement.
+    Raises ValueError for a malformed problem, MatrixError if the matrix provider fails,
+    EngineError if VROOM refuses the input."""
     started = time.monotonic()
     _check(problem)
     stops = len(problem.jobs) + 2 * len(problem.pairs)
     level = exploration_level_for(stops) if exploration_level is None else exploration_level
+    if not 0 <= level <= 5:
+        raise ValueError(f"exploration_level must be within 0..5, not {level}")
     if not stops:
         return Plan(routes=(), summary=_summary(EngineAnswer({}, frozenset(), {}), level, {}))
     index = EngineModel.locations_of(problem)
     matrices = matrix.matrices(list(index))
     matrix_s = time.monotonic() - started
     model = EngineModel(problem, matrices, index)
-    answer = _engine(model, level, threads, timeout_s)
+    # With a budget and no engine timeout, the engine may use the whole budget at most.
+    answer = _engine(model, level, threads, budget_s if timeout_s is None else timeout_s)
     engine_s = time.monotonic() - started - matrix_s
-    times = {"matrix_ms": round(matrix_s * 1000), "engine_ms": round(engine_s * 1000)}
-    rounds = {}
-    if budget_s is not None:
-        answer, stats = improve(
-            model, answer, deadline=started + budget_s, threads=threads, seed=seed
-        )
-        times["improve_ms"] = round(stats.seconds * 1000)
-        rounds = {"rounds": stats.rounds, "accepted": stats.accepted, "improved": stats.improved}
+    summary = {"matrix_ms": round(matrix_s * 1000), "engine_ms": round(engine_s * 1000)}
+    if budget_s is not None or rounds is not None:
+        deadline = math.inf if budget_s is None else started + budget_s
+        answer, stats = improve(model, answer, deadline=deadline, max_rounds=rounds, seed=seed)
+        summary["improve_ms"] = round(stats.seconds * 1000)
+        summary["improve"] = {
+            "rounds": stats.rounds,
+            "accepted": stats.accepted,
+            "improved": stats.improved,
+        }
+    return _plan(model, answer, level, summary)
+
+
+def _plan(model: EngineModel, answer: EngineAnswer, level: int, extra: dict) -> Plan:
+    improved = extra.pop("improve", None)
+    summary = _summary(answer, level, extra)
     return Plan(
         routes=tuple(_route(model, route) for route in answer.routes.values()),
         unassigned=tuple(
@@ -98,7 +117,7 @@ def solve(
             )
             for kind, rank in sorted(answer.unassigned)
         ),
-        summary=_summary(answer, level, times) | ({"improve": rounds} if rounds else {}),
+        summary=summary | ({"improve": improved} if improved else {}),
     )
 
 
