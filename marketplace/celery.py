@@ -4,6 +4,7 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings.dev")
@@ -12,6 +13,17 @@ app = Celery("marketplace")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.autodiscover_tasks(["marketplace"])  # marketplace/tasks.py (the project package is no app)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def close_old_connections(**kwargs) -> None:
+    """Around every task, what Django does around every request: close a connection older
+    than CONN_MAX_AGE, broken, or left in a failed state; keep the others."""
+    from django.db import close_old_connections  # noqa: PLC0415 - Django is set up by then
+
+    close_old_connections()
+
 
 app.conf.beat_schedule = {
     "schedule-tomorrow": {

@@ -230,6 +230,11 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
 }
+# Celery's Django fix-up closes the database connection before and after every task unless
+# this is set, so each task would pay a new PostgreSQL session. Set, it leaves connections
+# alone; marketplace/celery.py closes them the way Django does around requests
+# (CONN_MAX_AGE, CONN_HEALTH_CHECKS, errors). Measured in bench/ROUTING_RESULTS.md.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1_000_000_000)
 CELERY_TASK_IGNORE_RESULT = True  # results are opt-in per task
 CELERY_RESULT_EXPIRES = timedelta(hours=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
