@@ -4,6 +4,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from logistics.models import CenterDayLoad, LegKind, Shipment, ShipmentStatus
@@ -195,3 +197,19 @@ def test_transfer_days_grow_with_distance():
     assert routing.transfer_days(a, a) == 0
     assert routing.transfer_days(a, near) == 1  # 55.6 km
     assert routing.transfer_days(a, far) == 2  # 222 km at 120 km a day
+
+
+def test_capacity_locks_are_taken_per_center_in_id_order_before_any_booking(county, morning):
+    buyer = BuyerFactory(village=county["south_village"])
+    far = create_listing(FarmerFactory(village=county["north_village"]))
+    near = create_listing(FarmerFactory(village=county["south_village"]))
+    order = place(buyer, (far, 1), (near, 1))
+    with CaptureQueriesContext(connection) as queries:
+        order_route(order_id=order.pk)
+    sql = [q["sql"] for q in queries.captured_queries]
+    locks = [i for i, s in enumerate(sql) if "pg_advisory_xact_lock" in s]
+    first_booking = next(i for i, s in enumerate(sql) if "logistics_centerdayload" in s)
+    assert len(locks) == 2
+    assert max(locks) < first_booking
+    locked = [sql[i].split(",")[-1].strip(" )") for i in locks]
+    assert locked == [str(pk) for pk in sorted([county["north"].pk, county["south"].pk])]
