@@ -24,10 +24,10 @@ from django.utils import timezone
 
 from listings.models import Listing, ListingPhoto, ListingStatus
 from listings.search import search_query
+from logistics.geo import EARTH_RADIUS_KM
 from marketplace.accounts.models import Role, User
 from orders.models import LineStatus, OrderLine, Review
 
-EARTH_RADIUS_KM = 6371.0088
 KM_PER_DEGREE_LAT = 111.195
 
 ORDERINGS = {

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from listings import demo as listings_demo
 from listings.models import Listing
+from logistics.geo import EARTH_RADIUS_KM, distance_km
 from logistics.models import ServiceCenter, Vehicle, Village
 from marketplace.accounts.models import BuyerKind, Role, User
 from marketplace.accounts.phones import normalize_phone
@@ -34,7 +35,6 @@ COUNTY_MIDDLE = (30.2, 119.6)
 VILLAGE_RADIUS_KM = 22.0  # villages lie within 44 km of each other
 VILLAGE_SPACING_KM = 2.0
 HOME_DISTANCE_KM = (0.2, 1.2)  # an exact address lies this far from its village's middle
-EARTH_RADIUS_KM = 6371.0
 
 PASSWORDS = {
     Role.FARMER: "demo-farmer-pass",
@@ -147,14 +147,6 @@ def _rng(kind: str) -> random.Random:
 
 def _coordinate(value: float) -> Decimal:
     return Decimal(f"{value:.6f}")
-
-
-def distance_km(lat1: Decimal, lng1: Decimal, lat2: Decimal, lng2: Decimal) -> float:
-    """Great-circle (haversine) distance."""
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    dphi, dlmb = phi2 - phi1, math.radians(lng2 - lng1)
-    h = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlmb / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
 
 
 def _point_near(rng: random.Random, lat: float, lng: float, km: float) -> tuple[Decimal, Decimal]:

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from listings.selectors import EARTH_RADIUS_KM
+from logistics.geo import distance_km
 from logistics.models import (
     CenterDayLoad,
     LegKind,
@@ -27,14 +27,6 @@ from orders.services import order_lock, order_transition
 
 MAX_DAYS_AHEAD = 60
 CAPACITY_LOCK_SPACE = 7301  # the first key of the (int, int) advisory locks on capacity
-
-
-def distance_km(lat1, lng1, lat2, lng2) -> float:
-    """Great-circle distance (haversine) in km."""
-    p1, p2 = math.radians(float(lat1)), math.radians(float(lat2))
-    dp, dl = p2 - p1, math.radians(float(lng2) - float(lng1))
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
 
 
 def transfer_days(origin: ServiceCenter, destination: ServiceCenter) -> int:

@@ -9,7 +9,6 @@ SECRET_KEY = "test-only-insecure-key-long-enough-for-hmac-sha256"  # noqa: S105
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
-CONN_MAX_AGE = 0
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 # A queue and cache prefix of this run's own, so a development worker sharing this Redis never
 # takes test tasks. The suite's Celery worker gets the same TEST_RUN_ID in its environment.
