@@ -8,7 +8,7 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from logistics.models import ServiceCenter
-from logistics.services.routing import order_route
+from logistics.services.routing import orders_route_batch
 from logistics.services.schedule import schedule_run_execute, schedule_run_request
 from logistics.services.shipments import shipments_flag_late_transfers
 from orders.models import Order, OrderStatus
@@ -21,9 +21,11 @@ from orders.models import Order, OrderStatus
     soft_time_limit=50,
     time_limit=60,
 )
-def route_order(order_id: int) -> str:
-    """Create the order's shipments and confirm it (a no-op when already routed)."""
-    return order_route(order_id=order_id).status
+def route_order(order_id: int) -> int:
+    """Create the order's shipments and confirm it, with other orders waiting to be routed
+    (up to ROUTING_BATCH in one transaction); a no-op when it is already routed. Returns
+    how many orders this call routed."""
+    return len(orders_route_batch(order_id=order_id, size=settings.ROUTING_BATCH))
 
 
 @shared_task(soft_time_limit=50, time_limit=60)

@@ -1,6 +1,7 @@
 """Writes of orders: placement, the status machine, cancellation, rejected lines, reviews."""
 
 import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -164,19 +165,24 @@ def order_place(
     listings are locked in primary-key order, checked, decremented, and the order and its
     lines are written with titles, units, prices and weights copied from the listings.
     Stock never goes below zero however many buyers race. Cash on delivery is `placed` at
-    once; prepaid waits in `awaiting_payment` until paid or expired."""
+    once; prepaid waits in `awaiting_payment` until paid or expired.
+
+    The order comes back holding what was written with it, as if prefetched: its lines, its
+    event and its shipments (none yet: routing writes them after the commit), so an answer
+    serialized from it reads nothing back."""
     _check_request_shape(buyer, lines)
     listings = {
         listing.pk: listing for listing in listings_for_update([x.listing_id for x in lines])
     }
     _check_lines(buyer, lines, listings)
 
-    village = delivery_village or buyer.village
+    village_id = delivery_village.pk if delivery_village else buyer.village_id
     if delivery_lat is None or delivery_lng is None:
-        own_place = village == buyer.village and buyer.lat is not None
-        delivery_lat, delivery_lng = (
-            (buyer.lat, buyer.lng) if own_place else (village.lat, village.lng)
-        )
+        if village_id == buyer.village_id and buyer.lat is not None:
+            delivery_lat, delivery_lng = buyer.lat, buyer.lng
+        else:  # the village's own point; the buyer's village is read only for it
+            village = delivery_village or buyer.village
+            delivery_lat, delivery_lng = village.lat, village.lng
     order_lines = []
     for line in lines:
         listing = listing_take_stock(listing=listings[line.listing_id], quantity=line.quantity)
@@ -204,7 +210,7 @@ def order_place(
         buyer=buyer,
         status=OrderStatus.AWAITING_PAYMENT if prepaid else OrderStatus.PLACED,
         delivery_method=delivery_method,
-        delivery_village=village,
+        delivery_village_id=village_id,
         delivery_address=delivery_address.strip(),
         delivery_lat=delivery_lat,
         delivery_lng=delivery_lng,
@@ -221,11 +227,30 @@ def order_place(
     for line in order_lines:
         line.order = order
     OrderLine.objects.bulk_create(order_lines)
-    OrderEvent.objects.create(order=order, to_status=order.status, actor=buyer, reason="placed")
+    event = OrderEvent.objects.create(
+        order=order, to_status=order.status, actor=buyer, reason="placed"
+    )
     notifications.notify_order_placed(order)
     if order.status == OrderStatus.PLACED:
         _route_after_commit(order.pk)
+    _hold_as_prefetched(
+        order,
+        lines=sorted(order_lines, key=lambda line: line.pk),
+        events=[event],
+        shipments=[],
+    )
     return order
+
+
+def _hold_as_prefetched(instance: Order, **related: list) -> None:
+    """Make `instance.<name>.all()` answer the given rows without a query, the way
+    prefetch_related leaves them (and refresh_from_db() drops them); a .filter() or .get()
+    on the manager still reads the database."""
+    cache = instance.__dict__.setdefault("_prefetched_objects_cache", {})
+    for name, rows in related.items():
+        queryset = getattr(instance, name).all()
+        queryset._result_cache, queryset._prefetch_done = list(rows), True
+        cache[name] = queryset
 
 
 def _route_after_commit(order_id: int) -> None:
@@ -247,20 +272,44 @@ def order_transition(
 ) -> Order:
     """Move a locked order along TRANSITIONS and record the event, in the caller's
     transaction. Any other change is refused with `invalid_status_transition`."""
-    if to_status not in TRANSITIONS[order.status]:
-        raise ConflictError(
-            errors.INVALID_TRANSITION,
-            f"An order that is {order.status} cannot become {to_status}.",
-            extra={"from": order.status, "to": to_status},
-        )
-    OrderEvent.objects.create(
-        order=order, from_status=order.status, to_status=to_status, actor=actor, reason=reason
-    )
-    order.status = to_status
-    order.save(update_fields=["status", "updated_at"])
-    if to_status == OrderStatus.PLACED:
-        _route_after_commit(order.pk)
+    orders_transition(orders=[order], to_status=to_status, actor=actor, reasons={order.pk: reason})
     return order
+
+
+def orders_transition(
+    *,
+    orders: Sequence[Order],
+    to_status: str,
+    reasons: Mapping[int, str],
+    actor: User | None = None,
+) -> None:
+    """`order_transition` for several locked orders at once (routing confirms a batch): all
+    are checked first, then one UPDATE and one INSERT of their events (reason by order id)."""
+    for order in orders:
+        if to_status not in TRANSITIONS[order.status]:
+            raise ConflictError(
+                errors.INVALID_TRANSITION,
+                f"An order that is {order.status} cannot become {to_status}.",
+                extra={"from": order.status, "to": to_status},
+            )
+    OrderEvent.objects.bulk_create(
+        OrderEvent(
+            order=order,
+            from_status=order.status,
+            to_status=to_status,
+            actor=actor,
+            reason=reasons[order.pk],
+        )
+        for order in orders
+    )
+    now = timezone.now()
+    Order.objects.filter(pk__in=[order.pk for order in orders]).update(
+        status=to_status, updated_at=now
+    )
+    for order in orders:
+        order.status, order.updated_at = to_status, now
+        if to_status == OrderStatus.PLACED:
+            _route_after_commit(order.pk)
 
 
 def _restock_lines(order: Order, lines: list[OrderLine]) -> None:

@@ -12,4 +12,4 @@ def expire_unpaid_orders() -> int:
     return payments.orders_expire_unpaid()
 
 
-from orders.notifications import send_notification, send_unsent_notifications  # noqa: E402, F401
+from orders.notifications import send_notifications, send_unsent_notifications  # noqa: E402, F401

@@ -24,10 +24,18 @@ class WorkerProcess:
     """`celery worker` in a subprocess of its own session, pointed at the test database and
     the run's queue (and at another broker when `broker_url` is given)."""
 
-    def __init__(self, name: str = "tests", *, broker_url: str | None = None, concurrency: int = 1):
+    def __init__(
+        self,
+        name: str = "tests",
+        *,
+        broker_url: str | None = None,
+        concurrency: int = 1,
+        env: dict[str, str] | None = None,
+    ):
         self.hostname = f"{name}-{settings.TEST_RUN_ID}@localhost"
         self.broker_url = broker_url
         self.concurrency = concurrency
+        self.extra_env = env or {}
         self.process: subprocess.Popen | None = None
         self.log_path = LOG_DIR / f"worker-{name}-{settings.TEST_RUN_ID}.log"
 
@@ -40,7 +48,7 @@ class WorkerProcess:
         }
         if self.broker_url:
             env.update(CELERY_BROKER_URL=self.broker_url, CELERY_RESULT_BACKEND=self.broker_url)
-        return env
+        return {**env, **self.extra_env}
 
     def start(self, timeout: float = 30) -> None:
         LOG_DIR.mkdir(exist_ok=True)

@@ -1,8 +1,10 @@
 """Routing an order: one shipment per farmer, its legs through the service centers, and its
 dates, within each center's daily handling capacity. Called by the route_order task."""
 
+import logging
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -21,9 +23,11 @@ from logistics.models import (
     ShipmentStatus,
     TrackingEvent,
 )
+from orders import notifications
 from orders.models import DeliveryMethod, LineStatus, Order, OrderLine, OrderStatus
-from orders.notifications import notify_order_confirmed
-from orders.services import order_lock, order_transition
+from orders.services import orders_transition
+
+logger = logging.getLogger(__name__)
 
 MAX_DAYS_AHEAD = 60
 CAPACITY_LOCK_SPACE = 7301  # the first key of the (int, int) advisory locks on capacity
@@ -47,31 +51,63 @@ def earliest_pickup(now: datetime, harvest_dates: list[date]) -> date:
     return max([local.date() + timedelta(days=lead), *harvest_dates])
 
 
-def book_capacity(*, center: ServiceCenter, earliest: date, weight_kg: Decimal) -> date:
-    """Book `weight_kg` at `center` on the first day from `earliest` with room, and return
-    that day. The conditional UPDATE is the check: two workers booking the same day cannot
-    both squeeze past the capacity. A load bigger than a whole day's capacity gets an empty
-    day of its own, so it is never silently added on top of others."""
-    capacity = center.daily_capacity_kg
-    for offset in range(MAX_DAYS_AHEAD):
-        day = earliest + timedelta(days=offset)
-        CenterDayLoad.objects.bulk_create(
-            [CenterDayLoad(center=center, date=day)], ignore_conflicts=True
-        )
-        room = CenterDayLoad.objects.filter(center=center, date=day)
-        if weight_kg > capacity:
-            room = room.filter(booked_kg=0)
-        else:
-            room = room.filter(booked_kg__lte=capacity - weight_kg)
-        if room.update(booked_kg=F("booked_kg") + weight_kg):
-            return day
-    raise RuntimeError(f"{center} has no room in the next {MAX_DAYS_AHEAD} days")
+# One statement adds every (center, day) booking of a batch to its row, creating it if new.
+_ADD_LOADS = """
+    INSERT INTO logistics_centerdayload AS load (center_id, date, booked_kg)
+    SELECT * FROM unnest(%s::bigint[], %s::date[], %s::numeric[])
+    ON CONFLICT (center_id, date) DO UPDATE SET booked_kg = load.booked_kg + EXCLUDED.booked_kg
+"""
+
+
+class NoRoomError(RuntimeError):
+    """A center has no room for a load in the next MAX_DAYS_AHEAD days."""
+
+
+class _Capacity:
+    """The day loads of some centers, read once while their capacity locks are held (so no
+    other routing books them meanwhile; a cancellation may only free room), booked in
+    memory, then written with one statement."""
+
+    def __init__(self, centers: dict[int, ServiceCenter], since: date):
+        self.centers = centers
+        rows = CenterDayLoad.objects.filter(center_id__in=centers, date__gte=since)
+        self.booked = {
+            (c, d): kg for c, d, kg in rows.values_list("center_id", "date", "booked_kg")
+        }
+        self.added: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
+
+    def book(self, center_id: int, earliest: date, weight_kg: Decimal) -> date:
+        """Book `weight_kg` on the first day from `earliest` with room and return that day.
+        A load bigger than a whole day's capacity gets an empty day of its own, so it is
+        never silently added on top of others."""
+        capacity = self.centers[center_id].daily_capacity_kg
+        for offset in range(MAX_DAYS_AHEAD):
+            day = earliest + timedelta(days=offset)
+            booked = self.booked.get((center_id, day), Decimal(0))
+            if (booked == 0) if weight_kg > capacity else (booked + weight_kg <= capacity):
+                self._add(center_id, day, weight_kg)
+                return day
+        raise NoRoomError(f"center {center_id} has no room in the next {MAX_DAYS_AHEAD} days")
+
+    def unbook(self, center_id: int, day: date, weight_kg: Decimal) -> None:
+        self._add(center_id, day, -weight_kg)
+
+    def _add(self, center_id: int, day: date, weight_kg: Decimal) -> None:
+        key = (center_id, day)
+        self.booked[key] = self.booked.get(key, Decimal(0)) + weight_kg
+        self.added[key] += weight_kg
+
+    def save(self) -> None:
+        added = [(center, day, kg) for (center, day), kg in self.added.items() if kg]
+        if not added:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(_ADD_LOADS, [list(column) for column in zip(*added, strict=True)])
 
 
 def lock_centers_capacity(center_ids) -> None:
     """Take the capacity bookings of these centers for the rest of the transaction, in
-    ascending id order. Two routings booking the same (center, day) rows in different
-    orders deadlocked (seen in the routing benchmark); now the second waits for the first."""
+    ascending id order, so two routings sharing centers wait for each other, never deadlock."""
     with connection.cursor() as cursor:
         for center_id in sorted(center_ids):
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [CAPACITY_LOCK_SPACE, center_id])
@@ -117,87 +153,181 @@ def _legs(shipment: Shipment, delivery_method: str) -> list[ShipmentLeg]:
     return legs
 
 
-def _ship_farmer(order: Order, lines: list[OrderLine], now: datetime) -> Shipment:
-    listing_of = {line.pk: line.listing for line in lines}
-    first = listing_of[lines[0].pk]
-    origin = first.village.service_center
-    destination = order.delivery_village.service_center
-    weight = sum((line.quantity * line.unit_weight_kg for line in lines), Decimal(0))
-    pickup = book_capacity(
-        center=origin,
-        earliest=earliest_pickup(now, [listing_of[x.pk].harvest_date for x in lines]),
-        weight_kg=weight,
+@dataclass
+class _Shipping:
+    """One farmer's part of an order while its days are booked."""
+
+    order: Order
+    lines: list[OrderLine]
+    origin: ServiceCenter
+    destination: ServiceCenter
+    weight: Decimal
+    earliest: date
+    pickup: date | None = None
+    delivery: date | None = None
+
+    def book(self, capacity: _Capacity) -> None:
+        """The pickup at the origin; then, across centers, the delivery at the destination
+        from the day the transfer arrives."""
+        self.pickup = capacity.book(self.origin.pk, self.earliest, self.weight)
+        self.delivery = self.pickup + timedelta(days=transfer_days(self.origin, self.destination))
+        if self.origin.pk != self.destination.pk:
+            self.delivery = capacity.book(self.destination.pk, self.delivery, self.weight)
+
+    def unbook(self, capacity: _Capacity) -> None:
+        if self.pickup is not None:
+            capacity.unbook(self.origin.pk, self.pickup, self.weight)
+            if self.origin.pk != self.destination.pk and self.delivery is not None:
+                capacity.unbook(self.destination.pk, self.delivery, self.weight)
+        self.pickup = self.delivery = None
+
+    def shipment(self, now: datetime) -> Shipment:
+        first = self.lines[0].listing
+        at_center = self.order.delivery_method == DeliveryMethod.PICKUP
+        return Shipment(
+            order=self.order,
+            farmer_id=self.lines[0].farmer_id,
+            origin_center=self.origin,
+            destination_center=self.destination,
+            weight_kg=self.weight,
+            needs_refrigeration=any(line.needs_refrigeration for line in self.lines),
+            pickup_lat=first.lat,
+            pickup_lng=first.lng,
+            delivery_lat=self.destination.lat if at_center else self.order.delivery_lat,
+            delivery_lng=self.destination.lng if at_center else self.order.delivery_lng,
+            pickup_date=self.pickup,
+            delivery_date=self.delivery,
+            spoils_before_arrival=any(
+                line.listing.harvest_date + timedelta(days=line.listing.shelf_life_days)
+                < self.delivery
+                for line in self.lines
+            ),
+        )
+
+
+def _lock_orders(order_id: int, *, more: int, wait: bool) -> list[Order]:
+    """The order `order_id` if it is placed (waiting for its lock, or skipping it when
+    another transaction holds it and `wait` is false), then up to `more` other placed
+    orders, oldest first, skipping any another transaction holds: those are being routed,
+    cancelled or changed by it."""
+    placed = Order.objects.filter(status=OrderStatus.PLACED).select_related(
+        "delivery_village__service_center"
     )
-    delivery = pickup + timedelta(days=transfer_days(origin, destination))
-    if origin.pk != destination.pk:
-        delivery = book_capacity(center=destination, earliest=delivery, weight_kg=weight)
-    spoils = any(
-        listing_of[x.pk].harvest_date + timedelta(days=listing_of[x.pk].shelf_life_days) < delivery
-        for x in lines
+    orders = list(placed.select_for_update(of=("self",), skip_locked=not wait).filter(pk=order_id))
+    if more:
+        others = placed.select_for_update(of=("self",), skip_locked=True).exclude(pk=order_id)
+        orders += others.order_by("pk")[:more]
+    return orders
+
+
+def _route(orders: list[Order]) -> list[Order]:
+    """Route locked, placed orders together: one read of their lines, the capacity of their
+    centers locked and booked in memory, then one INSERT per table and one UPDATE of the
+    orders. An order that cannot be routed (no center has room within MAX_DAYS_AHEAD, no
+    active line) is left placed, logged, and the others go on. Returns the routed ones."""
+    lines = (
+        OrderLine.objects.filter(order__in=orders, status=LineStatus.ACTIVE)
+        .select_related("listing__village__service_center")
+        .defer("listing__description", "listing__search_vector")
+        .order_by("order_id", "farmer_id", "id")
     )
-    shipment = Shipment.objects.create(
-        order=order,
-        farmer_id=lines[0].farmer_id,
-        origin_center=origin,
-        destination_center=destination,
-        weight_kg=weight,
-        needs_refrigeration=any(x.needs_refrigeration for x in lines),
-        pickup_lat=first.lat,
-        pickup_lng=first.lng,
-        delivery_lat=destination.lat
-        if order.delivery_method == DeliveryMethod.PICKUP
-        else order.delivery_lat,
-        delivery_lng=destination.lng
-        if order.delivery_method == DeliveryMethod.PICKUP
-        else order.delivery_lng,
-        pickup_date=pickup,
-        delivery_date=delivery,
-        spoils_before_arrival=spoils,
+    parts: dict[int, dict[int, list[OrderLine]]] = {order.pk: {} for order in orders}
+    centers: dict[int, ServiceCenter] = {}
+    for line in lines:
+        center = centers.setdefault(
+            line.listing.village.service_center_id, line.listing.village.service_center
+        )
+        line.listing.village.service_center = center
+        parts[line.order_id].setdefault(line.farmer_id, []).append(line)
+    for order in orders:
+        center = order.delivery_village.service_center
+        order.delivery_village.service_center = centers.setdefault(center.pk, center)
+    now = timezone.now()
+    shippings = {
+        order.pk: [
+            _Shipping(
+                order=order,
+                lines=farmer_lines,
+                origin=farmer_lines[0].listing.village.service_center,
+                destination=order.delivery_village.service_center,
+                weight=sum((x.quantity * x.unit_weight_kg for x in farmer_lines), Decimal(0)),
+                earliest=earliest_pickup(now, [x.listing.harvest_date for x in farmer_lines]),
+            )
+            for farmer_lines in parts[order.pk].values()
+        ]
+        for order in orders
+    }
+    lock_centers_capacity(centers)
+    capacity = _Capacity(
+        centers,
+        since=min((x.earliest for xs in shippings.values() for x in xs), default=now.date()),
     )
-    ShipmentLeg.objects.bulk_create(_legs(shipment, order.delivery_method))
-    TrackingEvent.objects.create(
-        shipment=shipment,
-        status=ShipmentStatus.PENDING,
-        occurred_at=now,
-        center=origin,
-        note=f"pickup {pickup:%Y-%m-%d}, delivery {delivery:%Y-%m-%d}",
+    routed = []
+    for order in orders:
+        try:
+            if not shippings[order.pk]:
+                raise NoRoomError("no active line")
+            for shipping in shippings[order.pk]:
+                shipping.book(capacity)
+        except NoRoomError as exc:
+            for shipping in shippings[order.pk]:
+                shipping.unbook(capacity)
+            logger.error("order %s not routed: %s", order.pk, exc)
+            continue
+        routed.append(order)
+    capacity.save()
+    shipments = Shipment.objects.bulk_create(
+        shipping.shipment(now) for order in routed for shipping in shippings[order.pk]
     )
-    return shipment
+    ShipmentLeg.objects.bulk_create(
+        leg for shipment in shipments for leg in _legs(shipment, shipment.order.delivery_method)
+    )
+    TrackingEvent.objects.bulk_create(
+        TrackingEvent(
+            shipment=shipment,
+            status=ShipmentStatus.PENDING,
+            occurred_at=now,
+            center=shipment.origin_center,
+            note=f"pickup {shipment.pickup_date:%Y-%m-%d}, "
+            f"delivery {shipment.delivery_date:%Y-%m-%d}",
+        )
+        for shipment in shipments
+    )
+    reasons, messages = {}, []
+    for order in routed:
+        own = shippings[order.pk]
+        first_pickup = min(x.pickup for x in own)
+        last_delivery = max(x.delivery for x in own)
+        reasons[order.pk] = (
+            f"routed: pickup from {first_pickup:%Y-%m-%d}, delivery by {last_delivery:%Y-%m-%d}"
+        )
+        messages += notifications.order_confirmed_messages(
+            order,
+            delivery_date=last_delivery,
+            pickup_dates={x.lines[0].farmer_id: x.pickup for x in own},
+            lines_by_farmer=parts[order.pk],
+        )
+    orders_transition(orders=routed, to_status=OrderStatus.CONFIRMED, reasons=reasons)
+    notifications.store(messages)
+    return routed
 
 
 @transaction.atomic
 def order_route(*, order_id: int) -> Order:
-    """Route a placed order: one shipment per farmer with legs and dates, then confirm it.
-    Idempotent: the order row is locked first and only a `placed` order is routed, so a
-    repeated or concurrent call finds it confirmed and does nothing; the unique (order,
-    farmer) constraint backs this up."""
-    order = order_lock(order_id)
-    if order.status != OrderStatus.PLACED:
-        return order
-    lines = list(
-        order.lines.filter(status=LineStatus.ACTIVE)
-        .select_related("listing__village__service_center")
-        .order_by("farmer_id", "id")
-    )
-    order = Order.objects.select_related("delivery_village__service_center").get(pk=order.pk)
-    by_farmer: dict[int, list[OrderLine]] = defaultdict(list)
-    for line in lines:
-        by_farmer[line.farmer_id].append(line)
-    centers = {line.listing.village.service_center_id for line in lines}
-    centers.add(order.delivery_village.service_center_id)
-    lock_centers_capacity(centers)
-    now = timezone.now()
-    shipments = [_ship_farmer(order, farmer_lines, now) for farmer_lines in by_farmer.values()]
-    first_pickup = min(s.pickup_date for s in shipments)
-    last_delivery = max(s.delivery_date for s in shipments)
-    order = order_transition(
-        order=order,
-        to_status=OrderStatus.CONFIRMED,
-        reason=f"routed: pickup from {first_pickup:%Y-%m-%d}, delivery by {last_delivery:%Y-%m-%d}",
-    )
-    notify_order_confirmed(
-        order,
-        delivery_date=last_delivery,
-        pickup_dates={s.farmer_id: s.pickup_date for s in shipments},
-    )
-    return order
+    """Route one placed order: one shipment per farmer with legs and dates, then confirm
+    it. Idempotent: the order row is locked first (waiting for it) and only a `placed`
+    order is routed, so a repeated or concurrent call finds it confirmed and does nothing;
+    the unique (order, farmer) constraint backs this up."""
+    _route(_lock_orders(order_id, more=0, wait=True))
+    return Order.objects.get(pk=order_id)
+
+
+@transaction.atomic
+def orders_route_batch(*, order_id: int, size: int) -> list[int]:
+    """The routing task's work: the order `order_id` and other placed orders with it, up to
+    `size` in one transaction. Under load this serves many orders with one set of
+    statements (the messages of the others then find them confirmed and stop at one
+    query); when quiet it is one order. An order another transaction holds is skipped:
+    that one is routing, cancelling or changing it, and the sweeper re-sends what is still
+    placed after that. Returns the ids routed."""
+    return [order.pk for order in _route(_lock_orders(order_id, more=size - 1, wait=False))]

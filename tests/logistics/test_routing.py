@@ -12,7 +12,7 @@ from logistics.models import CenterDayLoad, LegKind, Shipment, ShipmentStatus
 from logistics.services import routing
 from logistics.services.routing import order_route
 from orders import services as orders
-from orders.models import OrderStatus
+from orders.models import Order, OrderEvent, OrderStatus
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -213,3 +213,110 @@ def test_capacity_locks_are_taken_per_center_in_id_order_before_any_booking(coun
     assert max(locks) < first_booking
     locked = [sql[i].split(",")[-1].strip(" )") for i in locks]
     assert locked == [str(pk) for pk in sorted([county["north"].pk, county["south"].pk])]
+
+
+# ------------------------------------------------------------------ batches (the task's way)
+def test_a_batch_routes_the_given_order_and_the_oldest_waiting_ones(county, morning):
+    listing = create_listing(FarmerFactory(village=county["north_village"]))
+    buyer = BuyerFactory(village=county["south_village"])
+    placed = [place(buyer, (listing, 1)) for _ in range(5)]
+    prepaid = orders.order_place(
+        buyer=buyer,
+        lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal(1))],
+        delivery_method="home",
+        payment_method="prepaid",
+    )
+
+    routed = routing.orders_route_batch(order_id=placed[3].pk, size=3)
+
+    assert routed == [placed[3].pk, placed[0].pk, placed[1].pk]
+    status = dict(Order.objects.values_list("pk", "status"))
+    assert [status[x.pk] for x in placed] == [
+        "confirmed",
+        "confirmed",
+        "placed",
+        "confirmed",
+        "placed",
+    ]
+    assert status[prepaid.pk] == OrderStatus.AWAITING_PAYMENT
+    assert Shipment.objects.filter(order_id__in=routed).count() == 3
+    assert not Shipment.objects.exclude(order_id__in=routed).exists()
+    for order_id in routed:
+        (event,) = OrderEvent.objects.filter(order_id=order_id, to_status="confirmed")
+        assert event.from_status == OrderStatus.PLACED
+        assert event.reason.startswith("routed: pickup from ")
+
+
+def test_a_batch_books_capacity_as_one_order_after_another(county, morning):
+    """The same days as routing them one by one: each order fills what the ones before it
+    left; one row per (center, day), never above capacity."""
+    county["north"].daily_capacity_kg = Decimal("100.0")
+    county["north"].save()
+    listing = create_listing(
+        FarmerFactory(village=county["north_village"]),
+        unit="kg",
+        quantity_available=Decimal("1000"),
+    )
+    placed = [
+        place(BuyerFactory(village=county["north_village"]), (listing, kg))
+        for kg in (60, 30, 60, 150, 10)
+    ]
+
+    routing.orders_route_batch(order_id=placed[0].pk, size=10)
+
+    tomorrow = morning + timedelta(days=1)
+    pickups = [Shipment.objects.get(order=x).pickup_date for x in placed]
+    day = [tomorrow + timedelta(days=n) for n in range(3)]
+    # 60 + 30 fit the first day, 60 the second, 150 (more than a day) takes an empty third,
+    # and 10 still fits the first day
+    assert pickups == [day[0], day[0], day[1], day[2], day[0]]
+    loads = dict(
+        CenterDayLoad.objects.filter(center=county["north"]).values_list("date", "booked_kg")
+    )
+    assert loads == {
+        day[0]: Decimal("100.000"),
+        day[1]: Decimal("60.000"),
+        day[2]: Decimal("150.000"),
+    }
+
+
+def test_an_order_without_room_stays_placed_and_the_rest_of_the_batch_goes_on(
+    county, morning, monkeypatch
+):
+    monkeypatch.setattr(routing, "MAX_DAYS_AHEAD", 2)
+    county["north"].daily_capacity_kg = Decimal("100.0")
+    county["north"].save()
+    listing = create_listing(
+        FarmerFactory(village=county["north_village"]),
+        unit="kg",
+        quantity_available=Decimal("1000"),
+    )
+    buyer = BuyerFactory(village=county["north_village"])
+    first, second, third = (place(buyer, (listing, kg)) for kg in (90, 90, 90))
+
+    assert routing.orders_route_batch(order_id=first.pk, size=10) == [first.pk, second.pk]
+
+    third.refresh_from_db()
+    assert third.status == OrderStatus.PLACED
+    assert not Shipment.objects.filter(order=third).exists()
+    assert sorted(
+        CenterDayLoad.objects.filter(center=county["north"]).values_list("booked_kg", flat=True)
+    ) == [Decimal("90.000"), Decimal("90.000")]
+
+
+def test_a_batch_costs_the_same_statements_for_two_orders_or_twenty(county, morning):
+    listings = [
+        create_listing(FarmerFactory(village=county[v]), quantity_available=Decimal("1000"))
+        for v in ("north_village", "south_village", "north_village")
+    ]
+
+    def route_batch(count: int) -> int:
+        placed = [
+            place(BuyerFactory(village=county["south_village"]), *[(x, 1) for x in listings])
+            for _ in range(count)
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            assert len(routing.orders_route_batch(order_id=placed[0].pk, size=count)) == count
+        return len(queries)
+
+    assert route_batch(2) == route_batch(20)

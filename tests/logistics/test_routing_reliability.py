@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from logistics.models import CenterDayLoad, Route, Shipment, ShipmentStatus, Stop
-from logistics.services.routing import order_route
+from logistics.services.routing import order_route, orders_route_batch
 from logistics.tasks import sweep_unrouted_orders
 from marketplace.celery import app as celery_app
 from orders import services as orders
@@ -82,7 +82,8 @@ def test_a_worker_killed_mid_routing_loses_no_order(settings):
     settings.ROUTING_SWEEP_GRACE_SECONDS = 0
     celery_app.control.purge()
     placed = place_orders(100)  # their routing (and notification) messages wait in Redis
-    worker = WorkerProcess("killed", concurrency=2)
+    # Small batches, so the kill lands between and inside them (a batch is one transaction).
+    worker = WorkerProcess("killed", concurrency=2, env={"ROUTING_BATCH": "3"})
     worker.start()
     try:
         assert wait_until(lambda: statuses(placed)[OrderStatus.CONFIRMED] >= 20, timeout=60)
@@ -170,3 +171,39 @@ def test_cancelling_before_pickup_unwinds_shipments_stops_and_capacity():
     assert not Stop.objects.filter(pk=shared_stop.pk).exists()  # its route had not started
     assert Stop.objects.filter(pk=on_the_road.pk).exists()  # staff see it and skip it
     assert set(CenterDayLoad.objects.values_list("booked_kg", flat=True)) == {Decimal("0")}
+
+
+def test_concurrent_batches_route_every_order_once():
+    """Four batches at once over the same waiting orders: each takes the orders no other
+    holds (SKIP LOCKED), so every order is routed exactly once, with no deadlock."""
+    placed = place_orders(40)
+    barrier = threading.Barrier(4)
+    routed: list[int] = []
+    errors: list[Exception] = []
+
+    def route(order_id: int):
+        try:
+            barrier.wait()
+            routed.extend(orders_route_batch(order_id=order_id, size=15))
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=route, args=(placed[n * 10].pk,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(routed) == sorted(set(routed))  # nobody routed an order twice
+    for order_id in {o.pk for o in placed} - set(routed):  # left by a full batch: the sweeper's
+        orders_route_batch(order_id=order_id, size=1)
+    assert statuses(placed) == Counter({OrderStatus.CONFIRMED: 40})
+    assert_one_set_of_shipments_each(placed)
+    per_order = Counter(
+        Notification.objects.filter(kind=NotificationKind.ORDER_CONFIRMED).values_list(
+            "order_id", flat=True
+        )
+    )
+    assert set(per_order.values()) == {3}  # the buyer and two farmers, once each

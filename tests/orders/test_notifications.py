@@ -94,8 +94,8 @@ class TestWhoIsTold:
             (farmer_a.pk, NotificationKind.ORDER_PLACED),
             (farmer_b.pk, NotificationKind.ORDER_PLACED),
         ]
-        # after the commit: one send task per notification, and the routing task
-        assert len(enqueued) == 4
+        # after the commit: one send task for the three, and the routing task
+        assert len(enqueued) == 2
         to_buyer, to_a, to_b = Notification.objects.filter(order=order).order_by("id")
         # 14.00 + 5.00 + 18.00 = 37.00 of goods, home delivery from two farmers: + 7.00
         assert (to_buyer.title, to_buyer.body) == (
@@ -335,8 +335,8 @@ class TestSendingInProcess:
             user=buyer, kind=NotificationKind.ORDER_DELIVERED, title="已送达", body="…"
         )
 
-        assert notifications.send_notification(notification.pk) is True
-        assert notifications.send_notification(notification.pk) is False
+        assert notifications.send_notifications([notification.pk]) == 1
+        assert notifications.send_notifications([notification.pk]) == 0
 
         assert recording == [(notification.pk, buyer.phone)]
         notification.refresh_from_db()
@@ -351,12 +351,12 @@ class TestSendingInProcess:
             notifications.notification_send(notification_id=notification.pk)
         notification.refresh_from_db()
         assert notification.sent_at is None
-        retried_for = notifications.send_notification.autoretry_for
+        retried_for = notifications.send_notifications.autoretry_for
         assert notifications.NotificationBackendError in retried_for
-        assert notifications.send_notification.max_retries == 5
+        assert notifications.send_notifications.max_retries == 5
 
     def test_a_deleted_notification_is_skipped(self, recording):
-        assert notifications.send_notification(999999) is False
+        assert notifications.send_notifications([999999]) == 0
         assert recording == []
 
     def test_the_sweeper_picks_what_is_unsent_and_recent(self):
