@@ -28,7 +28,7 @@ the queue purged):
    `--max-phase-seconds` (0: no limit; the default 75 s keeps the whole run near 6 min)
    and then reports the orders confirmed by then over the time.
 3. **notifications**, with the same workers: they consume the one queue, as in
-   production, so the send_notification tasks routing enqueued after each commit wait
+   production, so the send_notifications tasks routing enqueued after each commit wait
    behind the routing tasks (Redis lists are FIFO). After the routing phase (if it was
    cut: after emptying the queue and sending a task for every unsent notification) the
    script counts notifications sent for `--notify-seconds` and reports notifications/s
@@ -78,7 +78,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TASK = "logistics.tasks.route_order"
-NOTIFY_TASK = "orders.notifications.send_notification"
+NOTIFY_TASK = "orders.notifications.send_notifications"
+NOTIFY_BATCH = 50  # ids per send task, as orders.notifications.store sends them
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -561,16 +562,17 @@ def run_celery(ctx, procs: int, concurrency: int, args) -> dict:
         if args.notify_seconds > 0:
             # The notification tasks routing enqueued wait behind the routing tasks (FIFO);
             # after a cut, routing tasks are still queued: empty the queue and send a
-            # send_notification task for every unsent notification, then time the workers
+            # send_notifications task per 50 unsent notifications, then time the workers
             # on them for --notify-seconds (or until all are sent).
             if cut:
                 ctx["purge"]()
                 cursor.execute("SELECT id FROM orders_notification WHERE sent_at IS NULL")
+                unsent = [row[0] for row in cursor.fetchall()]
                 with app.producer_or_acquire() as producer:
-                    for (notification_id,) in cursor.fetchall():
+                    for start in range(0, len(unsent), NOTIFY_BATCH):
                         app.send_task(
                             NOTIFY_TASK,
-                            args=[notification_id],
+                            args=[unsent[start : start + NOTIFY_BATCH]],
                             queue=ctx["queue"],
                             producer=producer,
                         )

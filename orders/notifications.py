@@ -130,27 +130,38 @@ def notify(
     return notification
 
 
-def notification_send(*, notification_id: int) -> bool:
-    """Send one notification through the backend, once: its row stays locked while it is
-    sent and marked, so a duplicated or redelivered task waits, then finds it sent. The
-    lock is held across the backend call on purpose (the task's time limit bounds it), and
-    on this one row only: user and order are read before, without locks, so the
-    transaction touches no other table. Only a crash between the send and the commit sends
-    twice. Returns whether this call sent it; a notification deleted meanwhile (with its
-    order) is skipped."""
-    notification = (
-        Notification.objects.select_related("user", "order").filter(pk=notification_id).first()
-    )
-    if notification is None or notification.sent_at is not None:
-        return False
+def notifications_send(*, notification_ids: Iterable[int]) -> int:
+    """Send these notifications through the backend, each once, and return how many this
+    call sent. Their rows stay locked (in id order) while they are sent and marked, so a
+    duplicated or redelivered task waits, then finds them sent; those already sent, or
+    deleted with their order, are skipped. The locks are held across the backend calls on
+    purpose (the task's time limit bounds them), and on these rows only: user and order
+    are joined without locks. When the backend fails on one, those sent before it are
+    still marked, then the error goes up for the task to retry the rest. Only a crash
+    between the sends and the commit sends any twice."""
+    sent: list[Notification] = []
+    failure: Exception | None = None
     with transaction.atomic():
-        row = Notification.objects.select_for_update().filter(pk=notification_id)
-        if list(row.values_list("sent_at", flat=True)) != [None]:
-            return False  # sent by another run meanwhile, or deleted
-        get_backend().send(notification)
-        notification.sent_at = timezone.now()
-        row.update(sent_at=notification.sent_at)
-    return True
+        pending = (
+            Notification.objects.select_for_update(of=("self",))
+            .select_related("user", "order")
+            .filter(pk__in=list(notification_ids), sent_at__isnull=True)
+            .order_by("pk")
+        )
+        backend = get_backend()
+        for notification in pending:
+            try:
+                backend.send(notification)
+            except Exception as exc:
+                failure = exc
+                break
+            sent.append(notification)
+        if sent:
+            now = timezone.now()
+            Notification.objects.filter(pk__in=[x.pk for x in sent]).update(sent_at=now)
+    if failure is not None:
+        raise failure
+    return len(sent)
 
 
 def notification_mark_read(*, user: User, notification_id: int) -> Notification:
@@ -181,9 +192,9 @@ def notification_mark_all_read(*, user: User) -> int:
     time_limit=30,
 )
 def send_notifications(notification_ids: list[int]) -> int:
-    """Send each in turn; returns how many this call sent. Idempotent: a retry (or a
-    redelivered message) skips those already sent."""
-    return sum(notification_send(notification_id=pk) for pk in notification_ids)
+    """Returns how many this call sent. Idempotent: a retry (or a redelivered message)
+    skips those already sent."""
+    return notifications_send(notification_ids=notification_ids)
 
 
 def notifications_unsent(*, now: datetime | None = None) -> QuerySet[Notification]:

@@ -29,6 +29,17 @@ class FailingBackend:
         raise notifications.NotificationBackendError("the SMS gateway is down")
 
 
+class SecondFailsBackend:
+    """Sends the first it is given, then fails."""
+
+    sent: list[int] = []
+
+    def send(self, notification: Notification) -> None:
+        if SecondFailsBackend.sent:
+            raise notifications.NotificationBackendError("the SMS gateway went down")
+        SecondFailsBackend.sent.append(notification.pk)
+
+
 @pytest.fixture
 def recording(settings):
     settings.NOTIFICATION_BACKEND = f"{__name__}.RecordingBackend"
@@ -348,12 +359,29 @@ class TestSendingInProcess:
             user=BuyerFactory(), kind=NotificationKind.ORDER_DELIVERED, title="t", body="b"
         )
         with pytest.raises(notifications.NotificationBackendError):
-            notifications.notification_send(notification_id=notification.pk)
+            notifications.notifications_send(notification_ids=[notification.pk])
         notification.refresh_from_db()
         assert notification.sent_at is None
         retried_for = notifications.send_notifications.autoretry_for
         assert notifications.NotificationBackendError in retried_for
         assert notifications.send_notifications.max_retries == 5
+
+    def test_a_failure_mid_batch_marks_what_was_sent_and_leaves_the_rest(self, settings):
+        settings.NOTIFICATION_BACKEND = f"{__name__}.SecondFailsBackend"
+        SecondFailsBackend.sent = []
+        user = BuyerFactory()
+        first, second, third = (
+            notifications.notify(
+                user=user, kind=NotificationKind.ORDER_DELIVERED, title="t", body=b
+            )
+            for b in "abc"
+        )
+        with pytest.raises(notifications.NotificationBackendError):
+            notifications.send_notifications([third.pk, first.pk, second.pk])
+        assert SecondFailsBackend.sent == [first.pk]  # in id order
+        sent = dict(Notification.objects.values_list("pk", "sent_at"))
+        assert sent[first.pk] is not None
+        assert (sent[second.pk], sent[third.pk]) == (None, None)
 
     def test_a_deleted_notification_is_skipped(self, recording):
         assert notifications.send_notifications([999999]) == 0
