@@ -12,10 +12,11 @@ Stages:
              A size stops raising its level once a run takes > 60 s, or when the previous
              level's time × 2.2 predicts more than --run-bound seconds; every run also
              passes timeout_s=--run-bound to the engine.
-2. zones   — for large days: a sweep split around the depot into k = ceil(stops/250) zones,
-             regular vans shared by zone weight, refrigerated jobs with the refrigerated van
-             as one more small task; the tasks run on ProcessPoolExecutor(2), threads=1 each
-             (as two Celery workers would, one task per zone), then merged.
+2. zones   — for large days: the app's split (logistics.routing.zones.split: a sweep around
+             the depot into k = ceil(stops/250) zones, regular vans shared by zone weight,
+             refrigerated jobs with the refrigerated van as one more small task); the tasks
+             run on ProcessPoolExecutor(2), threads=1 each (as two Celery workers would, one
+             task per zone), then merged with logistics.routing.zones.merge.
 3. centers — 20 independent ~150-stop days on 1 and on 2 worker processes, threads=1 each.
 
 Nothing here touches the database or Django settings: only the routing dataclasses.
@@ -30,7 +31,7 @@ import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -43,12 +44,14 @@ from logistics.routing.problem import (  # noqa: E402
     JobKind,
     Location,
     PickupDelivery,
+    Plan,
     Problem,
     Skill,
     TimeWindow,
     VehicleSpec,
 )
 from logistics.routing.vroom_solver import exploration_level_for, solve  # noqa: E402
+from logistics.routing.zones import merge, split  # noqa: E402
 
 RESULTS = ROOT / "bench" / "SCALE_RESULTS.md"
 DEPOT = (30.2, 119.6)
@@ -227,101 +230,41 @@ def load() -> str:
 # ---------------------------------------------------------------------------- zones
 
 
-def sweep_zones(problem: Problem, k: int) -> list[Problem]:
-    """k geographic zones by angle around the depot (cut where the angular gap is widest,
-    then into k arcs with equal stop counts), regular vans shared by zone weight (largest
-    remainder, at least ceil(kg/700) each); refrigerated jobs go with the refrigerated van
-    as one more task."""
-    d = problem.depot
-    cold_van = [v for v in problem.vehicles if Skill.REFRIGERATED in v.skills]
-    plain_vans = [v for v in problem.vehicles if Skill.REFRIGERATED not in v.skills]
-
-    def angle(loc: Location) -> float:
-        return math.atan2(loc.lat - d.lat, (loc.lng - d.lng) * math.cos(math.radians(d.lat)))
-
-    items = []  # (angle, stops, grams, job | pair)
-    cold_jobs = []
-    for job in problem.jobs:
-        if job.skills:
-            cold_jobs.append(job)
-        else:
-            items.append((angle(job.location), 1, job.amount_g, job))
-    for pair in problem.pairs:
-        mid = Location(
-            (pair.pickup.location.lat + pair.delivery.location.lat) / 2,
-            (pair.pickup.location.lng + pair.delivery.location.lng) / 2,
-        )
-        items.append((angle(mid), 2, pair.amount_g, pair))
-    items.sort(key=lambda x: x[0])
-    gaps = [
-        ((items[(i + 1) % len(items)][0] - items[i][0]) % (2 * math.pi), i)
-        for i in range(len(items))
-    ]
-    cut = max(gaps)[1] + 1
-    items = items[cut:] + items[:cut]
-    total = sum(x[1] for x in items)
-    zones: list[list] = [[] for _ in range(k)]
-    acc = 0
-    for item in items:
-        zones[min(k - 1, acc * k // total)].append(item)
-        acc += item[1]
-    grams = [sum(x[2] for x in z) for z in zones]
-    share = [len(plain_vans) * g / sum(grams) for g in grams]
-    counts = [max(math.floor(s), math.ceil(g / 700_000)) for s, g in zip(share, grams, strict=True)]
-    order = sorted(range(k), key=lambda i: share[i] - math.floor(share[i]), reverse=True)
-    i = 0
-    while sum(counts) < len(plain_vans):
-        counts[order[i % k]] += 1
-        i += 1
-    while sum(counts) > len(plain_vans):  # the minimums overshot: take from the richest
-        j = max(range(k), key=lambda z: counts[z] - grams[z] / 700_000)
-        counts[j] -= 1
-    parts, start = [], 0
-    for z, count in zip(zones, counts, strict=True):
-        parts.append(
-            Problem(
-                depot=d,
-                vehicles=tuple(plain_vans[start : start + count]),
-                jobs=tuple(x[3] for x in z if isinstance(x[3], Job)),
-                pairs=tuple(x[3] for x in z if isinstance(x[3], PickupDelivery)),
-            )
-        )
-        start += count
-    if cold_jobs:
-        parts.append(Problem(depot=d, vehicles=tuple(cold_van), jobs=tuple(cold_jobs)))
-    else:  # no cold jobs: the refrigerated van helps the heaviest zone
-        heavy = max(range(k), key=lambda z: grams[z])
-        parts[heavy] = replace(parts[heavy], vehicles=parts[heavy].vehicles + tuple(cold_van))
-    return parts
-
-
-def _zone_task(args) -> tuple[Run, int]:
+def _zone_task(args) -> tuple[Plan, float]:
     problem, level, timeout_s = args
-    return run_solve(problem, level, 1, timeout_s), os.getpid()
+    started = time.monotonic()
+    plan = solve(problem, matrix(), exploration_level=level, threads=1, timeout_s=timeout_s)
+    return plan, time.monotonic() - started
 
 
 def zoned_solve(
     problem: Problem, k: int, level: int, workers: int, timeout_s: float
 ) -> tuple[Run, list]:
+    """The app's split (logistics.routing.zones.split) solved one task per zone on
+    `workers` processes, and the plans merged with the app's merge."""
     started = time.monotonic()
-    parts = sweep_zones(problem, k)
+    parts = split(problem, k)
     # largest first, so the small refrigerated task fills in at the end
     order = sorted(range(len(parts)), key=lambda i: -n_stops(parts[i]))
     with ProcessPoolExecutor(max_workers=workers) as pool:
         answers = list(pool.map(_zone_task, [(parts[i], level, timeout_s) for i in order]))
     seconds = time.monotonic() - started
-    runs = [a[0] for a in answers]
+    plan = merge([a[0] for a in answers])
+    s = plan.summary
     merged = Run(
         seconds=seconds,
-        cost=sum(r.cost for r in runs),
-        km=sum(r.km for r in runs),
-        routes=sum(r.routes for r in runs),
-        unassigned=sum(r.unassigned for r in runs),
-        timed_out=any(r.timed_out for r in runs),
+        cost=s["cost"],
+        km=s["distance_m"] / 1000,
+        routes=s["routes"],
+        unassigned=s["unassigned"],
+        timed_out=any(
+            a[0].summary["computing_times"].get("engine_ms", 0) / 1000 >= timeout_s * 0.98
+            for a in answers
+        ),
     )
     detail = [
-        (n_stops(parts[i]), len(parts[i].vehicles), r.seconds, r.unassigned)
-        for i, r in zip(order, runs, strict=True)
+        (n_stops(parts[i]), len(parts[i].vehicles), sec, len(p.unassigned))
+        for i, (p, sec) in zip(order, answers, strict=True)
     ]
     return merged, detail
 
@@ -349,7 +292,8 @@ def centers(n: int, stops: int, level: int, workers: int) -> tuple[float, float,
 
 
 class Report:
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], out: Path = RESULTS) -> None:
+        self.out = out
         self.sections: list[str] = []
         self.head = [
             "# Routing scale benchmark: VROOM time and cost by day size, level, zones, workers",
@@ -370,7 +314,7 @@ class Report:
         self.write()
 
     def write(self) -> None:
-        RESULTS.write_text("\n".join(self.head + self.sections) + "\n")
+        self.out.write_text("\n".join(self.head + self.sections) + "\n")
 
 
 def _pyvroom_version() -> str:
@@ -443,12 +387,15 @@ def main() -> None:  # noqa: PLR0912, PLR0915 - one linear script, stage after s
     ap.add_argument("--skip-zones", action="store_true")
     ap.add_argument("--skip-centers", action="store_true")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--out", type=Path, default=RESULTS, help="report file (default bench/SCALE_RESULTS.md)"
+    )
     args = ap.parse_args()
     if args.quick:
         args.sizes, args.levels, args.centers = "100,250", "0,1,2", 6
     sizes = [int(x) for x in args.sizes.split(",")]
     levels = [int(x) for x in args.levels.split(",")]
-    report = Report(sys.argv[1:])
+    report = Report(sys.argv[1:], args.out)
     t0 = time.monotonic()
     report.add(f"Start load average: {load()}\n")
 

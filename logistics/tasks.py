@@ -10,6 +10,7 @@ from django.utils import timezone
 from logistics.models import ServiceCenter
 from logistics.services.routing import orders_route_batch
 from logistics.services.schedule import schedule_run_execute, schedule_run_request
+from logistics.services.schedule_zones import schedule_zone_solve
 from logistics.services.shipments import shipments_flag_late_transfers
 from orders.models import Order, OrderStatus
 
@@ -61,6 +62,13 @@ def flag_late_transfers() -> int:
 def schedule_center_day(run_id: int) -> str:
     """Plan one center's day (a ScheduleRun); a run already done is left alone."""
     return schedule_run_execute(run_id=run_id).status
+
+
+@shared_task(soft_time_limit=240, time_limit=300)
+def schedule_zone(run_id: int, zone: int) -> str:
+    """Solve one zone of a large day (a ScheduleRunZone); the last zone solved stores the
+    day's routes. A zone already solved, or a run no longer running, is left alone."""
+    return schedule_zone_solve(run_id=run_id, zone=zone).status
 
 
 @shared_task(soft_time_limit=50, time_limit=60)

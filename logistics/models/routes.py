@@ -161,3 +161,31 @@ class ScheduleRun(models.Model):
 
     def __str__(self) -> str:
         return f"Run {self.pk} {self.service_center_id} {self.date} {self.status}"
+
+
+class ScheduleRunZone(models.Model):
+    """One geographic zone of a large day, solved by a task of its own
+    (logistics.services.schedule_zones). Written when the run splits the day: the zone's
+    routing problem and the shipments behind its job ids; the plan once the zone is solved.
+    The run's zones are all written in one transaction, so their number is the number the
+    run waits for."""
+
+    run = models.ForeignKey(ScheduleRun, on_delete=models.CASCADE, related_name="zones")
+    index = models.PositiveSmallIntegerField()
+    stops = models.PositiveIntegerField()
+    problem = models.JSONField(help_text="logistics.routing.Problem as codec.to_data wrote it.")
+    shipments = models.JSONField(
+        help_text='Shipment ids behind each job id: {"jobs": [[id, [ids]]], "pairs": [...]}.'
+    )
+    plan = models.JSONField(null=True, blank=True, help_text="Set once, when the zone is solved.")
+    solve_seconds = models.FloatField(null=True, blank=True)
+    solved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="schedulerunzone_index_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"Zone {self.index} of run {self.run_id}"

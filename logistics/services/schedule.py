@@ -1,5 +1,7 @@
 """A center's day as vehicle routes: gather the day's pickups and deliveries, solve them
-with the routing engine (outside any transaction), and store the routes and stops.
+with the routing engine (outside any transaction), and store the routes and stops. A day
+of more than SCHEDULE_ZONE_THRESHOLD stops is solved as geographic zones instead, one task
+per zone (schedule_zones.py), and stored the same way.
 
 Re-running a day replaces its routes not yet on the road and keeps those on the road; the
 shipments of a started route are not planned again, so no stop is ever doubled. What does
@@ -47,6 +49,7 @@ from logistics.routing.problem import (
     VehicleSpec,
 )
 from logistics.routing.vroom_solver import solve
+from logistics.routing.zones import stops_of
 from marketplace.accounts.models import User
 from orders.models import OrderStatus
 from orders.services import order_lock, order_transition
@@ -373,29 +376,45 @@ def _set(run_id: int, **fields) -> None:
     ScheduleRun.objects.filter(pk=run_id).update(**fields)
 
 
+def _fail(run_id: int, reason: str) -> None:
+    """Record why a run failed; a run already done stays done."""
+    ScheduleRun.objects.filter(
+        pk=run_id, status__in=(ScheduleRunStatus.QUEUED, ScheduleRunStatus.RUNNING)
+    ).update(status=ScheduleRunStatus.FAILED, error=reason, finished_at=timezone.now())
+
+
+def _matrix(center: ServiceCenter) -> GreatCircleMatrix:
+    return GreatCircleMatrix(
+        detour_factor=float(center.detour_factor), speed_kmh=float(center.average_speed_kmh)
+    )
+
+
 def schedule_run_execute(*, run_id: int) -> ScheduleRun:
     """Carry out a queued run: gather, solve (no transaction open), store in one transaction.
-    A run already done or failed is left alone, so a redelivered task does nothing twice; a
-    failure is recorded on the run with its reason."""
+    A day of more than SCHEDULE_ZONE_THRESHOLD stops is split into zones, each solved by a
+    task of its own (schedule_zones.py). A run already done or failed is left alone, and a
+    run already split only has its unsolved zones enqueued again, so a redelivered task
+    does nothing twice; a failure is recorded on the run with its reason."""
+    from logistics.services import schedule_zones  # noqa: PLC0415 - it builds on this module
+
     with transaction.atomic():
         run = (
             ScheduleRun.objects.select_for_update().select_related("service_center").get(pk=run_id)
         )
         if run.status not in (ScheduleRunStatus.QUEUED, ScheduleRunStatus.RUNNING):
             return run
+        if run.zones.exists():
+            schedule_zones.enqueue_unsolved(run)
+            return run
         run.status, run.started_at, run.progress = ScheduleRunStatus.RUNNING, timezone.now(), 10
         run.save(update_fields=["status", "started_at", "progress"])
     try:
         day_work = _gather(run.service_center, run.date)
         _set(run_id, progress=30)
+        if stops_of(day_work.problem) > settings.SCHEDULE_ZONE_THRESHOLD:
+            return schedule_zones.schedule_run_split(run_id=run_id, day_work=day_work)
         started = clock.monotonic()
-        plan = solve(
-            day_work.problem,
-            GreatCircleMatrix(
-                detour_factor=float(run.service_center.detour_factor),
-                speed_kmh=float(run.service_center.average_speed_kmh),
-            ),
-        )
+        plan = solve(day_work.problem, _matrix(run.service_center))
         solve_seconds = round(clock.monotonic() - started, 2)
         _set(run_id, progress=80)
         with transaction.atomic():
@@ -404,17 +423,14 @@ def schedule_run_execute(*, run_id: int) -> ScheduleRun:
                 .select_related("service_center")
                 .get(pk=run_id)
             )
+            if run.status != ScheduleRunStatus.RUNNING:  # a twin delivery got here first
+                return run
             summary = _store(run, day_work, plan)
             summary["solve_seconds"] = solve_seconds
             run.status, run.progress, run.summary = ScheduleRunStatus.DONE, 100, summary
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "progress", "summary", "finished_at"])
     except Exception as exc:
-        _set(
-            run_id,
-            status=ScheduleRunStatus.FAILED,
-            error=f"{type(exc).__name__}: {exc}",
-            finished_at=timezone.now(),
-        )
+        _fail(run_id, f"{type(exc).__name__}: {exc}")
         raise
     return run

@@ -1,0 +1,185 @@
+"""A large day planned as geographic zones, one Celery task per zone, so workers share it.
+
+`schedule_run_execute` (the run's own task) gathers the day; past SCHEDULE_ZONE_THRESHOLD
+stops it hands the day to `schedule_run_split`, which cuts it into
+ceil(stops / SCHEDULE_ZONE_STOPS) zones (logistics.routing.zones.split) and writes one
+ScheduleRunZone per zone (the zone's problem and the shipments behind its job ids) in one
+transaction with the run locked; a `schedule_zone` task per zone is enqueued once that
+commits. Each zone task solves its zone with no transaction open, then saves the plan under
+the run's row lock; whichever saves the last plan merges them all, stores the routes
+through the same `_store` as a day solved in one piece, and marks the run done. Hence:
+- a zone solved twice (a redelivered task) is saved and stored once: the second finds its
+  plan set; a run done or failed stays so: every step checks the run's status under its lock;
+- a zone that fails fails the run, naming the zone and the reason;
+- progress goes from 30 to 90 as the zones are solved, and to 100 when the day is stored.
+The zones' problems are stored rather than gathered again, so orders arriving meanwhile
+cannot shift job ids between the split and the merge.
+"""
+
+import math
+import time as clock
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from logistics.models import (
+    ScheduleRun,
+    ScheduleRunStatus,
+    ScheduleRunZone,
+    Shipment,
+)
+from logistics.routing.codec import plan_from_data, problem_from_data, to_data
+from logistics.routing.problem import Problem
+from logistics.routing.vroom_solver import solve
+from logistics.routing.zones import merge, split, stops_of
+from logistics.services.schedule import _Day, _fail, _matrix, _store
+
+# VROOM stops and answers with its best plan so far after this long: well inside the zone
+# task's soft time limit, so a slow zone still yields a plan instead of a killed task.
+ZONE_ENGINE_TIMEOUT_S = 180
+# One thread per zone task: the parallelism comes from the workers, one zone each, as
+# bench/routing_scale.py measured it (two processes, threads=1).
+ZONE_THREADS = 1
+PROGRESS_SPLIT, PROGRESS_SOLVED = 30, 90
+
+
+def schedule_run_split(*, run_id: int, day_work: _Day) -> ScheduleRun:
+    """Split a running run's day into zones and enqueue one task per zone. The zones are
+    written once: a twin delivery of the run's task only enqueues the unsolved ones again."""
+    k = math.ceil(stops_of(day_work.problem) / settings.SCHEDULE_ZONE_STOPS)
+    parts = split(day_work.problem, k)
+    with transaction.atomic():
+        run = ScheduleRun.objects.select_for_update().get(pk=run_id)
+        if run.status != ScheduleRunStatus.RUNNING:
+            return run
+        if not run.zones.exists():
+            ScheduleRunZone.objects.bulk_create(
+                ScheduleRunZone(
+                    run=run,
+                    index=index,
+                    stops=stops_of(part),
+                    problem=to_data(part),
+                    shipments=_shipment_ids(part, day_work),
+                )
+                for index, part in enumerate(parts)
+            )
+        enqueue_unsolved(run)
+    return run
+
+
+def _shipment_ids(part: Problem, day_work: _Day) -> dict:
+    return {
+        "jobs": [[job.id, [s.pk for s in day_work.job_shipments[job.id]]] for job in part.jobs],
+        "pairs": [
+            [pair.id, [s.pk for s in day_work.pair_shipments[pair.id]]] for pair in part.pairs
+        ],
+    }
+
+
+def enqueue_unsolved(run: ScheduleRun) -> None:
+    """Once the transaction commits, a schedule_zone task for every zone without a plan."""
+    for index in run.zones.filter(plan__isnull=True).values_list("index", flat=True):
+        transaction.on_commit(partial(_enqueue, run.pk, index))
+
+
+def _enqueue(run_id: int, zone: int) -> None:
+    from logistics.tasks import schedule_zone  # noqa: PLC0415 - tasks import services
+
+    schedule_zone.delay(run_id, zone)
+
+
+def schedule_zone_solve(*, run_id: int, zone: int) -> ScheduleRun:
+    """Solve one zone of a split day (no transaction open) and save its plan; the zone that
+    saves the last plan stores the day's routes and marks the run done. A zone already
+    solved, or a run no longer running, is left alone; a failure fails the run, naming the
+    zone and the reason."""
+    row = ScheduleRunZone.objects.select_related("run__service_center").get(
+        run_id=run_id, index=zone
+    )
+    if row.plan is not None or row.run.status != ScheduleRunStatus.RUNNING:
+        return row.run
+    try:
+        started = clock.monotonic()
+        plan = solve(
+            problem_from_data(row.problem),
+            _matrix(row.run.service_center),
+            threads=ZONE_THREADS,
+            timeout_s=ZONE_ENGINE_TIMEOUT_S,
+        )
+        seconds = round(clock.monotonic() - started, 2)
+        with transaction.atomic():
+            run = (
+                ScheduleRun.objects.select_for_update()
+                .select_related("service_center")
+                .get(pk=run_id)
+            )
+            row.refresh_from_db(fields=["plan"])
+            if run.status != ScheduleRunStatus.RUNNING or row.plan is not None:
+                return run
+            row.plan, row.solve_seconds, row.solved_at = to_data(plan), seconds, timezone.now()
+            row.save(update_fields=["plan", "solve_seconds", "solved_at"])
+            zones = run.zones.count()
+            solved = run.zones.filter(plan__isnull=False).count()
+            if solved < zones:
+                run.progress = PROGRESS_SPLIT + (PROGRESS_SOLVED - PROGRESS_SPLIT) * solved // zones
+                run.save(update_fields=["progress"])
+                return run
+            return _finish(run)
+    except Exception as exc:
+        _fail(run_id, f"zone {zone}: {type(exc).__name__}: {exc}")
+        raise
+
+
+def _finish(run: ScheduleRun) -> ScheduleRun:
+    """Every zone solved (the run locked by the caller): merge, store, mark done."""
+    zones = list(run.zones.order_by("index"))
+    plan = merge([plan_from_data(zone.plan) for zone in zones])
+    summary = _store(run, _day_of(zones), plan)
+    summary["solve_seconds"] = round(sum(zone.solve_seconds for zone in zones), 2)  # all zones
+    summary["zones"] = [
+        {
+            "stops": zone.stops,
+            "vehicles": len(zone.problem["vehicles"]),
+            "unassigned": len(zone.plan["unassigned"]),
+            "solve_seconds": zone.solve_seconds,
+        }
+        for zone in zones
+    ]
+    run.status, run.progress, run.summary = ScheduleRunStatus.DONE, 100, summary
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "progress", "summary", "finished_at"])
+    return run
+
+
+def _day_of(zones: list[ScheduleRunZone]) -> _Day:
+    """The day as the split saw it: the zones' problems joined, and their shipments (read
+    again now, in the storing transaction) behind every job id."""
+    problems = [problem_from_data(zone.problem) for zone in zones]
+    ids = {
+        pk
+        for zone in zones
+        for key in ("jobs", "pairs")
+        for _job_id, pks in zone.shipments[key]
+        for pk in pks
+    }
+    shipments = Shipment.objects.select_related("order").in_bulk(ids)
+
+    def behind(key: str) -> dict[int, list[Shipment]]:
+        return {
+            job_id: [shipments[pk] for pk in pks if pk in shipments]
+            for zone in zones
+            for job_id, pks in zone.shipments[key]
+        }
+
+    return _Day(
+        problem=Problem(
+            depot=problems[0].depot,
+            vehicles=tuple(v for p in problems for v in p.vehicles),
+            jobs=tuple(job for p in problems for job in p.jobs),
+            pairs=tuple(pair for p in problems for pair in p.pairs),
+        ),
+        job_shipments=behind("jobs"),
+        pair_shipments=behind("pairs"),
+    )
