@@ -9,7 +9,11 @@ from django.utils import timezone
 
 from logistics.models import ServiceCenter
 from logistics.services.routing import orders_route_batch
-from logistics.services.schedule import schedule_run_execute, schedule_run_request
+from logistics.services.schedule import (
+    schedule_run_execute,
+    schedule_run_request,
+    schedule_runs_redrive,
+)
 from logistics.services.schedule_zones import schedule_zone_solve
 from logistics.services.shipments import shipments_flag_late_transfers
 from orders.models import Order, OrderStatus
@@ -69,6 +73,12 @@ def schedule_zone(run_id: int, zone: int) -> str:
     """Solve one zone of a large day (a ScheduleRunZone); the last zone solved stores the
     day's routes. A zone already solved, or a run no longer running, is left alone."""
     return schedule_zone_solve(run_id=run_id, zone=zone).status
+
+
+@shared_task(soft_time_limit=50, time_limit=60)
+def sweep_stale_schedule_runs() -> int:
+    """Re-send the task of runs stuck queued or running (a lost message, a killed worker)."""
+    return len(schedule_runs_redrive())
 
 
 @shared_task(soft_time_limit=50, time_limit=60)

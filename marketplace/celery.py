@@ -50,6 +50,10 @@ app.conf.beat_schedule = {
         "task": "logistics.tasks.sweep_unrouted_orders",
         "schedule": crontab(),  # every minute: a lost routing message costs one minute
     },
+    "redrive-stale-schedule-runs": {
+        "task": "logistics.tasks.sweep_stale_schedule_runs",
+        "schedule": crontab(minute="*/5"),
+    },
     "flag-late-transfers": {
         "task": "logistics.tasks.flag_late_transfers",
         "schedule": crontab(minute=7),  # hourly

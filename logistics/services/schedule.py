@@ -98,6 +98,32 @@ def schedule_run_request(
         )
 
 
+def schedule_runs_redrive(*, now: datetime | None = None) -> list[int]:
+    """The sweeper's half of reliability: runs queued, or running, for longer than
+    SCHEDULE_RUN_STALE_MINUTES lost their message (a Redis restart) or their worker (a
+    kill), so their task is sent again; it carries on from where the run is (a split run
+    only re-sends its unsolved zones). A running run's clock restarts, so it is re-sent once
+    per stale period, not on every sweep. Returns the ids sent again."""
+    now = now or timezone.now()
+    stale = now - timedelta(minutes=settings.SCHEDULE_RUN_STALE_MINUTES)
+    with transaction.atomic():
+        runs = list(
+            ScheduleRun.objects.select_for_update(skip_locked=True)
+            .filter(
+                Q(status=ScheduleRunStatus.QUEUED, created_at__lte=stale)
+                | Q(status=ScheduleRunStatus.RUNNING, started_at__lte=stale)
+            )
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        ScheduleRun.objects.filter(pk__in=runs, status=ScheduleRunStatus.RUNNING).update(
+            started_at=now
+        )
+        for run_id in runs:
+            transaction.on_commit(lambda run_id=run_id: _enqueue(run_id))
+    return runs
+
+
 def _enqueue(run_id: int) -> None:
     from logistics.tasks import schedule_center_day  # noqa: PLC0415 - tasks import services
 

@@ -279,6 +279,8 @@ NIGHTLY_SCHEDULE_HOUR = env.int("NIGHTLY_SCHEDULE_HOUR", default=21)  # plans to
 # why: 1,000 stops take > 130 s as one solve, 7-28 s as four zones on two cores.
 SCHEDULE_ZONE_THRESHOLD = env.int("SCHEDULE_ZONE_THRESHOLD", default=600)
 SCHEDULE_ZONE_STOPS = env.int("SCHEDULE_ZONE_STOPS", default=250)
+# A run queued or running this long lost its message or worker: the beat sends it again.
+SCHEDULE_RUN_STALE_MINUTES = env.int("SCHEDULE_RUN_STALE_MINUTES", default=15)
 
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=24 * 60 * 60)
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from logistics.models import (
     Route,
@@ -214,3 +215,45 @@ def test_staff_schedule_a_day_and_a_worker_plans_it(day, client_for, celery_work
     assert body["progress"] == 100
     assert body["summary"]["routes"] >= 1
     assert set(body["summary"]) >= {"routes", "distance_km", "vehicles_used", "unassigned"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_whose_message_was_lost_is_sent_again_by_the_sweeper(day, celery_worker):
+    lost = ScheduleRun.objects.create(service_center=day["center"], date=day["date"])
+    fresh = ScheduleRun.objects.create(
+        service_center=day["center"], date=day["date"] + timedelta(1)
+    )
+    stale = timezone.now() - timedelta(minutes=16)
+    ScheduleRun.objects.filter(pk=lost.pk).update(created_at=stale)
+
+    assert schedule.schedule_runs_redrive() == [lost.pk]
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        lost.refresh_from_db()
+        if lost.status in ("done", "failed"):
+            break
+        time.sleep(0.3)
+    assert lost.status == "done"
+    assert Route.objects.filter(service_center=day["center"], date=day["date"]).exists()
+    fresh.refresh_from_db()
+    assert fresh.status == "queued"  # young enough: its own message may still be on the way
+
+
+@pytest.mark.django_db
+def test_a_run_left_running_by_a_killed_worker_is_sent_again_once_per_period(
+    day, django_capture_on_commit_callbacks
+):
+    run = ScheduleRun.objects.create(
+        service_center=day["center"],
+        date=day["date"],
+        status="running",
+        started_at=timezone.now() - timedelta(minutes=20),
+    )
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        assert schedule.schedule_runs_redrive() == [run.pk]
+        assert schedule.schedule_runs_redrive() == []  # its clock restarted
+    assert len(sent) == 1
+    run.refresh_from_db()
+    assert run.status == "running"
+    assert timezone.now() - run.started_at < timedelta(minutes=1)
