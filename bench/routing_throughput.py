@@ -585,6 +585,17 @@ def run_celery(ctx, procs: int, concurrency: int, args) -> dict:
                 _, sent, _, _ = poll(cursor, db)
             seconds = time.perf_counter() - t0
             ncpu = meter.stop()
+            # All in: from the first routing message sent until every order is routed and
+            # every notification sent, so the routing messages that found their order
+            # already routed by a batch (consumed before the last notifications: FIFO) count.
+            all_sent_s = None
+            if not cut:
+                deadline = time.perf_counter() + args.drain_seconds
+                while sent < notifications and time.perf_counter() < deadline:
+                    time.sleep(0.25)
+                    _, sent, _, _ = poll(cursor, db)
+                if sent >= notifications:
+                    all_sent_s = time.time() - wall0
             rate = (sent - sent0) / seconds
             per_order = notifications / max(confirmed, 1)
             route_rate = confirmed / elapsed
@@ -599,6 +610,8 @@ def run_celery(ctx, procs: int, concurrency: int, args) -> dict:
                 "notify_pg_cpu_ms": (ncpu["pg_mine_cpu_s"] + ncpu["unseen_cpu_s"]) / done * 1000,
                 "notify_others_cores": ncpu["others_cores"],
                 "combined_orders_per_s": 1 / (1 / route_rate + per_order / rate) if rate else None,
+                "all_sent_s": all_sent_s,
+                "all_in_orders_per_s": len(ids) / all_sent_s if all_sent_s else None,
             }
     finally:
         workers.stop()
@@ -752,7 +765,7 @@ def print_table(rows: list[dict]) -> None:
     print(
         f"{'phase':13} {'orders':>6} {'s':>6} {'orders/s':>8} {'steady':>6} {'py':>6} "
         f"{'enq':>5} {'pg':>6} {'ceil':>5} {'others':>6} {'conns':>6} {'lockw':>5} {'dlk':>4} "
-        f"{'retry':>5} {'notif/s':>7} {'w/notif':>7}"
+        f"{'retry':>5} {'notif/s':>7} {'w/notif':>7} {'all-in':>7}"
     )
     for r in rows:
         done = r.get("confirmed", r["orders"])
@@ -772,6 +785,7 @@ def print_table(rows: list[dict]) -> None:
             f"{r['ceiling_2_cores']:5.0f} {r['others_cores']:6.2f} {r['sessions']:6d} "
             f"{r.get('lock_waiting_backends_avg', 0):5.2f} {r['deadlocks']:4d} "
             f"{r.get('retries', 0):5d} {num('notifications_per_s')} {num('combined_orders_per_s')}"
+            f" {num('all_in_orders_per_s')}"
         )
 
 
@@ -795,6 +809,12 @@ def main() -> None:
     )
     parser.add_argument("--max-phase-seconds", type=float, default=75, help="0: no limit")
     parser.add_argument("--notify-seconds", type=float, default=8, help="0: skip")
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=180,
+        help="after a complete phase, wait this long at most for every notification (all-in)",
+    )
     parser.add_argument("--pool", default="prefork", help="worker --pool")
     parser.add_argument("--loglevel", default="INFO", help="worker --loglevel (compose: INFO)")
     parser.add_argument(
