@@ -84,6 +84,9 @@ class Order(models.Model):
                 condition=Q(status="awaiting_payment"),
                 name="order_awaiting_payment_due",
             ),
+            # The orders waiting to be routed, oldest first: each routing task and the
+            # sweeper look for them, and they are few among all orders.
+            models.Index(fields=["id"], condition=Q(status="placed"), name="order_placed_waiting"),
         ]
 
     def __str__(self) -> str:
