@@ -9,11 +9,22 @@ serves at least as much priority and as many stops, and costs less than the best
 far plus a shrinking tolerance (record-to-record travel, so the search can leave a local
 optimum early on and settles by the deadline). Every constraint stays the engine's: each
 candidate is a real VROOM solution of a real part of the problem.
+
+With two workers a second chain of rounds, with its own seed, runs in a helper process (the
+pyvroom call holds the GIL: a thread would wait for ours). The time is cut into a few
+epochs; after each, both chains go on from the better of their two plans. Chains from one
+start settle in different local optima, so comparing them now and then gains more than
+either chain alone (bench/SOLOMON_RESULTS.md).
 """
 
 import math
+import multiprocessing
+import os
 import random
+import threading
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +48,9 @@ IDLE_PER_ROUND = 1  # unused vehicles offered to each round
 REMOVED = (5, 25)  # stops taken out per round, drawn uniformly
 UNASSIGNED_PER_ROUND = 10  # nearest unassigned stops offered to each round
 TOLERANCE = 0.0005  # record-to-record: accept up to best cost × (1 + 0.05 %), shrinking to 0
+EPOCHS = 3  # with a helper: the chains swap to the better plan after each third of the time
 ENGINE_ERRORS = (vroom._vroom.VroomInputException, vroom._vroom.VroomInternalException)
+HELPER_ERRORS = (BrokenProcessPool, OSError, RuntimeError)
 
 
 @dataclass
@@ -47,6 +60,13 @@ class Stats:
     improved: int = 0
     refused: int = 0  # the engine rejected a part (e.g. a trimmed route it found infeasible)
     seconds: float = 0.0
+    chains: int = 1  # chains run side by side (the helper process makes two)
+
+    def add(self, other: "Stats") -> None:
+        self.rounds += other.rounds
+        self.accepted += other.accepted
+        self.improved += other.improved
+        self.refused += other.refused
 
 
 @dataclass
@@ -65,17 +85,82 @@ def improve(
     deadline: float,
     seed: int = 0,
     max_rounds: int | None = None,
+    workers: int = 1,
 ) -> tuple[EngineAnswer, Stats]:
     """Improve `answer` until `deadline` (a time.monotonic() value, or math.inf) or after
-    `max_rounds` rounds; with a round limit and no deadline the result is reproducible."""
+    `max_rounds` rounds in all (shared among the chains); with a round limit and no deadline
+    the result is reproducible. `workers` > 1 adds a second chain in a helper process."""
     stats = Stats()
     started = time.monotonic()
     if len(model.tasks) < 2 or not model.problem.vehicles or started >= deadline:
         return answer, stats
     if max_rounds is None and deadline == math.inf:
         raise ValueError("improve needs a deadline or a number of rounds")
-    rng = random.Random(seed)  # noqa: S311 - a search, not a secret
     search = _Search(model)
+    helper = _HELPER.pool() if workers > 1 else None
+    epochs = EPOCHS if helper else 1
+    seeds = random.Random(seed)  # noqa: S311 - a search, not a secret
+    best = answer
+    for epoch in range(epochs):
+        until = deadline
+        if deadline < math.inf:
+            until = started + (deadline - started) * (epoch + 1) / epochs
+        rounds = None
+        if max_rounds is not None:
+            rounds = max_rounds * (epoch + 1) // epochs - max_rounds * epoch // epochs
+        best = _epoch(
+            search, best, deadline=until, rounds=rounds, seeds=seeds, helper=helper, stats=stats
+        )
+    stats.seconds = time.monotonic() - started
+    improved = EngineAnswer(
+        routes=dict(sorted(best.routes.items())),
+        unassigned=frozenset(best.unassigned),
+        computing_times=answer.computing_times,
+    )
+    return improved, stats
+
+
+def _epoch(
+    search: "_Search",
+    start: EngineAnswer,
+    *,
+    deadline: float,
+    rounds: int | None,
+    seeds: random.Random,
+    helper: ProcessPoolExecutor | None,
+    stats: Stats,
+) -> EngineAnswer:
+    """Both chains from `start` until `deadline` (or `rounds` between them); the better
+    plan, ours on a tie so that a rounds-only run stays reproducible."""
+    mine_seed, theirs_seed = seeds.getrandbits(32), seeds.getrandbits(32)
+    mine_rounds, theirs_rounds = rounds, rounds
+    if helper is not None and rounds is not None:
+        mine_rounds, theirs_rounds = rounds - rounds // 2, rounds // 2
+    theirs: Future | None = None
+    if helper is not None and theirs_rounds != 0:
+        try:
+            theirs = helper.submit(_chain, search, start, deadline, theirs_seed, theirs_rounds)
+        except HELPER_ERRORS:
+            _HELPER.drop()
+    results = [_chain(search, start, deadline, mine_seed, mine_rounds)]
+    if theirs is not None:
+        try:
+            results.append(theirs.result())
+        except HELPER_ERRORS:
+            _HELPER.drop()  # our chain's plan stands
+    for _, chain_stats in results:
+        stats.add(chain_stats)
+    stats.chains = max(stats.chains, len(results))
+    return min(results, key=lambda result: search.key(result[0]))[0]
+
+
+def _chain(
+    search: "_Search", answer: EngineAnswer, deadline: float, seed: int, max_rounds: int | None
+) -> tuple[EngineAnswer, Stats]:
+    """One chain of rounds from `answer` (in this process or in the helper)."""
+    stats = Stats()
+    started = time.monotonic()
+    rng = random.Random(seed)  # noqa: S311 - a search, not a secret
     current = _Plan(dict(answer.routes), set(answer.unassigned))
     best, best_key = current.copy(), search.key(current)
     while (now := time.monotonic()) < deadline and stats.rounds != max_rounds:
@@ -93,13 +178,41 @@ def improve(
             if key < best_key:
                 best, best_key = current.copy(), key
                 stats.improved += 1
-    stats.seconds = time.monotonic() - started
-    improved = EngineAnswer(
-        routes=dict(sorted(best.routes.items())),
-        unassigned=frozenset(best.unassigned),
-        computing_times=answer.computing_times,
-    )
-    return improved, stats
+    answer = EngineAnswer(best.routes, frozenset(best.unassigned), answer.computing_times)
+    return answer, stats
+
+
+class _Helper:
+    """One helper process per process that asks for one, started on first use and kept:
+    starting a process for every call would cost more than the rounds it buys. Forked, so
+    it starts in milliseconds with everything imported; a forked child of ours (a Celery
+    pool worker) notices the pid and starts its own."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def pool(self) -> ProcessPoolExecutor | None:
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                try:
+                    context = multiprocessing.get_context("fork")
+                except ValueError:  # no fork on this platform: one chain
+                    return None
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+                self._pid = os.getpid()
+            return self._pool
+
+    def drop(self) -> None:
+        """Forget a helper that failed; the next call starts a new one."""
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+_HELPER = _Helper()
 
 
 class _Search:
@@ -113,7 +226,7 @@ class _Search:
         self.near = self._neighbours()
         self.kinds = self._vehicle_kinds()
 
-    def key(self, plan: _Plan) -> tuple[int, int, int]:
+    def key(self, plan: _Plan | EngineAnswer) -> tuple[int, int, int]:
         """Lower is better: more priority served, then more stops, then less cost."""
         served = [_task(step) for route in plan.routes.values() for step in route.plan]
         tasks = set(served)
@@ -159,7 +272,8 @@ class _Search:
         vehicles: list[int] = []
         removed: set[Task] = set()
         offered: list[Task] = []
-        for task in self.near[rng.randrange(len(self.near))]:
+        for k in self.near[rng.randrange(len(self.near))].tolist():
+            task = self.model.tasks[k]
             vehicle = where.get(task)
             if vehicle is None:
                 if task in current.unassigned and len(offered) < UNASSIGNED_PER_ROUND:
@@ -183,17 +297,17 @@ class _Search:
         vehicles += idle[:IDLE_PER_ROUND]
         return vehicles, tasks + offered, initial
 
-    def _neighbours(self) -> list[list[Task]]:
-        """For every task, all tasks from the closest (itself) to the farthest, by the
-        round-trip travel time between their (first) stops."""
+    def _neighbours(self) -> np.ndarray:
+        """For every task, the ranks of all tasks from the closest (itself) to the farthest,
+        by the round-trip travel time between their (first) stops. An array, not lists of
+        tasks: the search is pickled to the helper every epoch."""
         model = self.model
         where = [
             model.job_location[rank] if kind is TaskKind.JOB else model.pair_location[rank][0]
             for kind, rank in model.tasks
         ]
         rows = model.durations[np.ix_(where, where)]
-        order = np.argsort(rows + rows.T, axis=1, kind="stable")
-        return [[model.tasks[k] for k in row] for row in order.tolist()]
+        return np.argsort(rows + rows.T, axis=1, kind="stable").astype(np.int32)
 
     def _vehicle_kinds(self) -> list[list[int]]:
         """Vehicles grouped by kind (same capacity, skills, shift, depots, cost): one idle

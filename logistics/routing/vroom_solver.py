@@ -71,7 +71,8 @@ def solve(
     """Plan the day: VROOM's best answer at `exploration_level` (0–5; by size when None)
     on `threads` threads, stopped after `timeout_s` if given. With `budget_s`, whatever is
     left of that many seconds (counted from the call) after VROOM answers is spent
-    improving the plan (improve.py), at most `rounds` ruin-and-recreate rounds if given.
+    improving the plan (improve.py; with `threads` ≥ 2 in two processes), at most `rounds`
+    ruin-and-recreate rounds in all if given.
     A plan improved for a budget depends on how many rounds fit in it; one improved for
     `rounds` alone (no budget) is reproducible, like one without improvement.
     Raises ValueError for a malformed problem, MatrixError if the matrix provider fails,
@@ -94,12 +95,15 @@ def solve(
     summary = {"matrix_ms": round(matrix_s * 1000), "engine_ms": round(engine_s * 1000)}
     if budget_s is not None or rounds is not None:
         deadline = math.inf if budget_s is None else started + budget_s
-        answer, stats = improve(model, answer, deadline=deadline, max_rounds=rounds, seed=seed)
+        answer, stats = improve(
+            model, answer, deadline=deadline, max_rounds=rounds, seed=seed, workers=threads
+        )
         summary["improve_ms"] = round(stats.seconds * 1000)
         summary["improve"] = {
             "rounds": stats.rounds,
             "accepted": stats.accepted,
             "improved": stats.improved,
+            "chains": stats.chains,
         }
     return _plan(model, answer, level, summary)
 

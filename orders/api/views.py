@@ -54,10 +54,13 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     @extend_schema(request=OrderPlaceSerializer, responses={201: OrderSerializer})
     def create(self, request):
+        """Answered from the order order_place hands back with its lines, event and (no)
+        shipments, not read again: the same JSON a GET by its buyer gives, with the keyed
+        request's transaction (and its listing locks) ending sooner."""
         serializer = OrderPlaceSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         order = services.order_place(buyer=request.user, **serializer.validated_data)
-        return self._answer(order, status.HTTP_201_CREATED)
+        return Response(self.get_serializer(order).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=ReasonSerializer, responses=OrderSerializer)
     @action(detail=True, methods=["post"])

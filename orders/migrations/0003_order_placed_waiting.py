@@ -5,16 +5,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('logistics', '0004_schedulerunzone'),
-        ('orders', '0002_notification_paymentevent_review'),
+        ("logistics", "0004_schedulerunzone"),
+        ("orders", "0002_notification_paymentevent_review"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(condition=models.Q(('status', 'placed')), fields=['id'], name='order_placed_waiting'),
+            model_name="order",
+            index=models.Index(
+                condition=models.Q(("status", "placed")), fields=["id"], name="order_placed_waiting"
+            ),
         ),
     ]

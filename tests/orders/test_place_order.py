@@ -209,3 +209,86 @@ def test_only_buyers_order(client_for, api):
     )
     assert api.post(ORDERS, order_body((listing, 1)), format="json").status_code == 401
     assert stock(listing) == [Decimal("100.000")]
+
+
+@pytest.mark.parametrize(
+    ("payment_method", "buyer_point", "deliver_elsewhere"),
+    [
+        ("cod", True, False),  # the buyer's own point
+        ("prepaid", False, False),  # no point of their own: their village's
+        ("cod", True, True),  # another village, and its point
+    ],
+)
+def test_the_answer_is_byte_for_byte_what_a_get_by_the_buyer_gives(
+    client_for, payment_method, buyer_point, deliver_elsewhere
+):
+    """The answer is serialized from what order_place wrote, not read back: it must not
+    differ from the order as read from the database by a single byte."""
+    point = {"lat": Decimal("30.111111"), "lng": Decimal("119.222222")} if buyer_point else {}
+    buyer = BuyerFactory(**point)
+    tomatoes = create_listing(title="西红柿", price=Decimal("3.50"))
+    beans = create_listing(tomatoes.farmer, title="豆角", price=Decimal("4.20"))
+    eggs = create_listing(
+        title="土鸡蛋",
+        category="eggs",
+        unit="dozen",
+        unit_weight_kg=Decimal("0.700"),
+        price=Decimal("18.00"),
+    )
+    elsewhere = {"delivery_village": VillageFactory().pk} if deliver_elsewhere else {}
+    body = order_body(
+        (eggs, 2),
+        (tomatoes, "4.5"),
+        (beans, 1),
+        payment_method=payment_method,
+        delivery_address=" 食堂后门 ",
+        note=" 请敲门 ",
+        **elsewhere,
+    )
+    client = client_for(buyer)
+    posted = client.post(ORDERS, body, format="json")
+    assert posted.status_code == 201, posted.json()
+    fetched = client.get(f"{ORDERS}{posted.json()['id']}/")
+    assert fetched.status_code == 200
+    assert posted.json() == fetched.json()
+    assert posted.content == fetched.content
+    data = posted.json()
+    assert [x["listing"] for x in data["lines"]] == [eggs.pk, tomatoes.pk, beans.pk]
+    assert {x["farmer"] for x in data["lines"]} == {eggs.farmer_id, tomatoes.farmer_id}
+    assert (data["delivery_address"], data["note"], data["shipments"]) == ("食堂后门", "请敲门", [])
+
+
+def test_a_keyed_placement_replays_the_answer_a_get_gives(client_for):
+    buyer = BuyerFactory()
+    tomatoes, eggs = create_listing(), create_listing(category="eggs")
+    client = client_for(buyer)
+    body = order_body((tomatoes, 1), (eggs, 2))
+    first = client.post(ORDERS, body, format="json", HTTP_IDEMPOTENCY_KEY="place-1")
+    retry = client.post(ORDERS, body, format="json", HTTP_IDEMPOTENCY_KEY="place-1")
+    assert first.status_code == retry.status_code == 201
+    assert retry["Idempotent-Replayed"] == "true"
+    fetched = client.get(f"{ORDERS}{first.json()['id']}/")
+    assert retry.content == first.content == fetched.content
+    assert Order.objects.count() == 1
+    assert stock(tomatoes, eggs) == [Decimal("99.000"), Decimal("98.000")]
+
+
+def test_placing_an_order_costs_a_fixed_number_of_queries(client_for, django_assert_num_queries):
+    """Two lines from two farmers. The answer reads nothing back, and the buyer's village
+    is read only when its point is the delivery point."""
+    tomatoes, eggs = create_listing(), create_listing(category="eggs")
+    body = order_body((tomatoes, 1), (eggs, 1))
+    client = client_for(BuyerFactory(lat=Decimal("30.111111"), lng=Decimal("119.222222")))
+    # user; savepoint; listings locked; 2 stock updates; order, lines, event; the lines
+    # again and the 3 notifications (notify_order_placed); release
+    with django_assert_num_queries(11):
+        assert client.post(ORDERS, body, format="json").status_code == 201
+    # and the idempotency record: savepoint, advisory lock, record looked up, record
+    # written, release
+    with django_assert_num_queries(16):
+        keyed = client.post(ORDERS, body, format="json", HTTP_IDEMPOTENCY_KEY="count-1")
+        assert keyed.status_code == 201
+    # A buyer without a point of their own: their village's, read for it.
+    client = client_for(BuyerFactory())
+    with django_assert_num_queries(12):
+        assert client.post(ORDERS, body, format="json").status_code == 201
