@@ -7,17 +7,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from logistics import selectors
-from logistics.models import Shipment, ShipmentLeg, Stop, TrackingEvent
+from logistics.models import Shipment, Stop, TrackingEvent
 from logistics.services.shipments import Completion, shipment_receive, stop_complete
 from marketplace.api.permissions import IsCenterStaff, IsFarmer
 from marketplace.exceptions import DomainError
-
-
-class LegSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = ShipmentLeg
-        fields = ("sequence", "kind", "from_center", "to_center", "date", "status")
-        read_only_fields = fields
+from orders.api.serializers import ShipmentLegSerializer
 
 
 class TrackingEventSerializer(serializers.ModelSerializer):
@@ -35,7 +29,7 @@ class StopWindowSerializer(serializers.ModelSerializer):
 
 
 class ShipmentSerializer(serializers.ModelSerializer):
-    legs = LegSerializer(many=True, read_only=True)
+    legs = ShipmentLegSerializer(many=True, read_only=True)
     events = TrackingEventSerializer(many=True, read_only=True)
     stops = StopWindowSerializer(many=True, read_only=True)
 
