@@ -18,7 +18,12 @@ Per instance, three runs in a row (so that a noisy machine hits them alike):
   same    our adapter `solve()` with exactly those settings (same input, so the same plan
           when the engine is not cut short): its overhead over `direct`;
   ours    our adapter with `budget_s=--budget`: VROOM at --level, then ruin-and-recreate
-          rounds through the engine until the budget is spent (logistics/routing/improve.py).
+          rounds through the engine until the budget is spent (logistics/routing/improve.py):
+          two chains of rounds at once, ours and one in a helper process (the second
+          core) from a start with shorter routes; the better plan is returned. With
+          --rounds N, N rounds in all, shared by the two chains.
+
+CPU seconds count this process and its children (the helper process).
 
 Writes bench/SOLOMON_RESULTS.md (table + summary) unless --no-write.
 """
@@ -196,8 +201,22 @@ def evaluate(inst: Instance, routes: list[list[int]]) -> tuple[float, float]:
 
 
 def cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)  # all threads of this process
-    return usage.ru_utime + usage.ru_stime
+    """CPU seconds of this process (all threads) and of its live children: the adapter's
+    helper process (improve.py) is never waited for, so getrusage alone would miss it."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime + _children_cpu()
+
+
+def _children_cpu() -> float:
+    total, me, tick = 0.0, str(os.getpid()), os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)"
+        except OSError:  # gone meanwhile
+            continue
+        if fields[1] == me:  # parent pid; then utime and stime in clock ticks
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def run_instance(inst: Instance, bks: float, args: argparse.Namespace) -> dict:

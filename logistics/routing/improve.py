@@ -10,11 +10,10 @@ far plus a shrinking tolerance (record-to-record travel, so the search can leave
 optimum early on and settles by the deadline). Every constraint stays the engine's: each
 candidate is a real VROOM solution of a real part of the problem.
 
-With two workers a second chain of rounds, with its own seed, runs in a helper process (the
-pyvroom call holds the GIL: a thread would wait for ours). The time is cut into a few
-epochs; after each, both chains go on from the better of their two plans. Chains from one
-start settle in different local optima, so comparing them now and then gains more than
-either chain alone (bench/SOLOMON_RESULTS.md).
+With two workers a second chain of rounds runs in a helper process on the other core (the
+pyvroom call holds the GIL: a thread would only wait for ours), from a start of its own with
+shorter routes, and the better of the two plans wins. A chain stays near the basin of its
+start; two different starts gain far more than two seeds from one (bench/SOLOMON_RESULTS.md).
 """
 
 import math
@@ -23,6 +22,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -48,7 +48,7 @@ IDLE_PER_ROUND = 1  # unused vehicles offered to each round
 REMOVED = (5, 25)  # stops taken out per round, drawn uniformly
 UNASSIGNED_PER_ROUND = 10  # nearest unassigned stops offered to each round
 TOLERANCE = 0.0005  # record-to-record: accept up to best cost × (1 + 0.05 %), shrinking to 0
-EPOCHS = 3  # with a helper: the chains swap to the better plan after each third of the time
+SHORTER_ROUTES = 0.6  # the helper's own start: at most 60 % of our mean stops per route
 ENGINE_ERRORS = (vroom._vroom.VroomInputException, vroom._vroom.VroomInternalException)
 HELPER_ERRORS = (BrokenProcessPool, OSError, RuntimeError)
 
@@ -88,7 +88,7 @@ def improve(
     workers: int = 1,
 ) -> tuple[EngineAnswer, Stats]:
     """Improve `answer` until `deadline` (a time.monotonic() value, or math.inf) or after
-    `max_rounds` rounds in all (shared among the chains); with a round limit and no deadline
+    `max_rounds` rounds in all (shared by the chains); with a round limit and no deadline
     the result is reproducible. `workers` > 1 adds a second chain in a helper process."""
     stats = Stats()
     started = time.monotonic()
@@ -98,19 +98,28 @@ def improve(
         raise ValueError("improve needs a deadline or a number of rounds")
     search = _Search(model)
     helper = _HELPER.pool() if workers > 1 else None
-    epochs = EPOCHS if helper else 1
-    seeds = random.Random(seed)  # noqa: S311 - a search, not a secret
-    best = answer
-    for epoch in range(epochs):
-        until = deadline
-        if deadline < math.inf:
-            until = started + (deadline - started) * (epoch + 1) / epochs
-        rounds = None
-        if max_rounds is not None:
-            rounds = max_rounds * (epoch + 1) // epochs - max_rounds * epoch // epochs
-        best = _epoch(
-            search, best, deadline=until, rounds=rounds, seeds=seeds, helper=helper, stats=stats
-        )
+    theirs: Future | None = None
+    mine_rounds = max_rounds
+    if helper is not None and (max_rounds is None or max_rounds >= 2):
+        theirs_rounds = None if max_rounds is None else max_rounds // 2
+        mine_rounds = None if max_rounds is None else max_rounds - max_rounds // 2
+        try:
+            theirs = helper.submit(
+                _chain, search, answer, deadline, seed + 1, theirs_rounds, shorter=True
+            )
+        except HELPER_ERRORS:
+            _HELPER.drop()
+    results = [_chain(search, answer, deadline, seed, mine_rounds)]
+    if theirs is not None:
+        try:
+            results.append(theirs.result())
+        except HELPER_ERRORS:
+            _HELPER.drop()  # our chain's plan stands; the next call starts a new helper
+    for _, chain_stats in results:
+        stats.add(chain_stats)
+    stats.chains = len(results)
+    # The better plan; ours on a tie, so that a rounds-only run stays reproducible.
+    best = min(results, key=lambda result: search.key(result[0]))[0]
     stats.seconds = time.monotonic() - started
     improved = EngineAnswer(
         routes=dict(sorted(best.routes.items())),
@@ -120,50 +129,29 @@ def improve(
     return improved, stats
 
 
-def _epoch(
-    search: "_Search",
-    start: EngineAnswer,
-    *,
-    deadline: float,
-    rounds: int | None,
-    seeds: random.Random,
-    helper: ProcessPoolExecutor | None,
-    stats: Stats,
-) -> EngineAnswer:
-    """Both chains from `start` until `deadline` (or `rounds` between them); the better
-    plan, ours on a tie so that a rounds-only run stays reproducible."""
-    mine_seed, theirs_seed = seeds.getrandbits(32), seeds.getrandbits(32)
-    mine_rounds, theirs_rounds = rounds, rounds
-    if helper is not None and rounds is not None:
-        mine_rounds, theirs_rounds = rounds - rounds // 2, rounds // 2
-    theirs: Future | None = None
-    if helper is not None and theirs_rounds != 0:
-        try:
-            theirs = helper.submit(_chain, search, start, deadline, theirs_seed, theirs_rounds)
-        except HELPER_ERRORS:
-            _HELPER.drop()
-    results = [_chain(search, start, deadline, mine_seed, mine_rounds)]
-    if theirs is not None:
-        try:
-            results.append(theirs.result())
-        except HELPER_ERRORS:
-            _HELPER.drop()  # our chain's plan stands
-    for _, chain_stats in results:
-        stats.add(chain_stats)
-    stats.chains = max(stats.chains, len(results))
-    return min(results, key=lambda result: search.key(result[0]))[0]
-
-
 def _chain(
-    search: "_Search", answer: EngineAnswer, deadline: float, seed: int, max_rounds: int | None
+    search: "_Search",
+    answer: EngineAnswer,
+    deadline: float,
+    seed: int,
+    max_rounds: int | None,
+    *,
+    shorter: bool = False,
 ) -> tuple[EngineAnswer, Stats]:
-    """One chain of rounds from `answer` (in this process or in the helper)."""
+    """One chain of rounds from `answer` (in this process or in the helper), or from a
+    plan with shorter routes if `shorter`."""
     stats = Stats()
+    if shorter:
+        answer = _shorter_routes(search.model, answer)
     started = time.monotonic()
     rng = random.Random(seed)  # noqa: S311 - a search, not a secret
     current = _Plan(dict(answer.routes), set(answer.unassigned))
     best, best_key = current.copy(), search.key(current)
-    while (now := time.monotonic()) < deadline and stats.rounds != max_rounds:
+    # No round is started that would end past the deadline, by the mean round so far: the
+    # caller waits for both chains, so a late round would make the whole call late.
+    while (now := time.monotonic()) + (now - started) / max(stats.rounds, 1) < deadline:
+        if stats.rounds == max_rounds:
+            break
         stats.rounds += 1
         left = [(deadline - now) / (deadline - started)] if deadline < math.inf else []
         left += [1 - stats.rounds / max_rounds] if max_rounds else []
@@ -180,6 +168,49 @@ def _chain(
                 stats.improved += 1
     answer = EngineAnswer(best.routes, frozenset(best.unassigned), answer.computing_times)
     return answer, stats
+
+
+def _shorter_routes(model: EngineModel, answer: EngineAnswer) -> EngineAnswer:
+    """VROOM's plan (level 0) when no vehicle may take more than SHORTER_ROUTES of the mean
+    stops per route in `answer`, or `answer` if that leaves stops out or fails.
+
+    A chain of rounds stays in the basin of its start: on long routes (Solomon R2/RC2) the
+    rounds from VROOM's plan keep its few long routes, while the best known plans use more,
+    shorter ones. A start forced to shorter routes lands elsewhere; the rounds may merge
+    routes again (they run without the cap), and the better plan of the two chains wins."""
+    steps = sum(len(route.steps) for route in answer.routes.values())
+    cap = round(SHORTER_ROUTES * steps / max(len(answer.routes), 1))
+    if not answer.routes or answer.unassigned or cap * len(model.problem.vehicles) < steps:
+        return answer
+    try:
+        solution = _CappedModel(model, cap).input().solve(exploration_level=0, nb_threads=1)
+    except ENGINE_ERRORS:
+        return answer
+    shorter = read_answer(solution)
+    return answer if shorter.unassigned else shorter
+
+
+class _CappedModel(EngineModel):
+    """The same indexed problem with at most `max_tasks` stops per vehicle."""
+
+    def __init__(self, model: EngineModel, max_tasks: int) -> None:
+        vars(self).update(vars(model))
+        self.max_tasks = max_tasks
+
+    def _vehicle(self, rank: int, remap: dict[int, int], steps: Sequence[Step]) -> vroom.Vehicle:
+        vehicle = super()._vehicle(rank, remap, steps)
+        return vroom.Vehicle(
+            vehicle.id,
+            start=vehicle.start,
+            end=vehicle.end,
+            profile=vehicle.profile,
+            capacity=vehicle.capacity,
+            skills=vehicle.skills,
+            time_window=vehicle.time_window,
+            costs=vehicle.costs,
+            max_tasks=self.max_tasks,
+            steps=vehicle.steps,
+        )
 
 
 class _Helper:

@@ -44,6 +44,7 @@ from logistics.routing.reasons import unassigned_reason
 # is the better use of spare time.
 EXPLORATION_BY_STOPS = ((150, 5), (300, 2), (600, 1))
 EXPLORATION_LARGEST = 0
+FINISH_RESERVE_S = 0.04  # of a budget, kept for reading and handing back the plan
 ENGINE_ERRORS = (
     vroom._vroom.VroomInputException,
     vroom._vroom.VroomInternalException,
@@ -94,7 +95,9 @@ def solve(
     engine_s = time.monotonic() - started - matrix_s
     summary = {"matrix_ms": round(matrix_s * 1000), "engine_ms": round(engine_s * 1000)}
     if budget_s is not None or rounds is not None:
-        deadline = math.inf if budget_s is None else started + budget_s
+        # The rounds stop a little early: the plan still has to be read and handed back
+        # within the budget (measured at 10-20 ms on the Solomon instances).
+        deadline = math.inf if budget_s is None else started + budget_s - FINISH_RESERVE_S
         answer, stats = improve(
             model, answer, deadline=deadline, max_rounds=rounds, seed=seed, workers=threads
         )
