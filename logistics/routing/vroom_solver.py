@@ -37,12 +37,12 @@ from logistics.routing.problem import (
 from logistics.routing.reasons import unassigned_reason
 
 # Exploration level (0–5: VROOM's number of searches and local-search depth) by number of
-# stops, when the caller does not choose. Measured on seeded county days (the tests'
-# generator, 2 threads, shared machine; bench/SOLOMON_RESULTS.md): 120 stops take 0.5 s at
-# level 2 and 2.8 s at 5; 300 stops 5.9 s at 2, 11 s at 3, 39 s at 5; 600 stops 14 s at 1,
-# 36 s at 2. Past these sizes a higher level costs tens of seconds; `budget_s` (improve.py)
-# is the better use of spare time.
-EXPLORATION_BY_STOPS = ((150, 5), (300, 2), (600, 1))
+# stops, when the caller does not choose: the lowest level within 1-2 % of the best single
+# solve with no more stops left out, on seeded county days at 2 threads on an idle machine
+# (bench/SCALE_RESULTS.md): 100 stops 1.6 s at level 4 (5 costs no more), 250 stops 20.9 s at
+# 4, 500 stops 26 s at 2 (4 is 1 % better but takes 89 s). Past 600 stops a day is split into
+# zones (logistics.services.schedule_zones), and one solve stays at level 0.
+EXPLORATION_BY_STOPS = ((150, 5), (300, 4), (600, 2))
 EXPLORATION_LARGEST = 0
 FINISH_RESERVE_S = 0.04  # of a budget, kept for reading and handing back the plan
 ENGINE_ERRORS = (

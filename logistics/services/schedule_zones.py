@@ -42,6 +42,10 @@ ZONE_ENGINE_TIMEOUT_S = 180
 # One thread per zone task: the parallelism comes from the workers, one zone each, as
 # bench/routing_scale.py measured it (two processes, threads=1).
 ZONE_THREADS = 1
+# Exploration level of a zone (~SCHEDULE_ZONE_STOPS stops): a 1,000-stop day as 4 zones on
+# two processes took 22.9 s at level 2 and came out 3.2 % cheaper, with fewer stops left out,
+# than the best single solve (64 s); level 3 took 41 s for 0.05 % more (bench/SCALE_RESULTS.md).
+ZONE_EXPLORATION_LEVEL = 2
 PROGRESS_SPLIT, PROGRESS_SOLVED = 30, 90
 
 
@@ -105,6 +109,7 @@ def schedule_zone_solve(*, run_id: int, zone: int) -> ScheduleRun:
         plan = solve(
             problem_from_data(row.problem),
             _matrix(row.run.service_center),
+            exploration_level=ZONE_EXPLORATION_LEVEL,
             threads=ZONE_THREADS,
             timeout_s=ZONE_ENGINE_TIMEOUT_S,
         )
