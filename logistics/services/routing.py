@@ -170,9 +170,11 @@ class _Shipping:
         """The pickup at the origin; then, across centers, the delivery at the destination
         from the day the transfer arrives."""
         self.pickup = capacity.book(self.origin.pk, self.earliest, self.weight)
-        self.delivery = self.pickup + timedelta(days=transfer_days(self.origin, self.destination))
-        if self.origin.pk != self.destination.pk:
-            self.delivery = capacity.book(self.destination.pk, self.delivery, self.weight)
+        arrival = self.pickup + timedelta(days=transfer_days(self.origin, self.destination))
+        if self.origin.pk == self.destination.pk:
+            self.delivery = arrival
+        else:  # set only once booked: unbook() gives back exactly what was booked
+            self.delivery = capacity.book(self.destination.pk, arrival, self.weight)
 
     def unbook(self, capacity: _Capacity) -> None:
         if self.pickup is not None:
@@ -276,9 +278,10 @@ def _route(orders: list[Order]) -> list[Order]:
     )
     routed = []
     for order in orders:
+        if not shippings[order.pk]:
+            logger.error("order %s not routed: it has no active line", order.pk)
+            continue
         try:
-            if not shippings[order.pk]:
-                raise NoRoomError("no active line")
             for shipping in shippings[order.pk]:
                 shipping.book(capacity)
         except NoRoomError as exc:

@@ -320,3 +320,34 @@ def test_a_batch_costs_the_same_statements_for_two_orders_or_twenty(county, morn
         return len(queries)
 
     assert route_batch(2) == route_batch(20)
+
+
+def test_a_transfer_without_room_at_the_destination_gives_its_pickup_day_back(
+    county, morning, monkeypatch
+):
+    monkeypatch.setattr(routing, "MAX_DAYS_AHEAD", 2)
+    tomorrow = morning + timedelta(days=1)
+    full = {tomorrow + timedelta(days=n): Decimal("100.000") for n in (1, 2)}
+    for day, kg in full.items():
+        CenterDayLoad.objects.create(center=county["south"], date=day, booked_kg=kg)
+    county["south"].daily_capacity_kg = Decimal("100.0")
+    county["south"].save()
+    far = create_listing(
+        FarmerFactory(village=county["north_village"]),
+        unit="kg",
+        quantity_available=Decimal("1000"),
+    )
+    near = create_listing(FarmerFactory(village=county["south_village"]), unit="kg")
+    buyer = BuyerFactory(village=county["south_village"])
+    stuck = place(buyer, (far, 90))  # north pickup tomorrow; south full on both days after
+    local = place(buyer, (near, 5))  # south, tomorrow: still room
+
+    assert routing.orders_route_batch(order_id=stuck.pk, size=10) == [local.pk]
+
+    stuck.refresh_from_db()
+    assert stuck.status == OrderStatus.PLACED
+    assert not CenterDayLoad.objects.filter(center=county["north"]).exclude(booked_kg=0).exists()
+    south = dict(
+        CenterDayLoad.objects.filter(center=county["south"]).values_list("date", "booked_kg")
+    )
+    assert south == {tomorrow: Decimal("5.000"), **full}
