@@ -411,7 +411,7 @@ def order_confirmed_messages(
 ) -> list[Notification]:
     """The buyer (with the promised delivery date) and each farmer with active lines (with
     their pickup date, from `pickup_dates` keyed by farmer id), built but not stored: routing
-    stores a whole batch of orders' messages at once. `lines_by_farmer` saves reading the
+    stores a whole batch of orders' messages at once (`store`). `lines_by_farmer` saves reading the
     active lines again when the caller has them."""
     when = f"，预计 {delivery_date:%m月%d日} 送达" if delivery_date else ""
     buyer = _build(
@@ -442,15 +442,3 @@ def order_confirmed_messages(
         extra={farmer: {"pickup_date": day.isoformat()} for farmer, day in pickup_dates.items()},
     )
     return [buyer, *farmers]
-
-
-def notify_order_confirmed(
-    order: Order,
-    *,
-    delivery_date: date | None = None,
-    pickup_dates: Mapping[int, date] | None = None,
-) -> list[Notification]:
-    """Store and send `order_confirmed_messages`."""
-    return store(
-        order_confirmed_messages(order, delivery_date=delivery_date, pickup_dates=pickup_dates)
-    )

@@ -228,10 +228,12 @@ class TestWhoIsTold:
         order, buyer, farmer_a, farmer_b = two_farmers_order
         Notification.objects.all().delete()
 
-        notifications.notify_order_confirmed(
-            order,
-            delivery_date=date(2026, 5, 3),
-            pickup_dates={farmer_a.pk: date(2026, 5, 2)},
+        notifications.store(
+            notifications.order_confirmed_messages(
+                order,
+                delivery_date=date(2026, 5, 3),
+                pickup_dates={farmer_a.pk: date(2026, 5, 2)},
+            )
         )
 
         assert told() == [
