@@ -333,8 +333,8 @@ def order_route(*, order_id: int) -> Order:
     it. Idempotent: the order row is locked first (waiting for it) and only a `placed`
     order is routed, so a repeated or concurrent call finds it confirmed and does nothing;
     the unique (order, farmer) constraint backs this up."""
-    _route(_lock_orders(order_id, more=0, wait=True))
-    return Order.objects.get(pk=order_id)
+    routed = _route(_lock_orders(order_id, more=0, wait=True))
+    return routed[0] if routed else Order.objects.get(pk=order_id)
 
 
 @transaction.atomic
