@@ -14,7 +14,7 @@ from logistics.services.schedule import (
     schedule_run_request,
     schedule_runs_redrive,
 )
-from logistics.services.schedule_zones import schedule_zone_solve
+from logistics.services.schedule_zones import schedule_zone_solve, schedule_zones_prune
 from logistics.services.shipments import shipments_flag_late_transfers
 from orders.models import Order, OrderStatus
 
@@ -79,6 +79,12 @@ def schedule_zone(run_id: int, zone: int) -> str:
 def sweep_stale_schedule_runs() -> int:
     """Re-send the task of runs stuck queued or running (a lost message, a killed worker)."""
     return len(schedule_runs_redrive())
+
+
+@shared_task(soft_time_limit=50, time_limit=60)
+def prune_schedule_zones() -> int:
+    """Daily: the zones of split runs finished long ago."""
+    return schedule_zones_prune()
 
 
 @shared_task(soft_time_limit=50, time_limit=60)

@@ -54,6 +54,10 @@ app.conf.beat_schedule = {
         "task": "logistics.tasks.sweep_stale_schedule_runs",
         "schedule": crontab(minute="*/5"),
     },
+    "prune-schedule-zones": {
+        "task": "logistics.tasks.prune_schedule_zones",
+        "schedule": crontab(hour=4, minute=11),
+    },
     "flag-late-transfers": {
         "task": "logistics.tasks.flag_late_transfers",
         "schedule": crontab(minute=7),  # hourly

@@ -18,6 +18,7 @@ cannot shift job ids between the split and the merge.
 
 import math
 import time as clock
+from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
@@ -156,6 +157,19 @@ def _finish(run: ScheduleRun) -> ScheduleRun:
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "progress", "summary", "finished_at"])
     return run
+
+
+def schedule_zones_prune(*, now: datetime | None = None) -> int:
+    """Delete the zones (problems and plans, the bulk of a split run's data) of runs that
+    finished more than SCHEDULE_ZONE_KEEP_DAYS ago; the run, its summary and its routes stay.
+    A finished run never reads its zones again. Returns how many zones were deleted."""
+    now = now or timezone.now()
+    finished = (ScheduleRunStatus.DONE, ScheduleRunStatus.FAILED)
+    deleted, _ = ScheduleRunZone.objects.filter(
+        run__status__in=finished,
+        run__finished_at__lt=now - timedelta(days=settings.SCHEDULE_ZONE_KEEP_DAYS),
+    ).delete()
+    return deleted
 
 
 def _day_of(zones: list[ScheduleRunZone]) -> _Day:

@@ -279,6 +279,7 @@ NIGHTLY_SCHEDULE_HOUR = env.int("NIGHTLY_SCHEDULE_HOUR", default=21)  # plans to
 # why: 1,000 stops take > 130 s as one solve, 7-28 s as four zones on two cores.
 SCHEDULE_ZONE_THRESHOLD = env.int("SCHEDULE_ZONE_THRESHOLD", default=600)
 SCHEDULE_ZONE_STOPS = env.int("SCHEDULE_ZONE_STOPS", default=250)
+SCHEDULE_ZONE_KEEP_DAYS = env.int("SCHEDULE_ZONE_KEEP_DAYS", default=7)  # then pruned daily
 # A run queued or running this long lost its message or worker: the beat sends it again.
 SCHEDULE_RUN_STALE_MINUTES = env.int("SCHEDULE_RUN_STALE_MINUTES", default=15)
 

@@ -6,9 +6,11 @@ two-process worker sharing the zones."""
 import math
 import time
 from collections import Counter
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from logistics.models import (
     Route,
@@ -244,3 +246,32 @@ def test_workers_solve_a_large_day_one_task_per_zone(big_day, zone_workers):
     zones = ScheduleRunZone.objects.filter(run=run)
     assert zones.count() == len(run.summary["zones"]) == 5
     assert not zones.filter(plan__isnull=True).exists()  # each solved by its own task
+
+
+@pytest.mark.django_db
+def test_zones_of_runs_finished_long_ago_are_pruned_and_the_runs_stay():
+    center = ServiceCenterFactory()
+    now = timezone.now()
+
+    def run_with_zone(day: int, status: str, finished_days_ago: int | None) -> ScheduleRun:
+        finished = (
+            now - timedelta(days=finished_days_ago) if finished_days_ago is not None else None
+        )
+        run = ScheduleRun.objects.create(
+            service_center=center,
+            date=now.date() + timedelta(days=day),
+            status=status,
+            finished_at=finished,
+        )
+        ScheduleRunZone.objects.create(run=run, index=0, stops=1, problem={}, shipments={})
+        return run
+
+    old_done = run_with_zone(0, "done", 8)
+    old_failed = run_with_zone(1, "failed", 30)
+    recent = run_with_zone(2, "done", 6)
+    running = run_with_zone(3, "running", None)
+
+    assert schedule_zones.schedule_zones_prune(now=now) == 2
+
+    assert set(ScheduleRunZone.objects.values_list("run_id", flat=True)) == {recent.pk, running.pk}
+    assert ScheduleRun.objects.filter(pk__in=[old_done.pk, old_failed.pk]).count() == 2
