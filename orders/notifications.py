@@ -108,10 +108,14 @@ def store(notifications: list[Notification]) -> list[Notification]:
     one task sends them, or one per SEND_BATCH: a message costs about a millisecond to
     publish and a task a few more to run, so a change tells its buyer and farmers in one."""
     Notification.objects.bulk_create(notifications)
-    ids = [notification.pk for notification in notifications]
-    for start in range(0, len(ids), SEND_BATCH):
-        send_notifications.delay_on_commit(ids[start : start + SEND_BATCH])
+    for batch in _send_batches([notification.pk for notification in notifications]):
+        send_notifications.delay_on_commit(batch)
     return notifications
+
+
+def _send_batches(ids: list[int]) -> list[list[int]]:
+    """The ids in order, SEND_BATCH to a send task."""
+    return [ids[start : start + SEND_BATCH] for start in range(0, len(ids), SEND_BATCH)]
 
 
 def notify(
@@ -211,8 +215,8 @@ def notifications_unsent(*, now: datetime | None = None) -> QuerySet[Notificatio
 def send_unsent_notifications() -> int:
     """The sweeper: enqueue again what a lost message (or exhausted retries) left unsent."""
     ids = list(notifications_unsent().values_list("pk", flat=True)[:RESEND_BATCH])
-    for start in range(0, len(ids), SEND_BATCH):
-        send_notifications.delay(ids[start : start + SEND_BATCH])
+    for batch in _send_batches(ids):
+        send_notifications.delay(batch)
     return len(ids)
 
 
