@@ -238,9 +238,17 @@ def _money(value: Decimal) -> str:
     return f"{value:.2f}"
 
 
-def _lines_by_farmer(order: Order, status: str) -> dict[int, list[OrderLine]]:
+def _lines_by_farmer(
+    order: Order, status: str, lines: Iterable[OrderLine] | None = None
+) -> dict[int, list[OrderLine]]:
+    """The order's lines in `status` by farmer, in id order: those given (the caller has
+    them in hand), or read from the database."""
+    if lines is None:
+        lines = order.lines.filter(status=status).order_by("id")
+    else:
+        lines = sorted((line for line in lines if line.status == status), key=lambda x: x.pk)
     by_farmer: dict[int, list[OrderLine]] = defaultdict(list)
-    for line in order.lines.filter(status=status).order_by("id"):
+    for line in lines:
         by_farmer[line.farmer_id].append(line)
     return dict(by_farmer)
 
@@ -291,10 +299,12 @@ def _for_farmers(
     return notifications
 
 
-def _new_order_for_farmers(order: Order) -> list[Notification]:
+def _new_order_for_farmers(
+    order: Order, lines: Iterable[OrderLine] | None = None
+) -> list[Notification]:
     return _for_farmers(
         order,
-        _lines_by_farmer(order, LineStatus.ACTIVE),
+        _lines_by_farmer(order, LineStatus.ACTIVE, lines),
         kind=NotificationKind.ORDER_PLACED,
         title="新订单",
         body=lambda _, items, subtotal: (
@@ -303,8 +313,11 @@ def _new_order_for_farmers(order: Order) -> list[Notification]:
     )
 
 
-def notify_order_placed(order: Order) -> list[Notification]:
-    """The buyer; and each farmer with lines in it, unless it waits for a prepayment."""
+def notify_order_placed(
+    order: Order, lines: Iterable[OrderLine] | None = None
+) -> list[Notification]:
+    """The buyer; and each farmer with lines in it, unless it waits for a prepayment.
+    `lines`: the order's lines as just written (saves reading them back)."""
     awaiting = order.status == OrderStatus.AWAITING_PAYMENT
     if awaiting:
         due = timezone.localtime(order.payment_due_at).strftime("%H:%M")
@@ -324,7 +337,7 @@ def notify_order_placed(order: Order) -> list[Notification]:
             "payment_due_at": order.payment_due_at.isoformat() if awaiting else None,
         },
     )
-    farmers = [] if awaiting else _new_order_for_farmers(order)
+    farmers = [] if awaiting else _new_order_for_farmers(order, lines)
     return store([buyer, *farmers])
 
 

@@ -230,7 +230,7 @@ def order_place(
     event = OrderEvent.objects.create(
         order=order, to_status=order.status, actor=buyer, reason="placed"
     )
-    notifications.notify_order_placed(order)
+    notifications.notify_order_placed(order, order_lines)
     if order.status == OrderStatus.PLACED:
         _route_after_commit(order.pk)
     _hold_as_prefetched(
