@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from logistics.models import Shipment, ShipmentLeg, Village
 from marketplace.accounts.models import Role
+from marketplace.api.serializers import FieldsOnceModelSerializer
 from orders.models import DeliveryMethod, Order, OrderEvent, OrderLine, PaymentMethod, Review
 from orders.selectors import BUYER_HIDDEN_FROM_FARMER
 from orders.services import MAX_LINES, LineRequest
@@ -55,7 +56,7 @@ class OrderPlaceSerializer(serializers.Serializer):
         return attrs
 
 
-class LineSerializer(serializers.ModelSerializer):
+class LineSerializer(FieldsOnceModelSerializer):
     class Meta:
         model = OrderLine
         fields = (
@@ -74,21 +75,21 @@ class LineSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class EventSerializer(serializers.ModelSerializer):
+class EventSerializer(FieldsOnceModelSerializer):
     class Meta:
         model = OrderEvent
         fields = ("from_status", "to_status", "actor", "reason", "created_at")
         read_only_fields = fields
 
 
-class ShipmentLegSerializer(serializers.ModelSerializer):
+class ShipmentLegSerializer(FieldsOnceModelSerializer):
     class Meta:
         model = ShipmentLeg
         fields = ("sequence", "kind", "from_center", "to_center", "date", "status")
         read_only_fields = fields
 
 
-class OrderShipmentSerializer(serializers.ModelSerializer):
+class OrderShipmentSerializer(FieldsOnceModelSerializer):
     """The order's shipments in brief; GET /api/v1/shipments/{id}/ has their tracking."""
 
     legs = ShipmentLegSerializer(many=True, read_only=True)
@@ -110,7 +111,7 @@ class OrderShipmentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class OrderSerializer(serializers.ModelSerializer):
+class OrderSerializer(FieldsOnceModelSerializer):
     """One order as the viewer may see it: the delivery code for its buyer only; for a
     farmer, their own lines and totals, and the buyer's phone once the order is confirmed."""
 
