@@ -126,6 +126,10 @@ class IdempotencyMiddleware:
                     "A request with this Idempotency-Key is still being processed; retry later.",
                 )
             now = timezone.now()
+            # A statement of its own, after the lock: its snapshot then includes the record of
+            # a first request that committed (and so let go of the lock) an instant before this
+            # one took it. Read in the lock's own statement, whose snapshot is taken before the
+            # lock, that record could be missed and the request run a second time.
             record = IdempotencyRecord.objects.filter(user_id=user_id, key=key).first()
             if record is not None and record.expires_at <= now:
                 record.delete()
