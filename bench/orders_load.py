@@ -10,7 +10,7 @@ One command, all traffic to 127.0.0.1:
 2. starts gunicorn (bench.orders_settings: production settings, DEBUG off, CONN_MAX_AGE>0)
    on a free port, `--server gthread:4x4` by default (a comma list runs a short pick first);
 3. warms up, then for each of --rounds rounds runs, one after the other, for --duration s:
-   - ours   32 async httpx clients, one buyer each, POST /api/v1/orders/ with 1–3 random
+   - ours   32 async HTTP/1.1 keep-alive clients (RawHttp), one buyer each, POST /api/v1/orders/ with 1–3 random
             lines of the 100 hot listings (1 kg each) and a fresh Idempotency-Key each;
    - floor  32 psycopg connections (threads), one buyer each, the same transaction straight
             in SQL: BEGIN; SELECT … WHERE id = ANY(%s) ORDER BY id FOR UPDATE; one UPDATE per
@@ -71,6 +71,7 @@ FIXTURE = ROOT / ".data" / "orders_bench_fixture.json"
 RESULTS_MD = ROOT / "bench" / "ORDERS_RESULTS.md"
 RESULTS_DIR = ROOT / "bench" / "results"
 ORDERS_PATH = "/api/v1/orders/"
+FRAME_PATH = "/bench/frame/"  # bench/orders_urls.py: the framework alone
 BEGIN_MARK = "<!-- orders_load:begin -->"
 END_MARK = "<!-- orders_load:end -->"
 GOAL = 1 / 3
@@ -83,7 +84,7 @@ FEE_BASE, FEE_EXTRA, FREE_FROM = Decimal("5.00"), Decimal("2.00"), Decimal("99.0
 @dataclass
 class Phase:
     name: str
-    target: str  # ours | nokey | floor | contention | duplicates | warmup
+    target: str  # ours | nokey | floor | frame | contention | duplicates | warmup
     round: int = 0
     clients: int = 0
     seconds: float = 0.0
@@ -491,17 +492,73 @@ class Tally:
         return summarize(phase, self.latencies, elapsed)
 
 
-async def post_order(client: httpx.AsyncClient, tally: Tally, token: str, body: bytes,
+class RawHttp:
+    """A keep-alive HTTP/1.1 client on one socket, just enough for these POSTs.
+
+    The load generator shares the machine's two CPUs with gunicorn and PostgreSQL, so its
+    own cost counts against ours: httpx spent about 2 ms of CPU per request here (the
+    floor's psycopg threads 0.35 ms per order), this about 0.1 ms. It writes the request in
+    one piece and reads the status line, the headers and a Content-Length body; a
+    `Connection: close` or a dropped socket opens a new connection for the next request."""
+
+    def __init__(self, base_url: str, timeout: float = 30) -> None:
+        host, _, port = base_url.removeprefix("http://").partition(":")
+        self.host, self.port, self.timeout = host, int(port), timeout
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def __aenter__(self) -> RawHttp:
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def request(
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict, bytes]:
+        return await asyncio.wait_for(self._request(method, path, body, headers), self.timeout)
+
+    async def _request(
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines.append(f"Content-Length: {len(body)}")
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        try:
+            status_line = await self.reader.readline()
+            if not status_line:
+                raise ConnectionError("the server closed the connection")
+            answer_headers = {}
+            while (line := await self.reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                answer_headers[name.strip().lower()] = value.strip()
+            content = await self.reader.readexactly(int(answer_headers.get("content-length", 0)))
+        except BaseException:
+            self.close()
+            raise
+        if answer_headers.get("connection", "").lower() == "close":
+            self.close()
+        return int(status_line.split()[1]), answer_headers, content
+
+
+async def post_order(client: RawHttp, tally: Tally, token: str, body: bytes,
                      key: str | None) -> None:  # fmt: skip
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     if key is not None:
         headers["Idempotency-Key"] = key
     started = time.perf_counter()
     try:
-        answer = await client.post(ORDERS_PATH, content=body, headers=headers)
-        status, content = answer.status_code, answer.content
-        replayed = answer.headers.get("Idempotent-Replayed") == "true"
-    except httpx.HTTPError as exc:
+        status, answer_headers, content = await client.request("POST", ORDERS_PATH, body, headers)
+        replayed = answer_headers.get("idempotent-replayed") == "true"
+    except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
         status, content, replayed = f"exception {type(exc).__name__}", str(exc).encode(), False
     tally.record(status, content, replayed, key is not None, time.perf_counter() - started)
 
@@ -514,8 +571,7 @@ async def http_phase(phase: Phase, base_url: str, buyers: list[dict], hot: list[
 
     async def one_buyer(n: int, buyer: dict, deadline: float) -> None:
         rng = random.Random(seed * 1000 + n)
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+        async with RawHttp(base_url) as client:
             while time.perf_counter() < deadline:
                 body = json.dumps(order_body(rng, hot, scarce)).encode()
                 key = uuid.uuid4().hex if keyed else None
@@ -534,19 +590,47 @@ async def duplicates_phase(base_url: str, buyers: list[dict], hot: list[int]) ->
     rng = random.Random(7)
 
     async def one_buyer(buyer: dict) -> None:
-        limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
-        async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+        async with RawHttp(base_url) as first, RawHttp(base_url) as second:
             body = json.dumps(order_body(rng, hot, None)).encode()
             key = uuid.uuid4().hex
             await asyncio.gather(
-                post_order(client, tally, buyer["token"], body, key),
-                post_order(client, tally, buyer["token"], body, key),
+                post_order(first, tally, buyer["token"], body, key),
+                post_order(second, tally, buyer["token"], body, key),
             )
-            await post_order(client, tally, buyer["token"], body, key)
+            await post_order(first, tally, buyer["token"], body, key)
 
     started = time.perf_counter()
     await asyncio.gather(*(one_buyer(b) for b in buyers))
     phase = Phase("duplicates", "duplicates", clients=len(buyers))
+    return tally.into(phase, time.perf_counter() - started)
+
+
+async def frame_phase(  # noqa: PLR0917
+    phase: Phase, base_url: str, buyers: list[dict], hot: list[int], seconds: float, seed: int
+) -> Phase:
+    """POST /bench/frame/ with the same bodies as fast as the same clients can: the same
+    gunicorn, middleware, DRF dispatch, JWT authentication, user read and JSON parsing as an
+    order, then a small JSON answer and no order work at all (bench/orders_urls.py). What
+    the framework alone costs per request: the ceiling of any endpoint built on it, in the
+    same run as the floor."""
+    tally = Tally()
+    phase.clients = len(buyers)
+
+    async def one_buyer(n: int, buyer: dict, deadline: float) -> None:
+        rng = random.Random(seed * 1000 + n)
+        headers = {"Authorization": f"Bearer {buyer['token']}", "Content-Type": "application/json"}
+        async with RawHttp(base_url) as client:
+            while time.perf_counter() < deadline:
+                body = json.dumps(order_body(rng, hot, None)).encode()
+                started = time.perf_counter()
+                try:
+                    status, _, content = await client.request("POST", FRAME_PATH, body, headers)
+                except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+                    status, content = f"exception {type(exc).__name__}", str(exc).encode()
+                tally.record(status, content, False, False, time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one_buyer(n, b, started + seconds) for n, b in enumerate(buyers)))
     return tally.into(phase, time.perf_counter() - started)
 
 
@@ -779,7 +863,7 @@ def render(report: dict) -> str:
         floor = floors.get(p["round"])
         ratio = (
             f"{100 * p['orders_per_s'] / floor:.1f} %"
-            if floor and p["target"] in ("ours", "nokey", "floor", "variant")
+            if floor and p["target"] in ("ours", "nokey", "floor", "variant", "frame")
             else ""
         )
         cpu = p["cpu_ms_per_order"]
@@ -856,6 +940,17 @@ def render(report: dict) -> str:
         ),
         f"- duplicates (same key twice at once, then again): {summary['duplicates']}",
     ]
+    if summary.get("frame_per_s"):
+        frame = cost["frame"]
+        lines.append(
+            f"- **frame** (`POST {FRAME_PATH}`, bench/orders_urls.py, on the same server: "
+            f"middleware, DRF, JWT and one user read, the same JSON bodies parsed, a small JSON "
+            f"answer, no order work; its column is answers/s): "
+            f"{summary['frame_per_s']:.1f}/s = {summary['frame_vs_floor_pct']:.1f} % of the "
+            f"floor's orders/s, {frame['server']:.2f} + {frame['client']:.2f} ms CPU per "
+            f"request (at most ≈ {capacity['frame']:.1f} % of the floor by CPU): what the "
+            f"framework alone costs, before the order's own work"
+        )
     if args.get("variants"):
         lines.append(
             f"- **variant** ({args['variants']}, bench/orders_variants.py, keyed): "
@@ -999,6 +1094,15 @@ def main() -> int:  # noqa: PLR0915 - one linear script
             run_http(
                 Phase(f"nokey r{r}", "nokey", r), url, args.duration, False, meter, seed=30 + r
             )
+            meter.start()
+            p = asyncio.run(
+                frame_phase(
+                    Phase(f"frame r{r}", "frame", r), url, buyers, hot, args.duration, 30 + r
+                )
+            )
+            p.cpu_ms_per_order = cpu_per_order(meter.stop(), p.orders)
+            phases.append(p)
+            show(p)
             if args.variants:
                 run_http(
                     Phase(f"variant r{r}", "variant", r),
@@ -1021,11 +1125,12 @@ def main() -> int:  # noqa: PLR0915 - one linear script
     # --- checks over the whole run
     checks = check_stock(dsn, fixture)
     checks["db"] = db_counts(dsn)
-    checks["expected_orders"] = sum(p.orders for p in phases)
+    ordering = [p for p in phases if p.target != "frame"]  # the frame's GETs order nothing
+    checks["expected_orders"] = sum(p.orders for p in ordering)
     checks["orders_match"] = checks["db"]["orders_order"] == checks["expected_orders"]
     checks["expected_records"] = sum(p.keyed_stored for p in phases)
     checks["records_match"] = checks["db"]["api_idempotencyrecord"] == checks["expected_records"]
-    checks["phase_deltas_match"] = all(p.db_orders_delta == p.orders for p in phases)
+    checks["phase_deltas_match"] = all(p.db_orders_delta == p.orders for p in ordering)
     timed = [p for p in phases if p.target not in ("warmup",)]
     unexpected = sum(p.unexpected for p in timed)
     dup = next(p for p in phases if p.target == "duplicates")
@@ -1058,7 +1163,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script
 
     def cpu_cost(target: str) -> dict[str, float]:
         """CPU ms per order over all phases of a target: server side (gunicorn + the bench
-        database's backends) and client side (this process: httpx, or the floor's threads)."""
+        database's backends) and client side (this process: RawHttp clients, or the floor's threads)."""
         picked = [p for p in phases if p.target == target and p.cpu_ms_per_order]
         orders = sum(p.orders for p in picked)
         if not orders:
@@ -1072,7 +1177,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script
             "client": round(ms("loadgen"), 2),
         }
 
-    costs = {t: cpu_cost(t) for t in ("ours", "floor", "nokey", "variant")}
+    costs = {t: cpu_cost(t) for t in ("ours", "floor", "nokey", "variant", "frame")}
 
     def capacity_pct(target: str) -> float:
         """ours/floor if both were CPU-bound on the same CPUs: floor CPU ÷ target CPU."""
@@ -1083,7 +1188,11 @@ def main() -> int:  # noqa: PLR0915 - one linear script
 
     summary = {
         "cpu_ms_per_order": costs,
-        "cpu_capacity_pct": {t: round(capacity_pct(t), 1) for t in ("ours", "nokey", "variant")},
+        "cpu_capacity_pct": {
+            t: round(capacity_pct(t), 1) for t in ("ours", "nokey", "variant", "frame")
+        },
+        "frame_per_s": round(rate("frame"), 1),
+        "frame_vs_floor_pct": 100 * rate("frame") / floor_rate if floor_rate else 0.0,
         "ours_orders_per_s": round(ours_rate, 1),
         "floor_orders_per_s": round(floor_rate, 1),
         "nokey_orders_per_s": round(nokey_rate, 1),

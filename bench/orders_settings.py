@@ -60,3 +60,6 @@ LOGGING = {
 }
 
 warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic
+
+# The app's URLs plus the bench-only frame endpoint (bench/orders_urls.py).
+ROOT_URLCONF = "bench.orders_urls"
