@@ -16,7 +16,9 @@ from logistics.services.schedule import (
 )
 from logistics.services.schedule_zones import schedule_zone_solve, schedule_zones_prune
 from logistics.services.shipments import shipments_flag_late_transfers
+from marketplace.celery import pending_taken, send_unless_pending
 from orders.models import Order, OrderStatus
+from orders.services import ROUTE_ORDER_TASK
 
 
 @shared_task(
@@ -26,11 +28,19 @@ from orders.models import Order, OrderStatus
     soft_time_limit=50,
     time_limit=60,
 )
-def route_order(order_id: int) -> int:
+def route_order(order_id: int | None) -> int:
     """Create the order's shipments and confirm it, with other orders waiting to be routed
-    (up to ROUTING_BATCH in one transaction); a no-op when it is already routed. Returns
-    how many orders this call routed."""
-    return len(orders_route_batch(order_id=order_id, size=settings.ROUTING_BATCH))
+    (up to ROUTING_BATCH in one transaction, oldest first; just those when it is already
+    routed or no order is given). Orders placed while this message waited sent none of
+    their own (orders' send_unless_pending): a full batch sends the next message, without
+    an order, for those still waiting. Returns how many orders this call routed."""
+    pending_taken(ROUTE_ORDER_TASK)
+    routed = orders_route_batch(order_id=order_id, size=settings.ROUTING_BATCH)
+    if len(routed) == settings.ROUTING_BATCH:
+        send_unless_pending(
+            ROUTE_ORDER_TASK, [None], pending_seconds=settings.ROUTING_PENDING_SECONDS
+        )
+    return len(routed)
 
 
 @shared_task(soft_time_limit=50, time_limit=60)

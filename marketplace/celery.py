@@ -15,6 +15,39 @@ app.autodiscover_tasks()
 app.autodiscover_tasks(["marketplace"])  # marketplace/tasks.py (the project package is no app)
 
 
+def send_unless_pending(name: str, args: list, *, pending_seconds: int) -> bool:
+    """Send task `name` unless a message sent through here is still waiting for a worker.
+
+    For tasks that serve everything waiting when they run (routing takes the oldest placed
+    orders with its own): one message in the queue is enough, and under load most would
+    find nothing left to do. The task calls `pending_taken(name)` as it starts, so whatever
+    became ready before that is served by it, and what comes later sends a new message. A
+    message lost with its flag still set delays the next one by `pending_seconds` at most;
+    the sweepers catch the rest. Returns whether it sent."""
+    from django.core.cache import cache  # noqa: PLC0415 - Django is set up by then
+
+    key = _pending_key(name)
+    if not cache.add(key, 1, timeout=pending_seconds):
+        return False
+    try:
+        app.send_task(name, args=args)
+    except BaseException:
+        cache.delete(key)  # nothing is pending: the next caller sends
+        raise
+    return True
+
+
+def pending_taken(name: str) -> None:
+    """A worker has taken task `name`'s message: the next send_unless_pending sends."""
+    from django.core.cache import cache  # noqa: PLC0415
+
+    cache.delete(_pending_key(name))
+
+
+def _pending_key(name: str) -> str:
+    return f"task-pending:{name}"
+
+
 @task_prerun.connect
 @task_postrun.connect
 def close_old_connections(**kwargs) -> None:

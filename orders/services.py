@@ -16,7 +16,7 @@ from listings.selectors import listings_for_update
 from listings.services import listing_restock, listing_take_stock
 from logistics.models import Village
 from marketplace.accounts.models import Role, User
-from marketplace.celery import app as celery_app
+from marketplace.celery import send_unless_pending
 from marketplace.exceptions import ConflictError, DomainError
 from orders import errors, notifications
 from orders.models import (
@@ -32,6 +32,7 @@ from orders.models import (
 )
 
 MAX_LINES = 50
+ROUTE_ORDER_TASK = "logistics.tasks.route_order"
 CENT = Decimal("0.01")
 PAYMENT_EXPIRED_REASON = "payment_expired"  # the reason the expiry sweep cancels with
 
@@ -255,10 +256,14 @@ def _hold_as_prefetched(instance: Order, **related: list) -> None:
 
 def _route_after_commit(order_id: int) -> None:
     """A placed order (cash on delivery at once, prepaid once paid) is routed by a worker
-    after the transaction commits. The task is sent by name: logistics imports orders, not
-    the other way round. If the message is lost, logistics' sweeper sends it again."""
+    after the transaction commits, by a routing message of its own or, when one is still
+    queued, by that one: each routing task takes the oldest placed orders with its own. The
+    task is sent by name: logistics imports orders, not the other way round. If the message
+    is lost, logistics' sweeper sends it again."""
     transaction.on_commit(
-        lambda: celery_app.send_task("logistics.tasks.route_order", args=[order_id])
+        lambda: send_unless_pending(
+            ROUTE_ORDER_TASK, [order_id], pending_seconds=settings.ROUTING_PENDING_SECONDS
+        )
     )
 
 

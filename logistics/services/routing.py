@@ -207,22 +207,24 @@ class _Shipping:
         )
 
 
-def _lock_orders(order_id: int, *, more: int, wait: bool) -> list[Order]:
-    """The order `order_id` if it is placed (waiting for its lock, or skipping it when
-    another transaction holds it and `wait` is false), then up to `more` other placed
+def _lock_orders(order_id: int | None, *, more: int, wait: bool) -> list[Order]:
+    """The order `order_id` (if given) if it is placed (waiting for its lock, or skipping it
+    when another transaction holds it and `wait` is false), then up to `more` other placed
     orders, oldest first, skipping any another transaction holds: those are being routed,
     cancelled or changed by it. Ids are locked first, rows read after: when nothing waits
     (the message of an order a batch already routed) that is two small queries."""
     placed = Order.objects.filter(status=OrderStatus.PLACED).order_by()
-    ids = list(
-        placed.select_for_update(skip_locked=not wait)
-        .filter(pk=order_id)
-        .values_list("pk", flat=True)
-    )
+    ids = []
+    if order_id is not None:
+        ids = list(
+            placed.select_for_update(skip_locked=not wait)
+            .filter(pk=order_id)
+            .values_list("pk", flat=True)
+        )
+        placed = placed.exclude(pk=order_id)
     if more:
         ids += (
             placed.select_for_update(skip_locked=True)
-            .exclude(pk=order_id)
             .order_by("pk")
             .values_list("pk", flat=True)[:more]
         )
@@ -338,11 +340,13 @@ def order_route(*, order_id: int) -> Order:
 
 
 @transaction.atomic
-def orders_route_batch(*, order_id: int, size: int) -> list[int]:
+def orders_route_batch(*, order_id: int | None, size: int) -> list[int]:
     """The routing task's work: the order `order_id` and other placed orders with it, up to
-    `size` in one transaction. Under load this serves many orders with one set of
-    statements (the messages of the others then find them confirmed and stop at one
-    query); when quiet it is one order. An order another transaction holds is skipped:
+    `size` in one transaction (without an order id: the `size` oldest placed). Under load
+    this serves many orders with one set of statements (a message whose order a batch
+    already routed finds it confirmed, routes the others waiting, or stops at one query);
+    when quiet it is one order. An order another transaction holds is skipped:
     that one is routing, cancelling or changing it, and the sweeper re-sends what is still
     placed after that. Returns the ids routed."""
-    return [order.pk for order in _route(_lock_orders(order_id, more=size - 1, wait=False))]
+    more = size if order_id is None else size - 1
+    return [order.pk for order in _route(_lock_orders(order_id, more=more, wait=False))]

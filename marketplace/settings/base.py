@@ -267,6 +267,9 @@ ROUTING_SWEEP_BATCH = env.int("ROUTING_SWEEP_BATCH", default=500)
 # Orders one routing task routes together when several wait (one transaction, one set of
 # inserts): measured in bench/ROUTING_RESULTS.md.
 ROUTING_BATCH = env.int("ROUTING_BATCH", default=50)
+# A routing message not yet taken by a worker stands for every order placed meanwhile; after
+# this long without a worker taking it, the next order sends another (orders.services).
+ROUTING_PENDING_SECONDS = env.int("ROUTING_PENDING_SECONDS", default=30)
 MAX_STOP_ATTEMPTS = env.int("MAX_STOP_ATTEMPTS", default=3)  # then a shipment fails for good
 MAX_DELIVERY_CODE_ATTEMPTS = env.int("MAX_DELIVERY_CODE_ATTEMPTS", default=5)
 # --- Logistics: planning a center's day (logistics.services.schedule)

@@ -351,3 +351,12 @@ def test_a_transfer_without_room_at_the_destination_gives_its_pickup_day_back(
         CenterDayLoad.objects.filter(center=county["south"]).values_list("date", "booked_kg")
     )
     assert south == {tomorrow: Decimal("5.000"), **full}
+
+
+def test_a_batch_without_an_order_takes_the_oldest_waiting_ones(county, morning):
+    listing = create_listing(FarmerFactory(village=county["north_village"]))
+    buyer = BuyerFactory(village=county["south_village"])
+    placed = [place(buyer, (listing, 1)) for _ in range(3)]
+
+    assert routing.orders_route_batch(order_id=None, size=2) == [placed[0].pk, placed[1].pk]
+    assert Order.objects.get(pk=placed[2].pk).status == OrderStatus.PLACED
