@@ -13,7 +13,7 @@ from psycopg.errors import UniqueViolation
 
 from listings.models import Listing, ListingStatus
 from listings.selectors import listings_for_update
-from listings.services import listing_restock, listing_take_stock
+from listings.services import listing_restock, listings_take_stock
 from logistics.models import Village
 from marketplace.accounts.models import Role, User
 from marketplace.celery import send_unless_pending
@@ -184,9 +184,10 @@ def order_place(
         else:  # the village's own point; the buyer's village is read only for it
             village = delivery_village or buyer.village
             delivery_lat, delivery_lng = village.lat, village.lng
+    listings_take_stock(takes=[(listings[line.listing_id], line.quantity) for line in lines])
     order_lines = []
     for line in lines:
-        listing = listing_take_stock(listing=listings[line.listing_id], quantity=line.quantity)
+        listing = listings[line.listing_id]
         order_lines.append(
             OrderLine(
                 listing=listing,

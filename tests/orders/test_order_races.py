@@ -134,13 +134,13 @@ def test_negative_control_without_the_lock_the_race_oversells(monkeypatch):
         "listings_for_update",
         lambda ids: Listing.objects.filter(pk__in=ids).order_by("pk"),
     )
-    real_take = listings.services.listing_take_stock
+    real_take = listings.services.listings_take_stock
 
     def slow_take(**kwargs):
         time.sleep(0.05)
         return real_take(**kwargs)
 
-    monkeypatch.setattr(orders.services, "listing_take_stock", slow_take)
+    monkeypatch.setattr(orders.services, "listings_take_stock", slow_take)
     buyers = [token(BuyerFactory()) for _ in range(20)]
     codes = Counter(run_concurrently([post_order(t, [listing.pk]) for t in buyers]))
     taken = Decimal("10") - Listing.objects.get(pk=listing.pk).quantity_available

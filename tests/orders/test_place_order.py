@@ -131,12 +131,19 @@ def test_short_lines_are_409_naming_every_one_and_nothing_changes(client_for):
 
 def test_the_last_unit_makes_the_listing_sold_out(client_for):
     listing = create_listing(quantity_available=Decimal("3"))
-    client_for(BuyerFactory()).post(ORDERS, order_body((listing, 3)), format="json")
+    other = create_listing(category="eggs", quantity_available=Decimal("10"))
+    answer = client_for(BuyerFactory()).post(
+        ORDERS, order_body((listing, 3), (other, "2.5")), format="json"
+    )
+    assert answer.status_code == 201
     listing.refresh_from_db()
+    other.refresh_from_db()
+    # both taken in one statement, each its own quantity and status
     assert (listing.quantity_available, listing.status) == (
         Decimal("0.000"),
         ListingStatus.SOLD_OUT,
     )
+    assert (other.quantity_available, other.status) == (Decimal("7.500"), ListingStatus.ACTIVE)
 
 
 @pytest.mark.parametrize(
@@ -279,16 +286,16 @@ def test_placing_an_order_costs_a_fixed_number_of_queries(client_for, django_ass
     tomatoes, eggs = create_listing(), create_listing(category="eggs")
     body = order_body((tomatoes, 1), (eggs, 1))
     client = client_for(BuyerFactory(lat=Decimal("30.111111"), lng=Decimal("119.222222")))
-    # user; savepoint; listings locked; 2 stock updates; order, lines, event; the 3
-    # notifications (from the lines in hand); release
-    with django_assert_num_queries(10):
+    # user; savepoint; listings locked; their stock taken (one UPDATE); order, lines,
+    # event; the 3 notifications (from the lines in hand); release
+    with django_assert_num_queries(9):
         assert client.post(ORDERS, body, format="json").status_code == 201
     # and the idempotency record: savepoint, advisory lock, record looked up, record
     # written, release
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(14):
         keyed = client.post(ORDERS, body, format="json", HTTP_IDEMPOTENCY_KEY="count-1")
         assert keyed.status_code == 201
     # A buyer without a point of their own: their village's, read for it.
     client = client_for(BuyerFactory())
-    with django_assert_num_queries(11):
+    with django_assert_num_queries(10):
         assert client.post(ORDERS, body, format="json").status_code == 201
