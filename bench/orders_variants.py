@@ -12,9 +12,9 @@ run, but patch nothing: the baseline has them.
                listing rows stay locked, since the idempotency transaction commits after the
                answer. In the app: order_place leaves lines, events and (no) shipments in the
                order's prefetch cache, OrderViewSet.create serializes that order.
-- one_publish  one Celery message per order for its 2–4 notifications instead of one per
-               notification. Proposed change: orders/notifications.py _store enqueues one
-               task with all ids (a `send_notifications(ids)` task).
+- one_publish  APPLIED. One Celery message per change for all its notifications
+               (orders.notifications.store sends one send_notifications task per
+               SEND_BATCH ids) instead of one per notification.
 - auth_village APPLIED. order_place's `buyer.village` cost a query of its own. The patch
                loaded the user with select_related("village") in JWTAuthentication (and
                skipped simplejwt's CHECK_REVOKE_TOKEN check); the app instead has
@@ -32,7 +32,7 @@ import os
 
 KNOWN = ("lean_answer", "one_publish", "auth_village", "lean_lock")
 ALL = ("lean_answer", "one_publish", "auth_village")  # `all`: lean_lock showed no gain
-APPLIED = ("lean_answer", "auth_village")  # in the app now: accepted, nothing patched
+APPLIED = ("lean_answer", "auth_village", "one_publish")  # in the app now: nothing patched
 
 
 def requested() -> list[str]:
@@ -44,25 +44,6 @@ def requested() -> list[str]:
     if unknown:
         raise RuntimeError(f"unknown ORDERS_BENCH_VARIANTS: {sorted(unknown)}")
     return names
-
-
-def _one_publish() -> None:
-    from celery import current_app  # noqa: PLC0415
-    from django.db import transaction  # noqa: PLC0415
-
-    from orders import notifications  # noqa: PLC0415
-    from orders.models import Notification  # noqa: PLC0415
-
-    def store(rows):
-        Notification.objects.bulk_create(rows)
-        ids = [n.pk for n in rows]
-        if ids:
-            transaction.on_commit(
-                lambda: current_app.send_task("orders.notifications.send_notifications", args=[ids])
-            )
-        return rows
-
-    notifications._store = store
 
 
 def _lean_lock() -> None:
@@ -85,5 +66,5 @@ def apply(names: list[str] | None = None) -> list[str]:
     names = requested() if names is None else names
     patched = [name for name in names if name not in APPLIED]
     for name in patched:
-        {"one_publish": _one_publish, "lean_lock": _lean_lock}[name]()
+        {"lean_lock": _lean_lock}[name]()
     return patched
