@@ -4,6 +4,7 @@ orders, and none is left behind."""
 
 import base64
 import json
+import time
 from collections import Counter
 
 import pytest
@@ -74,3 +75,20 @@ def test_a_send_that_fails_leaves_nothing_pending(empty_queue, monkeypatch):
     assert send_unless_pending(ROUTE_ORDER_TASK, [2], pending_seconds=30) is True
     assert send_unless_pending(ROUTE_ORDER_TASK, [3], pending_seconds=30) is False
     assert queued(ROUTE_ORDER_TASK) == [[2]]
+
+
+def test_a_lost_message_holds_up_the_next_one_for_its_pending_seconds_at_most(
+    settings, empty_queue
+):
+    settings.ROUTING_PENDING_SECONDS = 1
+    (first,) = place_orders(1)
+    celery_app.control.purge()  # its message is lost; its flag stays until it expires
+    (second,) = place_orders(1)
+    assert queued(ROUTE_ORDER_TASK) == []  # still stands for the lost one
+
+    time.sleep(1.2)
+    (third,) = place_orders(1)
+    assert queued(ROUTE_ORDER_TASK) == [[third.pk]]
+    assert route_order(third.pk) == 3  # and it takes the two left waiting with it
+    routed = Order.objects.filter(pk__in=[first.pk, second.pk, third.pk])
+    assert set(routed.values_list("status", flat=True)) == {OrderStatus.CONFIRMED}
