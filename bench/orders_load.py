@@ -10,13 +10,17 @@ One command, all traffic to 127.0.0.1:
 2. starts gunicorn (bench.orders_settings: production settings, DEBUG off, CONN_MAX_AGE>0)
    on a free port, `--server gthread:4x4` by default (a comma list runs a short pick first);
 3. warms up, then for each of --rounds rounds runs, one after the other, for --duration s:
-   - ours   32 async HTTP/1.1 keep-alive clients (RawHttp), one buyer each, POST /api/v1/orders/ with 1–3 random
-            lines of the 100 hot listings (1 kg each) and a fresh Idempotency-Key each;
+   - ours   32 keep-alive HTTP/1.1 clients (RawHttp), one buyer each, POST /api/v1/orders/
+            with 1–3 random lines of the 100 hot listings (1 kg each) and a fresh
+            Idempotency-Key each;
    - floor  32 psycopg connections (threads), one buyer each, the same transaction straight
             in SQL: BEGIN; SELECT … WHERE id = ANY(%s) ORDER BY id FOR UPDATE; one UPDATE per
             line; INSERT order RETURNING id; one multi-row INSERT of the lines; INSERT event;
             COMMIT — the lower bound of what any implementation over this schema costs;
    - nokey  as ours, without the Idempotency-Key header (the idempotency overhead);
+   - frame  the nokey bodies to POST /bench/frame/ (bench/orders_urls.py): the framework
+            alone, no order work;
+   (ANALYZE of the order's tables before each phase: autovacuum is off on this machine);
 4. contention: the same 32 clients (keyed) order lines of the 5 scarce listings (50 kg each,
    1–3 kg per line) plus 0–2 hot lines until they are sold out: 201 then 409
    insufficient_stock, never oversold;
@@ -568,14 +572,14 @@ class RawHttp:
         return int(status_line.split()[1]), answer_headers, content
 
 
-async def post_order(client: RawHttp, tally: Tally, token: str, body: bytes,
-                     key: str | None) -> None:  # fmt: skip
+async def post_order(client: RawHttp, tally: Tally, token: str, body: bytes,  # noqa: PLR0917
+                     key: str | None, path: str = ORDERS_PATH) -> None:  # fmt: skip
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     if key is not None:
         headers["Idempotency-Key"] = key
     started = time.perf_counter()
     try:
-        status, answer_headers, content = await client.request("POST", ORDERS_PATH, body, headers)
+        status, answer_headers, content = await client.request("POST", path, body, headers)
         replayed = answer_headers.get("idempotent-replayed") == "true"
     except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
         status, content, replayed = f"exception {type(exc).__name__}", str(exc).encode(), False
@@ -584,7 +588,7 @@ async def post_order(client: RawHttp, tally: Tally, token: str, body: bytes,
 
 async def http_phase(phase: Phase, base_url: str, buyers: list[dict], hot: list[int],  # noqa: PLR0917
                      seconds: float, keyed: bool, scarce: list[int] | None = None,
-                     seed: int = 0) -> tuple[Phase, float]:  # fmt: skip
+                     seed: int = 0, path: str = ORDERS_PATH) -> tuple[Phase, float]:  # fmt: skip
     tally = Tally()
     phase.clients = len(buyers)
 
@@ -594,7 +598,7 @@ async def http_phase(phase: Phase, base_url: str, buyers: list[dict], hot: list[
             while time.perf_counter() < deadline:
                 body = json.dumps(order_body(rng, hot, scarce)).encode()
                 key = uuid.uuid4().hex if keyed else None
-                await post_order(client, tally, buyer["token"], body, key)
+                await post_order(client, tally, buyer["token"], body, key, path)
 
     started = time.perf_counter()
     deadline = started + seconds
@@ -621,35 +625,6 @@ async def duplicates_phase(base_url: str, buyers: list[dict], hot: list[int]) ->
     started = time.perf_counter()
     await asyncio.gather(*(one_buyer(b) for b in buyers))
     phase = Phase("duplicates", "duplicates", clients=len(buyers))
-    return tally.into(phase, time.perf_counter() - started)
-
-
-async def frame_phase(  # noqa: PLR0917
-    phase: Phase, base_url: str, buyers: list[dict], hot: list[int], seconds: float, seed: int
-) -> Phase:
-    """POST /bench/frame/ with the same bodies as fast as the same clients can: the same
-    gunicorn, middleware, DRF dispatch, JWT authentication, user read and JSON parsing as an
-    order, then a small JSON answer and no order work at all (bench/orders_urls.py). What
-    the framework alone costs per request: the ceiling of any endpoint built on it, in the
-    same run as the floor."""
-    tally = Tally()
-    phase.clients = len(buyers)
-
-    async def one_buyer(n: int, buyer: dict, deadline: float) -> None:
-        rng = random.Random(seed * 1000 + n)
-        headers = {"Authorization": f"Bearer {buyer['token']}", "Content-Type": "application/json"}
-        async with RawHttp(base_url) as client:
-            while time.perf_counter() < deadline:
-                body = json.dumps(order_body(rng, hot, None)).encode()
-                started = time.perf_counter()
-                try:
-                    status, _, content = await client.request("POST", FRAME_PATH, body, headers)
-                except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
-                    status, content = f"exception {type(exc).__name__}", str(exc).encode()
-                tally.record(status, content, False, False, time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(one_buyer(n, b, started + seconds) for n, b in enumerate(buyers)))
     return tally.into(phase, time.perf_counter() - started)
 
 
@@ -1064,11 +1039,12 @@ def main() -> int:  # noqa: PLR0915 - one linear script
               f"{dict(sorted(p.statuses.items()))}", flush=True)  # fmt: skip
 
     def run_http(p: Phase, url: str, seconds: float, keyed: bool, meter: CpuMeter,  # noqa: PLR0917
-                 scarce_ids: list[int] | None = None, seed: int = 0) -> Phase:  # fmt: skip
+                 scarce_ids: list[int] | None = None, seed: int = 0,
+                 path: str = ORDERS_PATH) -> Phase:  # fmt: skip
         analyze(dsn)
         before = order_count(dsn)
         meter.start()
-        p, _ = asyncio.run(http_phase(p, url, buyers, hot, seconds, keyed, scarce_ids, seed))
+        p, _ = asyncio.run(http_phase(p, url, buyers, hot, seconds, keyed, scarce_ids, seed, path))
         p.cpu_ms_per_order = cpu_per_order(meter.stop(), p.orders)
         p.db_orders_delta = order_count(dsn) - before
         purge_bench_queue()
@@ -1115,16 +1091,9 @@ def main() -> int:  # noqa: PLR0915 - one linear script
             run_http(
                 Phase(f"nokey r{r}", "nokey", r), url, args.duration, False, meter, seed=30 + r
             )
-            analyze(dsn)
-            meter.start()
-            p = asyncio.run(
-                frame_phase(
-                    Phase(f"frame r{r}", "frame", r), url, buyers, hot, args.duration, 30 + r
-                )
-            )
-            p.cpu_ms_per_order = cpu_per_order(meter.stop(), p.orders)
-            phases.append(p)
-            show(p)
+            # The frame: the same clients and bodies, no order work (bench/orders_urls.py).
+            run_http(Phase(f"frame r{r}", "frame", r), url, args.duration, False, meter,
+                     seed=30 + r, path=FRAME_PATH)  # fmt: skip
             if args.variants:
                 run_http(
                     Phase(f"variant r{r}", "variant", r),
@@ -1147,7 +1116,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script
     # --- checks over the whole run
     checks = check_stock(dsn, fixture)
     checks["db"] = db_counts(dsn)
-    ordering = [p for p in phases if p.target != "frame"]  # the frame's GETs order nothing
+    ordering = [p for p in phases if p.target != "frame"]  # the frame's POSTs order nothing
     checks["expected_orders"] = sum(p.orders for p in ordering)
     checks["orders_match"] = checks["db"]["orders_order"] == checks["expected_orders"]
     checks["expected_records"] = sum(p.keyed_stored for p in phases)
