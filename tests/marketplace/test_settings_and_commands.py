@@ -1,4 +1,5 @@
-"""Production settings, and the operator's create_staff command."""
+"""Production settings, the database connection's options, and the operator's create_staff
+command."""
 
 import os
 import subprocess
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from marketplace.accounts.models import Role, User
 from tests.factories import ServiceCenterFactory, StaffFactory
@@ -52,6 +54,30 @@ def test_production_refuses_to_start_without_a_real_secret_key(key):
 
 
 @pytest.mark.django_db
+@pytest.mark.django_db
+def test_a_statement_run_five_times_is_prepared_on_the_connection():
+    """DB_PREPARED_STATEMENTS (on by default): the server binds the parameters and, from the
+    sixth run on, runs the statement PostgreSQL prepared; a client-side binding never would."""
+    expected = (
+        'SELECT "accounts_user"."id" AS "pk" FROM "accounts_user" WHERE '
+        'UPPER("accounts_user"."name"::text) LIKE UPPER($1) ORDER BY 1 DESC LIMIT 7'
+    )
+
+    def prepared() -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT statement FROM pg_prepared_statements WHERE statement = %s", [expected]
+            )
+            return [row[0] for row in cursor.fetchall()]
+
+    probe = User.objects.filter(name__iendswith="prepared-probe").order_by("-pk")
+    assert list(probe.values_list("pk", flat=True)[:7]) == []
+    assert prepared() == []
+    for _ in range(5):
+        assert list(probe.values_list("pk", flat=True)[:7]) == []
+    assert prepared() == [expected]
+
+
 def test_create_staff_by_center_name_and_id(capsys):
     center = ServiceCenterFactory(name="石门镇服务中心")
     call_command(
