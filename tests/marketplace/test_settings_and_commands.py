@@ -54,7 +54,6 @@ def test_production_refuses_to_start_without_a_real_secret_key(key):
 
 
 @pytest.mark.django_db
-@pytest.mark.django_db
 def test_a_statement_run_five_times_is_prepared_on_the_connection():
     """DB_PREPARED_STATEMENTS (on by default): the server binds the parameters and, from the
     sixth run on, runs the statement PostgreSQL prepared; a client-side binding never would."""
@@ -78,6 +77,7 @@ def test_a_statement_run_five_times_is_prepared_on_the_connection():
     assert prepared() == [expected]
 
 
+@pytest.mark.django_db
 def test_create_staff_by_center_name_and_id(capsys):
     center = ServiceCenterFactory(name="石门镇服务中心")
     call_command(
