@@ -20,7 +20,8 @@ are safe to retry as they are (a second register answers phone_taken).
 
 import hashlib
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -83,7 +84,56 @@ def _fingerprint(request: HttpRequest) -> str:
     return digest.hexdigest()
 
 
-def _replay(record: IdempotencyRecord) -> HttpResponse:
+class _Stored(NamedTuple):
+    fingerprint: str
+    status_code: int
+    content_type: str
+    body: bytes
+    expires_at: datetime
+
+
+# The record is read and written in SQL of our own, not through the ORM: this runs on every
+# keyed POST, and the ORM spent 0.5 ms of CPU building the lookup and 0.2 ms the insert (on
+# the machine of bench/ORDERS_RESULTS.md, of ~20 ms per order placed); these cost 0.07 ms
+# each. The table and its columns are IdempotencyRecord's, which the pruning task uses.
+_TABLE = IdempotencyRecord._meta.db_table
+_LOOKUP = (
+    f"SELECT fingerprint, status_code, content_type, body, expires_at FROM {_TABLE} "  # noqa: S608
+    "WHERE user_id = %s AND key = %s"
+)
+_INSERT = (
+    f"INSERT INTO {_TABLE} (user_id, key, fingerprint, status_code, content_type, body, "  # noqa: S608
+    "created_at, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def _lookup(user_id: int, key: str) -> _Stored | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_LOOKUP, [user_id, key])
+        row = cursor.fetchone()
+    return None if row is None else _Stored(*row)
+
+
+def _store(user_id: int, key: str, fingerprint: str, response: HttpResponse, now: datetime) -> None:
+    expires_at = now + timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)
+    content_type = response.get("Content-Type", "application/json")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT,
+            [
+                user_id,
+                key,
+                fingerprint,
+                response.status_code,
+                content_type,
+                response.content,
+                now,
+                expires_at,
+            ],
+        )
+
+
+def _replay(record: _Stored) -> HttpResponse:
     response = HttpResponse(
         bytes(record.body), status=record.status_code, content_type=record.content_type
     )
@@ -130,9 +180,9 @@ class IdempotencyMiddleware:
             # a first request that committed (and so let go of the lock) an instant before this
             # one took it. Read in the lock's own statement, whose snapshot is taken before the
             # lock, that record could be missed and the request run a second time.
-            record = IdempotencyRecord.objects.filter(user_id=user_id, key=key).first()
+            record = _lookup(user_id, key)
             if record is not None and record.expires_at <= now:
-                record.delete()
+                IdempotencyRecord.objects.filter(user_id=user_id, key=key).delete()
                 record = None
             if record is not None:
                 if record.fingerprint != fingerprint:
@@ -147,13 +197,5 @@ class IdempotencyMiddleware:
             if response.status_code >= 500:
                 transaction.set_rollback(True)  # the effect is undone; a retry runs afresh
             elif response.status_code not in _NOT_STORED and not response.streaming:
-                IdempotencyRecord.objects.create(
-                    user_id=user_id,
-                    key=key,
-                    fingerprint=fingerprint,
-                    status_code=response.status_code,
-                    content_type=response.get("Content-Type", "application/json"),
-                    body=response.content,
-                    expires_at=now + timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS),
-                )
+                _store(user_id, key, fingerprint, response, now)
             return response

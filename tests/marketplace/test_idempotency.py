@@ -46,7 +46,19 @@ def test_a_retry_replays_the_first_answer_and_acts_once():
     assert retry.content == first.content
     assert retry["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first
+    assert retry["Content-Type"] == first["Content-Type"] == "application/json"
     assert Listing.objects.count() == 1
+
+    record = IdempotencyRecord.objects.get()
+    assert (record.user_id, record.key, record.status_code, record.content_type) == (
+        Listing.objects.get().farmer_id,
+        "k-1",
+        201,
+        "application/json",
+    )
+    assert bytes(record.body) == first.content
+    assert len(record.fingerprint) == 64
+    assert record.expires_at - record.created_at == timedelta(hours=24)
 
 
 @pytest.mark.django_db
