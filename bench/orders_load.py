@@ -214,9 +214,15 @@ BENCH_QUEUE = os.environ.get("CELERY_QUEUE", "orders-bench")  # as bench/orders_
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+CACHE_PREFIX = "orders-bench"  # the cache's KEY_PREFIX in bench/orders_settings.py
+
+
 def purge_bench_queue() -> int:
-    """Drop the notification tasks that placed orders enqueued (no worker consumes the bench
-    queue; a development worker must never run them against its own database)."""
+    """Drop the routing and notification messages that placed orders enqueued (no worker
+    consumes the bench queue; a development worker must never run them against its own
+    database), and their "a message is waiting" flags (marketplace.celery.send_unless_pending),
+    so that every phase starts as the first did: the first order of a phase publishes both
+    messages, and the later ones none while those wait (no worker takes them here)."""
     if not BENCH_QUEUE.startswith("orders-bench"):
         raise SystemExit(f"refusing to purge queue {BENCH_QUEUE!r}")
     import redis  # noqa: PLC0415 - installed with Django's Redis cache backend
@@ -225,6 +231,8 @@ def purge_bench_queue() -> int:
     try:
         pending = client.llen(BENCH_QUEUE)
         client.delete(BENCH_QUEUE)
+        for flag in client.scan_iter(match=f"{CACHE_PREFIX}:*:task-pending:*"):
+            client.delete(flag)
         return pending
     finally:
         client.close()

@@ -28,9 +28,11 @@ the queue purged):
    `--max-phase-seconds` (0: no limit; the default 75 s keeps the whole run near 6 min)
    and then reports the orders confirmed by then over the time.
 3. **notifications**, with the same workers: they consume the one queue, as in
-   production, so the send_notifications tasks routing enqueued after each commit wait
-   behind the routing tasks (Redis lists are FIFO). After the routing phase (if it was
-   cut: after emptying the queue and sending a task for every unsent notification) the
+   production, so the send_notifications messages routing enqueued after its commits wait
+   behind the routing tasks (Redis lists are FIFO; one message stands for every
+   notification written while it waits, and each task sends all that are due). After the
+   routing phase (if it was cut: after emptying the queue and sending one send task per
+   worker slot) the
    script counts notifications sent for `--notify-seconds` and reports notifications/s
    and the combined rate: orders/s if every order's notifications are sent too.
 
@@ -79,7 +81,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TASK = "logistics.tasks.route_order"
 NOTIFY_TASK = "orders.notifications.send_notifications"
-NOTIFY_BATCH = 50  # ids per send task, as orders.notifications.store sends them
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -560,22 +561,16 @@ def run_celery(ctx, procs: int, concurrency: int, args) -> dict:
         notifications, sent0 = cursor.fetchone()
         notify = {}
         if args.notify_seconds > 0:
-            # The notification tasks routing enqueued wait behind the routing tasks (FIFO);
-            # after a cut, routing tasks are still queued: empty the queue and send a
-            # send_notifications task per 50 unsent notifications, then time the workers
-            # on them for --notify-seconds (or until all are sent).
+            # The send messages routing enqueued wait behind the routing tasks (FIFO);
+            # after a cut, routing tasks are still queued: empty the queue and send one
+            # send_notifications message per worker slot (the senders skip each other's
+            # rows), then time the workers on them for --notify-seconds (or until all are
+            # sent).
             if cut:
                 ctx["purge"]()
-                cursor.execute("SELECT id FROM orders_notification WHERE sent_at IS NULL")
-                unsent = [row[0] for row in cursor.fetchall()]
                 with app.producer_or_acquire() as producer:
-                    for start in range(0, len(unsent), NOTIFY_BATCH):
-                        app.send_task(
-                            NOTIFY_TASK,
-                            args=[unsent[start : start + NOTIFY_BATCH]],
-                            queue=ctx["queue"],
-                            producer=producer,
-                        )
+                    for _ in range(procs * concurrency):
+                        app.send_task(NOTIFY_TASK, args=[], queue=ctx["queue"], producer=producer)
                 _, sent0, _, _ = poll(cursor, db)
             meter = CpuMeter(db, ctx["monitor_pid"])
             meter.start(workers.pids)
@@ -844,14 +839,18 @@ def main() -> None:
     env = setup(code)
     from django.db import connection
 
-    from marketplace.celery import app
+    from marketplace.celery import app, pending_taken
 
     queue = env["CELERY_QUEUE"]
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     def purge() -> None:
+        """Empty the bench queue, and clear the flags of the messages it held
+        (send_unless_pending), so the next change sends a message again at once."""
         with app.connection_for_write() as conn:
             conn.default_channel.queue_purge(queue)
+        for name in (NOTIFY_TASK, TASK):
+            pending_taken(name)
 
     from orders.models import Order
 

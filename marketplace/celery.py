@@ -77,7 +77,7 @@ app.conf.beat_schedule = {
     },
     "send-unsent-notifications": {
         "task": "orders.notifications.send_unsent_notifications",
-        "schedule": crontab(minute="*/5"),
+        "schedule": crontab(),  # every minute: a lost message or a due retry waits one minute
     },
     "route-unrouted-orders": {
         "task": "logistics.tasks.sweep_unrouted_orders",

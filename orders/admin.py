@@ -109,8 +109,18 @@ class ReviewAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "user", "kind", "title", "created_at", "sent_at", "read_at")
-    list_filter = ("kind",)
+    list_display = (
+        "id",
+        "user",
+        "kind",
+        "title",
+        "created_at",
+        "sent_at",
+        "attempts",
+        "retry_at",
+        "read_at",
+    )
+    list_filter = ("kind", "attempts")
     search_fields = ("user__phone", "user__name", "title")
     list_select_related = ("user",)
 

@@ -208,7 +208,8 @@ class NotificationKind(models.TextChoices):
 
 class Notification(models.Model):
     """What the system told a user. Written in the transaction of the change it reports;
-    sent through the configured backend by a task after that commits."""
+    sent through the configured backend by a task after that commits. A failed send is
+    tried again at `retry_at`, a few times (orders.notifications)."""
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=30, choices=NotificationKind.choices)
@@ -221,10 +222,20 @@ class Notification(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="failed sends so far")
+    retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="after a failed send: not before this"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["user", "-created_at"], name="notification_user_newest")]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="notification_user_newest"),
+            # The sender's queue: what is still unsent, oldest first.
+            models.Index(
+                fields=["id"], condition=models.Q(sent_at__isnull=True), name="notification_unsent"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} → {self.user_id}"

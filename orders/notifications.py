@@ -1,10 +1,14 @@
 """Notifications: what the system tells a user, and how it reaches them.
 
 A notification row is written in the transaction of the change it reports (`notify` and the
-`notify_*` message builders), so it exists exactly when the change does. After that commit a
-task sends it through the configured backend (settings.NOTIFICATION_BACKEND, a dotted path to
-a class with `send(notification)`); the logging backend stands in until an SMS or e-mail
-adapter plugs in there. A sweeper re-drives what a lost message left unsent.
+`notify_*` message builders), so it exists exactly when the change does. The unsent rows are
+the sender's queue: after that commit a task sends every notification that is due through
+the configured backend (settings.NOTIFICATION_BACKEND, a dotted path to a class with
+`send(notification)`); the logging backend stands in until an SMS or e-mail adapter plugs in
+there. One task message stands for all: a change sends none while one is still waiting for
+a worker (`send_unless_pending`). A notification the backend refuses is tried again later,
+on its own, while the others go on (`retry_at`, at most MAX_ATTEMPTS times); a sweeper sends
+a message when something is due and none came (a lost message, a retry whose time came).
 
 Prepaid orders: farmers hear of one once it is paid (before that it may still expire), so
 `notify_order_placed` tells them only about an order placed outright, and
@@ -12,6 +16,7 @@ Prepaid orders: farmers hear of one once it is paid (before that it may still ex
 """
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
@@ -22,11 +27,12 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from marketplace.accounts.models import User
+from marketplace.celery import pending_taken, send_unless_pending
 from marketplace.exceptions import DomainError
 from orders.models import (
     LineStatus,
@@ -42,12 +48,15 @@ logger = logging.getLogger(__name__)
 
 TITLE_MAX = Notification._meta.get_field("title").max_length
 BODY_MAX = Notification._meta.get_field("body").max_length
-# The sweeper re-sends what is still unsent this long after it was written (the task has
-# had its retries by then), and gives up on what is older than a day: news that late is noise.
-RESEND_AFTER = timedelta(minutes=15)
-RESEND_WITHIN = timedelta(days=1)
-RESEND_BATCH = 500
-SEND_BATCH = 50  # notifications per send task
+SEND_TASK = "orders.notifications.send_notifications"
+SEND_BATCH = 50  # notifications per transaction of the sender (their rows stay locked)
+SEND_SECONDS = 30  # a send task stops after this and leaves the rest to a new message
+# A failed send waits RETRY_FIRST, then twice as long each time, up to RETRY_LONGEST; after
+# MAX_ATTEMPTS failures, or once a day old (news that late is noise), it is no longer sent.
+RETRY_FIRST = timedelta(minutes=1)
+RETRY_LONGEST = timedelta(minutes=30)
+MAX_ATTEMPTS = 6
+SEND_WITHIN = timedelta(days=1)
 
 
 # --------------------------------------------------------------------------- backends
@@ -58,7 +67,7 @@ class NotificationBackend(Protocol):
 
 
 class NotificationBackendError(Exception):
-    """The backend could not deliver now; the task retries with backoff."""
+    """The backend could not deliver now; the notification is tried again later."""
 
 
 class LoggingBackend:
@@ -105,17 +114,16 @@ def _build(
 
 def store(notifications: list[Notification]) -> list[Notification]:
     """Insert in the caller's transaction; after it commits (and never, if it rolls back)
-    one task sends them, or one per SEND_BATCH: a message costs about a millisecond to
-    publish and a task a few more to run, so a change tells its buyer and farmers in one."""
+    the sender runs, by a message of this change's own or by one still waiting: publishing
+    a message costs more CPU than the rest of a notification's writing."""
     Notification.objects.bulk_create(notifications)
-    for batch in _send_batches([notification.pk for notification in notifications]):
-        send_notifications.delay_on_commit(batch)
+    transaction.on_commit(wake_sender)
     return notifications
 
 
-def _send_batches(ids: list[int]) -> list[list[int]]:
-    """The ids in order, SEND_BATCH to a send task."""
-    return [ids[start : start + SEND_BATCH] for start in range(0, len(ids), SEND_BATCH)]
+def wake_sender() -> bool:
+    """Have a worker send what is due, unless a message for that is already waiting."""
+    return send_unless_pending(SEND_TASK, [], pending_seconds=settings.NOTIFICATION_PENDING_SECONDS)
 
 
 def notify(
@@ -134,38 +142,56 @@ def notify(
     return notification
 
 
-def notifications_send(*, notification_ids: Iterable[int]) -> int:
-    """Send these notifications through the backend, each once, and return how many this
-    call sent. Their rows stay locked (in id order) while they are sent and marked, so a
-    duplicated or redelivered task waits, then finds them sent; those already sent, or
-    deleted with their order, are skipped. The locks are held across the backend calls on
-    purpose (the task's time limit bounds them), and on these rows only: user and order
-    are joined without locks. When the backend fails on one, those sent before it are
-    still marked, then the error goes up for the task to retry the rest. Only a crash
-    between the sends and the commit sends any twice."""
-    sent: list[Notification] = []
-    failure: Exception | None = None
+def notifications_due(*, now: datetime | None = None) -> QuerySet[Notification]:
+    """Unsent and due, oldest first: never tried, or failed and its retry time has come;
+    not given up on, and less than SEND_WITHIN old."""
+    now = now or timezone.now()
+    return Notification.objects.filter(
+        Q(retry_at__isnull=True) | Q(retry_at__lte=now),
+        sent_at__isnull=True,
+        attempts__lt=MAX_ATTEMPTS,
+        created_at__gte=now - SEND_WITHIN,
+    ).order_by("pk")
+
+
+def notifications_send_due(*, limit: int = SEND_BATCH) -> tuple[int, int]:
+    """Send up to `limit` due notifications, each once; returns (sent, taken).
+
+    Their rows are locked in id order, skipping rows another sender holds, and stay locked
+    while they are sent and marked, so two senders never send one twice; the locks are held
+    across the backend calls on purpose (SEND_SECONDS and the task's time limit bound them).
+    User and order are joined without locks. A notification the backend refuses (any
+    exception: it may be this one's fault, e.g. a bad number) is logged and given a later
+    `retry_at`; the others go on. Only a crash between the sends and the commit sends any
+    twice."""
+    now = timezone.now()
+    sent: list[int] = []
     with transaction.atomic():
-        pending = (
-            Notification.objects.select_for_update(of=("self",))
-            .select_related("user", "order")
-            .filter(pk__in=list(notification_ids), sent_at__isnull=True)
-            .order_by("pk")
+        due = list(
+            notifications_due(now=now)
+            .select_for_update(of=("self",), skip_locked=True)
+            .select_related("user", "order")[:limit]
         )
         backend = get_backend()
-        for notification in pending:
+        for notification in due:
             try:
                 backend.send(notification)
-            except Exception as exc:
-                failure = exc
-                break
-            sent.append(notification)
+            except SoftTimeLimitExceeded:
+                raise  # the task's time is up: nothing of this batch is marked
+            except Exception:
+                logger.warning("notification %s not sent", notification.pk, exc_info=True)
+                _failed(notification, now)
+                continue
+            sent.append(notification.pk)
         if sent:
-            now = timezone.now()
-            Notification.objects.filter(pk__in=[x.pk for x in sent]).update(sent_at=now)
-    if failure is not None:
-        raise failure
-    return len(sent)
+            Notification.objects.filter(pk__in=sent).update(sent_at=now)
+    return len(sent), len(due)
+
+
+def _failed(notification: Notification, now: datetime) -> None:
+    attempts = notification.attempts + 1
+    wait = min(RETRY_FIRST * 2 ** (attempts - 1), RETRY_LONGEST)
+    Notification.objects.filter(pk=notification.pk).update(attempts=attempts, retry_at=now + wait)
 
 
 def notification_mark_read(*, user: User, notification_id: int) -> Notification:
@@ -186,38 +212,32 @@ def notification_mark_all_read(*, user: User) -> int:
 
 
 # --------------------------------------------------------------------------- tasks
-@shared_task(
-    autoretry_for=(NotificationBackendError, OSError, SoftTimeLimitExceeded),
-    retry_backoff=True,
-    retry_backoff_max=600,
-    retry_jitter=True,
-    max_retries=5,
-    soft_time_limit=20,
-    time_limit=30,
-)
-def send_notifications(notification_ids: list[int]) -> int:
-    """Returns how many this call sent. Idempotent: a retry (or a redelivered message)
-    skips those already sent."""
-    return notifications_send(notification_ids=notification_ids)
+@shared_task(soft_time_limit=SEND_SECONDS + 20, time_limit=SEND_SECONDS + 30)
+def send_notifications() -> int:
+    """Send every due notification, SEND_BATCH at a time, for SEND_SECONDS at most (then a
+    new message takes over); returns how many this task sent. Any number of these may run
+    at once, or again: each takes rows the others don't hold, and sent ones are done."""
+    pending_taken(SEND_TASK)  # what is written from now on needs a message of its own
+    deadline = time.monotonic() + SEND_SECONDS
+    total = 0
+    while True:
+        sent, taken = notifications_send_due(limit=SEND_BATCH)
+        total += sent
+        if taken < SEND_BATCH:
+            return total
+        if time.monotonic() > deadline:
+            wake_sender()
+            return total
 
 
-def notifications_unsent(*, now: datetime | None = None) -> QuerySet[Notification]:
-    """Unsent, written long enough ago that its task is lost, and recent enough to matter."""
-    now = now or timezone.now()
-    return Notification.objects.filter(
-        sent_at__isnull=True,
-        created_at__lte=now - RESEND_AFTER,
-        created_at__gte=now - RESEND_WITHIN,
-    ).order_by("pk")
-
-
-@shared_task(soft_time_limit=50, time_limit=60)
-def send_unsent_notifications() -> int:
-    """The sweeper: enqueue again what a lost message (or exhausted retries) left unsent."""
-    ids = list(notifications_unsent().values_list("pk", flat=True)[:RESEND_BATCH])
-    for batch in _send_batches(ids):
-        send_notifications.delay(batch)
-    return len(ids)
+@shared_task(soft_time_limit=20, time_limit=30)
+def send_unsent_notifications() -> bool:
+    """The sweeper: when something is due (a message was lost, or a retry's time has come),
+    wake the sender. Returns whether anything was due."""
+    if not notifications_due().exists():
+        return False
+    wake_sender()
+    return True
 
 
 # --------------------------------------------------------------------------- messages

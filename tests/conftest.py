@@ -4,6 +4,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from marketplace.celery import app as celery_app
 from marketplace.celery import pending_taken
+from orders.notifications import SEND_TASK
 from orders.services import ROUTE_ORDER_TASK
 from tests.worker import WorkerProcess
 
@@ -46,7 +47,8 @@ def celery_worker(transactional_db):
     process, sees its rows). It starts on an empty queue and stops with a warm shutdown
     before the test's tables are emptied, so no task of one test runs into the next."""
     celery_app.control.purge()
-    pending_taken(ROUTE_ORDER_TASK)  # the purge took any routing message still pending
+    for task in (ROUTE_ORDER_TASK, SEND_TASK):
+        pending_taken(task)  # the purge took any message still pending
     worker = WorkerProcess()
     worker.start()
     yield worker

@@ -263,6 +263,9 @@ PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET", default=_DEV_PAYMENT_WEBH
 PAYMENT_WEBHOOK_TOLERANCE_SECONDS = env.int("PAYMENT_WEBHOOK_TOLERANCE_SECONDS", default=300)
 # Where notifications go: a dotted path to a class with send(notification) (orders.notifications).
 NOTIFICATION_BACKEND = env("NOTIFICATION_BACKEND", default="orders.notifications.LoggingBackend")
+# A send message not yet taken by a worker stands for every notification written meanwhile;
+# after this long without a worker taking it, the next change sends another.
+NOTIFICATION_PENDING_SECONDS = env.int("NOTIFICATION_PENDING_SECONDS", default=30)
 
 # --- Logistics: routing orders into shipments
 ROUTING_LEAD_DAYS = env.int("ROUTING_LEAD_DAYS", default=1)

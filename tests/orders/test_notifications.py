@@ -1,13 +1,17 @@
 """Notifications: who is told what when an order changes, the API over them, and the send
 task (in process with a recording backend, and through a real Celery worker)."""
 
+import threading
 import time
 from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import connection, transaction
 from django.utils import timezone
 
+from marketplace.celery import pending_taken
 from orders import notifications, services
 from orders.models import Notification, NotificationKind, Order, OrderStatus
 from tests.factories import BuyerFactory, FarmerFactory, create_listing
@@ -25,19 +29,29 @@ class RecordingBackend:
 
 
 class FailingBackend:
+    calls = 0
+
     def send(self, notification: Notification) -> None:
+        FailingBackend.calls += 1
         raise notifications.NotificationBackendError("the SMS gateway is down")
 
 
-class SecondFailsBackend:
-    """Sends the first it is given, then fails."""
+class RefusesBBackend:
+    """Refuses the notification whose body is "b" (say, a number the gateway rejects)."""
 
     sent: list[int] = []
+    refused = 0
 
     def send(self, notification: Notification) -> None:
-        if SecondFailsBackend.sent:
-            raise notifications.NotificationBackendError("the SMS gateway went down")
-        SecondFailsBackend.sent.append(notification.pk)
+        if notification.body == "b":
+            RefusesBBackend.refused += 1
+            raise ValueError("the gateway rejects this number")
+        RefusesBBackend.sent.append(notification.pk)
+
+
+class OutOfTimeBackend:
+    def send(self, notification: Notification) -> None:
+        raise SoftTimeLimitExceeded
 
 
 @pytest.fixture
@@ -340,6 +354,14 @@ class TestApi:
 
 
 # ------------------------------------------------------------------ sending
+def notify_each(*bodies: str) -> list[Notification]:
+    user = BuyerFactory()
+    return [
+        notifications.notify(user=user, kind=NotificationKind.ORDER_DELIVERED, title="t", body=b)
+        for b in bodies
+    ]
+
+
 @pytest.mark.django_db
 class TestSendingInProcess:
     def test_the_task_twice_sends_once(self, recording):
@@ -348,66 +370,151 @@ class TestSendingInProcess:
             user=buyer, kind=NotificationKind.ORDER_DELIVERED, title="已送达", body="…"
         )
 
-        assert notifications.send_notifications([notification.pk]) == 1
-        assert notifications.send_notifications([notification.pk]) == 0
+        assert notifications.send_notifications() == 1
+        assert notifications.send_notifications() == 0
 
         assert recording == [(notification.pk, buyer.phone)]
         notification.refresh_from_db()
         assert notification.sent_at is not None
+        assert (notification.attempts, notification.retry_at) == (0, None)
 
-    def test_a_failing_backend_leaves_it_unsent_for_a_retry(self, settings):
+    def test_a_waiting_message_stands_for_every_change_until_a_worker_takes_it(self):
+        pending_taken(notifications.SEND_TASK)
+        assert notifications.wake_sender() is True
+        assert notifications.wake_sender() is False  # one is waiting: it will send this too
+        notifications.send_notifications()  # a worker took it
+        assert notifications.wake_sender() is True
+        pending_taken(notifications.SEND_TASK)
+
+    def test_a_refused_notification_waits_for_its_retry_and_holds_up_no_other(self, settings):
+        settings.NOTIFICATION_BACKEND = f"{__name__}.RefusesBBackend"
+        RefusesBBackend.sent, RefusesBBackend.refused = [], 0
+        first, second, third = notify_each("a", "b", "c")
+
+        assert notifications.send_notifications() == 2
+
+        assert RefusesBBackend.sent == [first.pk, third.pk]
+        first.refresh_from_db()
+        second.refresh_from_db()
+        assert second.sent_at is None
+        assert second.attempts == 1
+        assert second.retry_at == first.sent_at + timedelta(minutes=1)
+        # Not due before then: the next runs leave it alone.
+        assert list(notifications.notifications_due()) == []
+        assert notifications.send_notifications() == 0
+        assert RefusesBBackend.refused == 1
+        # Its time comes: tried again, refused again, and the wait doubles.
+        Notification.objects.filter(pk=second.pk).update(retry_at=timezone.now())
+        assert notifications.send_notifications() == 0
+        assert RefusesBBackend.refused == 2
+        before = timezone.now()
+        second.refresh_from_db()
+        assert second.attempts == 2
+        assert before + timedelta(minutes=1) < second.retry_at <= before + timedelta(minutes=2)
+
+    def test_retries_wait_longer_each_time_and_stop_after_max_attempts(self, settings):
         settings.NOTIFICATION_BACKEND = f"{__name__}.FailingBackend"
-        notification = notifications.notify(
-            user=BuyerFactory(), kind=NotificationKind.ORDER_DELIVERED, title="t", body="b"
-        )
-        with pytest.raises(notifications.NotificationBackendError):
-            notifications.notifications_send(notification_ids=[notification.pk])
+        FailingBackend.calls = 0
+        (notification,) = notify_each("x")
+        waits = []
+        for attempt in range(1, notifications.MAX_ATTEMPTS + 1):
+            started = timezone.now()
+            assert notifications.send_notifications() == 0
+            notification.refresh_from_db()
+            assert notification.attempts == attempt
+            waits.append(round((notification.retry_at - started).total_seconds() / 60))
+            Notification.objects.filter(pk=notification.pk).update(retry_at=timezone.now())
+
+        assert waits == [1, 2, 4, 8, 16, 30]
+        assert FailingBackend.calls == notifications.MAX_ATTEMPTS
+        # Given up: never due again, never sent, the sweeper does not wake the sender for it.
+        assert list(notifications.notifications_due()) == []
+        assert notifications.send_notifications() == 0
+        assert notifications.send_unsent_notifications() is False
+        assert FailingBackend.calls == notifications.MAX_ATTEMPTS
         notification.refresh_from_db()
         assert notification.sent_at is None
-        retried_for = notifications.send_notifications.autoretry_for
-        assert notifications.NotificationBackendError in retried_for
-        assert notifications.send_notifications.max_retries == 5
 
-    def test_a_failure_mid_batch_marks_what_was_sent_and_leaves_the_rest(self, settings):
-        settings.NOTIFICATION_BACKEND = f"{__name__}.SecondFailsBackend"
-        SecondFailsBackend.sent = []
-        user = BuyerFactory()
-        first, second, third = (
-            notifications.notify(
-                user=user, kind=NotificationKind.ORDER_DELIVERED, title="t", body=b
-            )
-            for b in "abc"
+    def test_out_of_time_marks_nothing(self, settings):
+        settings.NOTIFICATION_BACKEND = f"{__name__}.OutOfTimeBackend"
+        (notification,) = notify_each("x")
+        with pytest.raises(SoftTimeLimitExceeded):
+            notifications.send_notifications()
+        notification.refresh_from_db()
+        assert (notification.sent_at, notification.attempts, notification.retry_at) == (
+            None,
+            0,
+            None,
         )
-        with pytest.raises(notifications.NotificationBackendError):
-            notifications.send_notifications([third.pk, first.pk, second.pk])
-        assert SecondFailsBackend.sent == [first.pk]  # in id order
-        sent = dict(Notification.objects.values_list("pk", "sent_at"))
-        assert sent[first.pk] is not None
-        assert (sent[second.pk], sent[third.pk]) == (None, None)
 
-    def test_a_deleted_notification_is_skipped(self, recording):
-        assert notifications.send_notifications([999999]) == 0
-        assert recording == []
+    def test_one_task_sends_batch_after_batch(self, recording, monkeypatch):
+        monkeypatch.setattr(notifications, "SEND_BATCH", 2)
+        written = notify_each("a", "b", "c", "d", "e")
 
-    def test_the_sweeper_picks_what_is_unsent_and_recent(self):
+        assert notifications.send_notifications() == 5
+
+        assert [pk for pk, _ in recording] == [x.pk for x in written]
+
+    def test_due_is_unsent_never_tried_or_retry_time_come_and_recent(self):
         user = BuyerFactory()
         now = timezone.now()
 
-        def make(age: timedelta, *, sent: bool = False) -> Notification:
+        def make(age: timedelta, **fields) -> Notification:
             notification = notifications.notify(
                 user=user, kind=NotificationKind.ORDER_DELIVERED, title="t", body="b"
             )
-            Notification.objects.filter(pk=notification.pk).update(
-                created_at=now - age, sent_at=now if sent else None
-            )
+            Notification.objects.filter(pk=notification.pk).update(created_at=now - age, **fields)
             return notification
 
-        lost = make(timedelta(minutes=20))
-        make(timedelta(minutes=1))  # its task may still be on the way
-        make(timedelta(minutes=20), sent=True)
-        make(timedelta(days=2))  # too late to be news
+        fresh = make(timedelta(minutes=1))
+        retry_now = make(timedelta(minutes=20), attempts=2, retry_at=now)
+        make(timedelta(minutes=20), attempts=1, retry_at=now + timedelta(seconds=1))
+        make(timedelta(minutes=20), sent_at=now)
+        make(timedelta(days=1, seconds=1))  # too late to be news
+        make(timedelta(minutes=20), attempts=notifications.MAX_ATTEMPTS, retry_at=now)
 
-        assert list(notifications.notifications_unsent(now=now)) == [lost]
+        assert list(notifications.notifications_due(now=now)) == [fresh, retry_now]
+
+    def test_the_sweeper_wakes_the_sender_only_when_something_is_due(self):
+        pending_taken(notifications.SEND_TASK)
+        assert notifications.send_unsent_notifications() is False
+        assert notifications.wake_sender() is True  # the sweeper sent nothing
+        pending_taken(notifications.SEND_TASK)
+
+        Notification.objects.create(
+            user=BuyerFactory(), kind=NotificationKind.ORDER_DELIVERED, title="t", body="b"
+        )  # written without waking the sender, as if its message was lost
+        assert notifications.send_unsent_notifications() is True
+        assert notifications.wake_sender() is False  # the sweeper's message is waiting
+        pending_taken(notifications.SEND_TASK)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sender_skips_the_rows_another_holds_instead_of_waiting(recording):
+    first, second, third = notify_each("a", "b", "c")
+    holding, release = threading.Event(), threading.Event()
+
+    def other_sender() -> None:
+        try:
+            with transaction.atomic():
+                Notification.objects.select_for_update().get(pk=second.pk)
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_sender)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        assert notifications.send_notifications() == 2
+        assert [pk for pk, _ in recording] == [first.pk, third.pk]
+    finally:
+        release.set()
+        thread.join(10)
+
+    assert notifications.send_notifications() == 1
+    assert [pk for pk, _ in recording] == [first.pk, third.pk, second.pk]
 
 
 def wait_until_sent(notification_ids, timeout: float = 20) -> list[Notification]:
@@ -440,7 +547,7 @@ class TestWithTheWorker:
             created_at=timezone.now() - timedelta(minutes=30)
         )
 
-        assert notifications.send_unsent_notifications() == 1
+        assert notifications.send_unsent_notifications() is True
 
         (row,) = wait_until_sent([lost.pk])
         assert row.sent_at is not None
