@@ -2,13 +2,14 @@
 
 A notification row is written in the transaction of the change it reports (`notify` and the
 `notify_*` message builders), so it exists exactly when the change does. The unsent rows are
-the sender's queue: after that commit a task sends every notification that is due through
-the configured backend (settings.NOTIFICATION_BACKEND, a dotted path to a class with
-`send(notification)`); the logging backend stands in until an SMS or e-mail adapter plugs in
-there. One task message stands for all: a change sends none while one is still waiting for
-a worker (`send_unless_pending`). A notification the backend refuses is tried again later,
-on its own, while the others go on (`retry_at`, at most MAX_ATTEMPTS times); a sweeper sends
-a message when something is due and none came (a lost message, a retry whose time came).
+the sender's queue: after that commit a task sends those that are due, 50 at a time (waking
+another task for the rest), through the configured backend (settings.NOTIFICATION_BACKEND,
+a dotted path to a class with `send(notification)`); the logging backend stands in until an
+SMS or e-mail adapter plugs in there. One task message stands for all: a change sends none
+while one is still waiting for a worker (`send_unless_pending`). A notification the backend
+refuses is tried again later, on its own, while the others go on (`retry_at`, at most
+MAX_ATTEMPTS times); a sweeper sends a message when something is due and none came (a lost
+message, a retry whose time came).
 
 Prepaid orders: farmers hear of one once it is paid (before that it may still expire), so
 `notify_order_placed` tells them only about an order placed outright, and
@@ -16,7 +17,6 @@ Prepaid orders: farmers hear of one once it is paid (before that it may still ex
 """
 
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
@@ -49,8 +49,7 @@ logger = logging.getLogger(__name__)
 TITLE_MAX = Notification._meta.get_field("title").max_length
 BODY_MAX = Notification._meta.get_field("body").max_length
 SEND_TASK = "orders.notifications.send_notifications"
-SEND_BATCH = 50  # notifications per transaction of the sender (their rows stay locked)
-SEND_SECONDS = 30  # a send task stops after this and leaves the rest to a new message
+SEND_BATCH = 50  # notifications per send task (their rows stay locked while it sends them)
 # A failed send waits RETRY_FIRST, then twice as long each time, up to RETRY_LONGEST; after
 # MAX_ATTEMPTS failures, or once a day old (news that late is noise), it is no longer sent.
 RETRY_FIRST = timedelta(minutes=1)
@@ -154,24 +153,33 @@ def notifications_due(*, now: datetime | None = None) -> QuerySet[Notification]:
     ).order_by("pk")
 
 
-def notifications_send_due(*, limit: int = SEND_BATCH) -> tuple[int, int]:
-    """Send up to `limit` due notifications, each once; returns (sent, taken).
+def notifications_send_due(*, limit: int) -> int:
+    """Send up to `limit` due notifications, each once; returns how many were sent.
 
     Their rows are locked in id order, skipping rows another sender holds, and stay locked
     while they are sent and marked, so two senders never send one twice; the locks are held
-    across the backend calls on purpose (SEND_SECONDS and the task's time limit bound them).
-    User and order are joined without locks. A notification the backend refuses (any
-    exception: it may be this one's fault, e.g. a bad number) is logged and given a later
-    `retry_at`; the others go on. Only a crash between the sends and the commit sends any
-    twice."""
+    across the backend calls on purpose (the task's time limit bounds them). User and order
+    are joined without locks. When `limit` rows were due, more may be: the sender is woken
+    before these are sent, so another worker takes the next rows meanwhile. A notification
+    the backend refuses (any exception: it may be this one's fault, e.g. a bad number) is
+    logged and given a later `retry_at`; the others go on. Only a crash between the sends
+    and the commit sends any twice."""
     now = timezone.now()
     sent: list[int] = []
     with transaction.atomic():
-        due = list(
+        # The ids first, from the notifications alone (the partial index `notification_unsent`
+        # in id order): joined in the same statement, the planner may join every unsent row
+        # to its user and order before it sorts and takes `limit` of them.
+        ids = list(
             notifications_due(now=now)
-            .select_for_update(of=("self",), skip_locked=True)
-            .select_related("user", "order")[:limit]
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:limit]
         )
+        due = list(
+            Notification.objects.filter(pk__in=ids).select_related("user", "order").order_by("pk")
+        )
+        if len(ids) == limit:
+            wake_sender()
         backend = get_backend()
         for notification in due:
             try:
@@ -185,7 +193,7 @@ def notifications_send_due(*, limit: int = SEND_BATCH) -> tuple[int, int]:
             sent.append(notification.pk)
         if sent:
             Notification.objects.filter(pk__in=sent).update(sent_at=now)
-    return len(sent), len(due)
+    return len(sent)
 
 
 def _failed(notification: Notification, now: datetime) -> None:
@@ -212,22 +220,15 @@ def notification_mark_all_read(*, user: User) -> int:
 
 
 # --------------------------------------------------------------------------- tasks
-@shared_task(soft_time_limit=SEND_SECONDS + 20, time_limit=SEND_SECONDS + 30)
+@shared_task(soft_time_limit=50, time_limit=60)
 def send_notifications() -> int:
-    """Send every due notification, SEND_BATCH at a time, for SEND_SECONDS at most (then a
-    new message takes over); returns how many this task sent. Any number of these may run
-    at once, or again: each takes rows the others don't hold, and sent ones are done."""
+    """Send the next SEND_BATCH due notifications; returns how many this task sent. A short
+    task, so routing messages queued meanwhile are not held up behind a long one; when the
+    batch was full it has woken the sender for the rest (see notifications_send_due). Any
+    number of these may run at once, or again: each takes rows the others don't hold, and
+    sent ones are done."""
     pending_taken(SEND_TASK)  # what is written from now on needs a message of its own
-    deadline = time.monotonic() + SEND_SECONDS
-    total = 0
-    while True:
-        sent, taken = notifications_send_due(limit=SEND_BATCH)
-        total += sent
-        if taken < SEND_BATCH:
-            return total
-        if time.monotonic() > deadline:
-            wake_sender()
-            return total
+    return notifications_send_due(limit=SEND_BATCH)
 
 
 @shared_task(soft_time_limit=20, time_limit=30)

@@ -447,11 +447,17 @@ class TestSendingInProcess:
             None,
         )
 
-    def test_one_task_sends_batch_after_batch(self, recording, monkeypatch):
+    def test_a_full_batch_wakes_the_sender_for_the_rest(self, recording, monkeypatch):
         monkeypatch.setattr(notifications, "SEND_BATCH", 2)
         written = notify_each("a", "b", "c", "d", "e")
+        pending_taken(notifications.SEND_TASK)
 
-        assert notifications.send_notifications() == 5
+        assert notifications.send_notifications() == 2
+        assert notifications.wake_sender() is False  # the full batch woke it: one is waiting
+        assert notifications.send_notifications() == 2
+        assert notifications.send_notifications() == 1
+        assert notifications.wake_sender() is True  # the last batch was not full: none waits
+        pending_taken(notifications.SEND_TASK)
 
         assert [pk for pk, _ in recording] == [x.pk for x in written]
 
