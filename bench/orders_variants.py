@@ -12,9 +12,9 @@ run, but patch nothing: the baseline has them.
                listing rows stay locked, since the idempotency transaction commits after the
                answer. In the app: order_place leaves lines, events and (no) shipments in the
                order's prefetch cache, OrderViewSet.create serializes that order.
-- one_publish  APPLIED. One Celery message per change for all its notifications
-               (orders.notifications.store sends one send_notifications task per
-               SEND_BATCH ids) instead of one per notification.
+- one_publish  APPLIED. One Celery message per change for all its notifications instead
+               of one per notification; since superseded by one waiting message for every
+               change (orders.notifications.store wakes the sender unless a message waits).
 - auth_village APPLIED. order_place's `buyer.village` cost a query of its own. The patch
                loaded the user with select_related("village") in JWTAuthentication (and
                skipped simplejwt's CHECK_REVOKE_TOKEN check); the app instead has
