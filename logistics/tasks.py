@@ -16,9 +16,9 @@ from logistics.services.schedule import (
 )
 from logistics.services.schedule_zones import schedule_zone_solve, schedule_zones_prune
 from logistics.services.shipments import shipments_flag_late_transfers
-from marketplace.celery import pending_taken, send_unless_pending
+from marketplace.celery import pending_taken
 from orders.models import Order, OrderStatus
-from orders.services import ROUTE_ORDER_TASK
+from orders.services import ROUTE_ORDER_TASK, wake_router
 
 
 @shared_task(
@@ -37,9 +37,7 @@ def route_order(order_id: int | None) -> int:
     pending_taken(ROUTE_ORDER_TASK)
     routed = orders_route_batch(order_id=order_id, size=settings.ROUTING_BATCH)
     if len(routed) == settings.ROUTING_BATCH:
-        send_unless_pending(
-            ROUTE_ORDER_TASK, [None], pending_seconds=settings.ROUTING_PENDING_SECONDS
-        )
+        wake_router(None)
     return len(routed)
 
 

@@ -261,10 +261,14 @@ def _route_after_commit(order_id: int) -> None:
     queued, by that one: each routing task takes the oldest placed orders with its own. The
     task is sent by name: logistics imports orders, not the other way round. If the message
     is lost, logistics' sweeper sends it again."""
-    transaction.on_commit(
-        lambda: send_unless_pending(
-            ROUTE_ORDER_TASK, [order_id], pending_seconds=settings.ROUTING_PENDING_SECONDS
-        )
+    transaction.on_commit(lambda: wake_router(order_id))
+
+
+def wake_router(order_id: int | None) -> bool:
+    """Have a worker route `order_id` (None: the oldest placed orders), unless a routing
+    message is already waiting: that one takes the oldest placed orders with its own."""
+    return send_unless_pending(
+        ROUTE_ORDER_TASK, [order_id], pending_seconds=settings.ROUTING_PENDING_SECONDS
     )
 
 
