@@ -89,7 +89,10 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False  # services open their own short
 # statements again on every request (a placement costs it about a third less CPU, see
 # bench/ORDERS_RESULTS.md). Off for a PgBouncer in transaction mode older than 1.21.
 if env.bool("DB_PREPARED_STATEMENTS", default=True):
-    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}
+    # Added to the URL's own options (the embedded PostgreSQL's socket comes as `?host=`).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=True, prepare_threshold=5
+    )
 if env("DATABASE_NAME", default=""):
     # Overrides the name in DATABASE_URL; the test suite points its Celery worker at the
     # test database this way.

@@ -2,8 +2,10 @@
 command."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from marketplace.accounts.models import Role, User
 from tests.factories import ServiceCenterFactory, StaffFactory
 
 BASE_DIR = Path(__file__).resolve().parents[2]
+LAUNCHER = [sys.executable, "-m", "marketplace.embedded", "exec", "--"]
 STRONG_KEY = "k3y-" + "x8Qz!vR2#mW9" * 5
 
 
@@ -75,6 +78,41 @@ def test_a_statement_run_five_times_is_prepared_on_the_connection():
     for _ in range(5):
         assert list(probe.values_list("pk", flat=True)[:7]) == []
     assert prepared() == [expected]
+
+
+def test_without_a_database_url_commands_reach_the_embedded_postgresql():
+    """`make run` and `make test` on a machine with no PostgreSQL: the launcher starts one and
+    hands over its socket as `?host=` in DATABASE_URL; that option must survive the others
+    the settings add, or Django would knock at the default socket instead."""
+    data_dir = Path(tempfile.mkdtemp(prefix="emb-", dir="/tmp"))  # a socket path is short
+    environment = {**os.environ, "EMBEDDED_DATA_DIR": str(data_dir)}
+    environment.pop("DATABASE_URL")
+    environment.pop("DJANGO_SETTINGS_MODULE", None)
+    show = (
+        "from django.db import connection\n"
+        "with connection.cursor() as cursor:\n"
+        "    cursor.execute('SHOW data_directory')\n"
+        "    print(cursor.fetchone()[0])\n"
+        "print(sorted(connection.settings_dict['OPTIONS'].items()))"
+    )
+    try:
+        result = subprocess.run(  # noqa: S603
+            [*LAUNCHER, sys.executable, "manage.py", "shell", "--verbosity", "0", "-c", show],
+            cwd=BASE_DIR,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    assert result.returncode == 0, result.stderr
+    socket_dir = str(data_dir / "postgres")
+    assert result.stdout.splitlines() == [
+        socket_dir,
+        str([("host", socket_dir), ("prepare_threshold", 5), ("server_side_binding", True)]),
+    ]
 
 
 @pytest.mark.django_db
