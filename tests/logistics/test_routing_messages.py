@@ -16,7 +16,7 @@ from marketplace.celery import app as celery_app
 from marketplace.celery import pending_taken, send_unless_pending
 from orders.models import Order, OrderStatus
 from orders.services import ROUTE_ORDER_TASK
-from tests.logistics.test_routing_reliability import place_orders
+from tests.logistics.test_routing_reliability import new_shop, place_orders
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -81,13 +81,14 @@ def test_a_lost_message_holds_up_the_next_one_for_its_pending_seconds_at_most(
     settings, empty_queue
 ):
     settings.ROUTING_PENDING_SECONDS = 1
-    (first,) = place_orders(1)
+    shop = new_shop()  # made beforehand: the second order must come well within the second
+    (first,) = place_orders(1, shop)
     celery_app.control.purge()  # its message is lost; its flag stays until it expires
-    (second,) = place_orders(1)
+    (second,) = place_orders(1, shop)
     assert queued(ROUTE_ORDER_TASK) == []  # still stands for the lost one
 
     time.sleep(1.2)
-    (third,) = place_orders(1)
+    (third,) = place_orders(1, shop)
     assert queued(ROUTE_ORDER_TASK) == [[third.pk]]
     assert route_order(third.pk) == 3  # and it takes the two left waiting with it
     routed = Order.objects.filter(pk__in=[first.pk, second.pk, third.pk])

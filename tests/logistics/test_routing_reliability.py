@@ -10,9 +10,11 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
+from listings.models import Listing
 from logistics.models import CenterDayLoad, Route, Shipment, ShipmentStatus, Stop
 from logistics.services.routing import order_route, orders_route_batch
 from logistics.tasks import sweep_unrouted_orders
+from marketplace.accounts.models import User
 from marketplace.celery import app as celery_app
 from orders import services as orders
 from orders.models import Notification, NotificationKind, Order, OrderStatus
@@ -22,11 +24,16 @@ from tests.worker import RedisServer, WorkerProcess
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def place_orders(count: int) -> list[Order]:
-    """`count` cash-on-delivery orders, each from two farmers."""
+def new_shop() -> tuple[User, list[Listing]]:
+    """A buyer and four farmers' listings with plenty in stock."""
     farmers = [FarmerFactory() for _ in range(4)]
     listings = [create_listing(f, quantity_available=Decimal("100000")) for f in farmers]
-    buyer = BuyerFactory()
+    return BuyerFactory(), listings
+
+
+def place_orders(count: int, shop: tuple[User, list[Listing]] | None = None) -> list[Order]:
+    """`count` cash-on-delivery orders, each from two farmers (of `shop`, or a new one)."""
+    buyer, listings = shop or new_shop()
     placed = []
     for n in range(count):
         pair = (listings[n % 4], listings[(n + 1) % 4])
