@@ -14,7 +14,7 @@ from psycopg.errors import UniqueViolation
 from listings.models import Listing, ListingStatus
 from listings.selectors import listings_for_update
 from listings.services import listing_restock, listings_take_stock
-from logistics.models import Village
+from logistics.models import Shipment, Village
 from marketplace.accounts.models import Role, User
 from marketplace.celery import send_unless_pending
 from marketplace.exceptions import ConflictError, DomainError
@@ -149,6 +149,35 @@ def _check_lines(buyer: User, lines: list[LineRequest], listings: dict[int, List
         )
 
 
+def _largest(model, field: str) -> Decimal:
+    """The largest value a decimal column holds."""
+    column = model._meta.get_field(field)
+    return Decimal(10) ** (column.max_digits - column.decimal_places) - Decimal(1).scaleb(
+        -column.decimal_places
+    )
+
+
+MAX_TOTAL = _largest(Order, "total")  # 9,999,999,999.99 CNY
+MAX_SHIPMENT_KG = _largest(Shipment, "weight_kg")  # 9,999,999.999 kg from one farmer
+
+
+def _check_size(total: Decimal, order_lines: list[OrderLine]) -> None:
+    """Prices and quantities are bounded one by one; their products must fit too, in the
+    order's total and in each farmer's shipment."""
+    weights: dict[int, Decimal] = {}
+    for line in order_lines:
+        weights[line.farmer_id] = (
+            weights.get(line.farmer_id, Decimal(0)) + line.quantity * line.unit_weight_kg
+        )
+    if total > MAX_TOTAL or max(weights.values()) > MAX_SHIPMENT_KG:
+        raise DomainError(
+            errors.ORDER_TOO_LARGE,
+            f"An order may come to at most {MAX_TOTAL} CNY, and at most {MAX_SHIPMENT_KG} kg "
+            "from one farmer.",
+            extra={"max_total": str(MAX_TOTAL), "max_weight_kg": str(MAX_SHIPMENT_KG)},
+        )
+
+
 @transaction.atomic
 def order_place(
     *,
@@ -184,7 +213,6 @@ def order_place(
         else:  # the village's own point; the buyer's village is read only for it
             village = delivery_village or buyer.village
             delivery_lat, delivery_lng = village.lat, village.lng
-    listings_take_stock(takes=[(listings[line.listing_id], line.quantity) for line in lines])
     order_lines = []
     for line in lines:
         listing = listings[line.listing_id]
@@ -207,6 +235,8 @@ def order_place(
         subtotal=subtotal,
         farmer_count=len({line.farmer_id for line in order_lines}),
     )
+    _check_size(subtotal + fee, order_lines)
+    listings_take_stock(takes=[(listings[line.listing_id], line.quantity) for line in lines])
     prepaid = payment_method == PaymentMethod.PREPAID
     order = Order.objects.create(
         buyer=buyer,

@@ -178,6 +178,53 @@ def test_refused_orders_are_400_with_a_code_and_change_nothing(client_for, make_
 
 
 @pytest.mark.parametrize(
+    ("listing_fields", "lines"),
+    [
+        # 12,500 units of each at 99,999,999.99: 2.5e12 CNY, beyond the total's 1e10
+        ({"price": Decimal("99999999.99"), "unit": "kg"}, [12_500, 12_500]),
+        # two lines from one farmer at 99,999.999 kg a piece: 10,000,000.99 kg in one shipment
+        ({"unit": "piece", "unit_weight_kg": Decimal("99999.999")}, [50, 51]),
+    ],
+    ids=["total", "one-farmers-weight"],
+)
+def test_an_order_too_large_to_store_is_400_and_changes_nothing(client_for, listing_fields, lines):
+    farmer = FarmerFactory()
+    listings = [
+        create_listing(farmer, quantity_available=Decimal("1000000"), **listing_fields)
+        for _ in lines
+    ]
+    response = client_for(BuyerFactory()).post(
+        ORDERS, order_body(*zip(listings, lines, strict=True)), format="json"
+    )
+    assert response.status_code == 400, response.json()
+    problem = response.json()
+    assert (problem["code"], problem["max_total"], problem["max_weight_kg"]) == (
+        "order_too_large",
+        "9999999999.99",
+        "9999999.999",
+    )
+    assert stock(*listings) == [Decimal("1000000.000")] * len(lines)
+    assert not Order.objects.exists()
+
+
+def test_the_largest_order_that_fits_is_placed(client_for):
+    farmer = FarmerFactory()
+    heavy = create_listing(
+        farmer,
+        unit="piece",
+        unit_weight_kg=Decimal("99999.999"),
+        quantity_available=Decimal("1000000"),
+    )
+    light = create_listing(farmer, unit="kg", quantity_available=Decimal("1000000"))
+    # 99 × 99,999.999 + 99,900.099 kg = 9,999,999.999 kg: exactly one shipment's most
+    response = client_for(BuyerFactory()).post(
+        ORDERS, order_body((heavy, 99), (light, "99900.099")), format="json"
+    )
+    assert response.status_code == 201, response.json()
+    assert Order.objects.count() == 1
+
+
+@pytest.mark.parametrize(
     ("quantity", "code"), [("0", "min_value"), ("-1", "min_value"), ("abc", "invalid")]
 )
 def test_zero_negative_or_bad_quantity_is_400(client_for, quantity, code):
