@@ -2,6 +2,9 @@
 
 from typing import Any
 
+# The members every problem answer has (marketplace.api.exceptions.problem); `extra` adds others.
+PROBLEM_MEMBERS = frozenset({"type", "title", "status", "code", "detail", "errors"})
+
 
 class DomainError(Exception):
     """A rule of the domain refused the request. `code` is stable; clients branch on it."""
@@ -22,6 +25,8 @@ class DomainError(Exception):
         if status_code is not None:
             self.status_code = status_code
         self.extra = extra or {}
+        if clash := PROBLEM_MEMBERS & self.extra.keys():
+            raise ValueError(f"{sorted(clash)} would replace the problem's own members")
 
 
 class ConflictError(DomainError):

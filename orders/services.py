@@ -447,7 +447,7 @@ def order_review(*, order_id: int, buyer: User, rating: int, comment: str = "") 
         raise ConflictError(
             errors.NOT_DELIVERED,
             f"An order that is {order.status} cannot be reviewed yet.",
-            extra={"status": order.status},
+            extra={"order_status": order.status},
         )
     try:
         with transaction.atomic():  # a savepoint, so the outer transaction stays usable

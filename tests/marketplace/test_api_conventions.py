@@ -2,6 +2,8 @@
 
 import pytest
 
+from marketplace.exceptions import DomainError
+from orders.models import Order
 from tests.factories import BuyerFactory, FarmerFactory, StaffFactory
 
 pytestmark = pytest.mark.django_db
@@ -93,3 +95,28 @@ def test_responses_are_gzipped_when_asked(api):
     response = api.get("/api/schema/", HTTP_ACCEPT_ENCODING="gzip")
     assert response.status_code == 200
     assert response["Content-Encoding"] == "gzip"
+
+
+NESTED_TOO_DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_a_body_nested_too_deeply_is_400_parse_error(api, client_for):
+    anyone = api.post("/api/v1/auth/token/", NESTED_TOO_DEEP, content_type="application/json")
+    buyer = client_for(BuyerFactory()).post(
+        "/api/v1/orders/",
+        NESTED_TOO_DEEP,
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY="deep-1",
+    )
+    for response in (anyone, buyer):
+        assert response.status_code == 400
+        assert set(response.json()) == PROBLEM_KEYS
+        assert response.json()["code"] == "parse_error"
+    assert not Order.objects.exists()
+
+
+@pytest.mark.parametrize("member", ["status", "code", "detail", "errors"])
+def test_a_domain_error_cannot_replace_a_member_every_problem_has(member):
+    with pytest.raises(ValueError, match=member):
+        DomainError("some_code", "Some detail.", extra={member: "x", "other": 1})
+    assert DomainError("some_code", "Some detail.", extra={"other": 1}).extra == {"other": 1}

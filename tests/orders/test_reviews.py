@@ -7,7 +7,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from orders import services
-from orders.models import OrderStatus, Review
+from orders.models import Order, OrderStatus, Review
 from tests.factories import BuyerFactory, FarmerFactory, create_listing
 
 pytestmark = pytest.mark.django_db
@@ -114,7 +114,9 @@ def test_not_before_delivery_and_nothing_is_stored(client_for, statuses):
     response = client_for(buyer).post(review_url(order), {"rating": 5}, format="json")
 
     assert response.status_code == 409
-    assert response.json()["code"] == "order_not_delivered"
+    problem = response.json()
+    assert (problem["status"], problem["code"]) == (409, "order_not_delivered")
+    assert problem["order_status"] == Order.objects.get(pk=order.pk).status
     assert Review.objects.count() == 0
 
 
