@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from axes.models import AccessLog
+from axes.models import AccessAttempt, AccessLog
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
@@ -162,6 +162,20 @@ def test_wrong_password_is_401_with_code(api):
     response = api.post(TOKEN, {"phone": "+8613912345678", "password": "nope"}, format="json")
     assert response.status_code == 401
     assert response.json()["code"] == "no_active_account"
+
+
+@pytest.mark.parametrize("length", [33, 256, 10_000])
+def test_a_phone_longer_than_registration_accepts_is_400_and_no_attempt_is_logged(api, length):
+    response = api.post(TOKEN, {"phone": "9" * length, "password": "x"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {
+            "field": "phone",
+            "code": "max_length",
+            "detail": "Ensure this field has no more than 32 characters.",
+        }
+    ]
+    assert not AccessAttempt.objects.exists()
 
 
 def test_refresh_is_repeatable_because_rotation_is_off(api):

@@ -82,6 +82,12 @@ class ProfileUpdateSerializer(serializers.Serializer):
 class TokenObtainSerializer(TokenObtainPairSerializer):
     """Accepts the phone as typed (`138 1234 5678`); looks it up in E.164."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # As long as registration accepts: a longer one is no phone, and django-axes would
+        # fail to record it as a failed login.
+        self.fields[self.username_field] = serializers.CharField(write_only=True, max_length=32)
+
     def validate(self, attrs):
         with contextlib.suppress(DomainError):  # a bad phone then fails like any unknown login
             attrs[self.username_field] = normalize_phone(attrs[self.username_field])
