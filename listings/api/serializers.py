@@ -5,8 +5,9 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from rest_framework import serializers
 
-from listings.models import Category, Listing, ListingPhoto, Unit
+from listings.models import Category, Listing, ListingPhoto, ListingStatus, Unit
 from listings.selectors import ORDERINGS, ListingSearch, Near
+from marketplace.api.serializers import SlugRelatedField
 
 MAX_QUANTITY = Decimal("1000000")
 MAX_RADIUS_KM = 200.0
@@ -21,6 +22,14 @@ class CategorySerializer(serializers.ModelSerializer):
 
 def _field_error(field: str, message: str, code: str) -> serializers.ValidationError:
     return serializers.ValidationError({field: serializers.ErrorDetail(message, code=code)})
+
+
+class OwnListingsParamsSerializer(serializers.Serializer):
+    """Query parameters of GET /api/v1/listings/?mine=true; an unknown status is a 400."""
+
+    status = serializers.ChoiceField(
+        choices=ListingStatus.choices, required=False, allow_blank=True
+    )
 
 
 class ListingSearchParamsSerializer(serializers.Serializer):
@@ -164,7 +173,7 @@ class ListingWriteSerializer(serializers.Serializer):
     """What a farmer may set. Owner, status, place and search text are not here, so a
     request cannot forge them."""
 
-    category = serializers.SlugRelatedField(slug_field="slug", queryset=Category.objects.all())
+    category = SlugRelatedField(slug_field="slug", queryset=Category.objects.all())
     title = serializers.CharField(max_length=120)
     description = serializers.CharField(max_length=4000, required=False, allow_blank=True)
     unit = serializers.ChoiceField(choices=Unit.choices)

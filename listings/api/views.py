@@ -13,6 +13,7 @@ from listings.api.serializers import (
     ListingSearchParamsSerializer,
     ListingSerializer,
     ListingWriteSerializer,
+    OwnListingsParamsSerializer,
 )
 from listings.models import Category, ListingStatus
 from marketplace.api.permissions import IsFarmer
@@ -43,8 +44,10 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         if self.action == "retrieve":
             return selectors.listing_detail_queryset(user=self.request.user)
         if self.action == "list" and self._mine():
+            params = OwnListingsParamsSerializer(data=self.request.query_params.dict())
+            params.is_valid(raise_exception=True)
             return selectors.listing_list_for_farmer(
-                farmer=self.request.user, status=self.request.query_params.get("status")
+                farmer=self.request.user, status=params.validated_data.get("status")
             )
         if self.action == "list":
             params = ListingSearchParamsSerializer(data=self.request.query_params.dict())
@@ -59,7 +62,9 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         parameters=[
             ListingSearchParamsSerializer,
             OpenApiParameter("mine", bool, description="A farmer's own listings, any status"),
-            OpenApiParameter("status", str, description="With mine=true: one status"),
+            OpenApiParameter(
+                "status", str, enum=ListingStatus.values, description="With mine=true: one status"
+            ),
         ]
     )
     def list(self, request, *args, **kwargs):

@@ -4,6 +4,7 @@ import copy
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 
 class FieldsOnceModelSerializer(serializers.ModelSerializer):
@@ -38,3 +39,17 @@ def _copy(field: serializers.Field) -> serializers.Field:
     ):
         return copy.deepcopy(field)
     return copy.copy(field)
+
+
+class SlugRelatedField(serializers.SlugRelatedField):
+    """DRF's, refusing what its CharField refuses before the lookup: a NUL character or an
+    unpaired surrogate cannot be sent to PostgreSQL, so the query would fail with a 500."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            if "\x00" in data:
+                raise serializers.ValidationError(
+                    "Null characters are not allowed.", code="null_characters_not_allowed"
+                )
+            ProhibitSurrogateCharactersValidator()(data)
+        return super().to_internal_value(data)

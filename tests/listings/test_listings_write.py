@@ -1,5 +1,6 @@
 """Farmers create and change their own listings; nobody else can, and nothing leaks."""
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 
@@ -12,6 +13,7 @@ from tests.factories import BuyerFactory, FarmerFactory, StaffFactory, create_li
 pytestmark = pytest.mark.django_db
 
 LISTINGS = "/api/v1/listings/"
+JSON = "application/json"
 
 
 def body(**overrides):
@@ -251,6 +253,46 @@ def test_mine_lists_own_listings_in_every_status(client_for, api):
 
     assert api.get(LISTINGS, {"mine": "true"}).status_code == 401
     assert client_for(BuyerFactory()).get(LISTINGS, {"mine": "true"}).status_code == 403
+
+
+@pytest.mark.parametrize("status", ["bogus", "\x00", "active\x00"])
+def test_mine_with_an_unknown_status_is_400(client_for, status):
+    farmer = FarmerFactory()
+    create_listing(farmer)
+    client = client_for(farmer)
+    response = client.get(LISTINGS, {"mine": "true", "status": status})
+    assert response.status_code == 400
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+        ("status", "invalid_choice")
+    ]
+    assert client.get(LISTINGS, {"mine": "true", "status": ""}).json()["count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("category", "code"),
+    [
+        ("fruit\x00", "null_characters_not_allowed"),
+        ("\ud800", "surrogate_characters_not_allowed"),
+        ("no-such-category", "does_not_exist"),
+    ],
+)
+def test_a_category_that_cannot_be_looked_up_is_400_and_changes_nothing(client_for, category, code):
+    farmer = FarmerFactory()
+    listing = create_listing(farmer)
+    before = snapshot(listing)
+    client = client_for(farmer)
+
+    # json.dumps escapes what cannot be sent as UTF-8 (`\ud800`), as a client's JSON may
+    created = client.post(LISTINGS, json.dumps(body(category=category)), content_type=JSON)
+    changed = client.patch(
+        f"{LISTINGS}{listing.pk}/", json.dumps({"category": category}), content_type=JSON
+    )
+
+    for response in (created, changed):
+        assert response.status_code == 400
+        assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [("category", code)]
+    assert list(Listing.objects.values_list("pk", flat=True)) == [listing.pk]
+    assert snapshot(listing) == before
 
 
 def test_drafts_are_visible_to_their_owner_only(client_for, api):
