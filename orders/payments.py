@@ -157,13 +157,30 @@ def _refuse_constant(name: str) -> None:
 
 
 def _json_object(raw_body: bytes) -> dict[str, Any]:
+    """The body as a JSON object that PostgreSQL can store whole (it keeps the payload)."""
     try:
         payload = json.loads(raw_body, parse_constant=_refuse_constant)
+        storable = _storable(payload)
     except (ValueError, RecursionError) as error:  # bad UTF-8, bad JSON, NaN, absurd nesting
         raise _parse_error("The body is not valid JSON.") from error
     if not isinstance(payload, dict):
         raise _parse_error("The body must be a JSON object.")
+    if not storable:
+        raise _parse_error("The body holds a NUL character or an unpaired surrogate.")
     return payload
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # valid JSON escapes; not in PostgreSQL text
+
+
+def _storable(value: Any) -> bool:
+    if isinstance(value, str):
+        return not _UNSTORABLE.search(value)
+    if isinstance(value, dict):
+        return all(_storable(key) and _storable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    return True
 
 
 def _text(payload: dict[str, Any], field: str, *, max_length: int) -> str:

@@ -306,6 +306,12 @@ class TestWebhook:
             changed(amount="-25.00"),
             changed(currency="cny"),
             changed(extra=float("nan")),
+            # text PostgreSQL cannot store, anywhere in the payload it keeps
+            changed(id="evt\x001"),
+            changed(type="payment.succeeded\x00"),
+            changed(extra={"note": ["fine", "not\x00fine"]}),
+            changed(extra={"\ud800": 1}),
+            changed(extra="\udfff"),
         ],
     )
     def test_a_signed_body_that_is_no_notice_is_400_parse_error(self, api, raw):
