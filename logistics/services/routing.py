@@ -98,11 +98,14 @@ class _Capacity:
         self.added[key] += weight_kg
 
     def save(self) -> None:
-        added = [(center, day, kg) for (center, day), kg in self.added.items() if kg]
-        if not added:
-            return
+        _add_loads([(center, day, kg) for (center, day), kg in self.added.items() if kg])
+
+
+def _add_loads(rows: list[tuple[int, date, Decimal]]) -> None:
+    """Add each (center, day, kg) to that day's booked load, in one statement."""
+    if rows:
         with connection.cursor() as cursor:
-            cursor.execute(_ADD_LOADS, [list(column) for column in zip(*added, strict=True)])
+            cursor.execute(_ADD_LOADS, [list(column) for column in zip(*rows, strict=True)])
 
 
 def lock_centers_capacity(center_ids) -> None:
@@ -117,6 +120,23 @@ def release_capacity(*, center_id: int, day: date, weight_kg: Decimal) -> None:
     CenterDayLoad.objects.filter(center_id=center_id, date=day).update(
         booked_kg=F("booked_kg") - weight_kg
     )
+
+
+def move_capacity(shipment: Shipment, *, pickup_date: date, delivery_date: date) -> None:
+    """The shipment's days moved on from `pickup_date` and `delivery_date` (a failed stop, a
+    day that was full): its bookings move with them, the origin's on the pickup day and,
+    across centers, the destination's on the delivery day. The new day takes the load
+    whether or not it has room, since the goods must go some day; a cancellation then
+    releases the days that were really booked."""
+    added = []
+    moves = [(shipment.origin_center_id, pickup_date, shipment.pickup_date)]
+    if shipment.crosses_centers:
+        moves.append((shipment.destination_center_id, delivery_date, shipment.delivery_date))
+    for center_id, before, after in moves:
+        if before != after:
+            release_capacity(center_id=center_id, day=before, weight_kg=shipment.weight_kg)
+            added.append((center_id, after, shipment.weight_kg))
+    _add_loads(added)  # (a negative row here would break the table's check before the upsert)
 
 
 def _legs(shipment: Shipment, delivery_method: str) -> list[ShipmentLeg]:

@@ -50,6 +50,7 @@ from logistics.routing.problem import (
 )
 from logistics.routing.vroom_solver import solve
 from logistics.routing.zones import stops_of
+from logistics.services.routing import move_capacity
 from marketplace.accounts.models import User
 from orders.models import OrderStatus
 from orders.services import order_lock, order_transition
@@ -291,6 +292,7 @@ def _at(day: date, seconds: int) -> datetime:
 
 def _roll_to_next_day(shipments: list[Shipment], reason: str, now: datetime) -> None:
     for shipment in shipments:
+        booked = {"pickup_date": shipment.pickup_date, "delivery_date": shipment.delivery_date}
         if shipment.status in PLANNABLE:
             shipment.pickup_date += timedelta(days=1)
         shipment.delivery_date = max(
@@ -300,6 +302,7 @@ def _roll_to_next_day(shipments: list[Shipment], reason: str, now: datetime) -> 
             ShipmentStatus.PENDING if shipment.status in PLANNABLE else shipment.status
         )
         shipment.save(update_fields=["pickup_date", "delivery_date", "status", "updated_at"])
+        move_capacity(shipment, **booked)
         for leg in ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING):
             leg.date = (
                 shipment.pickup_date if leg.kind == LegKind.PICKUP else shipment.delivery_date

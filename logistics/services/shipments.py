@@ -23,7 +23,7 @@ from logistics.models import (
     StopStatus,
     TrackingEvent,
 )
-from logistics.services.routing import release_capacity
+from logistics.services.routing import move_capacity, release_capacity
 from marketplace.accounts.models import User
 from marketplace.exceptions import ConflictError, DomainError
 from orders.models import NotificationKind, Order, OrderStatus, PaymentMethod, PaymentStatus
@@ -141,6 +141,7 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
             _track(shipment, ShipmentStatus.FAILED, at, staff, data.reason)
             continue
         next_day = timedelta(days=1)
+        booked = {"pickup_date": shipment.pickup_date, "delivery_date": shipment.delivery_date}
         if stop.kind == StopKind.PICKUP:
             shipment.pickup_date += next_day
             status = ShipmentStatus.PENDING
@@ -148,6 +149,7 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
             status = ShipmentStatus.AT_CENTER
         shipment.delivery_date += next_day
         shipment.save(update_fields=["failed_attempts", "pickup_date", "delivery_date"])
+        move_capacity(shipment, **booked)
         for leg in ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING):
             leg.date = (
                 shipment.pickup_date if leg.kind == LegKind.PICKUP else shipment.delivery_date

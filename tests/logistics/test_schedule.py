@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from logistics.models import (
+    CenterDayLoad,
     Route,
     RouteStatus,
     ScheduleRun,
@@ -141,6 +142,12 @@ def test_no_refrigerated_vehicle_means_the_milk_waits_with_a_reason(day):
     assert milk.needs_refrigeration
     assert (milk.pickup_date, milk.status) == (day["date"] + timedelta(days=1), "pending")
     assert not milk.stops.exists()
+    # its booking moved with it: 235 kg booked on the day, 20 of them milk
+    loads = CenterDayLoad.objects.filter(center=day["center"]).values_list("date", "booked_kg")
+    assert dict(loads) == {
+        day["date"]: Decimal("215.000"),
+        day["date"] + timedelta(days=1): Decimal("20.000"),
+    }
 
 
 @pytest.mark.django_db

@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from logistics.models import (
+    CenterDayLoad,
     LegStatus,
     Route,
     RouteStatus,
@@ -171,6 +172,33 @@ def test_a_failed_pickup_goes_back_for_the_next_day(world, client_for):
     )
     assert shipment.legs.get(kind="pickup").date == shipment.pickup_date
     assert Shipment.objects.get(pk=shipment.pk).order.status == OrderStatus.CONFIRMED
+
+
+def test_a_failed_stop_moves_the_booked_capacity_with_its_days_and_a_cancel_frees_them(
+    world, client_for
+):
+    shipment, north, south = world["shipment"], world["north"], world["south"]
+    pickup, delivery = shipment.pickup_date, shipment.delivery_date
+    day = timedelta(days=1)
+
+    def loads():
+        rows = CenterDayLoad.objects.values_list("center", "date", "booked_kg")
+        return {(center, date): kg for center, date, kg in rows}
+
+    assert loads() == {(north.pk, pickup): Decimal("8.000"), (south.pk, delivery): Decimal("8.000")}
+    stop = stop_for(shipment, north, "pickup")
+    failed = complete(client_for(world["north_staff"]), stop, outcome="failed", reason="不在家")
+    assert failed.status_code == 200
+    assert loads() == {
+        (north.pk, pickup): Decimal("0.000"),
+        (north.pk, pickup + day): Decimal("8.000"),
+        (south.pk, delivery): Decimal("0.000"),
+        (south.pk, delivery + day): Decimal("8.000"),
+    }
+
+    cancelled = client_for(world["buyer"]).post(f"/api/v1/orders/{world['order'].pk}/cancel/")
+    assert cancelled.status_code == 200, cancelled.json()
+    assert set(loads().values()) == {Decimal("0.000")}
 
 
 def test_a_pickup_needs_its_weight_and_occurred_at_is_kept(world, client_for):
