@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -83,20 +84,36 @@ def schedule_run_request(
     *, center: ServiceCenter, day: date, requested_by: User | None
 ) -> ScheduleRun:
     """Staff (or the nightly beat) ask for a day to be planned. A request while one for the
-    same center and day is queued or running joins it instead of starting a second."""
-    try:
-        with transaction.atomic():
-            run = ScheduleRun.objects.create(
-                service_center=center, date=day, requested_by=requested_by
-            )
-            transaction.on_commit(lambda: _enqueue(run.pk))
-            return run
-    except IntegrityError:
-        return ScheduleRun.objects.get(
-            service_center=center,
-            date=day,
-            status__in=(ScheduleRunStatus.QUEUED, ScheduleRunStatus.RUNNING),
-        )
+    same center and day is queued or running joins it instead of starting a second; if that
+    one finished between the two (an empty day takes milliseconds), this one tries anew:
+    each collision means another request's run was written, so the loop always moves on."""
+    active = ScheduleRun.objects.filter(
+        service_center=center,
+        date=day,
+        status__in=(ScheduleRunStatus.QUEUED, ScheduleRunStatus.RUNNING),
+    )
+    for _attempt in range(_REQUEST_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                run = ScheduleRun.objects.create(
+                    service_center=center, date=day, requested_by=requested_by
+                )
+                transaction.on_commit(partial(_enqueue, run.pk))
+                return run
+        except IntegrityError as error:
+            if _constraint(error) != _ONE_ACTIVE_RUN:
+                raise
+        if (joined := active.first()) is not None:
+            return joined
+    raise RuntimeError(f"no run for {day} after {_REQUEST_ATTEMPTS} attempts")
+
+
+_ONE_ACTIVE_RUN = "schedulerun_one_active_per_day"  # ScheduleRun's partial unique constraint
+_REQUEST_ATTEMPTS = 100
+
+
+def _constraint(error: IntegrityError) -> str | None:
+    return getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)
 
 
 def schedule_runs_redrive(*, now: datetime | None = None) -> list[int]:

@@ -1,11 +1,13 @@
 """Planning a center's day with the real routing engine: routes respect capacity, windows
 and refrigeration; what does not fit rolls over with a reason; re-runs never double a stop."""
 
+import threading
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from logistics.models import (
@@ -21,6 +23,7 @@ from logistics.models import (
 )
 from logistics.services import schedule
 from logistics.services.routing import order_route
+from marketplace.celery import app as celery_app
 from orders import services as orders
 from orders.models import OrderStatus
 from tests.factories import (
@@ -222,6 +225,49 @@ def test_staff_schedule_a_day_and_a_worker_plans_it(day, client_for, celery_work
     assert body["progress"] == 100
     assert body["summary"]["routes"] >= 1
     assert set(body["summary"]) >= {"routes", "distance_km", "vehicles_used", "unassigned"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_racing_runs_that_finish_join_one_or_start_the_next():
+    """A request that collides with an active run looks it up to join it; when that run has
+    finished in between (an empty day takes milliseconds), the request starts the next."""
+    center, day = ServiceCenterFactory(), date(2030, 1, 7)
+    finishing = threading.Event()
+    answered, failures = [], []
+
+    def finisher():  # a worker that plans every empty day at once
+        while not finishing.is_set():
+            ScheduleRun.objects.filter(
+                service_center=center, status=ScheduleRunStatus.QUEUED
+            ).update(status=ScheduleRunStatus.DONE)
+        connection.close()
+
+    def requester():
+        try:
+            for _ in range(40):
+                run = schedule.schedule_run_request(center=center, day=day, requested_by=None)
+                answered.append(run.pk)
+        except Exception as error:  # collected, asserted below
+            failures.append(error)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=finisher)
+    worker.start()
+    requesters = [threading.Thread(target=requester) for _ in range(4)]
+    for thread in requesters:
+        thread.start()
+    for thread in requesters:
+        thread.join()
+    finishing.set()
+    worker.join()
+
+    assert failures == []
+    assert len(answered) == 160
+    runs = ScheduleRun.objects.filter(service_center=center, date=day)
+    assert set(answered) == set(runs.values_list("pk", flat=True))
+    assert 1 < runs.count() < 160  # some joined a run, some started the next
+    celery_app.control.purge()  # their messages: no worker here
 
 
 @pytest.mark.django_db(transaction=True)
