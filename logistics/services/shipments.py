@@ -165,6 +165,27 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
     stop.reason = data.reason.strip()
 
 
+def _ready_for(stop: Stop, shipments) -> list[Shipment]:
+    """The stop's shipments still to handle: cancelled ones (the order or the farmer's lines
+    were called off after the route set out) are left out, and the rest must be where the
+    stop expects them, waiting at the farm for a pickup or at the center for a delivery."""
+    live = [s for s in shipments if s.status != ShipmentStatus.CANCELLED]
+    if not live:
+        raise ConflictError(
+            errors.STOP_CANCELLED, "Everything at this stop was cancelled: there is nothing to do."
+        )
+    expected = BEFORE_PICKUP if stop.kind == StopKind.PICKUP else {ShipmentStatus.AT_CENTER}
+    if elsewhere := [s for s in live if s.status not in expected]:
+        raise ConflictError(
+            errors.SHIPMENT_NOT_READY,
+            f"Not ready for this {stop.kind}: "
+            + ", ".join(f"shipment {s.pk} is {s.status}" for s in elsewhere)
+            + ".",
+            extra={"shipments": {s.pk: s.status for s in elsewhere}},
+        )
+    return live
+
+
 @transaction.atomic
 def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, bool]:
     stop = Stop.objects.select_for_update(of=("self",)).select_related("route").get(pk=stop_id)
@@ -179,11 +200,12 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     # Orders before shipments, as order_cancel does, so the two never deadlock.
     order_ids = sorted(set(Shipment.objects.filter(stops=stop).values_list("order_id", flat=True)))
     list(Order.objects.select_for_update(of=("self",)).filter(pk__in=order_ids).order_by("pk"))
-    shipments = list(
+    shipments = _ready_for(
+        stop,
         Shipment.objects.select_for_update(of=("self",))
         .filter(stops=stop)
         .select_related("origin_center", "order")
-        .order_by("pk")
+        .order_by("pk"),
     )
     at = data.occurred_at or timezone.now()
     if data.outcome == "done" and stop.kind == StopKind.DELIVERY:
@@ -217,7 +239,10 @@ def stop_complete(*, stop_id: int, staff: User, data: Completion) -> Stop:
     the buyer's 6-digit code (a wrong code is 400 `invalid_delivery_code`; the fifth wrong
     code locks the stop for staff review), or a failure with its reason (the shipments go
     back for the next day). Completing a stop twice the same way is harmless, so a device
-    that was offline can replay its completions in any order."""
+    that was offline can replay its completions in any order. Goods cancelled after the
+    route set out are skipped (409 `stop_cancelled` when nothing else is left), and goods not
+    where the stop expects them are 409 `shipment_not_ready` (a delivery before its pickup,
+    or before a transfer is received; a second pickup)."""
     stop, accepted = _complete(stop_id=stop_id, staff=staff, data=data)
     if not accepted:
         left = max(0, settings.MAX_DELIVERY_CODE_ATTEMPTS - stop.wrong_code_attempts)

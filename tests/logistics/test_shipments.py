@@ -201,6 +201,54 @@ def test_a_failed_stop_moves_the_booked_capacity_with_its_days_and_a_cancel_free
     assert set(loads().values()) == {Decimal("0.000")}
 
 
+def test_goods_cancelled_after_the_route_set_out_are_not_picked_up(world, client_for):
+    shipment, order = world["shipment"], world["order"]
+    stop = stop_for(shipment, world["north"], "pickup")
+    Route.objects.filter(pk=stop.route_id).update(status=RouteStatus.STARTED)
+    cancelled = client_for(world["buyer"]).post(f"/api/v1/orders/{order.pk}/cancel/")
+    assert cancelled.status_code == 200
+
+    north = client_for(world["north_staff"])
+    for body in ({"outcome": "done", "weight_kg": "8"}, {"outcome": "failed", "reason": "x"}):
+        response = complete(north, stop, **body)
+        assert (response.status_code, response.json()["code"]) == (409, "stop_cancelled")
+    stop.refresh_from_db()
+    shipment.refresh_from_db()
+    assert (stop.status, shipment.status) == (StopStatus.PENDING, ShipmentStatus.CANCELLED)
+    assert list(shipment.events.values_list("status", flat=True)) == ["pending", "cancelled"]
+
+
+def test_a_stop_is_refused_until_its_goods_are_where_it_expects_them(world, client_for):
+    shipment, order = world["shipment"], world["order"]
+    north, south = client_for(world["north_staff"]), client_for(world["south_staff"])
+    delivery = stop_for(shipment, world["south"], "delivery")
+
+    early = complete(south, delivery, outcome="done", delivery_code=order.delivery_code)
+    assert (early.status_code, early.json()["code"]) == (409, "shipment_not_ready")
+    assert early.json()["shipments"] == {str(shipment.pk): "pending"}
+    assert (
+        complete(
+            north, stop_for(shipment, world["north"], "pickup"), outcome="done", weight_kg="8"
+        ).status_code
+        == 200
+    )
+    # picked up, on its way to the other center: not yet there to deliver, nor to pick up
+    in_transfer = complete(south, delivery, outcome="done", delivery_code=order.delivery_code)
+    assert in_transfer.json()["shipments"] == {str(shipment.pk): "in_transfer"}
+    again = complete(
+        north, stop_for(shipment, world["north"], "pickup"), outcome="done", weight_kg="8"
+    )
+    assert (again.status_code, again.json()["code"]) == (409, "shipment_not_ready")
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.wrong_code_attempts) == (StopStatus.PENDING, 0)
+    assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.IN_TRANSFER
+
+    assert south.post(f"/api/v1/shipments/{shipment.pk}/receive/").status_code == 200
+    done = complete(south, delivery, outcome="done", delivery_code=order.delivery_code)
+    assert done.status_code == 200
+    assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.DELIVERED
+
+
 def test_a_pickup_needs_its_weight_and_occurred_at_is_kept(world, client_for):
     north = client_for(world["north_staff"])
     stop = stop_for(world["shipment"], world["north"], "pickup")
