@@ -424,6 +424,10 @@ def order_line_reject(*, order_id: int, line_id: int, farmer: User, reason: str)
     )
     order.total = order.subtotal + order.delivery_fee
     order.save(update_fields=["subtotal", "delivery_fee", "total", "updated_at"])
+    # Imported here: logistics builds on orders (as in order_cancel).
+    from logistics.services.shipments import shipments_after_line_rejected  # noqa: PLC0415
+
+    shipments_after_line_rejected(order=order, line=line, actor=farmer)
     notifications.notify_line_rejected(order, line)
     return order
 

@@ -26,7 +26,15 @@ from logistics.models import (
 from logistics.services.routing import move_capacity, release_capacity
 from marketplace.accounts.models import User
 from marketplace.exceptions import ConflictError, DomainError
-from orders.models import NotificationKind, Order, OrderStatus, PaymentMethod, PaymentStatus
+from orders.models import (
+    LineStatus,
+    NotificationKind,
+    Order,
+    OrderLine,
+    OrderStatus,
+    PaymentMethod,
+    PaymentStatus,
+)
 from orders.notifications import notify
 from orders.services import order_lock, order_transition
 
@@ -281,27 +289,37 @@ def shipment_receive(
     return shipment
 
 
-def shipments_cancel_for_order(*, order: Order, actor: User | None) -> int:
-    """Called inside order_cancel: the order's shipments are cancelled, their booked
-    capacity released and their stops taken off routes not yet on the road."""
-    shipments = list(
-        Shipment.objects.select_for_update(of=("self",))
-        .filter(order=order)
-        .exclude(status__in=FINAL)
+def _release(shipment: Shipment, weight_kg: Decimal) -> None:
+    """Give back `weight_kg` of the shipment's bookings: the origin's pickup day and, across
+    centers, the destination's delivery day."""
+    release_capacity(
+        center_id=shipment.origin_center_id, day=shipment.pickup_date, weight_kg=weight_kg
     )
+    if shipment.crosses_centers:
+        release_capacity(
+            center_id=shipment.destination_center_id,
+            day=shipment.delivery_date,
+            weight_kg=weight_kg,
+        )
+
+
+def _open_shipments(order: Order, farmer_id: int | None = None) -> list[Shipment]:
+    shipments = Shipment.objects.select_for_update(of=("self",)).filter(order=order)
+    if farmer_id is not None:
+        shipments = shipments.filter(farmer_id=farmer_id)
+    return list(shipments.exclude(status__in=FINAL).order_by("pk"))
+
+
+def shipments_cancel_for_order(
+    *, order: Order, actor: User | None, farmer_id: int | None = None, note="order cancelled"
+) -> int:
+    """Called inside order_cancel (and for one farmer's shipment when their last line in
+    the order is rejected): the shipments are cancelled, their booked capacity released and
+    their stops taken off routes not yet on the road."""
+    shipments = _open_shipments(order, farmer_id)
     now = timezone.now()
     for shipment in shipments:
-        release_capacity(
-            center_id=shipment.origin_center_id,
-            day=shipment.pickup_date,
-            weight_kg=shipment.weight_kg,
-        )
-        if shipment.crosses_centers:
-            release_capacity(
-                center_id=shipment.destination_center_id,
-                day=shipment.delivery_date,
-                weight_kg=shipment.weight_kg,
-            )
+        _release(shipment, shipment.weight_kg)
         ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING).update(
             status=LegStatus.CANCELLED
         )
@@ -311,8 +329,27 @@ def shipments_cancel_for_order(*, order: Order, actor: User | None) -> int:
             stop.shipments.remove(shipment)
             if not stop.shipments.exists():
                 stop.delete()
-        _track(shipment, ShipmentStatus.CANCELLED, now, actor, "order cancelled")
+        _track(shipment, ShipmentStatus.CANCELLED, now, actor, note)
     return len(shipments)
+
+
+def shipments_after_line_rejected(*, order: Order, line: OrderLine, actor: User) -> None:
+    """Called inside order_line_reject while the order goes on with other lines: the
+    farmer's shipment is cancelled when that was their last line in the order, and is
+    otherwise lighter by the line, its booked days with it. Before the first pickup only
+    (an order on the road can no longer be changed)."""
+    others = order.lines.filter(farmer_id=line.farmer_id, status=LineStatus.ACTIVE)
+    if not others.exists():
+        shipments_cancel_for_order(
+            order=order, actor=actor, farmer_id=line.farmer_id, note="the farmer's lines rejected"
+        )
+        return
+    kg = (line.quantity * line.unit_weight_kg).quantize(Decimal("0.001"))
+    for shipment in _open_shipments(order, line.farmer_id):
+        kg = min(kg, shipment.weight_kg)
+        _release(shipment, kg)
+        shipment.weight_kg -= kg
+        shipment.save(update_fields=["weight_kg", "updated_at"])
 
 
 def shipments_flag_late_transfers(*, today=None) -> int:

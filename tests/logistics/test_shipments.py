@@ -249,6 +249,53 @@ def test_a_stop_is_refused_until_its_goods_are_where_it_expects_them(world, clie
     assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.DELIVERED
 
 
+def test_a_rejected_line_lightens_its_farmers_shipment_and_the_last_one_cancels_it(
+    world, client_for
+):
+    buyer, farmer = world["buyer"], world["farmer"]
+    other_farmer = FarmerFactory(village=farmer.village)
+    apples = create_listing(farmer, unit="kg", category="fruit")
+    eggs = create_listing(other_farmer, unit="kg", category="eggs")
+    order = orders.order_place(
+        buyer=buyer,
+        lines=[
+            orders.LineRequest(listing_id=x.pk, quantity=Decimal(q))
+            for x, q in ((world["listing"], 8), (apples, 2), (eggs, 5))
+        ],
+        delivery_method="home",
+        payment_method="cod",
+    )
+    order_route(order_id=order.pk)
+    mine = Shipment.objects.get(order=order, farmer=farmer)
+    theirs = Shipment.objects.get(order=order, farmer=other_farmer)
+    assert (mine.weight_kg, theirs.weight_kg) == (Decimal("10.000"), Decimal("5.000"))
+
+    def booked():  # fresh from the world fixture's order (8 kg) and this one (15 kg)
+        return sorted(CenterDayLoad.objects.values_list("booked_kg", flat=True))
+
+    assert booked() == [Decimal("23.000")] * 2
+    client = client_for(farmer)
+    line = {x.listing_id: x.pk for x in order.lines.all()}
+
+    def reject(listing):
+        url = f"/api/v1/orders/{order.pk}/lines/{line[listing.pk]}/reject/"
+        return client.post(url, {"reason": "卖完了"}, format="json")
+
+    assert reject(apples).status_code == 200
+    mine.refresh_from_db()
+    assert (mine.weight_kg, mine.status) == (Decimal("8.000"), ShipmentStatus.PENDING)
+    assert booked() == [Decimal("21.000")] * 2
+
+    assert reject(world["listing"]).status_code == 200
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert (mine.status, theirs.status) == (ShipmentStatus.CANCELLED, ShipmentStatus.PENDING)
+    assert set(mine.legs.values_list("status", flat=True)) == {LegStatus.CANCELLED}
+    assert booked() == [Decimal("13.000")] * 2
+    order.refresh_from_db()
+    assert (order.status, order.total) == (OrderStatus.CONFIRMED, Decimal("22.50"))  # 17.50 + fee
+
+
 def test_a_pickup_needs_its_weight_and_occurred_at_is_kept(world, client_for):
     north = client_for(world["north_staff"])
     stop = stop_for(world["shipment"], world["north"], "pickup")
