@@ -17,7 +17,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from logistics.models import (
@@ -176,20 +176,31 @@ def _skills(shipments: list[Shipment]) -> frozenset[Skill]:
     )
 
 
+def _day_shipments(center: ServiceCenter, day: date) -> QuerySet[Shipment]:
+    """What the center's vehicles handle on the day: pickups at farms, deliveries from the
+    center; not what is on a route already on the road."""
+    pickups_q = Q(origin_center=center, pickup_date=day, status__in=PLANNABLE)
+    deliveries_q = Q(destination_center=center, delivery_date=day, status=ShipmentStatus.AT_CENTER)
+    return (
+        Shipment.objects.filter(pickups_q | deliveries_q)
+        .exclude(pk__in=_started_shipment_ids(center, day))
+        .order_by("pk")
+    )
+
+
+def _day_vehicles(center: ServiceCenter, day: date) -> QuerySet[Vehicle]:
+    """The center's active vehicles not already on the road that day."""
+    return (
+        Vehicle.objects.filter(service_center=center, active=True)
+        .exclude(routes__date=day, routes__status__in=(RouteStatus.STARTED, RouteStatus.COMPLETED))
+        .order_by("pk")
+    )
+
+
 def _gather(center: ServiceCenter, day: date) -> _Day:
     """The day's farm pickups (grouped by farm), deliveries (grouped by order: one code per
     stop) and same-day farm-to-buyer pairs inside this center."""
-    kept = _started_shipment_ids(center, day)
-    pickups_q = Q(origin_center=center, pickup_date=day, status__in=PLANNABLE)
-    deliveries_q = Q(destination_center=center, delivery_date=day, status=ShipmentStatus.AT_CENTER)
-    shipments = [
-        s
-        for s in Shipment.objects.filter(pickups_q | deliveries_q)
-        .select_related("order")
-        .prefetch_related("legs")
-        .order_by("pk")
-        if s.pk not in kept
-    ]
+    shipments = list(_day_shipments(center, day).select_related("order").prefetch_related("legs"))
     home_delivery = {
         s.pk for s in shipments if any(leg.kind == LegKind.DELIVERY for leg in s.legs.all())
     }
@@ -289,9 +300,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
             skills=frozenset({Skill.REFRIGERATED}) if v.refrigerated else frozenset(),
             cost_per_km=float(v.cost_per_km),
         )
-        for v in Vehicle.objects.filter(service_center=center, active=True)
-        .exclude(routes__date=day, routes__status__in=(RouteStatus.STARTED, RouteStatus.COMPLETED))
-        .order_by("pk")
+        for v in _day_vehicles(center, day)
     )
     result.problem = Problem(
         depot=result.problem.depot, vehicles=vehicles, jobs=tuple(jobs), pairs=tuple(pair_jobs)
@@ -334,12 +343,39 @@ def _roll_to_next_day(shipments: list[Shipment], reason: str, now: datetime) -> 
 
 
 def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
+    """Write the plan, as far as it still holds: the day may have changed while it was
+    solved (no transaction is open then). The day's shipments and vehicles are read again
+    and locked; a shipment no longer there (cancelled, picked up, moved, now on a route that
+    set out) is left out of its stop, and a stop left empty is dropped; a route whose
+    vehicle is gone, inactive or now on the road is not written, and its shipments are
+    reported unplanned (`vehicle_unavailable`) and stay on the day for the next run."""
     center, day, now = run.service_center, run.date, timezone.now()
     Route.objects.filter(service_center=center, date=day, status=RouteStatus.PLANNED).delete()
-    vehicles = {v.pk: v for v in Vehicle.objects.filter(pk__in=[r.vehicle_id for r in plan.routes])}
+    fresh = {
+        s.pk: s
+        for s in _day_shipments(center, day).select_for_update(of=("self",)).select_related("order")
+    }
+    vehicles = {v.pk: v for v in _day_vehicles(center, day).select_for_update(of=("self",))}
+
+    def still(shipments: list[Shipment]) -> list[Shipment]:
+        return [fresh[s.pk] for s in shipments if s.pk in fresh]
+
     scheduled: list[Shipment] = []
+    unassigned = []
+    written, stops = [], 0
     for planned in plan.routes:
-        vehicle = vehicles[planned.vehicle_id]
+        vehicle = vehicles.get(planned.vehicle_id)
+        if vehicle is None:
+            left = [
+                s
+                for step in planned.stops
+                if step.kind != StepKind.PAIR_DELIVERY  # a pair's shipments, once
+                for s in still(_behind(day_work, step))
+            ]
+            _unschedule(left, now)
+            unassigned.append({"shipments": [s.pk for s in left], "reason": "vehicle_unavailable"})
+            continue
+        written.append(planned)
         route = Route.objects.create(
             service_center=center,
             date=day,
@@ -351,11 +387,13 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
                 Decimal("0.01")
             ),
         )
-        for sequence, step in enumerate(planned.stops, start=1):
-            is_pair = step.kind in (StepKind.PAIR_PICKUP, StepKind.PAIR_DELIVERY)
-            shipments = (day_work.pair_shipments if is_pair else day_work.job_shipments)[
-                step.job_id
-            ]
+        sequence = 0
+        for step in planned.stops:
+            shipments = still(_behind(day_work, step))
+            if not shipments:
+                continue
+            sequence += 1
+            stops += 1
             window = _stop_window(step.kind, center)
             stop = Stop.objects.create(
                 route=route,
@@ -373,22 +411,26 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
             stop.shipments.set(shipments)
             scheduled.extend(shipments)
     _mark_scheduled(scheduled, now)
-    unassigned = []
     for item in plan.unassigned:
-        shipments = (day_work.pair_shipments if item.is_pair else day_work.job_shipments)[
-            item.job_id
-        ]
+        group = day_work.pair_shipments if item.is_pair else day_work.job_shipments
+        shipments = still(group[item.job_id])
         _roll_to_next_day(shipments, item.reason, now)
         unassigned.append({"shipments": [s.pk for s in shipments], "reason": str(item.reason)})
     return {
-        "routes": len(plan.routes),
-        "stops": sum(len(r.stops) for r in plan.routes),
-        "distance_km": round(sum(r.distance_m for r in plan.routes) / 1000, 2),
-        "duration_min": round(sum(r.duration_s for r in plan.routes) / 60),
-        "vehicles_used": len({r.vehicle_id for r in plan.routes}),
+        "routes": len(written),
+        "stops": stops,
+        "distance_km": round(sum(r.distance_m for r in written) / 1000, 2),
+        "duration_min": round(sum(r.duration_s for r in written) / 60),
+        "vehicles_used": len({r.vehicle_id for r in written}),
         "vehicles_available": len(day_work.problem.vehicles),
         "unassigned": unassigned,
     }
+
+
+def _behind(day_work: _Day, step) -> list[Shipment]:
+    """The shipments behind a planned stop, as gathered."""
+    is_pair = step.kind in (StepKind.PAIR_PICKUP, StepKind.PAIR_DELIVERY)
+    return (day_work.pair_shipments if is_pair else day_work.job_shipments)[step.job_id]
 
 
 def _stop_window(kind: StepKind, center: ServiceCenter) -> TimeWindow:
@@ -397,6 +439,20 @@ def _stop_window(kind: StepKind, center: ServiceCenter) -> TimeWindow:
             _seconds(settings.PICKUP_WINDOW_START), _seconds(settings.PICKUP_WINDOW_END)
         )
     return TimeWindow(_seconds(center.opens_at), _seconds(center.closes_at))
+
+
+def _unschedule(shipments: list[Shipment], now: datetime) -> None:
+    """Back to waiting for a plan on the same day (their vehicle could not take them)."""
+    for shipment in shipments:
+        if shipment.status == ShipmentStatus.SCHEDULED:
+            shipment.status = ShipmentStatus.PENDING
+            shipment.save(update_fields=["status", "updated_at"])
+            TrackingEvent.objects.create(
+                shipment=shipment,
+                status=shipment.status,
+                occurred_at=now,
+                note="its vehicle became unavailable; waits for the next plan of the day",
+            )
 
 
 def _mark_scheduled(shipments: list[Shipment], now: datetime) -> None:

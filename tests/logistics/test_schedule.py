@@ -3,6 +3,7 @@ and refrigeration; what does not fit rolls over with a reason; re-runs never dou
 
 import threading
 import time
+from collections import Counter
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -21,8 +22,9 @@ from logistics.models import (
     Stop,
     Vehicle,
 )
-from logistics.services import schedule
+from logistics.services import fleet, schedule, shipments
 from logistics.services.routing import order_route
+from logistics.services.shipments import Completion
 from marketplace.celery import app as celery_app
 from orders import services as orders
 from orders.models import OrderStatus
@@ -176,6 +178,102 @@ def test_a_route_on_the_road_is_kept_and_its_shipments_not_planned_again(day):
     assert not Stop.objects.exclude(route=on_road).filter(shipments__in=kept_shipments).exists()
     assert on_road.vehicle_id not in {r.vehicle_id for r in Route.objects.exclude(pk=on_road.pk)}
     assert run.status == ScheduleRunStatus.DONE
+
+
+def solving_while(monkeypatch, change):
+    """The routing engine, with `change` made while it solves (a request of its own: no
+    transaction of the run is open then)."""
+    real = schedule.solve
+
+    def solve_and_change(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        change()
+        return plan
+
+    monkeypatch.setattr(schedule, "solve", solve_and_change)
+
+
+def assert_each_shipment_on_one_route_at_most():
+    for shipment in Shipment.objects.all():
+        assert Counter(shipment.stops.values_list("kind", flat=True)) in (
+            Counter(),
+            Counter({"pickup": 1, "delivery": 1}),
+        ), shipment.pk
+        assert len(set(shipment.stops.values_list("route", flat=True))) <= 1
+
+
+@pytest.mark.django_db
+def test_a_route_that_sets_out_while_the_day_is_solved_again_keeps_its_stops(day, monkeypatch):
+    run_day(day)
+    first = Route.objects.order_by("pk").first()
+    first_stops = set(first.stops.values_list("pk", flat=True))
+    on_first = set(Shipment.objects.filter(stops__route=first).values_list("pk", flat=True))
+    pickup = first.stops.filter(kind="pickup").order_by("sequence").first()
+
+    def set_out():
+        done = Completion(outcome="done", weight_kg=Decimal("1"))
+        shipments.stop_complete(stop_id=pickup.pk, staff=day["staff"], data=done)
+
+    solving_while(monkeypatch, set_out)
+    run = run_day(day)
+
+    assert run.status == ScheduleRunStatus.DONE
+    first.refresh_from_db()
+    assert first.status == RouteStatus.STARTED
+    assert set(first.stops.values_list("pk", flat=True)) == first_stops
+    assert not Stop.objects.exclude(route=first).filter(shipments__in=on_first).exists()
+    assert Route.objects.filter(vehicle=first.vehicle).count() == 1
+    assert_each_shipment_on_one_route_at_most()
+    # what the new plan gave that vehicle waits, on the day, for the next run
+    waiting = [pk for item in run.summary["unassigned"] for pk in item["shipments"]]
+    assert set(waiting).isdisjoint(on_first)
+    for shipment in Shipment.objects.filter(pk__in=waiting):
+        assert (shipment.status, shipment.stops.count()) == (ShipmentStatus.PENDING, 0)
+    assert run.summary["routes"] == Route.objects.exclude(pk=first.pk).count()
+
+
+@pytest.mark.django_db
+def test_a_vehicle_retired_while_the_day_is_solved_gets_no_route(day, monkeypatch):
+    spare = Vehicle.objects.create(
+        service_center=day["center"], name="spare", capacity_kg=Decimal("800"), refrigerated=True
+    )
+    Vehicle.objects.filter(pk__in=[day["van"].pk, day["cold"].pk]).update(active=False)
+
+    def retire():
+        assert fleet.vehicle_deactivate(vehicle_id=spare.pk) is None  # no route: deleted
+
+    solving_while(monkeypatch, retire)
+    run = run_day(day)
+
+    assert run.status == ScheduleRunStatus.DONE
+    assert not Vehicle.objects.filter(pk=spare.pk).exists()
+    assert not Route.objects.exists()
+    assert run.summary["routes"] == 0
+    [item] = run.summary["unassigned"]
+    assert item["reason"] == "vehicle_unavailable"
+    assert set(item["shipments"]) == set(Shipment.objects.values_list("pk", flat=True))
+    assert set(Shipment.objects.values_list("status", "pickup_date")) == {
+        (ShipmentStatus.PENDING, day["date"])  # still on the day, for the next run
+    }
+
+
+@pytest.mark.django_db
+def test_an_order_cancelled_while_the_day_is_solved_gets_no_stop(day, monkeypatch):
+    cancelled = day["orders"][2]
+
+    def cancel():
+        orders.order_cancel(order_id=cancelled.pk, actor=cancelled.buyer, reason="changed mind")
+
+    solving_while(monkeypatch, cancel)
+    run = run_day(day)
+
+    assert run.status == ScheduleRunStatus.DONE
+    assert not Stop.objects.filter(shipments__order=cancelled).exists()
+    assert not Stop.objects.filter(shipments__isnull=True).exists()
+    for route in Route.objects.all():
+        sequences = list(route.stops.order_by("sequence").values_list("sequence", flat=True))
+        assert sequences == list(range(1, len(sequences) + 1))
+    assert_each_shipment_on_one_route_at_most()
 
 
 @pytest.mark.django_db
