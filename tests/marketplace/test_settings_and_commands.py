@@ -115,6 +115,24 @@ def test_without_a_database_url_commands_reach_the_embedded_postgresql():
     ]
 
 
+def test_development_keeps_no_connection_past_its_request():
+    """runserver answers each request on a new thread; a connection kept past the request
+    would stay open with its thread, and they piled up to PostgreSQL's limit."""
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "marketplace.settings.dev"}
+    environment.pop("CONN_MAX_AGE", None)
+    show = "from django.conf import settings; print(settings.DATABASES['default']['CONN_MAX_AGE'])"
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "manage.py", "shell", "--verbosity", "0", "-c", show],
+        cwd=BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (0, "0\n"), result.stderr
+
+
 @pytest.mark.django_db
 def test_create_staff_by_center_name_and_id(capsys):
     center = ServiceCenterFactory(name="石门镇服务中心")
