@@ -441,28 +441,37 @@ def _stop_window(kind: StepKind, center: ServiceCenter) -> TimeWindow:
     return TimeWindow(_seconds(center.opens_at), _seconds(center.closes_at))
 
 
-def _unschedule(shipments: list[Shipment], now: datetime) -> None:
-    """Back to waiting for a plan on the same day (their vehicle could not take them)."""
+def _move(shipments: list[Shipment], *, source: str, target: str, note: str, now) -> None:
+    """The shipments in status `source` go to `target`, each with its tracking event."""
     for shipment in shipments:
-        if shipment.status == ShipmentStatus.SCHEDULED:
-            shipment.status = ShipmentStatus.PENDING
+        if shipment.status == source:
+            shipment.status = target
             shipment.save(update_fields=["status", "updated_at"])
             TrackingEvent.objects.create(
-                shipment=shipment,
-                status=shipment.status,
-                occurred_at=now,
-                note="its vehicle became unavailable; waits for the next plan of the day",
+                shipment=shipment, status=target, occurred_at=now, note=note
             )
+
+
+def _unschedule(shipments: list[Shipment], now: datetime) -> None:
+    """Back to waiting for a plan on the same day (their vehicle could not take them)."""
+    note = "its vehicle became unavailable; waits for the next plan of the day"
+    _move(
+        shipments,
+        source=ShipmentStatus.SCHEDULED,
+        target=ShipmentStatus.PENDING,
+        note=note,
+        now=now,
+    )
 
 
 def _mark_scheduled(shipments: list[Shipment], now: datetime) -> None:
-    for shipment in shipments:
-        if shipment.status == ShipmentStatus.PENDING:
-            shipment.status = ShipmentStatus.SCHEDULED
-            shipment.save(update_fields=["status", "updated_at"])
-            TrackingEvent.objects.create(
-                shipment=shipment, status=shipment.status, occurred_at=now, note="on a route"
-            )
+    _move(
+        shipments,
+        source=ShipmentStatus.PENDING,
+        target=ShipmentStatus.SCHEDULED,
+        note="on a route",
+        now=now,
+    )
     for order_id in sorted({s.order_id for s in shipments}):
         order = order_lock(order_id)
         if order.status == OrderStatus.CONFIRMED:

@@ -20,17 +20,19 @@ LAUNCHER = [sys.executable, "-m", "marketplace.embedded", "exec", "--"]
 STRONG_KEY = "k3y-" + "x8Qz!vR2#mW9" * 5
 
 
-def manage(*args, **env):
-    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "marketplace.settings.production"}
-    environment.pop("SECRET_KEY", None)
+def manage(*args, settings="production", unset=("SECRET_KEY",), launcher=(), **env):
+    """manage.py in a process of its own, with `settings` and the environment changed."""
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": f"marketplace.settings.{settings}"}
+    for name in unset:
+        environment.pop(name, None)
     environment.update(env)
     return subprocess.run(  # noqa: S603
-        [sys.executable, "manage.py", *args],
+        [*launcher, sys.executable, "manage.py", *args],
         cwd=BASE_DIR,
         env=environment,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         check=False,
     )
 
@@ -85,9 +87,6 @@ def test_without_a_database_url_commands_reach_the_embedded_postgresql():
     hands over its socket as `?host=` in DATABASE_URL; that option must survive the others
     the settings add, or Django would knock at the default socket instead."""
     data_dir = Path(tempfile.mkdtemp(prefix="emb-", dir="/tmp"))  # a socket path is short
-    environment = {**os.environ, "EMBEDDED_DATA_DIR": str(data_dir)}
-    environment.pop("DATABASE_URL")
-    environment.pop("DJANGO_SETTINGS_MODULE", None)
     show = (
         "from django.db import connection\n"
         "with connection.cursor() as cursor:\n"
@@ -96,14 +95,16 @@ def test_without_a_database_url_commands_reach_the_embedded_postgresql():
         "print(sorted(connection.settings_dict['OPTIONS'].items()))"
     )
     try:
-        result = subprocess.run(  # noqa: S603
-            [*LAUNCHER, sys.executable, "manage.py", "shell", "--verbosity", "0", "-c", show],
-            cwd=BASE_DIR,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        result = manage(
+            "shell",
+            "--verbosity",
+            "0",
+            "-c",
+            show,
+            settings="dev",
+            unset=["DATABASE_URL"],
+            launcher=LAUNCHER,
+            EMBEDDED_DATA_DIR=str(data_dir),
         )
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -118,18 +119,8 @@ def test_without_a_database_url_commands_reach_the_embedded_postgresql():
 def test_development_keeps_no_connection_past_its_request():
     """runserver answers each request on a new thread; a connection kept past the request
     would stay open with its thread, and they piled up to PostgreSQL's limit."""
-    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "marketplace.settings.dev"}
-    environment.pop("CONN_MAX_AGE", None)
     show = "from django.conf import settings; print(settings.DATABASES['default']['CONN_MAX_AGE'])"
-    result = subprocess.run(  # noqa: S603
-        [sys.executable, "manage.py", "shell", "--verbosity", "0", "-c", show],
-        cwd=BASE_DIR,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = manage("shell", "--verbosity", "0", "-c", show, settings="dev", unset=["CONN_MAX_AGE"])
     assert (result.returncode, result.stdout) == (0, "0\n"), result.stderr
 
 
