@@ -244,6 +244,12 @@ def _lock_order_of(notice: PaymentNotice) -> Order:
         ) from None
 
 
+def _mark_paid(order: Order) -> None:
+    order.payment_status = PaymentStatus.PAID
+    order.paid_at = timezone.now()
+    order.save(update_fields=["payment_status", "paid_at", "updated_at"])
+
+
 def _insert_event(order: Order, notice: PaymentNotice) -> bool:
     """Store the notice; False when the provider sent this event id before. The unique
     constraint decides, not a prior lookup, so two deliveries racing cannot both insert."""
@@ -286,9 +292,11 @@ def payment_record(*, notice: PaymentNotice) -> Order:
       `payment_amount_mismatch` (400) and nothing is stored, not even the event.
     - An order awaiting payment becomes paid and `placed` (an event row with the provider),
       and the buyer and its farmers are notified.
-    - An order no longer awaiting payment (cancelled, expired, already paid by another
-      event) is left as it is and the event is kept as evidence: refunding that money is a
-      later issue. Other kinds of event are kept and change nothing.
+    - An order no longer awaiting payment is not placed again. A cancelled (or expired)
+      one not yet paid is marked paid all the same, so it reads "cancelled, paid": a refund
+      is owed, as for an order paid and then cancelled (refunds are a later issue). One
+      already paid by another event is left as it is. The event is kept as evidence either
+      way. Other kinds of event are kept and change nothing.
     - An unknown order id is `unknown_order` with 400, not 404: the endpoint exists, the
       notice is what is wrong, and a provider (or an operator reading its delivery log)
       should not take it for a missing webhook URL.
@@ -308,10 +316,10 @@ def payment_record(*, notice: PaymentNotice) -> Order:
             order.status,
             order.payment_status,
         )
+        if order.status == OrderStatus.CANCELLED and order.payment_status != PaymentStatus.PAID:
+            _mark_paid(order)
         return order
-    order.payment_status = PaymentStatus.PAID
-    order.paid_at = timezone.now()
-    order.save(update_fields=["payment_status", "paid_at", "updated_at"])
+    _mark_paid(order)
     order = order_transition(
         order=order, to_status=OrderStatus.PLACED, actor=None, reason=f"paid via {notice.provider}"
     )

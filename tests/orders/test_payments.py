@@ -324,10 +324,10 @@ class TestWebhook:
         assert response.json()["code"] == "parse_error"
         assert_untouched(order, listing)
 
-    def test_a_payment_for_a_cancelled_order_is_kept_and_not_applied(self, api):
+    def test_a_payment_for_a_cancelled_order_shows_as_paid_and_places_nothing(self, api):
         listing = new_listing()
         order = place_prepaid(listing)
-        orders.services.order_cancel(order_id=order.pk, actor=order.buyer, reason="changed mind")
+        orders.services.order_cancel(order_id=order.pk, actor=order.buyer, reason="no")
         raw = notice(order.pk)
 
         response = deliver(api, raw, sign(raw))
@@ -335,13 +335,18 @@ class TestWebhook:
         assert response.status_code == 200
         assert response.json() == {"received": True, "order": order.pk, "status": "cancelled"}
         order.refresh_from_db()
-        assert (order.status, order.payment_status, order.paid_at) == (
-            "cancelled",
-            "not_due",
-            None,
-        )
+        # "cancelled, paid": the money came, a refund is owed
+        assert (order.status, order.payment_status) == ("cancelled", "paid")
+        assert order.paid_at is not None
+        assert [to for _, to, _ in transitions(order)] == ["awaiting_payment", "cancelled"]
         assert PaymentEvent.objects.get().order_id == order.pk  # the evidence for a refund
         assert quantity(listing) == Decimal("10.000")
+
+        again = deliver(
+            api, notice(order.pk, event_id="evt_2"), sign(notice(order.pk, event_id="evt_2"))
+        )
+        assert again.status_code == 200
+        assert Order.objects.get(pk=order.pk).paid_at == order.paid_at  # paid once
 
     def test_another_kind_of_event_is_kept_and_changes_nothing(self, api):
         listing = new_listing()
@@ -439,7 +444,7 @@ class TestExpiry:
         assert quantity(listing) == Decimal("10.000")
         assert Listing.objects.get(pk=listing.pk).status == "active"
 
-    def test_a_payment_after_the_expiry_is_kept_and_not_applied(self, api):
+    def test_a_payment_after_the_expiry_is_kept_and_shows_as_paid(self, api):
         listing = new_listing()
         order = place_prepaid(listing)
         make_due(order)
@@ -451,7 +456,7 @@ class TestExpiry:
         assert response.status_code == 200
         assert response.json()["status"] == "cancelled"
         assert PaymentEvent.objects.filter(order=order).count() == 1
-        assert Order.objects.get(pk=order.pk).payment_status == "not_due"
+        assert Order.objects.get(pk=order.pk).payment_status == "paid"  # a refund is owed
         assert quantity(listing) == Decimal("10.000")
 
     def test_the_beat_runs_the_sweeper_every_minute(self):
@@ -526,7 +531,7 @@ class TestRaces:
         sweeper.join(10)
 
         assert swept == [1]
-        assert (paid.status, paid.payment_status) == ("cancelled", "not_due")
+        assert (paid.status, paid.payment_status) == ("cancelled", "paid")  # a refund owed
         assert PaymentEvent.objects.filter(order=order).count() == 1
         assert quantity(listing) == Decimal("10.000")
 
@@ -563,11 +568,10 @@ class TestRaces:
             else:
                 assert (order.status, order.payment_status, swept[0], to) == (
                     "cancelled",
-                    "not_due",
+                    "paid",  # and so a refund is owed
                     1,
                     {"cancelled"},
                 )
-                assert order.paid_at is None
                 assert quantity(listing) == Decimal("10.000")
             outcomes.add(order.status)
         assert outcomes <= {"placed", "cancelled"}
