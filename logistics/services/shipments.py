@@ -196,7 +196,15 @@ def _ready_for(stop: Stop, shipments) -> list[Shipment]:
 
 @transaction.atomic
 def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, bool]:
-    stop = Stop.objects.select_for_update(of=("self",)).select_related("route").get(pk=stop_id)
+    # The orders first, then the stop, then its shipments: the order order_cancel takes
+    # them in (it may delete the stop), so the two wait for each other and never deadlock.
+    order_ids = Shipment.objects.filter(stops=stop_id).values_list("order_id", flat=True)
+    list(Order.objects.select_for_update(of=("self",)).filter(pk__in=order_ids).order_by("pk"))
+    stop = (
+        Stop.objects.select_for_update(of=("self",)).select_related("route").filter(pk=stop_id)
+    ).first()
+    if stop is None:  # taken off its route while this waited: its goods were cancelled
+        raise DomainError("not_found", "No such stop.", status_code=404)
     if stop.status in (StopStatus.DONE, StopStatus.FAILED):
         if stop.status == (StopStatus.DONE if data.outcome == "done" else StopStatus.FAILED):
             return stop, True  # the same completion again (an offline device retrying)
@@ -205,9 +213,6 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
         raise ConflictError(
             errors.STOP_LOCKED, "Too many wrong delivery codes: staff must review this stop."
         )
-    # Orders before shipments, as order_cancel does, so the two never deadlock.
-    order_ids = sorted(set(Shipment.objects.filter(stops=stop).values_list("order_id", flat=True)))
-    list(Order.objects.select_for_update(of=("self",)).filter(pk__in=order_ids).order_by("pk"))
     shipments = _ready_for(
         stop,
         Shipment.objects.select_for_update(of=("self",))

@@ -5,8 +5,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
+from listings.models import Listing
 from logistics.models import (
     CenterDayLoad,
     LegStatus,
@@ -17,8 +19,10 @@ from logistics.models import (
     Stop,
     StopStatus,
 )
+from logistics.services import shipments
 from logistics.services.routing import order_route
-from logistics.services.shipments import shipments_flag_late_transfers
+from logistics.services.shipments import Completion, shipments_flag_late_transfers
+from marketplace.exceptions import DomainError
 from orders import services as orders
 from orders.models import OrderStatus, PaymentStatus
 from tests.factories import (
@@ -29,6 +33,8 @@ from tests.factories import (
     VillageFactory,
     create_listing,
 )
+from tests.listings.test_photos import wait_for_lock_waiters
+from tests.orders.test_payments import in_thread
 
 pytestmark = pytest.mark.django_db
 
@@ -216,6 +222,29 @@ def test_goods_cancelled_after_the_route_set_out_are_not_picked_up(world, client
     shipment.refresh_from_db()
     assert (stop.status, shipment.status) == (StopStatus.PENDING, ShipmentStatus.CANCELLED)
     assert list(shipment.events.values_list("status", flat=True)) == ["pending", "cancelled"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_and_the_first_pickup_at_once_wait_for_each_other(world):
+    shipment, order = world["shipment"], world["order"]
+    stop = stop_for(shipment, world["north"], "pickup")  # a planned route: cancel takes it off
+    done = Completion(outcome="done", weight_kg=Decimal("8"))
+    with transaction.atomic():
+        orders.order_lock(order.pk)  # a cancel has begun: it holds the order
+        pickup, answer = in_thread(
+            lambda: shipments.stop_complete(stop_id=stop.pk, staff=world["north_staff"], data=done)
+        )
+        assert wait_for_lock_waiters(1) == 1  # the pickup waits, holding nothing the cancel needs
+        orders.order_cancel(order_id=order.pk, actor=order.buyer, reason="changed mind")
+    pickup.join(timeout=30)
+
+    [refused] = answer
+    assert isinstance(refused, DomainError), refused
+    assert (refused.status_code, refused.code) == (404, "not_found")
+    shipment.refresh_from_db()
+    assert shipment.status == ShipmentStatus.CANCELLED
+    assert not Stop.objects.filter(pk=stop.pk).exists()
+    assert Listing.objects.get(pk=world["listing"].pk).quantity_available == Decimal("100.000")
 
 
 def test_a_stop_is_refused_until_its_goods_are_where_it_expects_them(world, client_for):
