@@ -211,9 +211,13 @@ def listing_set_status(*, listing: Listing, status: str) -> Listing:
     return listing
 
 
+@transaction.atomic
 def listing_delete(*, listing: Listing) -> Listing | None:
     """Delete a listing nobody ordered; archive one that orders refer to (they keep
-    pointing at it). Returns the archived listing, or None when it was deleted."""
+    pointing at it). Returns the archived listing, or None when it was deleted. The row is
+    locked first, as a placement locks it: an order being placed commits its lines before
+    the check for them, or finds the listing gone."""
+    list(Listing.objects.select_for_update().filter(pk=listing.pk).values_list("pk", flat=True))
     try:
         with transaction.atomic():
             Listing.objects.filter(pk=listing.pk).delete()

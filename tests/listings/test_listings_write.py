@@ -5,10 +5,14 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from listings.models import Listing, ListingStatus
+from orders import services as orders
 from tests.factories import BuyerFactory, FarmerFactory, StaffFactory, create_listing
+from tests.listings.test_photos import wait_for_lock_waiters
+from tests.orders.test_payments import in_thread
 
 pytestmark = pytest.mark.django_db
 
@@ -322,3 +326,24 @@ def test_a_farmer_who_moves_takes_their_listings_along(client_for, api):
     found = api.get(LISTINGS, {"q": "柳树湾"}).json()["results"]
     assert [row["id"] for row in found] == [listing.pk]
     assert api.get(LISTINGS, {"q": "张三丰"}).json()["count"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_listing_while_it_is_being_ordered_archives_it(client_for):
+    farmer = FarmerFactory()
+    listing = create_listing(farmer)
+    with transaction.atomic():  # an order being placed: its line written, not yet committed
+        orders.order_place(
+            buyer=BuyerFactory(),
+            lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal("2"))],
+            delivery_method="pickup",
+            payment_method="cod",
+        )
+        deleting, answer = in_thread(lambda: client_for(farmer).delete(f"{LISTINGS}{listing.pk}/"))
+        assert wait_for_lock_waiters(1) == 1
+    deleting.join(timeout=30)
+
+    [response] = answer
+    assert response.status_code == 200, response
+    assert response.json()["status"] == "archived"
+    assert Listing.objects.get(pk=listing.pk).quantity_available == Decimal("98.000")
