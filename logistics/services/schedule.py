@@ -197,6 +197,19 @@ def _day_vehicles(center: ServiceCenter, day: date) -> QuerySet[Vehicle]:
     )
 
 
+def _spec(vehicle: Vehicle, depot: Location) -> VehicleSpec:
+    """The vehicle as the routing engine sees it."""
+    return VehicleSpec(
+        id=vehicle.pk,
+        capacity_g=_grams(vehicle.capacity_kg),
+        shift=TimeWindow(_seconds(vehicle.shift_start), _seconds(vehicle.shift_end)),
+        start=depot,
+        end=depot,
+        skills=frozenset({Skill.REFRIGERATED}) if vehicle.refrigerated else frozenset(),
+        cost_per_km=float(vehicle.cost_per_km),
+    )
+
+
 def _gather(center: ServiceCenter, day: date) -> _Day:
     """The day's farm pickups (grouped by farm), deliveries (grouped by order: one code per
     stop) and same-day farm-to-buyer pairs inside this center."""
@@ -290,18 +303,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
         )
         result.pair_shipments[next_id] = group
         next_id += 1
-    vehicles = tuple(
-        VehicleSpec(
-            id=v.pk,
-            capacity_g=_grams(v.capacity_kg),
-            shift=TimeWindow(_seconds(v.shift_start), _seconds(v.shift_end)),
-            start=result.problem.depot,
-            end=result.problem.depot,
-            skills=frozenset({Skill.REFRIGERATED}) if v.refrigerated else frozenset(),
-            cost_per_km=float(v.cost_per_km),
-        )
-        for v in _day_vehicles(center, day)
-    )
+    vehicles = tuple(_spec(v, result.problem.depot) for v in _day_vehicles(center, day))
     result.problem = Problem(
         depot=result.problem.depot, vehicles=vehicles, jobs=tuple(jobs), pairs=tuple(pair_jobs)
     )
@@ -347,15 +349,23 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
     solved (no transaction is open then). The day's shipments and vehicles are read again
     and locked; a shipment no longer there (cancelled, picked up, moved, now on a route that
     set out) is left out of its stop, and a stop left empty is dropped; a route whose
-    vehicle is gone, inactive or now on the road is not written, and its shipments are
-    reported unplanned (`vehicle_unavailable`) and stay on the day for the next run."""
+    vehicle is gone, inactive, now on the road or changed is not written, and its shipments
+    are reported unplanned (`vehicle_unavailable`) and stay on the day for the next run."""
     center, day, now = run.service_center, run.date, timezone.now()
     Route.objects.filter(service_center=center, date=day, status=RouteStatus.PLANNED).delete()
     fresh = {
         s.pk: s
         for s in _day_shipments(center, day).select_for_update(of=("self",)).select_related("order")
     }
-    vehicles = {v.pk: v for v in _day_vehicles(center, day).select_for_update(of=("self",))}
+    # A vehicle changed meanwhile (a smaller capacity, a shorter shift) counts as gone: the
+    # plan may no longer fit it.
+    solved_for = {spec.id: spec for spec in day_work.problem.vehicles}
+    depot = day_work.problem.depot
+    vehicles = {
+        v.pk: v
+        for v in _day_vehicles(center, day).select_for_update(of=("self",))
+        if solved_for.get(v.pk) == _spec(v, depot)
+    }
 
     def still(shipments: list[Shipment]) -> list[Shipment]:
         return [fresh[s.pk] for s in shipments if s.pk in fresh]

@@ -258,6 +258,26 @@ def test_a_vehicle_retired_while_the_day_is_solved_gets_no_route(day, monkeypatc
 
 
 @pytest.mark.django_db
+def test_a_vehicle_made_smaller_while_the_day_is_solved_gets_no_route(day, monkeypatch):
+    day["cold"].active = False
+    day["cold"].save()
+    milk = Shipment.objects.get(needs_refrigeration=True)
+    Shipment.objects.filter(pk=milk.pk).update(needs_refrigeration=False)  # the van takes it
+
+    def shrink():
+        fleet.vehicle_update(vehicle_id=day["van"].pk, changes={"capacity_kg": Decimal("5")})
+
+    solving_while(monkeypatch, shrink)
+    run = run_day(day)
+
+    assert run.status == ScheduleRunStatus.DONE
+    assert not Route.objects.exists()  # the plan filled 300 kg; the van now takes 5
+    [item] = run.summary["unassigned"]
+    assert item["reason"] == "vehicle_unavailable"
+    assert set(item["shipments"]) == set(Shipment.objects.values_list("pk", flat=True))
+
+
+@pytest.mark.django_db
 def test_an_order_cancelled_while_the_day_is_solved_gets_no_stop(day, monkeypatch):
     cancelled = day["orders"][2]
 
