@@ -6,5 +6,6 @@ VILLAGE_NOT_FOUND = "village_not_found"
 SERVICE_CENTER_NOT_FOUND = "service_center_not_found"
 WEAK_PASSWORD = "weak_password"  # noqa: S105 - an error code, not a password
 COORDINATES_INCOMPLETE = "coordinates_incomplete"
+INVALID_NAME = "invalid_name"
 LOGIN_LOCKED = "too_many_login_attempts"
 LOGIN_LOCKED_DETAIL = "Too many failed logins for this phone number; try again later."

@@ -3,7 +3,7 @@
 import itertools
 import math
 from collections import Counter
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from decimal import Decimal
 from io import StringIO
 
@@ -17,7 +17,7 @@ from listings import demo as listings_demo
 from listings.models import Category, Listing, ListingStatus
 from listings.services import listings_refresh_for_farmer
 from logistics.demo import VILLAGE_NAMES
-from logistics.models import ServiceCenter, Vehicle, Village
+from logistics.models import ScheduleRun, ScheduleRunStatus, ServiceCenter, Vehicle, Village
 from marketplace.accounts.models import BuyerKind, Role, User
 
 pytestmark = pytest.mark.django_db
@@ -451,3 +451,24 @@ def test_second_run_keeps_edited_listings_and_restores_deleted_ones():
     restored = Listing.objects.get(farmer=deleted.farmer, title=deleted.title)
     assert restored.pk != deleted.pk
     assert restored.search_vector
+
+
+def test_simulate_day_plans_every_center_and_carries_out_a_run_already_asked_for():
+    center = ServiceCenter.objects.order_by("name").first()
+    today = timezone.localdate()
+    asked = {  # staff asked for the next days already: the one the command plans is among them
+        ScheduleRun.objects.create(service_center=center, date=today + timedelta(days=n)).pk
+        for n in range(4)
+    }
+    out = StringIO()
+
+    call_command("simulate_day", orders=12, seed=7, stdout=out)
+
+    [line] = [x for x in out.getvalue().splitlines() if x.startswith("Day ")]
+    day = date.fromisoformat(line.split()[1].rstrip(":"))
+    planned = ScheduleRun.objects.filter(date=day)
+    assert planned.count() == ServiceCenter.objects.count()
+    assert set(planned.values_list("status", flat=True)) == {ScheduleRunStatus.DONE}
+    assert planned.get(service_center=center).pk in asked
+    for name in ServiceCenter.objects.values_list("name", flat=True):
+        assert any(row.startswith(name) for row in out.getvalue().splitlines())

@@ -163,3 +163,27 @@ def test_create_staff_refuses_unknown_center_and_taken_phone():
             center=str(existing.service_center_id),
         )
     assert User.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_create_staff_refuses_an_odd_center_or_a_long_name_and_fills_a_blank_one(capsys):
+    center = ServiceCenterFactory(name="石门镇服务中心")
+    with pytest.raises(CommandError, match="No service center '²'"):
+        call_command("create_staff", phone="13700000095", password="a-good-pass-95", center="²")
+    with pytest.raises(CommandError, match="invalid_name"):
+        call_command(
+            "create_staff",
+            phone="13700000094",
+            password="a-good-pass-94",
+            center=str(center.pk),
+            name="名" * 101,
+        )
+    assert not User.objects.exists()
+    call_command(
+        "create_staff",
+        phone="13700000093",
+        password="a-good-pass-93",
+        center=str(center.pk),
+        name="   ",
+    )
+    assert User.objects.get().name == "石门镇服务中心 staff"

@@ -9,9 +9,9 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand, CommandError
 
 from listings.models import Listing, ListingStatus
-from logistics.models import ScheduleRun, ServiceCenter, Shipment
+from logistics.models import ServiceCenter, Shipment
 from logistics.services.routing import order_route
-from logistics.services.schedule import schedule_run_execute
+from logistics.services.schedule import schedule_run_execute, schedule_run_request
 from marketplace.accounts.models import Role, User
 from marketplace.exceptions import DomainError
 from orders.services import LineRequest, order_place
@@ -92,7 +92,8 @@ class Command(BaseCommand):
         centers = list(ServiceCenter.objects.order_by("name"))
         runs = []
         for n, center in enumerate(centers, start=1):
-            run = ScheduleRun.objects.create(service_center=center, date=day)
+            # The run staff may have asked for already, if one is queued: it is carried out here.
+            run = schedule_run_request(center=center, day=day, requested_by=None)
             runs.append(schedule_run_execute(run_id=run.pk))
             progress("planning", n, len(centers))
         self.stdout.write(f"\nDay {day:%Y-%m-%d}: {len(placed)} orders placed and routed.")

@@ -15,7 +15,10 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="", help="Defaults to '<center> staff'.")
 
     def handle(self, *args, phone, password, center, name, **options):
-        lookup = {"pk": int(center)} if center.isdigit() else {"name": center}
+        try:
+            lookup = {"pk": int(center)}
+        except ValueError:
+            lookup = {"name": center}
         try:
             service_center = ServiceCenter.objects.get(**lookup)
         except ServiceCenter.DoesNotExist as exc:
@@ -24,7 +27,7 @@ class Command(BaseCommand):
             user = user_create_staff(
                 phone=phone,
                 password=password,
-                name=name or f"{service_center.name} staff",
+                name=name.strip() or f"{service_center.name} staff",
                 service_center=service_center,
             )
         except DomainError as exc:
