@@ -13,6 +13,12 @@ class CategoryAdmin(admin.ModelAdmin):
     list_editable = ("position",)
     search_fields = ("slug", "name", "name_zh")
 
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        if change and {"slug", "name", "name_zh"} & set(form.changed_data):
+            # its listings are found by these words too
+            services.listings_refresh(listings=Listing.objects.filter(category=obj))
+
 
 class ListingPhotoInline(admin.TabularInline):
     """Photos are added through the API, which checks and re-encodes them; here they are

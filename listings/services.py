@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib.postgres.search import SearchVector
 from django.db import connection, transaction
-from django.db.models import ProtectedError, Value
+from django.db.models import ProtectedError, QuerySet, Value
 
 from listings import errors
 from listings.models import FIXED_UNIT_WEIGHT_KG, Category, Listing, ListingStatus
@@ -226,26 +226,33 @@ def listing_delete(*, listing: Listing) -> Listing | None:
     return None
 
 
-@transaction.atomic
 def listings_refresh_for_farmer(*, farmer: User) -> int:
     """After a farmer moves or is renamed: their listings' pickup place and search text."""
-    place = _pickup_place(farmer)
-    listings = list(
-        Listing.objects.filter(farmer=farmer)
-        .exclude(status=ListingStatus.ARCHIVED)
-        .select_related("category")
+    return listings_refresh(listings=Listing.objects.filter(farmer=farmer))
+
+
+@transaction.atomic
+def listings_refresh(*, listings: QuerySet[Listing]) -> int:
+    """The listings' pickup place and search text again, from their farmer, the farmer's
+    village and the category as they are now: after one of those changed (a farmer moved
+    or renamed, a village moved or renamed, a category renamed). Archived ones stay as
+    they were. Returns how many were refreshed."""
+    rows = list(
+        listings.exclude(status=ListingStatus.ARCHIVED).select_related(
+            "category", "farmer__village"
+        )
     )
-    for listing in listings:
+    for listing in rows:
         Listing.objects.filter(pk=listing.pk).update(
-            **place,
+            **_pickup_place(listing.farmer),
             search_vector=search_vector_for(
                 title=listing.title,
                 description=listing.description,
                 category=listing.category,
-                farmer=farmer,
+                farmer=listing.farmer,
             ),
         )
-    return len(listings)
+    return len(rows)
 
 
 # Every listing of an order in one statement; a row per listing from the three arrays.

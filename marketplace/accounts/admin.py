@@ -1,11 +1,54 @@
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm
+from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 
-from marketplace.accounts.models import User
+from listings.services import listings_refresh_for_farmer
+from marketplace.accounts.models import Role, User
+from marketplace.accounts.phones import normalize_phone
+from marketplace.accounts.services import FIELDS_COPIED_TO_LISTINGS
+from marketplace.exceptions import DomainError
+
+
+class _PhoneInE164:
+    """The phone as the API stores it (one person, one spelling), or a form error."""
+
+    def clean_phone(self) -> str:
+        try:
+            return normalize_phone(self.cleaned_data["phone"])
+        except DomainError as error:
+            raise forms.ValidationError(error.detail, code=error.code) from None
+
+
+# As typed (`+86 139-0000-0001`), up to the length registration accepts; stored normalized.
+PHONE_AS_TYPED = forms.CharField(max_length=32)
+
+
+class UserCreationForm(_PhoneInE164, AdminUserCreationForm):
+    phone = PHONE_AS_TYPED
+
+
+class UserChangeForm(_PhoneInE164, DjangoUserChangeForm):
+    phone = PHONE_AS_TYPED
+
+    def clean_role(self) -> str:
+        role = self.cleaned_data["role"]
+        user = self.instance  # as stored: the form writes it back only after cleaning
+        if user.pk and role != user.role and (user.listings.exists() or user.orders.exists()):
+            raise forms.ValidationError(
+                "A user with listings or orders keeps their role.", code="role_not_allowed"
+            )
+        return role
 
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    """Phones are stored normalized; a farmer's listings follow the farmer's place and name,
+    as after a profile change through the API (user_update_profile)."""
+
+    form = UserChangeForm
+    add_form = UserCreationForm
     ordering = ("id",)
     list_display = ("phone", "name", "role", "village", "service_center", "is_active")
     list_filter = ("role", "is_active", "is_staff", "service_center")
@@ -52,3 +95,9 @@ class UserAdmin(DjangoUserAdmin):
             },
         ),
     )
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        moved = FIELDS_COPIED_TO_LISTINGS & set(form.changed_data)
+        if change and obj.role == Role.FARMER and moved:
+            listings_refresh_for_farmer(farmer=obj)

@@ -1,0 +1,169 @@
+"""The admin's user, village and category forms: phones stored as the API stores them, a
+role that listings or orders depend on kept, and listings that follow what they copy."""
+
+from decimal import Decimal
+
+import pytest
+from django.forms import CheckboxInput, MultiWidget
+from django.test import Client
+
+from listings.models import Category, Listing
+from listings.selectors import ListingSearch, listing_search
+from marketplace.accounts.models import Role, User
+from tests.factories import BuyerFactory, FarmerFactory, VillageFactory, create_listing
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator() -> Client:
+    user = User.objects.create_superuser(
+        phone="+8613000000001", password="an-operator-passphrase", name="op"
+    )
+    client = Client()
+    client.force_login(user)  # django-axes guards the login form
+    return client
+
+
+def saved(client: Client, url: str, **changes):
+    """POST the admin form at `url` (and its inline forms) as shown, with `changes`."""
+    page = client.get(url).context
+    data = _values(page["adminform"].form)
+    for inline in page["inline_admin_formsets"]:
+        data.update(_values(inline.formset.management_form))
+        for form in inline.formset.forms:
+            data.update(_values(form))
+    data.update(changes)
+    return client.post(url, data)
+
+
+def _values(form) -> dict:
+    data = {}
+    for bound in form:
+        if bound.field.disabled:
+            continue
+        value, widget = bound.value(), bound.field.widget
+        if isinstance(widget, MultiWidget):
+            for index, part in enumerate(widget.decompress(value)):
+                data[f"{bound.html_name}_{index}"] = "" if part is None else part
+        elif isinstance(widget, CheckboxInput):
+            if value:
+                data[bound.html_name] = "on"
+        elif isinstance(value, list | tuple):
+            data[bound.html_name] = [str(item) for item in value]
+        else:
+            data[bound.html_name] = "" if value is None else value
+    return data
+
+
+def found(words: str) -> set[int]:
+    return set(listing_search(ListingSearch(q=words)).values_list("pk", flat=True))
+
+
+@pytest.mark.parametrize("typed", ["139 0000 0001", "+86 139-0000-0001", "13900000001"])
+def test_a_user_added_in_the_admin_gets_the_phone_as_the_api_stores_it(operator, typed):
+    response = saved(
+        operator,
+        "/admin/accounts/user/add/",
+        phone=typed,
+        name="王芳",
+        role=Role.BUYER,
+        village=VillageFactory().pk,
+        password1="a-long-enough-pass-1",
+        password2="a-long-enough-pass-1",
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert User.objects.filter(role=Role.BUYER).get().phone == "+8613900000001"
+
+
+def test_a_phone_that_is_no_phone_is_a_form_error(operator):
+    farmer = FarmerFactory(phone="+8613800000011")
+    response = saved(operator, f"/admin/accounts/user/{farmer.pk}/change/", phone="hello")
+    assert response.status_code == 200
+    assert "phone" in response.context["adminform"].form.errors
+    assert User.objects.get(pk=farmer.pk).phone == "+8613800000011"
+
+
+def test_a_farmer_moved_or_renamed_in_the_admin_takes_their_listings_along(operator):
+    farmer = FarmerFactory(name="张三")
+    listing = create_listing(farmer)
+    elsewhere = VillageFactory(name="桃花村")
+
+    response = saved(
+        operator,
+        f"/admin/accounts/user/{farmer.pk}/change/",
+        village=elsewhere.pk,
+        name="李四",
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    listing.refresh_from_db()
+    assert (listing.village_id, listing.lat, listing.lng) == (
+        elsewhere.pk,
+        elsewhere.lat,
+        elsewhere.lng,
+    )
+    assert found("桃花村") == found("李四") == {listing.pk}
+    assert found("张三") == set()
+
+
+def test_the_role_of_a_user_with_listings_or_orders_stays(operator):
+    farmer = FarmerFactory()
+    create_listing(farmer)
+    response = saved(operator, f"/admin/accounts/user/{farmer.pk}/change/", role=Role.BUYER)
+    assert response.status_code == 200
+    assert "role" in response.context["adminform"].form.errors
+    assert User.objects.get(pk=farmer.pk).role == Role.FARMER
+
+    newcomer = BuyerFactory()  # nothing depends on it yet
+    page = f"/admin/accounts/user/{newcomer.pk}/change/"
+    response = saved(operator, page, role=Role.FARMER, buyer_kind="")
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert User.objects.get(pk=newcomer.pk).role == Role.FARMER
+
+
+def test_a_village_moved_or_renamed_in_the_admin_moves_its_farmers_listings(operator):
+    village = VillageFactory(name="旧村")
+    farmer = FarmerFactory(village=village, lat=None, lng=None)  # the village's own place
+    listing = create_listing(farmer)
+
+    response = saved(
+        operator,
+        f"/admin/logistics/village/{village.pk}/change/",
+        name="新村",
+        lat="30.500000",
+        lng="119.700000",
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    listing.refresh_from_db()
+    assert (listing.lat, listing.lng) == (Decimal("30.500000"), Decimal("119.700000"))
+    assert found("新村") == {listing.pk}
+    assert found("旧村") == set()
+
+
+def test_a_village_renamed_on_its_service_centers_page_renames_it_in_listings(operator):
+    village = VillageFactory(name="旧村")
+    listing = create_listing(FarmerFactory(village=village))
+    center = village.service_center
+    index = list(center.villages.order_by("pk").values_list("pk", flat=True)).index(village.pk)
+
+    response = saved(
+        operator,
+        f"/admin/logistics/servicecenter/{center.pk}/change/",
+        **{f"villages-{index}-name": "新村"},
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert found("新村") == {listing.pk}
+
+
+def test_a_category_renamed_in_the_admin_finds_its_listings_by_the_new_name(operator):
+    listing = create_listing(category="fruit")
+    category = Category.objects.get(slug="fruit")
+
+    response = saved(operator, f"/admin/listings/category/{category.pk}/change/", name="Quuxfruit")
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert found("Quuxfruit") == {listing.pk}
+    assert Listing.objects.filter(category=category).count() == 1
