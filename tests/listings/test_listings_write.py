@@ -259,7 +259,7 @@ def test_mine_lists_own_listings_in_every_status(client_for, api):
     assert client_for(BuyerFactory()).get(LISTINGS, {"mine": "true"}).status_code == 403
 
 
-@pytest.mark.parametrize("status", ["bogus", "\x00", "active\x00"])
+@pytest.mark.parametrize("status", ["bogus", "Active", "active "])
 def test_mine_with_an_unknown_status_is_400(client_for, status):
     farmer = FarmerFactory()
     create_listing(farmer)

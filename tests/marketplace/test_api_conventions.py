@@ -120,3 +120,24 @@ def test_a_domain_error_cannot_replace_a_member_every_problem_has(member):
     with pytest.raises(ValueError, match=member):
         DomainError("some_code", "Some detail.", extra={member: "x", "other": 1})
     assert DomainError("some_code", "Some detail.", extra={"other": 1}).extra == {"other": 1}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/listings/?q=%00",
+        "/api/v1/villages/?search=a%00b",
+        "/admin/accounts/user/?role__exact=%00",
+        "/api/v1/listings/?%00=1",
+    ],
+)
+def test_a_nul_in_the_query_string_is_400_on_every_path(api, path):
+    response = api.get(path)
+    assert response.status_code == 400
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "code": "invalid_query",
+        "detail": "The query string holds a NUL character.",
+    }
