@@ -9,7 +9,15 @@ from django.contrib import admin, messages
 
 from marketplace.exceptions import DomainError
 from orders import services
-from orders.models import Notification, Order, OrderEvent, OrderLine, PaymentEvent, Review
+from orders.models import (
+    Notification,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderStatus,
+    PaymentEvent,
+    Review,
+)
 
 OPERATOR_CANCEL_REASON = "cancelled by operator"
 
@@ -86,7 +94,10 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description="Cancel selected orders (and restock)", permissions=["cancel"])
     def cancel(self, request, queryset) -> None:
         cancelled = 0
-        for order_id in queryset.order_by("pk").values_list("pk", flat=True):
+        for order_id, status in queryset.order_by("pk").values_list("pk", "status"):
+            if status == OrderStatus.CANCELLED:
+                self.message_user(request, f"Order {order_id} was already cancelled.")
+                continue
             try:
                 services.order_cancel(
                     order_id=order_id, actor=request.user, reason=OPERATOR_CANCEL_REASON

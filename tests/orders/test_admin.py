@@ -100,6 +100,13 @@ def test_the_cancel_action_cancels_and_restocks(operator, operator_user):
     assert Notification.objects.filter(order=order, kind="order_cancelled").count() == 2
     assert [str(m) for m in get_messages(response.wsgi_request)] == ["1 order(s) cancelled."]
 
+    again = cancel(operator, order)  # an order already cancelled is not counted again
+    assert [str(m) for m in get_messages(again.wsgi_request)] == [
+        f"Order {order.pk} was already cancelled."
+    ]
+    assert OrderEvent.objects.filter(order=order).count() == 2
+    assert Listing.objects.get(pk=listing.pk).quantity_available == Decimal("10.000")
+
 
 def test_a_refused_cancel_is_reported_and_changes_nothing(operator):
     listing = create_listing(quantity_available=Decimal("10"))
