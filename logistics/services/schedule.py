@@ -53,7 +53,7 @@ from logistics.routing.vroom_solver import solve
 from logistics.routing.zones import stops_of
 from logistics.services.routing import move_capacity
 from marketplace.accounts.models import User
-from orders.models import OrderStatus
+from orders.models import Order, OrderStatus
 from orders.services import order_lock, order_transition
 
 GRAMS_PER_KG = 1000
@@ -352,7 +352,19 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
     vehicle is gone, inactive, now on the road or changed is not written, and its shipments
     are reported unplanned (`vehicle_unavailable`) and stay on the day for the next run."""
     center, day, now = run.service_center, run.date, timezone.now()
-    Route.objects.filter(service_center=center, date=day, status=RouteStatus.PLANNED).delete()
+    planned_routes = Route.objects.filter(
+        service_center=center, date=day, status=RouteStatus.PLANNED
+    )
+    # The orders first, then the stops (deleted with their routes), then the shipments: the
+    # order a stop's completion and an order's cancel take them in, so none of the three
+    # waits for another while holding what that one needs.
+    involved = (
+        _day_shipments(center, day)
+        .values("order_id")
+        .union(Shipment.objects.filter(stops__route__in=planned_routes).values("order_id"))
+    )
+    list(Order.objects.select_for_update(of=("self",)).filter(pk__in=involved).order_by("pk"))
+    planned_routes.delete()
     fresh = {
         s.pk: s
         for s in _day_shipments(center, day).select_for_update(of=("self",)).select_related("order")

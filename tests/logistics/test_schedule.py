@@ -26,6 +26,7 @@ from logistics.services import fleet, schedule, shipments
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion
 from marketplace.celery import app as celery_app
+from marketplace.exceptions import DomainError
 from orders import services as orders
 from orders.models import OrderStatus
 from tests.factories import (
@@ -36,6 +37,8 @@ from tests.factories import (
     VillageFactory,
     create_listing,
 )
+from tests.listings.test_photos import wait_for_lock_waiters
+from tests.orders.test_payments import in_thread
 
 
 def village_near(center, dlat, dlng):
@@ -293,6 +296,39 @@ def test_an_order_cancelled_while_the_day_is_solved_gets_no_stop(day, monkeypatc
     for route in Route.objects.all():
         sequences = list(route.stops.order_by("sequence").values_list("sequence", flat=True))
         assert sequences == list(range(1, len(sequences) + 1))
+    assert_each_shipment_on_one_route_at_most()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stop_completed_while_the_day_is_stored_again_waits_for_it(day, monkeypatch):
+    run_day(day)
+    stop = Stop.objects.filter(kind="pickup").order_by("pk").first()
+    storing, go_on = threading.Event(), threading.Event()
+    mark_scheduled = schedule._mark_scheduled
+
+    def paused(*args, **kwargs):  # the re-run stops inside its storing transaction
+        storing.set()
+        go_on.wait(30)
+        return mark_scheduled(*args, **kwargs)
+
+    monkeypatch.setattr(schedule, "_mark_scheduled", paused)
+    rerun, ran = in_thread(lambda: run_day(day))
+    assert storing.wait(30)
+    done = Completion(outcome="done", weight_kg=Decimal("1"))
+    pickup, answer = in_thread(
+        lambda: shipments.stop_complete(stop_id=stop.pk, staff=day["staff"], data=done)
+    )
+    assert wait_for_lock_waiters(1) == 1  # the pickup waits, holding nothing the re-run needs
+    go_on.set()
+    rerun.join(60)
+    pickup.join(60)
+
+    [run] = ran
+    assert isinstance(run, ScheduleRun), run
+    assert run.status == ScheduleRunStatus.DONE
+    [refused] = answer  # its stop went with the route the re-run replaced
+    assert isinstance(refused, DomainError), refused
+    assert (refused.status_code, refused.code) == (404, "not_found")
     assert_each_shipment_on_one_route_at_most()
 
 
