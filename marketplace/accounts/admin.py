@@ -12,9 +12,12 @@ from marketplace.exceptions import DomainError
 
 
 class _PhoneInE164:
-    """The phone as the API stores it (one person, one spelling), or a form error."""
+    """A phone typed here is stored as the API stores it (one person, one spelling), or is a
+    form error. One left as it was stays as it is (createsuperuser stores what it is given)."""
 
     def clean_phone(self) -> str:
+        if "phone" not in self.changed_data:
+            return self.cleaned_data["phone"]
         try:
             return normalize_phone(self.cleaned_data["phone"])
         except DomainError as error:

@@ -84,6 +84,16 @@ def test_a_phone_that_is_no_phone_is_a_form_error(operator):
     assert User.objects.get(pk=farmer.pk).phone == "+8613800000011"
 
 
+def test_an_unchanged_phone_is_kept_as_stored(operator):
+    admin = User.objects.create_superuser(phone="admin", password="another-passphrase", name="a")
+    response = saved(operator, f"/admin/accounts/user/{admin.pk}/change/", name="the admin")
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert User.objects.filter(pk=admin.pk).values_list("phone", "name").get() == (
+        "admin",
+        "the admin",
+    )
+
+
 def test_a_farmer_moved_or_renamed_in_the_admin_takes_their_listings_along(operator):
     farmer = FarmerFactory(name="张三")
     listing = create_listing(farmer)
