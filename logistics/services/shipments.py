@@ -173,16 +173,21 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
     stop.reason = data.reason.strip()
 
 
-def _ready_for(stop: Stop, shipments) -> list[Shipment]:
-    """The stop's shipments still to handle: cancelled ones (the order or the farmer's lines
-    were called off after the route set out) are left out, and the rest must be where the
-    stop expects them, waiting at the farm for a pickup or at the center for a delivery."""
+def _ready_for(stop: Stop, shipments, outcome: str) -> list[Shipment]:
+    """The stop's shipments to handle: those where the stop expects them, waiting at the
+    farm for a pickup or at the center for a delivery. To complete it (`done`) every one
+    not cancelled must be there (cancelled ones: the order or the farmer's lines were called
+    off after the route set out). A stop reported `failed` only puts back those that are
+    there: the others (cancelled, or a same-day delivery whose pickup failed) stay as they
+    are, so any stop can be closed."""
+    expected = BEFORE_PICKUP if stop.kind == StopKind.PICKUP else {ShipmentStatus.AT_CENTER}
+    if outcome == "failed":
+        return [s for s in shipments if s.status in expected]
     live = [s for s in shipments if s.status != ShipmentStatus.CANCELLED]
     if not live:
         raise ConflictError(
             errors.STOP_CANCELLED, "Everything at this stop was cancelled: there is nothing to do."
         )
-    expected = BEFORE_PICKUP if stop.kind == StopKind.PICKUP else {ShipmentStatus.AT_CENTER}
     if elsewhere := [s for s in live if s.status not in expected]:
         raise ConflictError(
             errors.SHIPMENT_NOT_READY,
@@ -219,6 +224,7 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
         .filter(stops=stop)
         .select_related("origin_center", "order")
         .order_by("pk"),
+        data.outcome,
     )
     at = data.occurred_at or timezone.now()
     if data.outcome == "done" and stop.kind == StopKind.DELIVERY:
@@ -252,10 +258,11 @@ def stop_complete(*, stop_id: int, staff: User, data: Completion) -> Stop:
     the buyer's 6-digit code (a wrong code is 400 `invalid_delivery_code`; the fifth wrong
     code locks the stop for staff review), or a failure with its reason (the shipments go
     back for the next day). Completing a stop twice the same way is harmless, so a device
-    that was offline can replay its completions in any order. Goods cancelled after the
-    route set out are skipped (409 `stop_cancelled` when nothing else is left), and goods not
-    where the stop expects them are 409 `shipment_not_ready` (a delivery before its pickup,
-    or before a transfer is received; a second pickup)."""
+    that was offline can replay its completions, in the order they happened. Goods
+    cancelled after the route set out are skipped (409 `stop_cancelled` when nothing else
+    is left), and goods not where the stop expects them are 409 `shipment_not_ready` (a
+    delivery before its pickup, or before a transfer is received; a second pickup). A stop
+    reported failed is always accepted, and puts back only the goods that are there."""
     stop, accepted = _complete(stop_id=stop_id, staff=staff, data=data)
     if not accepted:
         left = max(0, settings.MAX_DELIVERY_CODE_ATTEMPTS - stop.wrong_code_attempts)

@@ -215,12 +215,16 @@ def test_goods_cancelled_after_the_route_set_out_are_not_picked_up(world, client
     assert cancelled.status_code == 200
 
     north = client_for(world["north_staff"])
-    for body in ({"outcome": "done", "weight_kg": "8"}, {"outcome": "failed", "reason": "x"}):
-        response = complete(north, stop, **body)
-        assert (response.status_code, response.json()["code"]) == (409, "stop_cancelled")
+    response = complete(north, stop, outcome="done", weight_kg="8")
+    assert (response.status_code, response.json()["code"]) == (409, "stop_cancelled")
+    stop.refresh_from_db()
+    assert stop.status == StopStatus.PENDING
+    # the driver closes it: failed, and the cancelled goods stay as they are
+    assert complete(north, stop, outcome="failed", reason="已取消").status_code == 200
     stop.refresh_from_db()
     shipment.refresh_from_db()
-    assert (stop.status, shipment.status) == (StopStatus.PENDING, ShipmentStatus.CANCELLED)
+    assert (stop.status, shipment.status) == (StopStatus.FAILED, ShipmentStatus.CANCELLED)
+    assert shipment.failed_attempts == 0
     assert list(shipment.events.values_list("status", flat=True)) == ["pending", "cancelled"]
 
 
@@ -255,6 +259,12 @@ def test_a_stop_is_refused_until_its_goods_are_where_it_expects_them(world, clie
     early = complete(south, delivery, outcome="done", delivery_code=order.delivery_code)
     assert (early.status_code, early.json()["code"]) == (409, "shipment_not_ready")
     assert early.json()["shipments"] == {str(shipment.pk): "pending"}
+    # reported failed, a stop whose goods are elsewhere is closed and moves none of them
+    other_delivery = stop_for(shipment, world["south"], "delivery")
+    assert complete(south, other_delivery, outcome="failed", reason="没货").status_code == 200
+    assert Shipment.objects.filter(pk=shipment.pk).values_list(
+        "status", "failed_attempts", "delivery_date"
+    ).get() == (ShipmentStatus.PENDING, 0, shipment.delivery_date)
     assert (
         complete(
             north, stop_for(shipment, world["north"], "pickup"), outcome="done", weight_kg="8"
