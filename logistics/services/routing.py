@@ -122,20 +122,27 @@ def release_capacity(*, center_id: int, day: date, weight_kg: Decimal) -> None:
     )
 
 
+def booked_days(shipment: Shipment, *, pickup: date, delivery: date) -> list[tuple[int, date]]:
+    """Where a shipment's weight is booked, for these days of it: the origin center on the
+    pickup day and, across centers, the destination on the delivery day."""
+    days = [(shipment.origin_center_id, pickup)]
+    if shipment.crosses_centers:
+        days.append((shipment.destination_center_id, delivery))
+    return days
+
+
 def move_capacity(shipment: Shipment, *, pickup_date: date, delivery_date: date) -> None:
     """The shipment's days moved on from `pickup_date` and `delivery_date` (a failed stop, a
-    day that was full): its bookings move with them, the origin's on the pickup day and,
-    across centers, the destination's on the delivery day. The new day takes the load
-    whether or not it has room, since the goods must go some day; a cancellation then
-    releases the days that were really booked."""
+    day that was full): its bookings move with them. The new day takes the load whether or
+    not it has room, since the goods must go some day; a cancellation then releases the
+    days that were really booked."""
+    before = booked_days(shipment, pickup=pickup_date, delivery=delivery_date)
+    after = booked_days(shipment, pickup=shipment.pickup_date, delivery=shipment.delivery_date)
     added = []
-    moves = [(shipment.origin_center_id, pickup_date, shipment.pickup_date)]
-    if shipment.crosses_centers:
-        moves.append((shipment.destination_center_id, delivery_date, shipment.delivery_date))
-    for center_id, before, after in moves:
-        if before != after:
-            release_capacity(center_id=center_id, day=before, weight_kg=shipment.weight_kg)
-            added.append((center_id, after, shipment.weight_kg))
+    for (center_id, old), (_, new) in zip(before, after, strict=True):
+        if old != new:
+            release_capacity(center_id=center_id, day=old, weight_kg=shipment.weight_kg)
+            added.append((center_id, new, shipment.weight_kg))
     _add_loads(added)  # (a negative row here would break the table's check before the upsert)
 
 

@@ -23,7 +23,7 @@ from logistics.models import (
     StopStatus,
     TrackingEvent,
 )
-from logistics.services.routing import move_capacity, release_capacity
+from logistics.services.routing import booked_days, move_capacity, release_capacity
 from marketplace.accounts.models import User
 from marketplace.exceptions import ConflictError, DomainError
 from orders.models import (
@@ -302,17 +302,10 @@ def shipment_receive(
 
 
 def _release(shipment: Shipment, weight_kg: Decimal) -> None:
-    """Give back `weight_kg` of the shipment's bookings: the origin's pickup day and, across
-    centers, the destination's delivery day."""
-    release_capacity(
-        center_id=shipment.origin_center_id, day=shipment.pickup_date, weight_kg=weight_kg
-    )
-    if shipment.crosses_centers:
-        release_capacity(
-            center_id=shipment.destination_center_id,
-            day=shipment.delivery_date,
-            weight_kg=weight_kg,
-        )
+    """Give back `weight_kg` of the shipment's bookings."""
+    days = booked_days(shipment, pickup=shipment.pickup_date, delivery=shipment.delivery_date)
+    for center_id, day in days:
+        release_capacity(center_id=center_id, day=day, weight_kg=weight_kg)
 
 
 def _open_shipments(order: Order, farmer_id: int | None = None) -> list[Shipment]:
