@@ -4,6 +4,7 @@ dates, within each center's daily handling capacity. Called by the route_order t
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -17,6 +18,7 @@ from logistics.geo import distance_km
 from logistics.models import (
     CenterDayLoad,
     LegKind,
+    LegStatus,
     ServiceCenter,
     Shipment,
     ShipmentLeg,
@@ -131,19 +133,26 @@ def booked_days(shipment: Shipment, *, pickup: date, delivery: date) -> list[tup
     return days
 
 
-def move_capacity(shipment: Shipment, *, pickup_date: date, delivery_date: date) -> None:
-    """The shipment's days moved on from `pickup_date` and `delivery_date` (a failed stop, a
-    day that was full): its bookings move with them. The new day takes the load whether or
-    not it has room, since the goods must go some day; a cancellation then releases the
-    days that were really booked."""
-    before = booked_days(shipment, pickup=pickup_date, delivery=delivery_date)
-    after = booked_days(shipment, pickup=shipment.pickup_date, delivery=shipment.delivery_date)
+def shipment_move_days(
+    shipment: Shipment, *, pickup_date: date, delivery_date: date, also: Sequence[str] = ()
+) -> None:
+    """The shipment's pickup and delivery go to these days (a failed stop, a day that was
+    full), saved with its other changed fields `also`. Its pending legs take the new dates
+    and its bookings move with them: the new day takes the load whether or not it has room,
+    since the goods must go some day; a cancellation then releases the days really booked."""
+    before = booked_days(shipment, pickup=shipment.pickup_date, delivery=shipment.delivery_date)
+    shipment.pickup_date, shipment.delivery_date = pickup_date, delivery_date
+    shipment.save(update_fields=["pickup_date", "delivery_date", *also])
+    after = booked_days(shipment, pickup=pickup_date, delivery=delivery_date)
     added = []
     for (center_id, old), (_, new) in zip(before, after, strict=True):
         if old != new:
             release_capacity(center_id=center_id, day=old, weight_kg=shipment.weight_kg)
             added.append((center_id, new, shipment.weight_kg))
     _add_loads(added)  # (a negative row here would break the table's check before the upsert)
+    pending = ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING)
+    pending.filter(kind=LegKind.PICKUP).update(date=pickup_date)
+    pending.exclude(kind=LegKind.PICKUP).update(date=delivery_date)
 
 
 def _legs(shipment: Shipment, delivery_method: str) -> list[ShipmentLeg]:

@@ -22,14 +22,12 @@ from django.utils import timezone
 
 from logistics.models import (
     LegKind,
-    LegStatus,
     Route,
     RouteStatus,
     ScheduleRun,
     ScheduleRunStatus,
     ServiceCenter,
     Shipment,
-    ShipmentLeg,
     ShipmentStatus,
     Stop,
     StopKind,
@@ -51,7 +49,7 @@ from logistics.routing.problem import (
 )
 from logistics.routing.vroom_solver import solve
 from logistics.routing.zones import stops_of
-from logistics.services.routing import move_capacity
+from logistics.services.routing import shipment_move_days
 from marketplace.accounts.models import User
 from orders.models import Order, OrderStatus
 from orders.services import order_lock, order_transition
@@ -320,22 +318,16 @@ def _at(day: date, seconds: int) -> datetime:
 
 def _roll_to_next_day(shipments: list[Shipment], reason: str, now: datetime) -> None:
     for shipment in shipments:
-        booked = {"pickup_date": shipment.pickup_date, "delivery_date": shipment.delivery_date}
-        if shipment.status in PLANNABLE:
-            shipment.pickup_date += timedelta(days=1)
-        shipment.delivery_date = max(
-            shipment.delivery_date + timedelta(days=1), shipment.pickup_date
+        at_farm = shipment.status in PLANNABLE
+        pickup = shipment.pickup_date + timedelta(days=1) if at_farm else shipment.pickup_date
+        if at_farm:
+            shipment.status = ShipmentStatus.PENDING
+        shipment_move_days(
+            shipment,
+            pickup_date=pickup,
+            delivery_date=max(shipment.delivery_date + timedelta(days=1), pickup),
+            also=["status", "updated_at"],
         )
-        shipment.status = (
-            ShipmentStatus.PENDING if shipment.status in PLANNABLE else shipment.status
-        )
-        shipment.save(update_fields=["pickup_date", "delivery_date", "status", "updated_at"])
-        move_capacity(shipment, **booked)
-        for leg in ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING):
-            leg.date = (
-                shipment.pickup_date if leg.kind == LegKind.PICKUP else shipment.delivery_date
-            )
-            leg.save(update_fields=["date"])
         TrackingEvent.objects.create(
             shipment=shipment,
             status=shipment.status,

@@ -23,7 +23,7 @@ from logistics.models import (
     StopStatus,
     TrackingEvent,
 )
-from logistics.services.routing import booked_days, move_capacity, release_capacity
+from logistics.services.routing import booked_days, release_capacity, shipment_move_days
 from marketplace.accounts.models import User
 from marketplace.exceptions import ConflictError, DomainError
 from orders.models import (
@@ -149,20 +149,14 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
             _track(shipment, ShipmentStatus.FAILED, at, staff, data.reason)
             continue
         next_day = timedelta(days=1)
-        booked = {"pickup_date": shipment.pickup_date, "delivery_date": shipment.delivery_date}
-        if stop.kind == StopKind.PICKUP:
-            shipment.pickup_date += next_day
-            status = ShipmentStatus.PENDING
-        else:
-            status = ShipmentStatus.AT_CENTER
-        shipment.delivery_date += next_day
-        shipment.save(update_fields=["failed_attempts", "pickup_date", "delivery_date"])
-        move_capacity(shipment, **booked)
-        for leg in ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING):
-            leg.date = (
-                shipment.pickup_date if leg.kind == LegKind.PICKUP else shipment.delivery_date
-            )
-            leg.save(update_fields=["date"])
+        pickup = stop.kind == StopKind.PICKUP
+        shipment_move_days(
+            shipment,
+            pickup_date=shipment.pickup_date + next_day if pickup else shipment.pickup_date,
+            delivery_date=shipment.delivery_date + next_day,
+            also=["failed_attempts"],
+        )
+        status = ShipmentStatus.PENDING if pickup else ShipmentStatus.AT_CENTER
         _track(
             shipment,
             status,
