@@ -1,5 +1,7 @@
 """Orders: what buyers buy, line by line, and every change of an order's status."""
 
+from decimal import Decimal
+
 from django.db import models
 from django.db.models import F, Q
 
@@ -126,6 +128,11 @@ class OrderLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.quantity} × {self.title}"
+
+    @property
+    def weight_kg(self) -> Decimal:
+        """What the line weighs: its quantity of units at the unit weight copied with it."""
+        return self.quantity * self.unit_weight_kg
 
 
 class OrderEvent(models.Model):

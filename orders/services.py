@@ -166,9 +166,7 @@ def _check_size(total: Decimal, order_lines: list[OrderLine]) -> None:
     order's total and in each farmer's shipment."""
     weights: dict[int, Decimal] = {}
     for line in order_lines:
-        weights[line.farmer_id] = (
-            weights.get(line.farmer_id, Decimal(0)) + line.quantity * line.unit_weight_kg
-        )
+        weights[line.farmer_id] = weights.get(line.farmer_id, Decimal(0)) + line.weight_kg
     if total > MAX_TOTAL or max(weights.values()) > MAX_SHIPMENT_KG:
         raise DomainError(
             errors.ORDER_TOO_LARGE,

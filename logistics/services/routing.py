@@ -302,7 +302,7 @@ def _route(orders: list[Order]) -> list[Order]:
                 lines=farmer_lines,
                 origin=farmer_lines[0].listing.village.service_center,
                 destination=order.delivery_village.service_center,
-                weight=sum((x.quantity * x.unit_weight_kg for x in farmer_lines), Decimal(0)),
+                weight=sum((x.weight_kg for x in farmer_lines), Decimal(0)),
                 earliest=earliest_pickup(now, [x.listing.harvest_date for x in farmer_lines]),
             )
             for farmer_lines in parts[order.pk].values()

@@ -343,7 +343,7 @@ def shipments_after_line_rejected(*, order: Order, line: OrderLine, actor: User)
             order=order, actor=actor, farmer_id=line.farmer_id, note="the farmer's lines rejected"
         )
         return
-    kg = (line.quantity * line.unit_weight_kg).quantize(Decimal("0.001"))
+    kg = line.weight_kg.quantize(Decimal("0.001"))
     for shipment in _open_shipments(order, line.farmer_id):
         kg = min(kg, shipment.weight_kg)
         _release(shipment, kg)
