@@ -6,7 +6,7 @@ from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 
 from listings.services import listings_refresh_for_farmer
 from marketplace.accounts.models import Role, User
-from marketplace.accounts.phones import normalize_phone
+from marketplace.accounts.phones import PHONE_AS_TYPED_MAX, normalize_phone
 from marketplace.accounts.services import FIELDS_COPIED_TO_LISTINGS
 from marketplace.exceptions import DomainError
 
@@ -25,7 +25,7 @@ class _PhoneInE164:
 
 
 # As typed (`+86 139-0000-0001`), up to the length registration accepts; stored normalized.
-PHONE_AS_TYPED = forms.CharField(max_length=32)
+PHONE_AS_TYPED = forms.CharField(max_length=PHONE_AS_TYPED_MAX)
 
 
 class UserCreationForm(_PhoneInE164, AdminUserCreationForm):

@@ -6,6 +6,8 @@ from django.conf import settings
 from marketplace.exceptions import DomainError
 
 INVALID_PHONE = "invalid_phone"
+# The longest phone accepted as typed, spaces and dashes included (`+86 138-1234-5678`).
+PHONE_AS_TYPED_MAX = 32
 
 
 def normalize_phone(raw: str) -> str:

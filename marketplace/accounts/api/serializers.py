@@ -7,7 +7,7 @@ from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 from logistics.models import Village
 from marketplace.accounts import errors
 from marketplace.accounts.models import BuyerKind, User
-from marketplace.accounts.phones import normalize_phone
+from marketplace.accounts.phones import PHONE_AS_TYPED_MAX, normalize_phone
 from marketplace.accounts.services import SELF_REGISTER_ROLE_CHOICES
 from marketplace.exceptions import DomainError
 
@@ -41,7 +41,7 @@ class UserSerializer(serializers.ModelSerializer):
 
 
 class RegisterSerializer(serializers.Serializer):
-    phone = serializers.CharField(max_length=32)
+    phone = serializers.CharField(max_length=PHONE_AS_TYPED_MAX)
     password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
     name = serializers.CharField(max_length=100)
     role = serializers.ChoiceField(choices=SELF_REGISTER_ROLE_CHOICES)
@@ -86,7 +86,9 @@ class TokenObtainSerializer(TokenObtainPairSerializer):
         super().__init__(*args, **kwargs)
         # As long as registration accepts: a longer one is no phone, and django-axes would
         # fail to record it as a failed login.
-        self.fields[self.username_field] = serializers.CharField(write_only=True, max_length=32)
+        self.fields[self.username_field] = serializers.CharField(
+            write_only=True, max_length=PHONE_AS_TYPED_MAX
+        )
 
     def validate(self, attrs):
         with contextlib.suppress(DomainError):  # a bad phone then fails like any unknown login
