@@ -33,3 +33,9 @@ class ConflictError(DomainError):
     """The request is valid but conflicts with the current state (HTTP 409)."""
 
     status_code = 409
+
+
+def violated_constraint(error: Exception) -> str | None:
+    """The name of the constraint a database IntegrityError broke, if PostgreSQL gave one:
+    services tell "taken" or "already there" apart from other failures by it."""
+    return getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)

@@ -24,7 +24,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from listings.selectors import listings_for_update
-from marketplace.exceptions import DomainError
+from marketplace.exceptions import DomainError, violated_constraint
 from orders import errors, notifications
 from orders.models import (
     LineStatus,
@@ -265,7 +265,7 @@ def _insert_event(order: Order, notice: PaymentNotice) -> bool:
                 payload=notice.payload,
             )
     except IntegrityError as error:
-        if getattr(getattr(error.__cause__, "diag", None), "constraint_name", None) != _EVENT_ONCE:
+        if violated_constraint(error) != _EVENT_ONCE:
             raise
         return False
     return True

@@ -7,10 +7,9 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
-from psycopg.errors import UniqueViolation
 
 from logistics.models import Vehicle
-from marketplace.exceptions import DomainError
+from marketplace.exceptions import DomainError, violated_constraint
 
 # Error codes (stable: clients branch on them). They belong in logistics/errors.py; they
 # live here while that module is being edited by the scheduling work.
@@ -62,8 +61,7 @@ def _save(vehicle: Vehicle, **options: Any) -> None:
         with transaction.atomic():
             vehicle.save(**options)
     except IntegrityError as error:
-        cause = error.__cause__
-        if not isinstance(cause, UniqueViolation) or cause.diag.constraint_name != _NAME_UNIQUE:
+        if violated_constraint(error) != _NAME_UNIQUE:
             raise
         raise DomainError(
             VEHICLE_NAME_TAKEN,

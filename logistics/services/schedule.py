@@ -51,6 +51,7 @@ from logistics.routing.vroom_solver import solve
 from logistics.routing.zones import stops_of
 from logistics.services.routing import shipment_move_days
 from marketplace.accounts.models import User
+from marketplace.exceptions import violated_constraint
 from orders.models import Order, OrderStatus
 from orders.services import order_lock, order_transition
 
@@ -99,7 +100,7 @@ def schedule_run_request(
                 transaction.on_commit(partial(_enqueue, run.pk))
                 return run
         except IntegrityError as error:
-            if _constraint(error) != _ONE_ACTIVE_RUN:
+            if violated_constraint(error) != _ONE_ACTIVE_RUN:
                 raise
         if (joined := active.first()) is not None:
             return joined
@@ -108,10 +109,6 @@ def schedule_run_request(
 
 _ONE_ACTIVE_RUN = "schedulerun_one_active_per_day"  # ScheduleRun's partial unique constraint
 _REQUEST_ATTEMPTS = 100
-
-
-def _constraint(error: IntegrityError) -> str | None:
-    return getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)
 
 
 def schedule_runs_redrive(*, now: datetime | None = None) -> list[int]:
