@@ -146,14 +146,13 @@ def _enqueue(run_id: int) -> None:
 # --------------------------------------------------------------------------- gathering
 
 
-def _started_shipment_ids(center: ServiceCenter, day: date) -> set[int]:
-    return set(
-        Shipment.objects.filter(
-            stops__route__service_center=center,
-            stops__route__date=day,
-            stops__route__status__in=(RouteStatus.STARTED, RouteStatus.COMPLETED),
-        ).values_list("pk", flat=True)
-    )
+def _started_shipment_ids(center: ServiceCenter, day: date) -> QuerySet[Shipment]:
+    """A subquery: the day's shipments on a route already on the road."""
+    return Shipment.objects.filter(
+        stops__route__service_center=center,
+        stops__route__date=day,
+        stops__route__status__in=(RouteStatus.STARTED, RouteStatus.COMPLETED),
+    ).values("pk")
 
 
 def _priority(shipments: list[Shipment], day: date) -> int:
