@@ -78,9 +78,9 @@ def user_create_staff(
     *, phone: str, password: str, name: str, service_center: ServiceCenter
 ) -> User:
     """An operator adds a staff member of one service center, with a name."""
-    name = name.strip()
-    if not 0 < len(name) <= User._meta.get_field("name").max_length:
-        raise DomainError(errors.INVALID_NAME, "A staff name is 1 to 100 characters.")
+    name, longest = name.strip(), User._meta.get_field("name").max_length
+    if not 0 < len(name) <= longest:
+        raise DomainError(errors.INVALID_NAME, f"A staff name is 1 to {longest} characters.")
     user = User(
         phone=normalize_phone(phone),
         name=name,
