@@ -53,3 +53,14 @@ class SlugRelatedField(serializers.SlugRelatedField):
                 )
             ProhibitSurrogateCharactersValidator()(data)
         return super().to_internal_value(data)
+
+
+class PrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
+    """DRF's, taking only a whole number (or its digits as a string) as the key. DRF's
+    hands the value to the lookup as it comes, and the lookup's int() turns 1.5 and true
+    into 1: a client's mistake would quietly pick record 1."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not str(data).isdecimal() or not str(data).isascii():
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        return super().to_internal_value(data)

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from logistics.models import Shipment, ShipmentLeg, Village
 from marketplace.accounts.models import Role
-from marketplace.api.serializers import FieldsOnceModelSerializer
+from marketplace.api.serializers import FieldsOnceModelSerializer, PrimaryKeyRelatedField
 from orders.models import DeliveryMethod, Order, OrderEvent, OrderLine, PaymentMethod, Review
 from orders.selectors import BUYER_HIDDEN_FROM_FARMER
 from orders.services import MAX_LINES, LineRequest
@@ -21,7 +21,7 @@ class OrderPlaceSerializer(serializers.Serializer):
     lines = LineInputSerializer(many=True, allow_empty=False, max_length=MAX_LINES)
     delivery_method = serializers.ChoiceField(choices=DeliveryMethod.choices)
     payment_method = serializers.ChoiceField(choices=PaymentMethod.choices)
-    delivery_village = serializers.PrimaryKeyRelatedField(
+    delivery_village = PrimaryKeyRelatedField(
         queryset=Village.objects.all(), required=False, allow_null=True, default=None
     )
     delivery_address = serializers.CharField(

@@ -246,6 +246,39 @@ def test_me_patch_changes_only_profile_fields(client_for):
     assert response.json()["service_center"] == new_village.service_center_id
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        lambda pk: pk + 0.5,  # int() would make it pk
+        lambda pk: f"{pk}.5",
+        lambda pk: True,  # int() would make it 1
+        lambda pk: "".join(chr(0x0660 + int(digit)) for digit in str(pk)),  # Arabic-Indic
+        lambda pk: [pk],
+        lambda pk: {"id": pk},
+    ],
+)
+def test_a_village_key_that_is_no_whole_number_is_400_and_nothing_changes(client_for, key):
+    buyer, village = BuyerFactory(name="Before"), VillageFactory()
+    home = buyer.village_id
+    response = client_for(buyer).patch(
+        ME, {"village": key(village.pk), "name": "After"}, format="json"
+    )
+    assert response.status_code == 400
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+        ("village", "incorrect_type")
+    ]
+    buyer.refresh_from_db()
+    assert (buyer.village_id, buyer.name) == (home, "Before")
+
+
+def test_a_village_key_as_digits_is_taken(client_for):
+    buyer, village = BuyerFactory(), VillageFactory()
+    response = client_for(buyer).patch(ME, {"village": str(village.pk)}, format="json")
+    assert response.status_code == 200
+    buyer.refresh_from_db()
+    assert buyer.village_id == village.pk
+
+
 def test_staff_cannot_move_into_a_village(client_for):
     staff = StaffFactory()
     response = client_for(staff).patch(ME, {"village": VillageFactory().pk}, format="json")

@@ -177,6 +177,18 @@ def test_refused_orders_are_400_with_a_code_and_change_nothing(client_for, make_
     assert not Order.objects.exists()
 
 
+def test_a_delivery_village_key_that_is_no_whole_number_is_400(client_for):
+    listing, elsewhere = create_listing(), VillageFactory()
+    body = order_body((listing, 1), delivery_village=elsewhere.pk + 0.5)
+    response = client_for(BuyerFactory()).post(ORDERS, body, format="json")
+    assert response.status_code == 400
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+        ("delivery_village", "incorrect_type")
+    ]
+    assert stock(listing) == [listing.quantity_available]
+    assert not Order.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("listing_fields", "lines"),
     [

@@ -9,6 +9,7 @@ from marketplace.accounts import errors
 from marketplace.accounts.models import BuyerKind, User
 from marketplace.accounts.phones import PHONE_AS_TYPED_MAX, normalize_phone
 from marketplace.accounts.services import SELF_REGISTER_ROLE_CHOICES
+from marketplace.api.serializers import PrimaryKeyRelatedField
 from marketplace.exceptions import DomainError
 
 
@@ -45,7 +46,7 @@ class RegisterSerializer(serializers.Serializer):
     password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
     name = serializers.CharField(max_length=100)
     role = serializers.ChoiceField(choices=SELF_REGISTER_ROLE_CHOICES)
-    village = serializers.PrimaryKeyRelatedField(queryset=Village.objects.all())
+    village = PrimaryKeyRelatedField(queryset=Village.objects.all())
     address = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
     lat = serializers.DecimalField(
         max_digits=9, decimal_places=6, min_value=-90, max_value=90, required=False, default=None
@@ -58,7 +59,7 @@ class RegisterSerializer(serializers.Serializer):
 
 class ProfileUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False)
-    village = serializers.PrimaryKeyRelatedField(queryset=Village.objects.all(), required=False)
+    village = PrimaryKeyRelatedField(queryset=Village.objects.all(), required=False)
     address = serializers.CharField(max_length=255, required=False, allow_blank=True)
     lat = serializers.DecimalField(
         max_digits=9,
