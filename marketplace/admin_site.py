@@ -1,0 +1,38 @@
+"""The admin site: Django's, answering 400 where a hand-edited URL or form held values its
+lookups cannot take.
+
+The admin hands values from the URL straight to the ORM: a filter such as
+`?created_at__year=99999`, or `_selected_action=abc` in an action's POST. The ORM raises
+ValueError (or ValidationError, or PostgreSQL a DataError) when the query is built or run,
+inside the view or while its page is rendered, and Django answered 500. Here every admin
+view, ours and the installed apps' alike, turns those into 400 `bad_request`; the cause
+stays in the log's traceback.
+"""
+
+from functools import wraps
+
+from django.contrib import admin
+from django.contrib.admin.apps import AdminConfig
+from django.core.exceptions import BadRequest, ValidationError
+from django.db import DataError
+
+BAD_VALUE_ERRORS = (ValueError, ValidationError, DataError)
+
+
+class AdminSite(admin.AdminSite):
+    def admin_view(self, view, cacheable=False):
+        @wraps(view)
+        def refusing_bad_values(request, *args, **kwargs):
+            try:
+                response = view(request, *args, **kwargs)
+                if hasattr(response, "render") and not response.is_rendered:
+                    response.render()  # its queries run here: inside the try
+            except BAD_VALUE_ERRORS as error:
+                raise BadRequest(f"A value in the request does not fit: {error}") from error
+            return response
+
+        return super().admin_view(refusing_bad_values, cacheable)
+
+
+class MarketplaceAdminConfig(AdminConfig):
+    default_site = "marketplace.admin_site.AdminSite"
