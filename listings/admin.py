@@ -1,10 +1,13 @@
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
+from django.urls import reverse
 from django.utils.html import format_html
 
 from listings import services
 from listings.models import Category, Listing, ListingPhoto, ListingStatus
 from marketplace.exceptions import DomainError
+
+_ARCHIVED_INSTEAD = "{}: ordered meanwhile, so archived instead of deleted."
 
 
 @admin.register(Category)
@@ -96,6 +99,22 @@ class ListingAdmin(admin.ModelAdmin):
         except DomainError as error:  # raised inside the admin's transaction: nothing saved
             self.message_user(request, error.detail, messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
+
+    def delete_model(self, request, obj) -> None:
+        # The admin has checked that no order refers to it; one being placed may yet, and
+        # listing_delete then archives it instead (response_delete says so).
+        services.listing_delete(listing=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for listing in queryset.order_by("pk"):
+            if services.listing_delete(listing=listing) is not None:
+                self.message_user(request, _ARCHIVED_INSTEAD.format(listing), messages.WARNING)
+
+    def response_delete(self, request, obj_display, obj_id):
+        if Listing.objects.filter(pk=obj_id).exists():
+            self.message_user(request, _ARCHIVED_INSTEAD.format(obj_display), messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:listings_listing_changelist"))
+        return super().response_delete(request, obj_display, obj_id)
 
     def _set_status(self, request, queryset, status: str, done: str) -> None:
         changed = 0

@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 from PIL import Image
@@ -16,7 +17,10 @@ from PIL import Image
 from listings import photos, services
 from listings.models import Category, Listing, ListingStatus
 from marketplace.accounts.models import User
-from tests.factories import FarmerFactory
+from orders import services as orders
+from tests.factories import BuyerFactory, FarmerFactory
+from tests.listings.test_photos import wait_for_lock_waiters
+from tests.orders.test_payments import in_thread
 
 CHANGELIST = "/admin/listings/listing/"
 
@@ -158,3 +162,45 @@ def test_an_edit_the_service_refuses_is_reported_and_not_saved(operator):
     assert "archived" in text  # the service's own explanation
     listing.refresh_from_db()
     assert listing.title == "Bok choy"
+
+
+def test_deleting_in_the_admin_deletes_a_listing_nobody_ordered(operator):
+    kept, deleted, also_deleted = make_listing("Leeks"), make_listing("Garlic"), make_listing()
+
+    single = operator.post(f"{CHANGELIST}{deleted.pk}/delete/", {"post": "yes"}, follow=True)
+    bulk = operator.post(
+        CHANGELIST,
+        {"action": "delete_selected", "_selected_action": [also_deleted.pk], "post": "yes"},
+    )
+
+    assert single.status_code == 200
+    assert bulk.status_code == 302
+    assert list(Listing.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["single", "bulk"])
+def test_a_listing_ordered_while_the_admin_deletes_it_is_archived_instead(operator, how):
+    listing = make_listing()
+    if how == "single":
+        url, form = f"{CHANGELIST}{listing.pk}/delete/", {"post": "yes"}
+    else:
+        form = {"action": "delete_selected", "_selected_action": [listing.pk], "post": "yes"}
+        url = CHANGELIST
+    with transaction.atomic():  # an order being placed: its line written, not yet committed
+        orders.order_place(
+            buyer=BuyerFactory(),
+            lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal("2"))],
+            delivery_method="pickup",
+            payment_method="cod",
+        )
+        deleting, answer = in_thread(lambda: operator.post(url, form, follow=True))
+        assert wait_for_lock_waiters(1) == 1
+    deleting.join(timeout=30)
+
+    [response] = answer
+    assert response.status_code == 200, response
+    listing.refresh_from_db()
+    assert (listing.status, listing.quantity_available) == (ListingStatus.ARCHIVED, Decimal(8))
+    warnings = [str(m) for m in get_messages(response.wsgi_request) if m.level_tag == "warning"]
+    assert warnings == [f"{listing}: ordered meanwhile, so archived instead of deleted."]
