@@ -80,12 +80,13 @@ class _Day:
 
 
 def schedule_run_request(
-    *, center: ServiceCenter, day: date, requested_by: User | None
+    *, center: ServiceCenter, day: date, requested_by: User | None, enqueue: bool = True
 ) -> ScheduleRun:
     """Staff (or the nightly beat) ask for a day to be planned. A request while one for the
     same center and day is queued or running joins it instead of starting a second; if that
     one finished between the two (an empty day takes milliseconds), this one tries anew:
-    each collision means another request's run was written, so the loop always moves on."""
+    each collision means another request's run was written, so the loop always moves on.
+    With enqueue=False a new run gets no task: its caller carries it out (simulate_day)."""
     active = ScheduleRun.objects.filter(
         service_center=center,
         date=day,
@@ -97,7 +98,8 @@ def schedule_run_request(
                 run = ScheduleRun.objects.create(
                     service_center=center, date=day, requested_by=requested_by
                 )
-                transaction.on_commit(partial(_enqueue, run.pk))
+                if enqueue:
+                    transaction.on_commit(partial(_enqueue, run.pk))
                 return run
         except IntegrityError as error:
             if violated_constraint(error) != _ONE_ACTIVE_RUN:

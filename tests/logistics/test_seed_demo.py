@@ -19,6 +19,8 @@ from listings.services import listings_refresh_for_farmer
 from logistics.demo import VILLAGE_NAMES
 from logistics.models import ScheduleRun, ScheduleRunStatus, ServiceCenter, Vehicle, Village
 from marketplace.accounts.models import BuyerKind, Role, User
+from marketplace.celery import app as celery_app
+from tests.logistics.test_routing_messages import queued
 
 pytestmark = pytest.mark.django_db
 
@@ -453,7 +455,10 @@ def test_second_run_keeps_edited_listings_and_restores_deleted_ones():
     assert restored.search_vector
 
 
-def test_simulate_day_plans_every_center_and_carries_out_a_run_already_asked_for():
+def test_simulate_day_plans_every_center_and_carries_out_a_run_already_asked_for(
+    django_capture_on_commit_callbacks,
+):
+    celery_app.control.purge()
     center = ServiceCenter.objects.order_by("name").first()
     today = timezone.localdate()
     asked = {  # staff asked for the next days already: the one the command plans is among them
@@ -462,7 +467,8 @@ def test_simulate_day_plans_every_center_and_carries_out_a_run_already_asked_for
     }
     out = StringIO()
 
-    call_command("simulate_day", orders=12, seed=7, stdout=out)
+    with django_capture_on_commit_callbacks(execute=True):  # its messages are sent
+        call_command("simulate_day", orders=12, seed=7, stdout=out)
 
     [line] = [x for x in out.getvalue().splitlines() if x.startswith("Day ")]
     day = date.fromisoformat(line.split()[1].rstrip(":"))
@@ -472,3 +478,6 @@ def test_simulate_day_plans_every_center_and_carries_out_a_run_already_asked_for
     assert planned.get(service_center=center).pk in asked
     for name in ServiceCenter.objects.values_list("name", flat=True):
         assert any(row.startswith(name) for row in out.getvalue().splitlines())
+    # carried out here: no task for a worker to solve them again
+    assert queued("logistics.tasks.schedule_center_day") == []
+    celery_app.control.purge()

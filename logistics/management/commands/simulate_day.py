@@ -92,8 +92,9 @@ class Command(BaseCommand):
         centers = list(ServiceCenter.objects.order_by("name"))
         runs = []
         for n, center in enumerate(centers, start=1):
-            # The run staff may have asked for already, if one is queued: it is carried out here.
-            run = schedule_run_request(center=center, day=day, requested_by=None)
+            # Carried out here, so a new run gets no task a worker would solve a second time;
+            # a run staff asked for already (queued) is joined and carried out here too.
+            run = schedule_run_request(center=center, day=day, requested_by=None, enqueue=False)
             runs.append(schedule_run_execute(run_id=run.pk))
             progress("planning", n, len(centers))
         self.stdout.write(f"\nDay {day:%Y-%m-%d}: {len(placed)} orders placed and routed.")
