@@ -45,6 +45,7 @@ class WorkerProcess:
             "DJANGO_SETTINGS_MODULE": "marketplace.settings.test",
             "DATABASE_NAME": connection.settings_dict["NAME"],
             "TEST_RUN_ID": settings.TEST_RUN_ID,
+            "ROUTING_CUTOFF_HOUR": str(settings.ROUTING_CUTOFF_HOUR),  # the test's (conftest)
         }
         if self.broker_url:
             env.update(CELERY_BROKER_URL=self.broker_url, CELERY_RESULT_BACKEND=self.broker_url)

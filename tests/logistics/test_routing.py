@@ -52,8 +52,9 @@ def county():
 
 
 @pytest.fixture
-def morning(monkeypatch):
+def morning(monkeypatch, settings):
     """Route at 09:00 local time, before the daily cut-off."""
+    settings.ROUTING_CUTOFF_HOUR = 16
     now = timezone.localtime().replace(hour=9, minute=0, second=0, microsecond=0)
     monkeypatch.setattr(routing.timezone, "now", lambda: now)
     return now.date()
@@ -111,7 +112,8 @@ def test_pickup_orders_end_with_a_handover_at_the_center(county, morning):
     )
 
 
-def test_after_the_cut_off_pickup_moves_a_day(county, monkeypatch):
+def test_after_the_cut_off_pickup_moves_a_day(county, monkeypatch, settings):
+    settings.ROUTING_CUTOFF_HOUR = 16
     late = timezone.localtime().replace(hour=17, minute=30)
     monkeypatch.setattr(routing.timezone, "now", lambda: late)
     listing = create_listing(FarmerFactory(village=county["south_village"]))
