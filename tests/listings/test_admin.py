@@ -9,7 +9,6 @@ import pytest
 from django.conf import settings
 from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 from PIL import Image
@@ -17,8 +16,8 @@ from PIL import Image
 from listings import photos, services
 from listings.models import Category, Listing, ListingStatus
 from marketplace.accounts.models import User
-from orders import services as orders
-from tests.factories import BuyerFactory, FarmerFactory
+from tests.factories import FarmerFactory
+from tests.listings.test_listings_write import ordering
 from tests.listings.test_photos import wait_for_lock_waiters
 from tests.orders.test_payments import in_thread
 
@@ -187,13 +186,7 @@ def test_a_listing_ordered_while_the_admin_deletes_it_is_archived_instead(operat
     else:
         form = {"action": "delete_selected", "_selected_action": [listing.pk], "post": "yes"}
         url = CHANGELIST
-    with transaction.atomic():  # an order being placed: its line written, not yet committed
-        orders.order_place(
-            buyer=BuyerFactory(),
-            lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal("2"))],
-            delivery_method="pickup",
-            payment_method="cod",
-        )
+    with ordering(listing):
         deleting, answer = in_thread(lambda: operator.post(url, form, follow=True))
         assert wait_for_lock_waiters(1) == 1
     deleting.join(timeout=30)

@@ -1,6 +1,7 @@
 """Farmers create and change their own listings; nobody else can, and nothing leaks."""
 
 import json
+from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 
@@ -328,17 +329,24 @@ def test_a_farmer_who_moves_takes_their_listings_along(client_for, api):
     assert api.get(LISTINGS, {"q": "张三丰"}).json()["count"] == 1
 
 
+@contextmanager
+def ordering(listing: Listing, quantity: str = "2"):
+    """An order of `listing` being placed: its line written, not yet committed."""
+    with transaction.atomic():
+        orders.order_place(
+            buyer=BuyerFactory(),
+            lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal(quantity))],
+            delivery_method="pickup",
+            payment_method="cod",
+        )
+        yield
+
+
 @pytest.mark.django_db(transaction=True)
 def test_deleting_a_listing_while_it_is_being_ordered_archives_it(client_for):
     farmer = FarmerFactory()
     listing = create_listing(farmer)
-    with transaction.atomic():  # an order being placed: its line written, not yet committed
-        orders.order_place(
-            buyer=BuyerFactory(),
-            lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal("2"))],
-            delivery_method="pickup",
-            payment_method="cod",
-        )
+    with ordering(listing):
         deleting, answer = in_thread(lambda: client_for(farmer).delete(f"{LISTINGS}{listing.pk}/"))
         assert wait_for_lock_waiters(1) == 1
     deleting.join(timeout=30)
