@@ -4,11 +4,13 @@ lookups cannot take.
 The admin hands values from the URL straight to the ORM: a filter such as
 `?created_at__year=99999`, or `_selected_action=abc` in an action's POST. The ORM raises
 ValueError (or ValidationError, or PostgreSQL a DataError) when the query is built or run,
-inside the view or while its page is rendered, and Django answered 500. Here every admin
+inside the view or while its page is rendered, and Django answered 500; so did a form whose
+number field was sent sNaN (InvalidOperation, before the field refuses it). Here every admin
 view, ours and the installed apps' alike, turns those into 400 `bad_request`; the cause
 stays in the log's traceback.
 """
 
+from decimal import InvalidOperation
 from functools import wraps
 
 from django.contrib import admin
@@ -16,7 +18,8 @@ from django.contrib.admin.apps import AdminConfig
 from django.core.exceptions import BadRequest, ValidationError
 from django.db import DataError
 
-BAD_VALUE_ERRORS = (ValueError, ValidationError, DataError)
+# InvalidOperation: a form comparing a stored number with sNaN, before its field refuses it.
+BAD_VALUE_ERRORS = (ValueError, ValidationError, DataError, InvalidOperation)
 
 
 class AdminSite(admin.AdminSite):

@@ -1,3 +1,5 @@
+from axes import admin as axes_admin
+from axes.models import AccessAttempt
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -16,7 +18,9 @@ class _PhoneInE164:
     form error. One left as it was stays as it is (createsuperuser stores what it is given)."""
 
     def clean_phone(self) -> str:
-        if "phone" not in self.changed_data:
+        # Not `changed_data`: it compares every field, and a value such as lat=sNaN raises
+        # there before its own field refuses it.
+        if self.cleaned_data["phone"] == self.initial.get("phone"):
             return self.cleaned_data["phone"]
         try:
             return normalize_phone(self.cleaned_data["phone"])
@@ -30,6 +34,17 @@ PHONE_AS_TYPED = forms.CharField(max_length=PHONE_AS_TYPED_MAX)
 
 class UserCreationForm(_PhoneInE164, AdminUserCreationForm):
     phone = PHONE_AS_TYPED
+
+    def clean(self) -> dict:
+        # The database's rule (user_staff_have_center) names is_superuser, which this form
+        # does not show, so Django leaves the rule to the database: a 500 without this.
+        cleaned = super().clean()
+        if cleaned.get("role") == Role.STAFF and not cleaned.get("service_center"):
+            self.add_error(
+                "service_center",
+                forms.ValidationError("Staff work at a service center.", code="required"),
+            )
+        return cleaned
 
 
 class UserChangeForm(_PhoneInE164, DjangoUserChangeForm):
@@ -45,6 +60,19 @@ class UserChangeForm(_PhoneInE164, DjangoUserChangeForm):
         return role
 
 
+class AccessAttemptAdmin(axes_admin.AccessAttemptAdmin):
+    @admin.action(description="Clean up expired attempts")
+    def cleanup_expired_attempts(self, request, queryset) -> None:
+        # django-axes' own reads request.axes_attempt_time, which only its login handling
+        # sets: unset (None) means now.
+        request.axes_attempt_time = None
+        super().cleanup_expired_attempts(request, queryset)
+
+
+admin.site.unregister(AccessAttempt)
+admin.site.register(AccessAttempt, AccessAttemptAdmin)
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     """Phones are stored normalized; a farmer's listings follow the farmer's place and name,
@@ -58,6 +86,9 @@ class UserAdmin(DjangoUserAdmin):
     search_fields = ("phone", "name")
     list_select_related = ("village", "service_center")
     autocomplete_fields = ("village", "service_center")
+    # Kept by Django (login, sign-up), not typed: a typed 0001-01-01 is before year 1 in UTC,
+    # which PostgreSQL stores and Python cannot read back.
+    readonly_fields = ("last_login", "date_joined")
     fieldsets = (
         (None, {"fields": ("phone", "password")}),
         (

@@ -2,12 +2,15 @@
 role that listings or orders depend on kept, and listings that follow what they copy; and
 no admin page answers 500 to a value its lookups cannot take."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from axes.models import AccessAttempt
 from django.contrib import admin
 from django.forms import CheckboxInput, MultiWidget
 from django.test import Client
+from django.utils import timezone
 
 from listings.models import Category, Listing
 from listings.selectors import ListingSearch, listing_search
@@ -95,6 +98,73 @@ def test_an_unchanged_phone_is_kept_as_stored(operator):
         "admin",
         "the admin",
     )
+
+
+def test_staff_added_without_a_service_center_is_a_form_error(operator):
+    response = saved(
+        operator,
+        "/admin/accounts/user/add/",
+        phone="13900000002",
+        name="李明",
+        role=Role.STAFF,
+        password1="a-long-enough-pass-1",
+        password2="a-long-enough-pass-1",
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors.as_data()
+    assert [error.code for error in errors["service_center"]] == ["required"]
+    assert not User.objects.filter(name="李明").exists()
+
+
+@pytest.mark.parametrize("field", ["lat", "lng"])
+def test_a_coordinate_of_snan_is_a_form_error(operator, field):
+    farmer = FarmerFactory(lat=Decimal("30.1"), lng=Decimal("120.2"), name="Before")
+    url = f"/admin/accounts/user/{farmer.pk}/change/"
+    response = saved(operator, url, **{field: "sNaN", "name": "After"})
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors
+    assert User.objects.filter(pk=farmer.pk).values_list("lat", "lng", "name").get() == (
+        Decimal("30.1"),
+        Decimal("120.2"),
+        "Before",
+    )
+
+
+def test_login_and_join_dates_are_shown_not_typed(operator):
+    farmer = FarmerFactory()
+    joined = farmer.date_joined
+    url = f"/admin/accounts/user/{farmer.pk}/change/"
+    response = saved(operator, url, date_joined_0="0001-01-01", date_joined_1="00:00:00")
+    assert response.status_code == 302
+    assert User.objects.get(pk=farmer.pk).date_joined == joined
+
+
+def test_a_village_inline_coordinate_of_snan_is_a_400(operator):
+    village = VillageFactory(name="Before")
+    url = f"/admin/logistics/servicecenter/{village.service_center_id}/change/"
+    page = operator.get(url).context
+    [inline] = page["inline_admin_formsets"]
+    prefix = inline.formset.prefix
+    response = saved(operator, url, **{f"{prefix}-0-lat": "sNaN", f"{prefix}-0-name": "After"})
+    assert response.status_code == 400
+    assert response.json()["code"] == "bad_request"
+    assert Village.objects.get(pk=village.pk).name == "Before"
+
+
+def test_the_expired_login_attempts_clean_up_action_works(operator):
+    old = AccessAttempt.objects.create(
+        username="+8613900000003", ip_address="10.0.0.1", failures_since_start=1, user_agent="x"
+    )
+    AccessAttempt.objects.filter(pk=old.pk).update(attempt_time=timezone.now() - timedelta(days=1))
+    fresh = AccessAttempt.objects.create(
+        username="+8613900000004", ip_address="10.0.0.2", failures_since_start=1, user_agent="x"
+    )
+    response = operator.post(
+        "/admin/axes/accessattempt/",
+        {"action": "cleanup_expired_attempts", "_selected_action": [old.pk, fresh.pk]},
+    )
+    assert response.status_code == 302
+    assert list(AccessAttempt.objects.values_list("pk", flat=True)) == [fresh.pk]
 
 
 def test_a_farmer_moved_or_renamed_in_the_admin_takes_their_listings_along(operator):
