@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -32,6 +32,16 @@ from orders.services import orders_transition
 logger = logging.getLogger(__name__)
 
 MAX_DAYS_AHEAD = 60
+GRAM = Decimal("0.001")
+
+
+def to_grams(kg: Decimal) -> Decimal:
+    """A weight as a shipment stores it: to the gram, half up (as PostgreSQL rounds). A
+    line's weight (quantity × unit weight) has up to six decimals; what is booked and what
+    is released again must be the stored, rounded weight, or the day's load drifts."""
+    return kg.quantize(GRAM, rounding=ROUND_HALF_UP)
+
+
 CAPACITY_LOCK_SPACE = 7301  # the first key of the (int, int) advisory locks on capacity
 
 
@@ -131,6 +141,12 @@ def booked_days(shipment: Shipment, *, pickup: date, delivery: date) -> list[tup
     if shipment.crosses_centers:
         days.append((shipment.destination_center_id, delivery))
     return days
+
+
+def next_try(day: date) -> timedelta:
+    """How far a shipment's day moves when its stop failed or did not fit the plan: a day,
+    and never into the past (a failure reported days late, a past day planned again)."""
+    return max(timedelta(days=1), timezone.localdate() + timedelta(days=1) - day)
 
 
 def shipment_move_days(
@@ -302,7 +318,7 @@ def _route(orders: list[Order]) -> list[Order]:
                 lines=farmer_lines,
                 origin=farmer_lines[0].listing.village.service_center,
                 destination=order.delivery_village.service_center,
-                weight=sum((x.weight_kg for x in farmer_lines), Decimal(0)),
+                weight=to_grams(sum((x.weight_kg for x in farmer_lines), Decimal(0))),
                 earliest=earliest_pickup(now, [x.listing.harvest_date for x in farmer_lines]),
             )
             for farmer_lines in parts[order.pk].values()

@@ -12,7 +12,7 @@ import time as clock
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
 
 from django.conf import settings
@@ -49,7 +49,7 @@ from logistics.routing.problem import (
 )
 from logistics.routing.vroom_solver import solve
 from logistics.routing.zones import stops_of
-from logistics.services.routing import shipment_move_days
+from logistics.services.routing import next_try, shipment_move_days
 from marketplace.accounts.models import User
 from marketplace.exceptions import violated_constraint
 from orders.models import Order, OrderStatus
@@ -317,13 +317,14 @@ def _at(day: date, seconds: int) -> datetime:
 def _roll_to_next_day(shipments: list[Shipment], reason: str, now: datetime) -> None:
     for shipment in shipments:
         at_farm = shipment.status in PLANNABLE
-        pickup = shipment.pickup_date + timedelta(days=1) if at_farm else shipment.pickup_date
+        move = next_try(shipment.pickup_date if at_farm else shipment.delivery_date)
+        pickup = shipment.pickup_date + move if at_farm else shipment.pickup_date
         if at_farm:
             shipment.status = ShipmentStatus.PENDING
         shipment_move_days(
             shipment,
             pickup_date=pickup,
-            delivery_date=max(shipment.delivery_date + timedelta(days=1), pickup),
+            delivery_date=max(shipment.delivery_date + move, pickup),
             also=["status", "updated_at"],
         )
         TrackingEvent.objects.create(
@@ -396,7 +397,7 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
             distance_km=Decimal(planned.distance_m) / 1000,
             duration_min=round(planned.duration_s / 60),
             cost=(Decimal(planned.distance_m) / 1000 * vehicle.cost_per_km).quantize(
-                Decimal("0.01")
+                Decimal("0.01"), rounding=ROUND_HALF_UP
             ),
         )
         sequence = 0

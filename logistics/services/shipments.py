@@ -23,7 +23,13 @@ from logistics.models import (
     StopStatus,
     TrackingEvent,
 )
-from logistics.services.routing import booked_days, release_capacity, shipment_move_days
+from logistics.services.routing import (
+    booked_days,
+    next_try,
+    release_capacity,
+    shipment_move_days,
+    to_grams,
+)
 from marketplace.accounts.models import User
 from marketplace.exceptions import ConflictError, DomainError
 from orders.models import (
@@ -117,11 +123,14 @@ def _complete_pickup(
 ):
     if data.weight_kg is None:
         raise DomainError(errors.WEIGHT_REQUIRED, "Weigh the goods: weight_kg is required.")
+    # Shared by planned weight; the last takes what is left, so the parts add up to the scale.
     planned = sum((s.weight_kg for s in shipments), Decimal(0)) or Decimal(1)
-    for shipment in shipments:
-        shipment.picked_up_weight_kg = (data.weight_kg * shipment.weight_kg / planned).quantize(
-            Decimal("0.001")
+    left = data.weight_kg
+    for n, shipment in enumerate(shipments, start=1):
+        share = (
+            left if n == len(shipments) else to_grams(data.weight_kg * shipment.weight_kg / planned)
         )
+        shipment.picked_up_weight_kg, left = share, left - share
         shipment.save(update_fields=["picked_up_weight_kg"])
         _finish_legs(shipment, (LegKind.PICKUP,))
         status = (
@@ -148,12 +157,12 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
             shipment.save(update_fields=["failed_attempts"])
             _track(shipment, ShipmentStatus.FAILED, at, staff, data.reason)
             continue
-        next_day = timedelta(days=1)
         pickup = stop.kind == StopKind.PICKUP
+        move = next_try(shipment.pickup_date if pickup else shipment.delivery_date)
         shipment_move_days(
             shipment,
-            pickup_date=shipment.pickup_date + next_day if pickup else shipment.pickup_date,
-            delivery_date=shipment.delivery_date + next_day,
+            pickup_date=shipment.pickup_date + move if pickup else shipment.pickup_date,
+            delivery_date=shipment.delivery_date + move,
             also=["failed_attempts"],
         )
         status = ShipmentStatus.PENDING if pickup else ShipmentStatus.AT_CENTER
@@ -343,11 +352,11 @@ def shipments_after_line_rejected(*, order: Order, line: OrderLine, actor: User)
             order=order, actor=actor, farmer_id=line.farmer_id, note="the farmer's lines rejected"
         )
         return
-    kg = line.weight_kg.quantize(Decimal("0.001"))
+    weight = to_grams(line.weight_kg)
     for shipment in _open_shipments(order, line.farmer_id):
-        kg = min(kg, shipment.weight_kg)
-        _release(shipment, kg)
-        shipment.weight_kg -= kg
+        weight = min(weight, shipment.weight_kg)
+        _release(shipment, weight)
+        shipment.weight_kg -= weight
         shipment.save(update_fields=["weight_kg", "updated_at"])
 
 

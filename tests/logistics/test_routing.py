@@ -160,6 +160,22 @@ def test_center_capacity_rolls_to_the_next_day_with_room(county, morning):
     assert order_route(order_id=huge.pk).shipments.get().pickup_date == tomorrow + timedelta(days=3)
 
 
+def test_what_is_booked_is_what_a_cancel_gives_back_to_the_gram(county, morning):
+    """Two farmers' 1.001 jin weigh 0.5005 kg each: each shipment stores 0.501 kg, and the
+    day books those, not their unrounded sum (1.001), which a cancel took below zero."""
+    village = county["south_village"]
+    jins = [create_listing(FarmerFactory(village=village), unit="jin") for _ in range(2)]
+    buyer = BuyerFactory(village=village)
+    order = order_route(order_id=place(buyer, (jins[0], "1.001"), (jins[1], "1.001")).pk)
+    loads = CenterDayLoad.objects.filter(center=county["south"])
+    assert sorted(order.shipments.values_list("weight_kg", flat=True)) == [Decimal("0.501")] * 2
+    assert list(loads.values_list("booked_kg", flat=True)) == [Decimal("1.002")]
+
+    orders.order_cancel(order_id=order.pk, actor=buyer)
+
+    assert list(loads.values_list("booked_kg", flat=True)) == [Decimal("0.000")]
+
+
 def test_routing_three_times_makes_one_set_of_shipments(county, morning):
     listing = create_listing(FarmerFactory(village=county["north_village"]))
     order = place(BuyerFactory(village=county["south_village"]), (listing, 2))

@@ -22,7 +22,7 @@ from logistics.models import (
     Stop,
     Vehicle,
 )
-from logistics.services import fleet, schedule, shipments
+from logistics.services import fleet, routing, schedule, shipments
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion
 from marketplace.celery import app as celery_app
@@ -136,6 +136,22 @@ def test_a_day_becomes_routes_within_capacity_windows_and_refrigeration(day):
             if stop.kind == "delivery":
                 assert ids <= seen
             seen |= ids
+
+
+@pytest.mark.django_db
+def test_a_past_day_planned_again_puts_what_does_not_fit_on_tomorrow(day):
+    past, tomorrow = timezone.localdate() - timedelta(days=2), timezone.localdate() + timedelta(1)
+    for shipment in Shipment.objects.all():  # the day was two days ago
+        shift = past - shipment.pickup_date
+        routing.shipment_move_days(
+            shipment, pickup_date=past, delivery_date=shipment.delivery_date + shift
+        )
+    day["cold"].active = False
+    day["cold"].save()
+    run = run_day({**day, "date": past})
+    [item] = run.summary["unassigned"]
+    milk = Shipment.objects.get(pk__in=item["shipments"])
+    assert (milk.pickup_date, milk.delivery_date, milk.status) == (tomorrow, tomorrow, "pending")
 
 
 @pytest.mark.django_db

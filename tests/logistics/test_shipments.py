@@ -19,7 +19,7 @@ from logistics.models import (
     Stop,
     StopStatus,
 )
-from logistics.services import shipments
+from logistics.services import routing, shipments
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion, shipments_flag_late_transfers
 from marketplace.exceptions import DomainError
@@ -178,6 +178,27 @@ def test_a_failed_pickup_goes_back_for_the_next_day(world, client_for):
     )
     assert shipment.legs.get(kind="pickup").date == shipment.pickup_date
     assert Shipment.objects.get(pk=shipment.pk).order.status == OrderStatus.CONFIRMED
+
+
+def test_a_failed_pickup_reported_days_late_goes_to_tomorrow_not_the_past(world, client_for):
+    shipment, today = world["shipment"], timezone.localdate()
+    gap = shipment.delivery_date - shipment.pickup_date
+    routing.shipment_move_days(  # its day was three days ago; the failure is told only now
+        shipment,
+        pickup_date=today - timedelta(days=3),
+        delivery_date=today - timedelta(days=3) + gap,
+    )
+    stop = stop_for(shipment, world["north"], "pickup")
+    response = complete(client_for(world["north_staff"]), stop, outcome="failed", reason="没人")
+    assert response.status_code == 200
+    shipment.refresh_from_db()
+    tomorrow = today + timedelta(days=1)
+    assert (shipment.pickup_date, shipment.delivery_date) == (tomorrow, tomorrow + gap)
+    assert set(shipment.legs.filter(status=LegStatus.PENDING).values_list("date", flat=True)) == {
+        tomorrow,
+        tomorrow + gap,
+    }
+    assert CenterDayLoad.objects.get(center=world["north"], date=tomorrow).booked_kg == 8
 
 
 def test_a_failed_stop_moves_the_booked_capacity_with_its_days_and_a_cancel_frees_them(
