@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
-from logistics.models import ServiceCenter
+from logistics.models import ScheduleRun, ScheduleRunZone, ServiceCenter
 from logistics.services.routing import orders_route_batch
 from logistics.services.schedule import (
     schedule_run_execute,
@@ -72,15 +72,23 @@ def flag_late_transfers() -> int:
 
 @shared_task(soft_time_limit=240, time_limit=300)
 def schedule_center_day(run_id: int) -> str:
-    """Plan one center's day (a ScheduleRun); a run already done is left alone."""
-    return schedule_run_execute(run_id=run_id).status
+    """Plan one center's day (a ScheduleRun); a run already done is left alone, and so is
+    one deleted (with its center) after its message was sent."""
+    try:
+        return schedule_run_execute(run_id=run_id).status
+    except ScheduleRun.DoesNotExist:
+        return "gone"
 
 
 @shared_task(soft_time_limit=240, time_limit=300)
 def schedule_zone(run_id: int, zone: int) -> str:
     """Solve one zone of a large day (a ScheduleRunZone); the last zone solved stores the
-    day's routes. A zone already solved, or a run no longer running, is left alone."""
-    return schedule_zone_solve(run_id=run_id, zone=zone).status
+    day's routes. A zone already solved, or a run no longer running, is left alone, and so
+    is a zone pruned or deleted with its run after its message was sent."""
+    try:
+        return schedule_zone_solve(run_id=run_id, zone=zone).status
+    except ScheduleRunZone.DoesNotExist:
+        return "gone"
 
 
 @shared_task(soft_time_limit=50, time_limit=60)

@@ -146,6 +146,9 @@ class ScheduleRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    resent_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the sweeper last sent its task again"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

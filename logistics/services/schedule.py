@@ -117,20 +117,24 @@ def schedule_runs_redrive(*, now: datetime | None = None) -> list[int]:
     """The sweeper's half of reliability: runs queued, or running, for longer than
     SCHEDULE_RUN_STALE_MINUTES lost their message (a Redis restart) or their worker (a
     kill), so their task is sent again; it carries on from where the run is (a split run
-    only re-sends its unsolved zones). A running run's clock restarts, so it is re-sent once
-    per stale period, not on every sweep. Returns the ids sent again."""
+    only re-sends its unsolved zones). Each run is re-sent once per stale period, not on
+    every sweep: a queued one from when it was last sent (workers far behind would otherwise
+    get one more copy each sweep), a running one from when it restarted. Returns the ids
+    sent again."""
     now = now or timezone.now()
     stale = now - timedelta(minutes=settings.SCHEDULE_RUN_STALE_MINUTES)
     with transaction.atomic():
         runs = list(
             ScheduleRun.objects.select_for_update(skip_locked=True)
             .filter(
-                Q(status=ScheduleRunStatus.QUEUED, created_at__lte=stale)
+                Q(status=ScheduleRunStatus.QUEUED)
+                & Q(Q(resent_at__isnull=True, created_at__lte=stale) | Q(resent_at__lte=stale))
                 | Q(status=ScheduleRunStatus.RUNNING, started_at__lte=stale)
             )
             .order_by("pk")
             .values_list("pk", flat=True)
         )
+        ScheduleRun.objects.filter(pk__in=runs).update(resent_at=now)
         ScheduleRun.objects.filter(pk__in=runs, status=ScheduleRunStatus.RUNNING).update(
             started_at=now
         )
@@ -496,8 +500,9 @@ def _mark_scheduled(shipments: list[Shipment], now: datetime) -> None:
 # --------------------------------------------------------------------------- running
 
 
-def _set(run_id: int, **fields) -> None:
-    ScheduleRun.objects.filter(pk=run_id).update(**fields)
+def _progress(run_id: int, percent: int) -> None:
+    """While the run is running: a twin delivery may have finished it meanwhile."""
+    ScheduleRun.objects.filter(pk=run_id, status=ScheduleRunStatus.RUNNING).update(progress=percent)
 
 
 def _fail(run_id: int, reason: str) -> None:
@@ -534,13 +539,13 @@ def schedule_run_execute(*, run_id: int) -> ScheduleRun:
         run.save(update_fields=["status", "started_at", "progress"])
     try:
         day_work = _gather(run.service_center, run.date)
-        _set(run_id, progress=30)
+        _progress(run_id, 30)
         if stops_of(day_work.problem) > settings.SCHEDULE_ZONE_THRESHOLD:
             return schedule_zones.schedule_run_split(run_id=run_id, day_work=day_work)
         started = clock.monotonic()
         plan = solve(day_work.problem, _matrix(run.service_center))
         solve_seconds = round(clock.monotonic() - started, 2)
-        _set(run_id, progress=80)
+        _progress(run_id, 80)
         with transaction.atomic():
             run = (
                 ScheduleRun.objects.select_for_update()

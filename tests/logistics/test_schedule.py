@@ -25,6 +25,7 @@ from logistics.models import (
 from logistics.services import fleet, routing, schedule, shipments
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion
+from logistics.tasks import schedule_center_day, schedule_zone
 from marketplace.celery import app as celery_app
 from marketplace.exceptions import DomainError
 from orders import services as orders
@@ -480,3 +481,47 @@ def test_a_run_left_running_by_a_killed_worker_is_sent_again_once_per_period(
     run.refresh_from_db()
     assert run.status == "running"
     assert timezone.now() - run.started_at < timedelta(minutes=1)
+
+
+@pytest.mark.django_db
+def test_a_run_waiting_long_in_the_queue_is_sent_again_once_per_period(
+    day, django_capture_on_commit_callbacks
+):
+    run = ScheduleRun.objects.create(service_center=day["center"], date=day["date"])
+    ScheduleRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=20))
+    later = timezone.now() + timedelta(minutes=16)
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        assert schedule.schedule_runs_redrive() == [run.pk]
+        assert schedule.schedule_runs_redrive() == []  # sent a moment ago
+        assert schedule.schedule_runs_redrive(now=later) == [run.pk]  # a period on
+    assert len(sent) == 2
+    run.refresh_from_db()
+    assert (run.status, run.resent_at) == ("queued", later)
+
+
+@pytest.mark.django_db
+def test_a_twin_delivery_finishing_first_leaves_the_run_at_100(day, monkeypatch):
+    """Two deliveries of one run's task: the second solves while the first stores and
+    finishes; its progress steps after that must not write over the done run's 100."""
+    run = ScheduleRun.objects.create(service_center=day["center"], date=day["date"])
+    real_solve, twins = schedule.solve, []
+
+    def solve_while_a_twin_finishes(*args, **kwargs):
+        if not twins:
+            twins.append(None)  # the twin's own solve runs plainly
+            twins[0] = schedule.schedule_run_execute(run_id=run.pk)
+        return real_solve(*args, **kwargs)
+
+    monkeypatch.setattr(schedule, "solve", solve_while_a_twin_finishes)
+    schedule.schedule_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert (twins[0].status, run.status, run.progress) == ("done", "done", 100)
+
+
+@pytest.mark.django_db
+def test_a_task_for_a_run_or_zone_deleted_after_it_was_sent_does_nothing(day):
+    run = ScheduleRun.objects.create(service_center=day["center"], date=day["date"])
+    ScheduleRun.objects.filter(pk=run.pk).delete()
+    assert schedule_center_day(run.pk) == "gone"
+    assert schedule_zone(run.pk, 0) == "gone"
+    assert not Route.objects.exists()
