@@ -328,10 +328,13 @@ def payment_record(*, notice: PaymentNotice) -> Order:
 
 
 @transaction.atomic
-def _expire_batch(*, now: datetime, batch: int) -> int:
+def _expire_batch(*, now: datetime, batch: int, failed: set[int]) -> tuple[int, int]:
+    """(orders taken, orders cancelled) of one batch; adds to `failed` the orders whose
+    cancel failed, which the sweep's later batches pass over."""
     due = list(
         Order.objects.select_for_update(of=("self",), skip_locked=True)
         .filter(status=OrderStatus.AWAITING_PAYMENT, payment_due_at__lte=now)
+        .exclude(pk__in=failed)
         .order_by("pk")
         .values_list("pk", flat=True)[:batch]
     )
@@ -341,9 +344,19 @@ def _expire_batch(*, now: datetime, batch: int) -> int:
         "listing_id"
     )
     list(listings_for_update(listing_ids))
+    cancelled = 0
     for order_id in due:
-        order_cancel(order_id=order_id, actor=None, reason=PAYMENT_EXPIRED_REASON)
-    return len(due)
+        try:
+            with transaction.atomic():  # one order that cannot be cancelled stops no other
+                order_cancel(order_id=order_id, actor=None, reason=PAYMENT_EXPIRED_REASON)
+        except Exception:
+            logger.exception(
+                "unpaid order %s could not expire; the next sweep tries again", order_id
+            )
+            failed.add(order_id)
+        else:
+            cancelled += 1
+    return len(due), cancelled
 
 
 def orders_expire_unpaid(*, now: datetime | None = None, batch: int = 100) -> int:
@@ -354,11 +367,12 @@ def orders_expire_unpaid(*, now: datetime | None = None, batch: int = 100) -> in
     finds it still unpaid), and two sweepers never take the same order. Cancelling goes
     through order_cancel with the reason `payment_expired` (the buyer is told so), which
     gives the stock back exactly once. A payment arriving after
-    the due time but before the sweep still counts. Returns how many orders expired."""
+    the due time but before the sweep still counts. An order whose cancel fails is logged
+    and left for the next sweep; the others expire. Returns how many orders expired."""
     now = now or timezone.now()
-    expired = 0
+    expired, failed = 0, set()
     while True:
-        count = _expire_batch(now=now, batch=batch)
-        expired += count
-        if count < batch:  # every batch cancels what it returns, so this always ends
+        taken, cancelled = _expire_batch(now=now, batch=batch, failed=failed)
+        expired += cancelled
+        if taken < batch:  # each batch cancels or passes over what it takes: this ends
             return expired

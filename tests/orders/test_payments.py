@@ -20,6 +20,7 @@ from django.utils import timezone
 import orders.payments
 import orders.services
 from listings.models import Listing
+from listings.services import listing_update
 from marketplace.celery import app as celery_app
 from orders.models import Notification, Order, OrderEvent, OrderStatus, PaymentEvent
 from orders.tasks import expire_unpaid_orders
@@ -443,6 +444,22 @@ class TestExpiry:
         assert set(Order.objects.values_list("status", flat=True)) == {"cancelled"}
         assert quantity(listing) == Decimal("10.000")
         assert Listing.objects.get(pk=listing.pk).status == "active"
+
+    def test_an_order_that_cannot_be_cancelled_holds_up_no_other(self):
+        stuck_listing, listing = new_listing(), new_listing()
+        stuck, other = place_prepaid(stuck_listing), place_prepaid(listing)
+        # restocking it would overflow the stock column (as high as the admin may set it)
+        listing_update(listing=stuck_listing, quantity_available=Decimal("999999999.999"))
+        make_due(stuck)
+        make_due(other)
+
+        assert orders.payments.orders_expire_unpaid(batch=1) == 1
+
+        assert Order.objects.get(pk=stuck.pk).status == "awaiting_payment"
+        assert quantity(stuck_listing) == Decimal("999999999.999")
+        assert Order.objects.get(pk=other.pk).status == "cancelled"
+        assert quantity(listing) == Decimal("10.000")
+        assert orders.payments.orders_expire_unpaid() == 0  # tried again, still stuck
 
     def test_a_payment_after_the_expiry_is_kept_and_shows_as_paid(self, api):
         listing = new_listing()
