@@ -394,8 +394,10 @@ def order_cancel(*, order_id: int, actor: User | None, reason: str = "") -> Orde
 @transaction.atomic
 def order_line_reject(*, order_id: int, line_id: int, farmer: User, reason: str) -> Order:
     """A farmer turns down one of their lines: its stock goes back, the buyer's total drops
-    by the line (and the delivery fee is recomputed), the order goes on with the other lines
-    or is cancelled when none is left."""
+    by the line (the delivery fee is recomputed for the lines left, never above the fee the
+    buyer was quoted), the order goes on with the other lines or is cancelled when none is
+    left. Not while a prepaid order waits for its payment: the buyer is paying the quoted
+    total, which the provider's notice must match."""
     order = order_lock(order_id)
     line = order.lines.filter(pk=line_id, farmer=farmer).first()
     if line is None:
@@ -408,6 +410,11 @@ def order_line_reject(*, order_id: int, line_id: int, farmer: User, reason: str)
         raise ConflictError(
             errors.CANNOT_CANCEL, f"An order that is {order.status} can no longer be changed."
         )
+    if order.status == OrderStatus.AWAITING_PAYMENT:
+        raise ConflictError(
+            errors.AWAITING_PAYMENT,
+            "The buyer is paying the quoted total; reject the line once the order is paid.",
+        )
     _restock_lines(order, [line])
     line.status, line.reject_reason = LineStatus.REJECTED, reason.strip()
     line.save(update_fields=["status", "reject_reason"])
@@ -415,11 +422,14 @@ def order_line_reject(*, order_id: int, line_id: int, farmer: User, reason: str)
     if not remaining:
         return order_cancel(order_id=order.pk, actor=farmer, reason=f"last line rejected: {reason}")
     order.subtotal = sum((x.subtotal for x in remaining), Decimal("0.00"))
-    order.delivery_fee = delivery_fee(
+    recomputed = delivery_fee(
         delivery_method=order.delivery_method,
         subtotal=order.subtotal,
         farmer_count=len({x.farmer_id for x in remaining}),
     )
+    # A smaller subtotal may fall below free delivery: the fee must not bring back more
+    # than the line took off.
+    order.delivery_fee = min(recomputed, order.delivery_fee)
     order.total = order.subtotal + order.delivery_fee
     order.save(update_fields=["subtotal", "delivery_fee", "total", "updated_at"])
     # Imported here: logistics builds on orders (as in order_cancel).

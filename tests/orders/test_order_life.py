@@ -111,6 +111,44 @@ def test_farmer_rejects_a_line_total_drops_and_the_order_goes_on(client_for):
     assert quantity(a) == Decimal("98.000")
 
 
+def test_a_rejected_line_never_raises_the_total_by_bringing_back_the_fee(client_for):
+    buyer = BuyerFactory()
+    a, b = create_listing(price=Decimal("97.00")), create_listing(price=Decimal("3.00"))
+    order = place(buyer, (a, 1), (b, 1))  # 100.00: free delivery
+    assert (order.subtotal, order.delivery_fee, order.total) == (
+        Decimal("100.00"),
+        Decimal("0.00"),
+        Decimal("100.00"),
+    )
+    line_b = order.lines.get(listing=b)
+    response = client_for(b.farmer).post(
+        f"{ORDERS}{order.pk}/lines/{line_b.pk}/reject/", {"reason": "坏了"}, format="json"
+    )
+    assert response.status_code == 200
+    order.refresh_from_db()
+    assert (order.subtotal, order.delivery_fee, order.total) == (
+        Decimal("97.00"),
+        Decimal("0.00"),
+        Decimal("97.00"),
+    )
+
+
+def test_no_line_is_rejected_while_the_buyer_is_paying(client_for):
+    buyer = BuyerFactory()
+    a, b = create_listing(price=Decimal("10.00")), create_listing(price=Decimal("4.00"))
+    order = place(buyer, (a, 1), (b, 1), payment_method="prepaid")
+    line_b = order.lines.get(listing=b)
+    response = client_for(b.farmer).post(
+        f"{ORDERS}{order.pk}/lines/{line_b.pk}/reject/", {"reason": "坏了"}, format="json"
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "order_awaiting_payment"
+    order.refresh_from_db()
+    assert (order.status, order.total) == (OrderStatus.AWAITING_PAYMENT, Decimal("21.00"))
+    assert order.lines.get(listing=b).status == LineStatus.ACTIVE
+    assert quantity(b) == Decimal("99.000")
+
+
 def test_rejecting_the_last_line_cancels_the_order(client_for):
     listing = create_listing()
     order = place(BuyerFactory(), (listing, 2))
