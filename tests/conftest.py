@@ -28,7 +28,7 @@ def _categories(request):
 @pytest.fixture(autouse=True)
 def _cut_off_far_from_now(settings):
     """Routing puts an order placed after the daily cut-off hour a day later, by the real
-    clock, so orders routed at 15:59:59 and 16:00:00 get different days. Each test runs with
+    clock, so orders placed at 15:59:59 and 16:00:00 get different days. Each test runs with
     the cut-off about 12 hours from now (the workers it starts too, tests/worker.py): a test
     of minutes never crosses it, and at 1..23 o'clock midnight moves no day either. A test
     that sets the clock sets the cut-off it assumes."""

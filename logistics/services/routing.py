@@ -56,11 +56,19 @@ def transfer_days(origin: ServiceCenter, destination: ServiceCenter) -> int:
     return max(1, math.ceil(road_km / settings.TRANSFER_KM_PER_DAY))
 
 
-def earliest_pickup(now: datetime, harvest_dates: list[date]) -> date:
-    """Not before the lead time (one more day past the daily cut-off) nor any harvest."""
-    local = timezone.localtime(now)
+def earliest_pickup(placed: datetime, now: datetime, harvest_dates: list[date]) -> date:
+    """Not before the lead time from when the order was placed (one more day if that was
+    past the daily cut-off, whenever it is routed), nor the lead time from now (an order
+    routed late gets no day already planned), nor any harvest."""
+    local = timezone.localtime(placed)
     lead = settings.ROUTING_LEAD_DAYS + (1 if local.hour >= settings.ROUTING_CUTOFF_HOUR else 0)
-    return max([local.date() + timedelta(days=lead), *harvest_dates])
+    return max(
+        [
+            local.date() + timedelta(days=lead),
+            timezone.localtime(now).date() + timedelta(days=settings.ROUTING_LEAD_DAYS),
+            *harvest_dates,
+        ]
+    )
 
 
 # One statement adds every (center, day) booking of a batch to its row, creating it if new.
@@ -319,7 +327,11 @@ def _route(orders: list[Order]) -> list[Order]:
                 origin=farmer_lines[0].listing.village.service_center,
                 destination=order.delivery_village.service_center,
                 weight=to_grams(sum((x.weight_kg for x in farmer_lines), Decimal(0))),
-                earliest=earliest_pickup(now, [x.listing.harvest_date for x in farmer_lines]),
+                earliest=earliest_pickup(
+                    order.paid_at or order.created_at,  # when it was placed, or paid for
+                    now,
+                    [x.listing.harvest_date for x in farmer_lines],
+                ),
             )
             for farmer_lines in parts[order.pk].values()
         ]

@@ -273,7 +273,7 @@ NOTIFICATION_PENDING_SECONDS = env.int("NOTIFICATION_PENDING_SECONDS", default=3
 
 # --- Logistics: routing orders into shipments
 ROUTING_LEAD_DAYS = env.int("ROUTING_LEAD_DAYS", default=1)
-ROUTING_CUTOFF_HOUR = env.int("ROUTING_CUTOFF_HOUR", default=16)  # later orders: one more day
+ROUTING_CUTOFF_HOUR = env.int("ROUTING_CUTOFF_HOUR", default=16)  # orders placed later: +1 day
 TRANSFER_KM_PER_DAY = env.float("TRANSFER_KM_PER_DAY", default=120.0)
 ROUTING_SWEEP_GRACE_SECONDS = env.int("ROUTING_SWEEP_GRACE_SECONDS", default=60)
 ROUTING_SWEEP_BATCH = env.int("ROUTING_SWEEP_BATCH", default=500)

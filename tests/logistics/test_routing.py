@@ -123,6 +123,41 @@ def test_after_the_cut_off_pickup_moves_a_day(county, monkeypatch, settings):
     assert order.shipments.get().pickup_date == late.date() + timedelta(days=2)
 
 
+def test_the_cut_off_is_judged_when_the_order_was_placed_not_when_it_is_routed(
+    county, monkeypatch, settings
+):
+    settings.ROUTING_CUTOFF_HOUR = 16
+    clock = timezone.localtime().replace(hour=15, minute=59, second=50, microsecond=0)
+    monkeypatch.setattr(routing.timezone, "now", lambda: clock)
+    listing = create_listing(FarmerFactory(village=county["south_village"]))
+    buyer = BuyerFactory(village=county["south_village"])
+    before_cut_off = place(buyer, (listing, 1))
+
+    clock += timedelta(seconds=30)  # 16:00:20: routed after the cut-off
+    after_cut_off = place(buyer, (listing, 1))
+    routed = {
+        o.pk: o for o in (order_route(order_id=x.pk) for x in (before_cut_off, after_cut_off))
+    }
+
+    today = clock.date()
+    assert routed[before_cut_off.pk].shipments.get().pickup_date == today + timedelta(days=1)
+    assert routed[after_cut_off.pk].shipments.get().pickup_date == today + timedelta(days=2)
+
+
+def test_an_order_routed_days_late_gets_no_day_already_past(county, monkeypatch, settings):
+    settings.ROUTING_CUTOFF_HOUR = 16
+    clock = timezone.localtime().replace(hour=10, minute=0, second=0, microsecond=0)
+    monkeypatch.setattr(routing.timezone, "now", lambda: clock)
+    listing = create_listing(FarmerFactory(village=county["south_village"]))
+    order = place(BuyerFactory(village=county["south_village"]), (listing, 1))
+    placed_on = clock.date()
+
+    clock += timedelta(days=3)  # its message lost, the sweeper down: routed three days on
+    order = order_route(order_id=order.pk)
+
+    assert order.shipments.get().pickup_date == placed_on + timedelta(days=4)
+
+
 def test_not_before_harvest_and_spoilage_is_flagged(county, morning):
     farmer = FarmerFactory(village=county["north_village"])
     later = create_listing(farmer, harvest_date=morning + timedelta(days=4), shelf_life_days=10)
