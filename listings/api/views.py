@@ -22,8 +22,7 @@ from marketplace.api.permissions import IsFarmer
 class CategoryViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [AllowAny]
     serializer_class = CategorySerializer
-    queryset = Category.objects.all()
-    pagination_class = None  # a short, fixed list
+    queryset = Category.objects.all()  # paginated as every list (one page: a short list)
 
 
 class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -12,6 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from listings.models import Category
 from tests.factories import FarmerFactory, ServiceCenterFactory, VillageFactory, create_listing
 
 pytestmark = pytest.mark.django_db
@@ -286,7 +287,8 @@ def test_farmer_public_profile(api):
 def test_categories_are_seeded_with_chinese_names(api):
     response = api.get("/api/v1/categories/")
     assert response.status_code == 200
-    by_slug = {row["slug"]: row for row in response.json()}
+    assert (response.json()["count"], response.json()["next"]) == (Category.objects.count(), None)
+    by_slug = {row["slug"]: row for row in response.json()["results"]}
     assert {
         "vegetables",
         "fruit",
