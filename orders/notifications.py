@@ -99,12 +99,13 @@ def _build(
     title: str,
     body: str,
     order: Order | None = None,
+    order_id: int | None = None,
     data: dict[str, Any] | None = None,
 ) -> Notification:
     return Notification(
         user_id=user_id,
         kind=kind,
-        order=order,
+        order_id=order.pk if order is not None else order_id,
         title=_clip(title, TITLE_MAX),
         body=_clip(body, BODY_MAX),
         data=data or {},
@@ -480,3 +481,57 @@ def order_confirmed_messages(
         extra={farmer: {"pickup_date": day.isoformat()} for farmer, day in pickup_dates.items()},
     )
     return [buyer, *farmers]
+
+
+def notify_pickups_scheduled(stops: Iterable[tuple[Any, list[Any]]]) -> list[Notification]:
+    """Each farmer with goods at a planned pickup stop, once per stop: the day and the time
+    the vehicle is expected. `stops` are (stop, its shipments) as the plan wrote them; a day
+    planned again tells them again, with the new time."""
+    messages = []
+    for stop, shipments in stops:
+        orders_of: dict[int, set[int]] = defaultdict(set)
+        for shipment in shipments:
+            orders_of[shipment.farmer_id].add(shipment.order_id)
+        eta = timezone.localtime(stop.eta)
+        for farmer_id, order_ids in sorted(orders_of.items()):
+            listed = "、".join(f"#{pk}" for pk in sorted(order_ids))
+            messages.append(
+                _build(
+                    user_id=farmer_id,
+                    kind=NotificationKind.PICKUP_SCHEDULED,
+                    title="取货时间已定",
+                    body=f"{eta:%m月%d日} 约 {eta:%H:%M} 上门取货（订单 {listed}），请备好货。",
+                    order_id=min(order_ids) if len(order_ids) == 1 else None,
+                    data={
+                        "orders": sorted(order_ids),
+                        "route": stop.route_id,
+                        "stop": stop.pk,
+                        "eta": eta.isoformat(),
+                    },
+                )
+            )
+    return store(messages) if messages else []
+
+
+def notify_out_for_delivery(stops: Iterable[tuple[Any, int, int]]) -> list[Notification]:
+    """The buyer of each delivery stop on a route that has set out: today, about when.
+    `stops` are (stop, its order's id, its buyer's id)."""
+    messages = [
+        _build(
+            user_id=buyer_id,
+            kind=NotificationKind.OUT_FOR_DELIVERY,
+            title="订单配送中",
+            body=(
+                f"订单 #{order_id} 已出发配送，预计 {timezone.localtime(stop.eta):%H:%M} 送达，"
+                "请准备好收货码。"
+            ),
+            order_id=order_id,
+            data={
+                "order": order_id,
+                "route": stop.route_id,
+                "eta": timezone.localtime(stop.eta).isoformat(),
+            },
+        )
+        for stop, order_id, buyer_id in stops
+    ]
+    return store(messages) if messages else []

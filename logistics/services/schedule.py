@@ -52,6 +52,7 @@ from logistics.routing.zones import stops_of
 from logistics.services.routing import next_try, shipment_move_days
 from marketplace.accounts.models import User
 from marketplace.exceptions import violated_constraint
+from orders import notifications
 from orders.models import Order, OrderStatus
 from orders.services import order_lock, order_transition
 
@@ -378,6 +379,7 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
         return [fresh[s.pk] for s in shipments if s.pk in fresh]
 
     scheduled: list[Shipment] = []
+    pickups: list[tuple[Stop, list[Shipment]]] = []  # the farmers are told their time
     unassigned = []
     written, stops = [], 0
     for planned in plan.routes:
@@ -427,7 +429,10 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
             )
             stop.shipments.set(shipments)
             scheduled.extend(shipments)
+            if stop.kind == StopKind.PICKUP:
+                pickups.append((stop, shipments))
     _mark_scheduled(scheduled, now)
+    notifications.notify_pickups_scheduled(pickups)
     for item in plan.unassigned:
         group = day_work.pair_shipments if item.is_pair else day_work.job_shipments
         shipments = still(group[item.job_id])

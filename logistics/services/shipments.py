@@ -14,6 +14,7 @@ from logistics import errors
 from logistics.models import (
     LegKind,
     LegStatus,
+    Route,
     RouteStatus,
     Shipment,
     ShipmentLeg,
@@ -41,7 +42,7 @@ from orders.models import (
     PaymentMethod,
     PaymentStatus,
 )
-from orders.notifications import notify
+from orders.notifications import notify, notify_out_for_delivery
 from orders.services import order_lock, order_transition
 
 FINAL = frozenset({ShipmentStatus.DELIVERED, ShipmentStatus.FAILED, ShipmentStatus.CANCELLED})
@@ -251,9 +252,20 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     if stop.route.status == RouteStatus.PLANNED:
         stop.route.status = RouteStatus.STARTED
         stop.route.save(update_fields=["status"])
+        _tell_buyers_on_the_way(stop.route)
     for order_id in sorted({s.order_id for s in shipments}):
         _advance_order(order_id, staff)
     return stop, True
+
+
+def _tell_buyers_on_the_way(route: Route) -> None:
+    """A route has set out: the buyer of each delivery still ahead on it (one order a stop)."""
+    ahead = route.stops.filter(kind=StopKind.DELIVERY, status=StopStatus.PENDING)
+    notify_out_for_delivery(
+        (stop, order.pk, order.buyer_id)
+        for stop in ahead.order_by("sequence").prefetch_related("shipments__order")
+        for order in {shipment.order for shipment in stop.shipments.all()}
+    )
 
 
 def stop_complete(*, stop_id: int, staff: User, data: Completion) -> Stop:

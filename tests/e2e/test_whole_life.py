@@ -236,6 +236,7 @@ def test_the_whole_life_of_orders_across_two_centers(celery_worker):
         assert kinds == {
             NotificationKind.ORDER_PLACED,
             NotificationKind.ORDER_CONFIRMED,
+            NotificationKind.OUT_FOR_DELIVERY,
             NotificationKind.ORDER_DELIVERED,
         }
     wait_for(

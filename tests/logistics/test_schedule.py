@@ -29,7 +29,7 @@ from logistics.tasks import schedule_center_day, schedule_zone
 from marketplace.celery import app as celery_app
 from marketplace.exceptions import DomainError
 from orders import services as orders
-from orders.models import OrderStatus
+from orders.models import Notification, OrderStatus
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -137,6 +137,42 @@ def test_a_day_becomes_routes_within_capacity_windows_and_refrigeration(day):
             if stop.kind == "delivery":
                 assert ids <= seen
             seen |= ids
+
+
+@pytest.mark.django_db
+def test_each_farmer_is_told_when_their_pickup_is_due_and_each_buyer_when_it_sets_out(day):
+    run_day(day)
+    pickups = Stop.objects.filter(kind="pickup").prefetch_related("shipments")
+    expected = sorted(
+        (farmer_id, stop.pk)
+        for stop in pickups
+        for farmer_id in {s.farmer_id for s in stop.shipments.all()}
+    )
+    told = list(Notification.objects.filter(kind="pickup_scheduled"))
+    assert sorted((n.user_id, n.data["stop"]) for n in told) == expected
+    for note in told:
+        eta = timezone.localtime(Stop.objects.get(pk=note.data["stop"]).eta)
+        assert note.data["eta"] == eta.isoformat()
+        assert f"{eta:%m月%d日} 约 {eta:%H:%M}" in note.body
+    assert not Notification.objects.filter(kind="out_for_delivery").exists()
+
+    route = Route.objects.filter(stops__kind="delivery").distinct().order_by("pk").first()
+    first, second = route.stops.order_by("sequence")[:2]
+    done = Completion(outcome="done", weight_kg=Decimal("1"))
+    shipments.stop_complete(stop_id=first.pk, staff=day["staff"], data=done)
+    deliveries = route.stops.filter(kind="delivery").prefetch_related("shipments__order")
+    on_the_way = sorted(
+        (order.buyer_id, order.pk)
+        for stop in deliveries
+        for order in {s.order for s in stop.shipments.all()}
+    )
+    out = Notification.objects.filter(kind="out_for_delivery")
+    assert sorted(out.values_list("user_id", "order_id")) == on_the_way
+    assert on_the_way
+
+    if second.kind == "pickup":  # the route is on its way already: nobody is told again
+        shipments.stop_complete(stop_id=second.pk, staff=day["staff"], data=done)
+    assert out.count() == len(on_the_way)
 
 
 @pytest.mark.django_db

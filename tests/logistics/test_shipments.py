@@ -353,7 +353,12 @@ def test_a_rejected_line_lightens_its_farmers_shipment_and_the_last_one_cancels_
     assert set(mine.legs.values_list("status", flat=True)) == {LegStatus.CANCELLED}
     assert booked() == [Decimal("13.000")] * 2
     order.refresh_from_db()
-    assert (order.status, order.total) == (OrderStatus.CONFIRMED, Decimal("22.50"))  # 17.50 + fee
+    # 17.50 of goods, delivered free as quoted (from 99.00), though now below it
+    assert (order.status, order.delivery_fee, order.total) == (
+        OrderStatus.CONFIRMED,
+        Decimal("0.00"),
+        Decimal("17.50"),
+    )
 
 
 def test_a_pickup_needs_its_weight_and_occurred_at_is_kept(world, client_for):
