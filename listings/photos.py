@@ -35,8 +35,10 @@ JPEG_QUALITY = 85
 THUMBNAIL_JPEG_QUALITY = 80
 # MPO is how Pillow names the multi-picture JPEGs that many phone cameras write.
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
-# A photo still without a thumbnail after this long lost its task; the sweeper re-drives it.
+# A photo still without a thumbnail after this long lost its task; the sweeper re-drives it,
+# for a day: one that still has none then cannot get one (its image file is gone).
 THUMBNAIL_OVERDUE_AFTER = timedelta(minutes=10)
+THUMBNAIL_GIVEN_UP_AFTER = timedelta(days=1)
 
 _SRGB = ImageCms.createProfile("sRGB")
 
@@ -218,6 +220,11 @@ def listing_photo_make_thumbnail(*, photo: ListingPhoto) -> ListingPhoto:
 
 
 def photos_missing_thumbnail(*, older_than: timedelta) -> QuerySet[ListingPhoto]:
-    """Photos whose thumbnail task should have run long ago (for the sweeper)."""
-    cutoff = timezone.now() - older_than
-    return ListingPhoto.objects.filter(thumbnail="", created_at__lt=cutoff).order_by("id")
+    """Photos whose thumbnail task should have run long ago, and not given up on (for the
+    sweeper): without the limit, photos that cannot get one would fill its every batch."""
+    now = timezone.now()
+    return ListingPhoto.objects.filter(
+        thumbnail="",
+        created_at__lt=now - older_than,
+        created_at__gte=now - THUMBNAIL_GIVEN_UP_AFTER,
+    ).order_by("id")

@@ -4,6 +4,7 @@ the thumbnail made by a real Celery worker, all against real PostgreSQL, Redis a
 import shutil
 import threading
 import time
+from datetime import timedelta
 from decimal import Decimal
 from io import BytesIO
 from pathlib import Path
@@ -17,7 +18,8 @@ from PIL import ExifTags, Image, ImageCms
 
 from listings import errors, photos, services
 from listings.models import Category, Listing, ListingPhoto, ListingStatus
-from listings.tasks import make_overdue_listing_photo_thumbnails
+from listings.tasks import make_listing_photo_thumbnail, make_overdue_listing_photo_thumbnails
+from marketplace.celery import app as celery_app
 from marketplace.exceptions import DomainError
 from tests.factories import BuyerFactory, FarmerFactory
 
@@ -400,6 +402,23 @@ class TestWithTheWorker:
 
         (redone,) = wait_for_thumbnails(listing, 1)
         assert Path(redone.thumbnail.path).exists()
+
+
+@pytest.mark.django_db
+def test_a_photo_whose_file_is_gone_is_logged_and_given_up_after_a_day(listing):
+    photo = photos.listing_photo_add(listing=listing, upload=image_file("JPEG"))
+    Path(photo.image.path).unlink()
+    overdue = timezone.now() - photos.THUMBNAIL_OVERDUE_AFTER * 2
+
+    make_listing_photo_thumbnail(photo.pk)  # no error: nothing to make it from
+
+    assert ListingPhoto.objects.get(pk=photo.pk).thumbnail == ""
+    ListingPhoto.objects.filter(pk=photo.pk).update(created_at=overdue)
+    assert make_overdue_listing_photo_thumbnails() == 1  # within the day: tried again
+    given_up = timezone.now() - photos.THUMBNAIL_GIVEN_UP_AFTER - timedelta(minutes=1)
+    ListingPhoto.objects.filter(pk=photo.pk).update(created_at=given_up)
+    assert make_overdue_listing_photo_thumbnails() == 0
+    celery_app.control.purge()  # the message it sent: no worker here
 
 
 def noisy_jpeg(megabytes: float) -> bytes:
