@@ -2,7 +2,7 @@
 
 from django.db.models import Prefetch, Q, QuerySet
 
-from logistics.models import Shipment
+from logistics.models import Shipment, TrackingEvent
 from marketplace.accounts.models import Role, User
 from orders.models import Notification, Order, OrderEvent, OrderLine, OrderStatus
 
@@ -16,7 +16,9 @@ def order_visible_to(user: User) -> QuerySet[Order]:
     so a stranger's lookup answers 404."""
     orders = Order.objects.select_related("buyer", "delivery_village")
     lines = OrderLine.objects.order_by("id")
-    shipments = Shipment.objects.prefetch_related("legs").order_by("id")
+    shipments = Shipment.objects.prefetch_related(
+        "legs", Prefetch("events", queryset=TrackingEvent.objects.order_by("occurred_at", "id"))
+    ).order_by("id")
     if user.role == Role.BUYER:
         orders = orders.filter(buyer=user)
     elif user.role == Role.FARMER:

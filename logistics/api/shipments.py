@@ -7,18 +7,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from logistics import selectors
-from logistics.models import Shipment, Stop, TrackingEvent
+from logistics.models import Shipment, Stop
 from logistics.services.shipments import Completion, shipment_receive, stop_complete
 from marketplace.api.permissions import IsCenterStaff, IsFarmer
 from marketplace.exceptions import DomainError
-from orders.api.serializers import ShipmentLegSerializer
-
-
-class TrackingEventSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = TrackingEvent
-        fields = ("status", "occurred_at", "center", "actor", "note")
-        read_only_fields = fields
+from orders.api.serializers import ShipmentLegSerializer, TrackingEventSerializer
 
 
 class StopWindowSerializer(serializers.ModelSerializer):

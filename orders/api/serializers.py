@@ -2,7 +2,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from logistics.models import Shipment, ShipmentLeg, Village
+from logistics.models import Shipment, ShipmentLeg, TrackingEvent, Village
 from marketplace.accounts.models import Role
 from marketplace.api.serializers import FieldsOnceModelSerializer, PrimaryKeyRelatedField
 from orders.models import DeliveryMethod, Order, OrderEvent, OrderLine, PaymentMethod, Review
@@ -89,10 +89,19 @@ class ShipmentLegSerializer(FieldsOnceModelSerializer):
         read_only_fields = fields
 
 
+class TrackingEventSerializer(FieldsOnceModelSerializer):
+    class Meta:
+        model = TrackingEvent
+        fields = ("status", "occurred_at", "center", "actor", "note")
+        read_only_fields = fields
+
+
 class OrderShipmentSerializer(FieldsOnceModelSerializer):
-    """The order's shipments in brief; GET /api/v1/shipments/{id}/ has their tracking."""
+    """The order's shipments with their legs and tracking events (the contract's order
+    detail); GET /api/v1/shipments/{id}/ adds their stops and the farmer's lines."""
 
     legs = ShipmentLegSerializer(many=True, read_only=True)
+    events = TrackingEventSerializer(many=True, read_only=True)
 
     class Meta:
         model = Shipment
@@ -107,6 +116,7 @@ class OrderShipmentSerializer(FieldsOnceModelSerializer):
             "weight_kg",
             "spoils_before_arrival",
             "legs",
+            "events",
         )
         read_only_fields = fields
 

@@ -445,3 +445,15 @@ def test_the_order_shows_its_shipments_to_the_buyer_and_each_farmer_their_own(wo
     assert [s["farmer"] for s in as_farmer["shipments"]] == [other_farmer.pk]
     first = client_for(world["buyer"]).get(f"/api/v1/orders/{order.pk}/").json()
     assert [s["id"] for s in first["shipments"]] == [world["shipment"].pk]
+
+
+def test_the_order_shows_each_shipments_tracking_events(world, client_for):
+    shipment, order = world["shipment"], world["order"]
+    pickup = stop_for(shipment, world["north"], "pickup")
+    done = complete(client_for(world["north_staff"]), pickup, outcome="done", weight_kg="7.9")
+    assert done.status_code == 200
+    [shown] = client_for(world["buyer"]).get(f"/api/v1/orders/{order.pk}/").json()["shipments"]
+    tracked = client_for(world["buyer"]).get(f"/api/v1/shipments/{shipment.pk}/").json()
+    assert [e["status"] for e in shown["events"]] == ["pending", "picked_up", "in_transfer"]
+    assert shown["events"] == tracked["events"]
+    assert shown["events"][1]["note"] == "7.900 kg"
