@@ -1,3 +1,6 @@
+from datetime import datetime, timedelta
+
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
@@ -49,8 +52,24 @@ class ShipmentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+# A phone's clock may run a little fast; a time further ahead did not happen yet.
+CLOCK_SLACK = timedelta(minutes=5)
+
+
+def _not_in_future(value: datetime | None) -> datetime | None:
+    if value is not None and value > timezone.now() + CLOCK_SLACK:
+        raise serializers.ValidationError("That time has not come yet.", code="in_future")
+    return value
+
+
+def occurred_at_field() -> serializers.DateTimeField:
+    """When it happened on the road: given by a device that was offline (kept as told), or
+    now when left out; never later than now."""
+    return serializers.DateTimeField(required=False, default=None, validators=[_not_in_future])
+
+
 class OccurredAtSerializer(serializers.Serializer):
-    occurred_at = serializers.DateTimeField(required=False, default=None)
+    occurred_at = occurred_at_field()
 
 
 class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -107,7 +126,7 @@ class StopCompletionSerializer(serializers.Serializer):
     )
     delivery_code = serializers.RegexField(r"^[0-9]{6}$", required=False, default="")
     reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
-    occurred_at = serializers.DateTimeField(required=False, default=None)
+    occurred_at = occurred_at_field()
 
 
 class StopResultSerializer(serializers.ModelSerializer):

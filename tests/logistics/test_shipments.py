@@ -373,6 +373,30 @@ def test_a_pickup_needs_its_weight_and_occurred_at_is_kept(world, client_for):
     assert timezone.localtime(event.occurred_at).isoformat() == offline
 
 
+def test_a_time_not_yet_come_is_400_and_changes_nothing(world, client_for):
+    shipment = world["shipment"]
+    north = client_for(world["north_staff"])
+    stop = stop_for(shipment, world["north"], "pickup")
+    ahead = (timezone.now() + timedelta(hours=1)).isoformat()
+
+    refused = complete(north, stop, outcome="done", weight_kg="8", occurred_at=ahead)
+    receive = client_for(world["south_staff"]).post(
+        f"/api/v1/shipments/{shipment.pk}/receive/", {"occurred_at": ahead}, format="json"
+    )
+
+    for response in (refused, receive):
+        assert response.status_code == 400
+        assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+            ("occurred_at", "in_future")
+        ]
+    stop.refresh_from_db()
+    assert (stop.status, stop.occurred_at) == (StopStatus.PENDING, None)
+    assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.PENDING
+    slightly_fast = (timezone.now() + timedelta(minutes=1)).isoformat()
+    done = complete(north, stop, outcome="done", weight_kg="8", occurred_at=slightly_fast)
+    assert done.status_code == 200
+
+
 def test_permission_matrix_others_get_404_and_nothing_changes(world, client_for):
     shipment = world["shipment"]
     stop = stop_for(shipment, world["north"], "pickup")
