@@ -4,7 +4,7 @@ TrackingEvent and moves the order through the orders state machine."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -25,6 +25,7 @@ from logistics.models import (
     TrackingEvent,
 )
 from logistics.services.routing import (
+    GRAM,
     booked_days,
     next_try,
     release_capacity,
@@ -124,12 +125,15 @@ def _complete_pickup(
 ):
     if data.weight_kg is None:
         raise DomainError(errors.WEIGHT_REQUIRED, "Weigh the goods: weight_kg is required.")
-    # Shared by planned weight; the last takes what is left, so the parts add up to the scale.
+    # Shared by planned weight, each share down to the gram; the last takes what is left (as
+    # much or a few grams more), so the parts add up to the scale and none is below zero.
     planned = sum((s.weight_kg for s in shipments), Decimal(0)) or Decimal(1)
     left = data.weight_kg
     for n, shipment in enumerate(shipments, start=1):
         share = (
-            left if n == len(shipments) else to_grams(data.weight_kg * shipment.weight_kg / planned)
+            left
+            if n == len(shipments)
+            else (data.weight_kg * shipment.weight_kg / planned).quantize(GRAM, ROUND_DOWN)
         )
         shipment.picked_up_weight_kg, left = share, left - share
         shipment.save(update_fields=["picked_up_weight_kg"])
@@ -364,11 +368,11 @@ def shipments_after_line_rejected(*, order: Order, line: OrderLine, actor: User)
             order=order, actor=actor, farmer_id=line.farmer_id, note="the farmer's lines rejected"
         )
         return
-    weight = to_grams(line.weight_kg)
+    # What the lines left weigh, as routing weighed them: the bookings follow the difference.
+    left = to_grams(sum((x.weight_kg for x in others), Decimal(0)))
     for shipment in _open_shipments(order, line.farmer_id):
-        weight = min(weight, shipment.weight_kg)
-        _release(shipment, weight)
-        shipment.weight_kg -= weight
+        _release(shipment, max(shipment.weight_kg - left, Decimal(0)))
+        shipment.weight_kg = min(shipment.weight_kg, left)
         shipment.save(update_fields=["weight_kg", "updated_at"])
 
 

@@ -361,6 +361,64 @@ def test_a_rejected_line_lightens_its_farmers_shipment_and_the_last_one_cancels_
     )
 
 
+def test_a_weighed_pickup_shared_between_shipments_adds_up_and_none_is_negative(world, client_for):
+    """Nine orders of 1 kg and one of 1 g at one farm, weighed 9.006 kg together: shares
+    rounded half up would give the first nine 1.001 kg each and leave the last -0.003."""
+    farmer, buyer = world["farmer"], world["buyer"]
+    listing = create_listing(farmer, unit="kg", min_order_quantity=Decimal("0.001"))
+    placed = [
+        orders.order_place(
+            buyer=buyer,
+            lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal(kg))],
+            delivery_method="home",
+            payment_method="cod",
+        )
+        for kg in ["1"] * 9 + ["0.001"]
+    ]
+    for order in placed:
+        order_route(order_id=order.pk)
+    together = list(Shipment.objects.filter(order__in=placed).order_by("pk"))
+    stop = stop_for(together[0], world["north"], "pickup")
+    stop.shipments.set(together)
+
+    done = complete(client_for(world["north_staff"]), stop, outcome="done", weight_kg="9.006")
+
+    assert done.status_code == 200
+    shares = [
+        s.picked_up_weight_kg
+        for s in Shipment.objects.filter(pk__in=[x.pk for x in together]).order_by("pk")
+    ]
+    assert shares == [Decimal("1.000")] * 9 + [Decimal("0.006")]
+    assert sum(shares) == Decimal("9.006")
+
+
+def test_a_rejected_line_leaves_the_shipment_at_what_its_other_lines_weigh(world, client_for):
+    """Two lines of 1.001 jin (0.5005 kg each): 1.001 kg together; one left: 0.501 kg."""
+    farmer, buyer = world["farmer"], world["buyer"]
+    jin, more_jin = create_listing(farmer, unit="jin"), create_listing(farmer, unit="jin")
+    order = orders.order_place(
+        buyer=buyer,
+        lines=[
+            orders.LineRequest(listing_id=x.pk, quantity=Decimal("1.001")) for x in (jin, more_jin)
+        ],
+        delivery_method="home",
+        payment_method="cod",
+    )
+    order_route(order_id=order.pk)
+    shipment = Shipment.objects.get(order=order)
+    assert shipment.weight_kg == Decimal("1.001")
+    loads = CenterDayLoad.objects.filter(center=world["north"], date=shipment.pickup_date)
+    before = loads.get().booked_kg
+
+    line = order.lines.get(listing=jin)
+    url = f"/api/v1/orders/{order.pk}/lines/{line.pk}/reject/"
+    assert client_for(farmer).post(url, {"reason": "卖完了"}, format="json").status_code == 200
+
+    shipment.refresh_from_db()
+    assert shipment.weight_kg == Decimal("0.501")
+    assert loads.get().booked_kg == before - Decimal("0.500")
+
+
 def test_a_pickup_needs_its_weight_and_occurred_at_is_kept(world, client_for):
     north = client_for(world["north_staff"])
     stop = stop_for(world["shipment"], world["north"], "pickup")
