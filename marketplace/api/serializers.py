@@ -56,11 +56,11 @@ class SlugRelatedField(serializers.SlugRelatedField):
 
 
 class PrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
-    """DRF's, taking only a whole number (or its digits as a string) as the key. DRF's
-    hands the value to the lookup as it comes, and the lookup's int() turns 1.5 and true
-    into 1: a client's mistake would quietly pick record 1."""
+    """DRF's, taking only a whole number (or its digits as a string) as the key, as DRF's
+    IntegerField does. DRF's hands the value to the lookup as it comes, and the lookup's
+    int() turns 2.5 into 2: a client's mistake would quietly pick record 2."""
 
     def to_internal_value(self, data):
-        if isinstance(data, bool) or not str(data).isdecimal() or not str(data).isascii():
+        if isinstance(data, bool) or not str(data).isdecimal():
             self.fail("incorrect_type", data_type=type(data).__name__)
         return super().to_internal_value(data)
