@@ -152,6 +152,9 @@ class ListingPhoto(models.Model):
         upload_to=listing_photo_path, width_field="width", height_field="height"
     )
     thumbnail = models.ImageField(upload_to=listing_photo_path, blank=True)
+    thumbnail_failed_at = models.DateTimeField(
+        null=True, blank=True, help_text="its image file was gone when the thumbnail was made"
+    )
     width = models.PositiveIntegerField(default=0)
     height = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -5,6 +5,7 @@ and re-encoded before anything is stored: the stored file is always our own JPEG
 EXIF (no GPS position of the farm), no comments and no colour profile, under a random name.
 """
 
+import logging
 import math
 import uuid
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from listings import errors, tasks
 from listings.models import Listing, ListingPhoto, ListingStatus
 from marketplace.exceptions import DomainError
 
+logger = logging.getLogger(__name__)
+
 MAX_PHOTOS_PER_LISTING = 8
 # Checked from the header, before any pixel is decoded: a few KB of PNG can claim to be
 # 100 000 × 100 000 pixels (a decompression bomb). 40 MP is more than any phone camera.
@@ -35,10 +38,8 @@ JPEG_QUALITY = 85
 THUMBNAIL_JPEG_QUALITY = 80
 # MPO is how Pillow names the multi-picture JPEGs that many phone cameras write.
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
-# A photo still without a thumbnail after this long lost its task; the sweeper re-drives it,
-# for a day: one that still has none then cannot get one (its image file is gone).
+# A photo still without a thumbnail after this long lost its task; the sweeper re-drives it.
 THUMBNAIL_OVERDUE_AFTER = timedelta(minutes=10)
-THUMBNAIL_GIVEN_UP_AFTER = timedelta(days=1)
 
 _SRGB = ImageCms.createProfile("sRGB")
 
@@ -220,11 +221,16 @@ def listing_photo_make_thumbnail(*, photo: ListingPhoto) -> ListingPhoto:
 
 
 def photos_missing_thumbnail(*, older_than: timedelta) -> QuerySet[ListingPhoto]:
-    """Photos whose thumbnail task should have run long ago, and not given up on (for the
-    sweeper): without the limit, photos that cannot get one would fill its every batch."""
-    now = timezone.now()
+    """Photos whose thumbnail task should have run long ago (for the sweeper); not those
+    whose image file was found gone, which cannot get one (they would fill its batches)."""
+    cutoff = timezone.now() - older_than
     return ListingPhoto.objects.filter(
-        thumbnail="",
-        created_at__lt=now - older_than,
-        created_at__gte=now - THUMBNAIL_GIVEN_UP_AFTER,
+        thumbnail="", thumbnail_failed_at__isnull=True, created_at__lt=cutoff
     ).order_by("id")
+
+
+def listing_photo_file_gone(*, photo: ListingPhoto) -> None:
+    """The photo's image file is gone (removed outside the app): no thumbnail can be made,
+    so the sweeper stops sending it. The API shows it without a thumbnail."""
+    logger.error("photo %s has no image file to make its thumbnail from", photo.pk)
+    ListingPhoto.objects.filter(pk=photo.pk).update(thumbnail_failed_at=timezone.now())

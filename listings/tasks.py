@@ -1,7 +1,5 @@
 """Background work of listings: photo thumbnails, and the sweeper that re-drives them."""
 
-import logging
-
 from celery import shared_task
 
 from listings import photos
@@ -9,20 +7,18 @@ from listings.models import ListingPhoto
 
 SWEEP_BATCH = 500
 
-logger = logging.getLogger(__name__)
-
 
 @shared_task(soft_time_limit=30, time_limit=60)
 def make_listing_photo_thumbnail(photo_id: int) -> None:
-    """Idempotent: a deleted photo, or one that has its thumbnail, is left alone; so is one
-    whose image file is gone (logged: the API shows it without a thumbnail)."""
+    """Idempotent: a deleted photo, or one that has its thumbnail, is left alone; one whose
+    image file is gone is marked so (and logged), and the sweeper sends it no more."""
     photo = ListingPhoto.objects.filter(pk=photo_id).first()
     if photo is None:
         return
     try:
         photos.listing_photo_make_thumbnail(photo=photo)
     except FileNotFoundError:
-        logger.error("photo %s has no image file to make its thumbnail from", photo_id)
+        photos.listing_photo_file_gone(photo=photo)
 
 
 @shared_task(soft_time_limit=30, time_limit=60)

@@ -405,20 +405,23 @@ class TestWithTheWorker:
 
 
 @pytest.mark.django_db
-def test_a_photo_whose_file_is_gone_is_logged_and_given_up_after_a_day(listing):
-    photo = photos.listing_photo_add(listing=listing, upload=image_file("JPEG"))
-    Path(photo.image.path).unlink()
-    overdue = timezone.now() - photos.THUMBNAIL_OVERDUE_AFTER * 2
+def test_a_photo_whose_file_is_gone_is_marked_and_no_longer_sent_again(listing):
+    gone = photos.listing_photo_add(listing=listing, upload=image_file("JPEG"))
+    lost = photos.listing_photo_add(listing=listing, upload=image_file("JPEG"))  # file there
+    Path(gone.image.path).unlink()
+    overdue = timezone.now() - timedelta(days=3)
+    ListingPhoto.objects.filter(pk__in=[gone.pk, lost.pk]).update(created_at=overdue)
+    assert make_overdue_listing_photo_thumbnails() == 2
 
-    make_listing_photo_thumbnail(photo.pk)  # no error: nothing to make it from
+    make_listing_photo_thumbnail(gone.pk)  # no error: nothing to make it from
 
-    assert ListingPhoto.objects.get(pk=photo.pk).thumbnail == ""
-    ListingPhoto.objects.filter(pk=photo.pk).update(created_at=overdue)
-    assert make_overdue_listing_photo_thumbnails() == 1  # within the day: tried again
-    given_up = timezone.now() - photos.THUMBNAIL_GIVEN_UP_AFTER - timedelta(minutes=1)
-    ListingPhoto.objects.filter(pk=photo.pk).update(created_at=given_up)
+    gone = ListingPhoto.objects.get(pk=gone.pk)
+    assert (gone.thumbnail, gone.thumbnail_failed_at is not None) == ("", True)
+    assert make_overdue_listing_photo_thumbnails() == 1  # the other, days overdue, still
+    make_listing_photo_thumbnail(lost.pk)
+    assert ListingPhoto.objects.get(pk=lost.pk).thumbnail
     assert make_overdue_listing_photo_thumbnails() == 0
-    celery_app.control.purge()  # the message it sent: no worker here
+    celery_app.control.purge()  # the messages it sent: no worker here
 
 
 def noisy_jpeg(megabytes: float) -> bytes:
