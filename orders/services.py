@@ -427,8 +427,8 @@ def order_line_reject(*, order_id: int, line_id: int, farmer: User, reason: str)
         subtotal=order.subtotal,
         farmer_count=len({x.farmer_id for x in remaining}),
     )
-    # A smaller subtotal may fall below free delivery: the fee must not bring back more
-    # than the line took off.
+    # A smaller subtotal may fall below free delivery: the fee stays at most the one quoted,
+    # so a rejection never raises the total.
     order.delivery_fee = min(recomputed, order.delivery_fee)
     order.total = order.subtotal + order.delivery_fee
     order.save(update_fields=["subtotal", "delivery_fee", "total", "updated_at"])

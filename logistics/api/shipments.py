@@ -64,7 +64,7 @@ def _not_in_future(value: datetime | None) -> datetime | None:
 
 def occurred_at_field() -> serializers.DateTimeField:
     """When it happened on the road: given by a device that was offline (kept as told), or
-    now when left out; never later than now."""
+    now when left out; never more than CLOCK_SLACK ahead of now."""
     return serializers.DateTimeField(required=False, default=None, validators=[_not_in_future])
 
 
