@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
@@ -79,7 +80,7 @@ class ListingAdmin(admin.ModelAdmin):
         "updated_at",
     )
     inlines = [ListingPhotoInline]
-    actions = ["pause", "publish", "archive"]
+    actions = ["pause", "publish", "archive", "delete_selected"]
 
     def has_add_permission(self, request) -> bool:
         return False  # farmers list produce through the API (listing_create)
@@ -105,10 +106,22 @@ class ListingAdmin(admin.ModelAdmin):
         # listing_delete then archives it instead (response_delete says so).
         services.listing_delete(listing=obj)
 
-    def delete_queryset(self, request, queryset) -> None:
+    @admin.action(description="Delete selected listings", permissions=["delete"])
+    def delete_selected(self, request, queryset):
+        """Django's bulk delete (its confirmation page first), each listing then going
+        through listing_delete: one ordered since the page was shown is archived, and the
+        messages say which were deleted and which archived."""
+        if not request.POST.get("post"):
+            return django_delete_selected(self, request, queryset)
+        deleted, archived = [], []
         for listing in queryset.order_by("pk"):
-            if services.listing_delete(listing=listing) is not None:
-                self.message_user(request, _ARCHIVED_INSTEAD.format(listing), messages.WARNING)
+            (archived if services.listing_delete(listing=listing) else deleted).append(listing)
+        if deleted:
+            self.log_deletions(request, deleted)
+            self.message_user(request, f"{len(deleted)} listing(s) deleted.", messages.SUCCESS)
+        for listing in archived:
+            self.message_user(request, _ARCHIVED_INSTEAD.format(listing), messages.WARNING)
+        return None
 
     def response_delete(self, request, obj_display, obj_id):
         if Listing.objects.filter(pk=obj_id).exists():

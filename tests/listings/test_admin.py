@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
@@ -175,6 +176,13 @@ def test_deleting_in_the_admin_deletes_a_listing_nobody_ordered(operator):
     assert single.status_code == 200
     assert bulk.status_code == 302
     assert list(Listing.objects.values_list("pk", flat=True)) == [kept.pk]
+    logged = LogEntry.objects.filter(action_flag=DELETION).values_list("object_id", flat=True)
+    assert sorted(logged) == sorted([str(deleted.pk), str(also_deleted.pk)])
+    confirm = operator.post(
+        CHANGELIST, {"action": "delete_selected", "_selected_action": [kept.pk]}
+    )
+    assert b"Are you sure" in confirm.content  # Django's confirmation page, nothing deleted
+    assert list(Listing.objects.values_list("pk", flat=True)) == [kept.pk]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -195,5 +203,7 @@ def test_a_listing_ordered_while_the_admin_deletes_it_is_archived_instead(operat
     assert response.status_code == 200, response
     listing.refresh_from_db()
     assert (listing.status, listing.quantity_available) == (ListingStatus.ARCHIVED, Decimal(8))
-    warnings = [str(m) for m in get_messages(response.wsgi_request) if m.level_tag == "warning"]
-    assert warnings == [f"{listing}: ordered meanwhile, so archived instead of deleted."]
+    told = [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
+    assert told == [("warning", f"{listing}: ordered meanwhile, so archived instead of deleted.")]
+    # the bulk action logs only what it deleted (the single delete view logs before it asks)
+    assert LogEntry.objects.filter(action_flag=DELETION).count() == (1 if how == "single" else 0)
