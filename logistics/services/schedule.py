@@ -190,10 +190,15 @@ def _day_shipments(center: ServiceCenter, day: date) -> QuerySet[Shipment]:
 
 
 def _day_vehicles(center: ServiceCenter, day: date) -> QuerySet[Vehicle]:
-    """The center's active vehicles not already on the road that day."""
+    """The center's active vehicles not already on the road that day. (One subquery: an
+    exclude across `routes` would test the day and the status on different routes, and a
+    van with a route planned today and one driven yesterday would drop out.)"""
+    on_the_road = Route.objects.filter(
+        date=day, status__in=(RouteStatus.STARTED, RouteStatus.COMPLETED), vehicle__isnull=False
+    ).values("vehicle_id")
     return (
         Vehicle.objects.filter(service_center=center, active=True)
-        .exclude(routes__date=day, routes__status__in=(RouteStatus.STARTED, RouteStatus.COMPLETED))
+        .exclude(pk__in=on_the_road)
         .order_by("pk")
     )
 

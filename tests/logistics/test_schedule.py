@@ -176,6 +176,22 @@ def test_each_farmer_is_told_when_their_pickup_is_due_and_each_buyer_when_it_set
 
 
 @pytest.mark.django_db
+def test_a_day_planned_again_keeps_vans_that_drove_on_another_day(day):
+    for vehicle in (day["van"], day["cold"]):  # both drove yesterday
+        Route.objects.create(
+            service_center=day["center"],
+            date=day["date"] - timedelta(days=1),
+            vehicle=vehicle,
+            status=RouteStatus.COMPLETED,
+        )
+    first = run_day(day)
+    again = run_day(day)  # the morning after the nightly plan: planned routes are replaced
+    assert (first.summary["vehicles_available"], again.summary["vehicles_available"]) == (2, 2)
+    assert again.summary["unassigned"] == first.summary["unassigned"] == []
+    assert again.summary["routes"] == first.summary["routes"] > 0
+
+
+@pytest.mark.django_db
 def test_a_past_day_planned_again_puts_what_does_not_fit_on_tomorrow(day):
     past, tomorrow = timezone.localdate() - timedelta(days=2), timezone.localdate() + timedelta(1)
     for shipment in Shipment.objects.all():  # the day was two days ago
