@@ -89,13 +89,15 @@ def _advance_order(order_id: int, actor: User | None) -> None:
     )
     if not statuses:
         return
-    picked_up = any(s not in BEFORE_PICKUP for s in statuses)
+    # A pickup that failed for good picked nothing up: the order may still be called off.
+    picked_up = any(s not in BEFORE_PICKUP | {ShipmentStatus.FAILED} for s in statuses)
     if order.status in (OrderStatus.CONFIRMED, OrderStatus.SCHEDULED) and picked_up:
         order = order_transition(
             order=order, to_status=OrderStatus.IN_TRANSIT, actor=actor, reason="first pickup"
         )
-    if order.status != OrderStatus.IN_TRANSIT or not all(s in FINAL for s in statuses):
-        return
+    on_its_way = (OrderStatus.CONFIRMED, OrderStatus.SCHEDULED, OrderStatus.IN_TRANSIT)
+    if order.status not in on_its_way or not all(s in FINAL for s in statuses):
+        return  # (every pickup failed for good: from confirmed or scheduled to failed)
     delivered = statuses.count(ShipmentStatus.DELIVERED)
     if delivered == len(statuses):
         final = OrderStatus.DELIVERED

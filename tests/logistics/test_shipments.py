@@ -201,6 +201,43 @@ def test_a_failed_pickup_reported_days_late_goes_to_tomorrow_not_the_past(world,
     assert CenterDayLoad.objects.get(center=world["north"], date=tomorrow).booked_kg == 8
 
 
+def test_a_pickup_failed_for_good_picks_nothing_up_so_the_order_can_still_be_cancelled(
+    world, client_for, settings
+):
+    settings.MAX_STOP_ATTEMPTS = 1
+    other = FarmerFactory(village=world["farmer"].village)
+    order = orders.order_place(
+        buyer=world["buyer"],
+        lines=[
+            orders.LineRequest(listing_id=x.pk, quantity=Decimal("1"))
+            for x in (world["listing"], create_listing(other))
+        ],
+        delivery_method="home",
+        payment_method="cod",
+    )
+    order_route(order_id=order.pk)
+    theirs = Shipment.objects.get(order=order, farmer=other)
+    stop = stop_for(theirs, world["north"], "pickup")
+    failed = complete(client_for(world["north_staff"]), stop, outcome="failed", reason="不在家")
+    assert failed.status_code == 200
+    assert Shipment.objects.get(pk=theirs.pk).status == ShipmentStatus.FAILED
+    order.refresh_from_db()
+    assert order.status == OrderStatus.CONFIRMED  # nothing picked up yet
+    cancel = client_for(world["buyer"]).post(f"/api/v1/orders/{order.pk}/cancel/")
+    assert cancel.status_code == 200
+
+
+def test_an_order_whose_every_pickup_failed_for_good_fails(world, client_for, settings):
+    settings.MAX_STOP_ATTEMPTS = 1
+    stop = stop_for(world["shipment"], world["north"], "pickup")
+    failed = complete(client_for(world["north_staff"]), stop, outcome="failed", reason="没货")
+    assert failed.status_code == 200
+    order = world["order"]
+    order.refresh_from_db()
+    assert order.status == OrderStatus.FAILED
+    assert [e.to_status for e in order.events.order_by("pk")][-1] == OrderStatus.FAILED
+
+
 def test_a_failed_stop_moves_the_booked_capacity_with_its_days_and_a_cancel_frees_them(
     world, client_for
 ):
