@@ -11,7 +11,12 @@ from rest_framework.views import APIView
 
 from logistics import selectors
 from logistics.models import Shipment, Stop
-from logistics.services.shipments import Completion, shipment_receive, stop_complete
+from logistics.services.shipments import (
+    Completion,
+    shipment_hand_over,
+    shipment_receive,
+    stop_complete,
+)
 from marketplace.api.permissions import IsCenterStaff, IsFarmer
 from marketplace.exceptions import DomainError
 from orders.api.serializers import ShipmentLegSerializer, TrackingEventSerializer
@@ -72,6 +77,11 @@ class OccurredAtSerializer(serializers.Serializer):
     occurred_at = occurred_at_field()
 
 
+class HandOverSerializer(serializers.Serializer):
+    delivery_code = serializers.RegexField(r"^[0-9]{6}$")
+    occurred_at = occurred_at_field()
+
+
 class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Shipments for staff of their origin or destination center, their farmer, their buyer."""
 
@@ -102,6 +112,29 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         shipment_receive(
             shipment_id=shipment.pk,
             staff=request.user,
+            occurred_at=body.validated_data["occurred_at"],
+        )
+        return Response(self.get_serializer(self.get_queryset().get(pk=shipment.pk)).data)
+
+    @extend_schema(request=HandOverSerializer, responses=ShipmentSerializer)
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="hand-over",
+        permission_classes=[IsAuthenticated, IsCenterStaff],
+    )
+    def hand_over(self, request, pk=None):
+        """Staff at the buyer's center hand a pickup-at-center order's goods to the buyer,
+        who shows the order's delivery code."""
+        shipment = self.get_object()
+        if shipment.destination_center_id != request.user.service_center_id:
+            raise DomainError("not_found", "No such shipment at your center.", status_code=404)
+        body = HandOverSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        shipment_hand_over(
+            shipment_id=shipment.pk,
+            staff=request.user,
+            delivery_code=body.validated_data["delivery_code"],
             occurred_at=body.validated_data["occurred_at"],
         )
         return Response(self.get_serializer(self.get_queryset().get(pk=shipment.pk)).data)

@@ -35,6 +35,7 @@ from logistics.services.routing import (
 from marketplace.accounts.models import User
 from marketplace.exceptions import ConflictError, DomainError
 from orders.models import (
+    DeliveryMethod,
     LineStatus,
     NotificationKind,
     Order,
@@ -319,6 +320,36 @@ def shipment_receive(
         "transfer received",
         center=shipment.destination_center,
     )
+    return shipment
+
+
+@transaction.atomic
+def shipment_hand_over(
+    *, shipment_id: int, staff: User, delivery_code: str, occurred_at: datetime | None = None
+) -> Shipment:
+    """Staff at the buyer's service center hand a pickup-at-center order's goods to the
+    buyer, who shows the order's 6-digit code: the shipment is delivered and the order
+    follows (delivered, cash collected). Only goods waiting at the center; handing them
+    over again changes nothing. The order is locked before its shipment, as elsewhere."""
+    order_id = Shipment.objects.filter(pk=shipment_id).values_list("order_id", flat=True).get()
+    order = order_lock(order_id)
+    shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
+    if shipment.status == ShipmentStatus.DELIVERED:
+        return shipment
+    if order.delivery_method != DeliveryMethod.PICKUP:
+        raise ConflictError(
+            errors.NOT_FOR_HAND_OVER, "This order is delivered to the buyer, not collected."
+        )
+    if shipment.status != ShipmentStatus.AT_CENTER:
+        raise ConflictError(
+            errors.SHIPMENT_NOT_READY,
+            f"This shipment is {shipment.status}, not waiting at the center.",
+            extra={"shipments": {shipment.pk: shipment.status}},
+        )
+    if delivery_code != order.delivery_code:
+        raise DomainError(errors.INVALID_DELIVERY_CODE, "That is not this order's code.")
+    _complete_delivery([shipment], staff, occurred_at or timezone.now())
+    _advance_order(order.pk, staff)
     return shipment
 
 

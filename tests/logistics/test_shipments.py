@@ -576,3 +576,52 @@ def test_the_order_shows_each_shipments_tracking_events(world, client_for):
     assert [e["status"] for e in shown["events"]] == ["pending", "picked_up", "in_transfer"]
     assert shown["events"] == tracked["events"]
     assert shown["events"][1]["note"] == "7.900 kg"
+
+
+def test_goods_collected_at_the_center_are_handed_over_with_the_buyers_code(world, client_for):
+    south, buyer = world["south"], world["buyer"]
+    farmer = FarmerFactory(village=VillageFactory(service_center=south))
+    order = orders.order_place(
+        buyer=buyer,
+        lines=[orders.LineRequest(listing_id=create_listing(farmer).pk, quantity=Decimal(2))],
+        delivery_method="pickup",
+        payment_method="cod",
+    )
+    order_route(order_id=order.pk)
+    shipment = Shipment.objects.get(order=order)
+    staff = client_for(world["south_staff"])
+    url = f"/api/v1/shipments/{shipment.pk}/hand-over/"
+    code = order.delivery_code
+
+    early = staff.post(url, {"delivery_code": code}, format="json")
+    assert (early.status_code, early.json()["code"]) == (409, "shipment_not_ready")
+    picked = complete(staff, stop_for(shipment, south, "pickup"), outcome="done", weight_kg="2")
+    assert picked.status_code == 200
+    assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.AT_CENTER
+
+    wrong = staff.post(url, {"delivery_code": "000000" if code != "000000" else "111111"})
+    assert (wrong.status_code, wrong.json()["code"]) == (400, "invalid_delivery_code")
+    assert client_for(world["north_staff"]).post(url, {"delivery_code": code}).status_code == 404
+    assert client_for(farmer).post(url, {"delivery_code": code}).status_code == 403
+    assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.AT_CENTER
+
+    handed = staff.post(url, {"delivery_code": code}, format="json")
+    assert handed.status_code == 200, handed.json()
+    assert handed.json()["status"] == "delivered"
+    assert set(shipment.legs.values_list("kind", "status")) == {
+        ("pickup", "done"),
+        ("handover", "done"),
+    }
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == (OrderStatus.DELIVERED, PaymentStatus.COLLECTED)
+    again = staff.post(url, {"delivery_code": code}, format="json")
+    assert (again.status_code, again.json()["status"]) == (200, "delivered")
+    assert order.events.filter(to_status=OrderStatus.DELIVERED).count() == 1
+
+
+def test_goods_delivered_home_are_not_handed_over_at_the_center(world, client_for):
+    shipment, order = world["shipment"], world["order"]
+    url = f"/api/v1/shipments/{shipment.pk}/hand-over/"
+    answer = client_for(world["south_staff"]).post(url, {"delivery_code": order.delivery_code})
+    assert (answer.status_code, answer.json()["code"]) == (409, "not_for_hand_over")
+    assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.PENDING
