@@ -6,6 +6,7 @@ import pytest
 from axes.models import AccessAttempt, AccessLog
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from rest_framework.throttling import ScopedRateThrottle
 
 from marketplace.accounts.models import Role
 from marketplace.accounts.tasks import prune_login_logs
@@ -126,6 +127,55 @@ def test_register_unknown_village_and_weak_password(api):
     assert response.status_code == 400
     assert response.json()["code"] == "weak_password"
     assert not User.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("phone", "name", "password"),
+    [
+        ("+8613911112222", "王秀英", "+8613911112222"),  # the phone itself
+        ("+8613911112223", "zhangwei2024", "zhangwei2024"),  # the name itself
+    ],
+)
+def test_a_password_like_the_phone_or_the_name_is_weak(api, phone, name, password):
+    body = register_body(VillageFactory(), phone=phone, name=name, password=password)
+    response = api.post(REGISTER, body, format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "weak_password"
+    assert not get_user_model().objects.filter(name=name).exists()
+
+
+def test_the_register_limit_counts_an_address_the_client_cannot_write(api, monkeypatch):
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"register": "2/hour"})
+    answers = []
+    for n in range(3):  # each claims another address in X-Forwarded-For, from one peer
+        body = register_body(VillageFactory(), phone=f"+861391111300{n}")
+        answer = api.post(
+            REGISTER,
+            body,
+            format="json",
+            REMOTE_ADDR="10.20.30.40",
+            HTTP_X_FORWARDED_FOR=f"1.1.1.{n}",
+        )
+        answers.append(answer.status_code)
+    assert answers == [201, 201, 429]
+
+
+def test_behind_a_proxy_the_lockout_keys_on_the_address_the_proxy_saw(api, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}  # PROXY_COUNT=1
+    victim = FarmerFactory(phone="+8613912340001")
+    proxy = {"REMOTE_ADDR": "10.0.0.1"}  # every request comes through it
+
+    def login(password: str, seen_by_proxy: str, written_by_client: str = ""):
+        forwarded = ", ".join(filter(None, [written_by_client, seen_by_proxy]))
+        body = {"phone": victim.phone, "password": password}
+        return api.post(TOKEN, body, format="json", HTTP_X_FORWARDED_FOR=forwarded, **proxy)
+
+    for _ in range(2):  # an attacker, claiming to be the victim's address
+        assert login("wrong", "6.6.6.6", written_by_client="7.7.7.7").status_code in (401, 429)
+    assert login(PASSWORD, "6.6.6.6").status_code == 429  # the attacker is locked out
+    assert login(PASSWORD, "7.7.7.7").status_code == 200  # the victim is not
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"6.6.6.6"}
 
 
 def test_register_needs_both_coordinates(api):
