@@ -122,6 +122,7 @@ def _route(data: dict) -> PlannedRoute:
                 arrival_s=stop["arrival_s"],
                 service_s=stop["service_s"],
                 load_g=stop["load_g"],
+                wait_s=stop.get("wait_s", 0),  # plans stored before it was kept
             )
             for stop in data["stops"]
         ),

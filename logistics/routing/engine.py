@@ -45,6 +45,7 @@ class EngineStep:
     arrival: int
     service: int
     load: int
+    waiting: int = 0  # before service may start: the job's window opens later
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,7 @@ def read_answer(solution: Solution) -> EngineAnswer:
                 arrival=int(step["arrival"]),
                 service=int(step.get("service", 0)),
                 load=int(step["load"][0]) if step.get("load") else 0,
+                waiting=int(step.get("waiting_time", 0)),
             )
             for step in steps
             if step["type"] in ("job", "pickup", "delivery")

@@ -99,6 +99,7 @@ class PlannedStop:
     arrival_s: int
     service_s: int
     load_g: int  # on board after this stop
+    wait_s: int = 0  # from arrival until the window opens: service starts at arrival + wait
 
 
 @dataclass(frozen=True)

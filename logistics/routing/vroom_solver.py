@@ -180,6 +180,7 @@ def _route(model: EngineModel, route: EngineRoute) -> PlannedRoute:
                 arrival_s=step.arrival,
                 service_s=step.service,
                 load_g=step.load,
+                wait_s=step.waiting,
             )
         )
     return PlannedRoute(

@@ -429,7 +429,7 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
                 lng=Decimal(str(round(step.location.lng, 6))),
                 window_start=_at(day, window.start),
                 window_end=_at(day, window.end),
-                eta=_at(day, step.arrival_s),
+                eta=_at(day, step.arrival_s + step.wait_s),  # when service starts
                 load_kg=Decimal(step.load_g) / GRAMS_PER_KG,
             )
             stop.shipments.set(shipments)

@@ -184,6 +184,7 @@ def _replay_times(route, vehicle, *, jobs, pairs, index, durations):
         windows = job.windows or (TimeWindow(0, 24 * H),)
         starts = [max(clock, w.start) for w in windows if clock <= w.end]
         assert starts, f"{stop} arrives after all of its windows {windows}"
+        assert stop.arrival_s + stop.wait_s == min(starts), f"service start at {stop}"
         assert stop.service_s == job.service_s
         clock, here = min(starts) + stop.service_s, index[stop.location]
     clock += durations[here][index[vehicle.end]]
