@@ -216,9 +216,32 @@ def _spec(vehicle: Vehicle, depot: Location) -> VehicleSpec:
     )
 
 
+def _loads(group: list[Shipment], vehicles: tuple[VehicleSpec, ...]) -> list[list[Shipment]]:
+    """Shipments at one place as stops the day's vehicles can carry: more than the largest
+    vehicle able to take them holds is split, heaviest first, into loads that each fit
+    (one shipment too heavy for every vehicle stays a load of its own, reported too heavy),
+    so two orders that each fit are not refused together."""
+    skills = _skills(group)
+    capacity = max((v.capacity_g for v in vehicles if skills <= v.skills), default=0)
+    if not capacity:  # no vehicle can take any of it: one stop, reported unassigned
+        return [group]
+    loads: list[tuple[int, list[Shipment]]] = []
+    for shipment in sorted(group, key=lambda s: (-s.weight_kg, s.pk)):
+        grams = _grams(shipment.weight_kg)
+        room = next((n for n, (g, _) in enumerate(loads) if g + grams <= capacity), None)
+        if room is None:
+            loads.append((grams, [shipment]))
+        else:
+            loads[room] = (loads[room][0] + grams, [*loads[room][1], shipment])
+    return [sorted(load, key=lambda s: s.pk) for _, load in loads]
+
+
 def _gather(center: ServiceCenter, day: date) -> _Day:
     """The day's farm pickups (grouped by farm), deliveries (grouped by order: one code per
-    stop) and same-day farm-to-buyer pairs inside this center."""
+    stop) and same-day farm-to-buyer pairs inside this center; goods needing a refrigerated
+    vehicle apart from the rest, and no stop more than a vehicle can carry (_loads)."""
+    depot = Location(float(center.lat), float(center.lng))
+    vehicles = tuple(_spec(v, depot) for v in _day_vehicles(center, day))
     shipments = list(_day_shipments(center, day).select_related("order").prefetch_related("legs"))
     home_delivery = {
         s.pk for s in shipments if any(leg.kind == LegKind.DELIVERY for leg in s.legs.all())
@@ -237,18 +260,20 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
             and s.delivery_date == day
             and s.pk in home_delivery
         )
+        cold = s.needs_refrigeration
         if same_day_pair:
-            pairs[(s.pickup_lat, s.pickup_lng, s.order_id)].append(s)
+            pairs[(s.pickup_lat, s.pickup_lng, s.order_id, cold)].append(s)
         elif s.status in PLANNABLE:
-            farms[(s.pickup_lat, s.pickup_lng)].append(s)
+            farms[(s.pickup_lat, s.pickup_lng, cold)].append(s)
         elif s.pk in home_delivery:
-            drops[s.order_id].append(s)
+            drops[(s.order_id, cold)].append(s)
         # a hand-over at the center needs no vehicle
-    result = _Day(
-        problem=Problem(depot=Location(float(center.lat), float(center.lng)), vehicles=())
-    )
+    result = _Day(problem=Problem(depot=depot, vehicles=()))
     jobs, pair_jobs, next_id = [], [], 1
-    for (lat, lng), group in farms.items():
+    farm_loads = [
+        (lat, lng, load) for (lat, lng, _), at in farms.items() for load in _loads(at, vehicles)
+    ]
+    for lat, lng, group in farm_loads:
         jobs.append(
             Job(
                 id=next_id,
@@ -263,7 +288,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
         )
         result.job_shipments[next_id] = group
         next_id += 1
-    for group in drops.values():
+    for group in (load for to in drops.values() for load in _loads(to, vehicles)):
         first = group[0]
         jobs.append(
             Job(
@@ -279,7 +304,10 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
         )
         result.job_shipments[next_id] = group
         next_id += 1
-    for (lat, lng, _order), group in pairs.items():
+    pair_loads = [
+        (lat, lng, load) for (lat, lng, _, _), at in pairs.items() for load in _loads(at, vehicles)
+    ]
+    for lat, lng, group in pair_loads:
         first, amount = group[0], sum(_grams(s.weight_kg) for s in group)
         pickup = Job(
             id=next_id,
@@ -309,7 +337,6 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
         )
         result.pair_shipments[next_id] = group
         next_id += 1
-    vehicles = tuple(_spec(v, result.problem.depot) for v in _day_vehicles(center, day))
     result.problem = Problem(
         depot=result.problem.depot, vehicles=vehicles, jobs=tuple(jobs), pairs=tuple(pair_jobs)
     )

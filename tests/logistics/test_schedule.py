@@ -577,3 +577,35 @@ def test_a_task_for_a_run_or_zone_deleted_after_it_was_sent_does_nothing(day):
     assert schedule_center_day(run.pk) == "gone"
     assert schedule_zone(run.pk, 0) == "gone"
     assert not Route.objects.exists()
+
+
+@pytest.mark.django_db
+def test_goods_at_one_farm_go_as_stops_the_vehicles_can_take():
+    """Two 200 kg orders and 10 kg of milk at one farm, a 300 kg van without a fridge: one
+    order goes, the other finds no room, the milk finds no vehicle; as one stop all three
+    were refused (too heavy, and needing a fridge)."""
+    center = ServiceCenterFactory(lat=Decimal("30.200000"), lng=Decimal("119.600000"))
+    elsewhere = ServiceCenterFactory(lat=Decimal("30.600000"), lng=Decimal("119.600000"))
+    Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal("300"))
+    farm = FarmerFactory(village=village_near(center, "0.01", "0.02"))
+    vegetables = create_listing(farm, unit="kg", quantity_available=Decimal("1000"))
+    milk = create_listing(farm, category="dairy", unit="kg", needs_refrigeration=True)
+    buyers = [BuyerFactory(village=village_near(elsewhere, "0.01", f"0.0{n}")) for n in (1, 2, 3)]
+    heavy = [routed_order(buyers[n], (vegetables, 200)) for n in (0, 1)]
+    cold = routed_order(buyers[2], (milk, 10))
+    shipments = Shipment.objects.filter(order__in=[*heavy, cold])
+    [day] = set(shipments.values_list("pickup_date", flat=True))
+
+    run = schedule.schedule_run_execute(
+        run_id=ScheduleRun.objects.create(service_center=center, date=day).pk
+    )
+
+    reasons = {item["reason"]: item["shipments"] for item in run.summary["unassigned"]}
+    assert set(reasons) == {"no_room", "no_vehicle_with_skills"}
+    assert reasons["no_vehicle_with_skills"] == [shipments.get(order=cold).pk]
+    [left] = reasons["no_room"]
+    assert shipments.get(pk=left).order in heavy
+    scheduled = shipments.filter(status=ShipmentStatus.SCHEDULED)
+    assert [s.order for s in scheduled] == [
+        o for o in heavy if o.pk != shipments.get(pk=left).order_id
+    ]
