@@ -211,6 +211,7 @@ class NotificationKind(models.TextChoices):
     PICKUP_SCHEDULED = "pickup_scheduled"
     OUT_FOR_DELIVERY = "out_for_delivery"
     ORDER_DELIVERED = "order_delivered"
+    GOODS_NOT_DELIVERED = "goods_not_delivered"
 
 
 class Notification(models.Model):

@@ -417,6 +417,34 @@ def notify_line_rejected(order: Order, line: OrderLine) -> list[Notification]:
     )
 
 
+def notify_goods_not_delivered(
+    order: Order, lines: list[OrderLine], *, reason: str
+) -> list[Notification]:
+    """The buyer: which goods could not be brought after every try, that they are not
+    charged, and the new total."""
+    titles = "、".join(f"「{line.title}」" for line in lines)
+    return store(
+        [
+            _build(
+                user_id=order.buyer_id,
+                kind=NotificationKind.GOODS_NOT_DELIVERED,
+                title="商品未能送达",
+                body=(
+                    f"订单 #{order.pk} 中的{titles}多次未能取送（{reason}），"
+                    f"不收费，订单合计 ¥{order.total}。"
+                ),
+                order=order,
+                data={
+                    "order": order.pk,
+                    "lines": [line.pk for line in lines],
+                    "reason": reason,
+                    "total": _money(order.total),
+                },
+            )
+        ]
+    )
+
+
 def notify_order_cancelled(order: Order, *, reason: str = "") -> list[Notification]:
     """The buyer; and the farmers whose lines the cancel called off (those lines are now
     `cancelled`; a rejected line's farmer already knows), if they had heard of the order."""

@@ -418,25 +418,51 @@ def order_line_reject(*, order_id: int, line_id: int, farmer: User, reason: str)
     _restock_lines(order, [line])
     line.status, line.reject_reason = LineStatus.REJECTED, reason.strip()
     line.save(update_fields=["status", "reject_reason"])
-    remaining = list(order.lines.filter(status=LineStatus.ACTIVE))
-    if not remaining:
+    if not order.lines.filter(status=LineStatus.ACTIVE).exists():
         return order_cancel(order_id=order.pk, actor=farmer, reason=f"last line rejected: {reason}")
-    order.subtotal = sum((x.subtotal for x in remaining), Decimal("0.00"))
-    recomputed = delivery_fee(
-        delivery_method=order.delivery_method,
-        subtotal=order.subtotal,
-        farmer_count=len({x.farmer_id for x in remaining}),
-    )
-    # A smaller subtotal may fall below free delivery: the fee stays at most the one quoted,
-    # so a rejection never raises the total.
-    order.delivery_fee = min(recomputed, order.delivery_fee)
-    order.total = order.subtotal + order.delivery_fee
-    order.save(update_fields=["subtotal", "delivery_fee", "total", "updated_at"])
+    _total_again(order)
     # Imported here: logistics builds on orders (as in order_cancel).
     from logistics.services.shipments import shipments_after_line_rejected  # noqa: PLC0415
 
     shipments_after_line_rejected(order=order, line=line, actor=farmer)
     notifications.notify_line_rejected(order, line)
+    return order
+
+
+def _total_again(order: Order) -> None:
+    """The order's money for its active lines only, after some were turned down or not
+    delivered. A smaller subtotal may fall below free delivery: the fee stays at most the
+    one quoted, so the total never rises; with no line left, nothing is due."""
+    remaining = list(order.lines.filter(status=LineStatus.ACTIVE))
+    order.subtotal = sum((x.subtotal for x in remaining), Decimal("0.00"))
+    recomputed = (
+        delivery_fee(
+            delivery_method=order.delivery_method,
+            subtotal=order.subtotal,
+            farmer_count=len({x.farmer_id for x in remaining}),
+        )
+        if remaining
+        else Decimal("0.00")
+    )
+    order.delivery_fee = min(recomputed, order.delivery_fee)
+    order.total = order.subtotal + order.delivery_fee
+    order.save(update_fields=["subtotal", "delivery_fee", "total", "updated_at"])
+
+
+def order_lines_not_delivered(*, order_id: int, farmer_id: int, restock: bool, reason: str):
+    """A farmer's goods in the order failed for good (their stop failed too often), inside
+    the stop's completion: their lines are called off and not charged (the total drops as
+    for a rejected line), given back to stock when they never left the farm, and the buyer
+    is told."""
+    order = order_lock(order_id)
+    lines = list(order.lines.filter(farmer_id=farmer_id, status=LineStatus.ACTIVE))
+    if not lines:
+        return order
+    if restock:
+        _restock_lines(order, lines)
+    OrderLine.objects.filter(pk__in=[line.pk for line in lines]).update(status=LineStatus.CANCELLED)
+    _total_again(order)
+    notifications.notify_goods_not_delivered(order, lines, reason=reason)
     return order
 
 

@@ -45,7 +45,7 @@ from orders.models import (
     PaymentStatus,
 )
 from orders.notifications import notify, notify_out_for_delivery
-from orders.services import order_lock, order_transition
+from orders.services import order_lines_not_delivered, order_lock, order_transition
 
 FINAL = frozenset({ShipmentStatus.DELIVERED, ShipmentStatus.FAILED, ShipmentStatus.CANCELLED})
 BEFORE_PICKUP = frozenset({ShipmentStatus.PENDING, ShipmentStatus.SCHEDULED})
@@ -109,6 +109,9 @@ def _advance_order(order_id: int, actor: User | None) -> None:
     if delivered and order.payment_method == PaymentMethod.COD:
         order.payment_status, order.paid_at = PaymentStatus.COLLECTED, timezone.now()
         order.save(update_fields=["payment_status", "paid_at", "updated_at"])
+    elif not delivered and order.payment_status == PaymentStatus.UNPAID:
+        order.payment_status = PaymentStatus.NOT_DUE  # nothing came: nothing to collect
+        order.save(update_fields=["payment_status", "updated_at"])
     order = order_transition(
         order=order, to_status=final, actor=actor, reason="all shipments finished"
     )
@@ -164,6 +167,13 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
         if shipment.failed_attempts >= settings.MAX_STOP_ATTEMPTS:
             shipment.save(update_fields=["failed_attempts"])
             _track(shipment, ShipmentStatus.FAILED, at, staff, data.reason)
+            _release(shipment, shipment.weight_kg)
+            order_lines_not_delivered(  # not charged; back in stock if never picked up
+                order_id=shipment.order_id,
+                farmer_id=shipment.farmer_id,
+                restock=stop.kind == StopKind.PICKUP,
+                reason=data.reason.strip(),
+            )
             continue
         pickup = stop.kind == StopKind.PICKUP
         move = next_try(shipment.pickup_date if pickup else shipment.delivery_date)

@@ -236,6 +236,81 @@ def test_an_order_whose_every_pickup_failed_for_good_fails(world, client_for, se
     order.refresh_from_db()
     assert order.status == OrderStatus.FAILED
     assert [e.to_status for e in order.events.order_by("pk")][-1] == OrderStatus.FAILED
+    # nothing came, nothing is due; the goods never left the farm: back on sale
+    assert (order.payment_status, order.total) == (PaymentStatus.NOT_DUE, Decimal("0.00"))
+    assert Listing.objects.get(pk=world["listing"].pk).quantity_available == Decimal(100)
+    assert set(CenterDayLoad.objects.values_list("booked_kg", flat=True)) == {Decimal(0)}
+
+
+def test_goods_that_failed_for_good_are_not_charged_and_go_back_on_sale(
+    world, client_for, settings
+):
+    settings.MAX_STOP_ATTEMPTS = 1
+    south, buyer = world["south"], world["buyer"]
+    farmers = [FarmerFactory(village=VillageFactory(service_center=south)) for _ in range(2)]
+    fresh = create_listing(farmers[0], unit="kg", price=Decimal("10.00"))
+    gone = create_listing(farmers[1], unit="kg", price=Decimal("3.00"))
+    order = orders.order_place(
+        buyer=buyer,
+        lines=[
+            orders.LineRequest(listing_id=fresh.pk, quantity=Decimal(8)),
+            orders.LineRequest(listing_id=gone.pk, quantity=Decimal(5)),
+        ],
+        delivery_method="home",
+        payment_method="cod",
+    )
+    assert (order.subtotal, order.delivery_fee, order.total) == (
+        Decimal("95.00"),
+        Decimal("7.00"),
+        Decimal("102.00"),
+    )
+    order_route(order_id=order.pk)
+    delivered = Shipment.objects.get(order=order, farmer=farmers[0])
+    failed = Shipment.objects.get(order=order, farmer=farmers[1])
+    staff = client_for(world["south_staff"])
+
+    def booked_at_south():
+        return sum(CenterDayLoad.objects.filter(center=south).values_list("booked_kg", flat=True))
+
+    booked = booked_at_south()
+
+    assert (
+        complete(
+            staff, stop_for(failed, south, "pickup"), outcome="failed", reason="不在家"
+        ).status_code
+        == 200
+    )
+    assert (
+        complete(
+            staff, stop_for(delivered, south, "pickup"), outcome="done", weight_kg="8"
+        ).status_code
+        == 200
+    )
+    handed = complete(
+        staff,
+        stop_for(delivered, south, "delivery"),
+        outcome="done",
+        delivery_code=order.delivery_code,
+    )
+    assert handed.status_code == 200
+
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == (
+        OrderStatus.PARTIALLY_DELIVERED,
+        PaymentStatus.COLLECTED,
+    )
+    assert (order.subtotal, order.delivery_fee, order.total) == (  # one farmer's goods, fee
+        Decimal("80.00"),
+        Decimal("5.00"),
+        Decimal("85.00"),
+    )
+    assert set(order.lines.filter(farmer=farmers[1]).values_list("status", flat=True)) == {
+        "cancelled"
+    }
+    assert Listing.objects.get(pk=gone.pk).quantity_available == Decimal(100)
+    assert booked_at_south() == booked - Decimal("5.000")  # the failed goods' day is free
+    told = order.notifications.filter(kind="goods_not_delivered").get()
+    assert (told.user_id, told.data["total"]) == (buyer.pk, "85.00")
 
 
 def test_a_failed_stop_moves_the_booked_capacity_with_its_days_and_a_cancel_frees_them(
