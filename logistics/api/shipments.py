@@ -100,21 +100,22 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             return Shipment.objects.none()
         return selectors.shipment_visible_to(self.request.user)
 
+    def _at_destination(self, request, serializer_class, service):
+        """An action of the staff of the shipment's destination center (others: 404): the
+        body checked with `serializer_class`, `service` called, the shipment answered."""
+        shipment = self.get_object()
+        if shipment.destination_center_id != request.user.service_center_id:
+            raise DomainError("not_found", "No such shipment at your center.", status_code=404)
+        body = serializer_class(data=request.data)
+        body.is_valid(raise_exception=True)
+        service(shipment_id=shipment.pk, staff=request.user, **body.validated_data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=shipment.pk)).data)
+
     @extend_schema(request=OccurredAtSerializer, responses=ShipmentSerializer)
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated, IsCenterStaff])
     def receive(self, request, pk=None):
         """Staff at the destination center record the transfer's arrival."""
-        shipment = self.get_object()
-        if shipment.destination_center_id != request.user.service_center_id:
-            raise DomainError("not_found", "No such shipment at your center.", status_code=404)
-        body = OccurredAtSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        shipment_receive(
-            shipment_id=shipment.pk,
-            staff=request.user,
-            occurred_at=body.validated_data["occurred_at"],
-        )
-        return Response(self.get_serializer(self.get_queryset().get(pk=shipment.pk)).data)
+        return self._at_destination(request, OccurredAtSerializer, shipment_receive)
 
     @extend_schema(request=HandOverSerializer, responses=ShipmentSerializer)
     @action(
@@ -126,18 +127,7 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def hand_over(self, request, pk=None):
         """Staff at the buyer's center hand a pickup-at-center order's goods to the buyer,
         who shows the order's delivery code."""
-        shipment = self.get_object()
-        if shipment.destination_center_id != request.user.service_center_id:
-            raise DomainError("not_found", "No such shipment at your center.", status_code=404)
-        body = HandOverSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        shipment_hand_over(
-            shipment_id=shipment.pk,
-            staff=request.user,
-            delivery_code=body.validated_data["delivery_code"],
-            occurred_at=body.validated_data["occurred_at"],
-        )
-        return Response(self.get_serializer(self.get_queryset().get(pk=shipment.pk)).data)
+        return self._at_destination(request, HandOverSerializer, shipment_hand_over)
 
 
 class MyPickupsView(ListAPIView):
