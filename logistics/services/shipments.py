@@ -311,7 +311,8 @@ def shipment_receive(
     *, shipment_id: int, staff: User, occurred_at: datetime | None = None
 ) -> Shipment:
     """Staff at the destination center record a transfer's arrival: the shipment is then
-    ready for local delivery. Receiving it again changes nothing."""
+    ready for local delivery. One received after its delivery day is moved to tomorrow (no
+    plan would take it on a day gone by). Receiving it again changes nothing."""
     shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
     if shipment.status == ShipmentStatus.AT_CENTER:
         return shipment
@@ -320,6 +321,12 @@ def shipment_receive(
             errors.NOT_IN_TRANSFER, f"This shipment is {shipment.status}, not in transfer."
         )
     _finish_legs(shipment, (LegKind.TRANSFER,))
+    if shipment.delivery_date < timezone.localdate():
+        shipment_move_days(
+            shipment,
+            pickup_date=shipment.pickup_date,
+            delivery_date=shipment.delivery_date + next_try(shipment.delivery_date),
+        )
     shipment.transfer_late = False
     shipment.save(update_fields=["transfer_late"])
     _track(

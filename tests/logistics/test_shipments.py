@@ -19,7 +19,7 @@ from logistics.models import (
     Stop,
     StopStatus,
 )
-from logistics.services import routing, shipments
+from logistics.services import routing, schedule, shipments
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion, shipments_flag_late_transfers
 from marketplace.exceptions import DomainError
@@ -541,6 +541,31 @@ def test_a_pickup_needs_its_weight_and_occurred_at_is_kept(world, client_for):
     )
     event = world["shipment"].events.get(status="picked_up")
     assert timezone.localtime(event.occurred_at).isoformat() == offline
+
+
+def test_a_transfer_received_after_its_delivery_day_is_delivered_from_tomorrow(world, client_for):
+    shipment, south = world["shipment"], world["south"]
+    picked = complete(
+        client_for(world["north_staff"]),
+        stop_for(shipment, world["north"], "pickup"),
+        outcome="done",
+        weight_kg="8",
+    )
+    assert picked.status_code == 200
+    shipment.refresh_from_db()
+    today = timezone.localdate()
+    routing.shipment_move_days(  # picked up three days ago, due two days ago: it arrives late
+        shipment, pickup_date=today - timedelta(days=3), delivery_date=today - timedelta(days=2)
+    )
+
+    received = client_for(world["south_staff"]).post(f"/api/v1/shipments/{shipment.pk}/receive/")
+
+    assert received.status_code == 200
+    tomorrow = today + timedelta(days=1)
+    assert received.json()["delivery_date"] == tomorrow.isoformat()
+    assert shipment.legs.get(kind="delivery").date == tomorrow
+    assert CenterDayLoad.objects.get(center=south, date=tomorrow).booked_kg == Decimal("8.000")
+    assert shipment in schedule._day_shipments(south, tomorrow)
 
 
 def test_a_time_not_yet_come_is_400_and_changes_nothing(world, client_for):
