@@ -6,7 +6,8 @@ from logistics.models import Shipment, TrackingEvent
 from marketplace.accounts.models import Role, User
 from orders.models import Notification, Order, OrderEvent, OrderLine, OrderStatus
 
-# Until an order is confirmed, a farmer sees the lines, not who the buyer is.
+# Until an order is confirmed, a farmer sees the lines, not how to reach the buyer (phone,
+# delivery address and place).
 BUYER_HIDDEN_FROM_FARMER = frozenset({OrderStatus.PLACED, OrderStatus.AWAITING_PAYMENT})
 
 

@@ -163,12 +163,19 @@ class OrderSerializer(FieldsOnceModelSerializer):
     def _viewer(self):
         return self.context["request"].user
 
+    def _hidden_from_viewer(self, order) -> bool:
+        """A farmer's view of an order not yet confirmed: how to reach its buyer (phone,
+        address and place) is not theirs to see yet."""
+        viewer = self._viewer
+        return (
+            viewer.pk != order.buyer_id
+            and viewer.role == Role.FARMER
+            and order.status in BUYER_HIDDEN_FROM_FARMER
+        )
+
     def get_buyer(self, order) -> dict:
         buyer = {"id": order.buyer_id, "name": order.buyer.name}
-        viewer = self._viewer
-        if viewer.pk == order.buyer_id or not (
-            viewer.role == Role.FARMER and order.status in BUYER_HIDDEN_FROM_FARMER
-        ):
+        if not self._hidden_from_viewer(order):
             buyer["phone"] = order.buyer.phone
         return buyer
 
@@ -184,6 +191,8 @@ class OrderSerializer(FieldsOnceModelSerializer):
                 Decimal("0.00"),
             )
             data.update(subtotal=f"{own:.2f}", delivery_fee=None, total=None)
+        if self._hidden_from_viewer(order):
+            data.update(delivery_address="", delivery_lat=None, delivery_lng=None)
         return data
 
 

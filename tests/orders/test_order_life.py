@@ -180,8 +180,17 @@ def test_visibility(client_for):
         None,
     )
     assert "phone" not in as_farmer["buyer"]  # not until the order is confirmed
+    place_of = ("delivery_address", "delivery_lat", "delivery_lng")
+    assert [as_farmer[key] for key in place_of] == ["", None, None]
+    assert [mine[key] for key in place_of] == [
+        order.delivery_address,
+        f"{order.delivery_lat:.6f}",
+        f"{order.delivery_lng:.6f}",
+    ]
     services.order_transition(order=services.order_lock(order.pk), to_status=OrderStatus.CONFIRMED)
-    assert client_for(farmer_a).get(url).json()["buyer"]["phone"] == buyer.phone
+    confirmed = client_for(farmer_a).get(url).json()
+    assert confirmed["buyer"]["phone"] == buyer.phone
+    assert [confirmed[key] for key in place_of] == [mine[key] for key in place_of]
 
     for staff in (StaffFactory(service_center=north), StaffFactory(service_center=south)):
         seen = client_for(staff).get(url)
