@@ -166,8 +166,10 @@ class EngineModel:
             capacity=[spec.capacity_g],
             skills={SKILL_IDS[s] for s in spec.skills},
             time_window=vroom.TimeWindow(spec.shift.start, spec.shift.end),
+            # At least 1: a vehicle that costs nothing to run still drives as little as it
+            # can (at 0 every route costs the same to the engine).
             costs=vroom.VehicleCosts(
-                fixed=0, per_hour=0, per_km=round(spec.cost_per_km * COST_SCALE)
+                fixed=0, per_hour=0, per_km=max(1, round(spec.cost_per_km * COST_SCALE))
             ),
             steps=initial,
         )

@@ -608,3 +608,11 @@ def test_osrm_matrix_reports_a_refusal_and_an_unroutable_pair(osrm):
 def test_osrm_matrix_that_cannot_connect_raises_a_matrix_error():
     with pytest.raises(MatrixError, match="failed"):
         OsrmMatrix("http://127.0.0.1:9", timeout=1).matrices([DEPOT, Location(30.1, 119.7)])
+
+
+def test_a_vehicle_that_costs_nothing_still_drives_the_short_way():
+    day = county_day(11, jobs=9, pairs=0, vehicles=1)
+    priced = solve(replace(day, vehicles=(van(1, cost_per_km=1.5),)), MATRIX)
+    free = solve(replace(day, vehicles=(van(1, cost_per_km=0),)), MATRIX)
+    assert len(priced.routes) == len(free.routes) == 1
+    assert free.routes[0].distance_m == priced.routes[0].distance_m
