@@ -27,7 +27,7 @@ from logistics.models import (
 )
 from orders import notifications
 from orders.models import DeliveryMethod, LineStatus, Order, OrderLine, OrderStatus
-from orders.services import orders_transition
+from orders.services import order_lock, order_transition, orders_transition
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +177,18 @@ def shipment_move_days(
     pending = ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING)
     pending.filter(kind=LegKind.PICKUP).update(date=pickup_date)
     pending.exclude(kind=LegKind.PICKUP).update(date=delivery_date)
+
+
+def orders_waiting_again(order_ids) -> None:
+    """Orders on a route (scheduled) none of whose shipments is on one any more (a failed
+    pickup, a day that did not fit, a vehicle gone) wait for a plan again: confirmed."""
+    for order_id in sorted(set(order_ids)):
+        order = order_lock(order_id)
+        on_a_route = Shipment.objects.filter(order_id=order_id, status=ShipmentStatus.SCHEDULED)
+        if order.status == OrderStatus.SCHEDULED and not on_a_route.exists():
+            order_transition(
+                order=order, to_status=OrderStatus.CONFIRMED, reason="waits for the next plan"
+            )
 
 
 def _legs(shipment: Shipment, delivery_method: str) -> list[ShipmentLeg]:

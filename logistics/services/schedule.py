@@ -49,7 +49,7 @@ from logistics.routing.problem import (
 )
 from logistics.routing.vroom_solver import solve
 from logistics.routing.zones import stops_of
-from logistics.services.routing import next_try, shipment_move_days
+from logistics.services.routing import next_try, orders_waiting_again, shipment_move_days
 from marketplace.accounts.models import User
 from marketplace.exceptions import violated_constraint
 from orders import notifications
@@ -370,6 +370,7 @@ def _roll_to_next_day(shipments: list[Shipment], reason: str, now: datetime) -> 
             occurred_at=now,
             note=f"did not fit the day ({reason}); moved to {shipment.delivery_date:%Y-%m-%d}",
         )
+    orders_waiting_again(s.order_id for s in shipments)
 
 
 def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
@@ -516,6 +517,7 @@ def _unschedule(shipments: list[Shipment], now: datetime) -> None:
         note=note,
         now=now,
     )
+    orders_waiting_again(s.order_id for s in shipments)
 
 
 def _mark_scheduled(shipments: list[Shipment], now: datetime) -> None:

@@ -28,6 +28,7 @@ from logistics.services.routing import (
     GRAM,
     booked_days,
     next_try,
+    orders_waiting_again,
     release_capacity,
     shipment_move_days,
     to_grams,
@@ -191,6 +192,7 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
             staff,
             f"stop failed, next try {shipment.delivery_date:%Y-%m-%d}: {data.reason}",
         )
+    orders_waiting_again(s.order_id for s in shipments)
     stop.reason = data.reason.strip()
 
 

@@ -29,7 +29,7 @@ from logistics.tasks import schedule_center_day, schedule_zone
 from marketplace.celery import app as celery_app
 from marketplace.exceptions import DomainError
 from orders import services as orders
-from orders.models import Notification, OrderStatus
+from orders.models import Notification, Order, OrderStatus
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -189,6 +189,24 @@ def test_a_day_planned_again_keeps_vans_that_drove_on_another_day(day):
     assert (first.summary["vehicles_available"], again.summary["vehicles_available"]) == (2, 2)
     assert again.summary["unassigned"] == first.summary["unassigned"] == []
     assert again.summary["routes"] == first.summary["routes"] > 0
+
+
+@pytest.mark.django_db
+def test_an_order_whose_goods_are_back_to_waiting_is_confirmed_again(day):
+    run_day(day)
+    order = day["orders"][2]  # one farmer's 60 kg: one shipment, one pickup
+    [shipment] = order.shipments.all()
+    assert (shipment.status, Order.objects.get(pk=order.pk).status) == ("scheduled", "scheduled")
+    pickup = shipment.stops.get(kind="pickup")
+    failed = Completion(outcome="failed", reason="没人")
+    shipments.stop_complete(stop_id=pickup.pk, staff=day["staff"], data=failed)
+
+    shipment.refresh_from_db()
+    order.refresh_from_db()
+    assert (shipment.status, order.status) == ("pending", OrderStatus.CONFIRMED)
+    assert order.events.order_by("pk").last().reason == "waits for the next plan"
+    other = day["orders"][0]  # another order, its goods still on a route
+    assert Order.objects.get(pk=other.pk).status == OrderStatus.SCHEDULED
 
 
 @pytest.mark.django_db
