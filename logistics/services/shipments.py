@@ -5,11 +5,15 @@ TrackingEvent and moves the order through the orders state machine."""
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
+from functools import reduce
+from operator import or_
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from listings.selectors import listings_for_update
 from logistics import errors
 from logistics.models import (
     LegKind,
@@ -163,6 +167,15 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
     """Put the shipments back for the next day; after MAX_STOP_ATTEMPTS they fail for good."""
     if not data.reason.strip():
         raise DomainError(errors.REASON_REQUIRED, "Say why the stop failed.")
+    giving_up = [s for s in shipments if s.failed_attempts + 1 >= settings.MAX_STOP_ATTEMPTS]
+    if giving_up and stop.kind == StopKind.PICKUP:
+        # Their goods go back on sale: every listing at once, in primary-key order, as a
+        # placement or a cancel locks them (order by order, this could deadlock with those).
+        farmers_lines = OrderLine.objects.filter(
+            reduce(or_, (Q(order_id=s.order_id, farmer_id=s.farmer_id) for s in giving_up)),
+            status=LineStatus.ACTIVE,
+        )
+        list(listings_for_update(sorted(set(farmers_lines.values_list("listing_id", flat=True)))))
     for shipment in shipments:
         shipment.failed_attempts += 1
         if shipment.failed_attempts >= settings.MAX_STOP_ATTEMPTS:

@@ -5,7 +5,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from listings.models import Listing
@@ -725,3 +726,45 @@ def test_goods_delivered_home_are_not_handed_over_at_the_center(world, client_fo
     answer = client_for(world["south_staff"]).post(url, {"delivery_code": order.delivery_code})
     assert (answer.status_code, answer.json()["code"]) == (409, "not_for_hand_over")
     assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.PENDING
+
+
+def test_goods_failing_for_good_lock_their_listings_at_once_in_key_order(world, settings):
+    """Order A holds the farmer's second listing and order B the first, both at one pickup
+    that fails for good: restocking order by order would lock the second, then the first,
+    and deadlock with a cancel or a placement locking both in key order."""
+    settings.MAX_STOP_ATTEMPTS = 1
+    farmer, buyer = world["farmer"], world["buyer"]
+    first, second = create_listing(farmer), create_listing(farmer)
+    placed = [
+        orders.order_place(
+            buyer=buyer,
+            lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal(1))],
+            delivery_method="home",
+            payment_method="cod",
+        )
+        for listing in (second, first)
+    ]
+    for order in placed:
+        order_route(order_id=order.pk)
+    together = list(Shipment.objects.filter(order__in=placed).order_by("pk"))
+    stop = stop_for(together[0], world["north"], "pickup")
+    stop.shipments.set(together)
+
+    with CaptureQueriesContext(connection) as queries:
+        shipments.stop_complete(
+            stop_id=stop.pk,
+            staff=world["north_staff"],
+            data=Completion(outcome="failed", reason="路断了"),
+        )
+
+    locks = [
+        q["sql"]
+        for q in queries.captured_queries
+        if 'FROM "listings_listing"' in q["sql"] and "FOR UPDATE" in q["sql"]
+    ]
+    assert locks, "no listing was locked"
+    assert f"IN ({first.pk}, {second.pk})" in locks[0]  # both, the first one first
+    assert [Listing.objects.get(pk=x.pk).quantity_available for x in (first, second)] == [
+        Decimal(100),
+        Decimal(100),
+    ]
