@@ -6,9 +6,12 @@ from logistics.models import Shipment, TrackingEvent
 from marketplace.accounts.models import Role, User
 from orders.models import Notification, Order, OrderEvent, OrderLine, OrderStatus
 
-# Until an order is confirmed, a farmer sees the lines, not how to reach the buyer (phone,
-# delivery address and place).
-BUYER_HIDDEN_FROM_FARMER = frozenset({OrderStatus.PLACED, OrderStatus.AWAITING_PAYMENT})
+
+def order_was_confirmed(order: Order) -> bool:
+    """Whether the order was ever confirmed (from its events, which order_visible_to
+    prefetches). Until then, a farmer sees the lines, not how to reach the buyer (phone,
+    delivery address and place); an order cancelled or failed before never shows them."""
+    return any(event.to_status == OrderStatus.CONFIRMED for event in order.events.all())
 
 
 def order_visible_to(user: User) -> QuerySet[Order]:

@@ -6,7 +6,7 @@ from logistics.models import Shipment, ShipmentLeg, TrackingEvent, Village
 from marketplace.accounts.models import Role
 from marketplace.api.serializers import FieldsOnceModelSerializer, PrimaryKeyRelatedField
 from orders.models import DeliveryMethod, Order, OrderEvent, OrderLine, PaymentMethod, Review
-from orders.selectors import BUYER_HIDDEN_FROM_FARMER
+from orders.selectors import order_was_confirmed
 from orders.services import MAX_LINES, LineRequest
 
 
@@ -123,7 +123,8 @@ class OrderShipmentSerializer(FieldsOnceModelSerializer):
 
 class OrderSerializer(FieldsOnceModelSerializer):
     """One order as the viewer may see it: the delivery code for its buyer only; for a
-    farmer, their own lines and totals, and the buyer's phone once the order is confirmed."""
+    farmer, their own lines and totals, and the buyer's phone and delivery place once the order
+    was confirmed."""
 
     lines = LineSerializer(many=True, read_only=True)
     events = EventSerializer(many=True, read_only=True)
@@ -164,13 +165,13 @@ class OrderSerializer(FieldsOnceModelSerializer):
         return self.context["request"].user
 
     def _hidden_from_viewer(self, order) -> bool:
-        """A farmer's view of an order not yet confirmed: how to reach its buyer (phone,
-        address and place) is not theirs to see yet."""
+        """A farmer's view of an order never confirmed: how to reach its buyer (phone,
+        address and place) is not theirs to see."""
         viewer = self._viewer
         return (
             viewer.pk != order.buyer_id
             and viewer.role == Role.FARMER
-            and order.status in BUYER_HIDDEN_FROM_FARMER
+            and not order_was_confirmed(order)
         )
 
     def get_buyer(self, order) -> dict:

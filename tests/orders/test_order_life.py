@@ -84,6 +84,22 @@ def test_every_status_has_a_row_in_the_table():
         assert targets <= set(OrderStatus.values)
 
 
+def test_a_farmer_never_learns_where_the_buyer_of_an_order_cancelled_unconfirmed_lives(
+    client_for,
+):
+    buyer, listing = BuyerFactory(), create_listing()
+    order = place(buyer, (listing, 1))
+    services.order_cancel(order_id=order.pk, actor=buyer)
+    seen = client_for(listing.farmer).get(f"{ORDERS}{order.pk}/").json()
+    assert seen["status"] == "cancelled"
+    assert "phone" not in seen["buyer"]
+    assert [seen[key] for key in ("delivery_address", "delivery_lat", "delivery_lng")] == [
+        "",
+        None,
+        None,
+    ]
+
+
 @pytest.mark.parametrize(
     ("a", "b", "before", "after"),
     [
