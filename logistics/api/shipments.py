@@ -7,6 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from logistics import selectors
@@ -87,6 +88,7 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     serializer_class = ShipmentSerializer
     permission_classes = [IsAuthenticated]
+    throttle_scope = "hand_over"  # the one throttled action's
     filterset_fields = (
         "status",
         "pickup_date",
@@ -123,6 +125,7 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         methods=["post"],
         url_path="hand-over",
         permission_classes=[IsAuthenticated, IsCenterStaff],
+        throttle_classes=[ScopedRateThrottle],  # no guessing the code: HAND_OVER_THROTTLE_RATE
     )
     def hand_over(self, request, pk=None):
         """Staff at the buyer's center hand a pickup-at-center order's goods to the buyer,

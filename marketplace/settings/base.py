@@ -169,7 +169,11 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "marketplace.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,
-    "DEFAULT_THROTTLE_RATES": {"register": env("REGISTER_THROTTLE_RATE", default="20/hour")},
+    "DEFAULT_THROTTLE_RATES": {
+        "register": env("REGISTER_THROTTLE_RATE", default="20/hour"),
+        # per staff member: a counter's busy hour, far from guessing a 6-digit code
+        "hand_over": env("HAND_OVER_THROTTLE_RATE", default="120/hour"),
+    },
     # Throttles key on the client's address: behind PROXY_COUNT proxies, the one the first
     # proxy saw (X-Forwarded-For), never one a client wrote there itself.
     "NUM_PROXIES": env.int("PROXY_COUNT", default=0),

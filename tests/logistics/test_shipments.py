@@ -8,6 +8,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from rest_framework.throttling import ScopedRateThrottle
 
 from listings.models import Listing
 from logistics.models import (
@@ -768,3 +769,14 @@ def test_goods_failing_for_good_lock_their_listings_at_once_in_key_order(world, 
         Decimal(100),
         Decimal(100),
     ]
+
+
+def test_the_hand_over_code_cannot_be_guessed(world, client_for, monkeypatch):
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"hand_over": "3/hour"})
+    shipment, order = world["shipment"], world["order"]
+    url = f"/api/v1/shipments/{shipment.pk}/hand-over/"
+    staff = client_for(world["south_staff"])
+    wrong = [f"{n:06d}" for n in range(4) if f"{n:06d}" != order.delivery_code][:3]
+    answers = [staff.post(url, {"delivery_code": code}).status_code for code in wrong]
+    answers.append(staff.post(url, {"delivery_code": order.delivery_code}).status_code)
+    assert answers == [409, 409, 409, 429]  # (goods delivered home: 409 whatever the code)
