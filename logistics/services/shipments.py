@@ -86,7 +86,8 @@ def _finish_legs(shipment: Shipment, kinds: tuple[str, ...]) -> None:
 
 def _advance_order(order_id: int, actor: User | None) -> None:
     """The order follows its shipments: on the road after the first pickup; delivered when
-    every shipment is delivered; partially delivered when some failed for good."""
+    every shipment is delivered; partially delivered when some failed for good; failed
+    when all did (from confirmed or scheduled, when no pickup ever happened)."""
     order = order_lock(order_id)
     statuses = list(
         Shipment.objects.filter(order_id=order_id)
