@@ -58,8 +58,10 @@ class ShipmentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-# A phone's clock may run a little fast; a time further ahead did not happen yet.
+# A phone's clock may run a little fast; a time further ahead did not happen yet. A device
+# offline for longer than OFFLINE_AT_MOST is not telling of this round of deliveries.
 CLOCK_SLACK = timedelta(minutes=5)
+OFFLINE_AT_MOST = timedelta(days=30)
 
 
 def _not_in_future(value: datetime | None) -> datetime | None:
@@ -68,10 +70,27 @@ def _not_in_future(value: datetime | None) -> datetime | None:
     return value
 
 
+def _not_long_ago(value: datetime | None) -> datetime | None:
+    if value is not None and value < timezone.now() - OFFLINE_AT_MOST:
+        raise serializers.ValidationError("That time is too long ago.", code="too_long_ago")
+    return value
+
+
+class OccurredAtField(serializers.DateTimeField):
+    """DRF's, answering 400 where it raised OverflowError: a time without a zone in the
+    first hours of year 1 is before year 1 in UTC."""
+
+    def enforce_timezone(self, value):
+        try:
+            return super().enforce_timezone(value)
+        except OverflowError:
+            self.fail("overflow")
+
+
 def occurred_at_field() -> serializers.DateTimeField:
     """When it happened on the road: given by a device that was offline (kept as told), or
-    now when left out; never more than CLOCK_SLACK ahead of now."""
-    return serializers.DateTimeField(required=False, default=None, validators=[_not_in_future])
+    now when left out; never more than CLOCK_SLACK ahead of now nor OFFLINE_AT_MOST ago."""
+    return OccurredAtField(required=False, default=None, validators=[_not_in_future, _not_long_ago])
 
 
 class OccurredAtSerializer(serializers.Serializer):

@@ -570,22 +570,28 @@ def test_a_transfer_received_after_its_delivery_day_is_delivered_from_tomorrow(w
     assert shipment in schedule._day_shipments(south, tomorrow)
 
 
-def test_a_time_not_yet_come_is_400_and_changes_nothing(world, client_for):
+def test_a_time_not_yet_come_or_long_gone_is_400_and_changes_nothing(world, client_for):
     shipment = world["shipment"]
     north = client_for(world["north_staff"])
     stop = stop_for(shipment, world["north"], "pickup")
     ahead = (timezone.now() + timedelta(hours=1)).isoformat()
+    long_ago = (timezone.now() - timedelta(days=31)).isoformat()
 
-    refused = complete(north, stop, outcome="done", weight_kg="8", occurred_at=ahead)
-    receive = client_for(world["south_staff"]).post(
-        f"/api/v1/shipments/{shipment.pk}/receive/", {"occurred_at": ahead}, format="json"
-    )
-
-    for response in (refused, receive):
-        assert response.status_code == 400
-        assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
-            ("occurred_at", "in_future")
-        ]
+    for when, code in [
+        (ahead, "in_future"),
+        (long_ago, "too_long_ago"),
+        ("1900-01-01T00:00:00", "too_long_ago"),
+        ("0001-01-01T00:00:00", "overflow"),  # before year 1 in UTC: an OverflowError
+    ]:
+        refused = complete(north, stop, outcome="done", weight_kg="8", occurred_at=when)
+        receive = client_for(world["south_staff"]).post(
+            f"/api/v1/shipments/{shipment.pk}/receive/", {"occurred_at": when}, format="json"
+        )
+        for response in (refused, receive):
+            assert response.status_code == 400, (when, response.content)
+            assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+                ("occurred_at", code)
+            ]
     stop.refresh_from_db()
     assert (stop.status, stop.occurred_at) == (StopStatus.PENDING, None)
     assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.PENDING
