@@ -367,6 +367,8 @@ def shipment_hand_over(
     order_id = Shipment.objects.filter(pk=shipment_id).values_list("order_id", flat=True).get()
     order = order_lock(order_id)
     shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
+    if delivery_code != order.delivery_code:  # a retry too must show the code
+        raise DomainError(errors.INVALID_DELIVERY_CODE, "That is not this order's code.")
     if shipment.status == ShipmentStatus.DELIVERED:
         return shipment
     if order.delivery_method != DeliveryMethod.PICKUP:
@@ -379,8 +381,6 @@ def shipment_hand_over(
             f"This shipment is {shipment.status}, not waiting at the center.",
             extra={"shipments": {shipment.pk: shipment.status}},
         )
-    if delivery_code != order.delivery_code:
-        raise DomainError(errors.INVALID_DELIVERY_CODE, "That is not this order's code.")
     _complete_delivery([shipment], staff, occurred_at or timezone.now())
     _advance_order(order.pk, staff)
     return shipment

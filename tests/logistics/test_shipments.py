@@ -724,6 +724,8 @@ def test_goods_collected_at_the_center_are_handed_over_with_the_buyers_code(worl
     assert (order.status, order.payment_status) == (OrderStatus.DELIVERED, PaymentStatus.COLLECTED)
     again = staff.post(url, {"delivery_code": code}, format="json")
     assert (again.status_code, again.json()["status"]) == (200, "delivered")
+    guess = staff.post(url, {"delivery_code": "000000" if code != "000000" else "111111"})
+    assert (guess.status_code, guess.json()["code"]) == (400, "invalid_delivery_code")
     assert order.events.filter(to_status=OrderStatus.DELIVERED).count() == 1
 
 
@@ -785,4 +787,4 @@ def test_the_hand_over_code_cannot_be_guessed(world, client_for, monkeypatch):
     wrong = [f"{n:06d}" for n in range(4) if f"{n:06d}" != order.delivery_code][:3]
     answers = [staff.post(url, {"delivery_code": code}).status_code for code in wrong]
     answers.append(staff.post(url, {"delivery_code": order.delivery_code}).status_code)
-    assert answers == [409, 409, 409, 429]  # (goods delivered home: 409 whatever the code)
+    assert answers == [400, 400, 400, 429]  # the right code too, once the limit is reached
