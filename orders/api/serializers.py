@@ -5,7 +5,15 @@ from rest_framework import serializers
 from logistics.models import Shipment, ShipmentLeg, TrackingEvent, Village
 from marketplace.accounts.models import Role
 from marketplace.api.serializers import FieldsOnceModelSerializer, PrimaryKeyRelatedField
-from orders.models import DeliveryMethod, Order, OrderEvent, OrderLine, PaymentMethod, Review
+from orders.models import (
+    DeliveryMethod,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderStatus,
+    PaymentMethod,
+    Review,
+)
 from orders.selectors import order_was_confirmed
 from orders.services import MAX_LINES, LineRequest
 
@@ -76,6 +84,9 @@ class LineSerializer(FieldsOnceModelSerializer):
 
 
 class EventSerializer(FieldsOnceModelSerializer):
+    # blank on an order's first event (it came from nowhere): the schema says so too
+    from_status = serializers.ChoiceField(OrderStatus.choices, allow_blank=True, read_only=True)
+
     class Meta:
         model = OrderEvent
         fields = ("from_status", "to_status", "actor", "reason", "created_at")
@@ -131,6 +142,9 @@ class OrderSerializer(FieldsOnceModelSerializer):
     shipments = OrderShipmentSerializer(many=True, read_only=True)
     buyer = serializers.SerializerMethodField()
     delivery_code = serializers.SerializerMethodField()
+    # null in a farmer's view (to_representation): the schema says so too
+    delivery_fee = serializers.DecimalField(8, 2, allow_null=True, read_only=True)
+    total = serializers.DecimalField(12, 2, allow_null=True, read_only=True)
 
     class Meta:
         model = Order

@@ -18,6 +18,8 @@ class UserSerializer(serializers.ModelSerializer):
 
     service_center = serializers.SerializerMethodField()
     village_name = serializers.CharField(source="village.name", read_only=True, default=None)
+    # blank for farmers and staff: the schema says so too
+    buyer_kind = serializers.ChoiceField(BuyerKind.choices, allow_blank=True, read_only=True)
 
     class Meta:
         model = User
