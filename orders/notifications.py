@@ -447,7 +447,9 @@ def notify_goods_not_delivered(
 
 def notify_order_cancelled(order: Order, *, reason: str = "") -> list[Notification]:
     """The buyer; and the farmers whose lines the cancel called off (those lines are now
-    `cancelled`; a rejected line's farmer already knows), if they had heard of the order."""
+    `cancelled`; a rejected line's farmer already knows), if they had heard of the order.
+    The reason goes to the buyer only: typed by a buyer or staff, it is not a message to
+    send farmers (once a real SMS backend is plugged in, a free channel to their phones)."""
     because = f"（{reason}）" if reason else ""
     buyer = _build(
         user_id=order.buyer_id,
@@ -464,7 +466,7 @@ def notify_order_cancelled(order: Order, *, reason: str = "") -> list[Notificati
             _lines_by_farmer(order, LineStatus.CANCELLED),
             kind=NotificationKind.ORDER_CANCELLED,
             title="订单已取消",
-            body=lambda _, items, __: f"订单 #{order.pk} 已取消{because}：{items} 无需备货。",
+            body=lambda _, items, __: f"订单 #{order.pk} 已取消：{items} 无需备货。",
         )
     return store([buyer, *farmers])
 

@@ -188,9 +188,9 @@ class TestWhoIsTold:
             (farmer_a.pk, NotificationKind.ORDER_CANCELLED),  # not farmer_b: already rejected
         ]
         to_a = Notification.objects.get(user=farmer_a)
-        assert (
-            to_a.body == f"订单 #{order.pk} 已取消（买多了）：西红柿 4斤、白菜 2.5公斤 无需备货。"
-        )
+        assert to_a.body == f"订单 #{order.pk} 已取消：西红柿 4斤、白菜 2.5公斤 无需备货。"
+        to_buyer = Notification.objects.get(user=buyer)
+        assert to_buyer.body == f"订单 #{order.pk} 已取消（买多了）。"
         services.order_cancel(order_id=order.pk, actor=buyer)  # a retry: nothing new
         assert Notification.objects.count() == 2
 
