@@ -1,8 +1,9 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from listings.models import Listing
 from listings.services import listings_refresh
-from logistics.models import ServiceCenter, Village
+from logistics.models import ServiceCenter, Stop, Village
+from logistics.services.shipments import stop_unlock
 
 # What the listings of a village's farmers copy of it (their place, and words to find them by).
 VILLAGE_FIELDS_IN_LISTINGS = frozenset({"name", "lat", "lng"})
@@ -43,3 +44,37 @@ class VillageAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if change:
             _village_saved(obj, form.changed_data)
+
+
+@admin.register(Stop)
+class StopAdmin(admin.ModelAdmin):
+    """View-only (stops are written by plans and completed through the API); a delivery stop
+    locked by too many wrong codes is opened again here, after staff reviewed it."""
+
+    list_display = ("id", "route", "sequence", "kind", "status", "wrong_code_attempts", "eta")
+    list_filter = ("status", "kind", "route__service_center")
+    list_select_related = ("route",)
+    actions = ["unlock"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_unlock_permission(self, request) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(
+        description="Unlock selected stops (wrong codes reviewed)", permissions=["unlock"]
+    )
+    def unlock(self, request, queryset) -> None:
+        opened = [pk for pk in queryset.values_list("pk", flat=True) if stop_unlock(stop_id=pk)]
+        skipped = queryset.exclude(pk__in=opened).count()
+        if opened:
+            self.message_user(request, f"{len(opened)} stop(s) unlocked.", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"{skipped} stop(s) were not locked.", messages.WARNING)

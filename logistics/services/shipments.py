@@ -386,6 +386,18 @@ def shipment_hand_over(
     return shipment
 
 
+@transaction.atomic
+def stop_unlock(*, stop_id: int) -> bool:
+    """After staff reviewed a delivery stop locked by too many wrong codes (with the buyer,
+    by phone): it is open again, its count of wrong codes back to 0. False when it was not
+    locked (nothing changes)."""
+    return bool(
+        Stop.objects.filter(pk=stop_id, status=StopStatus.LOCKED).update(
+            status=StopStatus.PENDING, wrong_code_attempts=0
+        )
+    )
+
+
 def _release(shipment: Shipment, weight_kg: Decimal) -> None:
     """Give back `weight_kg` of the shipment's bookings."""
     days = booked_days(shipment, pickup=shipment.pickup_date, delivery=shipment.delivery_date)

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.throttling import ScopedRateThrottle
@@ -24,6 +25,7 @@ from logistics.models import (
 from logistics.services import routing, schedule, shipments
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion, shipments_flag_late_transfers
+from marketplace.accounts.models import User
 from marketplace.exceptions import DomainError
 from orders import services as orders
 from orders.models import OrderStatus, PaymentStatus
@@ -142,7 +144,7 @@ def test_the_whole_road_of_a_shipment(world, client_for):
     assert order.events.count() == 4
 
 
-def test_a_wrong_code_is_400_and_the_fifth_locks_the_stop(world, client_for):
+def test_a_wrong_code_is_400_the_fifth_locks_the_stop_and_an_operator_unlocks_it(world, client_for):
     shipment = world["shipment"]
     Shipment.objects.filter(pk=shipment.pk).update(status=ShipmentStatus.AT_CENTER)
     south = client_for(world["south_staff"])
@@ -162,6 +164,25 @@ def test_a_wrong_code_is_400_and_the_fifth_locks_the_stop(world, client_for):
     locked = complete(south, stop, outcome="done", delivery_code=world["order"].delivery_code)
     assert (locked.status_code, locked.json()["code"]) == (409, "stop_locked")
     assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.AT_CENTER
+
+    # Staff review it with the buyer; an operator unlocks it in the admin.
+    operator = Client()
+    operator.force_login(
+        User.objects.create_superuser(
+            phone="+8613000000009", password="an-op-passphrase", name="op"
+        )
+    )
+    pending = Stop.objects.create(
+        route=stop.route, sequence=99, kind="delivery", lat=stop.lat, lng=stop.lng
+    )
+    action = {"action": "unlock", "_selected_action": [stop.pk, pending.pk]}
+    assert operator.post("/admin/logistics/stop/", action).status_code == 302
+    stop.refresh_from_db()
+    assert (stop.status, stop.wrong_code_attempts) == (StopStatus.PENDING, 0)
+    assert Stop.objects.get(pk=pending.pk).status == StopStatus.PENDING  # was not locked
+    done = complete(south, stop, outcome="done", delivery_code=world["order"].delivery_code)
+    assert done.status_code == 200
+    assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.DELIVERED
 
 
 def test_a_failed_pickup_goes_back_for_the_next_day(world, client_for):
