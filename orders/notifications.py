@@ -115,7 +115,10 @@ def _build(
 def store(notifications: list[Notification]) -> list[Notification]:
     """Insert in the caller's transaction; after it commits (and never, if it rolls back)
     the sender runs, by a message of this change's own or by one still waiting: publishing
-    a message costs about as much CPU as building and inserting the notifications."""
+    a message costs about as much CPU as building and inserting the notifications. Nothing
+    to store sends nothing."""
+    if not notifications:
+        return notifications
     Notification.objects.bulk_create(notifications)
     transaction.on_commit(wake_sender)
     return notifications
@@ -540,7 +543,7 @@ def notify_pickups_scheduled(stops: Iterable[tuple[Any, list[Any]]]) -> list[Not
                     },
                 )
             )
-    return store(messages) if messages else []
+    return store(messages)
 
 
 def notify_out_for_delivery(stops: Iterable[tuple[Any, int, int]]) -> list[Notification]:
@@ -564,4 +567,4 @@ def notify_out_for_delivery(stops: Iterable[tuple[Any, int, int]]) -> list[Notif
         )
         for stop, order_id, buyer_id in stops
     ]
-    return store(messages) if messages else []
+    return store(messages)
