@@ -449,7 +449,9 @@ def _total_again(order: Order) -> None:
     order.save(update_fields=["subtotal", "delivery_fee", "total", "updated_at"])
 
 
-def order_lines_not_delivered(*, order_id: int, farmer_id: int, restock: bool, reason: str):
+def order_lines_not_delivered(
+    *, order_id: int, farmer_id: int, restock: bool, reason: str
+) -> Order:
     """A farmer's goods in the order failed for good (their stop failed too often), inside
     the stop's completion: their lines are called off and not charged (the total drops as
     for a rejected line), given back to stock when they never left the farm, and the buyer

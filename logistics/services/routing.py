@@ -32,6 +32,7 @@ from orders.services import order_lock, order_transition, orders_transition
 logger = logging.getLogger(__name__)
 
 MAX_DAYS_AHEAD = 60
+CAPACITY_LOCK_SPACE = 7301  # the first key of the (int, int) advisory locks on capacity
 GRAM = Decimal("0.001")
 
 
@@ -40,9 +41,6 @@ def to_grams(kg: Decimal) -> Decimal:
     line's weight (quantity × unit weight) has up to six decimals; what is booked and what
     is released again must be the stored, rounded weight, or the day's load drifts."""
     return kg.quantize(GRAM, rounding=ROUND_HALF_UP)
-
-
-CAPACITY_LOCK_SPACE = 7301  # the first key of the (int, int) advisory locks on capacity
 
 
 def transfer_days(origin: ServiceCenter, destination: ServiceCenter) -> int:

@@ -179,7 +179,7 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
         list(listings_for_update(sorted(set(farmers_lines.values_list("listing_id", flat=True)))))
     for shipment in shipments:
         shipment.failed_attempts += 1
-        if shipment.failed_attempts >= settings.MAX_STOP_ATTEMPTS:
+        if shipment in giving_up:
             shipment.save(update_fields=["failed_attempts"])
             _track(shipment, ShipmentStatus.FAILED, at, staff, data.reason)
             _release(shipment, shipment.weight_kg)
