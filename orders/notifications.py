@@ -33,6 +33,7 @@ from django.utils.module_loading import import_string
 
 from marketplace.accounts.models import User
 from marketplace.celery import pending_taken, send_unless_pending
+from marketplace.db import insert
 from marketplace.exceptions import DomainError
 from orders.models import (
     LineStatus,
@@ -119,7 +120,7 @@ def store(notifications: list[Notification]) -> list[Notification]:
     to store sends nothing."""
     if not notifications:
         return notifications
-    Notification.objects.bulk_create(notifications)
+    insert(notifications)
     transaction.on_commit(wake_sender)
     return notifications
 

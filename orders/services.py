@@ -17,6 +17,7 @@ from listings.services import listing_restock, listings_take_stock
 from logistics.models import Shipment, Village
 from marketplace.accounts.models import Role, User
 from marketplace.celery import send_unless_pending
+from marketplace.db import insert
 from marketplace.exceptions import ConflictError, DomainError
 from orders import errors, notifications
 from orders.models import (
@@ -236,7 +237,7 @@ def order_place(
     _check_size(subtotal + fee, order_lines)
     listings_take_stock(takes=[(listings[line.listing_id], line.quantity) for line in lines])
     prepaid = payment_method == PaymentMethod.PREPAID
-    order = Order.objects.create(
+    order = Order(
         buyer=buyer,
         status=OrderStatus.AWAITING_PAYMENT if prepaid else OrderStatus.PLACED,
         delivery_method=delivery_method,
@@ -254,12 +255,12 @@ def order_place(
         total=subtotal + fee,
         delivery_code=_new_delivery_code(),
     )
+    insert([order])
     for line in order_lines:
         line.order = order
-    OrderLine.objects.bulk_create(order_lines)
-    event = OrderEvent.objects.create(
-        order=order, to_status=order.status, actor=buyer, reason="placed"
-    )
+    insert(order_lines)
+    event = OrderEvent(order=order, to_status=order.status, actor=buyer, reason="placed")
+    insert([event])
     notifications.notify_order_placed(order, order_lines)
     if order.status == OrderStatus.PLACED:
         _route_after_commit(order.pk)

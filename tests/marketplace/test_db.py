@@ -1,0 +1,142 @@
+"""marketplace.db.insert: what bulk_create writes, with its statement built once."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from marketplace.db import BATCH_ROWS, insert
+from orders.models import Notification, Order, OrderEvent
+from tests.factories import BuyerFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _order(buyer) -> Order:
+    return Order(
+        buyer=buyer,
+        status="placed",
+        delivery_method="home",
+        delivery_village_id=buyer.village_id,
+        delivery_lat=Decimal("30.100000"),
+        delivery_lng=Decimal("120.200000"),
+        payment_method="cod",
+        subtotal=Decimal("12.30"),
+        delivery_fee=Decimal("5.00"),
+        total=Decimal("17.30"),
+        delivery_code="012345",
+    )
+
+
+def test_rows_are_written_as_given_and_objects_get_their_keys_in_order():
+    buyer = BuyerFactory()
+    before = timezone.now()
+    notes = [
+        Notification(user=buyer, kind="order_placed", title=f"t{n}", body="b", data={"n": n})
+        for n in range(3)
+    ]
+
+    insert(notes)
+
+    assert [note.pk for note in notes] == sorted(note.pk for note in notes)
+    assert all(not note._state.adding and note._state.db == "default" for note in notes)
+    stored = {
+        row["pk"]: row
+        for row in Notification.objects.values("pk", "user", "title", "data", "attempts")
+    }
+    assert stored == {
+        note.pk: {
+            "pk": note.pk,
+            "user": buyer.pk,
+            "title": f"t{n}",
+            "data": {"n": n},
+            "attempts": 0,
+        }
+        for n, note in enumerate(notes)
+    }
+    created = Notification.objects.values_list("created_at", flat=True)
+    assert all(before <= stamp <= timezone.now() for stamp in created)
+
+
+def test_auto_now_fields_are_stamped_and_decimals_kept():
+    order = _order(BuyerFactory())
+    insert([order])
+
+    row = Order.objects.get(pk=order.pk)
+    assert row.created_at == order.created_at
+    assert row.updated_at == order.updated_at
+    assert order.created_at is not None
+    assert (row.total, row.delivery_lat, row.delivery_code) == (
+        Decimal("17.30"),
+        Decimal("30.100000"),
+        "012345",
+    )
+
+
+def test_a_related_object_saved_after_it_was_assigned_gives_its_key():
+    buyer = BuyerFactory()
+    order = _order(buyer)
+    event = OrderEvent(order=order, to_status="placed", actor=buyer, reason="placed")
+    insert([order])  # after the event was given the order, as bulk_create allows
+
+    insert([event])
+
+    assert OrderEvent.objects.get(pk=event.pk).order_id == order.pk
+
+
+def test_an_unsaved_related_object_is_refused_and_nothing_written():
+    order = _order(BuyerFactory())
+    event = OrderEvent(order=order, to_status="placed", reason="placed")
+
+    with pytest.raises(ValueError, match="unsaved related object 'order'"):
+        insert([event])
+    assert not OrderEvent.objects.exists()
+
+
+@pytest.mark.parametrize("case", ["mixed models", "already saved"])
+def test_only_new_objects_of_one_model_are_taken(case):
+    buyer = BuyerFactory()
+    saved = Notification.objects.create(user=buyer, kind="order_placed", title="t", body="b")
+    others = {
+        "mixed models": [_order(buyer)],
+        "already saved": [saved],
+    }[case]
+
+    with pytest.raises(ValueError, match="new objects of one model"):
+        insert([Notification(user=buyer, kind="order_placed", title="n", body="b"), *others])
+    assert list(Notification.objects.values_list("pk", flat=True)) == [saved.pk]
+    assert not Order.objects.exists()
+
+
+def test_many_rows_go_in_statements_of_at_most_batch_rows():
+    buyer = BuyerFactory()
+    notes = [
+        Notification(user=buyer, kind="order_placed", title=f"t{n}", body="b")
+        for n in range(2 * BATCH_ROWS + 1)
+    ]
+
+    with CaptureQueriesContext(connection) as queries:
+        insert(notes)
+
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    assert [sql.count("), (") + 1 for sql in inserts] == [BATCH_ROWS, BATCH_ROWS, 1]
+    titles = dict(Notification.objects.values_list("pk", "title"))
+    assert titles == {note.pk: f"t{n}" for n, note in enumerate(notes)}
+
+
+def test_nothing_to_insert_runs_no_statement():
+    with CaptureQueriesContext(connection) as queries:
+        insert([])
+    assert queries.captured_queries == []
+
+
+def test_fields_without_auto_now_keep_the_values_given():
+    buyer = BuyerFactory()
+    due = timezone.now() + timedelta(minutes=30)
+    order = _order(buyer)
+    order.payment_due_at = due
+    insert([order])
+    assert Order.objects.get(pk=order.pk).payment_due_at == due
