@@ -1,11 +1,13 @@
 """Reads of listings: public search, a farmer's own listings, one listing."""
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 from django.contrib.postgres.search import SearchRank
+from django.db import connection
 from django.db.models import (
     Count,
     DecimalField,
@@ -212,7 +214,36 @@ def farmer_public_profile_queryset() -> QuerySet[User]:
     )
 
 
-def listings_for_update(listing_ids) -> QuerySet[Listing]:
+# Every column but the long texts (the description and its search vector), which no write
+# of stock reads; they load on access, as with .defer().
+_LOCKED_FIELDS = [
+    field
+    for field in Listing._meta.concrete_fields
+    if field.name not in {"description", "search_vector"}
+]
+_LOCK = (
+    "SELECT {columns} FROM {table} WHERE {pk} = ANY(%s::bigint[]) ORDER BY {pk} "
+    "FOR UPDATE OF {table}"
+)
+
+
+def listings_for_update(listing_ids: Sequence[int]) -> list[Listing]:
     """Row-locks the listings in primary-key order, so two transactions locking the same
-    listings always queue instead of deadlocking. Evaluate it inside the transaction."""
-    return Listing.objects.select_for_update(of=("self",)).filter(pk__in=listing_ids).order_by("pk")
+    listings always queue instead of deadlocking; call it inside the transaction. Returns
+    them in that order.
+
+    In SQL of our own, as `select_for_update(of=("self",)).filter(pk__in=…).order_by("pk")`
+    would read them: every order placement and cancellation runs it, and the ORM spent
+    ~0.7 ms of CPU building that query and its instances, this ~0.1 ms
+    (bench/ORDERS_RESULTS.md)."""
+    quote = connection.ops.quote_name
+    sql = _LOCK.format(
+        columns=", ".join(quote(field.column) for field in _LOCKED_FIELDS),
+        table=quote(Listing._meta.db_table),
+        pk=quote(Listing._meta.pk.column),
+    )
+    attnames = [field.attname for field in _LOCKED_FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [list(listing_ids)])
+        rows = cursor.fetchall()
+    return [Listing.from_db(connection.alias, attnames, row) for row in rows]

@@ -340,10 +340,10 @@ def _expire_batch(*, now: datetime, batch: int, failed: set[int]) -> tuple[int, 
     )
     # Lock every listing of the batch up front, in primary-key order: cancelling order by
     # order would take them in no global order and could deadlock with a buyer's order.
-    listing_ids = OrderLine.objects.filter(order_id__in=due, status=LineStatus.ACTIVE).values(
-        "listing_id"
+    listing_ids = OrderLine.objects.filter(order_id__in=due, status=LineStatus.ACTIVE).values_list(
+        "listing_id", flat=True
     )
-    list(listings_for_update(listing_ids))
+    listings_for_update(sorted(set(listing_ids)))
     cancelled = 0
     for order_id in due:
         try:

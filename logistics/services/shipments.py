@@ -176,7 +176,7 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
             reduce(or_, (Q(order_id=s.order_id, farmer_id=s.farmer_id) for s in giving_up)),
             status=LineStatus.ACTIVE,
         )
-        list(listings_for_update(sorted(set(farmers_lines.values_list("listing_id", flat=True)))))
+        listings_for_update(sorted(set(farmers_lines.values_list("listing_id", flat=True))))
     for shipment in shipments:
         shipment.failed_attempts += 1
         if shipment in giving_up:

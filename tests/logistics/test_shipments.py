@@ -793,7 +793,7 @@ def test_goods_failing_for_good_lock_their_listings_at_once_in_key_order(world, 
         if 'FROM "listings_listing"' in q["sql"] and "FOR UPDATE" in q["sql"]
     ]
     assert locks, "no listing was locked"
-    assert f"IN ({first.pk}, {second.pk})" in locks[0]  # both, the first one first
+    assert f"ANY('{{{first.pk},{second.pk}}}'" in locks[0]  # both, the first one first
     assert [Listing.objects.get(pk=x.pk).quantity_available for x in (first, second)] == [
         Decimal(100),
         Decimal(100),
