@@ -4,7 +4,11 @@ from rest_framework import serializers
 
 from logistics.models import Shipment, ShipmentLeg, TrackingEvent, Village
 from marketplace.accounts.models import Role
-from marketplace.api.serializers import FieldsOnceModelSerializer, PrimaryKeyRelatedField
+from marketplace.api.serializers import (
+    FieldsOnceModelSerializer,
+    FieldsOnceSerializer,
+    PrimaryKeyRelatedField,
+)
 from orders.models import (
     DeliveryMethod,
     Order,
@@ -18,14 +22,14 @@ from orders.selectors import order_was_confirmed
 from orders.services import MAX_LINES, LineRequest
 
 
-class LineInputSerializer(serializers.Serializer):
+class LineInputSerializer(FieldsOnceSerializer):
     listing = serializers.IntegerField(min_value=1)
     quantity = serializers.DecimalField(
         max_digits=12, decimal_places=3, min_value=Decimal("0.001"), max_value=Decimal("1000000")
     )
 
 
-class OrderPlaceSerializer(serializers.Serializer):
+class OrderPlaceSerializer(FieldsOnceSerializer):
     lines = LineInputSerializer(many=True, allow_empty=False, max_length=MAX_LINES)
     delivery_method = serializers.ChoiceField(choices=DeliveryMethod.choices)
     payment_method = serializers.ChoiceField(choices=PaymentMethod.choices)

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from marketplace.api.serializers import FieldsOnceModelSerializer
+from marketplace.api.serializers import FieldsOnceModelSerializer, FieldsOnceSerializer
 from orders.models import Order, OrderLine
 
 
@@ -62,3 +62,32 @@ def test_nested_serializers_and_child_fields_are_bound_to_each_instance_of_their
         assert first.fields[name].child is not second.fields[name].child
         assert first.fields[name].child.parent is first.fields[name]
         assert second.fields[name].child.root is second
+
+
+class _ItemInput(FieldsOnceSerializer):
+    sku = serializers.IntegerField(min_value=1)
+
+
+class _CartInput(FieldsOnceSerializer):
+    items = _ItemInput(many=True, allow_empty=False)
+    note = serializers.CharField(max_length=5, default="")
+
+
+def test_input_serializers_build_once_and_each_validation_is_its_own():
+    good = _CartInput(data={"items": [{"sku": 2}]})
+    bad = _CartInput(data={"items": [{"sku": 0}], "note": "too long"})
+
+    assert good.is_valid()
+    assert not bad.is_valid()
+    assert good.validated_data == {"items": [{"sku": 2}], "note": ""}
+    assert bad.errors == {
+        "items": {0: {"sku": ["Ensure this value is greater than or equal to 1."]}},
+        "note": ["Ensure this field has no more than 5 characters."],
+    }
+    assert good.errors == {}
+    assert "_fields_built_once" in _CartInput.__dict__
+    assert "_fields_built_once" in _ItemInput.__dict__
+    assert good.fields["items"] is not bad.fields["items"]
+    assert good.fields["items"].child is not bad.fields["items"].child
+    assert good.fields["note"].parent is good
+    assert bad.fields["items"].child.root is bad
