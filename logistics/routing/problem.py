@@ -114,6 +114,7 @@ class PlannedRoute:
 
 
 class UnassignedReason(StrEnum):
+    NO_VEHICLE = "no_vehicle"  # there is no vehicle at all (none active, none free that day)
     NO_VEHICLE_WITH_SKILLS = "no_vehicle_with_skills"  # e.g. needs refrigeration, none has it
     TOO_HEAVY = "too_heavy"  # heavier than any single vehicle can carry
     OUTSIDE_SHIFTS = "outside_shifts"  # its time windows fall outside every vehicle's shift

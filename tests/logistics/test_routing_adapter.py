@@ -398,16 +398,22 @@ def test_one_small_van_keeps_the_high_priority_jobs_and_has_no_room_for_the_rest
 
 
 def test_no_vehicles_leaves_every_job_unassigned_without_calling_the_engine():
-    problem = replace(county_day(7, jobs=3, pairs=1), vehicles=())
+    day = county_day(7, jobs=3, pairs=1)
+    milk = Job(
+        id=2000, kind=JobKind.PICKUP, location=near(random.Random(8)), amount_g=1, skills=COLD
+    )
+    problem = replace(day, vehicles=(), jobs=(*day.jobs, milk))
 
     plan = solve(problem, MATRIX)
 
     assert plan.routes == ()
-    assert {u.reason for u in plan.unassigned} == {UnassignedReason.NO_VEHICLE_WITH_SKILLS}
+    # the milk too: there is no vehicle at all, not just none with the skills it needs
+    assert {u.reason for u in plan.unassigned} == {UnassignedReason.NO_VEHICLE}
     assert sorted((u.is_pair, u.job_id) for u in plan.unassigned) == [
         (False, 1000),
         (False, 1001),
         (False, 1002),
+        (False, 2000),
         (True, 1000),
     ]
 

@@ -246,6 +246,32 @@ def test_no_refrigerated_vehicle_means_the_milk_waits_with_a_reason(day):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("why", ["none_active", "all_on_the_road"])
+def test_a_day_without_any_vehicle_says_so_and_everything_waits_for_the_next(day, why):
+    if why == "none_active":
+        Vehicle.objects.update(active=False)
+    else:  # each drove a route of that day already (planned and started by hand)
+        for vehicle in (day["van"], day["cold"]):
+            Route.objects.create(
+                service_center=day["center"],
+                date=day["date"],
+                vehicle=vehicle,
+                status=RouteStatus.STARTED,
+            )
+    waiting = set(Shipment.objects.values_list("pk", flat=True))
+
+    run = run_day(day)
+
+    assert run.status == ScheduleRunStatus.DONE
+    assert (run.summary["routes"], run.summary["vehicles_available"]) == (0, 0)
+    assert {item["reason"] for item in run.summary["unassigned"]} == {"no_vehicle"}
+    assert {pk for item in run.summary["unassigned"] for pk in item["shipments"]} == waiting
+    nexts = set(Shipment.objects.values_list("pickup_date", "status"))
+    assert nexts == {(day["date"] + timedelta(days=1), ShipmentStatus.PENDING)}
+    assert not Stop.objects.exists()
+
+
+@pytest.mark.django_db
 def test_a_rerun_replaces_planned_routes_and_never_doubles_a_stop(day):
     run_day(day)
     first = set(Route.objects.values_list("pk", flat=True))
