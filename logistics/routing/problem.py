@@ -109,8 +109,9 @@ class PlannedRoute:
     departure_s: int
     return_s: int
     distance_m: int
-    duration_s: int
+    duration_s: int  # from leaving the depot to coming back: driving, service and waiting
     cost: float
+    driving_s: int = 0  # of which driving
 
 
 class UnassignedReason(StrEnum):

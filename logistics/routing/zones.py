@@ -201,6 +201,7 @@ def _merged_summary(plans: Sequence[Plan]) -> dict:
         "cost": sum(plan.summary.get("cost", 0) for plan in plans),
         "distance_m": sum(route.distance_m for plan in plans for route in plan.routes),
         "duration_s": sum(route.duration_s for plan in plans for route in plan.routes),
+        "driving_s": sum(route.driving_s for plan in plans for route in plan.routes),
         "routes": sum(len(plan.routes) for plan in plans),
         "unassigned": sum(len(plan.unassigned) for plan in plans),
         "zones": len(plans),

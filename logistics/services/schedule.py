@@ -476,6 +476,7 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
         "stops": stops,
         "distance_km": round(sum(r.distance_m for r in written) / 1000, 2),
         "duration_min": round(sum(r.duration_s for r in written) / 60),
+        "driving_min": round(sum(r.driving_s for r in written) / 60),
         "vehicles_used": len({r.vehicle_id for r in written}),
         "vehicles_available": len(day_work.problem.vehicles),
         "unassigned": unassigned,

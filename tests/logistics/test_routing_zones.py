@@ -285,3 +285,13 @@ def test_problems_and_plans_survive_json_unchanged():
     assert plan.unassigned or plan.routes
     assert problem_from_data(json.loads(json.dumps(to_data(day)))) == day
     assert plan_from_data(json.loads(json.dumps(to_data(plan)))) == plan
+
+
+def test_a_plan_stored_before_driving_was_kept_apart_reads_its_whole_duration():
+    """A zone's plan saved by the previous release held the driving time as duration_s."""
+    plan = solve(county_day(jobs=20), GreatCircleMatrix())
+    data = json.loads(json.dumps(to_data(plan)))
+    for route in data["routes"]:
+        route["duration_s"] = route.pop("driving_s")
+    assert plan_from_data(data) == plan
+    assert all(route.duration_s > route.driving_s for route in plan.routes)

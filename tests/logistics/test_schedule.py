@@ -22,6 +22,7 @@ from logistics.models import (
     Stop,
     Vehicle,
 )
+from logistics.routing import Location
 from logistics.services import fleet, routing, schedule, shipments
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion
@@ -243,6 +244,34 @@ def test_no_refrigerated_vehicle_means_the_milk_waits_with_a_reason(day):
         day["date"]: Decimal("215.000"),
         day["date"] + timedelta(days=1): Decimal("20.000"),
     }
+
+
+@pytest.mark.django_db
+def test_a_route_lasts_from_leaving_the_center_to_coming_back(settings):
+    """Driving, the service at each stop and any waiting: what a driver's day takes."""
+    center = ServiceCenterFactory(lat=Decimal("30.200000"), lng=Decimal("119.600000"))
+    Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal("300"))
+    farmer = FarmerFactory(village=village_near(center, "0.05", "0"))
+    buyer = BuyerFactory(village=village_near(center, "0", "0.08"))
+    order = routed_order(buyer, (create_listing(farmer, unit="kg"), 10))
+    shipment = Shipment.objects.get(order=order)
+
+    run = run_day({"center": center, "date": shipment.pickup_date})
+
+    route = Route.objects.get()
+    pickup, delivery = route.stops.order_by("sequence")  # a same-day pair: farm, then buyer
+    places = [Location(float(p.lat), float(p.lng)) for p in (center, pickup, delivery)]
+    t = schedule._matrix(center).matrices(places).durations_s
+    driving = t[0][1] + t[1][2] + t[2][0]
+    assert pickup.eta + timedelta(seconds=settings.STOP_SERVICE_SECONDS) <= delivery.eta
+    # no window to wait for: the farm opens at 07:00 with the shift, the buyer is open all day
+    whole = driving + 2 * settings.STOP_SERVICE_SECONDS
+    assert round(whole / 60) != round(driving / 60)
+    assert route.duration_min == round(whole / 60)
+    assert (run.summary["duration_min"], run.summary["driving_min"]) == (
+        round(whole / 60),
+        round(driving / 60),
+    )
 
 
 @pytest.mark.django_db
