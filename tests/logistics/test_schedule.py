@@ -4,7 +4,8 @@ and refrigeration; what does not fit rolls over with a reason; re-runs never dou
 import threading
 import time
 from collections import Counter
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
 from decimal import Decimal
 
 import pytest
@@ -17,12 +18,13 @@ from logistics.models import (
     RouteStatus,
     ScheduleRun,
     ScheduleRunStatus,
+    ServiceCenter,
     Shipment,
     ShipmentStatus,
     Stop,
     Vehicle,
 )
-from logistics.routing import Location
+from logistics.routing import Location, TimeWindow
 from logistics.services import fleet, routing, schedule, shipments
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion
@@ -274,11 +276,61 @@ def test_a_route_lasts_from_leaving_the_center_to_coming_back(settings):
     )
 
 
+def test_a_vehicle_works_within_its_shift_while_the_center_is_open():
+    hours = TimeWindow(8 * 3600, 17 * 3600)  # 08:00-17:00
+    depot = Location(30.2, 119.6)
+
+    def window(start: int, end: int) -> TimeWindow | None:
+        vehicle = Vehicle(
+            pk=1,
+            capacity_kg=Decimal(300),
+            shift_start=time_of_day(start),
+            shift_end=time_of_day(end),
+        )
+        spec = schedule._spec(vehicle, depot, hours)
+        return None if spec is None else spec.shift
+
+    assert window(6, 20) == hours
+    assert window(9, 12) == TimeWindow(9 * 3600, 12 * 3600)
+    assert window(7, 10) == TimeWindow(8 * 3600, 10 * 3600)
+    assert window(15, 22) == TimeWindow(15 * 3600, 17 * 3600)
+    assert window(17, 22) is None  # starts as the center closes: no time to work
+    assert window(5, 8) is None
+
+
 @pytest.mark.django_db
-@pytest.mark.parametrize("why", ["none_active", "all_on_the_road"])
+def test_routes_leave_and_come_back_while_the_center_is_open(day, settings):
+    center = day["center"]
+    center.opens_at, center.closes_at = (
+        time_of_day(9),
+        time_of_day(13),
+    )  # the vans' shifts: 07:00-18:00
+    center.save()
+
+    run = run_day(day)
+
+    assert run.status == ScheduleRunStatus.DONE
+    depot = Location(float(center.lat), float(center.lng))
+    opens = timezone.make_aware(datetime.combine(day["date"], time_of_day(9)))
+    closes = timezone.make_aware(datetime.combine(day["date"], time_of_day(13)))
+    service = timedelta(seconds=settings.STOP_SERVICE_SECONDS)
+    routes = stops_by_route()
+    assert routes
+    for stops in routes.values():
+        first, last = stops[0], stops[-1]
+        places = [depot, *(Location(float(s.lat), float(s.lng)) for s in (first, last))]
+        t = schedule._matrix(center).matrices(places).durations_s
+        assert first.eta >= opens + timedelta(seconds=t[0][1])  # left at 09:00 at the earliest
+        assert last.eta + service + timedelta(seconds=t[2][0]) <= closes  # back by 13:00
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("why", ["none_active", "all_on_the_road", "shifts_after_closing"])
 def test_a_day_without_any_vehicle_says_so_and_everything_waits_for_the_next(day, why):
     if why == "none_active":
         Vehicle.objects.update(active=False)
+    elif why == "shifts_after_closing":  # the center closes at 19:00
+        Vehicle.objects.update(shift_start=time_of_day(19), shift_end=time_of_day(23))
     else:  # each drove a route of that day already (planned and started by hand)
         for vehicle in (day["van"], day["cold"]):
             Route.objects.create(
@@ -420,6 +472,21 @@ def test_a_vehicle_made_smaller_while_the_day_is_solved_gets_no_route(day, monke
     [item] = run.summary["unassigned"]
     assert item["reason"] == "vehicle_unavailable"
     assert set(item["shipments"]) == set(Shipment.objects.values_list("pk", flat=True))
+
+
+@pytest.mark.django_db
+def test_a_center_closing_earlier_while_the_day_is_solved_gets_no_route(day, monkeypatch):
+    def close_early():
+        ServiceCenter.objects.filter(pk=day["center"].pk).update(closes_at=time_of_day(10))
+
+    solving_while(monkeypatch, close_early)
+    run = run_day(day)
+
+    assert run.status == ScheduleRunStatus.DONE
+    assert not Route.objects.exists()  # planned to come back as late as 19:00
+    assert {item["reason"] for item in run.summary["unassigned"]} == {"vehicle_unavailable"}
+    left = {pk for item in run.summary["unassigned"] for pk in item["shipments"]}
+    assert left == set(Shipment.objects.values_list("pk", flat=True))
 
 
 @pytest.mark.django_db
