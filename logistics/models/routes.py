@@ -64,7 +64,11 @@ class Route(models.Model):
         max_length=10, choices=RouteStatus.choices, default=RouteStatus.PLANNED
     )
     distance_km = models.DecimalField(max_digits=8, decimal_places=2, default=0)
-    duration_min = models.PositiveIntegerField(default=0)
+    duration_min = models.PositiveIntegerField(
+        default=0,
+        help_text="From leaving the center to coming back, in minutes: driving, service at "
+        "the stops and waiting for their time windows.",
+    )
     cost = models.DecimalField(max_digits=10, decimal_places=2, default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 

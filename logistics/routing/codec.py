@@ -112,6 +112,7 @@ def _pair(data: dict) -> PickupDelivery:
 
 
 def _route(data: dict) -> PlannedRoute:
+    departure_s, return_s = data["departure_s"], data["return_s"]
     return PlannedRoute(
         vehicle_id=data["vehicle_id"],
         stops=tuple(
@@ -126,9 +127,11 @@ def _route(data: dict) -> PlannedRoute:
             )
             for stop in data["stops"]
         ),
-        departure_s=data["departure_s"],
-        return_s=data["return_s"],
+        departure_s=departure_s,
+        return_s=return_s,
         distance_m=data["distance_m"],
-        duration_s=data["duration_s"],
+        # A plan stored before driving_s was kept had the driving time as its duration.
+        duration_s=data["duration_s"] if "driving_s" in data else return_s - departure_s,
         cost=data["cost"],
+        driving_s=data.get("driving_s", data["duration_s"]),
     )

@@ -57,6 +57,8 @@ class EngineRoute:
     cost: int  # engine units (money × COST_SCALE)
     distance: int
     duration: int  # travel seconds
+    service: int = 0  # seconds spent at its stops (VROOM's setup and service)
+    waiting: int = 0  # seconds waiting for a stop's window to open
 
     @property
     def plan(self) -> list[Step]:
@@ -280,6 +282,8 @@ def read_answer(solution: Solution) -> EngineAnswer:
             cost=int(route["cost"]),
             distance=int(route.get("distance", 0)),
             duration=int(route["duration"]),
+            service=int(route.get("setup", 0)) + int(route.get("service", 0)),
+            waiting=int(route.get("waiting_time", 0)),
         )
     unassigned = frozenset(
         (TaskKind.JOB if item["type"] == "job" else TaskKind.PAIR, int(item["id"]))

@@ -109,11 +109,13 @@ class PlannedRoute:
     departure_s: int
     return_s: int
     distance_m: int
-    duration_s: int
+    duration_s: int  # from leaving the depot to coming back: driving, service and waiting
     cost: float
+    driving_s: int = 0  # of which driving
 
 
 class UnassignedReason(StrEnum):
+    NO_VEHICLE = "no_vehicle"  # there is no vehicle at all (none active, none free that day)
     NO_VEHICLE_WITH_SKILLS = "no_vehicle_with_skills"  # e.g. needs refrigeration, none has it
     TOO_HEAVY = "too_heavy"  # heavier than any single vehicle can carry
     OUTSIDE_SHIFTS = "outside_shifts"  # its time windows fall outside every vehicle's shift

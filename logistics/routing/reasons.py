@@ -1,9 +1,9 @@
 """Why a job was left out: VROOM only says *that* it was, so the adapter works out why.
 
-The checks go from the most to the least definite: no vehicle has the skills, the goods are
-heavier than every vehicle that has them, no such vehicle can reach it inside a window and
-still get home within its shift (even with nothing else to do); otherwise the day simply ran
-out of room (capacity or time taken by other stops).
+The checks go from the most to the least definite: there is no vehicle at all, no vehicle
+has the skills, the goods are heavier than every vehicle that has them, no such vehicle can
+reach it inside a window and still get home within its shift (even with nothing else to
+do); otherwise the day simply ran out of room (capacity or time taken by other stops).
 """
 
 from collections.abc import Sequence
@@ -23,6 +23,8 @@ def unassigned_reason(model: EngineModel, kind: TaskKind, rank: int) -> Unassign
         pair = problem.pairs[rank]
         skills = pair.skills | pair.pickup.skills | pair.delivery.skills
         amount = pair.amount_g
+    if not problem.vehicles:
+        return UnassignedReason.NO_VEHICLE
     capable = [v for v, spec in enumerate(problem.vehicles) if skills <= spec.skills]
     if not capable:
         return UnassignedReason.NO_VEHICLE_WITH_SKILLS

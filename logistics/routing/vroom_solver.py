@@ -189,8 +189,9 @@ def _route(model: EngineModel, route: EngineRoute) -> PlannedRoute:
         departure_s=route.departure,
         return_s=route.arrival,
         distance_m=route.distance,
-        duration_s=route.duration,
+        duration_s=route.duration + route.service + route.waiting,
         cost=route.cost / COST_SCALE,
+        driving_s=route.duration,
     )
 
 
@@ -203,7 +204,8 @@ def _summary(answer: EngineAnswer, level: int, times: dict) -> dict:
     return {
         "cost": sum(route.cost for route in routes) / COST_SCALE,
         "distance_m": sum(route.distance for route in routes),
-        "duration_s": sum(route.duration for route in routes),
+        "duration_s": sum(route.duration + route.service + route.waiting for route in routes),
+        "driving_s": sum(route.duration for route in routes),
         "routes": len(answer.routes),
         "unassigned": len(answer.unassigned),
         "exploration_level": level,

@@ -8,7 +8,10 @@ hands each zone to a task of its own, so the workers share the day.
 How the day is cut:
 - work that needs refrigeration goes with the refrigerated vehicles, as a zone of its own
   (when there are plain vehicles too; with no refrigerated work, a refrigerated vehicle is
-  one more vehicle, and with only refrigerated vehicles everything is swept together);
+  one more vehicle, and with only refrigerated vehicles, or none, everything is swept
+  together: refrigerated work no vehicle can take then waits in some arc, reported
+  `no_vehicle_with_skills`, never in a zone without vehicles, which would report it
+  `no_vehicle` on a day that has some);
 - the rest is ordered by angle around the depot (a pickup-delivery pair by the midpoint of
   its two places, so a pair always stays whole), the circle is opened at the widest angular
   gap (the emptiest direction, so no zone straddles a busy one) and cut into k arcs with
@@ -64,9 +67,10 @@ def split(problem: Problem, k: int) -> list[Problem]:
         raise ValueError(f"k must be at least 1, not {k}")
     cold = Skill.REFRIGERATED
     plain_vehicles = [v for v in problem.vehicles if cold not in v.skills]
+    cold_vehicles = [v for v in problem.vehicles if cold in v.skills]
     cold_jobs = {i for i, job in enumerate(problem.jobs) if cold in job.skills}
     cold_pairs = {i for i, pair in enumerate(problem.pairs) if cold in _pair_skills(pair)}
-    separate_cold = bool(cold_jobs or cold_pairs) and bool(plain_vehicles)
+    separate_cold = bool(cold_jobs or cold_pairs) and bool(plain_vehicles) and bool(cold_vehicles)
     if separate_cold:
         vehicles = plain_vehicles
         items = _items(problem, skip_jobs=cold_jobs, skip_pairs=cold_pairs)
@@ -82,7 +86,7 @@ def split(problem: Problem, k: int) -> list[Problem]:
         zones.append(
             Problem(
                 depot=problem.depot,
-                vehicles=tuple(v for v in problem.vehicles if cold in v.skills),
+                vehicles=tuple(cold_vehicles),
                 jobs=tuple(problem.jobs[i] for i in sorted(cold_jobs)),
                 pairs=tuple(problem.pairs[i] for i in sorted(cold_pairs)),
             )
@@ -197,6 +201,7 @@ def _merged_summary(plans: Sequence[Plan]) -> dict:
         "cost": sum(plan.summary.get("cost", 0) for plan in plans),
         "distance_m": sum(route.distance_m for plan in plans for route in plan.routes),
         "duration_s": sum(route.duration_s for plan in plans for route in plan.routes),
+        "driving_s": sum(route.driving_s for plan in plans for route in plan.routes),
         "routes": sum(len(plan.routes) for plan in plans),
         "unassigned": sum(len(plan.unassigned) for plan in plans),
         "zones": len(plans),

@@ -203,12 +203,22 @@ def _day_vehicles(center: ServiceCenter, day: date) -> QuerySet[Vehicle]:
     )
 
 
-def _spec(vehicle: Vehicle, depot: Location) -> VehicleSpec:
-    """The vehicle as the routing engine sees it."""
+def _opening_hours(center: ServiceCenter) -> TimeWindow:
+    return TimeWindow(_seconds(center.opens_at), _seconds(center.closes_at))
+
+
+def _spec(vehicle: Vehicle, depot: Location, hours: TimeWindow) -> VehicleSpec | None:
+    """The vehicle as the routing engine sees it. It leaves the center and comes back while
+    the center is open (`hours`), within its own shift: the engine gets the two intersected.
+    None when they do not meet: the vehicle has no time to work that day."""
+    start = max(_seconds(vehicle.shift_start), hours.start)
+    end = min(_seconds(vehicle.shift_end), hours.end)
+    if start >= end:
+        return None
     return VehicleSpec(
         id=vehicle.pk,
         capacity_g=_grams(vehicle.capacity_kg),
-        shift=TimeWindow(_seconds(vehicle.shift_start), _seconds(vehicle.shift_end)),
+        shift=TimeWindow(start, end),
         start=depot,
         end=depot,
         skills=frozenset({Skill.REFRIGERATED}) if vehicle.refrigerated else frozenset(),
@@ -239,9 +249,11 @@ def _loads(group: list[Shipment], vehicles: tuple[VehicleSpec, ...]) -> list[lis
 def _gather(center: ServiceCenter, day: date) -> _Day:
     """The day's farm pickups (grouped by farm), deliveries (grouped by order: one code per
     stop) and same-day farm-to-buyer pairs inside this center; goods needing a refrigerated
-    vehicle apart from the rest, and no stop more than a vehicle can carry (_loads)."""
-    depot = Location(float(center.lat), float(center.lng))
-    vehicles = tuple(_spec(v, depot) for v in _day_vehicles(center, day))
+    vehicle apart from the rest, and no stop more than a vehicle can carry (_loads). The
+    vehicles are those with time to work while the center is open (_spec)."""
+    depot, hours = Location(float(center.lat), float(center.lng)), _opening_hours(center)
+    specs = (_spec(v, depot, hours) for v in _day_vehicles(center, day))
+    vehicles = tuple(spec for spec in specs if spec is not None)
     shipments = list(_day_shipments(center, day).select_related("order").prefetch_related("legs"))
     home_delivery = {
         s.pk for s in shipments if any(leg.kind == LegKind.DELIVERY for leg in s.legs.all())
@@ -249,7 +261,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
     pickup_window = TimeWindow(
         _seconds(settings.PICKUP_WINDOW_START), _seconds(settings.PICKUP_WINDOW_END)
     )
-    delivery_window = TimeWindow(_seconds(center.opens_at), _seconds(center.closes_at))
+    delivery_window = hours
     farms: dict[tuple, list[Shipment]] = defaultdict(list)
     drops: dict[int, list[Shipment]] = defaultdict(list)
     pairs: dict[tuple, list[Shipment]] = defaultdict(list)
@@ -398,14 +410,14 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
         s.pk: s
         for s in _day_shipments(center, day).select_for_update(of=("self",)).select_related("order")
     }
-    # A vehicle changed meanwhile (a smaller capacity, a shorter shift) counts as gone: the
-    # plan may no longer fit it.
+    # A vehicle changed meanwhile (a smaller capacity, a shorter shift, or the center's
+    # hours) counts as gone: the plan may no longer fit it.
     solved_for = {spec.id: spec for spec in day_work.problem.vehicles}
-    depot = day_work.problem.depot
+    depot, hours = day_work.problem.depot, _opening_hours(center)
     vehicles = {
         v.pk: v
         for v in _day_vehicles(center, day).select_for_update(of=("self",))
-        if solved_for.get(v.pk) == _spec(v, depot)
+        if v.pk in solved_for and solved_for[v.pk] == _spec(v, depot, hours)
     }
 
     def still(shipments: list[Shipment]) -> list[Shipment]:
@@ -476,6 +488,7 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
         "stops": stops,
         "distance_km": round(sum(r.distance_m for r in written) / 1000, 2),
         "duration_min": round(sum(r.duration_s for r in written) / 60),
+        "driving_min": round(sum(r.driving_s for r in written) / 60),
         "vehicles_used": len({r.vehicle_id for r in written}),
         "vehicles_available": len(day_work.problem.vehicles),
         "unassigned": unassigned,
@@ -493,7 +506,7 @@ def _stop_window(kind: StepKind, center: ServiceCenter) -> TimeWindow:
         return TimeWindow(
             _seconds(settings.PICKUP_WINDOW_START), _seconds(settings.PICKUP_WINDOW_END)
         )
-    return TimeWindow(_seconds(center.opens_at), _seconds(center.closes_at))
+    return _opening_hours(center)
 
 
 def _move(shipments: list[Shipment], *, source: str, target: str, note: str, now) -> None:

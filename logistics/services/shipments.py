@@ -3,7 +3,7 @@ at the destination center, failed stops put back, cancellations. Every change wr
 TrackingEvent and moves the order through the orders state machine."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from functools import reduce
 from operator import or_
@@ -327,8 +327,9 @@ def shipment_receive(
     *, shipment_id: int, staff: User, occurred_at: datetime | None = None
 ) -> Shipment:
     """Staff at the destination center record a transfer's arrival: the shipment is then
-    ready for local delivery. One received after its delivery day is moved to tomorrow (no
-    plan would take it on a day gone by). Receiving it again changes nothing."""
+    ready for local delivery, on a day whose plan will still take it: one due today is
+    delivered from tomorrow, as one received after its day (_delivery_day_on_arrival).
+    Receiving it again changes nothing."""
     shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
     if shipment.status == ShipmentStatus.AT_CENTER:
         return shipment
@@ -337,12 +338,10 @@ def shipment_receive(
             errors.NOT_IN_TRANSFER, f"This shipment is {shipment.status}, not in transfer."
         )
     _finish_legs(shipment, (LegKind.TRANSFER,))
-    if shipment.delivery_date < timezone.localdate():
-        shipment_move_days(
-            shipment,
-            pickup_date=shipment.pickup_date,
-            delivery_date=shipment.delivery_date + next_try(shipment.delivery_date),
-        )
+    note = "transfer received"
+    if (day := _delivery_day_on_arrival(shipment)) != shipment.delivery_date:
+        shipment_move_days(shipment, pickup_date=shipment.pickup_date, delivery_date=day)
+        note += f"; delivery moved to {day:%Y-%m-%d}"
     shipment.transfer_late = False
     shipment.save(update_fields=["transfer_late"])
     _track(
@@ -350,10 +349,25 @@ def shipment_receive(
         ShipmentStatus.AT_CENTER,
         occurred_at or timezone.now(),
         staff,
-        "transfer received",
+        note,
         center=shipment.destination_center,
     )
     return shipment
+
+
+def _delivery_day_on_arrival(shipment: Shipment) -> date:
+    """The day a transfer received now is delivered. To the buyer's door it needs its day's
+    plan, and a plan takes only goods already at the center: the nightly plan of each day
+    runs at NIGHTLY_SCHEDULE_HOUR the day before (schedule_tomorrow), so goods due on a day
+    whose plan ran while they were on their way (a day gone by, today, or tomorrow once
+    tonight's plan ran) go to the first day whose plan is still ahead. Goods handed over at
+    the center need no plan: they keep their day, or go to tomorrow once it is gone."""
+    now = timezone.localtime()
+    due = shipment.delivery_date
+    if not shipment.legs.filter(kind=LegKind.DELIVERY).exists():
+        return due if due >= now.date() else due + next_try(due)
+    tonight_planned = now.hour >= settings.NIGHTLY_SCHEDULE_HOUR
+    return max(due, now.date() + timedelta(days=2 if tonight_planned else 1))
 
 
 @transaction.atomic

@@ -173,6 +173,13 @@ def test_route_detail_has_vehicle_and_stops_in_visiting_order(world, client_for)
     assert stops[3]["eta"] is None
 
 
+def test_the_schema_says_a_routes_duration_is_its_whole_time_out(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    duration = schema["components"]["schemas"]["Route"]["properties"]["duration_min"]
+    assert duration["type"] == "integer"
+    assert all(word in duration["description"] for word in ("driving", "service", "waiting"))
+
+
 def _route_with_stops(center, day, stops: int, shipment) -> Route:
     route = Route.objects.create(service_center=center, date=day)
     for sequence in range(1, stops + 1):

@@ -174,11 +174,13 @@ def _replay_loads(route, vehicle, jobs, pairs):
 
 def _replay_times(route, vehicle, *, jobs, pairs, index, durations):
     """Arrival = previous service end + travel; service starts at max(arrival, window
-    start) inside a window; the route leaves and returns within the shift."""
+    start) inside a window; the route leaves and returns within the shift, and lasts from
+    leaving to coming back: its driving, its service and its waiting."""
     assert vehicle.shift.start <= route.departure_s
-    clock, here = route.departure_s, index[vehicle.start]
+    clock, here, driving = route.departure_s, index[vehicle.start], 0
     for stop in route.stops:
         clock += durations[here][index[stop.location]]
+        driving += durations[here][index[stop.location]]
         assert stop.arrival_s == clock, f"arrival at {stop}"
         job = _job_of(stop, jobs, pairs)
         windows = job.windows or (TimeWindow(0, 24 * H),)
@@ -188,8 +190,12 @@ def _replay_times(route, vehicle, *, jobs, pairs, index, durations):
         assert stop.service_s == job.service_s
         clock, here = min(starts) + stop.service_s, index[stop.location]
     clock += durations[here][index[vehicle.end]]
+    driving += durations[here][index[vehicle.end]]
     assert route.return_s == clock
     assert route.return_s <= vehicle.shift.end
+    assert route.driving_s == driving
+    served = sum(stop.service_s + stop.wait_s for stop in route.stops)
+    assert route.duration_s == route.return_s - route.departure_s == driving + served
 
 
 def _job_of(stop, jobs, pairs):
@@ -289,6 +295,41 @@ def served_key(problem, plan):
     priority |= {("pair", p.id): p.priority for p in problem.pairs}
     left = [("pair" if u.is_pair else "job", u.job_id) for u in plan.unassigned]
     return (sum(priority[k] for k in left), len(left), plan.summary["cost"])
+
+
+def test_a_route_lasts_its_driving_service_and_waiting_not_its_driving_alone():
+    morning = Job(
+        id=1,
+        kind=JobKind.DELIVERY,
+        location=Location(30.02, 119.6),
+        amount_g=1000,
+        service_s=300,
+        windows=(TimeWindow(7 * H, 8 * H),),
+    )
+    noon = Job(
+        id=2,
+        kind=JobKind.DELIVERY,
+        location=Location(30.0, 119.62),
+        amount_g=1000,
+        service_s=600,
+        windows=(TimeWindow(12 * H, 13 * H),),
+    )  # a van cannot drive so slowly: it waits there for the window to open
+    problem = Problem(depot=DEPOT, vehicles=(van(1),), jobs=(morning, noon))
+
+    plan = solve(problem, MATRIX)
+
+    replay(problem, plan)
+    [route] = plan.routes
+    assert [s.job_id for s in route.stops] == [1, 2]
+    t = MATRIX.matrices([DEPOT, morning.location, noon.location]).durations_s
+    driving = t[0][1] + t[1][2] + t[2][0]
+    assert route.driving_s == driving
+    wait = route.stops[1].wait_s
+    assert wait > 3 * H  # served at 12:00 sharp after the 07:xx stop and a short drive
+    assert route.stops[1].arrival_s + wait == 12 * H
+    assert route.duration_s == driving + 300 + 600 + wait
+    assert plan.summary["duration_s"] == route.duration_s
+    assert plan.summary["driving_s"] == driving
 
 
 # --- what was left out, and why --------------------------------------------------------
@@ -398,16 +439,22 @@ def test_one_small_van_keeps_the_high_priority_jobs_and_has_no_room_for_the_rest
 
 
 def test_no_vehicles_leaves_every_job_unassigned_without_calling_the_engine():
-    problem = replace(county_day(7, jobs=3, pairs=1), vehicles=())
+    day = county_day(7, jobs=3, pairs=1)
+    milk = Job(
+        id=2000, kind=JobKind.PICKUP, location=near(random.Random(8)), amount_g=1, skills=COLD
+    )
+    problem = replace(day, vehicles=(), jobs=(*day.jobs, milk))
 
     plan = solve(problem, MATRIX)
 
     assert plan.routes == ()
-    assert {u.reason for u in plan.unassigned} == {UnassignedReason.NO_VEHICLE_WITH_SKILLS}
+    # the milk too: there is no vehicle at all, not just none with the skills it needs
+    assert {u.reason for u in plan.unassigned} == {UnassignedReason.NO_VEHICLE}
     assert sorted((u.is_pair, u.job_id) for u in plan.unassigned) == [
         (False, 1000),
         (False, 1001),
         (False, 1002),
+        (False, 2000),
         (True, 1000),
     ]
 

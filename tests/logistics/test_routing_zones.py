@@ -139,13 +139,35 @@ def test_with_only_refrigerated_vehicles_everything_is_swept_together():
 
 
 def test_refrigerated_work_without_a_refrigerated_vehicle_waits_with_its_reason():
+    """It is swept with the rest, not left in a zone of its own without vehicles: such a
+    zone would say there is no vehicle at all, and the day has five."""
     day = county_day()
     day = Problem(depot=DEPOT, vehicles=day.vehicles[1:], jobs=day.jobs, pairs=day.pairs)
-    *_arcs, cold = split(day, 2)
-    assert (cold.vehicles, len(cold.jobs), len(cold.pairs)) == ((), 3, 1)
-    plan = solve(cold, GreatCircleMatrix())
+    zones = split(day, 2)
+    assert len(zones) == 2
+    assert all(zone.vehicles for zone in zones)
+    assert ids(zones) == (
+        Counter(job.id for job in day.jobs),
+        Counter(p.id for p in day.pairs),
+        Counter(range(2, 7)),
+    )
+    plan = merge([solve(zone, GreatCircleMatrix()) for zone in zones])
+    cold = {(False, 1), (False, 2), (False, 3), (True, 1000)}
+    assert {(item.is_pair, item.job_id) for item in plan.unassigned} >= cold
+    assert {item.reason for item in plan.unassigned if (item.is_pair, item.job_id) in cold} == {
+        UnassignedReason.NO_VEHICLE_WITH_SKILLS
+    }
+
+
+def test_a_day_without_any_vehicle_is_one_zone_whose_work_has_no_vehicle():
+    day = county_day()
+    day = Problem(depot=DEPOT, vehicles=(), jobs=day.jobs, pairs=day.pairs)
+    [zone] = split(day, 3)
+    assert zone == day
+    plan = solve(zone, GreatCircleMatrix())
     assert plan.routes == ()
-    assert {item.reason for item in plan.unassigned} == {UnassignedReason.NO_VEHICLE_WITH_SKILLS}
+    assert len(plan.unassigned) == len(day.jobs) + len(day.pairs)
+    assert {item.reason for item in plan.unassigned} == {UnassignedReason.NO_VEHICLE}
 
 
 def test_zones_are_arcs_around_the_depot_with_equal_stop_counts():
@@ -263,3 +285,13 @@ def test_problems_and_plans_survive_json_unchanged():
     assert plan.unassigned or plan.routes
     assert problem_from_data(json.loads(json.dumps(to_data(day)))) == day
     assert plan_from_data(json.loads(json.dumps(to_data(plan)))) == plan
+
+
+def test_a_plan_stored_before_driving_was_kept_apart_reads_its_whole_duration():
+    """A zone's plan saved by the previous release held the driving time as duration_s."""
+    plan = solve(county_day(jobs=20), GreatCircleMatrix())
+    data = json.loads(json.dumps(to_data(plan)))
+    for route in data["routes"]:
+        route["duration_s"] = route.pop("driving_s")
+    assert plan_from_data(data) == plan
+    assert all(route.duration_s > route.driving_s for route in plan.routes)

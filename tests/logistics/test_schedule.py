@@ -4,7 +4,8 @@ and refrigeration; what does not fit rolls over with a reason; re-runs never dou
 import threading
 import time
 from collections import Counter
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
 from decimal import Decimal
 
 import pytest
@@ -17,11 +18,13 @@ from logistics.models import (
     RouteStatus,
     ScheduleRun,
     ScheduleRunStatus,
+    ServiceCenter,
     Shipment,
     ShipmentStatus,
     Stop,
     Vehicle,
 )
+from logistics.routing import Location, TimeWindow
 from logistics.services import fleet, routing, schedule, shipments
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion
@@ -246,6 +249,110 @@ def test_no_refrigerated_vehicle_means_the_milk_waits_with_a_reason(day):
 
 
 @pytest.mark.django_db
+def test_a_route_lasts_from_leaving_the_center_to_coming_back(settings):
+    """Driving, the service at each stop and any waiting: what a driver's day takes."""
+    center = ServiceCenterFactory(lat=Decimal("30.200000"), lng=Decimal("119.600000"))
+    Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal("300"))
+    farmer = FarmerFactory(village=village_near(center, "0.05", "0"))
+    buyer = BuyerFactory(village=village_near(center, "0", "0.08"))
+    order = routed_order(buyer, (create_listing(farmer, unit="kg"), 10))
+    shipment = Shipment.objects.get(order=order)
+
+    run = run_day({"center": center, "date": shipment.pickup_date})
+
+    route = Route.objects.get()
+    pickup, delivery = route.stops.order_by("sequence")  # a same-day pair: farm, then buyer
+    places = [Location(float(p.lat), float(p.lng)) for p in (center, pickup, delivery)]
+    t = schedule._matrix(center).matrices(places).durations_s
+    driving = t[0][1] + t[1][2] + t[2][0]
+    assert pickup.eta + timedelta(seconds=settings.STOP_SERVICE_SECONDS) <= delivery.eta
+    # no window to wait for: the farm opens at 07:00 with the shift, the buyer is open all day
+    whole = driving + 2 * settings.STOP_SERVICE_SECONDS
+    assert round(whole / 60) != round(driving / 60)
+    assert route.duration_min == round(whole / 60)
+    assert (run.summary["duration_min"], run.summary["driving_min"]) == (
+        round(whole / 60),
+        round(driving / 60),
+    )
+
+
+def test_a_vehicle_works_within_its_shift_while_the_center_is_open():
+    hours = TimeWindow(8 * 3600, 17 * 3600)  # 08:00-17:00
+    depot = Location(30.2, 119.6)
+
+    def window(start: int, end: int) -> TimeWindow | None:
+        vehicle = Vehicle(
+            pk=1,
+            capacity_kg=Decimal(300),
+            shift_start=time_of_day(start),
+            shift_end=time_of_day(end),
+        )
+        spec = schedule._spec(vehicle, depot, hours)
+        return None if spec is None else spec.shift
+
+    assert window(6, 20) == hours
+    assert window(9, 12) == TimeWindow(9 * 3600, 12 * 3600)
+    assert window(7, 10) == TimeWindow(8 * 3600, 10 * 3600)
+    assert window(15, 22) == TimeWindow(15 * 3600, 17 * 3600)
+    assert window(17, 22) is None  # starts as the center closes: no time to work
+    assert window(5, 8) is None
+
+
+@pytest.mark.django_db
+def test_routes_leave_and_come_back_while_the_center_is_open(day, settings):
+    center = day["center"]
+    center.opens_at, center.closes_at = (
+        time_of_day(9),
+        time_of_day(13),
+    )  # the vans' shifts: 07:00-18:00
+    center.save()
+
+    run = run_day(day)
+
+    assert run.status == ScheduleRunStatus.DONE
+    depot = Location(float(center.lat), float(center.lng))
+    opens = timezone.make_aware(datetime.combine(day["date"], time_of_day(9)))
+    closes = timezone.make_aware(datetime.combine(day["date"], time_of_day(13)))
+    service = timedelta(seconds=settings.STOP_SERVICE_SECONDS)
+    routes = stops_by_route()
+    assert routes
+    for stops in routes.values():
+        first, last = stops[0], stops[-1]
+        places = [depot, *(Location(float(s.lat), float(s.lng)) for s in (first, last))]
+        t = schedule._matrix(center).matrices(places).durations_s
+        assert first.eta >= opens + timedelta(seconds=t[0][1])  # left at 09:00 at the earliest
+        assert last.eta + service + timedelta(seconds=t[2][0]) <= closes  # back by 13:00
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("why", ["none_active", "all_on_the_road", "shifts_after_closing"])
+def test_a_day_without_any_vehicle_says_so_and_everything_waits_for_the_next(day, why):
+    if why == "none_active":
+        Vehicle.objects.update(active=False)
+    elif why == "shifts_after_closing":  # the center closes at 19:00
+        Vehicle.objects.update(shift_start=time_of_day(19), shift_end=time_of_day(23))
+    else:  # each drove a route of that day already (planned and started by hand)
+        for vehicle in (day["van"], day["cold"]):
+            Route.objects.create(
+                service_center=day["center"],
+                date=day["date"],
+                vehicle=vehicle,
+                status=RouteStatus.STARTED,
+            )
+    waiting = set(Shipment.objects.values_list("pk", flat=True))
+
+    run = run_day(day)
+
+    assert run.status == ScheduleRunStatus.DONE
+    assert (run.summary["routes"], run.summary["vehicles_available"]) == (0, 0)
+    assert {item["reason"] for item in run.summary["unassigned"]} == {"no_vehicle"}
+    assert {pk for item in run.summary["unassigned"] for pk in item["shipments"]} == waiting
+    nexts = set(Shipment.objects.values_list("pickup_date", "status"))
+    assert nexts == {(day["date"] + timedelta(days=1), ShipmentStatus.PENDING)}
+    assert not Stop.objects.exists()
+
+
+@pytest.mark.django_db
 def test_a_rerun_replaces_planned_routes_and_never_doubles_a_stop(day):
     run_day(day)
     first = set(Route.objects.values_list("pk", flat=True))
@@ -365,6 +472,21 @@ def test_a_vehicle_made_smaller_while_the_day_is_solved_gets_no_route(day, monke
     [item] = run.summary["unassigned"]
     assert item["reason"] == "vehicle_unavailable"
     assert set(item["shipments"]) == set(Shipment.objects.values_list("pk", flat=True))
+
+
+@pytest.mark.django_db
+def test_a_center_closing_earlier_while_the_day_is_solved_gets_no_route(day, monkeypatch):
+    def close_early():
+        ServiceCenter.objects.filter(pk=day["center"].pk).update(closes_at=time_of_day(10))
+
+    solving_while(monkeypatch, close_early)
+    run = run_day(day)
+
+    assert run.status == ScheduleRunStatus.DONE
+    assert not Route.objects.exists()  # planned to come back as late as 19:00
+    assert {item["reason"] for item in run.summary["unassigned"]} == {"vehicle_unavailable"}
+    left = {pk for item in run.summary["unassigned"] for pk in item["shipments"]}
+    assert left == set(Shipment.objects.values_list("pk", flat=True))
 
 
 @pytest.mark.django_db

@@ -1,7 +1,7 @@
 """A shipment's road: pickups weighed, transfers received, deliveries checked by code,
 failures put back, and who may see or touch what (others get 404, nothing changes)."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -566,29 +566,103 @@ def test_a_pickup_needs_its_weight_and_occurred_at_is_kept(world, client_for):
     assert timezone.localtime(event.occurred_at).isoformat() == offline
 
 
-def test_a_transfer_received_after_its_delivery_day_is_delivered_from_tomorrow(world, client_for):
-    shipment, south = world["shipment"], world["south"]
+def in_transfer(shipment, north_staff, *, due) -> Shipment:
+    """The shipment picked up the day before it is due, and on its way to the south."""
     picked = complete(
-        client_for(world["north_staff"]),
-        stop_for(shipment, world["north"], "pickup"),
+        north_staff,
+        stop_for(shipment, shipment.origin_center, "pickup"),
         outcome="done",
         weight_kg="8",
     )
     assert picked.status_code == 200
     shipment.refresh_from_db()
-    today = timezone.localdate()
-    routing.shipment_move_days(  # picked up three days ago, due two days ago: it arrives late
-        shipment, pickup_date=today - timedelta(days=3), delivery_date=today - timedelta(days=2)
-    )
+    assert shipment.status == ShipmentStatus.IN_TRANSFER
+    routing.shipment_move_days(shipment, pickup_date=due - timedelta(days=1), delivery_date=due)
+    return shipment
+
+
+@pytest.fixture
+def at_local_hour(monkeypatch, settings):
+    """at_local_hour(h): now is today at h o'clock, and the nightly plan of tomorrow runs at
+    21:00; it returns today."""
+    settings.NIGHTLY_SCHEDULE_HOUR = 21
+
+    def now_at(hour: int) -> date:
+        now = timezone.localtime().replace(hour=hour, minute=0, second=0, microsecond=0)
+        monkeypatch.setattr(timezone, "now", lambda: now)
+        return now.date()
+
+    return now_at
+
+
+@pytest.mark.parametrize(
+    "case",  # (now at, due in days from today, delivered in days from today)
+    [
+        (9, -2, 1),  # late: delivered from tomorrow
+        (22, -2, 2),  # late, and tomorrow was planned at 21:00 without it
+        (9, 0, 1),  # due today, whose plan ran last night while it was on its way
+        (22, 0, 2),
+        (9, 1, 1),  # due tomorrow, planned tonight: in time
+        (22, 1, 2),  # due tomorrow, planned an hour ago without it
+        (22, 2, 2),
+    ],
+    ids=[
+        "late",
+        "late-evening",
+        "due-today",
+        "due-today-evening",
+        "due-tomorrow",
+        "due-tomorrow-evening",
+        "due-later-evening",
+    ],
+)
+def test_a_transfer_received_is_delivered_on_a_day_whose_plan_is_still_ahead(
+    world, client_for, at_local_hour, case
+):
+    (hour, due_in, delivered_in), shipment, south = case, world["shipment"], world["south"]
+    today = at_local_hour(hour)
+    due, delivered = today + timedelta(days=due_in), today + timedelta(days=delivered_in)
+    in_transfer(shipment, client_for(world["north_staff"]), due=due)
 
     received = client_for(world["south_staff"]).post(f"/api/v1/shipments/{shipment.pk}/receive/")
 
     assert received.status_code == 200
-    tomorrow = today + timedelta(days=1)
-    assert received.json()["delivery_date"] == tomorrow.isoformat()
-    assert shipment.legs.get(kind="delivery").date == tomorrow
-    assert CenterDayLoad.objects.get(center=south, date=tomorrow).booked_kg == Decimal("8.000")
-    assert shipment in schedule._day_shipments(south, tomorrow)
+    assert received.json()["delivery_date"] == delivered.isoformat()
+    assert shipment.legs.get(kind="delivery").date == delivered
+    loads = dict(CenterDayLoad.objects.filter(center=south).values_list("date", "booked_kg"))
+    assert loads[delivered] == Decimal("8.000")
+    assert shipment in schedule._day_shipments(south, delivered)
+    note = shipment.events.get(status=ShipmentStatus.AT_CENTER).note
+    if delivered == due:
+        assert note == "transfer received"
+    else:
+        assert loads[due] == 0
+        assert not schedule._day_shipments(south, due).exists()
+        assert note == f"transfer received; delivery moved to {delivered:%Y-%m-%d}"
+
+
+@pytest.mark.parametrize(("due_in", "delivered_in"), [(0, 0), (1, 1), (-2, 1)])
+def test_goods_collected_at_the_center_keep_their_day_unless_it_is_gone(
+    world, client_for, at_local_hour, due_in, delivered_in
+):
+    """No vehicle takes them: no plan to miss. The buyer may come for them on their day."""
+    order = orders.order_place(
+        buyer=world["buyer"],
+        lines=[orders.LineRequest(listing_id=world["listing"].pk, quantity=Decimal(8))],
+        delivery_method="pickup",
+        payment_method="cod",
+    )
+    order_route(order_id=order.pk)
+    shipment = Shipment.objects.get(order=order)
+    today = at_local_hour(22)
+    in_transfer(shipment, client_for(world["north_staff"]), due=today + timedelta(days=due_in))
+
+    received = client_for(world["south_staff"]).post(f"/api/v1/shipments/{shipment.pk}/receive/")
+
+    assert received.status_code == 200
+    delivered = today + timedelta(days=delivered_in)
+    assert received.json()["delivery_date"] == delivered.isoformat()
+    assert shipment.legs.get(kind="handover").date == delivered
 
 
 def test_a_time_not_yet_come_or_long_gone_is_400_and_changes_nothing(world, client_for):
