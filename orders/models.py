@@ -136,7 +136,9 @@ class OrderLine(models.Model):
 
 
 class OrderEvent(models.Model):
-    """Every status change of an order: who, when, from, to and why."""
+    """Every status change of an order: who, when, from, to and why. A change that is about
+    one farmer's lines (their last line rejected, which cancels the order) names that
+    farmer: the order's other farmers see the change, not its actor or reason."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
     from_status = models.CharField(max_length=20, choices=OrderStatus.choices, blank=True)
@@ -145,6 +147,18 @@ class OrderEvent(models.Model):
         User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     reason = models.CharField(max_length=255, blank=True)
+    # Never looked up by: no index (one more on every order placed's event insert), and
+    # PROTECT as OrderLine.farmer, so the event keeps naming its farmer.
+    farmer = models.ForeignKey(
+        User,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,
+        related_name="+",
+        help_text="The farmer whose lines the change is about, if it is about one farmer's; "
+        "the order's other farmers see it without its actor and reason.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -307,11 +307,24 @@ def order_lock(order_id: int) -> Order:
 
 
 def order_transition(
-    *, order: Order, to_status: str, actor: User | None = None, reason: str = ""
+    *,
+    order: Order,
+    to_status: str,
+    actor: User | None = None,
+    reason: str = "",
+    farmer: User | None = None,
 ) -> Order:
     """Move a locked order along TRANSITIONS and record the event, in the caller's
-    transaction. Any other change is refused with `invalid_status_transition`."""
-    orders_transition(orders=[order], to_status=to_status, actor=actor, reasons={order.pk: reason})
+    transaction. Any other change is refused with `invalid_status_transition`. A change
+    about one farmer's lines names that `farmer`: the order's other farmers see it without
+    its actor and reason."""
+    orders_transition(
+        orders=[order],
+        to_status=to_status,
+        actor=actor,
+        reasons={order.pk: reason},
+        farmer=farmer,
+    )
     return order
 
 
@@ -321,6 +334,7 @@ def orders_transition(
     to_status: str,
     reasons: Mapping[int, str],
     actor: User | None = None,
+    farmer: User | None = None,
 ) -> None:
     """`order_transition` for several locked orders at once (routing confirms a batch): all
     are checked first, then one UPDATE and one INSERT of their events (reason by order id)."""
@@ -338,6 +352,7 @@ def orders_transition(
             to_status=to_status,
             actor=actor,
             reason=reasons[order.pk],
+            farmer=farmer,
         )
         for order in orders
     )
@@ -358,10 +373,13 @@ def _restock_lines(order: Order, lines: list[OrderLine]) -> None:
 
 
 @transaction.atomic
-def order_cancel(*, order_id: int, actor: User | None, reason: str = "") -> Order:
+def order_cancel(
+    *, order_id: int, actor: User | None, reason: str = "", farmer: User | None = None
+) -> Order:
     """The buyer (before the first pickup) or staff call an order off. What was taken from
     stock is given back exactly once: the order row is locked first, so a second, concurrent
-    cancel waits and then finds the order already cancelled."""
+    cancel waits and then finds the order already cancelled. A cancel that is one farmer's
+    doing (their last line rejected) names the `farmer` in its event."""
     order = order_lock(order_id)
     if order.status == OrderStatus.CANCELLED:
         return order  # a retried or concurrent cancel: already done, nothing more to give back
@@ -383,7 +401,7 @@ def order_cancel(*, order_id: int, actor: User | None, reason: str = "") -> Orde
 
     shipments_cancel_for_order(order=order, actor=actor)
     order = order_transition(
-        order=order, to_status=OrderStatus.CANCELLED, actor=actor, reason=reason
+        order=order, to_status=OrderStatus.CANCELLED, actor=actor, reason=reason, farmer=farmer
     )
     if reason == PAYMENT_EXPIRED_REASON:
         notifications.notify_payment_expired(order)
@@ -420,7 +438,12 @@ def order_line_reject(*, order_id: int, line_id: int, farmer: User, reason: str)
     line.status, line.reject_reason = LineStatus.REJECTED, reason.strip()
     line.save(update_fields=["status", "reject_reason"])
     if not order.lines.filter(status=LineStatus.ACTIVE).exists():
-        return order_cancel(order_id=order.pk, actor=farmer, reason=f"last line rejected: {reason}")
+        return order_cancel(
+            order_id=order.pk,
+            actor=farmer,
+            reason=f"last line rejected: {reason}",
+            farmer=farmer,
+        )
     _total_again(order)
     # Imported here: logistics builds on orders (as in order_cancel).
     from logistics.services.shipments import shipments_after_line_rejected  # noqa: PLC0415

@@ -88,6 +88,10 @@ class LineSerializer(FieldsOnceModelSerializer):
 
 
 class EventSerializer(FieldsOnceModelSerializer):
+    """A status change of the order. One about another farmer's lines (their last line
+    rejected) shows a farmer the change only: who made it and why are that farmer's
+    business, as their lines are."""
+
     # blank on an order's first event (it came from nowhere): the schema says so too
     from_status = serializers.ChoiceField(OrderStatus.choices, allow_blank=True, read_only=True)
 
@@ -95,6 +99,13 @@ class EventSerializer(FieldsOnceModelSerializer):
         model = OrderEvent
         fields = ("from_status", "to_status", "actor", "reason", "created_at")
         read_only_fields = fields
+
+    def to_representation(self, event):
+        data = super().to_representation(event)
+        viewer = self.context["request"].user
+        if viewer.role == Role.FARMER and event.farmer_id not in (None, viewer.pk):
+            data.update(actor=None, reason="")
+        return data
 
 
 class ShipmentLegSerializer(FieldsOnceModelSerializer):
