@@ -168,6 +168,9 @@ class OrderEvent(models.Model):
         return f"{self.order_id}: {self.from_status or '∅'} → {self.to_status}"
 
 
+PAYMENT_SUCCEEDED = "payment.succeeded"  # the kind of PaymentEvent that is money paid
+
+
 class PaymentEvent(models.Model):
     """A payment provider's notification, stored once per (provider, event id): a provider
     that re-sends an event finds it here and nothing happens twice."""

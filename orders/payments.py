@@ -27,6 +27,7 @@ from listings.selectors import listings_for_update
 from marketplace.exceptions import DomainError, violated_constraint
 from orders import errors, notifications
 from orders.models import (
+    PAYMENT_SUCCEEDED,
     LineStatus,
     Order,
     OrderLine,
@@ -38,7 +39,6 @@ from orders.services import PAYMENT_EXPIRED_REASON, order_cancel, order_lock, or
 
 logger = logging.getLogger(__name__)
 
-PAYMENT_SUCCEEDED = "payment.succeeded"
 _EVENT_ONCE = "paymentevent_once_per_provider"  # the UniqueConstraint on PaymentEvent
 
 

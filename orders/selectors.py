@@ -1,10 +1,26 @@
 """Reads of orders, with who may see what."""
 
-from django.db.models import Prefetch, Q, QuerySet
+from decimal import Decimal
+
+from django.db.models import DecimalField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 
 from logistics.models import Shipment, TrackingEvent
 from marketplace.accounts.models import Role, User
-from orders.models import Notification, Order, OrderEvent, OrderLine, OrderStatus
+from orders.models import (
+    PAYMENT_SUCCEEDED,
+    Notification,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderStatus,
+    PaymentEvent,
+)
+
+NOTHING = Decimal("0.00")
+# An order in these statuses costs nothing: called off (by anyone, or expired unpaid), or
+# nothing of it came.
+NOTHING_DUE = frozenset({OrderStatus.CANCELLED, OrderStatus.FAILED})
 
 
 def order_was_confirmed(order: Order) -> bool:
@@ -14,11 +30,39 @@ def order_was_confirmed(order: Order) -> bool:
     return any(event.to_status == OrderStatus.CONFIRMED for event in order.events.all())
 
 
+def _amount_paid() -> Coalesce:
+    """What the buyer paid for the order: the sum of the payments its provider reported
+    (each matched the order's total when it came; a second one is money paid twice)."""
+    paid = (
+        PaymentEvent.objects.filter(order=OuterRef("pk"), kind=PAYMENT_SUCCEEDED)
+        .order_by()
+        .values("order")
+        .annotate(paid=Sum("amount"))
+        .values("paid")
+    )
+    return Coalesce(
+        Subquery(paid), Value(NOTHING), output_field=DecimalField(max_digits=14, decimal_places=2)
+    )
+
+
+def order_refund_due(order: Order) -> Decimal:
+    """What is owed back to the buyer: what they paid (`amount_paid`, which order_visible_to
+    annotates) beyond what the order costs now. That is its total, lower once lines were
+    rejected or not delivered; nothing once it was cancelled or expired, or failed. 0.00
+    when nothing is owed (cash on delivery: nothing is paid before). Refunds are not
+    recorded yet: one paid back will come off here."""
+    costs = NOTHING if order.status in NOTHING_DUE else order.total
+    return max(order.amount_paid - costs, NOTHING)
+
+
 def order_visible_to(user: User) -> QuerySet[Order]:
     """Buyers: their own orders. Farmers: orders holding their lines, with only those lines.
     Staff: orders picked up in or delivered to their center's villages. Anyone else: none,
-    so a stranger's lookup answers 404."""
-    orders = Order.objects.select_related("buyer", "delivery_village")
+    so a stranger's lookup answers 404. Each order is annotated with `amount_paid` (for
+    order_refund_due)."""
+    orders = Order.objects.select_related("buyer", "delivery_village").annotate(
+        amount_paid=_amount_paid()
+    )
     lines = OrderLine.objects.order_by("id")
     shipments = Shipment.objects.prefetch_related(
         "legs", Prefetch("events", queryset=TrackingEvent.objects.order_by("occurred_at", "id"))

@@ -1,5 +1,6 @@
 from decimal import Decimal
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from logistics.models import Shipment, ShipmentLeg, TrackingEvent, Village
@@ -18,7 +19,7 @@ from orders.models import (
     PaymentMethod,
     Review,
 )
-from orders.selectors import order_was_confirmed
+from orders.selectors import order_refund_due, order_was_confirmed
 from orders.services import MAX_LINES, LineRequest
 
 
@@ -160,6 +161,10 @@ class OrderSerializer(FieldsOnceModelSerializer):
     # null in a farmer's view (to_representation): the schema says so too
     delivery_fee = serializers.DecimalField(8, 2, allow_null=True, read_only=True)
     total = serializers.DecimalField(12, 2, allow_null=True, read_only=True)
+    refund_due = serializers.SerializerMethodField(
+        help_text="Paid and owed back to the buyer (lines rejected or not delivered, the "
+        'order cancelled after payment); "0.00" when nothing is. Null for farmers.'
+    )
 
     class Meta:
         model = Order
@@ -171,6 +176,7 @@ class OrderSerializer(FieldsOnceModelSerializer):
             "subtotal",
             "delivery_fee",
             "total",
+            "refund_due",
             "delivery_method",
             "delivery_village",
             "delivery_address",
@@ -212,6 +218,10 @@ class OrderSerializer(FieldsOnceModelSerializer):
     def get_delivery_code(self, order) -> str | None:
         return order.delivery_code if self._viewer.pk == order.buyer_id else None
 
+    @extend_schema_field(serializers.DecimalField(14, 2, allow_null=True))
+    def get_refund_due(self, order) -> str:
+        return f"{order_refund_due(order):.2f}"
+
     def to_representation(self, order):
         data = super().to_representation(order)
         if self._viewer.role == Role.FARMER and self._viewer.pk != order.buyer_id:
@@ -220,7 +230,7 @@ class OrderSerializer(FieldsOnceModelSerializer):
                 (Decimal(line["subtotal"]) for line in data["lines"] if line["status"] == "active"),
                 Decimal("0.00"),
             )
-            data.update(subtotal=f"{own:.2f}", delivery_fee=None, total=None)
+            data.update(subtotal=f"{own:.2f}", delivery_fee=None, total=None, refund_due=None)
         if self._hidden_from_viewer(order):
             data.update(delivery_address="", delivery_lat=None, delivery_lng=None)
         return data

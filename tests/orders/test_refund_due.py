@@ -1,0 +1,209 @@
+"""An order's `refund_due`: what its buyer paid beyond what the order costs now, shown to
+the buyer and staff ("0.00" when nothing is owed), null for its farmers."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from orders import payments, services
+from orders.models import Order, OrderStatus, PaymentEvent
+from tests.factories import (
+    BuyerFactory,
+    FarmerFactory,
+    ServiceCenterFactory,
+    StaffFactory,
+    VillageFactory,
+    create_listing,
+)
+
+pytestmark = pytest.mark.django_db
+ORDERS = "/api/v1/orders/"
+
+
+@pytest.fixture
+def world():
+    """A buyer, two farmers and the staff of their one center; A sells at 10.00, B at 4.00."""
+    center = ServiceCenterFactory()
+    village = VillageFactory(service_center=center)
+    farmer_a, farmer_b = FarmerFactory(village=village), FarmerFactory(village=village)
+    return {
+        "buyer": BuyerFactory(village=village),
+        "farmer_a": farmer_a,
+        "farmer_b": farmer_b,
+        "staff": StaffFactory(service_center=center),
+        "a": create_listing(farmer_a, price=Decimal("10.00")),
+        "b": create_listing(farmer_b, price=Decimal("4.00")),
+    }
+
+
+def place(world, payment_method="prepaid") -> Order:
+    """2 × 10.00 from A, 3 × 4.00 from B, home delivery from two farmers 7.00: 39.00."""
+    return services.order_place(
+        buyer=world["buyer"],
+        lines=[
+            services.LineRequest(listing_id=world["a"].pk, quantity=Decimal(2)),
+            services.LineRequest(listing_id=world["b"].pk, quantity=Decimal(3)),
+        ],
+        delivery_method="home",
+        payment_method=payment_method,
+    )
+
+
+def pay(order: Order, *, amount: str = "39.00", event_id: str = "evt_1") -> Order:
+    """The provider's notice, recorded as the webhook records it."""
+    notice = payments.PaymentNotice(
+        provider="sandbox",
+        event_id=event_id,
+        kind="payment.succeeded",
+        order_id=order.pk,
+        amount=Decimal(amount),
+        currency="CNY",
+        payload={"id": event_id},
+    )
+    return payments.payment_record(notice=notice)
+
+
+def seen_by(client_for, user, order) -> dict:
+    answer = client_for(user).get(f"{ORDERS}{order.pk}/")
+    assert answer.status_code == 200
+    return answer.json()
+
+
+def refund_seen(client_for, world, order) -> dict[str, str | None]:
+    return {
+        who: seen_by(client_for, world[who], order)["refund_due"]
+        for who in ("buyer", "staff", "farmer_a", "farmer_b")
+    }
+
+
+def owed(amount: str) -> dict[str, str | None]:
+    return {"buyer": amount, "staff": amount, "farmer_a": None, "farmer_b": None}
+
+
+def test_a_line_rejected_after_payment_is_owed_back(client_for, world):
+    order = place(world)
+    assert refund_seen(client_for, world, order) == owed("0.00")  # not paid yet
+    pay(order)
+    assert refund_seen(client_for, world, order) == owed("0.00")  # paid what it costs
+    line_b = order.lines.get(listing=world["b"])
+    rejected = client_for(world["farmer_b"]).post(
+        f"{ORDERS}{order.pk}/lines/{line_b.pk}/reject/", {"reason": "坏了"}, format="json"
+    )
+    assert rejected.status_code == 200
+    assert rejected.json()["refund_due"] is None  # the farmer's own answer
+    # 12.00 of goods and 2.00 of the second farmer's delivery: 39.00 paid, 25.00 due
+    assert refund_seen(client_for, world, order) == owed("14.00")
+    mine = seen_by(client_for, world["buyer"], order)
+    assert (mine["total"], mine["payment_status"]) == ("25.00", "paid")
+
+
+def test_goods_not_delivered_after_payment_are_owed_back(client_for, world):
+    order = place(world)
+    pay(order)
+    services.order_lines_not_delivered(
+        order_id=order.pk, farmer_id=world["farmer_a"].pk, restock=True, reason="路断了"
+    )
+    # 20.00 of goods and 2.00 of delivery: 39.00 paid, 17.00 due
+    assert refund_seen(client_for, world, order) == owed("22.00")
+
+
+def test_an_order_cancelled_after_payment_owes_back_all_that_was_paid(client_for, world):
+    order = place(world)
+    pay(order)
+    cancelled = client_for(world["buyer"]).post(
+        f"{ORDERS}{order.pk}/cancel/", {"reason": "不要了"}, format="json"
+    )
+    assert cancelled.status_code == 200
+    assert (cancelled.json()["status"], cancelled.json()["refund_due"]) == ("cancelled", "39.00")
+    assert refund_seen(client_for, world, order) == owed("39.00")
+
+
+def test_a_payment_arriving_after_the_expiry_is_owed_back(client_for, world):
+    order = place(world)
+    Order.objects.filter(pk=order.pk).update(payment_due_at=timezone.now() - timedelta(minutes=1))
+    assert payments.orders_expire_unpaid() == 1
+    assert refund_seen(client_for, world, order) == owed("0.00")  # cancelled, never paid
+    pay(order)
+    fresh = Order.objects.get(pk=order.pk)
+    assert (fresh.status, fresh.payment_status) == (OrderStatus.CANCELLED, "paid")
+    assert refund_seen(client_for, world, order) == owed("39.00")
+
+
+def test_an_order_paid_twice_owes_the_second_payment_back(client_for, world):
+    order = place(world)
+    pay(order, event_id="evt_1")
+    pay(order, event_id="evt_2")  # the buyer paid again; recorded, not applied
+    assert PaymentEvent.objects.filter(order=order).count() == 2
+    assert refund_seen(client_for, world, order) == owed("39.00")
+    pay(order, event_id="evt_2")  # the provider re-sends an event: nothing more is owed
+    assert refund_seen(client_for, world, order) == owed("39.00")
+
+
+def test_a_failed_order_owes_back_all_that_was_paid(client_for, world):
+    order = place(world)
+    pay(order)
+    services.order_transition(order=services.order_lock(order.pk), to_status=OrderStatus.FAILED)
+    assert refund_seen(client_for, world, order) == owed("39.00")
+
+
+def test_other_kinds_of_payment_event_are_no_payment(client_for, world):
+    order = place(world)
+    notice = payments.PaymentNotice(
+        provider="sandbox",
+        event_id="evt_1",
+        kind="payment.failed",
+        order_id=order.pk,
+        amount=Decimal("39.00"),
+        currency="CNY",
+        payload={},
+    )
+    payments.payment_record(notice=notice)
+    services.order_cancel(order_id=order.pk, actor=world["buyer"])
+    assert refund_seen(client_for, world, order) == owed("0.00")
+
+
+def test_cash_on_delivery_owes_nothing_back(client_for, world):
+    order = place(world, payment_method="cod")
+    line_b = order.lines.get(listing=world["b"])
+    services.order_line_reject(
+        order_id=order.pk, line_id=line_b.pk, farmer=world["farmer_b"], reason="坏了"
+    )
+    assert refund_seen(client_for, world, order) == owed("0.00")
+    services.order_cancel(order_id=order.pk, actor=world["buyer"])
+    assert refund_seen(client_for, world, order) == owed("0.00")
+
+
+def test_the_list_shows_each_orders_refund(client_for, world):
+    paid_and_cancelled, unpaid = place(world), place(world)
+    pay(paid_and_cancelled)
+    services.order_cancel(order_id=paid_and_cancelled.pk, actor=world["buyer"])
+    listed = client_for(world["buyer"]).get(ORDERS).json()["results"]
+    assert [(x["id"], x["refund_due"]) for x in listed] == [
+        (unpaid.pk, "0.00"),
+        (paid_and_cancelled.pk, "39.00"),
+    ]
+    placed = client_for(world["buyer"]).post(
+        ORDERS,
+        {
+            "lines": [{"listing": world["a"].pk, "quantity": "1"}],
+            "delivery_method": "pickup",
+            "payment_method": "prepaid",
+        },
+        format="json",
+    )
+    assert (placed.status_code, placed.json()["refund_due"]) == (201, "0.00")
+
+
+def test_the_schema_says_refund_due_is_a_decimal_string_or_null(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    order = schema["components"]["schemas"]["Order"]
+    assert "refund_due" in order["required"]
+    field = order["properties"]["refund_due"]
+    assert (field["type"], field["format"], field["nullable"], field["readOnly"]) == (
+        "string",
+        "decimal",
+        True,
+        True,
+    )
