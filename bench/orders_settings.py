@@ -2,8 +2,9 @@
 
 Production as deployed (the same middleware including the Idempotency-Key middleware,
 JSON renderer, persistent connections), with only what a plain-HTTP server on 127.0.0.1
-needs changed: a fixed secret key, no HTTPS redirect, no HSTS, no collectstatic, and
-access tokens that live long enough for a prepared token file (JWT_ACCESS_MINUTES).
+needs changed: a fixed secret key, no HTTPS redirect, no HSTS, no collectstatic,
+access tokens that live long enough for a prepared token file (JWT_ACCESS_MINUTES), and an
+order throttle rate no client reaches (ORDER_THROTTLE_RATE).
 
 Not bench/settings.py: that one routes to the search benchmark's own URLconf
 (bench.naive_urls) and defaults to its `marketplace_bench` database.
@@ -26,6 +27,11 @@ os.environ.setdefault("JWT_ACCESS_MINUTES", str(7 * 24 * 60))  # a week: tokens 
 # on the shared Redis, so that no development worker runs them against another database;
 # orders_load.py empties it after each phase.
 os.environ.setdefault("CELERY_QUEUE", "orders-bench")
+# Each client is one buyer ordering as fast as it can, far past the production rate
+# (60/hour). The throttle stays on, as deployed (its cache read and write are part of a
+# placement's cost), at a rate no client reaches, over one second: DRF keeps every request
+# of the window, which over an hour would be the whole run's for each buyer.
+os.environ.setdefault("ORDER_THROTTLE_RATE", "1000000/second")
 
 from marketplace.settings.production import *  # noqa: F403
 from marketplace.settings.production import DATABASES, STORAGES

@@ -173,6 +173,10 @@ REST_FRAMEWORK = {
         "register": env("REGISTER_THROTTLE_RATE", default="20/hour"),
         # per staff member: a counter's busy hour, far from guessing a 6-digit code
         "hand_over": env("HAND_OVER_THROTTLE_RATE", default="120/hour"),
+        # per user, orders placed and cancelled together: one a minute for an hour is far
+        # beyond a canteen's busiest morning (one order holds up to 50 lines from any
+        # farmers), and a retry with its Idempotency-Key is replayed without counting
+        "orders": env("ORDER_THROTTLE_RATE", default="60/hour"),
     },
     # Throttles key on the client's address: behind PROXY_COUNT proxies, the one the first
     # proxy saw (X-Forwarded-For), never one a client wrote there itself.

@@ -16,10 +16,15 @@ TEST_RUN_ID = env("TEST_RUN_ID", default=str(os.getpid()))
 CELERY_TASK_DEFAULT_QUEUE = f"test-{TEST_RUN_ID}"
 CACHES["default"]["KEY_PREFIX"] = f"test-{TEST_RUN_ID}"  # noqa: F405
 MEDIA_ROOT = BASE_DIR / ".data" / "test-media"  # noqa: F405
-# The suite registers many users from one address; throttling has no place in those tests.
+# The suite registers many users from one address and places hundreds of orders at once;
+# throttling has no place in those tests (the throttles' own tests set low rates).
 REST_FRAMEWORK = {
     **REST_FRAMEWORK,  # noqa: F405
-    "DEFAULT_THROTTLE_RATES": {"register": "100000/hour", "hand_over": "100000/hour"},
+    "DEFAULT_THROTTLE_RATES": {
+        "register": "100000/hour",
+        "hand_over": "100000/hour",
+        "orders": "100000/hour",
+    },
 }
 # The suite's worker shares two busy cores with the tests: give it time to answer a ping.
 HEALTH_CHECK_WORKER_TIMEOUT_SECONDS = 3.0

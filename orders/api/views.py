@@ -6,6 +6,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 
 from marketplace.accounts.models import Role
 from marketplace.api.permissions import IsBuyer, IsFarmer
@@ -37,6 +38,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     serializer_class = OrderSerializer
     filterset_class = OrderFilter
+    throttle_scope = "orders"  # the throttled actions' (get_throttles)
 
     def get_permissions(self):
         if self.action in ("create", "review"):
@@ -44,6 +46,14 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         if self.action == "reject_line":
             return [IsAuthenticated(), IsFarmer()]
         return [IsAuthenticated()]
+
+    def get_throttles(self):
+        """Placing and cancelling count together against ORDER_THROTTLE_RATE, per user: a
+        script placing and calling off orders in a loop would churn the listings' stock and
+        fill the farmers' phones. Reads and a farmer's rejections are not limited."""
+        if self.action in ("create", "cancel"):
+            return [ScopedRateThrottle()]
+        return super().get_throttles()
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
