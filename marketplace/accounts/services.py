@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from rest_framework_simplejwt.tokens import RefreshToken
 
 from listings.services import listings_refresh_for_farmer
 from logistics.models import ServiceCenter, Village
@@ -118,3 +119,14 @@ def user_update_profile(*, user: User, **changes: object) -> User:
     if user.role == Role.FARMER and FIELDS_COPIED_TO_LISTINGS & set(changes):
         listings_refresh_for_farmer(farmer=user)
     return user
+
+
+@transaction.atomic
+def refresh_token_revoke(*, token: RefreshToken) -> None:
+    """Logout: the refresh token is blacklisted, so it refreshes no more (401
+    `token_not_valid`). Whoever holds a refresh token may revoke it: it is a bearer
+    credential, and revoking it only takes away what holding it gives. Revoking one already
+    revoked changes nothing. Access tokens made from it live on until they expire
+    (JWT_ACCESS_MINUTES): checking them against the blacklist would cost every request a
+    query."""
+    token.blacklist()  # get_or_create of both rows: a retry or a race adds none

@@ -1,23 +1,42 @@
 """Refresh tokens that can be revoked: logout, a new password, a deactivated account; and
 the expired ones pruned."""
 
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import jwt
 import pytest
-from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+from django.db import connection
+from django.utils import timezone
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from tests.factories import PASSWORD, FarmerFactory, VillageFactory
+from tests.factories import PASSWORD, BuyerFactory, FarmerFactory, VillageFactory
 
 pytestmark = pytest.mark.django_db
 
 REGISTER = "/api/v1/auth/register/"
 TOKEN = "/api/v1/auth/token/"
 REFRESH = "/api/v1/auth/token/refresh/"
+LOGOUT = "/api/v1/auth/logout/"
+ME = "/api/v1/me/"
 
 
 def login(api, user) -> dict:
     response = api.post(TOKEN, {"phone": user.phone, "password": PASSWORD}, format="json")
     assert response.status_code == 200
     return response.json()
+
+
+def jti(refresh: str) -> str:
+    return RefreshToken(refresh, verify=False)["jti"]
+
+
+def blacklisted() -> list[str]:
+    return sorted(BlacklistedToken.objects.values_list("token__jti", flat=True))
 
 
 def test_a_login_records_its_refresh_token_as_outstanding(api):
@@ -38,6 +57,146 @@ def test_a_registration_records_its_refresh_token_as_outstanding(api):
     }
     response = api.post(REGISTER, body, format="json")
     assert response.status_code == 201
-    refresh = RefreshToken(response.json()["refresh"])
     outstanding = OutstandingToken.objects.get()
-    assert (outstanding.jti, outstanding.user_id) == (refresh["jti"], response.json()["id"])
+    assert (outstanding.jti, outstanding.user_id) == (
+        jti(response.json()["refresh"]),
+        response.json()["id"],
+    )
+
+
+# --- logout
+
+
+def test_a_refresh_token_logged_out_refreshes_no_more_and_other_devices_stay(api):
+    farmer = FarmerFactory()
+    phone, tablet = login(api, farmer), login(api, farmer)
+    response = api.post(LOGOUT, {"refresh": phone["refresh"]}, format="json")
+    assert response.status_code == 204
+    assert response.content == b""
+    assert blacklisted() == [jti(phone["refresh"])]
+
+    refused = api.post(REFRESH, {"refresh": phone["refresh"]}, format="json")
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "token_not_valid"
+    assert refused.json()["detail"] == "Token is blacklisted"
+    assert api.post(REFRESH, {"refresh": tablet["refresh"]}, format="json").status_code == 200
+
+
+def test_logging_out_twice_answers_204_twice_and_revokes_once(api):
+    refresh = login(api, FarmerFactory())["refresh"]
+    first = api.post(LOGOUT, {"refresh": refresh}, format="json")
+    retried = api.post(LOGOUT, {"refresh": refresh}, format="json")
+    assert (first.status_code, retried.status_code) == (204, 204)
+    assert blacklisted() == [jti(refresh)]
+    assert OutstandingToken.objects.count() == 1
+
+
+def test_logout_asks_for_no_access_token_even_a_stale_one(api):
+    """An access token that expired meanwhile must not keep a user from logging out."""
+    refresh = login(api, FarmerFactory())["refresh"]
+    api.credentials(HTTP_AUTHORIZATION="Bearer expired-or-garbage")
+    assert api.post(LOGOUT, {"refresh": refresh}, format="json").status_code == 204
+    assert blacklisted() == [jti(refresh)]
+
+
+def test_whoever_holds_a_refresh_token_may_revoke_it(api, client_for):
+    """A refresh token is a bearer credential: holding it is all it takes to use it, so it
+    is all it takes to give it up, whoever sends it."""
+    owner, other = FarmerFactory(), BuyerFactory()
+    refresh = login(api, owner)["refresh"]
+    response = client_for(other).post(LOGOUT, {"refresh": refresh}, format="json")
+    assert response.status_code == 204
+    assert blacklisted() == [jti(refresh)]
+    assert BlacklistedToken.objects.get().token.user == owner
+
+
+def expired_refresh(user) -> str:
+    token = RefreshToken.for_user(user)
+    token.set_exp(from_time=timezone.now() - timedelta(days=31))
+    return str(token)
+
+
+@pytest.mark.parametrize(
+    ("token", "detail"),
+    [
+        ("garbage", "Token is invalid"),
+        ("an access token", "Token has wrong type"),
+        ("an expired refresh token", "Token is expired"),
+        ("a refresh token signed with another key", "Token is invalid"),
+    ],
+)
+def test_a_token_that_is_no_live_refresh_token_of_ours_is_401_as_on_refresh(api, token, detail):
+    farmer = FarmerFactory()
+    raw = {
+        "garbage": "not-a-token",
+        "an access token": str(RefreshToken.for_user(farmer).access_token),
+        "an expired refresh token": expired_refresh(farmer),
+        "a refresh token signed with another key": _signed_elsewhere(farmer),
+    }[token]
+    outstanding = sorted(OutstandingToken.objects.values_list("jti", flat=True))
+    response = api.post(LOGOUT, {"refresh": raw}, format="json")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Unauthorized",
+        "status": 401,
+        "code": "token_not_valid",
+        "detail": detail,
+    }
+    assert response.json() == api.post(REFRESH, {"refresh": raw}, format="json").json()
+    assert sorted(OutstandingToken.objects.values_list("jti", flat=True)) == outstanding
+    assert blacklisted() == []
+
+
+def _signed_elsewhere(user) -> str:
+    payload = RefreshToken.for_user(user).payload
+    return jwt.encode(payload, "another-key-of-at-least-32-bytes-long", algorithm="HS256")
+
+
+def test_logout_without_a_refresh_token_is_400_naming_the_field(api):
+    response = api.post(LOGOUT, {}, format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "validation_error"
+    assert response.json()["errors"] == [
+        {"field": "refresh", "code": "required", "detail": "This field is required."}
+    ]
+    assert blacklisted() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_logouts_racing_with_a_token_never_recorded_all_answer_204_and_revoke_it_once():
+    """A token issued before the blacklist app (no outstanding row) is recorded by the first
+    logout; eight at once insert one row each way, and none fails."""
+    refresh = str(RefreshToken.for_user(FarmerFactory()))
+    OutstandingToken.objects.all().delete()
+    start = threading.Event()
+
+    def logout() -> int:
+        try:
+            start.wait()
+            return APIClient().post(LOGOUT, {"refresh": refresh}, format="json").status_code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(logout) for _ in range(8)]
+        start.set()
+        codes = Counter(future.result() for future in futures)
+    assert codes == {204: 8}
+    assert blacklisted() == [jti(refresh)]
+    assert OutstandingToken.objects.count() == 1
+
+
+def test_the_schema_shows_logout_taking_a_refresh_token_and_answering_204(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    operation = schema["paths"][LOGOUT]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]] == {
+        "type": "object",
+        "properties": {"refresh": {"type": "string", "writeOnly": True, "minLength": 1}},
+        "required": ["refresh"],
+    }
+    assert set(operation["responses"]) == {"204", "400", "401"}
+    assert "content" not in operation["responses"]["204"]
+    assert "security" not in operation  # no access token asked for

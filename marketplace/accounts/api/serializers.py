@@ -9,6 +9,7 @@ from marketplace.accounts import errors
 from marketplace.accounts.models import BuyerKind, User
 from marketplace.accounts.phones import PHONE_AS_TYPED_MAX, normalize_phone
 from marketplace.accounts.services import SELF_REGISTER_ROLE_CHOICES
+from marketplace.accounts.tokens import RevocableRefreshToken
 from marketplace.api.serializers import PrimaryKeyRelatedField
 from marketplace.exceptions import DomainError
 
@@ -106,6 +107,15 @@ class TokenObtainSerializer(TokenObtainPairSerializer):
                     errors.LOGIN_LOCKED, errors.LOGIN_LOCKED_DETAIL, status_code=429
                 ) from None
             raise
+
+
+class LogoutSerializer(serializers.Serializer):
+    refresh = serializers.CharField(write_only=True)
+
+    def validate_refresh(self, value: str) -> RevocableRefreshToken:
+        # A TokenError (forged, expired, not a refresh token) goes past DRF's validation
+        # errors to the view, which answers 401 token_not_valid as /auth/token/refresh/ does.
+        return RevocableRefreshToken(value)
 
 
 class TokenPairSerializer(serializers.Serializer):

@@ -1,13 +1,16 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.views import TokenViewBase
 
 from marketplace.accounts import selectors, services
 from marketplace.accounts.api.serializers import (
+    LogoutSerializer,
     ProfileUpdateSerializer,
     RegisterResponseSerializer,
     RegisterSerializer,
@@ -35,6 +38,34 @@ class RegisterView(APIView):
             "refresh": str(refresh),
         }
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+class LogoutView(TokenViewBase):
+    """Log out: the refresh token given refreshes no more. Asks for no access token (one
+    may have expired meanwhile); holding the refresh token is enough to revoke it."""
+
+    serializer_class = LogoutSerializer
+
+    @extend_schema(
+        responses={
+            204: OpenApiResponse(
+                description="Revoked; also when it was revoked already (a retried logout)."
+            ),
+            400: OpenApiResponse(description="validation_error: no refresh token given"),
+            401: OpenApiResponse(
+                description="token_not_valid: not a refresh token of ours, or expired; "
+                "nothing was revoked"
+            ),
+        },
+    )
+    def post(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        try:
+            serializer.is_valid(raise_exception=True)
+        except TokenError as error:
+            raise InvalidToken(error.args[0]) from error
+        services.refresh_token_revoke(token=serializer.validated_data["refresh"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class MeView(APIView):
