@@ -197,6 +197,13 @@ SIMPLE_JWT = {
     "UPDATE_LAST_LOGIN": False,
     "AUTH_HEADER_TYPES": ("Bearer",),
     "TOKEN_OBTAIN_SERIALIZER": "marketplace.accounts.api.serializers.TokenObtainSerializer",
+    # Tokens carry a digest of the password hash they were issued under; a new password
+    # (any set_password and save) refuses them, 401 `password_changed`. Compared with the
+    # user row each request reads anyway, so it costs no query. A deactivated user's are
+    # refused too (`user_inactive`). The refresh serializer makes the same checks.
+    "CHECK_REVOKE_TOKEN": True,
+    "CHECK_USER_IS_ACTIVE": True,
+    "TOKEN_REFRESH_SERIALIZER": "marketplace.accounts.api.serializers.TokenRefreshSerializer",
 }
 
 SPECTACULAR_SETTINGS = {

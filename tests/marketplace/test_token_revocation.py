@@ -9,11 +9,13 @@ from datetime import timedelta
 import jwt
 import pytest
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from marketplace.accounts.models import User
 from tests.factories import PASSWORD, BuyerFactory, FarmerFactory, VillageFactory
 
 pytestmark = pytest.mark.django_db
@@ -23,6 +25,16 @@ TOKEN = "/api/v1/auth/token/"
 REFRESH = "/api/v1/auth/token/refresh/"
 LOGOUT = "/api/v1/auth/logout/"
 ME = "/api/v1/me/"
+
+
+@pytest.fixture
+def operator() -> Client:
+    user = User.objects.create_superuser(
+        phone="+8613000000001", password="an-operator-passphrase", name="op"
+    )
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 def login(api, user) -> dict:
@@ -186,6 +198,89 @@ def test_logouts_racing_with_a_token_never_recorded_all_answer_204_and_revoke_it
     assert codes == {204: 8}
     assert blacklisted() == [jti(refresh)]
     assert OutstandingToken.objects.count() == 1
+
+
+# --- a new password, a deactivated or deleted account
+
+
+def refused(api, tokens: dict) -> tuple[dict, dict]:
+    """What a refresh with the refresh token and a request with the access token answer."""
+    refresh = api.post(REFRESH, {"refresh": tokens["refresh"]}, format="json")
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    me = api.get(ME)
+    api.credentials()
+    assert (refresh.status_code, me.status_code) == (401, 401)
+    return refresh.json(), me.json()
+
+
+def test_a_new_password_refuses_the_old_refresh_and_access_tokens(api, django_assert_num_queries):
+    farmer = FarmerFactory()
+    tokens = login(api, farmer)
+    farmer.set_password("a-new-and-long-passphrase")
+    farmer.save()
+
+    refresh, me = refused(api, tokens)
+    assert (refresh["code"], me["code"]) == ("password_changed", "password_changed")
+    assert refresh["detail"] == "The user's password has been changed."
+    assert "access" not in refresh
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    with django_assert_num_queries(1):  # the user row, which every request reads anyway
+        assert api.get(ME).status_code == 401
+
+
+def test_after_a_new_password_a_new_login_works_and_the_old_tokens_stay_refused(api):
+    farmer = FarmerFactory()
+    old = login(api, farmer)
+    farmer.set_password("a-new-and-long-passphrase")
+    farmer.save()
+    wrong = api.post(TOKEN, {"phone": farmer.phone, "password": PASSWORD}, format="json")
+    assert wrong.status_code == 401
+    fresh = api.post(
+        TOKEN, {"phone": farmer.phone, "password": "a-new-and-long-passphrase"}, format="json"
+    ).json()
+    access = api.post(REFRESH, {"refresh": fresh["refresh"]}, format="json").json()["access"]
+    for token in (fresh["access"], access):
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        assert api.get(ME).json()["id"] == farmer.pk
+    api.credentials()
+    assert refused(api, old)[0]["code"] == "password_changed"
+
+
+def test_a_password_an_operator_sets_in_the_admin_refuses_the_old_tokens(api, operator):
+    farmer = FarmerFactory()
+    tokens = login(api, farmer)
+    response = operator.post(
+        f"/admin/accounts/user/{farmer.pk}/password/",
+        {"password1": "a-new-and-long-passphrase", "password2": "a-new-and-long-passphrase"},
+    )
+    assert response.status_code == 302
+    refresh, me = refused(api, tokens)
+    assert (refresh["code"], me["code"]) == ("password_changed", "password_changed")
+
+
+def test_a_deactivated_user_is_refused_on_refresh_and_on_every_request_others_are_not(api):
+    farmer, neighbour = FarmerFactory(), FarmerFactory()
+    tokens, kept = login(api, farmer), login(api, neighbour)
+    farmer.is_active = False
+    farmer.save(update_fields=["is_active"])
+    neighbour.name = "李明"  # a save that changes neither password nor is_active
+    neighbour.save()
+
+    refresh, me = refused(api, tokens)
+    assert (refresh["code"], me["code"]) == ("user_inactive", "user_inactive")
+    response = api.post(REFRESH, {"refresh": kept["refresh"]}, format="json")
+    assert response.status_code == 200
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['access']}")
+    assert api.get(ME).json()["name"] == "李明"
+    assert OutstandingToken.objects.count() == 2  # a refresh records nothing new
+
+
+def test_a_deleted_user_refresh_token_is_401_user_not_found(api):
+    farmer = FarmerFactory()
+    tokens = login(api, farmer)
+    farmer.delete()
+    refresh, me = refused(api, tokens)
+    assert (refresh["code"], me["code"]) == ("user_not_found", "user_not_found")
 
 
 def test_the_schema_shows_logout_taking_a_refresh_token_and_answering_204(api):

@@ -2,7 +2,8 @@ import contextlib
 
 from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
+from rest_framework_simplejwt import serializers as jwt_serializers
+from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from logistics.models import Village
 from marketplace.accounts import errors
@@ -83,7 +84,7 @@ class ProfileUpdateSerializer(serializers.Serializer):
     buyer_kind = serializers.ChoiceField(choices=BuyerKind.choices, required=False)
 
 
-class TokenObtainSerializer(TokenObtainPairSerializer):
+class TokenObtainSerializer(jwt_serializers.TokenObtainPairSerializer):
     """Accepts the phone as typed (`138 1234 5678`); looks it up in E.164."""
 
     def __init__(self, *args, **kwargs):
@@ -107,6 +108,20 @@ class TokenObtainSerializer(TokenObtainPairSerializer):
                     errors.LOGIN_LOCKED, errors.LOGIN_LOCKED_DETAIL, status_code=429
                 ) from None
             raise
+
+
+class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
+    """A refresh token is refused as an access token is on every request (JWTAuthentication):
+    401 `user_not_found` (deleted), `user_inactive` (deactivated), `password_changed` (a new
+    password since it was issued); a blacklisted, expired or forged one is `token_not_valid`.
+    simplejwt's own refresh checks only that the user is active (and a deleted user is a 500
+    there)."""
+
+    refresh = serializers.CharField(write_only=True)  # refresh tokens do not rotate
+
+    def validate(self, attrs):
+        JWTAuthentication().get_user(self.token_class(attrs["refresh"]))
+        return super().validate(attrs)
 
 
 class LogoutSerializer(serializers.Serializer):
