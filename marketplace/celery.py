@@ -81,6 +81,10 @@ app.conf.beat_schedule = {
         "task": "marketplace.accounts.tasks.prune_login_logs",
         "schedule": crontab(hour=3, minute=17),
     },
+    "prune-expired-tokens": {
+        "task": "marketplace.accounts.tasks.prune_expired_tokens",
+        "schedule": crontab(hour=3, minute=29),
+    },
     "make-overdue-listing-photo-thumbnails": {
         "task": "listings.tasks.make_overdue_listing_photo_thumbnails",
         "schedule": crontab(minute="*/10"),

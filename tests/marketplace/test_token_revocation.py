@@ -16,6 +16,8 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from marketplace.accounts.models import User
+from marketplace.accounts.tasks import prune_expired_tokens
+from marketplace.celery import app as celery_app
 from tests.factories import PASSWORD, BuyerFactory, FarmerFactory, VillageFactory
 
 pytestmark = pytest.mark.django_db
@@ -295,3 +297,38 @@ def test_the_schema_shows_logout_taking_a_refresh_token_and_answering_204(api):
     assert set(operation["responses"]) == {"204", "400", "401"}
     assert "content" not in operation["responses"]["204"]
     assert "security" not in operation  # no access token asked for
+
+
+# --- pruning
+
+
+def test_pruning_deletes_the_expired_tokens_only_blacklisted_or_not():
+    farmer = FarmerFactory()
+    now = timezone.now()
+    tokens = {}
+    for name, expires_at in [
+        ("expired", now - timedelta(seconds=1)),
+        ("expired and revoked", now - timedelta(days=3)),
+        ("live", now + timedelta(seconds=60)),
+        ("live and revoked", now + timedelta(days=29)),
+    ]:
+        tokens[name] = OutstandingToken.objects.create(
+            user=farmer, jti=name, token="…", created_at=now, expires_at=expires_at
+        )
+        if name.endswith("revoked"):
+            BlacklistedToken.objects.create(token=tokens[name])
+
+    assert prune_expired_tokens() == 2
+    assert sorted(OutstandingToken.objects.values_list("jti", flat=True)) == [
+        "live",
+        "live and revoked",
+    ]
+    assert blacklisted() == ["live and revoked"]
+    assert prune_expired_tokens() == 0
+
+
+def test_the_beat_prunes_expired_tokens_daily():
+    entry = celery_app.conf.beat_schedule["prune-expired-tokens"]
+    assert entry["task"] == prune_expired_tokens.name
+    assert entry["task"] == "marketplace.accounts.tasks.prune_expired_tokens"
+    assert entry["schedule"].remaining_estimate(timezone.now()) <= timedelta(days=1)
