@@ -5,6 +5,8 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
 from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
+from rest_framework_simplejwt.token_blacklist import admin as token_blacklist_admin
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from listings.services import listings_refresh_for_farmer
 from marketplace.accounts.models import Role, User
@@ -71,6 +73,27 @@ class AccessAttemptAdmin(axes_admin.AccessAttemptAdmin):
 
 admin.site.unregister(AccessAttempt)
 admin.site.register(AccessAttempt, AccessAttemptAdmin)
+
+
+class OutstandingTokenAdmin(token_blacklist_admin.OutstandingTokenAdmin):
+    """simplejwt's, without the token itself: a live refresh token shown here would let
+    anyone who may view this page act as its user for weeks."""
+
+    fields = ("jti", "user", "created_at", "expires_at")
+
+    def get_readonly_fields(self, *args, **kwargs) -> tuple[str, ...]:
+        return self.fields
+
+
+class BlacklistedTokenAdmin(token_blacklist_admin.BlacklistedTokenAdmin):
+    # The token by its id: a drop-down would list every outstanding token there is.
+    raw_id_fields = ("token",)
+
+
+admin.site.unregister(OutstandingToken)
+admin.site.register(OutstandingToken, OutstandingTokenAdmin)
+admin.site.unregister(BlacklistedToken)
+admin.site.register(BlacklistedToken, BlacklistedTokenAdmin)
 
 
 @admin.register(User)

@@ -1,6 +1,6 @@
 """The admin's user, village and category forms: phones stored as the API stores them, a
-role that listings or orders depend on kept, and listings that follow what they copy; and
-no admin page answers 500 to a value its lookups cannot take."""
+role that listings or orders depend on kept, and listings that follow what they copy; no
+refresh token shown; and no admin page answers 500 to a value its lookups cannot take."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -11,6 +11,9 @@ from django.contrib import admin
 from django.forms import CheckboxInput, MultiWidget
 from django.test import Client
 from django.utils import timezone
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+from rest_framework_simplejwt.tokens import RefreshToken
 
 from listings.models import Category, Listing
 from listings.selectors import ListingSearch, listing_search
@@ -19,6 +22,7 @@ from marketplace.accounts.models import Role, User
 from tests.factories import BuyerFactory, FarmerFactory, VillageFactory, create_listing
 
 pytestmark = pytest.mark.django_db
+REFRESH = "/api/v1/auth/token/refresh/"
 
 
 @pytest.fixture
@@ -296,3 +300,29 @@ def test_a_bad_value_answers_400_bad_request(operator):
     answer = operator.get("/admin/orders/notification/", {"created_at__year": "99999"})
     assert answer.status_code == 400
     assert answer.json()["code"] == "bad_request"
+
+
+def test_the_admin_shows_no_refresh_token_itself(operator):
+    refresh = str(RefreshToken.for_user(FarmerFactory()))
+    outstanding = OutstandingToken.objects.get()
+    for url in (
+        "/admin/token_blacklist/outstandingtoken/",
+        f"/admin/token_blacklist/outstandingtoken/{outstanding.pk}/change/",
+    ):
+        response = operator.get(url)
+        assert response.status_code == 200
+        assert outstanding.jti in response.content.decode()
+        assert refresh not in response.content.decode()
+
+
+def test_an_operator_revokes_one_token_by_its_id(operator):
+    tokens = [str(RefreshToken.for_user(FarmerFactory())) for _ in range(2)]
+    chosen = OutstandingToken.objects.order_by("pk").first()
+    page = operator.get("/admin/token_blacklist/blacklistedtoken/add/").content.decode()
+    assert "<option" not in page  # no list of every outstanding token
+    response = operator.post("/admin/token_blacklist/blacklistedtoken/add/", {"token": chosen.pk})
+    assert response.status_code == 302
+    codes = [
+        APIClient().post(REFRESH, {"refresh": token}, format="json").status_code for token in tokens
+    ]
+    assert codes == [401, 200]
