@@ -11,7 +11,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from listings.services import listings_refresh_for_farmer
 from marketplace.accounts.models import Role, User
 from marketplace.accounts.phones import PHONE_AS_TYPED_MAX, normalize_phone
-from marketplace.accounts.services import FIELDS_COPIED_TO_LISTINGS
+from marketplace.accounts.services import FIELDS_COPIED_TO_LISTINGS, user_tokens_revoke
 from marketplace.exceptions import DomainError
 
 
@@ -153,8 +153,18 @@ class UserAdmin(DjangoUserAdmin):
         ),
     )
 
+    actions = ("sign_out_everywhere",)
+
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
         moved = FIELDS_COPIED_TO_LISTINGS & set(form.changed_data)
         if change and obj.role == Role.FARMER and moved:
             listings_refresh_for_farmer(farmer=obj)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            # Refused while inactive anyway; revoked, they stay refused once reactivated.
+            user_tokens_revoke(user=obj)
+
+    @admin.action(description="Sign out of every device")
+    def sign_out_everywhere(self, request, queryset) -> None:
+        revoked = sum(user_tokens_revoke(user=user) for user in queryset)
+        self.message_user(request, f"{revoked} refresh tokens revoked.")

@@ -5,6 +5,8 @@ from decimal import Decimal
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from listings.services import listings_refresh_for_farmer
@@ -130,3 +132,18 @@ def refresh_token_revoke(*, token: RefreshToken) -> None:
     (JWT_ACCESS_MINUTES): checking them against the blacklist would cost every request a
     query."""
     token.blacklist()  # get_or_create of both rows: a retry or a race adds none
+
+
+def user_tokens_revoke(*, user: User) -> int:
+    """Sign a user out on every device: each refresh token of theirs not yet expired nor
+    revoked is blacklisted (their access tokens end within JWT_ACCESS_MINUTES). For a lost
+    phone, and on deactivation, so that reactivating the account revives no old token.
+    Returns how many were revoked."""
+    live = OutstandingToken.objects.filter(
+        user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True
+    ).values_list("pk", flat=True)
+    # ignore_conflicts: a logout of one of them at the same moment has revoked it already
+    revoked = BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token_id=pk) for pk in live], ignore_conflicts=True
+    )
+    return len(revoked)

@@ -1,6 +1,7 @@
 """The admin's user, village and category forms: phones stored as the API stores them, a
-role that listings or orders depend on kept, and listings that follow what they copy; no
-refresh token shown; and no admin page answers 500 to a value its lookups cannot take."""
+role that listings or orders depend on kept, and listings that follow what they copy; users
+signed out of every device, and no refresh token shown; and no admin page answers 500 to
+a value its lookups cannot take."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -8,11 +9,12 @@ from decimal import Decimal
 import pytest
 from axes.models import AccessAttempt
 from django.contrib import admin
+from django.contrib.messages import get_messages
 from django.forms import CheckboxInput, MultiWidget
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from listings.models import Category, Listing
@@ -326,3 +328,49 @@ def test_an_operator_revokes_one_token_by_its_id(operator):
         APIClient().post(REFRESH, {"refresh": token}, format="json").status_code for token in tokens
     ]
     assert codes == [401, 200]
+
+
+def refresh_with(refresh: str) -> tuple[int, str | None]:
+    response = APIClient().post(REFRESH, {"refresh": refresh}, format="json")
+    return response.status_code, response.json().get("code")
+
+
+def test_a_user_deactivated_in_the_admin_stays_signed_out_once_reactivated(operator):
+    farmer, neighbour = FarmerFactory(), FarmerFactory()
+    phone, tablet, kept = (str(RefreshToken.for_user(user)) for user in (farmer, farmer, neighbour))
+    page = f"/admin/accounts/user/{farmer.pk}/change/"
+
+    assert saved(operator, page, is_active="").status_code == 302
+    assert refresh_with(phone) == (401, "token_not_valid")  # revoked, not only inactive
+    assert saved(operator, page, is_active="on").status_code == 302
+
+    assert User.objects.get(pk=farmer.pk).is_active
+    assert refresh_with(phone) == refresh_with(tablet) == (401, "token_not_valid")
+    assert refresh_with(kept) == (200, None)
+    fresh = str(RefreshToken.for_user(User.objects.get(pk=farmer.pk)))
+    assert refresh_with(fresh) == (200, None)  # a new login works
+
+
+def test_sign_out_of_every_device_revokes_the_chosen_users_live_tokens_only(operator):
+    farmer, buyer, neighbour = FarmerFactory(), BuyerFactory(), FarmerFactory()
+    tokens = {
+        user: [str(RefreshToken.for_user(user)) for _ in range(2)]
+        for user in (farmer, buyer, neighbour)
+    }
+    APIClient().post("/api/v1/auth/logout/", {"refresh": tokens[farmer][0]}, format="json")
+    expired = OutstandingToken.objects.create(
+        user=farmer, jti="expired", token="…", expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    response = operator.post(
+        "/admin/accounts/user/",
+        {"action": "sign_out_everywhere", "_selected_action": [farmer.pk, buyer.pk]},
+    )
+
+    assert response.status_code == 302
+    assert [str(m) for m in get_messages(response.wsgi_request)] == ["3 refresh tokens revoked."]
+    for user in (farmer, buyer):
+        assert [refresh_with(token) for token in tokens[user]] == [(401, "token_not_valid")] * 2
+    assert [refresh_with(token) for token in tokens[neighbour]] == [(200, None)] * 2
+    assert BlacklistedToken.objects.count() == 4
+    assert not BlacklistedToken.objects.filter(token=expired).exists()  # left to pruning
