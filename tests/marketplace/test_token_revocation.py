@@ -299,6 +299,20 @@ def test_the_schema_shows_logout_taking_a_refresh_token_and_answering_204(api):
     assert "security" not in operation  # no access token asked for
 
 
+def test_the_schema_shows_what_login_and_refresh_answer(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    def answer(path: str) -> dict:
+        ok = schema["paths"][path]["post"]["responses"]["200"]
+        name = ok["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        return schema["components"]["schemas"][name]["properties"]
+
+    assert set(answer(TOKEN)) == {"access", "refresh"}
+    assert set(answer(REFRESH)) == {"access"}
+    refused = schema["paths"][REFRESH]["post"]["responses"]["401"]["description"]
+    assert all(code in refused for code in ("token_not_valid", "password_changed", "user_inactive"))
+
+
 # --- pruning
 
 

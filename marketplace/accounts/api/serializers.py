@@ -111,15 +111,14 @@ class TokenObtainSerializer(jwt_serializers.TokenObtainPairSerializer):
 
 
 class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
-    """A refresh token is refused as an access token is on every request (JWTAuthentication):
-    401 `user_not_found` (deleted), `user_inactive` (deactivated), `password_changed` (a new
-    password since it was issued); a blacklisted, expired or forged one is `token_not_valid`.
-    simplejwt's own refresh checks only that the user is active (and a deleted user is a 500
-    there)."""
+    """A refresh token gives an access token while its user may still sign in with it."""
 
     refresh = serializers.CharField(write_only=True)  # refresh tokens do not rotate
 
     def validate(self, attrs):
+        # The checks JWTAuthentication makes on every request, all 401: user_not_found
+        # (deleted), user_inactive, password_changed (a new password since it was issued).
+        # simplejwt's refresh checks is_active only (and a deleted user is a 500 there).
         JWTAuthentication().get_user(self.token_class(attrs["refresh"]))
         return super().validate(attrs)
 

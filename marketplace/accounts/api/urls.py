@@ -1,11 +1,16 @@
 from django.urls import path
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from marketplace.accounts.api.views import LogoutView, MeView, RegisterView
+from marketplace.accounts.api.views import (
+    LogoutView,
+    MeView,
+    RegisterView,
+    TokenObtainView,
+    TokenRefreshView,
+)
 
 urlpatterns = [
     path("auth/register/", RegisterView.as_view(), name="register"),
-    path("auth/token/", TokenObtainPairView.as_view(), name="token"),
+    path("auth/token/", TokenObtainView.as_view(), name="token"),
     path("auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
     path("auth/logout/", LogoutView.as_view(), name="logout"),
     path("me/", MeView.as_view(), name="me"),

@@ -1,12 +1,12 @@
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
+from rest_framework_simplejwt import views as jwt_views
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
-from rest_framework_simplejwt.views import TokenViewBase
 
 from marketplace.accounts import selectors, services
 from marketplace.accounts.api.serializers import (
@@ -14,6 +14,8 @@ from marketplace.accounts.api.serializers import (
     ProfileUpdateSerializer,
     RegisterResponseSerializer,
     RegisterSerializer,
+    TokenPairSerializer,
+    TokenRefreshSerializer,
     UserSerializer,
 )
 
@@ -40,7 +42,35 @@ class RegisterView(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-class LogoutView(TokenViewBase):
+@extend_schema_view(
+    post=extend_schema(
+        responses={
+            200: TokenPairSerializer,
+            401: OpenApiResponse(description="no_active_account: wrong phone or password"),
+            429: OpenApiResponse(description="too_many_login_attempts"),
+        }
+    )
+)
+class TokenObtainView(jwt_views.TokenObtainPairView):
+    """Log in: phone and password give an access token and a refresh token."""
+
+
+@extend_schema_view(
+    post=extend_schema(
+        responses={
+            200: TokenRefreshSerializer,
+            401: OpenApiResponse(
+                description="token_not_valid (logged out, expired or not ours), "
+                "password_changed, user_inactive or user_not_found: log in again"
+            ),
+        }
+    )
+)
+class TokenRefreshView(jwt_views.TokenRefreshView):
+    """A refresh token gives a new access token; it does not rotate, so a retry is safe."""
+
+
+class LogoutView(jwt_views.TokenViewBase):
     """Log out: the refresh token given refreshes no more. Asks for no access token (one
     may have expired meanwhile); holding the refresh token is enough to revoke it."""
 
