@@ -32,6 +32,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
+from marketplace.api.authentication import remember_access_token
 from marketplace.api.exceptions import PROBLEM_CONTENT_TYPE, problem
 from marketplace.api.models import IdempotencyRecord
 
@@ -54,10 +55,14 @@ def _user_id(request: HttpRequest) -> int | None:
     scheme, _, raw = header.partition(" ")
     if scheme not in jwt_settings.AUTH_HEADER_TYPES or not raw:
         return None
+    raw = raw.strip()
     try:
-        return int(AccessToken(raw.strip())[jwt_settings.USER_ID_CLAIM])
+        token = AccessToken(raw)
+        user_id = int(token[jwt_settings.USER_ID_CLAIM])
     except (TokenError, KeyError, ValueError):
         return None  # the view answers 401
+    remember_access_token(request, raw, token)  # DRF's authentication decodes it no more
+    return user_id
 
 
 def _lock_id(user_id: int, key: str) -> int:

@@ -3,7 +3,6 @@ import contextlib
 from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt import serializers as jwt_serializers
-from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from logistics.models import Village
 from marketplace.accounts import errors
@@ -11,6 +10,7 @@ from marketplace.accounts.models import BuyerKind, User
 from marketplace.accounts.phones import PHONE_AS_TYPED_MAX, normalize_phone
 from marketplace.accounts.services import SELF_REGISTER_ROLE_CHOICES
 from marketplace.accounts.tokens import RevocableRefreshToken
+from marketplace.api.authentication import JWTAuthentication
 from marketplace.api.serializers import PrimaryKeyRelatedField
 from marketplace.exceptions import DomainError
 
