@@ -1,9 +1,7 @@
 """The Celery app: Redis broker, JSON only, late acks; the beat schedule lives here, in code."""
 
-import functools
 import os
 
-import redis
 from celery import Celery
 from celery.schedules import crontab
 from celery.signals import task_postrun, task_prerun
@@ -26,36 +24,28 @@ def send_unless_pending(name: str, args: list, *, pending_seconds: int) -> bool:
     became ready before that is served by it, and what comes later sends a new message. A
     message lost with its flag still set delays the next one by `pending_seconds` at most;
     the sweepers catch the rest. Returns whether it sent."""
+    from django.core.cache import cache  # noqa: PLC0415 - Django is set up by then
+
     key = _pending_key(name)
-    if not _flags().set(key, 1, nx=True, ex=pending_seconds):
+    if not cache.add(key, 1, timeout=pending_seconds):
         return False
     try:
         app.send_task(name, args=args)
     except BaseException:
-        _flags().delete(key)  # nothing is pending: the next caller sends
+        cache.delete(key)  # nothing is pending: the next caller sends
         raise
     return True
 
 
 def pending_taken(name: str) -> None:
     """A worker has taken task `name`'s message: the next send_unless_pending sends."""
-    _flags().delete(_pending_key(name))
+    from django.core.cache import cache  # noqa: PLC0415
+
+    cache.delete(_pending_key(name))
 
 
 def _pending_key(name: str) -> str:
-    """The flag's key in the cache's Redis, under the cache's prefix (each test run has its
-    own)."""
-    from django.core.cache import cache  # noqa: PLC0415 - Django is set up by then
-
-    return cache.make_and_validate_key(f"task-pending:{name}")
-
-
-@functools.cache
-def _flags() -> redis.Redis:
-    """One Redis client per process for the pending flags, on the cache's server. Through
-    Django's cache API each flag cost twice the CPU (it builds a client object per call), and
-    every order placement sets two (bench/ORDERS_RESULTS.md)."""
-    return redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
+    return f"task-pending:{name}"
 
 
 @task_prerun.connect
