@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from listings.places import pickup_point
 from logistics.geo import distance_km
 from logistics.models import (
     CenterDayLoad,
@@ -254,7 +255,9 @@ class _Shipping:
         self.pickup = self.delivery = None
 
     def shipment(self, now: datetime) -> Shipment:
-        first = self.lines[0].listing
+        first = self.lines[0]
+        # The farm's exact place, from the farmer: the listing holds only its public point.
+        pickup_lat, pickup_lng = pickup_point(first.farmer, first.listing.village)
         at_center = self.order.delivery_method == DeliveryMethod.PICKUP
         return Shipment(
             order=self.order,
@@ -263,8 +266,8 @@ class _Shipping:
             destination_center=self.destination,
             weight_kg=self.weight,
             needs_refrigeration=any(line.needs_refrigeration for line in self.lines),
-            pickup_lat=first.lat,
-            pickup_lng=first.lng,
+            pickup_lat=pickup_lat,
+            pickup_lng=pickup_lng,
             delivery_lat=self.destination.lat if at_center else self.order.delivery_lat,
             delivery_lng=self.destination.lng if at_center else self.order.delivery_lng,
             pickup_date=self.pickup,
@@ -313,7 +316,7 @@ def _route(orders: list[Order]) -> list[Order]:
         return []
     lines = (
         OrderLine.objects.filter(order__in=orders, status=LineStatus.ACTIVE)
-        .select_related("listing__village__service_center")
+        .select_related("listing__village__service_center", "farmer")
         .defer("listing__description", "listing__search_vector")
         .order_by("order_id", "farmer_id", "id")
     )
