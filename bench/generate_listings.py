@@ -41,6 +41,7 @@ from django.utils import timezone  # noqa: E402
 
 from bench import vocabulary as vocab  # noqa: E402
 from listings.models import Category, Listing, ListingPhoto  # noqa: E402
+from listings.places import coarse  # noqa: E402
 from listings.search import segment  # noqa: E402
 from listings.services import search_vector_for  # noqa: E402
 from logistics.models import ServiceCenter, Village  # noqa: E402
@@ -220,6 +221,8 @@ class Generator:
             )
             min_order = Decimal(rng.choice((1, 1, 1, 2, 5, 10)))
             lat, lng = (f_lat, f_lng) if f_lat is not None else (village[3], village[4])
+            # The listing's public point, as listings.services stores it (listings.places).
+            lat, lng = coarse(Decimal(coordinate(lat))), coarse(Decimal(coordinate(lng)))
             if farmer_id not in names_text:
                 names_text[farmer_id] = segment(f"{farmer_name} {village[1]}")
             row = (

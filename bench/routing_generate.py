@@ -149,6 +149,7 @@ def main() -> None:
     from django.utils import timezone
 
     from listings.models import Category, Listing, ListingStatus
+    from listings.services import listing_place
     from logistics.models import ServiceCenter, Village
     from marketplace.accounts.models import BuyerKind, Role, User
     from orders.models import (
@@ -233,9 +234,7 @@ def main() -> None:
                         shelf_life_days=rng.randint(2, 30),
                         needs_refrigeration=rng.random() < 0.2,
                         status=ListingStatus.ACTIVE,
-                        village=farmer.village,
-                        lat=farmer.lat,
-                        lng=farmer.lng,
+                        **listing_place(farmer),
                     )
                 )
         by_farmer: dict[int, list[Listing]] = {}

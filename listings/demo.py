@@ -21,7 +21,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from listings.models import FIXED_UNIT_WEIGHT_KG, Category, Listing, ListingStatus, Unit
-from listings.services import _pickup_place, search_vector_for
+from listings.services import listing_place, search_vector_for
 from marketplace.accounts.models import Role, User
 
 LISTING_COUNT = 1000  # for the demo county's 60 farmers
@@ -405,7 +405,7 @@ def _listing(
         is_organic=rng.random() < product.organic,
         needs_refrigeration=product.cold,
         status=status,
-        **_pickup_place(farmer),
+        **listing_place(farmer),
     )
 
 

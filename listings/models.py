@@ -6,7 +6,9 @@ from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Round
 
+from listings.places import GRID_DECIMALS
 from marketplace.accounts.models import User
 
 
@@ -70,13 +72,18 @@ class Listing(models.Model):
     status = models.CharField(
         max_length=10, choices=ListingStatus.choices, default=ListingStatus.ACTIVE
     )
-    # Where the produce is picked up, copied from the farmer (exact place, else the village)
-    # so that search filters and distance run on this table's own indexed columns.
+    # Where the produce waits, copied from the farmer (exact place, else the village) so that
+    # search filters and distance run on this table's own indexed columns; lat/lng only on
+    # the public grid of listings.places (~1 km): the exact place stays on the farmer.
     village = models.ForeignKey(
         "logistics.Village", on_delete=models.PROTECT, related_name="listings"
     )
-    lat = models.DecimalField(max_digits=9, decimal_places=6)
-    lng = models.DecimalField(max_digits=9, decimal_places=6)
+    lat = models.DecimalField(
+        max_digits=9, decimal_places=6, help_text="the farm's latitude rounded to 0.01°"
+    )
+    lng = models.DecimalField(
+        max_digits=9, decimal_places=6, help_text="the farm's longitude rounded to 0.01°"
+    )
     # Title, description, category and farmer/village names, segmented (CJK bigrams), in
     # the `simple` configuration; kept by listings.services on every write that changes them.
     search_vector = SearchVectorField(null=True, editable=False)
@@ -115,6 +122,11 @@ class Listing(models.Model):
             models.CheckConstraint(
                 condition=~Q(unit=Unit.JIN) | Q(unit_weight_kg=Decimal("0.5")),
                 name="listing_jin_weighs_half_kg",
+            ),
+            # Public: no exact farm location here (listings.places).
+            models.CheckConstraint(
+                condition=Q(lat=Round("lat", GRID_DECIMALS), lng=Round("lng", GRID_DECIMALS)),
+                name="listing_place_on_grid",
             ),
         ]
         indexes = [

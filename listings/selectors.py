@@ -79,8 +79,9 @@ def _with_display_columns(listings: QuerySet[Listing]) -> QuerySet[Listing]:
 
 
 def distance_km_expression(lat: float, lng: float):
-    """Haversine great-circle distance in km from (lat, lng) to the listing, in core
-    PostgreSQL (no PostGIS or earthdistance)."""
+    """Haversine great-circle distance in km from (lat, lng) to the listing's public point
+    (the farm on the grid of listings.places, never its exact place), in core PostgreSQL (no
+    PostGIS or earthdistance)."""
     row_lat = Radians(Cast("lat", FloatField()))
     row_lng = Radians(Cast("lng", FloatField()))
     half_dlat = (row_lat - Value(math.radians(lat))) / 2

@@ -11,6 +11,7 @@ from django.db.models import ProtectedError, QuerySet, Value
 
 from listings import errors
 from listings.models import FIXED_UNIT_WEIGHT_KG, Category, Listing, ListingStatus
+from listings.places import public_point
 from listings.search import CONFIG, segment
 from marketplace.accounts.models import Role, User
 from marketplace.exceptions import DomainError
@@ -79,12 +80,12 @@ def _check_dates(harvest_date: date, available_until: date | None) -> None:
         raise DomainError(errors.INVALID_DATES, "available_until is before harvest_date.")
 
 
-def _pickup_place(farmer: User) -> dict[str, Any]:
-    """Where the produce waits: the farmer's exact place, else their village."""
-    village = farmer.village
-    if farmer.lat is not None and farmer.lng is not None:
-        return {"village": village, "lat": farmer.lat, "lng": farmer.lng}
-    return {"village": village, "lat": village.lat, "lng": village.lng}
+def listing_place(farmer: User) -> dict[str, Any]:
+    """A listing's village and its public point: where the produce waits (the farmer's exact
+    place, else their village) rounded to the grid of listings.places. The exact place stays
+    on the farmer's profile, whence logistics reads it."""
+    lat, lng = public_point(farmer, farmer.village)
+    return {"village": farmer.village, "lat": lat, "lng": lng}
 
 
 def search_vector_for(*, title: str, description: str, category: Category, farmer: User) -> Any:
@@ -155,7 +156,7 @@ def listing_create(
         is_organic=is_organic,
         needs_refrigeration=needs_refrigeration,
         status=_status_for_stock(status, quantity_available),
-        **_pickup_place(farmer),
+        **listing_place(farmer),
     )
     _reindex(listing)
     return listing
@@ -227,13 +228,13 @@ def listing_delete(*, listing: Listing) -> Listing | None:
 
 
 def listings_refresh_for_farmer(*, farmer: User) -> int:
-    """After a farmer moves or is renamed: their listings' pickup place and search text."""
+    """After a farmer moves or is renamed: their listings' public place and search text."""
     return listings_refresh(listings=Listing.objects.filter(farmer=farmer))
 
 
 @transaction.atomic
 def listings_refresh(*, listings: QuerySet[Listing]) -> int:
-    """The listings' pickup place and search text again, from their farmer, the farmer's
+    """The listings' public place and search text again, from their farmer, the farmer's
     village and the category as they are now: after one of those changed (a farmer moved
     or renamed, a village moved or renamed, a category renamed). Archived ones stay as
     they were. Returns how many were refreshed."""
@@ -244,7 +245,7 @@ def listings_refresh(*, listings: QuerySet[Listing]) -> int:
     )
     for listing in rows:
         Listing.objects.filter(pk=listing.pk).update(
-            **_pickup_place(listing.farmer),
+            **listing_place(listing.farmer),
             search_vector=search_vector_for(
                 title=listing.title,
                 description=listing.description,

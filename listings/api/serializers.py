@@ -11,6 +11,7 @@ from marketplace.api.serializers import SlugRelatedField
 
 MAX_QUANTITY = Decimal("1000000")
 MAX_RADIUS_KM = 200.0
+DISTANCE_DECIMALS = 1  # km to a place known to ~0.8 km (listings.places)
 
 
 class CategorySerializer(serializers.ModelSerializer):
@@ -98,7 +99,10 @@ class ListingSerializer(serializers.ModelSerializer):
     village_name = serializers.CharField(read_only=True)
     service_center = serializers.IntegerField(source="service_center_id", read_only=True)
     thumbnail = serializers.SerializerMethodField()
-    distance_km = serializers.SerializerMethodField()
+    distance_km = serializers.SerializerMethodField(
+        help_text="With near=lat,lng: km to the listing's public place (the farm rounded to a "
+        "0.01° grid, up to ~0.8 km off), to one decimal; null otherwise."
+    )
 
     class Meta:
         model = Listing
@@ -135,7 +139,7 @@ class ListingSerializer(serializers.ModelSerializer):
 
     def get_distance_km(self, listing) -> float | None:
         distance = getattr(listing, "distance_km", None)
-        return None if distance is None else round(distance, 2)
+        return None if distance is None else round(distance, DISTANCE_DECIMALS)
 
 
 class ListingPhotoSerializer(serializers.ModelSerializer):

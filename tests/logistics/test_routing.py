@@ -112,6 +112,32 @@ def test_pickup_orders_end_with_a_handover_at_the_center(county, morning):
     )
 
 
+def test_the_pickup_is_at_the_farm_though_its_listing_shows_a_grid_point(county, morning):
+    """Buyers see a listing at its farm's place rounded to ~1 km; the vehicle goes to the
+    farm itself: the farmer's exact place, else their village's point."""
+    buyer = BuyerFactory(village=county["south_village"])
+    on_farm = FarmerFactory(
+        village=county["south_village"], lat=Decimal("30.014400"), lng=Decimal("119.586100")
+    )
+    village = VillageFactory(
+        service_center=county["south"], lat=Decimal("30.021700"), lng=Decimal("119.603300")
+    )
+    in_village = FarmerFactory(village=village)
+    a, b = create_listing(on_farm), create_listing(in_village)
+    assert (a.lat, a.lng, b.lat, b.lng) == (
+        Decimal("30.01"),
+        Decimal("119.59"),
+        Decimal("30.02"),
+        Decimal("119.60"),
+    )
+    order = order_route(order_id=place(buyer, (a, 1), (b, 1)).pk)
+    pickups = {s.farmer_id: (s.pickup_lat, s.pickup_lng) for s in order.shipments.all()}
+    assert pickups == {
+        on_farm.pk: (Decimal("30.014400"), Decimal("119.586100")),
+        in_village.pk: (Decimal("30.021700"), Decimal("119.603300")),
+    }
+
+
 def test_after_the_cut_off_pickup_moves_a_day(county, monkeypatch, settings):
     settings.ROUTING_CUTOFF_HOUR = 16
     late = timezone.localtime().replace(hour=17, minute=30)
