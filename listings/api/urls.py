@@ -1,10 +1,10 @@
 from django.urls import path
-from rest_framework.routers import SimpleRouter
 
 from listings.api.photos import ListingPhotoUploadView
 from listings.api.views import CategoryViewSet, FarmerProfileViewSet, ListingViewSet
+from marketplace.api.routers import Router
 
-router = SimpleRouter()
+router = Router()
 router.register("categories", CategoryViewSet, basename="category")
 router.register("listings", ListingViewSet, basename="listing")
 router.register("farmers", FarmerProfileViewSet, basename="farmer")

@@ -1,13 +1,13 @@
 from django.urls import path
-from rest_framework.routers import SimpleRouter
 
 from logistics.api.fleet import VehicleViewSet
 from logistics.api.routes import RouteLoadListView, RouteMapView, RouteViewSet
 from logistics.api.schedule import ScheduleRunViewSet, ScheduleView
 from logistics.api.shipments import MyPickupsView, ShipmentViewSet, StopCompleteView
 from logistics.api.views import ServiceCenterViewSet, VillageViewSet
+from marketplace.api.routers import Router
 
-router = SimpleRouter()
+router = Router()
 router.register("villages", VillageViewSet, basename="village")
 router.register("service-centers", ServiceCenterViewSet, basename="service-center")
 router.register("shipments", ShipmentViewSet, basename="shipment")
@@ -25,7 +25,7 @@ vehicle_list = VehicleViewSet.as_view({"get": "list", "post": "create"})
 vehicle_detail = VehicleViewSet.as_view(
     {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
 )
-route_router = SimpleRouter()
+route_router = Router()
 route_router.register("routes", RouteViewSet, basename="route")
 urlpatterns += [
     path("service-centers/<int:center_id>/vehicles/", vehicle_list, name="vehicle-list"),

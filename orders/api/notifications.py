@@ -33,7 +33,6 @@ class NotificationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     serializer_class = NotificationSerializer
     filterset_class = NotificationFilter
-    lookup_value_regex = "[0-9]+"
     queryset = Notification.objects.none()  # tells the schema the model; see get_queryset
 
     def get_queryset(self):

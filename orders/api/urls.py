@@ -1,11 +1,11 @@
 from django.urls import path
-from rest_framework.routers import SimpleRouter
 
+from marketplace.api.routers import Router
 from orders.api.notifications import NotificationViewSet
 from orders.api.payments import PaymentWebhookView
 from orders.api.views import OrderViewSet
 
-router = SimpleRouter()
+router = Router()
 router.register("orders", OrderViewSet, basename="order")
 router.register("notifications", NotificationViewSet, basename="notification")
 
