@@ -2,7 +2,7 @@
 
 import pytest
 
-from marketplace.exceptions import DomainError
+from marketplace.exceptions import PROBLEM_MEMBERS, DomainError
 from orders.models import Order
 from tests.factories import BuyerFactory, FarmerFactory, StaffFactory
 
@@ -166,3 +166,33 @@ def test_the_schema_allows_the_blank_and_null_values_the_api_answers(api):
     assert allows(schemas["Order"]["properties"]["delivery_fee"], None)
     assert allows(schemas["Order"]["properties"]["total"], None)
     assert not allows(schemas["Order"]["properties"]["subtotal"], None)
+
+
+def test_the_schema_lists_429_with_retry_after_where_a_throttle_can_answer_it(api):
+    """Register, order placement and cancel, and the hand-over have throttles (get_throttles
+    per action); login answers 429 of its own (the lockout). Nothing else does."""
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    answers_429 = {
+        (method, path): operation["responses"]["429"]
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if "429" in operation["responses"]
+    }
+    throttled = {
+        ("post", "/api/v1/auth/register/"),
+        ("post", "/api/v1/orders/"),
+        ("post", "/api/v1/orders/{id}/cancel/"),
+        ("post", "/api/v1/shipments/{id}/hand-over/"),
+    }
+    assert set(answers_429) == {*throttled, ("post", "/api/v1/auth/token/")}
+    for operation in throttled:
+        response = answers_429[operation]
+        assert response["content"] == {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        }, operation
+        assert response["headers"]["Retry-After"]["schema"] == {"type": "integer"}, operation
+        assert response["description"].startswith("throttled: ")
+    assert "Retry-After" not in answers_429[("post", "/api/v1/auth/token/")].get("headers", {})
+    problem = schema["components"]["schemas"]["Problem"]
+    assert set(problem["properties"]) == PROBLEM_MEMBERS
+    assert set(problem["required"]) == PROBLEM_KEYS
