@@ -63,12 +63,21 @@ class AutoSchema(openapi.AutoSchema):
         return any(_may_refuse(self.view, throttle) for throttle in self.view.get_throttles())
 
     def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+        """The view's answers; an error one declared by its description only (login's 401,
+        the webhook's 400) is a Problem, as the exception handler answers every error."""
         responses = super()._get_response_bodies(direction)
+        for code, response in responses.items():
+            if code >= "400" and "content" not in response:
+                declared = OpenApiResponse(ProblemSerializer, response.get("description", ""))
+                responses[code] = self._problem(declared, code, direction)
         if "429" not in responses and self._throttled():
-            responses["429"] = self._get_response_for_code(
-                THROTTLED, "429", media_types=[PROBLEM_CONTENT_TYPE], direction=direction
-            )
+            responses["429"] = self._problem(THROTTLED, "429", direction)
         return responses
+
+    def _problem(self, response: OpenApiResponse, code: str, direction: str) -> dict[str, Any]:
+        return self._get_response_for_code(
+            response, code, media_types=[PROBLEM_CONTENT_TYPE], direction=direction
+        )
 
     def _get_response_headers_for_code(self, status_code: str, direction="response") -> dict:
         headers = super()._get_response_headers_for_code(status_code, direction)

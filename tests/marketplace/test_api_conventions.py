@@ -196,3 +196,21 @@ def test_the_schema_lists_429_with_retry_after_where_a_throttle_can_answer_it(ap
     problem = schema["components"]["schemas"]["Problem"]
     assert set(problem["properties"]) == PROBLEM_MEMBERS
     assert set(problem["required"]) == PROBLEM_KEYS
+
+
+def test_the_schema_gives_every_error_it_lists_as_a_problem(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    errors = {
+        (method, path, code): response
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        for code, response in operation["responses"].items()
+        if code >= "400"
+    }
+    assert ("post", "/api/v1/auth/token/", "401") in errors  # declared by a description
+    assert ("post", "/api/v1/payments/webhook/", "400") in errors
+    for key, response in errors.items():
+        assert response["content"] == {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        }, key
+        assert response["description"], key
