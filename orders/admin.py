@@ -5,10 +5,12 @@ Nothing is edited here: an order's status, money and lines move only through the
 are never deleted (cancelled instead); payment events, reviews and notifications are
 records, shown as they are."""
 
+from decimal import Decimal
+
 from django.contrib import admin, messages
 
 from marketplace.exceptions import DomainError
-from orders import services
+from orders import selectors, services
 from orders.models import (
     Notification,
     Order,
@@ -59,11 +61,12 @@ class OrderLineInline(ReadOnlyAdminMixin, admin.TabularInline):
 class OrderEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = OrderEvent
     extra = 0
-    fields = ("created_at", "from_status", "to_status", "actor", "reason")
+    # farmer: whose lines the change is about, if one farmer's (their last line rejected)
+    fields = ("created_at", "from_status", "to_status", "actor", "farmer", "reason")
     readonly_fields = fields
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("actor")
+        return super().get_queryset(request).select_related("actor", "farmer")
 
 
 @admin.register(Order)
@@ -78,8 +81,10 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "payment_method",
         "payment_status",
         "total",
+        "refund_due",
         "created_at",
     )
+    readonly_fields = ("refund_due",)  # after the order's own fields on its page
     list_filter = ("status", "payment_method", "delivery_method")
     # id__exact: Django compares the id as text, so a name or phone typed here is no error.
     search_fields = ("id__exact", "buyer__phone", "buyer__name")
@@ -87,6 +92,15 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     inlines = [OrderLineInline, OrderEventInline]
     actions = ["cancel"]
     date_hierarchy = "created_at"
+
+    def get_queryset(self, request):
+        # amount_paid for refund_due: in the list's one statement, and the page's
+        return selectors.orders_with_amount_paid(super().get_queryset(request))
+
+    @admin.display(description="refund due")
+    def refund_due(self, order) -> Decimal:
+        """What the buyer is owed back, as the API shows it (orders.selectors)."""
+        return selectors.order_refund_due(order)
 
     def has_cancel_permission(self, request) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")

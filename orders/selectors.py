@@ -55,14 +55,18 @@ def order_refund_due(order: Order) -> Decimal:
     return max(order.amount_paid - costs, NOTHING)
 
 
+def orders_with_amount_paid(orders: QuerySet[Order]) -> QuerySet[Order]:
+    """`orders`, each annotated with `amount_paid` (for order_refund_due): one subquery in
+    the same statement, not a query per order."""
+    return orders.annotate(amount_paid=_amount_paid())
+
+
 def order_visible_to(user: User) -> QuerySet[Order]:
     """Buyers: their own orders. Farmers: orders holding their lines, with only those lines.
     Staff: orders picked up in or delivered to their center's villages. Anyone else: none,
     so a stranger's lookup answers 404. Each order is annotated with `amount_paid` (for
     order_refund_due)."""
-    orders = Order.objects.select_related("buyer", "delivery_village").annotate(
-        amount_paid=_amount_paid()
-    )
+    orders = orders_with_amount_paid(Order.objects.select_related("buyer", "delivery_village"))
     lines = OrderLine.objects.order_by("id")
     shipments = Shipment.objects.prefetch_related(
         "legs", Prefetch("events", queryset=TrackingEvent.objects.order_by("occurred_at", "id"))

@@ -5,11 +5,13 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.messages import get_messages
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from listings.models import Listing
 from marketplace.accounts.models import User
-from orders import services
+from orders import payments, services
 from orders.admin import OPERATOR_CANCEL_REASON
 from orders.models import LineStatus, Notification, OrderEvent, OrderStatus, Review
 from tests.factories import BuyerFactory, create_listing
@@ -142,3 +144,89 @@ def test_records_are_not_editable(operator):
     review.refresh_from_db()
     assert review.rating == 5
     assert operator.get("/admin/orders/review/add/").status_code == 403
+
+
+def paid(order, amount):
+    """The provider's notice of a payment, recorded as the webhook records it."""
+    notice = payments.PaymentNotice(
+        provider="sandbox",
+        event_id=f"evt_{order.pk}",
+        kind="payment.succeeded",
+        order_id=order.pk,
+        amount=amount,
+        currency="CNY",
+        payload={},
+    )
+    return payments.payment_record(notice=notice)
+
+
+def refund_owed(price="10.00"):
+    """A prepaid order (1 × price, picked up: no fee), paid, then cancelled by its farmer
+    rejecting its only line: all it cost is owed back, and its cancel names the farmer."""
+    listing = create_listing(price=Decimal(price))
+    order = services.order_place(
+        buyer=BuyerFactory(),
+        lines=[services.LineRequest(listing_id=listing.pk, quantity=Decimal(1))],
+        delivery_method="pickup",
+        payment_method="prepaid",
+    )
+    paid(order, order.total)
+    line = order.lines.get()
+    services.order_line_reject(
+        order_id=order.pk, line_id=line.pk, farmer=listing.farmer, reason="坏了"
+    )
+    return order, listing.farmer
+
+
+def changelist_queries(client: Client) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(CHANGELIST).status_code == 200
+    return len(queries)
+
+
+def refunds_listed(page: str) -> dict[int, str]:
+    """The refund due the list shows, by order id."""
+    listed = {}
+    for row in page.split("<tr")[1:]:
+        if '<td class="field-refund_due">' in row:
+            order_id = int(row.split(f'href="{CHANGELIST}', 1)[1].split("/", 1)[0])
+            listed[order_id] = row.split('<td class="field-refund_due">', 1)[1].split("<", 1)[0]
+    return listed
+
+
+def test_the_list_shows_each_orders_refund_due_in_as_many_queries_for_any_number(operator):
+    owed, _farmer = refund_owed("12.50")
+    nothing_owed = place(BuyerFactory(), create_listing())
+    page = operator.get(CHANGELIST).content.decode()
+    assert "Refund due" in page
+    assert refunds_listed(page) == {owed.pk: "12.50", nothing_owed.pk: "0.00"}
+
+    few = changelist_queries(operator)
+    for price in ("3.00", "4.00", "5.00"):
+        refund_owed(price)
+    assert changelist_queries(operator) == few
+
+
+def change_page(client: Client, order) -> tuple[str, int]:
+    """The order's page, its whitespace squeezed, and the queries it took."""
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(f"{CHANGELIST}{order.pk}/change/")
+    assert page.status_code == 200
+    return " ".join(page.content.decode().split()), len(queries)
+
+
+def test_the_page_shows_refund_due_and_whose_lines_an_event_is_about(operator):
+    order, farmer = refund_owed("12.50")
+    page, queries = change_page(operator, order)
+    assert '<label>Refund due:</label> <div class="readonly">12.50</div>' in page
+    events = page.split('id="events-group"', 1)[1]
+    assert '<th class="column-farmer">Farmer' in events
+    farmers = [cell.split("</td>", 1)[0] for cell in events.split('<td class="field-farmer">')[1:]]
+    assert farmers == [  # awaiting payment, paid, cancelled by the farmer's rejection
+        " <p>-</p> ",
+        " <p>-</p> ",
+        f' <p><a href="/admin/accounts/user/{farmer.pk}/change/">{farmer}</a></p> ',
+    ]
+    # A farmer named by every event: no more queries for the page.
+    order.events.update(farmer=farmer)
+    assert change_page(operator, order)[1] == queries
