@@ -43,7 +43,14 @@ class Shipment(models.Model):
     delivery_lat = models.DecimalField(max_digits=9, decimal_places=6)
     delivery_lng = models.DecimalField(max_digits=9, decimal_places=6)
     pickup_date = models.DateField()
-    delivery_date = models.DateField(help_text="The date promised to the buyer.")
+    delivery_date = models.DateField(
+        help_text="The day the goods are to reach the buyer: the promised date, later once a "
+        "day was missed (a day that did not fit, a failed stop, a late transfer)."
+    )
+    promised_date = models.DateField(
+        help_text="The delivery date promised to the buyer when the order was routed; it never "
+        "moves, so delivery_date past it is how many days the goods are late."
+    )
     spoils_before_arrival = models.BooleanField(
         default=False, help_text="Some produce would pass its shelf life before delivery."
     )

@@ -272,6 +272,7 @@ class _Shipping:
             delivery_lng=self.destination.lng if at_center else self.order.delivery_lng,
             pickup_date=self.pickup,
             delivery_date=self.delivery,
+            promised_date=self.delivery,
             spoils_before_arrival=any(
                 line.listing.harvest_date + timedelta(days=line.listing.shelf_life_days)
                 < self.delivery

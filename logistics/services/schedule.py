@@ -162,10 +162,16 @@ def _started_shipment_ids(center: ServiceCenter, day: date) -> QuerySet[Shipment
     ).values("pk")
 
 
-def _priority(shipments: list[Shipment], day: date) -> int:
-    """Perishables first: refrigerated or spoiling goods outrank the rest."""
+def _priority(shipments: list[Shipment]) -> int:
+    """What the engine serves first when the day cannot take everything: perishables
+    (refrigerated or spoiling goods) outrank the rest, and goods running late gain 10 a day.
+    Goods are late by the days their delivery has slipped past the date promised to the
+    buyer: every day they missed (a pickup or delivery that did not fit its day, a failed
+    stop, a transfer that came late) moved their delivery on, so this counts a pickup that
+    missed its day as much as a delivery past its promise. Days in normal transit between
+    the pickup and the promised delivery are no delay."""
     urgent = any(s.needs_refrigeration or s.spoils_before_arrival for s in shipments)
-    late = max((day - s.pickup_date).days for s in shipments)
+    late = max((s.delivery_date - s.promised_date).days for s in shipments)
     return min(100, (60 if urgent else 0) + 10 * max(0, late))
 
 
@@ -294,7 +300,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
                 amount_g=sum(_grams(s.weight_kg) for s in group),
                 service_s=settings.STOP_SERVICE_SECONDS,
                 windows=(pickup_window,),
-                priority=_priority(group, day),
+                priority=_priority(group),
                 skills=_skills(group),
             )
         )
@@ -310,7 +316,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
                 amount_g=sum(_grams(s.weight_kg) for s in group),
                 service_s=settings.STOP_SERVICE_SECONDS,
                 windows=(delivery_window,),
-                priority=_priority(group, day),
+                priority=_priority(group),
                 skills=_skills(group),
             )
         )
@@ -343,7 +349,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
                 pickup=pickup,
                 delivery=drop,
                 amount_g=amount,
-                priority=_priority(group, day),
+                priority=_priority(group),
                 skills=_skills(group),
             )
         )

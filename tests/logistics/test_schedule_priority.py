@@ -1,0 +1,146 @@
+"""When a day cannot take everything, goods running late go first, with the real engine:
+a pickup that missed its day, a delivery past the date promised to its buyer; goods merely
+in normal transit between two centers are not late."""
+
+import math
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from logistics.models import ScheduleRun, ServiceCenter, Shipment, ShipmentStatus, Vehicle
+from logistics.services import schedule, shipments
+from logistics.services.routing import order_route
+from logistics.services.shipments import Completion
+from orders import services as orders
+from tests.factories import (
+    BuyerFactory,
+    FarmerFactory,
+    ServiceCenterFactory,
+    StaffFactory,
+    VillageFactory,
+    create_listing,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def village_at(center: ServiceCenter, km: float, degrees: float):
+    angle = math.radians(degrees)
+    return VillageFactory(
+        service_center=center,
+        lat=center.lat + Decimal(f"{km * math.sin(angle) / 111.32:.6f}"),
+        lng=center.lng + Decimal(f"{km * math.cos(angle) / 96.2:.6f}"),
+    )
+
+
+def shipment_of(buyer, listing, kg: int, *, delivery_method: str = "home") -> Shipment:
+    order = orders.order_place(
+        buyer=buyer,
+        lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal(kg))],
+        delivery_method=delivery_method,
+        payment_method="cod",
+    )
+    order_route(order_id=order.pk)
+    return Shipment.objects.get(order=order)
+
+
+def plan(center: ServiceCenter, day) -> ScheduleRun:
+    run = ScheduleRun.objects.create(service_center=center, date=day)
+    return schedule.schedule_run_execute(run_id=run.pk)
+
+
+def served(run: ScheduleRun) -> set[int]:
+    return set(Shipment.objects.filter(stops__route__schedule_run=run).values_list("pk", flat=True))
+
+
+def priorities(center: ServiceCenter, day) -> dict[int, int]:
+    """Each shipment's priority in the day's routing problem."""
+    work = schedule._gather(center, day)
+    return {s.pk: job.priority for job in work.problem.jobs for s in work.job_shipments[job.id]}
+
+
+def test_a_pickup_that_missed_its_day_goes_before_the_fresh_ones():
+    """A van with room for two of four 40 kg pickups: three fresh farms near the center,
+    and one far out whose pickup did not fit yesterday. The far one is dearer to reach, so
+    only its lateness puts it on the van."""
+    center = ServiceCenterFactory(lat=Decimal("30.200000"), lng=Decimal("119.600000"))
+    van = Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal(100))
+    buyer = BuyerFactory(village=village_at(center, 1, 0))  # collects at the center
+    far = create_listing(FarmerFactory(village=village_at(center, 15, 90)), unit="kg")
+    late = shipment_of(buyer, far, 40, delivery_method="pickup")
+    missed = late.pickup_date
+    van.active = False  # the day of its pickup has no vehicle: it rolls to the next
+    van.save()
+    plan(center, missed)
+    late.refresh_from_db()
+    day = missed + timedelta(days=1)
+    assert (late.pickup_date, late.delivery_date, late.promised_date) == (day, day, missed)
+    van.active = True
+    van.save()
+    fresh = [
+        shipment_of(
+            buyer,
+            create_listing(
+                FarmerFactory(village=village_at(center, 2, 120 * n)), unit="kg", harvest_date=day
+            ),
+            40,
+            delivery_method="pickup",
+        )
+        for n in range(3)
+    ]
+    assert {s.pickup_date for s in fresh} == {day}
+
+    assert priorities(center, day) == {late.pk: 10} | {s.pk: 0 for s in fresh}
+    run = plan(center, day)
+
+    assert late.pk in served(run)
+    assert len(served(run)) == 2
+    left = {pk: item["reason"] for item in run.summary["unassigned"] for pk in item["shipments"]}
+    assert set(left.values()) == {"no_room"}
+    assert len(left) == 2
+    assert late.pk not in left
+
+
+def test_a_delivery_past_its_promised_date_goes_before_one_in_normal_transit():
+    """Two 60 kg deliveries on one day and a van that carries 100 kg: one came from a far
+    center in the days its transfer takes (on time), the other failed at the buyer's door
+    the day before (a day late), and is farther out. The late one goes."""
+    center = ServiceCenterFactory(lat=Decimal("30.200000"), lng=Decimal("119.600000"))
+    far_center = ServiceCenterFactory(lat=Decimal("32.200000"), lng=Decimal("119.600000"))
+    Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal(100))
+    near_buyer = BuyerFactory(village=village_at(center, 3, 0))
+    far_buyer = BuyerFactory(village=village_at(center, 12, 180))
+
+    far_farm = create_listing(FarmerFactory(village=village_at(far_center, 2, 0)), unit="kg")
+    in_transit = shipment_of(near_buyer, far_farm, 60)
+    day = in_transit.delivery_date
+    assert (day - in_transit.pickup_date).days >= 2  # days on the road between the centers
+    assert in_transit.promised_date == day
+    Shipment.objects.filter(pk=in_transit.pk).update(status=ShipmentStatus.AT_CENTER)
+
+    # A same-day farm-to-buyer run the day before: picked up, then nobody was home.
+    farm = create_listing(
+        FarmerFactory(village=village_at(center, 4, 200)),
+        unit="kg",
+        harvest_date=day - timedelta(days=1),
+    )
+    late = shipment_of(far_buyer, farm, 60)
+    assert (late.pickup_date, late.delivery_date) == (day - timedelta(days=1),) * 2
+    before = plan(center, day - timedelta(days=1))
+    pickup, delivery = late.stops.order_by("sequence")
+    assert pickup.route.schedule_run == before
+    staff = StaffFactory(service_center=center)
+    done = Completion(outcome="done", weight_kg=Decimal(60))
+    shipments.stop_complete(stop_id=pickup.pk, staff=staff, data=done)
+    nobody_home = Completion(outcome="failed", reason="nobody home")
+    shipments.stop_complete(stop_id=delivery.pk, staff=staff, data=nobody_home)
+    late.refresh_from_db()
+    assert (late.status, late.delivery_date) == (ShipmentStatus.AT_CENTER, day)
+    assert late.promised_date == day - timedelta(days=1)
+
+    assert priorities(center, day) == {in_transit.pk: 0, late.pk: 10}
+    run = plan(center, day)
+
+    assert served(run) == {late.pk}
+    assert run.summary["unassigned"] == [{"shipments": [in_transit.pk], "reason": "no_room"}]
