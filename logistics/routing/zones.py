@@ -19,12 +19,17 @@ How the day is cut:
 - the vehicles are shared by the arcs' weight: every zone gets one first (largest vehicles
   to the heaviest zones), then each next vehicle goes to the zone whose capacity lags its
   share of the weight the most.
-Nothing here knows Django or the engine; `split` is deterministic (same problem, same zones).
+Once the zones are solved, `second_pass` offers the plain work they left out to the
+refrigerated vehicles' spare room (capacity and time the refrigerated work did not take), so
+a day does not leave plain goods behind while a refrigerated truck could still carry them.
+Nothing here knows Django or the engine (the second pass is handed a solve function);
+`split` is deterministic (same problem, same zones).
 """
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import NamedTuple
 
 from logistics.routing.problem import (
@@ -34,6 +39,8 @@ from logistics.routing.problem import (
     Problem,
     Skill,
     StepKind,
+    Unassigned,
+    UnassignedReason,
     VehicleSpec,
 )
 
@@ -167,6 +174,106 @@ def _zone(problem: Problem, fleet: list[VehicleSpec], arc: list[_Item]) -> Probl
     )
 
 
+class SecondPass(NamedTuple):
+    plans: list[Plan]  # one per zone, as `merge` takes them
+    offered: int  # plain jobs and pairs the zones left out, offered to the refrigerated vehicles
+    taken: int  # of those, how many the refrigerated vehicles serve now
+
+
+# As reasons.py tries them, most definite first. Work two fleets each left out is, for the
+# two together, left out for the less definite reason (the first check that fails for all
+# vehicles of both): too heavy for the vans but out of room on the truck is out of room.
+_REASONS_MOST_DEFINITE_FIRST = (
+    UnassignedReason.NO_VEHICLE,
+    UnassignedReason.NO_VEHICLE_WITH_SKILLS,
+    UnassignedReason.TOO_HEAVY,
+    UnassignedReason.OUTSIDE_SHIFTS,
+    UnassignedReason.NO_ROOM,
+)
+
+
+def second_pass(
+    zones: Sequence[Problem], plans: Sequence[Plan], solve: Callable[[Problem], Plan]
+) -> SecondPass:
+    """The zones' plans (`plans[i]` solves `zones[i]`, as `split` made them), with the plain
+    work the arcs left out offered to the refrigerated vehicles, which `split` kept for the
+    refrigerated work alone: their zone is solved again (`solve`) with that work added. Its
+    new plan replaces the old one only if it still serves everything the old one served, so
+    refrigerated work never makes way for plain work; what the refrigerated vehicles take
+    leaves its arc's unassigned, and what is still left out keeps the less definite of its
+    two reasons. Without a refrigerated zone or anything left out, the plans as they are."""
+    if len(zones) != len(plans):
+        raise ValueError(f"{len(zones)} zones but {len(plans)} plans")
+    cold = _cold_zone(zones)
+    left = {_key(item) for z, plan in enumerate(plans) if z != cold for item in plan.unassigned}
+    if cold is None or not left:
+        return SecondPass(list(plans), 0, 0)
+    again = solve(_with_left_out(zones, cold, left))
+    served = _served(again)
+    if not _served(plans[cold]) <= served:
+        return SecondPass(list(plans), len(left), 0)
+    reasons = {_key(item): item.reason for item in again.unassigned}
+    result = []
+    for z, plan in enumerate(plans):
+        if z == cold:
+            result.append(_unassigned(again, [i for i in again.unassigned if _key(i) not in left]))
+        else:
+            still_left = [
+                replace(item, reason=_less_definite(item.reason, reasons.get(_key(item))))
+                for item in plan.unassigned
+                if _key(item) not in served
+            ]
+            result.append(_unassigned(plan, still_left))
+    return SecondPass(result, len(left), len(served & left))
+
+
+def _with_left_out(zones: Sequence[Problem], cold: int, left: set[tuple[bool, int]]) -> Problem:
+    """The refrigerated zone with the work the other zones left out (`left`) added."""
+    zone, others = zones[cold], [zone for z, zone in enumerate(zones) if z != cold]
+    return Problem(
+        depot=zone.depot,
+        vehicles=zone.vehicles,
+        jobs=zone.jobs + tuple(j for o in others for j in o.jobs if (False, j.id) in left),
+        pairs=zone.pairs + tuple(p for o in others for p in o.pairs if (True, p.id) in left),
+    )
+
+
+def _unassigned(plan: Plan, items: list[Unassigned]) -> Plan:
+    return replace(plan, unassigned=tuple(items), summary=plan.summary | {"unassigned": len(items)})
+
+
+def _cold_zone(zones: Sequence[Problem]) -> int | None:
+    """The zone `split` set apart for refrigerated work: refrigerated vehicles and work only,
+    on a day whose other zones have plain vehicles. None when the day was not cut that way."""
+    cold = Skill.REFRIGERATED
+
+    def all_cold(zone: Problem) -> bool:
+        return (
+            bool(zone.vehicles and (zone.jobs or zone.pairs))
+            and all(cold in v.skills for v in zone.vehicles)
+            and all(cold in job.skills for job in zone.jobs)
+            and all(cold in _pair_skills(pair) for pair in zone.pairs)
+        )
+
+    found = [z for z, zone in enumerate(zones) if all_cold(zone)]
+    plain_vehicles = any(cold not in v.skills for zone in zones for v in zone.vehicles)
+    return found[0] if len(found) == 1 and plain_vehicles else None
+
+
+def _key(item: Unassigned) -> tuple[bool, int]:
+    return (item.is_pair, item.job_id)
+
+
+def _served(plan: Plan) -> set[tuple[bool, int]]:
+    return {(stop.kind in PAIR_STEPS, stop.job_id) for route in plan.routes for stop in route.stops}
+
+
+def _less_definite(reason: UnassignedReason, other: UnassignedReason | None) -> UnassignedReason:
+    if other is None:
+        return reason
+    return max(reason, other, key=_REASONS_MOST_DEFINITE_FIRST.index)
+
+
 def merge(plans: Sequence[Plan]) -> Plan:
     """One plan from the plans of disjoint zones: their routes and unassigned jobs side by
     side, their figures summed. Raises ValueError if two plans share a vehicle or a job
@@ -187,10 +294,7 @@ def merge(plans: Sequence[Plan]) -> Plan:
 
 
 def _tasks(plan: Plan) -> set[tuple[bool, int]]:
-    served = {
-        (stop.kind in PAIR_STEPS, stop.job_id) for route in plan.routes for stop in route.stops
-    }
-    return served | {(item.is_pair, item.job_id) for item in plan.unassigned}
+    return _served(plan) | {_key(item) for item in plan.unassigned}
 
 
 def _merged_summary(plans: Sequence[Plan]) -> dict:

@@ -6,6 +6,7 @@ import json
 import math
 import random
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -19,12 +20,13 @@ from logistics.routing import (
     Skill,
     StepKind,
     TimeWindow,
+    Unassigned,
     UnassignedReason,
     VehicleSpec,
     solve,
 )
 from logistics.routing.codec import plan_from_data, problem_from_data, to_data
-from logistics.routing.zones import merge, split, stops_of
+from logistics.routing.zones import merge, second_pass, split, stops_of
 
 DEPOT = Location(30.2, 119.6)
 H = 3600
@@ -295,3 +297,123 @@ def test_a_plan_stored_before_driving_was_kept_apart_reads_its_whole_duration():
         route["duration_s"] = route.pop("driving_s")
     assert plan_from_data(data) == plan
     assert all(route.duration_s > route.driving_s for route in plan.routes)
+
+
+def solved(zones: list[Problem]) -> list:
+    return [solve(zone, GreatCircleMatrix()) for zone in zones]
+
+
+def solve_part(problem: Problem):
+    return solve(problem, GreatCircleMatrix())
+
+
+def left_out(plan) -> set[tuple[bool, int]]:
+    return {(item.is_pair, item.job_id) for item in plan.unassigned}
+
+
+def test_plain_work_the_vans_leave_out_rides_in_the_refrigerated_vehicles_spare_room():
+    """Two small vans (50 kg out, 50 kg back each) for 400 kg of plain work and a big
+    refrigerated truck with two small refrigerated jobs: the split keeps the truck for
+    those two, so the vans' zones leave half their work out; the second pass puts it on
+    the truck."""
+    rnd = random.Random(7)
+    day = Problem(
+        depot=DEPOT,
+        vehicles=(van(1, cold=True), van(2, capacity_kg=50), van(3, capacity_kg=50)),
+        jobs=tuple(job(i, place(rnd, km=rnd.uniform(2, 8)), cold=i <= 2) for i in range(1, 23)),
+    )
+    zones = split(day, 2)
+    plans = solved(zones)
+    before = merge(plans)
+    assert len(before.unassigned) >= 10  # the vans take 200 kg of 400
+    assert {item.reason for item in before.unassigned} == {UnassignedReason.NO_ROOM}
+    [truck] = [route for route in before.routes if route.vehicle_id == 1]
+    assert {stop.job_id for stop in truck.stops} == {1, 2}
+
+    second = second_pass(zones, plans, solve_part)
+    plan = merge(second.plans)
+
+    assert plan.unassigned == ()
+    assert (second.offered, second.taken) == (len(before.unassigned), len(before.unassigned))
+    [truck] = [route for route in plan.routes if route.vehicle_id == 1]
+    assert {1, 2} < {stop.job_id for stop in truck.stops}
+    assert all(stop.load_g <= 500_000 for stop in truck.stops)
+    vans = {r.vehicle_id: r for r in before.routes if r.vehicle_id != 1}
+    assert {r.vehicle_id: r for r in plan.routes if r.vehicle_id != 1} == vans  # as they were
+    assert plan.summary["unassigned"] == 0
+
+
+def test_the_second_pass_never_takes_refrigerated_work_off_for_plain_work():
+    """The truck picks up the 60 kg of milk or the 120 kg too heavy for the vans, not both;
+    the plain load weighs more in the engine's eyes (priority 100), yet the milk keeps its
+    place."""
+    rnd = random.Random(11)
+    heavy = replace(job(6, place(rnd, km=5), kg=120), priority=100)
+    day = Problem(
+        depot=DEPOT,
+        vehicles=(van(1, cold=True, capacity_kg=130), *(van(i, capacity_kg=100) for i in (2, 3))),
+        jobs=(
+            job(10, place(rnd, km=5), kg=60, cold=True),
+            *(job(i, place(rnd, km=5), kg=10) for i in range(1, 5)),
+            heavy,
+        ),
+    )
+    zones = split(day, 2)
+    plans = solved(zones)
+    assert left_out(merge(plans)) == {(False, 6)}
+    assert solve_part(replace(zones[-1], jobs=(*zones[-1].jobs, heavy))).unassigned == (
+        Unassigned(10, UnassignedReason.NO_ROOM),  # what the engine alone would do
+    )
+
+    second = second_pass(zones, plans, solve_part)
+
+    assert second.plans == plans
+    assert (second.offered, second.taken) == (1, 0)
+
+
+def test_work_still_left_out_keeps_the_less_definite_of_its_two_reasons():
+    """Too heavy for the vans, and no room left on the truck, which could carry it: the day
+    had no room for it, it was not too heavy for the day."""
+    rnd = random.Random(11)
+    day = Problem(
+        depot=DEPOT,
+        vehicles=(van(1, cold=True, capacity_kg=130), *(van(i, capacity_kg=100) for i in (2, 3))),
+        jobs=(
+            replace(job(10, place(rnd, km=5), kg=60, cold=True), priority=60),
+            *(job(i, place(rnd, km=5), kg=10) for i in range(1, 5)),
+            job(6, place(rnd, km=5), kg=120),
+            job(8, place(rnd, km=5), kg=150),  # too heavy for the truck as well
+        ),
+    )
+    zones = split(day, 2)
+    plans = solved(zones)
+    reasons = {item.job_id: item.reason for item in merge(plans).unassigned}
+    assert reasons == {6: UnassignedReason.TOO_HEAVY, 8: UnassignedReason.TOO_HEAVY}
+
+    second = second_pass(zones, plans, solve_part)
+    plan = merge(second.plans)
+
+    reasons = {item.job_id: item.reason for item in plan.unassigned}
+    assert reasons == {6: UnassignedReason.NO_ROOM, 8: UnassignedReason.TOO_HEAVY}
+    assert (second.offered, second.taken) == (2, 0)
+    [truck] = [route for route in plan.routes if route.vehicle_id == 1]
+    assert [stop.job_id for stop in truck.stops] == [10]
+
+
+def test_without_a_refrigerated_zone_or_anything_left_out_there_is_no_second_pass():
+    def refused(problem: Problem):
+        raise AssertionError("no second pass expected")
+
+    day = county_day(cold_jobs=0, pairs=0)  # the refrigerated van serves an arc
+    day = replace(day, vehicles=tuple(replace(v, capacity_g=60_000) for v in day.vehicles))
+    zones = split(day, 2)
+    plans = solved(zones)
+    assert merge(plans).unassigned
+    assert second_pass(zones, plans, refused) == (plans, 0, 0)
+    roomy = county_day(jobs=12, pairs=0)
+    zones = split(roomy, 2)
+    plans = solved(zones)
+    assert not merge(plans).unassigned
+    assert second_pass(zones, plans, refused) == (plans, 0, 0)
+    with pytest.raises(ValueError, match="2 zones but 1 plans"):
+        second_pass(zones[:2], plans[:1], refused)
