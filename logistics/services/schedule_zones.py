@@ -6,10 +6,16 @@ ceil(stops / SCHEDULE_ZONE_STOPS) zones (logistics.routing.zones.split) and writ
 ScheduleRunZone per zone (the zone's problem and the shipments behind its job ids) in one
 transaction with the run locked; a `schedule_zone` task per zone is enqueued once that
 commits. Each zone task solves its zone with no transaction open, then saves the plan under
-the run's row lock; whichever saves the last plan merges them all, stores the routes
-through the same `_store` as a day solved in one piece, and marks the run done. Hence:
+the run's row lock; whichever saves the last plan finishes the day: with no transaction open,
+the second pass (logistics.routing.zones.second_pass) offers the plain work the zones left
+out to the refrigerated vehicles, which the split kept for refrigerated work alone; then,
+under the run's lock, it merges the plans, stores the routes through the same `_store` as a
+day solved in one piece, and marks the run done. Hence:
 - a zone solved twice (a redelivered task) is saved and stored once: the second finds its
   plan set; a run done or failed stays so: every step checks the run's status under its lock;
+- a run whose zones are all solved but which is not done (the task finishing it was lost)
+  is finished by the next task of any of its zones: the sweeper re-sends the run's task,
+  which sends one; two finishing at once store the day once (the second finds it done);
 - a zone that fails fails the run, naming the zone and the reason;
 - progress goes from 30 to 90 as the zones are solved, and to 100 when the day is stored.
 The zones' problems are stored rather than gathered again, so orders arriving meanwhile
@@ -34,12 +40,15 @@ from logistics.models import (
 from logistics.routing.codec import plan_from_data, problem_from_data, to_data
 from logistics.routing.problem import Problem
 from logistics.routing.vroom_solver import solve
-from logistics.routing.zones import merge, split, stops_of
+from logistics.routing.zones import merge, second_pass, split, stops_of
 from logistics.services.schedule import _Day, _fail, _matrix, _store
 
 # VROOM stops and answers with its best plan so far after this long: well inside the zone
-# task's soft time limit, so a slow zone still yields a plan instead of a killed task.
-ZONE_ENGINE_TIMEOUT_S = 180
+# task's soft time limit (240 s), so a slow zone still yields a plan instead of a killed task,
+# even when the same task then finishes the day with the second pass (at most its own
+# timeout more) and stores it.
+ZONE_ENGINE_TIMEOUT_S = 150
+SECOND_PASS_TIMEOUT_S = 30
 # One thread per zone task: the parallelism comes from the workers, one zone each, as
 # bench/routing_scale.py measured it (two processes, threads=1).
 ZONE_THREADS = 1
@@ -84,8 +93,13 @@ def _shipment_ids(part: Problem, day_work: _Day) -> dict:
 
 
 def enqueue_unsolved(run: ScheduleRun) -> None:
-    """Once the transaction commits, a schedule_zone task for every zone without a plan."""
-    for index in run.zones.filter(plan__isnull=True).values_list("index", flat=True):
+    """Once the transaction commits, a schedule_zone task for every zone without a plan; when
+    every zone has one (the run still running: the task finishing it was lost), one task to
+    finish the day."""
+    indexes = list(run.zones.filter(plan__isnull=True).values_list("index", flat=True))
+    if not indexes:
+        indexes = list(run.zones.order_by("-index").values_list("index", flat=True)[:1])
+    for index in indexes:
         transaction.on_commit(partial(_enqueue, run.pk, index))
 
 
@@ -97,65 +111,100 @@ def _enqueue(run_id: int, zone: int) -> None:
 
 def schedule_zone_solve(*, run_id: int, zone: int) -> ScheduleRun:
     """Solve one zone of a split day (no transaction open) and save its plan; the zone that
-    saves the last plan stores the day's routes and marks the run done. A zone already
-    solved, or a run no longer running, is left alone; a failure fails the run, naming the
-    zone and the reason."""
+    saves the last plan finishes the day (_finish). A zone already solved, or a run no
+    longer running, is left alone, unless every zone is solved and the run still runs: its
+    finishing task was lost, and this one finishes the day. A failure fails the run, naming
+    the zone and the reason."""
     row = ScheduleRunZone.objects.select_related("run__service_center").get(
         run_id=run_id, index=zone
     )
-    if row.plan is not None or row.run.status != ScheduleRunStatus.RUNNING:
+    if row.run.status != ScheduleRunStatus.RUNNING:
         return row.run
     try:
-        started = clock.monotonic()
-        plan = solve(
-            problem_from_data(row.problem),
-            _matrix(row.run.service_center),
-            exploration_level=ZONE_EXPLORATION_LEVEL,
-            threads=ZONE_THREADS,
-            timeout_s=ZONE_ENGINE_TIMEOUT_S,
-        )
-        seconds = round(clock.monotonic() - started, 2)
-        with transaction.atomic():
-            run = (
-                ScheduleRun.objects.select_for_update()
-                .select_related("service_center")
-                .get(pk=run_id)
-            )
-            row.refresh_from_db(fields=["plan"])
-            if run.status != ScheduleRunStatus.RUNNING or row.plan is not None:
+        if row.plan is None:
+            run, last = _solve_zone(row)
+            if not last:
                 return run
-            row.plan, row.solve_seconds, row.solved_at = to_data(plan), seconds, timezone.now()
-            row.save(update_fields=["plan", "solve_seconds", "solved_at"])
-            zones = run.zones.count()
-            solved = run.zones.filter(plan__isnull=False).count()
-            if solved < zones:
-                run.progress = PROGRESS_SPLIT + (PROGRESS_SOLVED - PROGRESS_SPLIT) * solved // zones
-                run.save(update_fields=["progress"])
-                return run
-            return _finish(run)
+        elif row.run.zones.filter(plan__isnull=True).exists():
+            return row.run
+        return _finish(run_id)
     except Exception as exc:
         _fail(run_id, f"zone {zone}: {type(exc).__name__}: {exc}")
         raise
 
 
-def _finish(run: ScheduleRun) -> ScheduleRun:
-    """Every zone solved (the run locked by the caller): merge, store, mark done."""
-    zones = list(run.zones.order_by("index"))
-    plan = merge([plan_from_data(zone.plan) for zone in zones])
-    summary = _store(run, _day_of(zones), plan)
-    summary["solve_seconds"] = round(sum(zone.solve_seconds for zone in zones), 2)  # all zones
-    summary["zones"] = [
-        {
-            "stops": zone.stops,
-            "vehicles": len(zone.problem["vehicles"]),
-            "unassigned": len(zone.plan["unassigned"]),
-            "solve_seconds": zone.solve_seconds,
+def _solve_zone(row: ScheduleRunZone) -> tuple[ScheduleRun, bool]:
+    """Solve the zone and save its plan under the run's lock; True with the run if this plan
+    was the last one the run waited for."""
+    started = clock.monotonic()
+    plan = solve(
+        problem_from_data(row.problem),
+        _matrix(row.run.service_center),
+        exploration_level=ZONE_EXPLORATION_LEVEL,
+        threads=ZONE_THREADS,
+        timeout_s=ZONE_ENGINE_TIMEOUT_S,
+    )
+    seconds = round(clock.monotonic() - started, 2)
+    with transaction.atomic():
+        run = ScheduleRun.objects.select_for_update().get(pk=row.run_id)
+        row.refresh_from_db(fields=["plan"])
+        if run.status != ScheduleRunStatus.RUNNING or row.plan is not None:
+            return run, False
+        row.plan, row.solve_seconds, row.solved_at = to_data(plan), seconds, timezone.now()
+        row.save(update_fields=["plan", "solve_seconds", "solved_at"])
+        zones = run.zones.count()
+        solved = run.zones.filter(plan__isnull=False).count()
+        run.progress = PROGRESS_SPLIT + (PROGRESS_SOLVED - PROGRESS_SPLIT) * solved // zones
+        run.save(update_fields=["progress"])
+        return run, solved == zones
+
+
+def _finish(run_id: int) -> ScheduleRun:
+    """Every zone solved: the second pass (no transaction open), then, under the run's lock,
+    merge, store and mark the run done; a run finished meanwhile is left alone."""
+    zones = list(
+        ScheduleRunZone.objects.filter(run_id=run_id)
+        .select_related("run__service_center")
+        .order_by("index")
+    )
+    started = clock.monotonic()
+    refill = second_pass(
+        [problem_from_data(zone.problem) for zone in zones],
+        [plan_from_data(zone.plan) for zone in zones],
+        partial(
+            solve,
+            matrix=_matrix(zones[0].run.service_center),
+            exploration_level=ZONE_EXPLORATION_LEVEL,
+            threads=ZONE_THREADS,
+            timeout_s=SECOND_PASS_TIMEOUT_S,
+        ),
+    )
+    seconds = round(clock.monotonic() - started, 2)
+    with transaction.atomic():
+        run = (
+            ScheduleRun.objects.select_for_update().select_related("service_center").get(pk=run_id)
+        )
+        if run.status != ScheduleRunStatus.RUNNING:
+            return run
+        summary = _store(run, _day_of(zones), merge(refill.plans))
+        summary["solve_seconds"] = round(sum(zone.solve_seconds for zone in zones), 2)
+        summary["zones"] = [
+            {
+                "stops": zone.stops,
+                "vehicles": len(zone.problem["vehicles"]),
+                "unassigned": len(zone.plan["unassigned"]),
+                "solve_seconds": zone.solve_seconds,
+            }
+            for zone in zones
+        ]
+        summary["second_pass"] = {
+            "offered": refill.offered,  # plain work the zones left out
+            "taken": refill.taken,  # of it, now on a refrigerated vehicle
+            "solve_seconds": seconds,
         }
-        for zone in zones
-    ]
-    run.status, run.progress, run.summary = ScheduleRunStatus.DONE, 100, summary
-    run.finished_at = timezone.now()
-    run.save(update_fields=["status", "progress", "summary", "finished_at"])
+        run.status, run.progress, run.summary = ScheduleRunStatus.DONE, 100, summary
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "progress", "summary", "finished_at"])
     return run
 
 

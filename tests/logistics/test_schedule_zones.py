@@ -6,6 +6,7 @@ two-process worker sharing the zones."""
 import math
 import time
 from collections import Counter
+from datetime import time as time_of_day
 from datetime import timedelta
 from decimal import Decimal
 
@@ -184,6 +185,55 @@ def test_redelivered_tasks_do_nothing_twice(big_day, zoned, django_capture_on_co
     assert set(Route.objects.values_list("pk", flat=True)) == routes
     run.refresh_from_db()
     assert_day_planned(run, big_day["shipments"])
+
+
+@pytest.mark.django_db
+def test_a_run_whose_finishing_task_was_lost_is_finished_by_the_next_one(
+    big_day, zoned, monkeypatch, django_capture_on_commit_callbacks
+):
+    run = start_run(big_day)
+    with monkeypatch.context() as crash:  # the worker dies right after saving the last plan
+        crash.setattr(schedule_zones, "_finish", lambda run_id: ScheduleRun.objects.get(pk=run_id))
+        for index in range(5):
+            schedule_zones.schedule_zone_solve(run_id=run.pk, zone=index)
+    run.refresh_from_db()
+    assert (run.status, run.progress) == (ScheduleRunStatus.RUNNING, 90)
+    assert not Route.objects.exists()
+    # The sweeper re-sends the run's task: every zone is solved, so it sends one to finish.
+    with django_capture_on_commit_callbacks() as enqueued:
+        schedule.schedule_run_execute(run_id=run.pk)
+    assert [callback.args for callback in enqueued] == [(run.pk, 4)]
+    run = schedule_zones.schedule_zone_solve(run_id=run.pk, zone=4)
+    assert_day_planned(run, big_day["shipments"])
+    routes = set(Route.objects.values_list("pk", flat=True))
+    assert schedule_zones.schedule_zone_solve(run_id=run.pk, zone=2).status == "done"
+    assert set(Route.objects.values_list("pk", flat=True)) == routes
+
+
+@pytest.mark.django_db
+def test_plain_goods_the_vans_cannot_take_ride_on_the_refrigerated_truck(big_day, zoned):
+    """Vans out only until 08:30: the arcs leave most of their goods out, while the
+    refrigerated truck, set apart with the milk, has room and time for them; the second
+    pass gives it plain goods."""
+    Vehicle.objects.filter(pk__in=[van.pk for van in big_day["vans"]]).update(
+        shift_end=time_of_day(8, 30)
+    )
+    run = start_run(big_day)
+    for index in range(5):
+        run = schedule_zones.schedule_zone_solve(run_id=run.pk, zone=index)
+
+    assert_day_planned(run, big_day["shipments"])
+    truck = Route.objects.get(schedule_run=run, vehicle=big_day["cold"])
+    carried = Shipment.objects.filter(stops__route=truck).distinct()
+    assert carried.filter(needs_refrigeration=True).exists()
+    plain = carried.filter(needs_refrigeration=False)
+    assert plain.exists()
+    left = {pk for item in run.summary["unassigned"] for pk in item["shipments"]}
+    assert run.summary["second_pass"]["taken"] > 0
+    assert run.summary["second_pass"]["offered"] >= run.summary["second_pass"]["taken"]
+    zones_left = sum(zone["unassigned"] for zone in run.summary["zones"])
+    assert len(run.summary["unassigned"]) == zones_left - run.summary["second_pass"]["taken"]
+    assert not left & set(plain.values_list("pk", flat=True))
 
 
 @pytest.mark.django_db
