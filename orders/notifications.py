@@ -517,33 +517,70 @@ def order_confirmed_messages(
     return [buyer, *farmers]
 
 
+PICKUP_TIMES_LISTED = 3  # more pickups on a day: the first time and how many
+PICKUP_ORDERS_LISTED = 3  # more orders: these and how many in all
+
+
+def _pickup_times(etas: list[datetime]) -> str:
+    """When the vehicles come, as a farmer reads it on a small screen, before "上门取货":
+    "约 08:10 ", "约 08:10、09:30 分 2 次", or past PICKUP_TIMES_LISTED "约 08:10 起分 5 次"."""
+    times = sorted({f"{eta:%H:%M}" for eta in etas})
+    if len(times) == 1:
+        return f"约 {times[0]} "
+    if len(times) <= PICKUP_TIMES_LISTED:
+        return f"约 {'、'.join(times)} 分 {len(times)} 次"
+    return f"约 {times[0]} 起分 {len(times)} 次"
+
+
+def _orders_listed(order_ids: list[int]) -> str:
+    listed = "、".join(f"#{pk}" for pk in order_ids[:PICKUP_ORDERS_LISTED])
+    more = len(order_ids) > PICKUP_ORDERS_LISTED
+    return f"订单 {listed}" + (f" 等 {len(order_ids)} 单" if more else "")
+
+
 def notify_pickups_scheduled(stops: Iterable[tuple[Any, list[Any]]]) -> list[Notification]:
-    """Each farmer with goods at a planned pickup stop, once per stop: the day and the time
-    the vehicle is expected. `stops` are (stop, its shipments) as the plan wrote them; a day
-    planned again tells them again, with the new time."""
-    messages = []
+    """Each farmer with goods at planned pickup stops, once per day however many stops their
+    goods make (refrigerated goods go apart, a load too heavy for one vehicle is split): the
+    day, the times the vehicles are expected (the first one and how many, past a few) and
+    the orders; each stop with its time and orders in `data["stops"]`. `stops` are (stop,
+    its shipments) as the plan wrote them; a day planned again tells them again, with the
+    new times."""
+    visits: dict[tuple[int, date], list[tuple[datetime, Any, set[int]]]] = defaultdict(list)
     for stop, shipments in stops:
         orders_of: dict[int, set[int]] = defaultdict(set)
         for shipment in shipments:
             orders_of[shipment.farmer_id].add(shipment.order_id)
         eta = timezone.localtime(stop.eta)
-        for farmer_id, order_ids in sorted(orders_of.items()):
-            listed = "、".join(f"#{pk}" for pk in sorted(order_ids))
-            messages.append(
-                _build(
-                    user_id=farmer_id,
-                    kind=NotificationKind.PICKUP_SCHEDULED,
-                    title="取货时间已定",
-                    body=f"{eta:%m月%d日} 约 {eta:%H:%M} 上门取货（订单 {listed}），请备好货。",
-                    order_id=min(order_ids) if len(order_ids) == 1 else None,
-                    data={
-                        "orders": sorted(order_ids),
-                        "route": stop.route_id,
-                        "stop": stop.pk,
-                        "eta": eta.isoformat(),
-                    },
-                )
+        for farmer_id, order_ids in orders_of.items():
+            visits[(farmer_id, eta.date())].append((eta, stop, order_ids))
+    messages = []
+    for (farmer_id, day), at in sorted(visits.items()):
+        at.sort(key=lambda visit: (visit[0], visit[1].pk))
+        order_ids = sorted(set().union(*(ids for _, _, ids in at)))
+        times = _pickup_times([eta for eta, _, _ in at])
+        messages.append(
+            _build(
+                user_id=farmer_id,
+                kind=NotificationKind.PICKUP_SCHEDULED,
+                title="取货时间已定",
+                body=f"{day:%m月%d日} {times}上门取货（{_orders_listed(order_ids)}），请备好货。",
+                order_id=order_ids[0] if len(order_ids) == 1 else None,
+                data={
+                    "date": day.isoformat(),
+                    "eta": at[0][0].isoformat(),
+                    "orders": order_ids,
+                    "stops": [
+                        {
+                            "stop": stop.pk,
+                            "route": stop.route_id,
+                            "eta": eta.isoformat(),
+                            "orders": sorted(ids),
+                        }
+                        for eta, stop, ids in at
+                    ],
+                },
             )
+        )
     return store(messages)
 
 

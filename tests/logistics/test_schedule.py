@@ -152,11 +152,12 @@ def test_each_farmer_is_told_when_their_pickup_is_due_and_each_buyer_when_it_set
         for farmer_id in {s.farmer_id for s in stop.shipments.all()}
     )
     told = list(Notification.objects.filter(kind="pickup_scheduled"))
-    assert sorted((n.user_id, n.data["stop"]) for n in told) == expected
+    assert sorted(n.user_id for n in told) == sorted({farmer for farmer, _ in expected})
+    assert sorted((n.user_id, stop["stop"]) for n in told for stop in n.data["stops"]) == expected
     for note in told:
-        eta = timezone.localtime(Stop.objects.get(pk=note.data["stop"]).eta)
-        assert note.data["eta"] == eta.isoformat()
-        assert f"{eta:%m月%d日} 约 {eta:%H:%M}" in note.body
+        first = min(timezone.localtime(s.eta) for s in pickups if s.pk in stops_of(note))
+        assert note.data["eta"] == first.isoformat()
+        assert f"{first:%m月%d日} 约 {first:%H:%M}" in note.body
     assert not Notification.objects.filter(kind="out_for_delivery").exists()
 
     route = Route.objects.filter(stops__kind="delivery").distinct().order_by("pk").first()
@@ -176,6 +177,52 @@ def test_each_farmer_is_told_when_their_pickup_is_due_and_each_buyer_when_it_set
     if second.kind == "pickup":  # the route is on its way already: nobody is told again
         shipments.stop_complete(stop_id=second.pk, staff=day["staff"], data=done)
     assert out.count() == len(on_the_way)
+
+
+def stops_of(note: Notification) -> set[int]:
+    return {stop["stop"] for stop in note.data["stops"]}
+
+
+@pytest.mark.django_db
+def test_a_farmer_whose_goods_make_several_stops_is_told_once_with_their_times():
+    """Two 200 kg orders (more than either 300 kg vehicle takes together) and milk (apart,
+    on the refrigerated one) at one farm: three pickup stops, one message to the farmer."""
+    center = ServiceCenterFactory(lat=Decimal("30.200000"), lng=Decimal("119.600000"))
+    elsewhere = ServiceCenterFactory(lat=Decimal("30.600000"), lng=Decimal("119.600000"))
+    Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal("300"))
+    Vehicle.objects.create(
+        service_center=center, name="cold", capacity_kg=Decimal("300"), refrigerated=True
+    )
+    farm = FarmerFactory(village=village_near(center, "0.01", "0.02"))
+    vegetables = create_listing(farm, unit="kg", quantity_available=Decimal("1000"))
+    milk = create_listing(farm, category="dairy", unit="kg", needs_refrigeration=True)
+    buyers = [BuyerFactory(village=village_near(elsewhere, "0.01", f"0.0{n}")) for n in (1, 2, 3)]
+    placed = [
+        routed_order(buyers[0], (vegetables, 200)),
+        routed_order(buyers[1], (vegetables, 200)),
+        routed_order(buyers[2], (milk, 10)),
+    ]
+    [pickup_day] = set(Shipment.objects.values_list("pickup_date", flat=True))
+
+    run = run_day({"center": center, "date": pickup_day})
+
+    assert run.summary["unassigned"] == []
+    stops = list(Stop.objects.filter(kind="pickup").order_by("eta", "pk"))
+    assert len(stops) == 3
+    [note] = Notification.objects.filter(kind="pickup_scheduled")
+    etas = [timezone.localtime(stop.eta) for stop in stops]
+    assert note.user_id == farm.pk
+    assert note.order_id is None  # three orders
+    assert note.data["orders"] == sorted(order.pk for order in placed)
+    assert note.data["date"] == pickup_day.isoformat()
+    assert note.data["eta"] == etas[0].isoformat()
+    assert [(s["stop"], s["eta"]) for s in note.data["stops"]] == [
+        (stop.pk, eta.isoformat()) for stop, eta in zip(stops, etas, strict=True)
+    ]
+    times = sorted({f"{eta:%H:%M}" for eta in etas})
+    assert note.body.startswith(f"{pickup_day:%m月%d日} 约 {'、'.join(times)} ")
+    if len(times) > 1:
+        assert f"分 {len(times)} 次上门取货" in note.body
 
 
 @pytest.mark.django_db

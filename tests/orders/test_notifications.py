@@ -3,8 +3,10 @@ task (in process with a recording backend, and through a real Celery worker)."""
 
 import threading
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
@@ -260,6 +262,37 @@ class TestWhoIsTold:
         assert to_a.body.endswith("小计 ¥19.00，05月02日 上门取货。")
         assert to_a.data["pickup_date"] == "2026-05-02"
         assert "pickup_date" not in to_b.data
+
+    def test_a_farmer_with_many_pickups_reads_the_first_time_and_how_many(self):
+        farmer, neighbour = FarmerFactory(), FarmerFactory()
+        day = date(2026, 5, 2)
+
+        def stop(pk: int, minute: int, *goods: tuple[int, int]):
+            eta = timezone.make_aware(datetime.combine(day, time_of_day(8, minute)))
+            shipments = [SimpleNamespace(farmer_id=f, order_id=o) for f, o in goods]
+            return SimpleNamespace(pk=pk, route_id=7, eta=eta), shipments
+
+        notifications.notify_pickups_scheduled(
+            [
+                stop(5, 50, (farmer.pk, 105)),
+                *(stop(n, 10 * n, (farmer.pk, 100 + n)) for n in range(1, 5)),
+                stop(6, 20, (neighbour.pk, 201), (neighbour.pk, 202), (farmer.pk, 102)),
+            ]
+        )
+
+        mine, theirs = (
+            Notification.objects.get(user=user, kind=NotificationKind.PICKUP_SCHEDULED)
+            for user in (farmer, neighbour)
+        )
+        assert mine.body == (
+            "05月02日 约 08:10 起分 5 次上门取货（订单 #101、#102、#103 等 5 单），请备好货。"
+        )
+        assert [s["stop"] for s in mine.data["stops"]] == [1, 2, 6, 3, 4, 5]
+        assert mine.data["orders"] == [101, 102, 103, 104, 105]
+        assert theirs.body == "05月02日 约 08:20 上门取货（订单 #201、#202），请备好货。"
+        assert theirs.data["stops"] == [
+            {"stop": 6, "route": 7, "eta": "2026-05-02T08:20:00+08:00", "orders": [201, 202]}
+        ]
 
     def test_long_texts_are_clipped_to_the_columns(self):
         buyer = BuyerFactory()
