@@ -229,6 +229,7 @@ class NotificationKind(models.TextChoices):
     OUT_FOR_DELIVERY = "out_for_delivery"
     ORDER_DELIVERED = "order_delivered"
     GOODS_NOT_DELIVERED = "goods_not_delivered"
+    DELIVERY_RESCHEDULED = "delivery_rescheduled"
 
 
 class Notification(models.Model):

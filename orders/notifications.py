@@ -449,6 +449,46 @@ def notify_goods_not_delivered(
     )
 
 
+# Why a delivery moved, as notify_delivery_rescheduled tells the buyer (the key is in data).
+RESCHEDULED_BECAUSE = {
+    "pickup_failed": "在农户处取货未成功",
+    "delivery_failed": "上次配送未成功",
+    "not_planned": "当日未能排上车辆",
+    "transfer_late": "货物转运到站较晚",
+}
+
+
+def notify_delivery_rescheduled(
+    moves: Iterable[tuple[int, int, date, date]], *, reason: str
+) -> list[Notification]:
+    """The buyer of each order whose expected delivery moved later: why (a key of
+    RESCHEDULED_BECAUSE), the new day and the day it replaces. `moves` are (order id, buyer
+    id, the day before, the new day), one per order: goods of one order moving together are
+    one change to its buyer."""
+    because = RESCHEDULED_BECAUSE[reason]
+    return store(
+        [
+            _build(
+                user_id=buyer_id,
+                kind=NotificationKind.DELIVERY_RESCHEDULED,
+                title="送达日期推迟",
+                body=(
+                    f"订单 #{order_id} 因{because}，改为 {new:%m月%d日} 送达"
+                    f"（原定 {old:%m月%d日}）。"
+                ),
+                order_id=order_id,
+                data={
+                    "order": order_id,
+                    "delivery_date": new.isoformat(),
+                    "previous_delivery_date": old.isoformat(),
+                    "reason": reason,
+                },
+            )
+            for order_id, buyer_id, old, new in moves
+        ]
+    )
+
+
 def notify_order_cancelled(order: Order, *, reason: str = "") -> list[Notification]:
     """The buyer; and the farmers whose lines the cancel called off (those lines are now
     `cancelled`; a rejected line's farmer already knows), if they had heard of the order.
