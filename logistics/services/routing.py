@@ -4,14 +4,14 @@ dates, within each center's daily handling capacity. Called by the route_order t
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Max, QuerySet
 from django.utils import timezone
 
 from listings.places import pickup_point
@@ -176,6 +176,42 @@ def shipment_move_days(
     pending = ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING)
     pending.filter(kind=LegKind.PICKUP).update(date=pickup_date)
     pending.exclude(kind=LegKind.PICKUP).update(date=delivery_date)
+
+
+def _last_deliveries(order_ids: Iterable[int]) -> QuerySet:
+    """(order id, buyer id, last delivery day) of these orders' shipments still coming or
+    delivered; no row for an order with none."""
+    return (
+        Shipment.objects.filter(order_id__in=order_ids)
+        .exclude(status__in=(ShipmentStatus.CANCELLED, ShipmentStatus.FAILED))
+        .order_by()
+        .values("order_id")
+        .annotate(day=Max("delivery_date"))
+        .values_list("order_id", "order__buyer_id", "day")
+    )
+
+
+def orders_due(order_ids: Iterable[int]) -> dict[int, date]:
+    """Each order's expected delivery, as its confirmation told the buyer: the day the last
+    of its goods still coming (or delivered) is due. Read before moving shipments' days,
+    for orders_tell_later_delivery."""
+    return {order_id: day for order_id, _, day in _last_deliveries(set(order_ids))}
+
+
+def orders_tell_later_delivery(*, due_before: dict[int, date], reason: str) -> None:
+    """After shipments of these orders moved to other days (shipment_move_days), in the
+    same transaction: the buyer of each order due later than `due_before` (orders_due,
+    read before the moves) is told the new day (`delivery_rescheduled`; `reason` is a key
+    of notifications.RESCHEDULED_BECAUSE), once however many of its shipments moved. A
+    pickup moved within the days the order was due anyway tells nobody."""
+    notifications.notify_delivery_rescheduled(
+        [
+            (order_id, buyer_id, due_before[order_id], day)
+            for order_id, buyer_id, day in sorted(_last_deliveries(list(due_before)))
+            if day > due_before[order_id]
+        ],
+        reason=reason,
+    )
 
 
 def orders_waiting_again(order_ids) -> None:

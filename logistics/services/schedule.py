@@ -49,7 +49,13 @@ from logistics.routing.problem import (
 )
 from logistics.routing.vroom_solver import solve
 from logistics.routing.zones import stops_of
-from logistics.services.routing import next_try, orders_waiting_again, shipment_move_days
+from logistics.services.routing import (
+    next_try,
+    orders_due,
+    orders_tell_later_delivery,
+    orders_waiting_again,
+    shipment_move_days,
+)
 from marketplace.accounts.models import User
 from marketplace.exceptions import violated_constraint
 from orders import notifications
@@ -484,11 +490,12 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
                 pickups.append((stop, shipments))
     _mark_scheduled(scheduled, now)
     notifications.notify_pickups_scheduled(pickups)
-    for item in plan.unassigned:
-        group = day_work.pair_shipments if item.is_pair else day_work.job_shipments
-        shipments = still(group[item.job_id])
-        _roll_to_next_day(shipments, item.reason, now)
-        unassigned.append({"shipments": [s.pk for s in shipments], "reason": str(item.reason)})
+    left_over = [(item.reason, still(_unplanned(day_work, item))) for item in plan.unassigned]
+    due_before = orders_due(s.order_id for _, shipments in left_over for s in shipments)
+    for reason, shipments in left_over:
+        _roll_to_next_day(shipments, reason, now)
+        unassigned.append({"shipments": [s.pk for s in shipments], "reason": str(reason)})
+    orders_tell_later_delivery(due_before=due_before, reason="not_planned")  # once an order
     return {
         "routes": len(written),
         "stops": stops,
@@ -505,6 +512,11 @@ def _behind(day_work: _Day, step) -> list[Shipment]:
     """The shipments behind a planned stop, as gathered."""
     is_pair = step.kind in (StepKind.PAIR_PICKUP, StepKind.PAIR_DELIVERY)
     return (day_work.pair_shipments if is_pair else day_work.job_shipments)[step.job_id]
+
+
+def _unplanned(day_work: _Day, item) -> list[Shipment]:
+    """The shipments behind a job or pair the plan left out, as gathered."""
+    return (day_work.pair_shipments if item.is_pair else day_work.job_shipments)[item.job_id]
 
 
 def _stop_window(kind: StepKind, center: ServiceCenter) -> TimeWindow:

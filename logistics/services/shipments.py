@@ -32,6 +32,8 @@ from logistics.services.routing import (
     GRAM,
     booked_days,
     next_try,
+    orders_due,
+    orders_tell_later_delivery,
     orders_waiting_again,
     release_capacity,
     shipment_move_days,
@@ -165,7 +167,8 @@ def _complete_delivery(shipments: list[Shipment], staff: User, at: datetime):
 
 
 def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, at: datetime):
-    """Put the shipments back for the next day; after MAX_STOP_ATTEMPTS they fail for good."""
+    """Put the shipments back for the next day; after MAX_STOP_ATTEMPTS they fail for good.
+    A buyer whose order is now due later is told the new day."""
     if not data.reason.strip():
         raise DomainError(errors.REASON_REQUIRED, "Say why the stop failed.")
     giving_up = [s for s in shipments if s.failed_attempts + 1 >= settings.MAX_STOP_ATTEMPTS]
@@ -177,6 +180,7 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
             status=LineStatus.ACTIVE,
         )
         listings_for_update(sorted(set(farmers_lines.values_list("listing_id", flat=True))))
+    due_before = orders_due(s.order_id for s in shipments)
     for shipment in shipments:
         shipment.failed_attempts += 1
         if shipment in giving_up:
@@ -206,6 +210,8 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
             staff,
             f"stop failed, next try {shipment.delivery_date:%Y-%m-%d}: {data.reason}",
         )
+    why = "pickup_failed" if stop.kind == StopKind.PICKUP else "delivery_failed"
+    orders_tell_later_delivery(due_before=due_before, reason=why)
     orders_waiting_again(s.order_id for s in shipments)
     stop.reason = data.reason.strip()
 
@@ -328,8 +334,9 @@ def shipment_receive(
 ) -> Shipment:
     """Staff at the destination center record a transfer's arrival: the shipment is then
     ready for local delivery, on a day whose plan will still take it: one due today is
-    delivered from tomorrow, as one received after its day (_delivery_day_on_arrival).
-    Receiving it again changes nothing."""
+    delivered from tomorrow, as one received after its day (_delivery_day_on_arrival), and
+    the buyer is told when that makes the order due later. Receiving it again changes
+    nothing."""
     shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
     if shipment.status == ShipmentStatus.AT_CENTER:
         return shipment
@@ -340,7 +347,9 @@ def shipment_receive(
     _finish_legs(shipment, (LegKind.TRANSFER,))
     note = "transfer received"
     if (day := _delivery_day_on_arrival(shipment)) != shipment.delivery_date:
+        due_before = orders_due([shipment.order_id])
         shipment_move_days(shipment, pickup_date=shipment.pickup_date, delivery_date=day)
+        orders_tell_later_delivery(due_before=due_before, reason="transfer_late")
         note += f"; delivery moved to {day:%Y-%m-%d}"
     shipment.transfer_late = False
     shipment.save(update_fields=["transfer_late"])

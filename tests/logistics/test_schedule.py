@@ -42,6 +42,7 @@ from tests.factories import (
     create_listing,
 )
 from tests.listings.test_photos import wait_for_lock_waiters
+from tests.logistics.test_shipments import rescheduled
 from tests.orders.test_payments import in_thread
 
 
@@ -293,6 +294,35 @@ def test_no_refrigerated_vehicle_means_the_milk_waits_with_a_reason(day):
         day["date"]: Decimal("215.000"),
         day["date"] + timedelta(days=1): Decimal("20.000"),
     }
+
+
+@pytest.mark.django_db
+def test_a_buyer_whose_goods_roll_to_the_next_day_is_told_once_an_order(day):
+    """No refrigerated vehicle: the milk rolls to tomorrow, and its order with it. Planned
+    again without any vehicle, every order's goods roll (two farmers' in three of them):
+    each buyer hears once, the milk's buyer not again (that order was due tomorrow)."""
+    today, tomorrow = day["date"].isoformat(), (day["date"] + timedelta(days=1)).isoformat()
+    first, milk, third, fourth = day["orders"]
+    day["cold"].active = False
+    day["cold"].save()
+
+    run_day(day)
+
+    assert rescheduled() == [(milk.buyer_id, milk.pk, tomorrow, today, "not_planned")]
+    [note] = Notification.objects.filter(kind="delivery_rescheduled")
+    assert note.body == (
+        f"订单 #{milk.pk} 因当日未能排上车辆，改为 {day['date'] + timedelta(days=1):%m月%d日} 送达"
+        f"（原定 {day['date']:%m月%d日}）。"
+    )
+
+    Vehicle.objects.update(active=False)
+    run_day(day)
+
+    assert Shipment.objects.filter(order=first).count() == 2
+    assert rescheduled()[1:] == [
+        (order.buyer_id, order.pk, tomorrow, today, "not_planned")
+        for order in (first, third, fourth)
+    ]
 
 
 @pytest.mark.django_db

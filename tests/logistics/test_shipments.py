@@ -28,7 +28,7 @@ from logistics.services.shipments import Completion, shipments_flag_late_transfe
 from marketplace.accounts.models import User
 from marketplace.exceptions import DomainError
 from orders import services as orders
-from orders.models import OrderStatus, PaymentStatus
+from orders.models import Notification, Order, OrderStatus, PaymentStatus
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -201,6 +201,80 @@ def test_a_failed_pickup_goes_back_for_the_next_day(world, client_for):
     )
     assert shipment.legs.get(kind="pickup").date == shipment.pickup_date
     assert Shipment.objects.get(pk=shipment.pk).order.status == OrderStatus.CONFIRMED
+
+
+def rescheduled() -> list[tuple]:
+    """(buyer, order, new day, day before, why) of each delivery_rescheduled, oldest first."""
+    keys = ("delivery_date", "previous_delivery_date", "reason")
+    return [
+        (n.user_id, n.order_id, *(n.data[k] for k in keys))
+        for n in Notification.objects.filter(kind="delivery_rescheduled").order_by("pk")
+    ]
+
+
+def place_home(buyer, *lines) -> Order:
+    order = orders.order_place(
+        buyer=buyer,
+        lines=[orders.LineRequest(listing_id=x.pk, quantity=Decimal(q)) for x, q in lines],
+        delivery_method="home",
+        payment_method="cod",
+    )
+    return order_route(order_id=order.pk)
+
+
+def test_a_failed_delivery_tells_the_buyer_the_new_day_once_for_the_whole_order(world, client_for):
+    south, buyer = world["south"], world["buyer"]
+    near = [
+        create_listing(FarmerFactory(village=VillageFactory(service_center=south)), unit="kg")
+        for _ in range(2)
+    ]
+    order = place_home(buyer, (near[0], 2), (near[1], 3))
+    both = Shipment.objects.filter(order=order)
+    both.update(status=ShipmentStatus.AT_CENTER)  # picked up, waiting for their delivery
+    [due] = set(both.values_list("delivery_date", flat=True))
+    stop = stop_for(both[0], south, "delivery")
+    stop.shipments.set(both)
+
+    failed = complete(client_for(world["south_staff"]), stop, outcome="failed", reason="没人在家")
+
+    assert failed.status_code == 200
+    later = due + timedelta(days=1)
+    assert set(both.values_list("delivery_date", flat=True)) == {later}
+    assert rescheduled() == [
+        (buyer.pk, order.pk, later.isoformat(), due.isoformat(), "delivery_failed")
+    ]
+    note = Notification.objects.get(kind="delivery_rescheduled")
+    assert note.body == (
+        f"订单 #{order.pk} 因上次配送未成功，改为 {later:%m月%d日} 送达（原定 {due:%m月%d日}）。"
+    )
+
+
+def test_a_pickup_moved_within_the_days_its_order_is_due_anyway_tells_nobody(world, client_for):
+    """The goods of a farmer near the buyer come the day they are picked up, those of a
+    farmer in the north a day later: the near pickup may slip a day unseen by the buyer; a
+    second day makes the order late."""
+    south, buyer = world["south"], world["buyer"]
+    near = create_listing(FarmerFactory(village=VillageFactory(service_center=south)), unit="kg")
+    order = place_home(buyer, (near, 2), (world["listing"], 3))
+    close = Shipment.objects.get(order=order, farmer=near.farmer)
+    due = Shipment.objects.get(order=order, farmer=world["farmer"]).delivery_date
+    assert close.delivery_date + timedelta(days=1) == due
+    staff = client_for(world["south_staff"])
+
+    once = complete(staff, stop_for(close, south, "pickup"), outcome="failed", reason="不在家")
+
+    assert once.status_code == 200
+    close.refresh_from_db()
+    assert close.delivery_date == due
+    assert rescheduled() == []
+
+    again = complete(staff, stop_for(close, south, "pickup"), outcome="failed", reason="不在家")
+
+    assert again.status_code == 200
+    later = due + timedelta(days=1)
+    assert rescheduled() == [
+        (buyer.pk, order.pk, later.isoformat(), due.isoformat(), "pickup_failed")
+    ]
 
 
 def test_a_failed_pickup_reported_days_late_goes_to_tomorrow_not_the_past(world, client_for):
@@ -629,6 +703,12 @@ def test_a_transfer_received_is_delivered_on_a_day_whose_plan_is_still_ahead(
     assert received.status_code == 200
     assert received.json()["delivery_date"] == delivered.isoformat()
     assert shipment.legs.get(kind="delivery").date == delivered
+    buyer, order = world["buyer"].pk, world["order"].pk
+    assert rescheduled() == (
+        [(buyer, order, delivered.isoformat(), due.isoformat(), "transfer_late")]
+        if delivered != due
+        else []
+    )
     loads = dict(CenterDayLoad.objects.filter(center=south).values_list("date", "booked_kg"))
     assert loads[delivered] == Decimal("8.000")
     assert shipment in schedule._day_shipments(south, delivered)
@@ -663,6 +743,9 @@ def test_goods_collected_at_the_center_keep_their_day_unless_it_is_gone(
     delivered = today + timedelta(days=delivered_in)
     assert received.json()["delivery_date"] == delivered.isoformat()
     assert shipment.legs.get(kind="handover").date == delivered
+    assert [(n[1], n[2]) for n in rescheduled()] == (
+        [(order.pk, delivered.isoformat())] if delivered_in != due_in else []
+    )
 
 
 def test_a_time_not_yet_come_or_long_gone_is_400_and_changes_nothing(world, client_for):
