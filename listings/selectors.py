@@ -7,7 +7,6 @@ from datetime import date
 from decimal import Decimal
 
 from django.contrib.postgres.search import SearchRank
-from django.db import connection
 from django.db.models import (
     Count,
     DecimalField,
@@ -28,6 +27,7 @@ from listings.models import Listing, ListingPhoto, ListingStatus
 from listings.search import search_query
 from logistics.geo import EARTH_RADIUS_KM
 from marketplace.accounts.models import Role, User
+from marketplace.db import select
 from orders.models import LineStatus, OrderLine, Review
 
 KM_PER_DEGREE_LAT = 111.195
@@ -215,36 +215,18 @@ def farmer_public_profile_queryset() -> QuerySet[User]:
     )
 
 
-# Every column but the long texts (the description and its search vector), which no write
-# of stock reads; they load on access, as with .defer().
-_LOCKED_FIELDS = [
-    field
-    for field in Listing._meta.concrete_fields
-    if field.name not in {"description", "search_vector"}
-]
-_LOCK = (
-    "SELECT {columns} FROM {table} WHERE {pk} = ANY(%s::bigint[]) ORDER BY {pk} "
-    "FOR UPDATE OF {table}"
-)
-
-
 def listings_for_update(listing_ids: Sequence[int]) -> list[Listing]:
     """Row-locks the listings in primary-key order, so two transactions locking the same
     listings always queue instead of deadlocking; call it inside the transaction. Returns
-    them in that order.
+    them in that order, without the long texts (the description and its search vector),
+    which no write of stock reads: they load on access.
 
-    In SQL of our own, as `select_for_update(of=("self",)).filter(pk__in=…).order_by("pk")`
-    would read them: every order placement and cancellation runs it, and the ORM spent
-    ~0.7 ms of CPU building that query and its instances, this ~0.1 ms
-    (bench/ORDERS_RESULTS.md)."""
-    quote = connection.ops.quote_name
-    sql = _LOCK.format(
-        columns=", ".join(quote(field.column) for field in _LOCKED_FIELDS),
-        table=quote(Listing._meta.db_table),
-        pk=quote(Listing._meta.pk.column),
-    )
-    attnames = [field.attname for field in _LOCKED_FIELDS]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [list(listing_ids)])
-        rows = cursor.fetchall()
-    return [Listing.from_db(connection.alias, attnames, row) for row in rows]
+    In SQL of our own (marketplace.db.select), as `select_for_update(of=("self",))
+    .filter(pk__in=…).order_by("pk")` would read them: every order placement and
+    cancellation runs it, and the ORM spent ~0.7 ms of CPU building that query and its
+    instances, this ~0.1 ms (bench/ORDERS_RESULTS.md)."""
+    return select(Listing, _LOCK, [list(listing_ids)], defer=_LONG_TEXTS)
+
+
+_LONG_TEXTS = frozenset({"description", "search_vector"})
+_LOCK = f'WHERE "id" = ANY(%s::bigint[]) ORDER BY "id" FOR UPDATE OF "{Listing._meta.db_table}"'

@@ -2,9 +2,12 @@
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TypeVar
 
 from django.db import connection
 from django.db.models import Field, Model
+
+M = TypeVar("M", bound=Model)
 
 
 def insert(objs: Sequence[Model]) -> None:
@@ -63,3 +66,43 @@ def _insert_statement(model: type[Model], rows: int) -> tuple[str, list[Field]]:
         f"RETURNING {quote(meta.pk.column)}"
     )
     return sql, fields
+
+
+def select(
+    model: type[M], clause: str, params: Sequence, *, defer: frozenset[str] = frozenset()
+) -> list[M]:
+    """Rows of `model`'s table as instances, read by one SELECT whose text is built once:
+    `clause` follows `FROM <table>` (WHERE, ORDER BY, FOR UPDATE…) and names the table's
+    columns as they are in the database; the fields named in `defer` are not read and load
+    on access, as with `.defer()`. What `model.objects.filter(…)` would give, for the hot
+    reads whose ORM query building cost more than the read itself (the listings an order
+    locks, the user of every request: bench/ORDERS_RESULTS.md)."""
+    sql, attnames, converters = _select_statement(model, clause, defer)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    instances = []
+    for row in rows:
+        values = list(row)
+        for position, functions, column in converters:
+            for convert in functions:
+                values[position] = convert(values[position], column, connection)
+        instances.append(model.from_db(connection.alias, attnames, values))
+    return instances
+
+
+@lru_cache(maxsize=64)
+def _select_statement(model: type[Model], clause: str, defer: frozenset[str]) -> tuple:
+    """The SELECT, the fields' attnames, and the converters the ORM would apply to each
+    column read (a JSON field's decoding, say), by position."""
+    fields = [field for field in model._meta.concrete_fields if field.name not in defer]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    sql = f"SELECT {columns} FROM {quote(model._meta.db_table)} {clause}"  # noqa: S608
+    converters = []
+    for position, field in enumerate(fields):
+        column = field.cached_col
+        functions = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if functions:
+            converters.append((position, functions, column))
+    return sql, [field.attname for field in fields], converters

@@ -9,7 +9,6 @@ simplejwt's JWTAuthentication, with its rules unchanged:
   bench/ORDERS_RESULTS.md).
 """
 
-from django.db import connection
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
@@ -21,6 +20,7 @@ from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from marketplace.accounts.models import User
+from marketplace.db import select
 
 _REMEMBERED = "_validated_access_token"
 
@@ -74,19 +74,8 @@ def user_by_id(user_id: object) -> User | None:
         user_id = int(user_id)
     if isinstance(user_id, bool) or not isinstance(user_id, int) or not 0 < user_id < 2**63:
         return None
-    fields = User._meta.concrete_fields
-    quote = connection.ops.quote_name
-    sql = "SELECT {} FROM {} WHERE {} = %s".format(  # noqa: S608 - names from the model
-        ", ".join(quote(field.column) for field in fields),
-        quote(User._meta.db_table),
-        quote(User._meta.pk.column),
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [user_id])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    return User.from_db(connection.alias, [field.attname for field in fields], row)
+    found = select(User, 'WHERE "id" = %s', [user_id])
+    return found[0] if found else None
 
 
 class JWTScheme(SimpleJWTScheme):

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from marketplace.db import BATCH_ROWS, insert
+from marketplace.db import BATCH_ROWS, insert, select
 from orders.models import Notification, Order, OrderEvent
 from tests.factories import BuyerFactory
 
@@ -140,3 +140,36 @@ def test_fields_without_auto_now_keep_the_values_given():
     order.payment_due_at = due
     insert([order])
     assert Order.objects.get(pk=order.pk).payment_due_at == due
+
+
+def test_select_reads_instances_as_the_orm_does_with_deferred_fields_on_access():
+    buyer = BuyerFactory()
+    notes = [
+        Notification(user=buyer, kind="order_placed", title=f"t{n}", body=f"b{n}", data={"n": n})
+        for n in range(3)
+    ]
+    insert(notes)
+    other = Notification(user=BuyerFactory(), kind="order_placed", title="x", body="y")
+    insert([other])
+
+    with CaptureQueriesContext(connection) as queries:
+        found = select(
+            Notification,
+            'WHERE "user_id" = %s ORDER BY "id" DESC',
+            [buyer.pk],
+            defer=frozenset({"body"}),
+        )
+
+    assert len(queries.captured_queries) == 1
+    assert '"body"' not in queries.captured_queries[0]["sql"]
+    assert [note.pk for note in found] == [note.pk for note in reversed(notes)]
+    expected = {note.pk: note for note in Notification.objects.filter(user=buyer)}
+    for note in found:
+        assert not note._state.adding
+        assert note.get_deferred_fields() == {"body"}
+        assert (note.title, note.data, note.created_at) == (
+            expected[note.pk].title,
+            expected[note.pk].data,
+            expected[note.pk].created_at,
+        )
+        assert note.body == expected[note.pk].body  # loads on access
