@@ -94,8 +94,8 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
 
     def get_queryset(self, request):
-        # amount_paid for refund_due: in the list's one statement, and the page's
-        return selectors.orders_with_amount_paid(super().get_queryset(request))
+        # amount_held for refund_due: in the list's one statement, and the page's
+        return selectors.orders_with_amount_held(super().get_queryset(request))
 
     @admin.display(description="refund due")
     def refund_due(self, order) -> Decimal:

@@ -169,6 +169,7 @@ class OrderEvent(models.Model):
 
 
 PAYMENT_SUCCEEDED = "payment.succeeded"  # the kind of PaymentEvent that is money paid
+REFUND_SUCCEEDED = "refund.succeeded"  # the kind that is money paid back to the buyer
 
 
 class PaymentEvent(models.Model):
@@ -230,6 +231,7 @@ class NotificationKind(models.TextChoices):
     ORDER_DELIVERED = "order_delivered"
     GOODS_NOT_DELIVERED = "goods_not_delivered"
     DELIVERY_RESCHEDULED = "delivery_rescheduled"
+    REFUND_SENT = "refund_sent"
 
 
 class Notification(models.Model):

@@ -396,6 +396,22 @@ def notify_payment_expired(order: Order) -> list[Notification]:
     )
 
 
+def notify_refund_sent(order: Order, amount: Decimal) -> list[Notification]:
+    """The buyer: money the provider paid back to them for the order."""
+    return store(
+        [
+            _build(
+                user_id=order.buyer_id,
+                kind=NotificationKind.REFUND_SENT,
+                title="退款成功",
+                body=f"订单 #{order.pk} 已退款 ¥{_money(amount)}，请留意到账。",
+                order=order,
+                data={"order": order.pk, "amount": _money(amount)},
+            )
+        ]
+    )
+
+
 def notify_line_rejected(order: Order, line: OrderLine) -> list[Notification]:
     """The buyer: which line, why, and the new total."""
     reason = f"：{line.reject_reason}" if line.reject_reason else ""

@@ -25,9 +25,10 @@ from django.utils import timezone
 
 from listings.selectors import listings_for_update
 from marketplace.exceptions import DomainError, violated_constraint
-from orders import errors, notifications
+from orders import errors, notifications, selectors
 from orders.models import (
     PAYMENT_SUCCEEDED,
+    REFUND_SUCCEEDED,
     LineStatus,
     Order,
     OrderLine,
@@ -102,9 +103,10 @@ class SandboxProvider:
     and a JSON body
         {"id": "evt_…", "type": "payment.succeeded", "order": 42, "amount": "25.00",
          "currency": "CNY"}
-    (amount as a decimal string, as everywhere in our API). The timestamp is signed too, so
-    a captured request replays only within the tolerance window; inside it, the event id
-    makes a replay a no-op."""
+    (amount as a decimal string, as everywhere in our API; "refund.succeeded" with the
+    amount paid back when staff refund the buyer from the provider's side). The timestamp
+    is signed too, so a captured request replays only within the tolerance window; inside
+    it, the event id makes a replay a no-op."""
 
     name = "sandbox"
     signature_header = "X-Signature"
@@ -271,6 +273,22 @@ def _insert_event(order: Order, notice: PaymentNotice) -> bool:
     return True
 
 
+def _check_refund(order: Order, notice: PaymentNotice) -> None:
+    """A refund (already inserted, so the caller's transaction undoes it when this raises)
+    is more than nothing, in CNY, and no more than the buyer paid and had not been paid back
+    before it. That is read under the order's lock, so two refunds racing see each other.
+    It may be more than `refund_due`: staff may give money back for goods the buyer was
+    unhappy with."""
+    refundable = selectors.order_amount_held(order.pk) + notice.amount  # before this one
+    if notice.currency != settings.CURRENCY or not 0 < notice.amount <= refundable:
+        raise DomainError(
+            errors.REFUND_AMOUNT_INVALID,
+            f"Order {order.pk} holds {refundable} {settings.CURRENCY} paid and not refunded; "
+            f"the refund was {notice.amount} {notice.currency}.",
+            extra={"refundable": str(refundable), "received": str(notice.amount)},
+        )
+
+
 def _check_amount(order: Order, notice: PaymentNotice) -> None:
     if notice.amount != order.total or notice.currency != settings.CURRENCY:
         raise DomainError(
@@ -290,11 +308,15 @@ def payment_record(*, notice: PaymentNotice) -> Order:
     - An event id seen before changes nothing: the order is returned as it is.
     - `payment.succeeded` must carry exactly the order's total in CNY; otherwise
       `payment_amount_mismatch` (400) and nothing is stored, not even the event.
+    - `refund.succeeded` is money paid back: more than nothing, in CNY, and at most what
+      the buyer paid and was not paid back yet; otherwise `refund_amount_invalid` (400) and
+      nothing is stored. It lowers the order's `refund_due` (never below nothing) and the
+      buyer is told; the order's status stays.
     - An order awaiting payment becomes paid and `placed` (an event row with the provider),
       and the buyer and its farmers are notified.
     - An order no longer awaiting payment is not placed again. A cancelled (or expired)
       one not yet paid is marked paid all the same, so it reads "cancelled, paid": a refund
-      is owed, as for an order paid and then cancelled (refunds are a later issue). One
+      is owed, as for an order paid and then cancelled. One
       already paid by another event is left as it is. The event is kept as evidence either
       way. Other kinds of event are kept and change nothing.
     - An unknown order id is `unknown_order` with 400, not 404: the endpoint exists, the
@@ -303,6 +325,10 @@ def payment_record(*, notice: PaymentNotice) -> Order:
     """
     order = _lock_order_of(notice)
     if not _insert_event(order, notice):
+        return order
+    if notice.kind == REFUND_SUCCEEDED:
+        _check_refund(order, notice)
+        notifications.notify_refund_sent(order, notice.amount)
         return order
     if notice.kind != PAYMENT_SUCCEEDED:
         return order

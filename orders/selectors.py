@@ -2,13 +2,26 @@
 
 from decimal import Decimal
 
-from django.db.models import DecimalField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import (
+    Case,
+    DecimalField,
+    F,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
 
 from logistics.models import Shipment, TrackingEvent
 from marketplace.accounts.models import Role, User
 from orders.models import (
     PAYMENT_SUCCEEDED,
+    REFUND_SUCCEEDED,
     Notification,
     Order,
     OrderEvent,
@@ -18,6 +31,8 @@ from orders.models import (
 )
 
 NOTHING = Decimal("0.00")
+MONEY = DecimalField(max_digits=14, decimal_places=2)
+MONEY_MOVED = (PAYMENT_SUCCEEDED, REFUND_SUCCEEDED)  # the provider's events that move money
 # An order in these statuses costs nothing: called off (by anyone, or expired unpaid), or
 # nothing of it came.
 NOTHING_DUE = frozenset({OrderStatus.CANCELLED, OrderStatus.FAILED})
@@ -30,43 +45,54 @@ def order_was_confirmed(order: Order) -> bool:
     return any(event.to_status == OrderStatus.CONFIRMED for event in order.events.all())
 
 
-def _amount_paid() -> Coalesce:
-    """What the buyer paid for the order: the sum of the payments its provider reported
-    (each matched the order's total when it came; a second one is money paid twice)."""
-    paid = (
-        PaymentEvent.objects.filter(order=OuterRef("pk"), kind=PAYMENT_SUCCEEDED)
+def _amount_held() -> Coalesce:
+    """What the buyer paid for the order and was not paid back: the payments its provider
+    reported (each matched the order's total when it came; a second one is money paid
+    twice) less the refunds it reported."""
+    held = (
+        PaymentEvent.objects.filter(order=OuterRef("pk"), kind__in=MONEY_MOVED)
         .order_by()
         .values("order")
-        .annotate(paid=Sum("amount"))
-        .values("paid")
+        .annotate(held=Sum(_signed_amount()))
+        .values("held")
     )
-    return Coalesce(
-        Subquery(paid), Value(NOTHING), output_field=DecimalField(max_digits=14, decimal_places=2)
-    )
+    return Coalesce(Subquery(held), Value(NOTHING), output_field=MONEY)
+
+
+def _signed_amount() -> Case:
+    return Case(When(kind=REFUND_SUCCEEDED, then=-F("amount")), default=F("amount"))
+
+
+def order_amount_held(order_id: int) -> Decimal:
+    """`amount_held` of one order, read now (under its lock, for a refund's check)."""
+    held = PaymentEvent.objects.filter(order_id=order_id, kind__in=MONEY_MOVED).aggregate(
+        held=Sum(_signed_amount(), output_field=MONEY)
+    )["held"]
+    return held if held is not None else NOTHING
 
 
 def order_refund_due(order: Order) -> Decimal:
-    """What is owed back to the buyer: what they paid (`amount_paid`, which order_visible_to
-    annotates) beyond what the order costs now. That is its total, lower once lines were
-    rejected or not delivered; nothing once it was cancelled or expired, or failed. 0.00
-    when nothing is owed (cash on delivery: nothing is paid before). Refunds are not
-    recorded yet: one paid back will come off here."""
+    """What is owed back to the buyer: what they paid and were not paid back
+    (`amount_held`, which order_visible_to annotates) beyond what the order costs now. That
+    is its total, lower once lines were rejected or not delivered; nothing once it was
+    cancelled or expired, or failed. 0.00 when nothing is owed (cash on delivery: nothing
+    is paid before; a refund beyond what was due, for goods the buyer was unhappy with)."""
     costs = NOTHING if order.status in NOTHING_DUE else order.total
-    return max(order.amount_paid - costs, NOTHING)
+    return max(order.amount_held - costs, NOTHING)
 
 
-def orders_with_amount_paid(orders: QuerySet[Order]) -> QuerySet[Order]:
-    """`orders`, each annotated with `amount_paid` (for order_refund_due): one subquery in
+def orders_with_amount_held(orders: QuerySet[Order]) -> QuerySet[Order]:
+    """`orders`, each annotated with `amount_held` (for order_refund_due): one subquery in
     the same statement, not a query per order."""
-    return orders.annotate(amount_paid=_amount_paid())
+    return orders.annotate(amount_held=_amount_held())
 
 
 def order_visible_to(user: User) -> QuerySet[Order]:
     """Buyers: their own orders. Farmers: orders holding their lines, with only those lines.
     Staff: orders picked up in or delivered to their center's villages. Anyone else: none,
-    so a stranger's lookup answers 404. Each order is annotated with `amount_paid` (for
+    so a stranger's lookup answers 404. Each order is annotated with `amount_held` (for
     order_refund_due)."""
-    orders = orders_with_amount_paid(Order.objects.select_related("buyer", "delivery_village"))
+    orders = orders_with_amount_held(Order.objects.select_related("buyer", "delivery_village"))
     lines = OrderLine.objects.order_by("id")
     shipments = Shipment.objects.prefetch_related(
         "legs", Prefetch("events", queryset=TrackingEvent.objects.order_by("occurred_at", "id"))

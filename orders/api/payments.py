@@ -20,7 +20,11 @@ NOTICE = inline_serializer(
         "id": serializers.CharField(
             help_text="The provider's event id; sent twice, it counts once."
         ),
-        "type": serializers.CharField(help_text="e.g. payment.succeeded"),
+        "type": serializers.CharField(
+            help_text="payment.succeeded (the buyer paid the order's total) or "
+            "refund.succeeded (money paid back to the buyer); others are kept and change "
+            "nothing"
+        ),
         "order": serializers.IntegerField(),
         "amount": serializers.DecimalField(max_digits=12, decimal_places=2),
         "currency": serializers.CharField(help_text="CNY"),
@@ -59,8 +63,8 @@ class PaymentWebhookView(APIView):
         responses={
             200: RECEIVED,
             400: OpenApiResponse(
-                description="parse_error, unknown_order or payment_amount_mismatch; "
-                "nothing was recorded"
+                description="parse_error, unknown_order, payment_amount_mismatch or "
+                "refund_amount_invalid; nothing was recorded"
             ),
             401: OpenApiResponse(
                 description="invalid_signature or signature_expired; nothing was recorded"

@@ -72,7 +72,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         serializer = OrderPlaceSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         order = services.order_place(buyer=request.user, **serializer.validated_data)
-        order.amount_paid = Decimal("0.00")  # as order_visible_to annotates: nothing paid yet
+        order.amount_held = Decimal("0.00")  # as order_visible_to annotates: nothing paid yet
         return Response(self.get_serializer(order).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=ReasonSerializer, responses=OrderSerializer)

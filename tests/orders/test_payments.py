@@ -349,6 +349,32 @@ class TestWebhook:
         assert again.status_code == 200
         assert Order.objects.get(pk=order.pk).paid_at == order.paid_at  # paid once
 
+    def test_a_signed_refund_is_recorded_and_one_too_large_is_400(self, api):
+        listing = new_listing()
+        order = place_prepaid(listing)
+        paid = notice(order.pk)
+        deliver(api, paid, sign(paid))
+        orders.services.order_cancel(order_id=order.pk, actor=order.buyer, reason="no")
+        too_much = notice(order.pk, event_id="rf_1", kind="refund.succeeded", amount="25.01")
+        whole = notice(order.pk, event_id="rf_2", kind="refund.succeeded", amount="25.00")
+
+        refused = deliver(api, too_much, sign(too_much))
+        assert refused.status_code == 400
+        assert refused.json()["code"] == "refund_amount_invalid"
+        assert PaymentEvent.objects.filter(kind="refund.succeeded").count() == 0
+
+        response = deliver(api, whole, sign(whole))
+        assert response.status_code == 200
+        assert response.json() == {"received": True, "order": order.pk, "status": "cancelled"}
+        event = PaymentEvent.objects.get(kind="refund.succeeded")
+        assert (event.event_id, event.amount, event.payload) == (
+            "rf_2",
+            Decimal("25.00"),
+            json.loads(whole),
+        )
+        assert told(order)[-1] == ("refund_sent", order.buyer_id)
+        assert Order.objects.get(pk=order.pk).payment_status == "paid"  # the money came once
+
     def test_another_kind_of_event_is_kept_and_changes_nothing(self, api):
         listing = new_listing()
         order = place_prepaid(listing)

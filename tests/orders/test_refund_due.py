@@ -1,14 +1,19 @@
-"""An order's `refund_due`: what its buyer paid beyond what the order costs now, shown to
-the buyer and staff ("0.00" when nothing is owed), null for its farmers."""
+"""An order's `refund_due`: what its buyer paid and was not paid back beyond what the order
+costs now, shown to the buyer and staff ("0.00" when nothing is owed), null for its farmers;
+and the refunds the payment provider reports, which lower it."""
 
+import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
+from marketplace.exceptions import DomainError
 from orders import payments, services
-from orders.models import Order, OrderStatus, PaymentEvent
+from orders.models import Notification, Order, OrderStatus, PaymentEvent
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -53,16 +58,30 @@ def place(world, payment_method="prepaid") -> Order:
 
 def pay(order: Order, *, amount: str = "39.00", event_id: str = "evt_1") -> Order:
     """The provider's notice, recorded as the webhook records it."""
-    notice = payments.PaymentNotice(
+    return payments.payment_record(notice=notice_of("payment.succeeded", order, amount, event_id))
+
+
+def refund(order: Order, amount: str, *, event_id: str = "rf_1", currency: str = "CNY") -> Order:
+    """The provider's notice that it paid `amount` back to the buyer."""
+    notice = notice_of("refund.succeeded", order, amount, event_id, currency)
+    return payments.payment_record(notice=notice)
+
+
+def notice_of(kind, order, amount, event_id, currency="CNY") -> payments.PaymentNotice:
+    return payments.PaymentNotice(
         provider="sandbox",
         event_id=event_id,
-        kind="payment.succeeded",
+        kind=kind,
         order_id=order.pk,
         amount=Decimal(amount),
-        currency="CNY",
+        currency=currency,
         payload={"id": event_id},
     )
-    return payments.payment_record(notice=notice)
+
+
+def refunds_told(order: Order) -> list[tuple[int, dict]]:
+    told = Notification.objects.filter(order=order, kind="refund_sent").order_by("id")
+    return list(told.values_list("user_id", "data"))
 
 
 def seen_by(client_for, user, order) -> dict:
@@ -194,6 +213,145 @@ def test_the_list_shows_each_orders_refund(client_for, world):
         format="json",
     )
     assert (placed.status_code, placed.json()["refund_due"]) == (201, "0.00")
+
+
+def test_a_refund_lowers_what_is_owed_and_tells_the_buyer(client_for, world):
+    order = place(world)
+    pay(order)
+    services.order_cancel(order_id=order.pk, actor=world["buyer"])
+    assert refund_seen(client_for, world, order) == owed("39.00")
+
+    refund(order, "30.00", event_id="rf_1")
+    assert refund_seen(client_for, world, order) == owed("9.00")
+    refund(order, "9.00", event_id="rf_2")
+    assert refund_seen(client_for, world, order) == owed("0.00")
+
+    fresh = Order.objects.get(pk=order.pk)
+    assert (fresh.status, fresh.payment_status) == (OrderStatus.CANCELLED, "paid")  # it was
+    assert list(PaymentEvent.objects.filter(order=order).values_list("kind", "amount")) == [
+        ("payment.succeeded", Decimal("39.00")),
+        ("refund.succeeded", Decimal("30.00")),
+        ("refund.succeeded", Decimal("9.00")),
+    ]
+    buyer = world["buyer"].pk
+    assert refunds_told(order) == [
+        (buyer, {"order": order.pk, "amount": "30.00"}),
+        (buyer, {"order": order.pk, "amount": "9.00"}),
+    ]
+    body = Notification.objects.filter(kind="refund_sent").order_by("id").first().body
+    assert body == f"订单 #{order.pk} 已退款 ¥30.00，请留意到账。"
+
+
+def test_a_refund_of_a_rejected_line_leaves_the_order_going(client_for, world):
+    order = place(world)
+    pay(order)
+    line_b = order.lines.get(listing=world["b"])
+    services.order_line_reject(
+        order_id=order.pk, line_id=line_b.pk, farmer=world["farmer_b"], reason="坏了"
+    )
+    assert refund_seen(client_for, world, order) == owed("14.00")
+    refund(order, "14.00")
+    assert refund_seen(client_for, world, order) == owed("0.00")
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.PLACED
+
+
+def test_the_same_refund_sent_again_counts_once(client_for, world):
+    order = place(world)
+    pay(order)
+    services.order_cancel(order_id=order.pk, actor=world["buyer"])
+    refund(order, "39.00")
+    again = refund(order, "39.00")  # the provider's retry: nothing held is left, yet no error
+
+    assert again.pk == order.pk
+    assert PaymentEvent.objects.filter(order=order, kind="refund.succeeded").count() == 1
+    assert len(refunds_told(order)) == 1
+    assert refund_seen(client_for, world, order) == owed("0.00")
+
+
+def test_money_given_back_beyond_what_is_due_owes_nothing_more(client_for, world):
+    """Staff may pay back something for goods the buyer was unhappy with: not owed, but
+    refunded; nothing is owed back then, and never less than nothing."""
+    order = place(world)
+    pay(order)
+    refund(order, "5.00")
+    assert refund_seen(client_for, world, order) == owed("0.00")
+    services.order_cancel(order_id=order.pk, actor=world["buyer"])
+    assert refund_seen(client_for, world, order) == owed("34.00")
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "refundable"),
+    [
+        pytest.param("39.01", "CNY", "39.00", id="more-than-paid"),
+        pytest.param("0.00", "CNY", "39.00", id="nothing"),
+        pytest.param("39.00", "USD", "39.00", id="currency"),
+    ],
+)
+def test_a_refund_that_cannot_be_is_refused_and_nothing_changes(
+    client_for, world, amount, currency, refundable
+):
+    order = place(world)
+    pay(order)
+    services.order_cancel(order_id=order.pk, actor=world["buyer"])
+
+    with pytest.raises(DomainError) as refused:
+        refund(order, amount, currency=currency)
+
+    assert (refused.value.code, refused.value.status_code) == ("refund_amount_invalid", 400)
+    assert refused.value.extra == {"refundable": refundable, "received": amount}
+    assert PaymentEvent.objects.filter(order=order, kind="refund.succeeded").count() == 0
+    assert refunds_told(order) == []
+    assert refund_seen(client_for, world, order) == owed("39.00")
+
+
+def test_nothing_paid_nothing_refunded(world):
+    cod, unpaid = place(world, payment_method="cod"), place(world)
+    for order in (cod, unpaid):
+        with pytest.raises(DomainError) as refused:
+            refund(order, "1.00")
+        assert refused.value.code == "refund_amount_invalid"
+    assert PaymentEvent.objects.count() == 0
+    assert Notification.objects.filter(kind="refund_sent").count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_refunds_at_once_never_pay_back_more_than_was_paid(client_for, world, monkeypatch):
+    """30.00 and 30.00 of 39.00 paid, as two events: the second arrives while the first is
+    recorded and not yet committed. The order's lock puts it behind the first, and it finds
+    only 9.00 left to refund."""
+    order = place(world)
+    pay(order)
+    services.order_cancel(order_id=order.pk, actor=world["buyer"])
+    first_inside, outcomes = threading.Event(), {}
+    tell = payments.notifications.notify_refund_sent
+
+    def tell_slowly(order, amount):
+        told = tell(order, amount)
+        if not first_inside.is_set():
+            first_inside.set()
+            time.sleep(0.5)  # its transaction still open: the event not yet committed
+        return told
+
+    monkeypatch.setattr(payments.notifications, "notify_refund_sent", tell_slowly)
+
+    def send(event_id: str) -> None:
+        try:
+            outcomes[event_id] = refund(order, "30.00", event_id=event_id).pk
+        except DomainError as error:
+            outcomes[event_id] = error.code
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=send, args=("rf_1",))
+    first.start()
+    assert first_inside.wait(10)
+    send("rf_2")
+    first.join(10)
+
+    assert outcomes == {"rf_1": order.pk, "rf_2": "refund_amount_invalid"}
+    assert PaymentEvent.objects.filter(order=order, kind="refund.succeeded").count() == 1
+    assert len(refunds_told(order)) == 1
+    assert refund_seen(client_for, world, order) == owed("9.00")
 
 
 def test_the_schema_says_refund_due_is_a_decimal_string_or_null(api):
