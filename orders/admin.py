@@ -69,6 +69,18 @@ class OrderEventInline(ReadOnlyAdminMixin, admin.TabularInline):
         return super().get_queryset(request).select_related("actor", "farmer")
 
 
+class PaymentEventInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """What the provider reported for the order: payments and refunds, the evidence behind
+    its refund due."""
+
+    model = PaymentEvent
+    verbose_name = "payment or refund"
+    verbose_name_plural = "payments and refunds"
+    extra = 0
+    fields = ("received_at", "kind", "amount", "currency", "provider", "event_id")
+    readonly_fields = fields
+
+
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """View-only pages (a saved form would write every column back, racing the services);
@@ -89,7 +101,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # id__exact: Django compares the id as text, so a name or phone typed here is no error.
     search_fields = ("id__exact", "buyer__phone", "buyer__name")
     list_select_related = ("buyer",)
-    inlines = [OrderLineInline, OrderEventInline]
+    inlines = [OrderLineInline, OrderEventInline, PaymentEventInline]
     actions = ["cancel"]
     date_hierarchy = "created_at"
 

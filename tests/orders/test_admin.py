@@ -1,6 +1,7 @@
 """The orders admin: its pages render, nothing is edited in it, and its cancel action goes
 through order_cancel (restock, event, notifications) and reports what it refuses."""
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -230,3 +231,29 @@ def test_the_page_shows_refund_due_and_whose_lines_an_event_is_about(operator):
     # A farmer named by every event: no more queries for the page.
     order.events.update(farmer=farmer)
     assert change_page(operator, order)[1] == queries
+
+
+def test_the_page_shows_the_payments_and_refunds_behind_the_refund_due(operator):
+    order, _farmer = refund_owed("12.50")
+    payments.payment_record(
+        notice=payments.PaymentNotice(
+            provider="sandbox",
+            event_id="rf_1",
+            kind="refund.succeeded",
+            order_id=order.pk,
+            amount=Decimal("10.00"),
+            currency="CNY",
+            payload={},
+        )
+    )
+    page, _queries = change_page(operator, order)
+    assert '<label>Refund due:</label> <div class="readonly">2.50</div>' in page
+    rows = page.split('id="payment_events-group"', 1)[1].split("</table>", 1)[0]
+    shown = [
+        re.findall(r'<td class="field-(?!received_at)[^"]+"> <p>([^<]*)</p>', row)
+        for row in rows.split("<tr")[2:]
+    ]
+    assert shown == [
+        ["payment.succeeded", "12.50", "CNY", "sandbox", f"evt_{order.pk}"],
+        ["refund.succeeded", "10.00", "CNY", "sandbox", "rf_1"],
+    ]
