@@ -490,7 +490,7 @@ def notify_delivery_rescheduled(
                 title="送达日期推迟",
                 body=(
                     f"订单 #{order_id} 因{because}，改为 {new:%m月%d日} 送达"
-                    f"（原定 {old:%m月%d日}）。"
+                    f"（此前预计 {old:%m月%d日}）。"
                 ),
                 order_id=order_id,
                 data={

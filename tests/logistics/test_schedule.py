@@ -312,7 +312,7 @@ def test_a_buyer_whose_goods_roll_to_the_next_day_is_told_once_an_order(day):
     [note] = Notification.objects.filter(kind="delivery_rescheduled")
     assert note.body == (
         f"订单 #{milk.pk} 因当日未能排上车辆，改为 {day['date'] + timedelta(days=1):%m月%d日} 送达"
-        f"（原定 {day['date']:%m月%d日}）。"
+        f"（此前预计 {day['date']:%m月%d日}）。"
     )
 
     Vehicle.objects.update(active=False)
