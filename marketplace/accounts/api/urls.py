@@ -1,6 +1,7 @@
 from django.urls import path
 
 from marketplace.accounts.api.views import (
+    LogoutAllView,
     LogoutView,
     MeView,
     RegisterView,
@@ -13,5 +14,6 @@ urlpatterns = [
     path("auth/token/", TokenObtainView.as_view(), name="token"),
     path("auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
     path("auth/logout/", LogoutView.as_view(), name="logout"),
+    path("auth/logout-all/", LogoutAllView.as_view(), name="logout-all"),
     path("me/", MeView.as_view(), name="me"),
 ]

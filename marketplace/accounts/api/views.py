@@ -98,6 +98,25 @@ class LogoutView(jwt_views.TokenViewBase):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class LogoutAllView(APIView):
+    """Sign out of every device: each refresh token of the user is revoked, this device's
+    too (what the admin's "Sign out of every device" does). Access tokens live on until
+    they expire, as after a logout; a new password refuses those too."""
+
+    @extend_schema(
+        request=None,
+        responses={
+            204: OpenApiResponse(
+                description="Every refresh token of the user is revoked; also when none was "
+                "left (a retry)."
+            )
+        },
+    )
+    def post(self, request):
+        services.user_tokens_revoke(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class MeView(APIView):
     permission_classes = [IsAuthenticated]
 
