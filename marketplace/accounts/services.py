@@ -20,16 +20,18 @@ SELF_REGISTER_ROLES = (Role.FARMER, Role.BUYER)
 SELF_REGISTER_ROLE_CHOICES = [(role.value, role.label) for role in SELF_REGISTER_ROLES]
 
 
-def _check_password(password: str, user: User) -> None:
+def _check_password(password: str, user: User, *, field: str) -> None:
     try:
         password_validation.validate_password(password, user)
     except DjangoValidationError as exc:
-        raise DomainError(errors.WEAK_PASSWORD, " ".join(exc.messages)) from exc
+        raise DomainError(
+            errors.WEAK_PASSWORD, " ".join(exc.messages), extra={"field": field}
+        ) from exc
 
 
 def _create(user: User, password: str) -> User:
     """Insert; the unique phone index, not a prior lookup, decides who registered first."""
-    _check_password(password, user)
+    _check_password(password, user, field="password")
     user.set_password(password)
     try:
         with transaction.atomic():
@@ -121,6 +123,27 @@ def user_update_profile(*, user: User, **changes: object) -> User:
     if user.role == Role.FARMER and FIELDS_COPIED_TO_LISTINGS & set(changes):
         listings_refresh_for_farmer(farmer=user)
     return user
+
+
+@transaction.atomic
+def user_change_password(*, user: User, new_password: str) -> User:
+    """A user sets a new password, their current one checked first as a login checks it
+    (`authenticate()`, which django-axes counts and locks out): `user` is the row that
+    check read. A password set since (a change racing this one, an operator) is refused
+    `wrong_password` rather than overwritten. The new one must pass the password validators
+    (`weak_password`). Every refresh token of the user is revoked: the new password refuses
+    them and every access token anyway (`password_changed`), and revoked they stay refused
+    whatever becomes of the password. The caller issues the pair the device goes on with."""
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    if locked.password != user.password:
+        raise DomainError(
+            errors.WRONG_PASSWORD, errors.WRONG_PASSWORD_DETAIL, extra={"field": "current_password"}
+        )
+    _check_password(new_password, locked, field="new_password")
+    locked.set_password(new_password)
+    locked.save(update_fields=["password"])
+    user_tokens_revoke(user=locked)
+    return locked
 
 
 @transaction.atomic

@@ -16,6 +16,12 @@ replays). Task enqueues registered with on_commit run only after that commit.
 
 Anonymous POSTs (register, token) are not covered: a key needs an owner, and those two
 are safe to retry as they are (a second register answers phone_taken).
+
+A view whose answers must not be kept sets `idempotency_stores_answers = False`: the key
+still serializes its retries (409 while one runs) but nothing is stored, so a retry runs
+afresh, and the view is one a retry cannot make act twice. The password change is one: its
+answer is a live token pair and its body holds two passwords, of which the stored
+fingerprint would be a fast, unsalted hash; its retry is refused by the new password.
 """
 
 import hashlib
@@ -63,6 +69,13 @@ def _user_id(request: HttpRequest) -> int | None:
         return None  # the view answers 401
     remember_access_token(request, raw, token)  # DRF's authentication decodes it no more
     return user_id
+
+
+def _view_stores_answers(request: HttpRequest) -> bool:
+    """Whether the view that answered (a class-based one) lets its answers be stored."""
+    match = request.resolver_match
+    view_class = getattr(match.func, "view_class", None) if match is not None else None
+    return getattr(view_class, "idempotency_stores_answers", True)
 
 
 def _lock_id(user_id: int, key: str) -> int:
@@ -201,6 +214,10 @@ class IdempotencyMiddleware:
             response = self.get_response(request)
             if response.status_code >= 500:
                 transaction.set_rollback(True)  # the effect is undone; a retry runs afresh
-            elif response.status_code not in _NOT_STORED and not response.streaming:
+            elif (
+                response.status_code not in _NOT_STORED
+                and not response.streaming
+                and _view_stores_answers(request)
+            ):
                 _store(user_id, key, fingerprint, response, now)
             return response

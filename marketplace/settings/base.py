@@ -243,6 +243,9 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "marketplace.api.exceptions.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "marketplace.api.clients.client_address"  # PROXY_COUNT, as DRF
 AXES_VERBOSE = False
+# Masked in the request data a failed attempt logs (a form-encoded password change), as
+# "password" is; django-axes' own two kept.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "current_password", "new_password"]
 
 # --- Celery (see marketplace/celery.py for the beat schedule)
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)

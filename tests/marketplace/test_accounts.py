@@ -126,6 +126,7 @@ def test_register_unknown_village_and_weak_password(api):
     response = api.post(REGISTER, register_body(VillageFactory(), password="123"), format="json")
     assert response.status_code == 400
     assert response.json()["code"] == "weak_password"
+    assert response.json()["field"] == "password"
     assert not User.objects.exists()
 
 

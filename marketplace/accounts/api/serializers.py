@@ -1,5 +1,6 @@
 import contextlib
 
+from django.contrib.auth import authenticate
 from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt import serializers as jwt_serializers
@@ -130,6 +131,29 @@ class LogoutSerializer(serializers.Serializer):
         # A TokenError (forged, expired, not a refresh token) goes past DRF's validation
         # errors to the view, which answers 401 token_not_valid as /auth/token/refresh/ does.
         return RevocableRefreshToken(value)
+
+
+class PasswordChangeSerializer(serializers.Serializer):
+    # Spaces kept, as register keeps them; no limit on the current one, which an operator
+    # may have set longer than register allows.
+    current_password = serializers.CharField(write_only=True, trim_whitespace=False)
+    new_password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+
+    def validate(self, attrs):
+        """The current password is checked as a login checks it, by authenticate(): django-axes
+        counts a wrong one against this phone and address together with failed logins, and
+        refuses any while they are locked out, so this is no way around the login's limit to
+        guess a password with a stolen access token. Gives the user as that check read it."""
+        request = self.context["request"]
+        phone = request.user.phone
+        user = authenticate(request, phone=phone, password=attrs["current_password"])
+        if user is not None and user.pk == request.user.pk:
+            return {"user": user, "new_password": attrs["new_password"]}
+        if getattr(request, "axes_locked_out", False):
+            raise DomainError(errors.LOGIN_LOCKED, errors.LOGIN_LOCKED_DETAIL, status_code=429)
+        raise DomainError(
+            errors.WRONG_PASSWORD, errors.WRONG_PASSWORD_DETAIL, extra={"field": "current_password"}
+        )
 
 
 class TokenPairSerializer(serializers.Serializer):

@@ -11,6 +11,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from marketplace.accounts import selectors, services
 from marketplace.accounts.api.serializers import (
     LogoutSerializer,
+    PasswordChangeSerializer,
     ProfileUpdateSerializer,
     RegisterResponseSerializer,
     RegisterSerializer,
@@ -115,6 +116,42 @@ class LogoutAllView(APIView):
     def post(self, request):
         services.user_tokens_revoke(user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PasswordChangeView(APIView):
+    """A new password, given the current one. Every older token of the user is refused from
+    now on (other devices: 401, log in again); this device goes on with the pair answered."""
+
+    # Not kept under an Idempotency-Key (marketplace.api.idempotency): the answer is a live
+    # token pair, and the stored fingerprint would be a fast hash of both passwords. A retry
+    # of a change that went through is 401 password_changed, changing nothing; the client
+    # logs in with the new password it sent.
+    idempotency_stores_answers = False
+
+    @extend_schema(
+        request=PasswordChangeSerializer,
+        responses={
+            200: TokenPairSerializer,
+            400: OpenApiResponse(
+                description="wrong_password (field current_password), weak_password (field "
+                "new_password) or validation_error; nothing was changed"
+            ),
+            401: OpenApiResponse(
+                description="not signed in, or the token is refused: password_changed also "
+                "when this change went through and its answer was lost"
+            ),
+            429: OpenApiResponse(
+                description="too_many_login_attempts: the login lockout of this phone and "
+                "address, which wrong current passwords count towards"
+            ),
+        },
+    )
+    def post(self, request):
+        serializer = PasswordChangeSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        user = services.user_change_password(**serializer.validated_data)
+        refresh = RefreshToken.for_user(user)
+        return Response({"access": str(refresh.access_token), "refresh": str(refresh)})
 
 
 class MeView(APIView):
