@@ -245,7 +245,8 @@ def test_a_failed_delivery_tells_the_buyer_the_new_day_once_for_the_whole_order(
     ]
     note = Notification.objects.get(kind="delivery_rescheduled")
     assert note.body == (
-        f"订单 #{order.pk} 因上次配送未成功，改为 {later:%m月%d日} 送达（此前预计 {due:%m月%d日}）。"
+        f"订单 #{order.pk} 因上次配送未成功，改为 {later:%m月%d日} 送达"
+        f"（此前预计 {due:%m月%d日}）。"
     )
 
 
