@@ -208,6 +208,18 @@ def test_token_login_with_phone_as_typed_then_me(api):
     assert me.json()["service_center"] == farmer.village.service_center_id
 
 
+def test_a_password_with_spaces_at_its_ends_signs_in_as_it_was_set(api):
+    """Register keeps a password as typed, spaces included; so does login."""
+    spaced = "  spring onion harvest  "
+    body = register_body(VillageFactory(), password=spaced)
+    assert api.post(REGISTER, body, format="json").status_code == 201
+
+    login = {"phone": body["phone"], "password": spaced}
+    assert api.post(TOKEN, login, format="json").status_code == 200
+    trimmed = api.post(TOKEN, {**login, "password": spaced.strip()}, format="json")
+    assert (trimmed.status_code, trimmed.json()["code"]) == (401, "no_active_account")
+
+
 def test_wrong_password_is_401_with_code(api):
     FarmerFactory(phone="+8613912345678")
     response = api.post(TOKEN, {"phone": "+8613912345678", "password": "nope"}, format="json")

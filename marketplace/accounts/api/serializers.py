@@ -95,6 +95,9 @@ class TokenObtainSerializer(jwt_serializers.TokenObtainPairSerializer):
         self.fields[self.username_field] = serializers.CharField(
             write_only=True, max_length=PHONE_AS_TYPED_MAX
         )
+        # As typed, as registration and a password change keep it: simplejwt's field trims
+        # spaces at the ends, so such a password could be set and never used.
+        self.fields["password"] = jwt_serializers.PasswordField(trim_whitespace=False)
 
     def validate(self, attrs):
         with contextlib.suppress(DomainError):  # a bad phone then fails like any unknown login
