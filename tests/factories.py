@@ -6,10 +6,12 @@ from decimal import Decimal
 import factory
 from django.utils import timezone
 
-from listings.models import Category
+from listings.models import Category, Listing
 from listings.services import listing_create
 from logistics.models import ServiceCenter, Village
 from marketplace.accounts.models import Role, User
+from orders.models import Order
+from orders.services import LineRequest, order_place
 
 PASSWORD = "correct-horse-battery"
 
@@ -74,4 +76,24 @@ def create_listing(farmer=None, *, category="vegetables", **overrides):
     }
     return listing_create(
         farmer=farmer or FarmerFactory(), category=Category.objects.get(slug=category), **fields
+    )
+
+
+def place_order(
+    buyer: User,
+    *lines: Listing | tuple[Listing, Decimal | int | str],
+    delivery_method: str = "home",
+    payment_method: str = "cod",
+) -> Order:
+    """An order placed through the service, as the API places it. A line is a listing (one
+    of it) or a (listing, quantity) pair; delivered home, cash on delivery unless told."""
+    requests = []
+    for line in lines:
+        listing, quantity = line if isinstance(line, tuple) else (line, 1)
+        requests.append(LineRequest(listing_id=listing.pk, quantity=Decimal(quantity)))
+    return order_place(
+        buyer=buyer,
+        lines=requests,
+        delivery_method=delivery_method,
+        payment_method=payment_method,
     )

@@ -10,8 +10,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from listings.models import Listing, ListingStatus
-from orders import services as orders
-from tests.factories import BuyerFactory, FarmerFactory, StaffFactory, create_listing
+from tests.factories import (
+    BuyerFactory,
+    FarmerFactory,
+    StaffFactory,
+    create_listing,
+    place_order,
+)
 from tests.listings.test_photos import wait_for_lock_waiters
 from tests.orders.test_payments import in_thread
 
@@ -333,12 +338,7 @@ def test_a_farmer_who_moves_takes_their_listings_along(client_for, api):
 def ordering(listing: Listing, quantity: str = "2"):
     """An order of `listing` being placed: its line written, not yet committed."""
     with transaction.atomic():
-        orders.order_place(
-            buyer=BuyerFactory(),
-            lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal(quantity))],
-            delivery_method="pickup",
-            payment_method="cod",
-        )
+        place_order(BuyerFactory(), (listing, quantity), delivery_method="pickup")
         yield
 
 

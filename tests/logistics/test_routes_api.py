@@ -17,7 +17,6 @@ from logistics.maps import KM_PER_DEGREE, MapStop, RouteMap, draw_route_map
 from logistics.models import Route, Shipment, Stop
 from logistics.services.fleet import vehicle_create
 from logistics.services.routing import order_route
-from orders import services as orders
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -25,6 +24,7 @@ from tests.factories import (
     StaffFactory,
     VillageFactory,
     create_listing,
+    place_order,
 )
 
 pytestmark = pytest.mark.django_db
@@ -34,12 +34,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def _order(buyer, *lines):
-    order = orders.order_place(
-        buyer=buyer,
-        lines=[orders.LineRequest(listing_id=listing.pk, quantity=qty) for listing, qty in lines],
-        delivery_method="home",
-        payment_method="cod",
-    )
+    order = place_order(buyer, *lines)
     order_route(order_id=order.pk)
     return order
 

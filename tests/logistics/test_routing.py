@@ -19,19 +19,10 @@ from tests.factories import (
     ServiceCenterFactory,
     VillageFactory,
     create_listing,
+    place_order,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-def place(buyer, *lines, **kwargs):
-    return orders.order_place(
-        buyer=buyer,
-        lines=[orders.LineRequest(listing_id=x.pk, quantity=Decimal(q)) for x, q in lines],
-        delivery_method=kwargs.pop("delivery_method", "home"),
-        payment_method="cod",
-        **kwargs,
-    )
 
 
 @pytest.fixture
@@ -73,7 +64,7 @@ def test_one_shipment_per_farmer_with_legs_and_dates(county, morning):
         unit_weight_kg=Decimal("0.700"),
         needs_refrigeration=True,
     )
-    order = place(buyer, (a, 3), (b, 4), (c, 2))
+    order = place_order(buyer, (a, 3), (b, 4), (c, 2))
 
     order = order_route(order_id=order.pk)
     assert order.status == OrderStatus.CONFIRMED
@@ -103,7 +94,7 @@ def test_one_shipment_per_farmer_with_legs_and_dates(county, morning):
 def test_pickup_orders_end_with_a_handover_at_the_center(county, morning):
     buyer = BuyerFactory(village=county["south_village"])
     listing = create_listing(FarmerFactory(village=county["south_village"]))
-    order = order_route(order_id=place(buyer, (listing, 1), delivery_method="pickup").pk)
+    order = order_route(order_id=place_order(buyer, (listing, 1), delivery_method="pickup").pk)
     shipment = order.shipments.get()
     assert [leg.kind for leg in shipment.legs.all()] == [LegKind.PICKUP, LegKind.HANDOVER]
     assert (shipment.delivery_lat, shipment.delivery_lng) == (
@@ -130,7 +121,7 @@ def test_the_pickup_is_at_the_farm_though_its_listing_shows_a_grid_point(county,
         Decimal("30.02"),
         Decimal("119.60"),
     )
-    order = order_route(order_id=place(buyer, (a, 1), (b, 1)).pk)
+    order = order_route(order_id=place_order(buyer, (a, 1), (b, 1)).pk)
     pickups = {s.farmer_id: (s.pickup_lat, s.pickup_lng) for s in order.shipments.all()}
     assert pickups == {
         on_farm.pk: (Decimal("30.014400"), Decimal("119.586100")),
@@ -144,7 +135,7 @@ def test_after_the_cut_off_pickup_moves_a_day(county, monkeypatch, settings):
     monkeypatch.setattr(routing.timezone, "now", lambda: late)
     listing = create_listing(FarmerFactory(village=county["south_village"]))
     order = order_route(
-        order_id=place(BuyerFactory(village=county["south_village"]), (listing, 1)).pk
+        order_id=place_order(BuyerFactory(village=county["south_village"]), (listing, 1)).pk
     )
     assert order.shipments.get().pickup_date == late.date() + timedelta(days=2)
 
@@ -157,10 +148,10 @@ def test_the_cut_off_is_judged_when_the_order_was_placed_not_when_it_is_routed(
     monkeypatch.setattr(routing.timezone, "now", lambda: clock)
     listing = create_listing(FarmerFactory(village=county["south_village"]))
     buyer = BuyerFactory(village=county["south_village"])
-    before_cut_off = place(buyer, (listing, 1))
+    before_cut_off = place_order(buyer, (listing, 1))
 
     clock += timedelta(seconds=30)  # 16:00:20: routed after the cut-off
-    after_cut_off = place(buyer, (listing, 1))
+    after_cut_off = place_order(buyer, (listing, 1))
     routed = {
         o.pk: o for o in (order_route(order_id=x.pk) for x in (before_cut_off, after_cut_off))
     }
@@ -175,7 +166,7 @@ def test_an_order_routed_days_late_gets_no_day_already_past(county, monkeypatch,
     clock = timezone.localtime().replace(hour=10, minute=0, second=0, microsecond=0)
     monkeypatch.setattr(routing.timezone, "now", lambda: clock)
     listing = create_listing(FarmerFactory(village=county["south_village"]))
-    order = place(BuyerFactory(village=county["south_village"]), (listing, 1))
+    order = place_order(BuyerFactory(village=county["south_village"]), (listing, 1))
     placed_on = clock.date()
 
     clock += timedelta(days=3)  # its message lost, the sweeper down: routed three days on
@@ -188,7 +179,7 @@ def test_not_before_harvest_and_spoilage_is_flagged(county, morning):
     farmer = FarmerFactory(village=county["north_village"])
     later = create_listing(farmer, harvest_date=morning + timedelta(days=4), shelf_life_days=10)
     order = order_route(
-        order_id=place(BuyerFactory(village=county["south_village"]), (later, 1)).pk
+        order_id=place_order(BuyerFactory(village=county["south_village"]), (later, 1)).pk
     )
     shipment = order.shipments.get()
     assert shipment.pickup_date == morning + timedelta(days=4)
@@ -196,7 +187,7 @@ def test_not_before_harvest_and_spoilage_is_flagged(county, morning):
 
     wilting = create_listing(farmer, harvest_date=morning - timedelta(days=2), shelf_life_days=3)
     order = order_route(
-        order_id=place(BuyerFactory(village=county["south_village"]), (wilting, 1)).pk
+        order_id=place_order(BuyerFactory(village=county["south_village"]), (wilting, 1)).pk
     )
     # harvested 2 days ago, keeps 3 days, arrives in 2: one day past its shelf life
     assert order.shipments.get().spoils_before_arrival is True
@@ -210,14 +201,14 @@ def test_center_capacity_rolls_to_the_next_day_with_room(county, morning):
     listing = create_listing(farmer, unit="kg", quantity_available=Decimal("1000"))
     dates = []
     for _ in range(3):
-        order = place(BuyerFactory(village=county["south_village"]), (listing, 60))
+        order = place_order(BuyerFactory(village=county["south_village"]), (listing, 60))
         dates.append(order_route(order_id=order.pk).shipments.get().pickup_date)
     tomorrow = morning + timedelta(days=1)
     assert dates == [tomorrow, tomorrow + timedelta(days=1), tomorrow + timedelta(days=2)]
     loads = dict(CenterDayLoad.objects.filter(center=center).values_list("date", "booked_kg"))
     assert all(kg <= Decimal("100") for kg in loads.values())
     # a load bigger than a whole day gets an empty day of its own
-    huge = place(BuyerFactory(village=county["south_village"]), (listing, 150))
+    huge = place_order(BuyerFactory(village=county["south_village"]), (listing, 150))
     assert order_route(order_id=huge.pk).shipments.get().pickup_date == tomorrow + timedelta(days=3)
 
 
@@ -227,7 +218,7 @@ def test_what_is_booked_is_what_a_cancel_gives_back_to_the_gram(county, morning)
     village = county["south_village"]
     jins = [create_listing(FarmerFactory(village=village), unit="jin") for _ in range(2)]
     buyer = BuyerFactory(village=village)
-    order = order_route(order_id=place(buyer, (jins[0], "1.001"), (jins[1], "1.001")).pk)
+    order = order_route(order_id=place_order(buyer, (jins[0], "1.001"), (jins[1], "1.001")).pk)
     loads = CenterDayLoad.objects.filter(center=county["south"])
     assert sorted(order.shipments.values_list("weight_kg", flat=True)) == [Decimal("0.501")] * 2
     assert list(loads.values_list("booked_kg", flat=True)) == [Decimal("1.002")]
@@ -239,7 +230,7 @@ def test_what_is_booked_is_what_a_cancel_gives_back_to_the_gram(county, morning)
 
 def test_routing_three_times_makes_one_set_of_shipments(county, morning):
     listing = create_listing(FarmerFactory(village=county["north_village"]))
-    order = place(BuyerFactory(village=county["south_village"]), (listing, 2))
+    order = place_order(BuyerFactory(village=county["south_village"]), (listing, 2))
     for _ in range(3):
         order_route(order_id=order.pk)
     assert Shipment.objects.filter(order=order).count() == 1
@@ -250,13 +241,8 @@ def test_routing_three_times_makes_one_set_of_shipments(county, morning):
 def test_unpaid_and_cancelled_orders_are_not_routed(county, morning):
     listing = create_listing(FarmerFactory(village=county["south_village"]))
     buyer = BuyerFactory(village=county["south_village"])
-    prepaid = orders.order_place(
-        buyer=buyer,
-        lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal(1))],
-        delivery_method="home",
-        payment_method="prepaid",
-    )
-    cancelled = place(buyer, (listing, 1))
+    prepaid = place_order(buyer, (listing, 1), payment_method="prepaid")
+    cancelled = place_order(buyer, (listing, 1))
     orders.order_cancel(order_id=cancelled.pk, actor=buyer)
     assert order_route(order_id=prepaid.pk).status == OrderStatus.AWAITING_PAYMENT
     assert order_route(order_id=cancelled.pk).status == OrderStatus.CANCELLED
@@ -282,7 +268,7 @@ def test_capacity_locks_are_taken_per_center_in_id_order_before_any_booking(coun
     buyer = BuyerFactory(village=county["south_village"])
     far = create_listing(FarmerFactory(village=county["north_village"]))
     near = create_listing(FarmerFactory(village=county["south_village"]))
-    order = place(buyer, (far, 1), (near, 1))
+    order = place_order(buyer, (far, 1), (near, 1))
     with CaptureQueriesContext(connection) as queries:
         order_route(order_id=order.pk)
     sql = [q["sql"] for q in queries.captured_queries]
@@ -298,13 +284,8 @@ def test_capacity_locks_are_taken_per_center_in_id_order_before_any_booking(coun
 def test_a_batch_routes_the_given_order_and_the_oldest_waiting_ones(county, morning):
     listing = create_listing(FarmerFactory(village=county["north_village"]))
     buyer = BuyerFactory(village=county["south_village"])
-    placed = [place(buyer, (listing, 1)) for _ in range(5)]
-    prepaid = orders.order_place(
-        buyer=buyer,
-        lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal(1))],
-        delivery_method="home",
-        payment_method="prepaid",
-    )
+    placed = [place_order(buyer, (listing, 1)) for _ in range(5)]
+    prepaid = place_order(buyer, (listing, 1), payment_method="prepaid")
 
     routed = routing.orders_route_batch(order_id=placed[3].pk, size=3)
 
@@ -337,7 +318,7 @@ def test_a_batch_books_capacity_as_one_order_after_another(county, morning):
         quantity_available=Decimal("1000"),
     )
     placed = [
-        place(BuyerFactory(village=county["north_village"]), (listing, kg))
+        place_order(BuyerFactory(village=county["north_village"]), (listing, kg))
         for kg in (60, 30, 60, 150, 10)
     ]
 
@@ -371,7 +352,7 @@ def test_an_order_without_room_stays_placed_and_the_rest_of_the_batch_goes_on(
         quantity_available=Decimal("1000"),
     )
     buyer = BuyerFactory(village=county["north_village"])
-    first, second, third = (place(buyer, (listing, kg)) for kg in (90, 90, 90))
+    first, second, third = (place_order(buyer, (listing, kg)) for kg in (90, 90, 90))
 
     assert routing.orders_route_batch(order_id=first.pk, size=10) == [first.pk, second.pk]
 
@@ -391,7 +372,7 @@ def test_a_batch_costs_the_same_statements_for_two_orders_or_twenty(county, morn
 
     def route_batch(count: int) -> int:
         placed = [
-            place(BuyerFactory(village=county["south_village"]), *[(x, 1) for x in listings])
+            place_order(BuyerFactory(village=county["south_village"]), *[(x, 1) for x in listings])
             for _ in range(count)
         ]
         with CaptureQueriesContext(connection) as queries:
@@ -418,8 +399,8 @@ def test_a_transfer_without_room_at_the_destination_gives_its_pickup_day_back(
     )
     near = create_listing(FarmerFactory(village=county["south_village"]), unit="kg")
     buyer = BuyerFactory(village=county["south_village"])
-    stuck = place(buyer, (far, 90))  # north pickup tomorrow; south full on both days after
-    local = place(buyer, (near, 5))  # south, tomorrow: still room
+    stuck = place_order(buyer, (far, 90))  # north pickup tomorrow; south full on both days after
+    local = place_order(buyer, (near, 5))  # south, tomorrow: still room
 
     assert routing.orders_route_batch(order_id=stuck.pk, size=10) == [local.pk]
 
@@ -435,7 +416,7 @@ def test_a_transfer_without_room_at_the_destination_gives_its_pickup_day_back(
 def test_a_batch_without_an_order_takes_the_oldest_waiting_ones(county, morning):
     listing = create_listing(FarmerFactory(village=county["north_village"]))
     buyer = BuyerFactory(village=county["south_village"])
-    placed = [place(buyer, (listing, 1)) for _ in range(3)]
+    placed = [place_order(buyer, (listing, 1)) for _ in range(3)]
 
     assert routing.orders_route_batch(order_id=None, size=2) == [placed[0].pk, placed[1].pk]
     assert Order.objects.get(pk=placed[2].pk).status == OrderStatus.PLACED

@@ -18,7 +18,7 @@ from marketplace.accounts.models import User
 from marketplace.celery import app as celery_app
 from orders import services as orders
 from orders.models import Notification, NotificationKind, Order, OrderStatus
-from tests.factories import BuyerFactory, FarmerFactory, create_listing
+from tests.factories import BuyerFactory, FarmerFactory, create_listing, place_order
 from tests.worker import RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,14 +37,7 @@ def place_orders(count: int, shop: tuple[User, list[Listing]] | None = None) -> 
     placed = []
     for n in range(count):
         pair = (listings[n % 4], listings[(n + 1) % 4])
-        placed.append(
-            orders.order_place(
-                buyer=buyer,
-                lines=[orders.LineRequest(listing_id=x.pk, quantity=Decimal(1)) for x in pair],
-                delivery_method="home",
-                payment_method="cod",
-            )
-        )
+        placed.append(place_order(buyer, *pair))
     return placed
 
 

@@ -40,6 +40,7 @@ from tests.factories import (
     StaffFactory,
     VillageFactory,
     create_listing,
+    place_order,
 )
 from tests.listings.test_photos import wait_for_lock_waiters
 from tests.logistics.test_shipments import rescheduled
@@ -53,13 +54,7 @@ def village_near(center, dlat, dlng):
 
 
 def routed_order(buyer, *lines):
-    order = orders.order_place(
-        buyer=buyer,
-        lines=[orders.LineRequest(listing_id=x.pk, quantity=Decimal(q)) for x, q in lines],
-        delivery_method="home",
-        payment_method="cod",
-    )
-    return order_route(order_id=order.pk)
+    return order_route(order_id=place_order(buyer, *lines).pk)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from logistics.models import ScheduleRun, ServiceCenter, Shipment, ShipmentStatu
 from logistics.services import schedule, shipments
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion
-from orders import services as orders
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -20,6 +19,7 @@ from tests.factories import (
     StaffFactory,
     VillageFactory,
     create_listing,
+    place_order,
 )
 
 pytestmark = pytest.mark.django_db
@@ -35,12 +35,7 @@ def village_at(center: ServiceCenter, km: float, degrees: float):
 
 
 def shipment_of(buyer, listing, kg: int, *, delivery_method: str = "home") -> Shipment:
-    order = orders.order_place(
-        buyer=buyer,
-        lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal(kg))],
-        delivery_method=delivery_method,
-        payment_method="cod",
-    )
+    order = place_order(buyer, (listing, kg), delivery_method=delivery_method)
     order_route(order_id=order.pk)
     return Shipment.objects.get(order=order)
 

@@ -27,13 +27,13 @@ from logistics.routing import UnassignedReason
 from logistics.services import schedule, schedule_zones
 from logistics.services.routing import order_route
 from marketplace.celery import app as celery_app
-from orders import services as orders
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
     ServiceCenterFactory,
     VillageFactory,
     create_listing,
+    place_order,
 )
 from tests.worker import WorkerProcess
 
@@ -50,13 +50,7 @@ def village_at(center: ServiceCenter, km: float, degrees: float):
 
 
 def routed_order(buyer, *lines):
-    order = orders.order_place(
-        buyer=buyer,
-        lines=[orders.LineRequest(listing_id=x.pk, quantity=Decimal(q)) for x, q in lines],
-        delivery_method="home",
-        payment_method="cod",
-    )
-    return order_route(order_id=order.pk)
+    return order_route(order_id=place_order(buyer, *lines).pk)
 
 
 @pytest.fixture

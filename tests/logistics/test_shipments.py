@@ -36,6 +36,7 @@ from tests.factories import (
     StaffFactory,
     VillageFactory,
     create_listing,
+    place_order,
 )
 from tests.listings.test_photos import wait_for_lock_waiters
 from tests.orders.test_payments import in_thread
@@ -50,12 +51,7 @@ def world():
     buyer = BuyerFactory(village=VillageFactory(service_center=south))
     farmer = FarmerFactory(village=VillageFactory(service_center=north))
     listing = create_listing(farmer, unit="kg", price=Decimal("10.00"))
-    order = orders.order_place(
-        buyer=buyer,
-        lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal("8"))],
-        delivery_method="home",
-        payment_method="cod",
-    )
+    order = place_order(buyer, (listing, 8))
     order_route(order_id=order.pk)
     shipment = Shipment.objects.get(order=order)
     return {
@@ -213,13 +209,7 @@ def rescheduled() -> list[tuple]:
 
 
 def place_home(buyer, *lines) -> Order:
-    order = orders.order_place(
-        buyer=buyer,
-        lines=[orders.LineRequest(listing_id=x.pk, quantity=Decimal(q)) for x, q in lines],
-        delivery_method="home",
-        payment_method="cod",
-    )
-    return order_route(order_id=order.pk)
+    return order_route(order_id=place_order(buyer, *lines).pk)
 
 
 def test_a_failed_delivery_tells_the_buyer_the_new_day_once_for_the_whole_order(world, client_for):
@@ -304,15 +294,7 @@ def test_a_pickup_failed_for_good_picks_nothing_up_so_the_order_can_still_be_can
 ):
     settings.MAX_STOP_ATTEMPTS = 1
     other = FarmerFactory(village=world["farmer"].village)
-    order = orders.order_place(
-        buyer=world["buyer"],
-        lines=[
-            orders.LineRequest(listing_id=x.pk, quantity=Decimal("1"))
-            for x in (world["listing"], create_listing(other))
-        ],
-        delivery_method="home",
-        payment_method="cod",
-    )
+    order = place_order(world["buyer"], (world["listing"], 1), (create_listing(other), 1))
     order_route(order_id=order.pk)
     theirs = Shipment.objects.get(order=order, farmer=other)
     stop = stop_for(theirs, world["north"], "pickup")
@@ -348,15 +330,7 @@ def test_goods_that_failed_for_good_are_not_charged_and_go_back_on_sale(
     farmers = [FarmerFactory(village=VillageFactory(service_center=south)) for _ in range(2)]
     fresh = create_listing(farmers[0], unit="kg", price=Decimal("10.00"))
     gone = create_listing(farmers[1], unit="kg", price=Decimal("3.00"))
-    order = orders.order_place(
-        buyer=buyer,
-        lines=[
-            orders.LineRequest(listing_id=fresh.pk, quantity=Decimal(8)),
-            orders.LineRequest(listing_id=gone.pk, quantity=Decimal(5)),
-        ],
-        delivery_method="home",
-        payment_method="cod",
-    )
+    order = place_order(buyer, (fresh, 8), (gone, 5))
     assert (order.subtotal, order.delivery_fee, order.total) == (
         Decimal("95.00"),
         Decimal("7.00"),
@@ -526,15 +500,7 @@ def test_a_rejected_line_lightens_its_farmers_shipment_and_the_last_one_cancels_
     other_farmer = FarmerFactory(village=farmer.village)
     apples = create_listing(farmer, unit="kg", category="fruit")
     eggs = create_listing(other_farmer, unit="kg", category="eggs")
-    order = orders.order_place(
-        buyer=buyer,
-        lines=[
-            orders.LineRequest(listing_id=x.pk, quantity=Decimal(q))
-            for x, q in ((world["listing"], 8), (apples, 2), (eggs, 5))
-        ],
-        delivery_method="home",
-        payment_method="cod",
-    )
+    order = place_order(buyer, (world["listing"], 8), (apples, 2), (eggs, 5))
     order_route(order_id=order.pk)
     mine = Shipment.objects.get(order=order, farmer=farmer)
     theirs = Shipment.objects.get(order=order, farmer=other_farmer)
@@ -576,15 +542,7 @@ def test_a_weighed_pickup_shared_between_shipments_adds_up_and_none_is_negative(
     rounded half up would give the first nine 1.001 kg each and leave the last -0.003."""
     farmer, buyer = world["farmer"], world["buyer"]
     listing = create_listing(farmer, unit="kg", min_order_quantity=Decimal("0.001"))
-    placed = [
-        orders.order_place(
-            buyer=buyer,
-            lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal(kg))],
-            delivery_method="home",
-            payment_method="cod",
-        )
-        for kg in ["1"] * 9 + ["0.001"]
-    ]
+    placed = [place_order(buyer, (listing, kg)) for kg in ["1"] * 9 + ["0.001"]]
     for order in placed:
         order_route(order_id=order.pk)
     together = list(Shipment.objects.filter(order__in=placed).order_by("pk"))
@@ -606,14 +564,7 @@ def test_a_rejected_line_leaves_the_shipment_at_what_its_other_lines_weigh(world
     """Two lines of 1.001 jin (0.5005 kg each): 1.001 kg together; one left: 0.501 kg."""
     farmer, buyer = world["farmer"], world["buyer"]
     jin, more_jin = create_listing(farmer, unit="jin"), create_listing(farmer, unit="jin")
-    order = orders.order_place(
-        buyer=buyer,
-        lines=[
-            orders.LineRequest(listing_id=x.pk, quantity=Decimal("1.001")) for x in (jin, more_jin)
-        ],
-        delivery_method="home",
-        payment_method="cod",
-    )
+    order = place_order(buyer, (jin, "1.001"), (more_jin, "1.001"))
     order_route(order_id=order.pk)
     shipment = Shipment.objects.get(order=order)
     assert shipment.weight_kg == Decimal("1.001")
@@ -727,12 +678,7 @@ def test_goods_collected_at_the_center_keep_their_day_unless_it_is_gone(
     world, client_for, at_local_hour, due_in, delivered_in
 ):
     """No vehicle takes them: no plan to miss. The buyer may come for them on their day."""
-    order = orders.order_place(
-        buyer=world["buyer"],
-        lines=[orders.LineRequest(listing_id=world["listing"].pk, quantity=Decimal(8))],
-        delivery_method="pickup",
-        payment_method="cod",
-    )
+    order = place_order(world["buyer"], (world["listing"], 8), delivery_method="pickup")
     order_route(order_id=order.pk)
     shipment = Shipment.objects.get(order=order)
     today = at_local_hour(22)
@@ -831,15 +777,7 @@ def test_the_order_shows_its_shipments_to_the_buyer_and_each_farmer_their_own(wo
     order = world["order"]
     other_farmer = FarmerFactory(village=VillageFactory(service_center=world["south"]))
     extra = create_listing(other_farmer)
-    second = orders.order_place(
-        buyer=world["buyer"],
-        lines=[
-            orders.LineRequest(listing_id=world["listing"].pk, quantity=Decimal("1")),
-            orders.LineRequest(listing_id=extra.pk, quantity=Decimal("1")),
-        ],
-        delivery_method="home",
-        payment_method="cod",
-    )
+    second = place_order(world["buyer"], (world["listing"], 1), (extra, 1))
     order_route(order_id=second.pk)
     as_buyer = client_for(world["buyer"]).get(f"/api/v1/orders/{second.pk}/").json()
     assert sorted(s["farmer"] for s in as_buyer["shipments"]) == sorted(
@@ -868,12 +806,7 @@ def test_the_order_shows_each_shipments_tracking_events(world, client_for):
 def test_goods_collected_at_the_center_are_handed_over_with_the_buyers_code(world, client_for):
     south, buyer = world["south"], world["buyer"]
     farmer = FarmerFactory(village=VillageFactory(service_center=south))
-    order = orders.order_place(
-        buyer=buyer,
-        lines=[orders.LineRequest(listing_id=create_listing(farmer).pk, quantity=Decimal(2))],
-        delivery_method="pickup",
-        payment_method="cod",
-    )
+    order = place_order(buyer, (create_listing(farmer), 2), delivery_method="pickup")
     order_route(order_id=order.pk)
     shipment = Shipment.objects.get(order=order)
     staff = client_for(world["south_staff"])
@@ -923,15 +856,7 @@ def test_goods_failing_for_good_lock_their_listings_at_once_in_key_order(world, 
     settings.MAX_STOP_ATTEMPTS = 1
     farmer, buyer = world["farmer"], world["buyer"]
     first, second = create_listing(farmer), create_listing(farmer)
-    placed = [
-        orders.order_place(
-            buyer=buyer,
-            lines=[orders.LineRequest(listing_id=listing.pk, quantity=Decimal(1))],
-            delivery_method="home",
-            payment_method="cod",
-        )
-        for listing in (second, first)
-    ]
+    placed = [place_order(buyer, (listing, 1)) for listing in (second, first)]
     for order in placed:
         order_route(order_id=order.pk)
     together = list(Shipment.objects.filter(order__in=placed).order_by("pk"))

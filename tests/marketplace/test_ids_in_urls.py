@@ -1,14 +1,11 @@
 """An object's id in a URL is ASCII digits, on every route: Python's int() also reads other
 scripts' digits, underscores, a sign and spaces, so `/orders/١٢/` would answer order 12."""
 
-from decimal import Decimal
-
 import pytest
 from django.urls import NoReverseMatch, get_resolver, reverse
 
-from orders import services
 from orders.models import Order, OrderStatus
-from tests.factories import BuyerFactory, create_listing
+from tests.factories import BuyerFactory, create_listing, place_order
 
 pytestmark = pytest.mark.django_db
 
@@ -77,12 +74,7 @@ def test_every_api_route_takes_only_ascii_digits_as_an_id():
 def placed():
     listing = create_listing()
     buyer = BuyerFactory(village__service_center=listing.farmer.village.service_center)
-    order = services.order_place(
-        buyer=buyer,
-        lines=[services.LineRequest(listing_id=listing.pk, quantity=Decimal("1"))],
-        delivery_method="pickup",
-        payment_method="cod",
-    )
+    order = place_order(buyer, (listing, 1), delivery_method="pickup")
     return buyer, order
 
 

@@ -15,7 +15,7 @@ from marketplace.accounts.models import User
 from orders import payments, services
 from orders.admin import OPERATOR_CANCEL_REASON
 from orders.models import LineStatus, Notification, OrderEvent, OrderStatus, Review
-from tests.factories import BuyerFactory, create_listing
+from tests.factories import BuyerFactory, create_listing, place_order
 
 CHANGELIST = "/admin/orders/order/"
 
@@ -36,15 +36,6 @@ def operator(operator_user) -> Client:
     return client
 
 
-def place(buyer, listing, quantity="2"):
-    return services.order_place(
-        buyer=buyer,
-        lines=[services.LineRequest(listing_id=listing.pk, quantity=Decimal(quantity))],
-        delivery_method="home",
-        payment_method="cod",
-    )
-
-
 def cancel(client: Client, *orders):
     return client.post(
         CHANGELIST,
@@ -55,7 +46,7 @@ def cancel(client: Client, *orders):
 
 def test_the_pages_render(operator):
     buyer = BuyerFactory(name="王五")
-    order = place(buyer, create_listing())
+    order = place_order(buyer, (create_listing(), 2))
     for query in ({}, {"q": str(order.pk)}, {"q": "王五"}, {"status__exact": "placed"}):
         page = operator.get(CHANGELIST, query)
         assert page.status_code == 200
@@ -74,7 +65,7 @@ def test_the_pages_render(operator):
 
 
 def test_nothing_is_saved_from_the_change_page(operator):
-    order = place(BuyerFactory(), create_listing())
+    order = place_order(BuyerFactory(), (create_listing(), 2))
     response = operator.post(f"{CHANGELIST}{order.pk}/change/", {"status": "delivered"})
     assert response.status_code == 403
     order.refresh_from_db()
@@ -84,7 +75,7 @@ def test_nothing_is_saved_from_the_change_page(operator):
 def test_the_cancel_action_cancels_and_restocks(operator, operator_user):
     listing = create_listing(quantity_available=Decimal("10"))
     buyer = BuyerFactory()
-    order = place(buyer, listing, "4")
+    order = place_order(buyer, (listing, 4))
     assert Listing.objects.get(pk=listing.pk).quantity_available == Decimal("6.000")
 
     response = cancel(operator, order)
@@ -113,7 +104,8 @@ def test_the_cancel_action_cancels_and_restocks(operator, operator_user):
 
 def test_a_refused_cancel_is_reported_and_changes_nothing(operator):
     listing = create_listing(quantity_available=Decimal("10"))
-    on_the_road, still_placed = place(BuyerFactory(), listing), place(BuyerFactory(), listing)
+    on_the_road = place_order(BuyerFactory(), (listing, 2))
+    still_placed = place_order(BuyerFactory(), (listing, 2))
     for status in (OrderStatus.CONFIRMED, OrderStatus.IN_TRANSIT):
         services.order_transition(order=services.order_lock(on_the_road.pk), to_status=status)
 
@@ -138,7 +130,7 @@ def test_a_refused_cancel_is_reported_and_changes_nothing(operator):
 
 def test_records_are_not_editable(operator):
     buyer = BuyerFactory()
-    order = place(buyer, create_listing())
+    order = place_order(buyer, (create_listing(), 2))
     review = Review.objects.create(order=order, buyer=buyer, rating=5)
     response = operator.post(f"/admin/orders/review/{review.pk}/change/", {"rating": 1})
     assert response.status_code == 403
@@ -165,11 +157,8 @@ def refund_owed(price="10.00"):
     """A prepaid order (1 × price, picked up: no fee), paid, then cancelled by its farmer
     rejecting its only line: all it cost is owed back, and its cancel names the farmer."""
     listing = create_listing(price=Decimal(price))
-    order = services.order_place(
-        buyer=BuyerFactory(),
-        lines=[services.LineRequest(listing_id=listing.pk, quantity=Decimal(1))],
-        delivery_method="pickup",
-        payment_method="prepaid",
+    order = place_order(
+        BuyerFactory(), (listing, 1), delivery_method="pickup", payment_method="prepaid"
     )
     paid(order, order.total)
     line = order.lines.get()
@@ -197,7 +186,7 @@ def refunds_listed(page: str) -> dict[int, str]:
 
 def test_the_list_shows_each_orders_refund_due_in_as_many_queries_for_any_number(operator):
     owed, _farmer = refund_owed("12.50")
-    nothing_owed = place(BuyerFactory(), create_listing())
+    nothing_owed = place_order(BuyerFactory(), (create_listing(), 2))
     page = operator.get(CHANGELIST).content.decode()
     assert "Refund due" in page
     assert refunds_listed(page) == {owed.pk: "12.50", nothing_owed.pk: "0.00"}

@@ -1,8 +1,6 @@
 """An order's events as each viewer sees them: a farmer sees every status change, but not
 who made one that is another farmer's doing, nor why (their rejected line and its reason)."""
 
-from decimal import Decimal
-
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -16,6 +14,7 @@ from tests.factories import (
     StaffFactory,
     VillageFactory,
     create_listing,
+    place_order,
 )
 
 ORDERS = "/api/v1/orders/"
@@ -33,15 +32,7 @@ def two_farmers_rejected(client_for):
     farmer_a = FarmerFactory(village=VillageFactory(service_center=center))
     farmer_b = FarmerFactory(village=VillageFactory(service_center=center))
     a, b = create_listing(farmer_a), create_listing(farmer_b)
-    order = services.order_place(
-        buyer=buyer,
-        lines=[
-            services.LineRequest(listing_id=a.pk, quantity=Decimal(1)),
-            services.LineRequest(listing_id=b.pk, quantity=Decimal(2)),
-        ],
-        delivery_method="home",
-        payment_method="cod",
-    )
+    order = place_order(buyer, (a, 1), (b, 2))
     reasons = ((farmer_a, a, "下雨没摘"), (farmer_b, b, "家里有事，138-0000-1111"))
     for farmer, listing, reason in reasons:
         line = order.lines.get(listing=listing)
@@ -94,15 +85,7 @@ def test_a_farmer_sees_another_farmers_cancel_without_its_actor_and_reason(
 def test_a_cancel_by_the_buyer_or_staff_shows_every_farmer_who_and_why(client_for):
     buyer = BuyerFactory()
     a, b = create_listing(), create_listing()
-    order = services.order_place(
-        buyer=buyer,
-        lines=[
-            services.LineRequest(listing_id=a.pk, quantity=Decimal(1)),
-            services.LineRequest(listing_id=b.pk, quantity=Decimal(1)),
-        ],
-        delivery_method="home",
-        payment_method="cod",
-    )
+    order = place_order(buyer, (a, 1), (b, 1))
     services.order_cancel(order_id=order.pk, actor=buyer, reason="买多了")
     for farmer in (a.farmer, b.farmer):
         seen = client_for(farmer).get(f"{ORDERS}{order.pk}/").json()
@@ -116,12 +99,7 @@ def test_the_migration_names_the_farmer_of_each_cancel_by_a_last_rejected_line()
     one by the buyer, even with a reason that reads the same, is nobody's."""
     buyer, farmer = BuyerFactory(), FarmerFactory()
     listing = create_listing(farmer)
-    order = services.order_place(
-        buyer=buyer,
-        lines=[services.LineRequest(listing_id=listing.pk, quantity=Decimal(1))],
-        delivery_method="pickup",
-        payment_method="cod",
-    )
+    order = place_order(buyer, (listing, 1), delivery_method="pickup")
     order.lines.update(status=LineStatus.REJECTED)
     executor = MigrationExecutor(connection)
     executor.migrate([("orders", "0005_notification_goods_not_delivered")])

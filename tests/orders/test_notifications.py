@@ -16,7 +16,7 @@ from django.utils import timezone
 from marketplace.celery import pending_taken
 from orders import notifications, services
 from orders.models import Notification, NotificationKind, Order, OrderStatus
-from tests.factories import BuyerFactory, FarmerFactory, create_listing
+from tests.factories import BuyerFactory, FarmerFactory, create_listing, place_order
 
 NOTIFICATIONS = "/api/v1/notifications/"
 
@@ -63,15 +63,6 @@ def recording(settings):
     return RecordingBackend.sent
 
 
-def place(buyer, *lines, payment_method="cod"):
-    return services.order_place(
-        buyer=buyer,
-        lines=[services.LineRequest(listing_id=x.pk, quantity=Decimal(q)) for x, q in lines],
-        delivery_method="home",
-        payment_method=payment_method,
-    )
-
-
 def told(order=None):
     """(user, kind) of every notification (of the order), oldest first."""
     rows = Notification.objects.order_by("id")
@@ -92,7 +83,7 @@ def two_farmers_order(db):
         unit_weight_kg=Decimal("0.7"),
         price=Decimal("18.00"),
     )
-    order = place(buyer, (tomatoes, "4"), (cabbage, "2.5"), (eggs, "1"))
+    order = place_order(buyer, (tomatoes, "4"), (cabbage, "2.5"), (eggs, "1"))
     return order, buyer, farmer_a, farmer_b
 
 
@@ -114,7 +105,7 @@ class TestWhoIsTold:
         )
 
         with django_capture_on_commit_callbacks(execute=False) as enqueued:
-            order = place(buyer, (tomatoes, "4"), (cabbage, "2.5"), (eggs, "1"))
+            order = place_order(buyer, (tomatoes, "4"), (cabbage, "2.5"), (eggs, "1"))
 
         assert told(order) == [
             (buyer.pk, NotificationKind.ORDER_PLACED),
@@ -147,7 +138,7 @@ class TestWhoIsTold:
     def test_a_refused_order_tells_nobody(self):
         listing = create_listing(quantity_available=Decimal("1"))
         with pytest.raises(services.ConflictError):
-            place(BuyerFactory(), (listing, "2"))
+            place_order(BuyerFactory(), (listing, "2"))
         assert Notification.objects.count() == 0
 
     def test_rejecting_a_line_tells_the_buyer_the_new_total(self, two_farmers_order):
@@ -198,7 +189,7 @@ class TestWhoIsTold:
 
     def test_rejecting_the_last_line_tells_the_buyer_it_is_cancelled(self):
         buyer, listing = BuyerFactory(), create_listing(title="韭菜")
-        order = place(buyer, (listing, "1"))
+        order = place_order(buyer, (listing, "1"))
         Notification.objects.all().delete()
 
         services.order_line_reject(
@@ -211,7 +202,7 @@ class TestWhoIsTold:
 
     def test_prepaid_farmers_hear_of_it_once_paid(self):
         buyer, farmer = BuyerFactory(), FarmerFactory()
-        order = place(buyer, (create_listing(farmer), "2"), payment_method="prepaid")
+        order = place_order(buyer, (create_listing(farmer), "2"), payment_method="prepaid")
         assert told() == [(buyer.pk, NotificationKind.ORDER_PLACED)]
         assert Notification.objects.get().title == "订单待付款"
         assert Notification.objects.get().data["payment_due_at"] == order.payment_due_at.isoformat()
@@ -225,7 +216,7 @@ class TestWhoIsTold:
 
     def test_an_unpaid_order_expiring_tells_the_buyer_only(self):
         buyer = BuyerFactory()
-        order = place(buyer, (create_listing(), "2"), payment_method="prepaid")
+        order = place_order(buyer, (create_listing(), "2"), payment_method="prepaid")
         Notification.objects.all().delete()
 
         services.order_cancel(order_id=order.pk, actor=None, reason="payment_expired")
@@ -235,7 +226,7 @@ class TestWhoIsTold:
 
     def test_an_unpaid_order_cancelled_by_the_buyer_does_not_bother_the_farmer(self):
         buyer = BuyerFactory()
-        order = place(buyer, (create_listing(), "2"), payment_method="prepaid")
+        order = place_order(buyer, (create_listing(), "2"), payment_method="prepaid")
         Notification.objects.all().delete()
         services.order_cancel(order_id=order.pk, actor=buyer)
         assert told() == [(buyer.pk, NotificationKind.ORDER_CANCELLED)]
@@ -569,7 +560,7 @@ def wait_until_sent(notification_ids, timeout: float = 20) -> list[Notification]
 class TestWithTheWorker:
     def test_the_worker_sends_every_notification_of_a_placed_order(self, celery_worker):
         buyer, farmer_a, farmer_b = BuyerFactory(), FarmerFactory(), FarmerFactory()
-        order = place(buyer, (create_listing(farmer_a), "1"), (create_listing(farmer_b), "1"))
+        order = place_order(buyer, (create_listing(farmer_a), "1"), (create_listing(farmer_b), "1"))
         ids = list(Notification.objects.filter(order=order).values_list("id", flat=True))
         assert len(ids) == 3
 

@@ -14,20 +14,11 @@ from tests.factories import (
     StaffFactory,
     VillageFactory,
     create_listing,
+    place_order,
 )
 
 pytestmark = pytest.mark.django_db
 ORDERS = "/api/v1/orders/"
-
-
-def place(buyer, *lines, **kwargs):
-    return services.order_place(
-        buyer=buyer,
-        lines=[services.LineRequest(listing_id=x.pk, quantity=Decimal(q)) for x, q in lines],
-        delivery_method=kwargs.pop("delivery_method", "home"),
-        payment_method=kwargs.pop("payment_method", "cod"),
-        **kwargs,
-    )
 
 
 def quantity(listing):
@@ -37,7 +28,7 @@ def quantity(listing):
 def test_buyer_cancels_and_stock_comes_back_once(client_for):
     buyer = BuyerFactory()
     listing = create_listing(quantity_available=Decimal("5"))
-    order = place(buyer, (listing, 5))
+    order = place_order(buyer, (listing, 5))
     assert Listing.objects.get(pk=listing.pk).status == ListingStatus.SOLD_OUT
     client = client_for(buyer)
     first = client.post(f"{ORDERS}{order.pk}/cancel/", {"reason": "买多了"}, format="json")
@@ -57,7 +48,7 @@ def test_buyer_cancels_and_stock_comes_back_once(client_for):
 def test_no_cancel_once_on_the_road(client_for):
     buyer = BuyerFactory()
     listing = create_listing()
-    order = place(buyer, (listing, 2))
+    order = place_order(buyer, (listing, 2))
     for status in (OrderStatus.CONFIRMED, OrderStatus.IN_TRANSIT):
         services.order_transition(order=services.order_lock(order.pk), to_status=status)
     response = client_for(buyer).post(f"{ORDERS}{order.pk}/cancel/", format="json")
@@ -68,7 +59,7 @@ def test_no_cancel_once_on_the_road(client_for):
 
 
 def test_the_status_table_refuses_a_jump_and_writes_no_event():
-    order = place(BuyerFactory(), (create_listing(), 1))
+    order = place_order(BuyerFactory(), (create_listing(), 1))
     with pytest.raises(services.ConflictError) as refused:
         services.order_transition(
             order=services.order_lock(order.pk), to_status=OrderStatus.DELIVERED
@@ -88,7 +79,7 @@ def test_a_farmer_never_learns_where_the_buyer_of_an_order_cancelled_unconfirmed
     client_for,
 ):
     buyer, listing = BuyerFactory(), create_listing()
-    order = place(buyer, (listing, 1))
+    order = place_order(buyer, (listing, 1))
     services.order_cancel(order_id=order.pk, actor=buyer)
     seen = client_for(listing.farmer).get(f"{ORDERS}{order.pk}/").json()
     assert seen["status"] == "cancelled"
@@ -112,7 +103,7 @@ def test_a_farmer_never_learns_where_the_buyer_of_an_order_cancelled_unconfirmed
 def test_farmer_rejects_a_line_total_drops_and_the_order_goes_on(client_for, a, b, before, after):
     (price_a, quantity_a), (price_b, quantity_b) = a, b
     a, b = create_listing(price=Decimal(price_a)), create_listing(price=Decimal(price_b))
-    order = place(BuyerFactory(), (a, quantity_a), (b, quantity_b))
+    order = place_order(BuyerFactory(), (a, quantity_a), (b, quantity_b))
     assert (order.subtotal, order.delivery_fee, order.total) == tuple(map(Decimal, before))
     line_b = order.lines.get(listing=b)
     response = client_for(b.farmer).post(
@@ -133,7 +124,7 @@ def test_farmer_rejects_a_line_total_drops_and_the_order_goes_on(client_for, a, 
 def test_no_line_is_rejected_while_the_buyer_is_paying(client_for):
     buyer = BuyerFactory()
     a, b = create_listing(price=Decimal("10.00")), create_listing(price=Decimal("4.00"))
-    order = place(buyer, (a, 1), (b, 1), payment_method="prepaid")
+    order = place_order(buyer, (a, 1), (b, 1), payment_method="prepaid")
     line_b = order.lines.get(listing=b)
     response = client_for(b.farmer).post(
         f"{ORDERS}{order.pk}/lines/{line_b.pk}/reject/", {"reason": "坏了"}, format="json"
@@ -148,7 +139,7 @@ def test_no_line_is_rejected_while_the_buyer_is_paying(client_for):
 
 def test_rejecting_the_last_line_cancels_the_order(client_for):
     listing = create_listing()
-    order = place(BuyerFactory(), (listing, 2))
+    order = place_order(BuyerFactory(), (listing, 2))
     line = order.lines.get()
     client_for(listing.farmer).post(
         f"{ORDERS}{order.pk}/lines/{line.pk}/reject/", {"reason": "卖完了"}, format="json"
@@ -160,7 +151,7 @@ def test_rejecting_the_last_line_cancels_the_order(client_for):
 
 def test_only_the_lines_farmer_rejects(client_for):
     a, b = create_listing(), create_listing()
-    order = place(BuyerFactory(), (a, 1), (b, 1))
+    order = place_order(BuyerFactory(), (a, 1), (b, 1))
     line_b = order.lines.get(listing=b)
     response = client_for(a.farmer).post(
         f"{ORDERS}{order.pk}/lines/{line_b.pk}/reject/", {"reason": "x"}, format="json"
@@ -180,7 +171,7 @@ def test_visibility(client_for):
     farmer_a = FarmerFactory(village=VillageFactory(service_center=north))
     farmer_b = FarmerFactory(village=VillageFactory(service_center=north))
     a, b = create_listing(farmer_a, price=Decimal("10.00")), create_listing(farmer_b)
-    order = place(buyer, (a, 2), (b, 1))
+    order = place_order(buyer, (a, 2), (b, 1))
     url = f"{ORDERS}{order.pk}/"
 
     mine = client_for(buyer).get(url).json()
@@ -226,7 +217,7 @@ def test_visibility(client_for):
 
 def test_farmer_cannot_cancel_a_buyers_order(client_for):
     listing = create_listing()
-    order = place(BuyerFactory(), (listing, 1))
+    order = place_order(BuyerFactory(), (listing, 1))
     response = client_for(listing.farmer).post(f"{ORDERS}{order.pk}/cancel/", format="json")
     assert response.status_code == 403
     assert Order.objects.get().status == OrderStatus.PLACED
@@ -237,7 +228,7 @@ def test_list_filters_by_status_and_date_with_constant_queries(
 ):
     buyer = BuyerFactory()
     listing = create_listing()
-    orders = [place(buyer, (listing, 1)) for _ in range(3)]
+    orders = [place_order(buyer, (listing, 1)) for _ in range(3)]
     services.order_cancel(order_id=orders[0].pk, actor=buyer)
     client = client_for(buyer)
     cancelled = client.get(ORDERS, {"status": "cancelled"}).json()
@@ -251,6 +242,6 @@ def test_list_filters_by_status_and_date_with_constant_queries(
     with django_assert_num_queries(6):
         client.get(ORDERS)
     for _ in range(5):
-        place(buyer, (listing, 1))
+        place_order(buyer, (listing, 1))
     with django_assert_num_queries(6):
         client.get(ORDERS)

@@ -18,7 +18,7 @@ import listings.services
 import orders.services
 from listings.models import Listing
 from orders.models import Order, OrderLine, OrderStatus
-from tests.factories import BuyerFactory, create_listing
+from tests.factories import BuyerFactory, create_listing, place_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORDERS = "/api/v1/orders/"
@@ -87,12 +87,7 @@ def test_50_carts_with_the_same_listings_in_shuffled_order_never_deadlock():
 def test_two_cancels_at_once_give_stock_back_exactly_once():
     buyer = BuyerFactory()
     listing = create_listing(quantity_available=Decimal("10"))
-    order = orders.services.order_place(
-        buyer=buyer,
-        lines=[orders.services.LineRequest(listing_id=listing.pk, quantity=Decimal("4"))],
-        delivery_method="home",
-        payment_method="cod",
-    )
+    order = place_order(buyer, (listing, 4))
     access = token(buyer)
 
     def cancel():
@@ -110,12 +105,7 @@ def test_the_lock_is_taken_before_the_stock_is_written():
     listing = create_listing()
     buyer = BuyerFactory()
     with CaptureQueriesContext(connection) as queries:
-        orders.services.order_place(
-            buyer=buyer,
-            lines=[orders.services.LineRequest(listing_id=listing.pk, quantity=Decimal("1"))],
-            delivery_method="home",
-            payment_method="cod",
-        )
+        place_order(buyer, (listing, 1))
     sql = [q["sql"] for q in queries.captured_queries]
     table = '"listings_listing"'
     lock = next(i for i, s in enumerate(sql) if table in s and "FOR UPDATE" in s)

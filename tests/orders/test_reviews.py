@@ -1,27 +1,16 @@
 """Reviews: once delivered, one per order, 1 to 5 (by the database too), and the farmers'
 rating on their public profile."""
 
-from decimal import Decimal
-
 import pytest
 from django.db import IntegrityError, transaction
 
 from orders import services
 from orders.models import Order, OrderStatus, Review
-from tests.factories import BuyerFactory, FarmerFactory, create_listing
+from tests.factories import BuyerFactory, FarmerFactory, create_listing, place_order
 
 pytestmark = pytest.mark.django_db
 ORDERS = "/api/v1/orders/"
 DELIVERY = (OrderStatus.CONFIRMED, OrderStatus.IN_TRANSIT, OrderStatus.DELIVERED)
-
-
-def place(buyer, *listings):
-    return services.order_place(
-        buyer=buyer,
-        lines=[services.LineRequest(listing_id=x.pk, quantity=Decimal(1)) for x in listings],
-        delivery_method="home",
-        payment_method="cod",
-    )
 
 
 def move(order, *statuses):
@@ -42,7 +31,7 @@ def profile(api, farmer):
 
 def test_a_delivered_order_is_reviewed_once_and_counts_for_each_of_its_farmers(api, client_for):
     buyer, farmer_a, farmer_b = BuyerFactory(), FarmerFactory(), FarmerFactory()
-    order = place(
+    order = place_order(
         buyer, create_listing(farmer_a), create_listing(farmer_a), create_listing(farmer_b)
     )
     move(order, *DELIVERY)
@@ -65,7 +54,7 @@ def test_a_delivered_order_is_reviewed_once_and_counts_for_each_of_its_farmers(a
     assert profile(api, farmer_a) == ("4.00", 1)
     assert profile(api, farmer_b) == ("4.00", 1)
 
-    second = place(buyer, create_listing(farmer_a))
+    second = place_order(buyer, create_listing(farmer_a))
     move(second, *DELIVERY)
     client_for(buyer).post(review_url(second), {"rating": 5}, format="json")
     assert profile(api, farmer_a) == ("4.50", 2)
@@ -75,7 +64,7 @@ def test_a_delivered_order_is_reviewed_once_and_counts_for_each_of_its_farmers(a
 def test_the_average_is_rounded_to_two_decimals(api, client_for):
     buyer, farmer = BuyerFactory(), FarmerFactory()
     for rating in (5, 4, 4):
-        order = place(buyer, create_listing(farmer))
+        order = place_order(buyer, create_listing(farmer))
         move(order, *DELIVERY)
         assert client_for(buyer).post(review_url(order), {"rating": rating}).status_code == 201
     assert profile(api, farmer) == ("4.33", 3)
@@ -83,7 +72,7 @@ def test_the_average_is_rounded_to_two_decimals(api, client_for):
 
 def test_a_farmer_whose_line_was_rejected_is_not_rated_for_the_order(api, client_for):
     buyer, kept, rejecting = BuyerFactory(), FarmerFactory(), FarmerFactory()
-    order = place(buyer, create_listing(kept), create_listing(rejecting))
+    order = place_order(buyer, create_listing(kept), create_listing(rejecting))
     line = order.lines.get(farmer=rejecting)
     services.order_line_reject(order_id=order.pk, line_id=line.pk, farmer=rejecting, reason="x")
     move(order, *DELIVERY)
@@ -96,7 +85,7 @@ def test_a_farmer_whose_line_was_rejected_is_not_rated_for_the_order(api, client
 
 def test_a_partially_delivered_order_may_be_reviewed(client_for):
     buyer = BuyerFactory()
-    order = place(buyer, create_listing())
+    order = place_order(buyer, create_listing())
     move(order, OrderStatus.CONFIRMED, OrderStatus.IN_TRANSIT, OrderStatus.PARTIALLY_DELIVERED)
     assert client_for(buyer).post(review_url(order), {"rating": 3}).status_code == 201
 
@@ -108,7 +97,7 @@ def test_a_partially_delivered_order_may_be_reviewed(client_for):
 )
 def test_not_before_delivery_and_nothing_is_stored(client_for, statuses):
     buyer = BuyerFactory()
-    order = place(buyer, create_listing())
+    order = place_order(buyer, create_listing())
     move(order, *statuses)
 
     response = client_for(buyer).post(review_url(order), {"rating": 5}, format="json")
@@ -122,7 +111,7 @@ def test_not_before_delivery_and_nothing_is_stored(client_for, statuses):
 
 def test_a_second_review_is_refused_and_the_first_stays(client_for):
     buyer = BuyerFactory()
-    order = place(buyer, create_listing())
+    order = place_order(buyer, create_listing())
     move(order, *DELIVERY)
     client = client_for(buyer)
     assert client.post(review_url(order), {"rating": 5}, format="json").status_code == 201
@@ -137,7 +126,7 @@ def test_a_second_review_is_refused_and_the_first_stays(client_for):
 @pytest.mark.parametrize("rating", [0, 6, "", None])
 def test_a_rating_outside_one_to_five_is_400(client_for, rating):
     buyer = BuyerFactory()
-    order = place(buyer, create_listing())
+    order = place_order(buyer, create_listing())
     move(order, *DELIVERY)
 
     response = client_for(buyer).post(review_url(order), {"rating": rating}, format="json")
@@ -149,7 +138,7 @@ def test_a_rating_outside_one_to_five_is_400(client_for, rating):
 
 def test_only_the_orders_buyer_reviews(client_for):
     farmer = FarmerFactory()
-    order = place(BuyerFactory(), create_listing(farmer))
+    order = place_order(BuyerFactory(), create_listing(farmer))
     move(order, *DELIVERY)
 
     stranger = client_for(BuyerFactory()).post(review_url(order), {"rating": 5}, format="json")
@@ -165,7 +154,7 @@ def test_only_the_orders_buyer_reviews(client_for):
 
 def test_the_database_refuses_a_rating_of_six():
     buyer = BuyerFactory()
-    order = place(buyer, create_listing())
+    order = place_order(buyer, create_listing())
     move(order, *DELIVERY)
     review = services.order_review(order_id=order.pk, buyer=buyer, rating=5)
 
@@ -175,7 +164,7 @@ def test_the_database_refuses_a_rating_of_six():
     review.refresh_from_db()
     assert review.rating == 5
     # Through the service too: the check violation stays an error, not "already reviewed".
-    other = place(buyer, create_listing())
+    other = place_order(buyer, create_listing())
     move(other, *DELIVERY)
     with pytest.raises(IntegrityError):
         services.order_review(order_id=other.pk, buyer=buyer, rating=6)
@@ -184,7 +173,7 @@ def test_the_database_refuses_a_rating_of_six():
 def test_the_profile_is_one_query(api, client_for, django_assert_num_queries):
     buyer, farmer = BuyerFactory(), FarmerFactory()
     for _ in range(3):
-        order = place(buyer, create_listing(farmer))
+        order = place_order(buyer, create_listing(farmer))
         move(order, *DELIVERY)
         client_for(buyer).post(review_url(order), {"rating": 5}, format="json")
     with django_assert_num_queries(1):
