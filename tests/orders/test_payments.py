@@ -24,7 +24,7 @@ from listings.services import listing_update
 from marketplace.celery import app as celery_app
 from orders.models import Notification, Order, OrderEvent, OrderStatus, PaymentEvent
 from orders.tasks import expire_unpaid_orders
-from tests.factories import BuyerFactory, create_listing
+from tests.factories import BuyerFactory, create_listing, place_order
 
 WEBHOOK = "/api/v1/payments/webhook/"
 SECRET = "test-webhook-secret-0123456789abcdef"
@@ -44,12 +44,7 @@ def new_listing():
 
 def place_prepaid(listing):
     """2 × 10.00 plus 5.00 home delivery: 25.00 to pay."""
-    return orders.services.order_place(
-        buyer=BuyerFactory(),
-        lines=[orders.services.LineRequest(listing_id=listing.pk, quantity=Decimal("2"))],
-        delivery_method="home",
-        payment_method="prepaid",
-    )
+    return place_order(BuyerFactory(), (listing, 2), payment_method="prepaid")
 
 
 def notice(order_id, *, event_id="evt_1", amount="25.00", currency="CNY", kind=None) -> bytes:
@@ -388,12 +383,7 @@ class TestWebhook:
         assert transitions(order) == [("", "awaiting_payment", "placed")]
 
     def test_a_cod_order_never_waits_for_payment(self):
-        order = orders.services.order_place(
-            buyer=BuyerFactory(),
-            lines=[orders.services.LineRequest(listing_id=new_listing().pk, quantity=Decimal(2))],
-            delivery_method="home",
-            payment_method="cod",
-        )
+        order = place_order(BuyerFactory(), (new_listing(), 2))
         assert (order.status, order.payment_status, order.payment_due_at) == (
             "placed",
             "unpaid",

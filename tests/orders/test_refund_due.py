@@ -21,6 +21,7 @@ from tests.factories import (
     StaffFactory,
     VillageFactory,
     create_listing,
+    place_order,
 )
 
 pytestmark = pytest.mark.django_db
@@ -45,15 +46,8 @@ def world():
 
 def place(world, payment_method="prepaid") -> Order:
     """2 × 10.00 from A, 3 × 4.00 from B, home delivery from two farmers 7.00: 39.00."""
-    return services.order_place(
-        buyer=world["buyer"],
-        lines=[
-            services.LineRequest(listing_id=world["a"].pk, quantity=Decimal(2)),
-            services.LineRequest(listing_id=world["b"].pk, quantity=Decimal(3)),
-        ],
-        delivery_method="home",
-        payment_method=payment_method,
-    )
+    lines = (world["a"], 2), (world["b"], 3)
+    return place_order(world["buyer"], *lines, payment_method=payment_method)
 
 
 def pay(order: Order, *, amount: str = "39.00", event_id: str = "evt_1") -> Order:
