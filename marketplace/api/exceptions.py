@@ -7,6 +7,7 @@ Shape (RFC 9457 problem details with a `code` member):
 `errors` appears on validation errors only; domain errors may add members of their own.
 """
 
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -20,6 +21,14 @@ from marketplace.accounts.errors import LOGIN_LOCKED, LOGIN_LOCKED_DETAIL
 from marketplace.exceptions import DomainError
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(text: str) -> str:
+    """An error may repeat what the client sent (`"…" is not a valid choice.`), and JSON
+    can carry an unpaired surrogate (`"\\ud800"`) that UTF-8 cannot encode: the answer
+    could not be written, a 500. Each one is repeated as U+FFFD, the replacement character."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def problem(status_code: int, code: str, detail: str, **members: Any) -> dict[str, Any]:
@@ -28,7 +37,7 @@ def problem(status_code: int, code: str, detail: str, **members: Any) -> dict[st
         "title": HTTPStatus(status_code).phrase,
         "status": status_code,
         "code": code,
-        "detail": detail,
+        "detail": _encodable(str(detail)),
         **members,
     }
 
@@ -50,7 +59,8 @@ def _flatten_validation(detail: Any, prefix: str = "") -> list[dict[str, str]]:
                 errors.extend(_flatten_validation(item, prefix))
         return errors
     field = prefix.rstrip(".") or None
-    return [{"field": field, "code": getattr(detail, "code", "invalid"), "detail": str(detail)}]
+    code = getattr(detail, "code", "invalid")
+    return [{"field": field, "code": code, "detail": _encodable(str(detail))}]
 
 
 def _validation_problem(exc: exceptions.ValidationError) -> dict[str, Any]:

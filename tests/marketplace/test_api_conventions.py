@@ -1,10 +1,20 @@
 """Role checks and the one error format (400, 401, 403, 404, 405), plus the schema and docs."""
 
+import json
+
 import pytest
 
+from listings.models import Listing
+from marketplace.accounts.models import User
 from marketplace.exceptions import PROBLEM_MEMBERS, DomainError
 from orders.models import Order
-from tests.factories import BuyerFactory, FarmerFactory, StaffFactory
+from tests.factories import (
+    BuyerFactory,
+    FarmerFactory,
+    StaffFactory,
+    VillageFactory,
+    create_listing,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -112,6 +122,53 @@ def test_a_body_nested_too_deeply_is_400_parse_error(api, client_for):
         assert response.status_code == 400
         assert set(response.json()) == PROBLEM_KEYS
         assert response.json()["code"] == "parse_error"
+    assert not Order.objects.exists()
+
+
+def test_an_unpaired_surrogate_repeated_in_an_error_is_400_not_500(api, client_for):
+    """A choice's error repeats the value sent. JSON may carry an unpaired surrogate
+    (`"\\ud800"`) that UTF-8 cannot encode, so the answer could not be written (a 500):
+    it is repeated as U+FFFD, the replacement character."""
+    listing = create_listing()
+    users = User.objects.count()
+    # json.dumps writes an unpaired surrogate as its escape, as a client's JSON may
+    register = api.post(
+        "/api/v1/auth/register/",
+        json.dumps(
+            {
+                "phone": "+8613812345678",
+                "password": "a-long-pass-123",
+                "name": "x",
+                "role": "\ud800",
+                "village": VillageFactory().pk,
+            }
+        ),
+        content_type="application/json",
+    )
+    order = client_for(BuyerFactory()).post(
+        "/api/v1/orders/",
+        json.dumps(
+            {
+                "lines": [{"listing": listing.pk, "quantity": "1"}],
+                "delivery_method": "\udfff",
+                "payment_method": "cod",
+            }
+        ),
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY="surrogate-1",
+    )
+    for response, field in ((register, "role"), (order, "delivery_method")):
+        assert response.status_code == 400
+        assert response["Content-Type"] == "application/problem+json"
+        assert response.json()["errors"] == [
+            {
+                "field": field,
+                "code": "invalid_choice",
+                "detail": '"\ufffd" is not a valid choice.',
+            }
+        ]
+    assert User.objects.count() == users + 1  # the buyer who ordered, no one registered
+    assert Listing.objects.get(pk=listing.pk).quantity_available == listing.quantity_available
     assert not Order.objects.exists()
 
 
