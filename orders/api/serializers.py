@@ -24,7 +24,9 @@ from orders.services import MAX_LINES, LineRequest
 
 
 class LineInputSerializer(FieldsOnceSerializer):
-    listing = serializers.IntegerField(min_value=1)
+    # a bigint key at most: order_place locks the listings by id in SQL of its own, where
+    # a larger number fails the query rather than matching nothing
+    listing = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     quantity = serializers.DecimalField(
         max_digits=12, decimal_places=3, min_value=Decimal("0.001"), max_value=Decimal("1000000")
     )

@@ -189,6 +189,22 @@ def test_a_delivery_village_key_that_is_no_whole_number_is_400(client_for):
     assert not Order.objects.exists()
 
 
+@pytest.mark.parametrize("listing_id", [2**63, 10**30])
+def test_a_listing_id_beyond_any_key_is_400(client_for, listing_id):
+    """Listings are locked by id in SQL of our own, where a number beyond bigint failed the
+    query (a 500); no listing can have such an id."""
+    listing = create_listing()
+    body = order_body((listing, 1))
+    body["lines"].append({"listing": listing_id, "quantity": "1"})
+    response = client_for(BuyerFactory()).post(ORDERS, body, format="json")
+    assert response.status_code == 400
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+        ("lines.1.listing", "max_value")
+    ]
+    assert stock(listing) == [listing.quantity_available]
+    assert not Order.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("listing_fields", "lines"),
     [
