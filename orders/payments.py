@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -158,12 +159,20 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    """A number Python reads as infinity (1e400): PostgreSQL's jsonb cannot store it."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond a double")
+    return value
+
+
 def _json_object(raw_body: bytes) -> dict[str, Any]:
     """The body as a JSON object that PostgreSQL can store whole (it keeps the payload)."""
     try:
-        payload = json.loads(raw_body, parse_constant=_refuse_constant)
+        payload = json.loads(raw_body, parse_constant=_refuse_constant, parse_float=_finite_float)
         storable = _storable(payload)
-    except (ValueError, RecursionError) as error:  # bad UTF-8, bad JSON, NaN, absurd nesting
+    except (ValueError, RecursionError) as error:  # bad UTF-8 or JSON, NaN, 1e400, deep nesting
         raise _parse_error("The body is not valid JSON.") from error
     if not isinstance(payload, dict):
         raise _parse_error("The body must be a JSON object.")

@@ -320,6 +320,20 @@ class TestWebhook:
         assert response.json()["code"] == "parse_error"
         assert_untouched(order, listing)
 
+    @pytest.mark.parametrize("number", [b"1e400", b"-1e400"])
+    def test_a_number_beyond_a_double_anywhere_is_400_parse_error(self, api, number):
+        """Python reads 1e400 as infinity, which the stored payload (jsonb) cannot hold:
+        it failed the insert with a 500 after everything else was checked."""
+        listing = new_listing()
+        order = place_prepaid(listing)
+        raw = notice(order.pk)[:-1] + b', "extra": ' + number + b"}"
+
+        response = deliver(api, raw, sign(raw))
+
+        assert response.status_code == 400, response.content
+        assert response.json()["code"] == "parse_error"
+        assert_untouched(order, listing)
+
     def test_a_payment_for_a_cancelled_order_shows_as_paid_and_places_nothing(self, api):
         listing = new_listing()
         order = place_prepaid(listing)
