@@ -201,8 +201,9 @@ def test_a_nul_in_the_query_string_is_400_on_every_path(api, path):
 
 
 def test_the_schema_allows_the_blank_and_null_values_the_api_answers(api):
-    """An order's first event has no from_status, a farmer's profile no buyer_kind, and a
-    farmer's view of an order no delivery fee or total: the schema must allow them."""
+    """An order's first event has no from_status, a farmer's profile no buyer_kind, a staff
+    member's profile no village_name, and a farmer's view of an order no delivery fee or
+    total: the schema must allow them."""
     schemas = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     schemas = schemas["components"]["schemas"]
 
@@ -220,6 +221,7 @@ def test_the_schema_allows_the_blank_and_null_values_the_api_answers(api):
 
     assert allows(schemas["Event"]["properties"]["from_status"], "")
     assert allows(schemas["User"]["properties"]["buyer_kind"], "")
+    assert allows(schemas["User"]["properties"]["village_name"], None)
     assert allows(schemas["Order"]["properties"]["delivery_fee"], None)
     assert allows(schemas["Order"]["properties"]["total"], None)
     assert not allows(schemas["Order"]["properties"]["subtotal"], None)

@@ -20,7 +20,10 @@ class UserSerializer(serializers.ModelSerializer):
     """A user's own profile (`/me/`, the answer to register)."""
 
     service_center = serializers.SerializerMethodField()
-    village_name = serializers.CharField(source="village.name", read_only=True, default=None)
+    # null for staff, who live in no village: the schema says so too
+    village_name = serializers.CharField(
+        source="village.name", read_only=True, default=None, allow_null=True
+    )
     # blank for farmers and staff: the schema says so too
     buyer_kind = serializers.ChoiceField(BuyerKind.choices, allow_blank=True, read_only=True)
 
