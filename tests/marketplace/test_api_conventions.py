@@ -101,6 +101,25 @@ def test_schema_and_docs_are_served_without_a_cdn(api):
     assert "cdn" not in html.lower()
 
 
+@pytest.mark.parametrize(
+    ("send", "status", "code"),
+    [
+        (lambda api: api.post("/api/schema/"), 405, "method_not_allowed"),
+        (lambda api: api.get("/api/schema/", HTTP_ACCEPT="text/xml"), 406, "not_acceptable"),
+        (lambda api: api.get("/api/schema/?format=xml"), 404, "not_found"),
+        (lambda api: api.get("/api/docs/", HTTP_AUTHORIZATION="Bearer x"), 401, "token_not_valid"),
+        (lambda api: api.delete("/api/docs/"), 405, "method_not_allowed"),
+    ],
+)
+def test_the_schema_and_docs_answer_errors_as_problem_json(api, send, status, code):
+    """They answer YAML and HTML, which their errors were written in too."""
+    response = send(api)
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/problem+json"
+    assert set(response.json()) == PROBLEM_KEYS
+    assert response.json()["code"] == code
+
+
 def test_responses_are_gzipped_when_asked(api):
     response = api.get("/api/schema/", HTTP_ACCEPT_ENCODING="gzip")
     assert response.status_code == 200
