@@ -11,6 +11,7 @@ from listings.services import listing_create
 from logistics.models import ServiceCenter, Village
 from marketplace.accounts.models import Role, User
 from orders.models import Order
+from orders.payments import PaymentNotice, payment_record
 from orders.services import LineRequest, order_place
 
 PASSWORD = "correct-horse-battery"
@@ -97,3 +98,25 @@ def place_order(
         delivery_method=delivery_method,
         payment_method=payment_method,
     )
+
+
+def provider_notice(
+    order: Order,
+    amount: Decimal | str,
+    *,
+    kind: str = "payment.succeeded",
+    event_id: str = "evt_1",
+    currency: str = "CNY",
+) -> Order:
+    """The payment provider's verified notice about `order`, recorded as the webhook
+    records it (orders.payments.payment_record)."""
+    notice = PaymentNotice(
+        provider="sandbox",
+        event_id=event_id,
+        kind=kind,
+        order_id=order.pk,
+        amount=Decimal(amount),
+        currency=currency,
+        payload={"id": event_id},
+    )
+    return payment_record(notice=notice)

@@ -12,10 +12,10 @@ from django.test.utils import CaptureQueriesContext
 
 from listings.models import Listing
 from marketplace.accounts.models import User
-from orders import payments, services
+from orders import services
 from orders.admin import OPERATOR_CANCEL_REASON
 from orders.models import LineStatus, Notification, OrderEvent, OrderStatus, Review
-from tests.factories import BuyerFactory, create_listing, place_order
+from tests.factories import BuyerFactory, create_listing, place_order, provider_notice
 
 CHANGELIST = "/admin/orders/order/"
 
@@ -141,16 +141,7 @@ def test_records_are_not_editable(operator):
 
 def paid(order, amount):
     """The provider's notice of a payment, recorded as the webhook records it."""
-    notice = payments.PaymentNotice(
-        provider="sandbox",
-        event_id=f"evt_{order.pk}",
-        kind="payment.succeeded",
-        order_id=order.pk,
-        amount=amount,
-        currency="CNY",
-        payload={},
-    )
-    return payments.payment_record(notice=notice)
+    return provider_notice(order, amount, event_id=f"evt_{order.pk}")
 
 
 def refund_owed(price="10.00"):
@@ -224,17 +215,7 @@ def test_the_page_shows_refund_due_and_whose_lines_an_event_is_about(operator):
 
 def test_the_page_shows_the_payments_and_refunds_behind_the_refund_due(operator):
     order, _farmer = refund_owed("12.50")
-    payments.payment_record(
-        notice=payments.PaymentNotice(
-            provider="sandbox",
-            event_id="rf_1",
-            kind="refund.succeeded",
-            order_id=order.pk,
-            amount=Decimal("10.00"),
-            currency="CNY",
-            payload={},
-        )
-    )
+    provider_notice(order, "10.00", kind="refund.succeeded", event_id="rf_1")
     page, _queries = change_page(operator, order)
     assert '<label>Refund due:</label> <div class="readonly">2.50</div>' in page
     rows = page.split('id="payment_events-group"', 1)[1].split("</table>", 1)[0]

@@ -22,6 +22,7 @@ from tests.factories import (
     VillageFactory,
     create_listing,
     place_order,
+    provider_notice,
 )
 
 pytestmark = pytest.mark.django_db
@@ -51,25 +52,13 @@ def place(world, payment_method="prepaid") -> Order:
 
 
 def pay(order: Order, *, amount: str = "39.00", event_id: str = "evt_1") -> Order:
-    """The provider's notice, recorded as the webhook records it."""
-    return payments.payment_record(notice=notice_of("payment.succeeded", order, amount, event_id))
+    return provider_notice(order, amount, event_id=event_id)
 
 
 def refund(order: Order, amount: str, *, event_id: str = "rf_1", currency: str = "CNY") -> Order:
     """The provider's notice that it paid `amount` back to the buyer."""
-    notice = notice_of("refund.succeeded", order, amount, event_id, currency)
-    return payments.payment_record(notice=notice)
-
-
-def notice_of(kind, order, amount, event_id, currency="CNY") -> payments.PaymentNotice:
-    return payments.PaymentNotice(
-        provider="sandbox",
-        event_id=event_id,
-        kind=kind,
-        order_id=order.pk,
-        amount=Decimal(amount),
-        currency=currency,
-        payload={"id": event_id},
+    return provider_notice(
+        order, amount, kind="refund.succeeded", event_id=event_id, currency=currency
     )
 
 
@@ -163,16 +152,7 @@ def test_a_failed_order_owes_back_all_that_was_paid(client_for, world):
 
 def test_other_kinds_of_payment_event_are_no_payment(client_for, world):
     order = place(world)
-    notice = payments.PaymentNotice(
-        provider="sandbox",
-        event_id="evt_1",
-        kind="payment.failed",
-        order_id=order.pk,
-        amount=Decimal("39.00"),
-        currency="CNY",
-        payload={},
-    )
-    payments.payment_record(notice=notice)
+    provider_notice(order, "39.00", kind="payment.failed")
     services.order_cancel(order_id=order.pk, actor=world["buyer"])
     assert refund_seen(client_for, world, order) == owed("0.00")
 
