@@ -325,9 +325,9 @@ def payment_record(*, notice: PaymentNotice) -> Order:
       and the buyer and its farmers are notified.
     - An order no longer awaiting payment is not placed again. A cancelled (or expired)
       one not yet paid is marked paid all the same, so it reads "cancelled, paid": a refund
-      is owed, as for an order paid and then cancelled. One
-      already paid by another event is left as it is. The event is kept as evidence either
-      way. Other kinds of event are kept and change nothing.
+      is owed, as for an order paid and then cancelled. One already paid by another event
+      is left as it is. The event is kept as evidence either way. Other kinds of event are
+      kept and change nothing.
     - An unknown order id is `unknown_order` with 400, not 404: the endpoint exists, the
       notice is what is wrong, and a provider (or an operator reading its delivery log)
       should not take it for a missing webhook URL.
