@@ -42,12 +42,12 @@ from django.conf import settings  # noqa: E402
 from django.contrib.auth.hashers import make_password  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
-from rest_framework_simplejwt.tokens import RefreshToken  # noqa: E402
 
 from listings.models import Category  # noqa: E402
 from listings.services import listing_create  # noqa: E402
 from logistics.models import ServiceCenter, Village  # noqa: E402
 from marketplace.accounts.models import BuyerKind, Role, User  # noqa: E402
+from marketplace.accounts.tokens import RefreshToken  # noqa: E402
 
 FIXTURE = ROOT / ".data" / "orders_bench_fixture.json"
 MIDDLE = (Decimal("30.200000"), Decimal("119.600000"))

@@ -1,8 +1,8 @@
 import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
+from marketplace.accounts.tokens import RefreshToken
 from marketplace.celery import app as celery_app
 from marketplace.celery import pending_taken
 from orders.notifications import SEND_TASK

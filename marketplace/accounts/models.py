@@ -78,6 +78,12 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False, help_text="May log into the Django admin.")
     date_joined = models.DateTimeField(default=timezone.now)
+    sign_outs = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text="Times signed out of every device. Each token carries the count it was "
+        "issued under; one issued before the last sign-out is refused.",
+    )
 
     objects = UserManager()
 

@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -158,10 +159,14 @@ def refresh_token_revoke(*, token: RefreshToken) -> None:
 
 
 def user_tokens_revoke(*, user: User) -> int:
-    """Sign a user out on every device: each refresh token of theirs not yet expired nor
-    revoked is blacklisted (their access tokens end within JWT_ACCESS_MINUTES). For a lost
-    phone, and on deactivation, so that reactivating the account revives no old token.
-    Returns how many were revoked."""
+    """Sign a user out on every device: their count of sign-outs goes up by one, which
+    refuses every token issued before (access tokens too: `signed_out`), and each refresh
+    token of theirs not yet expired nor revoked is blacklisted, for the admin's token pages.
+    For a lost phone, and on deactivation, so that reactivating the account revives no old
+    token. `user` then holds the new count, for tokens issued to it next. Returns how many
+    refresh tokens were revoked."""
+    User.objects.filter(pk=user.pk).update(sign_outs=F("sign_outs") + 1)
+    user.refresh_from_db(fields=["sign_outs"])
     live = OutstandingToken.objects.filter(
         user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True
     ).values_list("pk", flat=True)

@@ -20,6 +20,7 @@ from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from marketplace.accounts.models import User
+from marketplace.accounts.tokens import SIGN_OUTS_CLAIM
 from marketplace.db import select
 
 _REMEMBERED = "_validated_access_token"
@@ -47,7 +48,9 @@ class JWTAuthentication(authentication.JWTAuthentication):
 
     def get_user(self, validated_token: Token) -> User:
         """simplejwt's checks, in its order and with its codes: user_not_found,
-        user_inactive, password_changed (tests/marketplace/test_token_revocation.py)."""
+        user_inactive, password_changed (tests/marketplace/test_token_revocation.py); then
+        ours, signed_out: a sign-out of every device since the token was issued
+        (marketplace.accounts.tokens)."""
         try:
             user_id = validated_token[api_settings.USER_ID_CLAIM]
         except KeyError as error:
@@ -62,6 +65,11 @@ class JWTAuthentication(authentication.JWTAuthentication):
         ) != get_md5_hash_password(user.password):
             raise AuthenticationFailed(
                 _("The user's password has been changed."), code="password_changed"
+            )
+        if validated_token.get(SIGN_OUTS_CLAIM, 0) != user.sign_outs:
+            raise AuthenticationFailed(
+                _("The user signed out of every device since this token was issued."),
+                code="signed_out",
             )
         return user
 

@@ -15,12 +15,12 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from listings.models import Category, Listing
 from listings.selectors import ListingSearch, listing_search
 from logistics.models import Village
 from marketplace.accounts.models import Role, User
+from marketplace.accounts.tokens import RefreshToken
 from tests.factories import BuyerFactory, FarmerFactory, VillageFactory, create_listing
 
 pytestmark = pytest.mark.django_db
@@ -335,6 +335,13 @@ def refresh_with(refresh: str) -> tuple[int, str | None]:
     return response.status_code, response.json().get("code")
 
 
+def me_with(refresh: str) -> tuple[int, str | None]:
+    """What a request answers with an access token of that refresh token's login."""
+    access = RefreshToken(refresh, verify=False).access_token
+    response = APIClient().get("/api/v1/me/", HTTP_AUTHORIZATION=f"Bearer {access}")
+    return response.status_code, response.json().get("code")
+
+
 def test_a_user_deactivated_in_the_admin_stays_signed_out_once_reactivated(operator):
     farmer, neighbour = FarmerFactory(), FarmerFactory()
     phone, tablet, kept = (str(RefreshToken.for_user(user)) for user in (farmer, farmer, neighbour))
@@ -372,5 +379,8 @@ def test_sign_out_of_every_device_revokes_the_chosen_users_live_tokens_only(oper
     for user in (farmer, buyer):
         assert [refresh_with(token) for token in tokens[user]] == [(401, "token_not_valid")] * 2
     assert [refresh_with(token) for token in tokens[neighbour]] == [(200, None)] * 2
+    for user in (farmer, buyer):  # their access tokens too, at once
+        assert [me_with(token) for token in tokens[user]] == [(401, "signed_out")] * 2
+    assert [me_with(token) for token in tokens[neighbour]] == [(200, None)] * 2
     assert BlacklistedToken.objects.count() == 4
     assert not BlacklistedToken.objects.filter(token=expired).exists()  # left to pruning

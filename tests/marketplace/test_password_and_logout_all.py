@@ -295,21 +295,29 @@ def test_logout_all_revokes_every_live_refresh_token_of_the_user_only(api):
     for tokens in (phone, tablet):
         assert refresh_answer(tokens["refresh"]) == (401, "token_not_valid")
     assert refresh_answer(kept["refresh"]) == (200, None)
-    # access tokens live until they expire, as after a logout
-    assert me_answer(phone["access"]) == (200, None)
+    # the access tokens issued before are refused at once, this device's too
+    assert me_answer(phone["access"]) == me_answer(tablet["access"]) == (401, "signed_out")
+    assert me_answer(kept["access"]) == (200, None)
     assert User.objects.get(pk=farmer.pk).password == farmer.password
     fresh = api.post(TOKEN, {"phone": farmer.phone, "password": PASSWORD}, format="json")
     assert refresh_answer(fresh.json()["refresh"]) == (200, None)  # a new login works
+    assert me_answer(fresh.json()["access"]) == (200, None)
 
 
 def test_logout_all_again_is_204_and_revokes_nothing_more(api):
     farmer = FarmerFactory()
-    phone = login(api, farmer)
+    phone, tablet = login(api, farmer), login(api, farmer)
     first = device(phone).post(LOGOUT_ALL)
     revoked = blacklisted()
+    # retried without a key, with the token the first refused: 401, and that says it is done
     retried = device(phone).post(LOGOUT_ALL)
-    assert (first.status_code, retried.status_code) == (204, 204)
-    assert blacklisted() == revoked == [jti(phone["refresh"])]
+    assert (first.status_code, retried.status_code) == (204, 401)
+    assert retried.json()["code"] == "signed_out"
+    assert blacklisted() == revoked == sorted(jti(t["refresh"]) for t in (phone, tablet))
+    assert User.objects.get(pk=farmer.pk).sign_outs == 1
+    again = login(api, farmer)
+    assert device(again).post(LOGOUT_ALL).status_code == 204  # a later sign-out is one more
+    assert User.objects.get(pk=farmer.pk).sign_outs == 2
 
 
 def test_logout_all_retried_with_its_idempotency_key_is_replayed(api):

@@ -12,11 +12,13 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
+from rest_framework_simplejwt import tokens
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
-from rest_framework_simplejwt.tokens import RefreshToken
 
+from marketplace.accounts import services
 from marketplace.accounts.models import User
 from marketplace.accounts.tasks import prune_expired_tokens
+from marketplace.accounts.tokens import RefreshToken
 from marketplace.celery import app as celery_app
 from tests.factories import PASSWORD, BuyerFactory, FarmerFactory, VillageFactory
 
@@ -275,6 +277,41 @@ def test_a_deactivated_user_is_refused_on_refresh_and_on_every_request_others_ar
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['access']}")
     assert api.get(ME).json()["name"] == "李明"
     assert OutstandingToken.objects.count() == 2  # a refresh records nothing new
+
+
+def test_a_sign_out_of_every_device_refuses_every_older_access_token_at_no_query_more(
+    api, django_assert_num_queries
+):
+    """An access token cannot be blacklisted (it is never stored), so each carries the
+    user's count of sign-outs when issued (marketplace.accounts.tokens); the user row every
+    request reads holds the current one."""
+    farmer, neighbour = FarmerFactory(), FarmerFactory()
+    phone, kept = login(api, farmer), login(api, neighbour)
+    minted = str(RefreshToken(phone["refresh"]).access_token)  # as a refresh makes one
+
+    services.user_tokens_revoke(user=farmer)
+
+    for access in (phone["access"], minted):
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+        with django_assert_num_queries(1):  # the user row, which every request reads anyway
+            answer = api.get(ME)
+        assert (answer.status_code, answer.json()["code"]) == (401, "signed_out")
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {kept['access']}")
+    assert api.get(ME).status_code == 200
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {login(api, farmer)['access']}")
+    assert api.get(ME).status_code == 200  # a new login carries the new count
+
+
+def test_tokens_issued_before_sign_outs_were_counted_work_until_the_first(api):
+    """Tokens issued before this change carry no count: they read as none, which is right
+    until the user's first sign-out of every device."""
+    farmer = FarmerFactory()
+    legacy = str(tokens.RefreshToken.for_user(farmer).access_token)  # simplejwt's own
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {legacy}")
+    assert api.get(ME).status_code == 200
+    services.user_tokens_revoke(user=farmer)
+    answer = api.get(ME)
+    assert (answer.status_code, answer.json()["code"]) == (401, "signed_out")
 
 
 def test_a_deleted_user_refresh_token_is_401_user_not_found(api):

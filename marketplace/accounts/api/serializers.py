@@ -10,7 +10,7 @@ from marketplace.accounts import errors
 from marketplace.accounts.models import BuyerKind, User
 from marketplace.accounts.phones import PHONE_AS_TYPED_MAX, normalize_phone
 from marketplace.accounts.services import SELF_REGISTER_ROLE_CHOICES
-from marketplace.accounts.tokens import RevocableRefreshToken
+from marketplace.accounts.tokens import RefreshToken, RevocableRefreshToken
 from marketplace.api.authentication import JWTAuthentication
 from marketplace.api.serializers import PrimaryKeyRelatedField
 from marketplace.exceptions import DomainError
@@ -90,6 +90,8 @@ class ProfileUpdateSerializer(serializers.Serializer):
 
 class TokenObtainSerializer(jwt_serializers.TokenObtainPairSerializer):
     """Accepts the phone as typed (`138 1234 5678`); looks it up in E.164."""
+
+    token_class = RefreshToken
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -6,7 +6,6 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from marketplace.accounts import selectors, services
 from marketplace.accounts.api.serializers import (
@@ -19,6 +18,7 @@ from marketplace.accounts.api.serializers import (
     TokenRefreshSerializer,
     UserSerializer,
 )
+from marketplace.accounts.tokens import RefreshToken
 
 
 class RegisterView(APIView):
@@ -100,16 +100,17 @@ class LogoutView(jwt_views.TokenViewBase):
 
 
 class LogoutAllView(APIView):
-    """Sign out of every device: each refresh token of the user is revoked, this device's
-    too (what the admin's "Sign out of every device" does). Access tokens live on until
-    they expire, as after a logout; a new password refuses those too."""
+    """Sign out of every device: every token of the user, refresh and access, this
+    device's too, is refused from now on (what the admin's "Sign out of every device"
+    does). A retry with its Idempotency-Key replays the 204; one without carries a token
+    now refused (401 signed_out)."""
 
     @extend_schema(
         request=None,
         responses={
             204: OpenApiResponse(
-                description="Every refresh token of the user is revoked; also when none was "
-                "left (a retry)."
+                description="Every token of the user issued until now, refresh and access, "
+                "is refused (401 signed_out)."
             )
         },
     )
