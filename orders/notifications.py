@@ -125,6 +125,15 @@ def store(notifications: list[Notification]) -> list[Notification]:
     return notifications
 
 
+def _tell_buyer(
+    order: Order, *, kind: str, title: str, body: str, data: dict
+) -> list[Notification]:
+    """One message to the order's buyer alone, stored."""
+    return store(
+        [_build(user_id=order.buyer_id, kind=kind, title=title, body=body, order=order, data=data)]
+    )
+
+
 def wake_sender() -> bool:
     """Have a worker send what is due, unless a message for that is already waiting."""
     return send_unless_pending(SEND_TASK, [], pending_seconds=settings.NOTIFICATION_PENDING_SECONDS)
@@ -382,58 +391,43 @@ def notify_payment_received(order: Order) -> list[Notification]:
 
 def notify_payment_expired(order: Order) -> list[Notification]:
     """The buyer only: the farmers never heard of an unpaid order."""
-    return store(
-        [
-            _build(
-                user_id=order.buyer_id,
-                kind=NotificationKind.PAYMENT_EXPIRED,
-                title="订单已过期",
-                body=f"订单 #{order.pk} 未在规定时间内付款，已自动取消。",
-                order=order,
-                data={"order": order.pk, "total": _money(order.total)},
-            )
-        ]
+    return _tell_buyer(
+        order,
+        kind=NotificationKind.PAYMENT_EXPIRED,
+        title="订单已过期",
+        body=f"订单 #{order.pk} 未在规定时间内付款，已自动取消。",
+        data={"order": order.pk, "total": _money(order.total)},
     )
 
 
 def notify_refund_sent(order: Order, amount: Decimal) -> list[Notification]:
     """The buyer: money the provider paid back to them for the order."""
-    return store(
-        [
-            _build(
-                user_id=order.buyer_id,
-                kind=NotificationKind.REFUND_SENT,
-                title="退款成功",
-                body=f"订单 #{order.pk} 已退款 ¥{_money(amount)}，请留意到账。",
-                order=order,
-                data={"order": order.pk, "amount": _money(amount)},
-            )
-        ]
+    return _tell_buyer(
+        order,
+        kind=NotificationKind.REFUND_SENT,
+        title="退款成功",
+        body=f"订单 #{order.pk} 已退款 ¥{_money(amount)}，请留意到账。",
+        data={"order": order.pk, "amount": _money(amount)},
     )
 
 
 def notify_line_rejected(order: Order, line: OrderLine) -> list[Notification]:
     """The buyer: which line, why, and the new total."""
     reason = f"：{line.reject_reason}" if line.reject_reason else ""
-    return store(
-        [
-            _build(
-                user_id=order.buyer_id,
-                kind=NotificationKind.LINE_REJECTED,
-                title="商品无法供应",
-                body=(
-                    f"订单 #{order.pk} 中的「{line.title}」被农户拒绝{reason}。"
-                    f"该商品不收费，订单合计 ¥{order.total}。"
-                ),
-                order=order,
-                data={
-                    "order": order.pk,
-                    "line": line.pk,
-                    "reason": line.reject_reason,
-                    "total": _money(order.total),
-                },
-            )
-        ]
+    return _tell_buyer(
+        order,
+        kind=NotificationKind.LINE_REJECTED,
+        title="商品无法供应",
+        body=(
+            f"订单 #{order.pk} 中的「{line.title}」被农户拒绝{reason}。"
+            f"该商品不收费，订单合计 ¥{order.total}。"
+        ),
+        data={
+            "order": order.pk,
+            "line": line.pk,
+            "reason": line.reject_reason,
+            "total": _money(order.total),
+        },
     )
 
 
@@ -443,25 +437,20 @@ def notify_goods_not_delivered(
     """The buyer: which goods could not be brought after every try, that they are not
     charged, and the new total."""
     titles = "、".join(f"「{line.title}」" for line in lines)
-    return store(
-        [
-            _build(
-                user_id=order.buyer_id,
-                kind=NotificationKind.GOODS_NOT_DELIVERED,
-                title="商品未能送达",
-                body=(
-                    f"订单 #{order.pk} 中的{titles}多次未能取送（{reason}），"
-                    f"不收费，订单合计 ¥{order.total}。"
-                ),
-                order=order,
-                data={
-                    "order": order.pk,
-                    "lines": [line.pk for line in lines],
-                    "reason": reason,
-                    "total": _money(order.total),
-                },
-            )
-        ]
+    return _tell_buyer(
+        order,
+        kind=NotificationKind.GOODS_NOT_DELIVERED,
+        title="商品未能送达",
+        body=(
+            f"订单 #{order.pk} 中的{titles}多次未能取送（{reason}），"
+            f"不收费，订单合计 ¥{order.total}。"
+        ),
+        data={
+            "order": order.pk,
+            "lines": [line.pk for line in lines],
+            "reason": reason,
+            "total": _money(order.total),
+        },
     )
 
 
