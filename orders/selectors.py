@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.db.models import (
     Case,
     DecimalField,
+    Exists,
     F,
     OuterRef,
     Prefetch,
@@ -89,9 +90,9 @@ def orders_with_amount_held(orders: QuerySet[Order]) -> QuerySet[Order]:
 
 def order_visible_to(user: User) -> QuerySet[Order]:
     """Buyers: their own orders. Farmers: orders holding their lines, with only those lines.
-    Staff: orders picked up in or delivered to their center's villages. Anyone else: none,
-    so a stranger's lookup answers 404. Each order is annotated with `amount_held` (for
-    order_refund_due)."""
+    Staff: orders whose shipments go through their center (before routing: picked up in or
+    delivered to its villages). Anyone else: none, so a stranger's lookup answers 404. Each
+    order is annotated with `amount_held` (for order_refund_due)."""
     orders = orders_with_amount_held(Order.objects.select_related("buyer", "delivery_village"))
     lines = OrderLine.objects.order_by("id")
     shipments = Shipment.objects.prefetch_related(
@@ -105,14 +106,18 @@ def order_visible_to(user: User) -> QuerySet[Order]:
         shipments = shipments.filter(farmer=user)
     elif user.role == Role.STAFF and user.service_center_id is not None:
         center = user.service_center_id
-        orders = orders.filter(
-            Q(delivery_village__service_center_id=center)
-            | Q(
-                pk__in=OrderLine.objects.filter(listing__village__service_center_id=center).values(
-                    "order_id"
-                )
+        # Routed, an order goes through its shipments' centers, fixed then; the villages say
+        # where it would go now (a farmer may move since, and their listings with them).
+        through_center = Shipment.objects.filter(
+            Q(origin_center_id=center) | Q(destination_center_id=center)
+        ).values("order_id")
+        in_center_villages = Q(delivery_village__service_center_id=center) | Q(
+            pk__in=OrderLine.objects.filter(listing__village__service_center_id=center).values(
+                "order_id"
             )
         )
+        not_routed = ~Exists(Shipment.objects.filter(order_id=OuterRef("pk")))
+        orders = orders.filter(Q(pk__in=through_center) | Q(not_routed) & in_center_villages)
     else:
         return Order.objects.none()
     return orders.prefetch_related(

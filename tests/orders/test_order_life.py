@@ -5,6 +5,8 @@ from decimal import Decimal
 import pytest
 
 from listings.models import Listing, ListingStatus
+from logistics.services.routing import order_route
+from marketplace.accounts.services import user_update_profile
 from orders import services
 from orders.models import LineStatus, Order, OrderEvent, OrderStatus
 from tests.factories import (
@@ -213,6 +215,35 @@ def test_visibility(client_for):
         assert client_for(stranger).get(ORDERS).json()["count"] == 0
         assert client_for(stranger).post(f"{url}cancel/", format="json").status_code == 404
     assert Order.objects.get().status == OrderStatus.CONFIRMED
+
+
+def test_staff_see_an_order_through_the_centers_its_goods_go_through_after_a_farmer_moves(
+    client_for,
+):
+    """Once routed, an order goes through the centers of its shipments: a farmer moving to
+    another center's village afterwards (their listings follow them) neither hides it from
+    the center that picks it up nor shows it, or lets it be cancelled, at the new one."""
+    north, south, east = ServiceCenterFactory(), ServiceCenterFactory(), ServiceCenterFactory()
+    buyer = BuyerFactory(village=VillageFactory(service_center=south))
+    farmer = FarmerFactory(village=VillageFactory(service_center=north))
+    listing = create_listing(farmer, quantity_available=Decimal("10"))
+    order = place_order(buyer, (listing, 2))
+    order_route(order_id=order.pk)
+    user_update_profile(user=farmer, village=VillageFactory(service_center=east))
+    assert Listing.objects.get(pk=listing.pk).village.service_center == east
+    url = f"{ORDERS}{order.pk}/"
+
+    east_staff = client_for(StaffFactory(service_center=east))
+    assert east_staff.get(url).status_code == 404
+    assert east_staff.get(ORDERS).json()["count"] == 0
+    assert east_staff.post(f"{url}cancel/", format="json").status_code == 404
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.CONFIRMED
+    assert quantity(listing) == Decimal("8.000")
+
+    for center in (north, south):
+        staff = client_for(StaffFactory(service_center=center))
+        assert staff.get(url).status_code == 200
+        assert [o["id"] for o in staff.get(ORDERS).json()["results"]] == [order.pk]
 
 
 def test_farmer_cannot_cancel_a_buyers_order(client_for):
