@@ -98,10 +98,12 @@ def routes_of_staff(staff: User) -> QuerySet[Route]:
 
 
 def load_list_stops(route_id: int) -> QuerySet[Stop]:
-    """A route's stops in visiting order with what a load list prints of each shipment:
+    """A route's stops in visiting order with what a load list prints of each shipment not
+    cancelled (goods called off after the route set out keep their stop, not their row):
     its order's active lines, its farmer and both villages (four queries in all)."""
     shipments = (
-        Shipment.objects.select_related("farmer__village", "order__delivery_village")
+        Shipment.objects.exclude(status=ShipmentStatus.CANCELLED)
+        .select_related("farmer__village", "order__delivery_village")
         .prefetch_related(
             Prefetch(
                 "order__lines",

@@ -14,9 +14,10 @@ import pytest
 from django.utils import timezone
 
 from logistics.maps import KM_PER_DEGREE, MapStop, RouteMap, draw_route_map
-from logistics.models import Route, Shipment, Stop
+from logistics.models import Route, RouteStatus, Shipment, Stop
 from logistics.services.fleet import vehicle_create
 from logistics.services.routing import order_route
+from orders import services as orders
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -407,6 +408,25 @@ def test_the_load_list_has_a_row_per_shipment_per_stop_in_visiting_order(world, 
         a1.weight_kg,
         a2.weight_kg,
         b1.weight_kg,
+    ]
+
+
+def test_goods_cancelled_after_the_route_set_out_are_not_on_its_load_list(world, client_for):
+    """Cancelled once the route is on the road, order B keeps its stops (completing them is
+    409 stop_cancelled) but nothing of it is to be loaded or handed over: no rows."""
+    route, staff = world["route"], world["staff"]
+    (order_a, order_b), (a1, a2, _b1) = world["orders"], world["shipments"]
+    Route.objects.filter(pk=route.pk).update(status=RouteStatus.STARTED)
+    orders.order_cancel(order_id=order_b.pk, actor=staff, reason="买家不要了")
+    assert Stop.objects.filter(route=route).count() == 4
+
+    _, *rows = _load_list(client_for(staff), route)
+
+    assert [(row[0], row[6], row[7]) for row in rows] == [
+        ("1", str(a1.pk), str(order_a.pk)),
+        ("2", str(a2.pk), str(order_a.pk)),
+        ("3", str(a1.pk), str(order_a.pk)),
+        ("3", str(a2.pk), str(order_a.pk)),
     ]
 
 
