@@ -138,7 +138,11 @@ def _complete_pickup(
     stop: Stop, shipments: list[Shipment], staff: User, data: Completion, at: datetime
 ):
     if data.weight_kg is None:
-        raise DomainError(errors.WEIGHT_REQUIRED, "Weigh the goods: weight_kg is required.")
+        raise DomainError(
+            errors.WEIGHT_REQUIRED,
+            "Weigh the goods: weight_kg is required.",
+            extra={"field": "weight_kg"},
+        )
     # Shared by planned weight, each share down to the gram; the last takes what is left (as
     # much or a few grams more), so the parts add up to the scale and none is below zero.
     planned = sum((s.weight_kg for s in shipments), Decimal(0)) or Decimal(1)
@@ -170,7 +174,9 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
     """Put the shipments back for the next day; after MAX_STOP_ATTEMPTS they fail for good.
     A buyer whose order is now due later is told the new day."""
     if not data.reason.strip():
-        raise DomainError(errors.REASON_REQUIRED, "Say why the stop failed.")
+        raise DomainError(
+            errors.REASON_REQUIRED, "Say why the stop failed.", extra={"field": "reason"}
+        )
     giving_up = [s for s in shipments if s.failed_attempts + 1 >= settings.MAX_STOP_ATTEMPTS]
     if giving_up and stop.kind == StopKind.PICKUP:
         # Their goods go back on sale: every listing at once, in primary-key order, as a
@@ -272,7 +278,11 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     at = data.occurred_at or timezone.now()
     if data.outcome == "done" and stop.kind == StopKind.DELIVERY:
         if not data.delivery_code:
-            raise DomainError(errors.CODE_REQUIRED, "The buyer's delivery code is required.")
+            raise DomainError(
+                errors.CODE_REQUIRED,
+                "The buyer's delivery code is required.",
+                extra={"field": "delivery_code"},
+            )
         # A delivery stop serves one order (one address, one buyer): its code must match.
         if {s.order.delivery_code for s in shipments} != {data.delivery_code}:
             stop.wrong_code_attempts += 1
@@ -323,7 +333,7 @@ def stop_complete(*, stop_id: int, staff: User, data: Completion) -> Stop:
         raise DomainError(
             errors.INVALID_DELIVERY_CODE,
             "Wrong delivery code." + ("" if left else " The stop is now locked for staff review."),
-            extra={"attempts_left": left},
+            extra={"field": "delivery_code", "attempts_left": left},
         )
     return stop
 
@@ -391,7 +401,11 @@ def shipment_hand_over(
     order = order_lock(order_id)
     shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
     if delivery_code != order.delivery_code:  # a retry too must show the code
-        raise DomainError(errors.INVALID_DELIVERY_CODE, "That is not this order's code.")
+        raise DomainError(
+            errors.INVALID_DELIVERY_CODE,
+            "That is not this order's code.",
+            extra={"field": "delivery_code"},
+        )
     if shipment.status == ShipmentStatus.DELIVERED:
         return shipment
     if order.delivery_method != DeliveryMethod.PICKUP:

@@ -592,6 +592,37 @@ def test_a_pickup_needs_its_weight_and_occurred_at_is_kept(world, client_for):
     assert timezone.localtime(event.occurred_at).isoformat() == offline
 
 
+def test_what_a_completion_lacks_or_gets_wrong_names_its_field(world, client_for):
+    """Errors name the field they are about, as a validation error does: a missing weight,
+    reason or delivery code, and a wrong code (on a stop and on a hand-over). Nothing
+    changes."""
+    shipment, order = world["shipment"], world["order"]
+    north, south = client_for(world["north_staff"]), client_for(world["south_staff"])
+    pickup = stop_for(shipment, world["north"], "pickup")
+    wrong = "000000" if order.delivery_code != "000000" else "111111"
+
+    answers = [complete(north, pickup, outcome="done"), complete(north, pickup, outcome="failed")]
+    Shipment.objects.filter(pk=shipment.pk).update(status=ShipmentStatus.AT_CENTER)
+    delivery = stop_for(shipment, world["south"], "delivery")
+    answers += [
+        complete(south, delivery, outcome="done"),
+        complete(south, delivery, outcome="done", delivery_code=wrong),
+    ]
+    Order.objects.filter(pk=order.pk).update(delivery_method="pickup")
+    url = f"/api/v1/shipments/{shipment.pk}/hand-over/"
+    answers.append(south.post(url, {"delivery_code": wrong}, format="json"))
+
+    assert [(a.status_code, a.json()["code"], a.json().get("field")) for a in answers] == [
+        (400, "weight_required", "weight_kg"),
+        (400, "reason_required", "reason"),
+        (400, "delivery_code_required", "delivery_code"),
+        (400, "invalid_delivery_code", "delivery_code"),
+        (400, "invalid_delivery_code", "delivery_code"),
+    ]
+    assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.AT_CENTER
+    assert [Stop.objects.get(pk=s.pk).status for s in (pickup, delivery)] == ["pending"] * 2
+
+
 def in_transfer(shipment, north_staff, *, due) -> Shipment:
     """The shipment picked up the day before it is due, and on its way to the south."""
     picked = complete(
