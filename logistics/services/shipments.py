@@ -254,9 +254,7 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     # them in (it may delete the stop), so the two wait for each other and never deadlock.
     order_ids = Shipment.objects.filter(stops=stop_id).values_list("order_id", flat=True)
     list(Order.objects.select_for_update(of=("self",)).filter(pk__in=order_ids).order_by("pk"))
-    stop = (
-        Stop.objects.select_for_update(of=("self",)).select_related("route").filter(pk=stop_id)
-    ).first()
+    stop = Stop.objects.select_for_update(of=("self",)).filter(pk=stop_id).first()
     if stop is None:  # taken off its route while this waited: its goods were cancelled
         raise DomainError("not_found", "No such stop.", status_code=404)
     if stop.status in (StopStatus.DONE, StopStatus.FAILED):
@@ -298,13 +296,25 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     stop.status = StopStatus.DONE if data.outcome == "done" else StopStatus.FAILED
     stop.occurred_at = at
     stop.save(update_fields=["status", "occurred_at", "weight_kg", "reason"])
-    if stop.route.status == RouteStatus.PLANNED:
-        stop.route.status = RouteStatus.STARTED
-        stop.route.save(update_fields=["status"])
-        _tell_buyers_on_the_way(stop.route)
+    _route_follows(stop.route_id)
     for order_id in sorted({s.order_id for s in shipments}):
         _advance_order(order_id, staff)
     return stop, True
+
+
+def _route_follows(route_id: int) -> None:
+    """The route follows its stops: on the road from the first one recorded, completed once
+    none is left open (pending, or locked for review). Its row is locked, so of two last
+    stops recorded at once the second sees the first."""
+    route = Route.objects.select_for_update(of=("self",)).get(pk=route_id)
+    if route.status == RouteStatus.PLANNED:
+        route.status = RouteStatus.STARTED
+        route.save(update_fields=["status"])
+        _tell_buyers_on_the_way(route)
+    open_stops = route.stops.filter(status__in=(StopStatus.PENDING, StopStatus.LOCKED))
+    if route.status == RouteStatus.STARTED and not open_stops.exists():
+        route.status = RouteStatus.COMPLETED
+        route.save(update_fields=["status"])
 
 
 def _tell_buyers_on_the_way(route: Route) -> None:

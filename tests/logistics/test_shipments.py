@@ -99,7 +99,8 @@ def test_the_whole_road_of_a_shipment(world, client_for):
     )
     order.refresh_from_db()
     assert order.status == OrderStatus.IN_TRANSIT
-    assert pickup.route.__class__.objects.get(pk=pickup.route_id).status == RouteStatus.STARTED
+    # its only stop: the route was on the road, and is done
+    assert pickup.route.__class__.objects.get(pk=pickup.route_id).status == RouteStatus.COMPLETED
 
     # Only the destination center receives the transfer.
     assert north.post(f"/api/v1/shipments/{shipment.pk}/receive/").status_code == 404
@@ -410,6 +411,36 @@ def test_a_failed_stop_moves_the_booked_capacity_with_its_days_and_a_cancel_free
     cancelled = client_for(world["buyer"]).post(f"/api/v1/orders/{world['order'].pk}/cancel/")
     assert cancelled.status_code == 200, cancelled.json()
     assert set(loads().values()) == {Decimal("0.000")}
+
+
+def test_a_route_is_completed_once_its_last_stop_is_done_or_failed(world, client_for):
+    first = world["shipment"]
+    second_order = place_order(world["buyer"], (world["listing"], 1))
+    order_route(order_id=second_order.pk)
+    second = Shipment.objects.get(order=second_order)
+    route = Route.objects.create(service_center=world["north"], date=first.pickup_date)
+    stops = []
+    for sequence, shipment in enumerate((first, second), start=1):
+        stop = Stop.objects.create(
+            route=route,
+            sequence=sequence,
+            kind="pickup",
+            lat=shipment.pickup_lat,
+            lng=shipment.pickup_lng,
+        )
+        stop.shipments.add(shipment)
+        stops.append(stop)
+    north = client_for(world["north_staff"])
+
+    assert complete(north, stops[0], outcome="done", weight_kg="8").status_code == 200
+    assert Route.objects.get(pk=route.pk).status == RouteStatus.STARTED
+    assert complete(north, stops[1], outcome="failed", reason="农户不在家").status_code == 200
+    assert Route.objects.get(pk=route.pk).status == RouteStatus.COMPLETED
+    shown = client_for(world["north_staff"]).get(f"/api/v1/routes/{route.pk}/").json()
+    assert (shown["status"], [s["status"] for s in shown["stops"]]) == (
+        "completed",
+        ["done", "failed"],
+    )
 
 
 def test_goods_cancelled_after_the_route_set_out_are_not_picked_up(world, client_for):
