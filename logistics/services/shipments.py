@@ -209,12 +209,13 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
             also=["failed_attempts"],
         )
         status = ShipmentStatus.PENDING if pickup else ShipmentStatus.AT_CENTER
+        next_day = shipment.pickup_date if pickup else shipment.delivery_date
         _track(
             shipment,
             status,
             at,
             staff,
-            f"stop failed, next try {shipment.delivery_date:%Y-%m-%d}: {data.reason}",
+            f"stop failed, next try {next_day:%Y-%m-%d}: {data.reason}",
         )
     why = "pickup_failed" if stop.kind == StopKind.PICKUP else "delivery_failed"
     orders_tell_later_delivery(due_before=due_before, reason=why)

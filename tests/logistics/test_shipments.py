@@ -413,6 +413,28 @@ def test_a_failed_stop_moves_the_booked_capacity_with_its_days_and_a_cancel_free
     assert set(loads().values()) == {Decimal("0.000")}
 
 
+def test_a_failed_stops_event_names_the_day_of_its_own_next_try(world, client_for):
+    """A pickup is tried again on the new pickup day, not on the delivery day after it (the
+    goods cross to another center); a delivery on the new delivery day."""
+    shipment = world["shipment"]
+    north, south = client_for(world["north_staff"]), client_for(world["south_staff"])
+    pickup = stop_for(shipment, world["north"], "pickup")
+    assert complete(north, pickup, outcome="failed", reason="农户不在家").status_code == 200
+    shipment.refresh_from_db()
+    assert shipment.pickup_date < shipment.delivery_date
+    assert shipment.events.last().note == (
+        f"stop failed, next try {shipment.pickup_date:%Y-%m-%d}: 农户不在家"
+    )
+
+    Shipment.objects.filter(pk=shipment.pk).update(status=ShipmentStatus.AT_CENTER)
+    delivery = stop_for(shipment, world["south"], "delivery")
+    assert complete(south, delivery, outcome="failed", reason="买家不在家").status_code == 200
+    shipment.refresh_from_db()
+    assert shipment.events.last().note == (
+        f"stop failed, next try {shipment.delivery_date:%Y-%m-%d}: 买家不在家"
+    )
+
+
 def test_a_route_is_completed_once_its_last_stop_is_done_or_failed(world, client_for):
     first = world["shipment"]
     second_order = place_order(world["buyer"], (world["listing"], 1))
