@@ -111,10 +111,14 @@ def user_update_profile(*, user: User, **changes: object) -> User:
         raise TypeError(f"not profile fields: {sorted(unknown)}")
     if "village" in changes and user.role == Role.STAFF:
         raise DomainError(
-            errors.ROLE_NOT_ALLOWED, "Staff belong to a service center, not a village."
+            errors.ROLE_NOT_ALLOWED,
+            "Staff belong to a service center, not a village.",
+            extra={"field": "village"},
         )
     if "buyer_kind" in changes and user.role != Role.BUYER:
-        raise DomainError(errors.ROLE_NOT_ALLOWED, "Only buyers have a buyer kind.")
+        raise DomainError(
+            errors.ROLE_NOT_ALLOWED, "Only buyers have a buyer kind.", extra={"field": "buyer_kind"}
+        )
     lat = changes.get("lat", user.lat)
     lng = changes.get("lng", user.lng)
     _check_coordinates(lat, lng)  # type: ignore[arg-type]

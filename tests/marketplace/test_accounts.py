@@ -354,6 +354,21 @@ def test_staff_cannot_move_into_a_village(client_for):
     assert staff.village_id is None
 
 
+def test_a_profile_field_not_for_ones_role_is_refused_naming_it(client_for):
+    staff, farmer = StaffFactory(), FarmerFactory()
+    answers = [
+        client_for(staff).patch(ME, {"village": VillageFactory().pk}, format="json"),
+        client_for(farmer).patch(ME, {"buyer_kind": "shop"}, format="json"),
+    ]
+    assert [(a.status_code, a.json()["code"], a.json().get("field")) for a in answers] == [
+        (400, "role_not_allowed", "village"),
+        (400, "role_not_allowed", "buyer_kind"),
+    ]
+    staff.refresh_from_db()
+    farmer.refresh_from_db()
+    assert (staff.village_id, farmer.buyer_kind) == (None, "")
+
+
 def test_staff_me_shows_their_center(client_for):
     staff = StaffFactory()
     body = client_for(staff).get(ME).json()
