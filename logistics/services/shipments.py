@@ -262,7 +262,9 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
         if stop.status == (StopStatus.DONE if data.outcome == "done" else StopStatus.FAILED):
             return stop, True  # the same completion again (an offline device retrying)
         raise ConflictError(errors.STOP_ALREADY_COMPLETED, f"This stop is already {stop.status}.")
-    if stop.status == StopStatus.LOCKED:
+    # Locked against guessing the code: it may still be reported failed (that tells nothing
+    # about the code), so the goods go back and the route can close.
+    if stop.status == StopStatus.LOCKED and data.outcome == "done":
         raise ConflictError(
             errors.STOP_LOCKED, "Too many wrong delivery codes: staff must review this stop."
         )

@@ -182,6 +182,22 @@ def test_a_wrong_code_is_400_the_fifth_locks_the_stop_and_an_operator_unlocks_it
     assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.DELIVERED
 
 
+def test_a_stop_locked_by_wrong_codes_can_still_be_reported_failed(world, client_for):
+    shipment = world["shipment"]
+    Shipment.objects.filter(pk=shipment.pk).update(status=ShipmentStatus.AT_CENTER)
+    south = client_for(world["south_staff"])
+    stop = stop_for(shipment, world["south"], "delivery")
+    Stop.objects.filter(pk=stop.pk).update(status=StopStatus.LOCKED, wrong_code_attempts=5)
+
+    failed = complete(south, stop, outcome="failed", reason="买家不在家，不知道取货码")
+    assert failed.status_code == 200
+    stop.refresh_from_db()
+    assert (stop.status, stop.reason) == (StopStatus.FAILED, "买家不在家，不知道取货码")
+    shipment.refresh_from_db()
+    assert (shipment.status, shipment.failed_attempts) == (ShipmentStatus.AT_CENTER, 1)
+    assert Route.objects.get(pk=stop.route_id).status == RouteStatus.COMPLETED
+
+
 def test_a_failed_pickup_goes_back_for_the_next_day(world, client_for):
     shipment = world["shipment"]
     north = client_for(world["north_staff"])
