@@ -1,4 +1,5 @@
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -166,8 +167,9 @@ class MyPickupsView(ListAPIView):
 
 class StopCompletionSerializer(serializers.Serializer):
     outcome = serializers.ChoiceField(choices=["done", "failed"])
+    # Goods picked up weigh something: a farm that hands over nothing is a failed pickup.
     weight_kg = serializers.DecimalField(
-        max_digits=10, decimal_places=3, min_value=0, required=False, default=None
+        max_digits=10, decimal_places=3, min_value=Decimal("0.001"), required=False, default=None
     )
     delivery_code = serializers.RegexField(r"^[0-9]{6}$", required=False, default="")
     reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")

@@ -653,6 +653,11 @@ def test_a_pickup_needs_its_weight_and_occurred_at_is_kept(world, client_for):
     north = client_for(world["north_staff"])
     stop = stop_for(world["shipment"], world["north"], "pickup")
     assert complete(north, stop, outcome="done").json()["code"] == "weight_required"
+    nothing = complete(north, stop, outcome="done", weight_kg="0")
+    assert nothing.status_code == 400
+    errors = [(e["field"], e["code"]) for e in nothing.json()["errors"]]
+    assert errors == [("weight_kg", "min_value")]
+    assert Stop.objects.get(pk=stop.pk).status == StopStatus.PENDING
     two_days_ago = timezone.localtime() - timedelta(days=2)
     offline = two_days_ago.replace(hour=8, minute=15, second=0, microsecond=0).isoformat()
     assert (
