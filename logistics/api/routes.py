@@ -10,6 +10,7 @@ import io
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
+from django import forms
 from django.http import HttpResponse
 from django.utils import timezone
 from django_filters import rest_framework as filters
@@ -94,10 +95,16 @@ class RouteSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class IdFilter(filters.NumberFilter):
+    """A row's id: a whole number (1.5 is refused, not read as 1)."""
+
+    field_class = forms.IntegerField
+
+
 class RouteFilter(filters.FilterSet):
-    # A number, not a choice of centers: no lookup, and another center's id simply matches
+    # An id, not a choice of centers: no lookup, and another center's id simply matches
     # none of the caller's routes.
-    service_center = filters.NumberFilter(field_name="service_center_id")
+    service_center = IdFilter(field_name="service_center_id", min_value=1, max_value=2**63 - 1)
     date = filters.DateFilter()
 
     class Meta:

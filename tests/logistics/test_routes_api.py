@@ -208,8 +208,10 @@ def test_the_list_shows_the_own_centers_routes_filtered_in_constant_queries(
     assert [r["id"] for r in own.json()["results"]] == [r.pk for r in later]
     other = staff.get("/api/v1/routes/", {"service_center": elsewhere.pk})
     assert (other.status_code, other.json()["count"]) == (200, 0)
-    bad = staff.get("/api/v1/routes/", {"date": "yesterday"})
-    assert (bad.status_code, bad.json()["code"]) == (400, "validation_error")
+    for query in ({"date": "yesterday"}, {"service_center": f"{center.pk}.5"}):
+        bad = staff.get("/api/v1/routes/", query)
+        assert (bad.status_code, bad.json()["code"]) == (400, "validation_error"), query
+        assert [e["field"] for e in bad.json()["errors"]] == list(query)
 
 
 def test_others_get_404_for_every_route_and_see_none_listed(world, api, client_for):
