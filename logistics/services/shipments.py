@@ -321,13 +321,15 @@ def _route_follows(route_id: int) -> None:
 
 
 def _tell_buyers_on_the_way(route: Route) -> None:
-    """A route has set out: the buyer of each delivery still ahead on it (one order a stop)."""
+    """A route has set out: the buyer of each order delivered on it later on is told once,
+    with its first stop ahead (one order's goods from several farms, or refrigerated and
+    not, may make several stops at the buyer's)."""
     ahead = route.stops.filter(kind=StopKind.DELIVERY, status=StopStatus.PENDING)
-    notify_out_for_delivery(
-        (stop, order.pk, order.buyer_id)
-        for stop in ahead.order_by("sequence").prefetch_related("shipments__order")
-        for order in {shipment.order for shipment in stop.shipments.all()}
-    )
+    first_stop: dict[int, tuple[Stop, int, int]] = {}
+    for stop in ahead.order_by("sequence").prefetch_related("shipments__order"):
+        for order in {shipment.order for shipment in stop.shipments.all()}:
+            first_stop.setdefault(order.pk, (stop, order.pk, order.buyer_id))
+    notify_out_for_delivery(first_stop.values())
 
 
 def stop_complete(*, stop_id: int, staff: User, data: Completion) -> Stop:

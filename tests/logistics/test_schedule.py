@@ -161,10 +161,12 @@ def test_each_farmer_is_told_when_their_pickup_is_due_and_each_buyer_when_it_set
     done = Completion(outcome="done", weight_kg=Decimal("1"))
     shipments.stop_complete(stop_id=first.pk, staff=day["staff"], data=done)
     deliveries = route.stops.filter(kind="delivery").prefetch_related("shipments__order")
-    on_the_way = sorted(
-        (order.buyer_id, order.pk)
-        for stop in deliveries
-        for order in {s.order for s in stop.shipments.all()}
+    on_the_way = sorted(  # once per order, however many stops it makes
+        {
+            (order.buyer_id, order.pk)
+            for stop in deliveries
+            for order in {s.order for s in stop.shipments.all()}
+        }
     )
     out = Notification.objects.filter(kind="out_for_delivery")
     assert sorted(out.values_list("user_id", "order_id")) == on_the_way
@@ -177,6 +179,35 @@ def test_each_farmer_is_told_when_their_pickup_is_due_and_each_buyer_when_it_set
 
 def stops_of(note: Notification) -> set[int]:
     return {stop["stop"] for stop in note.data["stops"]}
+
+
+@pytest.mark.django_db
+def test_a_buyer_whose_order_makes_several_stops_on_a_route_is_told_once_with_the_first():
+    """Two farmers' goods for one order are two farm-to-buyer pairs: two delivery stops at
+    the buyer on the one van's route. Setting out tells the buyer once, with the first."""
+    center = ServiceCenterFactory(lat=Decimal("30.200000"), lng=Decimal("119.600000"))
+    Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal("500"))
+    farms = [FarmerFactory(village=village_near(center, f"0.0{n}", "0.02")) for n in (1, 2)]
+    buyer = BuyerFactory(village=village_near(center, "-0.01", "0.01"))
+    order = routed_order(buyer, *((create_listing(farm, unit="kg"), 5) for farm in farms))
+    [pickup_day] = set(order.shipments.values_list("pickup_date", flat=True))
+    run_day({"center": center, "date": pickup_day})
+    [route] = Route.objects.all()
+    deliveries = list(route.stops.filter(kind="delivery").order_by("sequence"))
+    assert len(deliveries) == 2  # one per farmer's goods
+
+    first = route.stops.order_by("sequence").first()
+    done = Completion(outcome="done", weight_kg=Decimal("5"))
+    shipments.stop_complete(stop_id=first.pk, staff=StaffFactory(service_center=center), data=done)
+
+    [note] = Notification.objects.filter(kind="out_for_delivery")
+    eta = timezone.localtime(deliveries[0].eta)
+    assert (note.user_id, note.order_id, note.data) == (
+        buyer.pk,
+        order.pk,
+        {"order": order.pk, "route": route.pk, "eta": eta.isoformat()},
+    )
+    assert f"预计 {eta:%H:%M} 送达" in note.body
 
 
 @pytest.mark.django_db
