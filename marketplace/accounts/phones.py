@@ -23,7 +23,7 @@ def normalize_phone(raw: str) -> str:
     try:
         number = phonenumbers.parse(text, settings.PHONE_DEFAULT_REGION)
     except phonenumbers.NumberParseException as exc:
-        raise DomainError(INVALID_PHONE, "Not a phone number.") from exc
+        raise DomainError(INVALID_PHONE, "Not a phone number.", extra={"field": "phone"}) from exc
     if not phonenumbers.is_valid_number(number):
-        raise DomainError(INVALID_PHONE, "Not a valid phone number.")
+        raise DomainError(INVALID_PHONE, "Not a valid phone number.", extra={"field": "phone"})
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

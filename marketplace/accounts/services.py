@@ -40,7 +40,9 @@ def _create(user: User, password: str) -> User:
     except IntegrityError as exc:
         if "phone" in str(exc):
             raise DomainError(
-                errors.PHONE_TAKEN, "This phone number is already registered."
+                errors.PHONE_TAKEN,
+                "This phone number is already registered.",
+                extra={"field": "phone"},
             ) from exc
         raise
     return user
@@ -48,7 +50,11 @@ def _create(user: User, password: str) -> User:
 
 def _check_coordinates(lat: Decimal | None, lng: Decimal | None) -> None:
     if (lat is None) != (lng is None):
-        raise DomainError(errors.COORDINATES_INCOMPLETE, "Give both lat and lng, or neither.")
+        raise DomainError(
+            errors.COORDINATES_INCOMPLETE,
+            "Give both lat and lng, or neither.",
+            extra={"field": "lat" if lat is None else "lng"},  # the one missing
+        )
 
 
 def user_register(

@@ -1,6 +1,7 @@
 """Registration, login, refresh and the own profile, over HTTP."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from axes.models import AccessAttempt, AccessLog
@@ -79,6 +80,7 @@ def test_duplicate_phone_in_any_spelling_is_400_phone_taken(api):
         "status": 400,
         "code": "phone_taken",
         "detail": "This phone number is already registered.",
+        "field": "phone",
     }
     assert User.objects.get().name == "王秀英"
 
@@ -89,7 +91,7 @@ def test_bad_phone_is_400_and_creates_nothing(api, phone):
     assert response.status_code == 400
     assert response.json()["code"] in {"invalid_phone", "validation_error"}
     if phone:
-        assert response.json()["code"] == "invalid_phone"
+        assert (response.json()["code"], response.json()["field"]) == ("invalid_phone", "phone")
     assert not User.objects.exists()
 
 
@@ -179,12 +181,29 @@ def test_behind_a_proxy_the_lockout_keys_on_the_address_the_proxy_saw(api, setti
     assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"6.6.6.6"}
 
 
-def test_register_needs_both_coordinates(api):
-    body = register_body(VillageFactory(), lat="30.1")
+@pytest.mark.parametrize(("given", "missing"), [("lat", "lng"), ("lng", "lat")])
+def test_register_needs_both_coordinates_and_names_the_missing_one(api, given, missing):
+    body = register_body(VillageFactory(), **{given: "30.1"})
     response = api.post(REGISTER, body, format="json")
     assert response.status_code == 400
-    assert response.json()["code"] == "coordinates_incomplete"
+    assert (response.json()["code"], response.json()["field"]) == (
+        "coordinates_incomplete",
+        missing,
+    )
     assert not User.objects.exists()
+
+
+def test_me_patch_clearing_one_coordinate_names_it_and_changes_nothing(client_for):
+    buyer = BuyerFactory(name="王秀英", lat=Decimal("30.111111"), lng=Decimal("119.222222"))
+    response = client_for(buyer).patch(ME, {"lat": None, "name": "新名字"}, format="json")
+    assert response.status_code == 400
+    assert (response.json()["code"], response.json()["field"]) == ("coordinates_incomplete", "lat")
+    buyer.refresh_from_db()
+    assert (buyer.lat, buyer.lng, buyer.name) == (
+        Decimal("30.111111"),
+        Decimal("119.222222"),
+        "王秀英",
+    )
 
 
 def test_malformed_json_is_400_parse_error(api):
