@@ -75,9 +75,17 @@ def _unit_weight(unit: str, unit_weight_kg: Decimal | None) -> Decimal:
     return unit_weight_kg
 
 
-def _check_dates(harvest_date: date, available_until: date | None) -> None:
+def _check_dates(
+    harvest_date: date, available_until: date | None, *, field: str = "available_until"
+) -> None:
+    """`field` is the one the error names: the date the request set (an edit may move
+    either one past the other)."""
     if available_until is not None and available_until < harvest_date:
-        raise DomainError(errors.INVALID_DATES, "available_until is before harvest_date.")
+        raise DomainError(
+            errors.INVALID_DATES,
+            "available_until is before harvest_date.",
+            extra={"field": field},
+        )
 
 
 def listing_place(farmer: User) -> dict[str, Any]:
@@ -183,6 +191,7 @@ def listing_update(*, listing: Listing, **changes: Any) -> Listing:
     _check_dates(
         changes.get("harvest_date", listing.harvest_date),
         changes.get("available_until", listing.available_until),
+        field="available_until" if "available_until" in changes else "harvest_date",
     )
     for field, value in changes.items():
         setattr(listing, field, value.strip() if isinstance(value, str) else value)

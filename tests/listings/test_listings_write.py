@@ -139,8 +139,27 @@ def test_available_until_before_harvest_is_400(client_for):
         LISTINGS, body(available_until=str(today - timedelta(days=1))), format="json"
     )
     assert response.status_code == 400
-    assert response.json()["code"] == "invalid_dates"
+    assert (response.json()["code"], response.json()["field"]) == (
+        "invalid_dates",
+        "available_until",
+    )
     assert not Listing.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [({"harvest_date": "+5"}, "harvest_date"), ({"available_until": "-5"}, "available_until")],
+)
+def test_an_edit_putting_the_dates_out_of_order_names_the_field_changed(client_for, patch, field):
+    today = timezone.localdate()
+    farmer = FarmerFactory()
+    listing = create_listing(farmer, harvest_date=today, available_until=today + timedelta(3))
+    days = {key: str(today + timedelta(days=int(value))) for key, value in patch.items()}
+    response = client_for(farmer).patch(f"{LISTINGS}{listing.pk}/", days, format="json")
+    assert response.status_code == 400
+    assert (response.json()["code"], response.json()["field"]) == ("invalid_dates", field)
+    listing.refresh_from_db()
+    assert (listing.harvest_date, listing.available_until) == (today, today + timedelta(3))
 
 
 @pytest.mark.parametrize("make_user", [BuyerFactory, StaffFactory])
