@@ -12,6 +12,7 @@ from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -21,6 +22,8 @@ from marketplace.accounts.errors import LOGIN_LOCKED, LOGIN_LOCKED_DETAIL
 from marketplace.exceptions import DomainError
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+REQUEST_TOO_LARGE = "request_too_large"
+REQUEST_TOO_LARGE_DETAIL = "The request body is too large."
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -84,6 +87,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DomainError):
         body = problem(exc.status_code, exc.code, exc.detail, **exc.extra)
         return Response(body, status=exc.status_code, content_type=PROBLEM_CONTENT_TYPE)
+    if isinstance(exc, RequestDataTooBig):  # as the idempotency middleware answers it
+        body = problem(413, REQUEST_TOO_LARGE, REQUEST_TOO_LARGE_DETAIL)
+        return Response(body, status=413, content_type=PROBLEM_CONTENT_TYPE)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -39,7 +39,12 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from marketplace.api.authentication import remember_access_token
-from marketplace.api.exceptions import PROBLEM_CONTENT_TYPE, problem
+from marketplace.api.exceptions import (
+    PROBLEM_CONTENT_TYPE,
+    REQUEST_TOO_LARGE,
+    REQUEST_TOO_LARGE_DETAIL,
+    problem,
+)
 from marketplace.api.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
@@ -182,7 +187,7 @@ class IdempotencyMiddleware:
         try:
             fingerprint = _fingerprint(request)
         except RequestDataTooBig:
-            return _problem(413, "request_too_large", "The request body is too large.")
+            return _problem(413, REQUEST_TOO_LARGE, REQUEST_TOO_LARGE_DETAIL)
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_lock_id(user_id, key)])

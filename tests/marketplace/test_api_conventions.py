@@ -144,6 +144,35 @@ def test_a_body_nested_too_deeply_is_400_parse_error(api, client_for):
     assert not Order.objects.exists()
 
 
+def test_a_body_too_large_is_413_with_or_without_an_idempotency_key(api, client_for, settings):
+    """The same answer to the same request, whether or not it carries a key (with one, the
+    idempotency middleware meets the size first)."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
+    village = VillageFactory()
+    too_large = json.dumps(
+        {"phone": "13912345678", "password": "x" * 2_000, "name": "王", "village": village.pk}
+    )
+    anyone = api.post("/api/v1/auth/register/", too_large, content_type="application/json")
+    client = client_for(BuyerFactory())
+    body = json.dumps({"lines": [], "note": "x" * 2_000})
+    keyless = client.post("/api/v1/orders/", body, content_type="application/json")
+    keyed = client.post(
+        "/api/v1/orders/", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="big-1"
+    )
+    for response in (anyone, keyless, keyed):
+        assert response.status_code == 413
+        assert response["Content-Type"] == "application/problem+json"
+        assert response.json() == {
+            "type": "about:blank",
+            "title": "Request Entity Too Large",
+            "status": 413,
+            "code": "request_too_large",
+            "detail": "The request body is too large.",
+        }
+    assert not User.objects.filter(phone="+8613912345678").exists()
+    assert not Order.objects.exists()
+
+
 def test_an_unpaired_surrogate_repeated_in_an_error_is_400_not_500(api, client_for):
     """A choice's error repeats the value sent. JSON may carry an unpaired surrogate
     (`"\\ud800"`) that UTF-8 cannot encode, so the answer could not be written (a 500):
