@@ -192,10 +192,14 @@ def _farmer_reviews() -> QuerySet[Review]:
 
 
 def farmer_public_profile_queryset() -> QuerySet[User]:
-    """Farmers with their village, its center, how many listings they offer now, and their
+    """Farmers with their village, its center, how many listings they offer now (as the
+    public search finds them: active and not past their available_until), and their
     rating: the average (2 decimals; null with no review) and count of the reviews of orders
     with their goods in them. All columns of one row: the profile is one query."""
-    active = Q(listings__status=ListingStatus.ACTIVE)
+    active = Q(listings__status=ListingStatus.ACTIVE) & (
+        Q(listings__available_until__isnull=True)
+        | Q(listings__available_until__gte=timezone.localdate())
+    )
     # Plain SQL aggregates over the subquery's rows (not Django aggregates, which would
     # add a GROUP BY): one row each, AVG null and COUNT 0 when there is no review.
     average = Func(F("rating"), function="AVG", output_field=DecimalField())

@@ -134,4 +134,6 @@ class FarmerProfileViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
     permission_classes = [AllowAny]
     serializer_class = FarmerProfileSerializer
-    queryset = selectors.farmer_public_profile_queryset()
+
+    def get_queryset(self):
+        return selectors.farmer_public_profile_queryset()  # counts what is on offer today

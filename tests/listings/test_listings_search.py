@@ -284,6 +284,18 @@ def test_farmer_public_profile(api):
     assert buyer_or_missing.status_code == 404
 
 
+def test_a_farmers_listing_count_is_what_a_search_by_farmer_finds(api):
+    """A listing whose available_until has passed stays active (the farmer may extend it)
+    but is no longer on offer: the profile does not count it, as the search does not show it."""
+    today = timezone.localdate()
+    farmer = FarmerFactory()
+    create_listing(farmer, available_until=today)  # its last day
+    create_listing(farmer, harvest_date=today - timedelta(5), available_until=today - timedelta(1))
+    profile = api.get(f"/api/v1/farmers/{farmer.pk}/").json()
+    found = api.get(LISTINGS, {"farmer": farmer.pk}).json()
+    assert (profile["listing_count"], found["count"]) == (1, 1)
+
+
 def test_categories_are_seeded_with_chinese_names(api):
     response = api.get("/api/v1/categories/")
     assert response.status_code == 200
