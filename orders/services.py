@@ -14,6 +14,7 @@ from psycopg.errors import UniqueViolation
 from listings.models import Listing, ListingStatus
 from listings.selectors import listings_for_update
 from listings.services import listing_restock, listings_take_stock
+from logistics.geo import distance_km
 from logistics.models import Shipment, Village
 from marketplace.accounts.models import Role, User
 from marketplace.celery import send_unless_pending
@@ -177,6 +178,20 @@ def _check_size(total: Decimal, order_lines: list[OrderLine]) -> None:
         )
 
 
+def _check_delivery_point(village: Village, lat: Decimal, lng: Decimal) -> None:
+    """A delivery point given with the order lies within PLACE_MAX_KM_FROM_VILLAGE of its
+    village's point: the village's center routes the goods there, and a point it can never
+    reach (0,0 from a phone without a fix, another county) would roll from one day's plan
+    to the next, never delivered."""
+    limit = settings.PLACE_MAX_KM_FROM_VILLAGE
+    if distance_km(village.lat, village.lng, lat, lng) > limit:
+        raise DomainError(
+            errors.DELIVERY_PLACE_TOO_FAR,
+            f"The delivery point is more than {limit} km from the delivery village.",
+            extra={"field": "delivery_lat", "max_km": limit},
+        )
+
+
 @transaction.atomic
 def order_place(
     *,
@@ -200,6 +215,8 @@ def order_place(
     event and its shipments (none yet: routing writes them after the commit), so an answer
     serialized from it reads nothing back."""
     _check_request_shape(buyer, lines)
+    if delivery_lat is not None and delivery_lng is not None:  # before any row is locked
+        _check_delivery_point(delivery_village or buyer.village, delivery_lat, delivery_lng)
     listings = {
         listing.pk: listing for listing in listings_for_update([x.listing_id for x in lines])
     }

@@ -285,6 +285,8 @@ DELIVERY_FEE_BASE = Decimal(env("DELIVERY_FEE_BASE", default="5.00"))
 DELIVERY_FEE_PER_EXTRA_FARMER = Decimal(env("DELIVERY_FEE_PER_EXTRA_FARMER", default="2.00"))
 FREE_DELIVERY_FROM = Decimal(env("FREE_DELIVERY_FROM", default="99.00"))
 PREPAID_PAYMENT_MINUTES = env.int("PREPAID_PAYMENT_MINUTES", default=30)
+# How far from its village a user's exact place, or an order's own delivery point, may be.
+PLACE_MAX_KM_FROM_VILLAGE = env.int("PLACE_MAX_KM_FROM_VILLAGE", default=20)
 # The payment provider's signed webhook (orders.payments). The default secret is for
 # development and tests only; production settings refuse it.
 PAYMENT_PROVIDER = env("PAYMENT_PROVIDER", default="sandbox")

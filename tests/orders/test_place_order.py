@@ -97,6 +97,41 @@ def test_delivery_place_defaults_to_the_buyer_and_can_be_given(client_for):
     )
 
 
+@pytest.mark.parametrize(
+    ("lat", "lng", "placed"),
+    [
+        ("30.300000", "119.750000", True),  # ~5.8 km from the village's point: a home of it
+        ("0.000000", "0.000000", False),  # a phone without a fix sends 0,0
+        ("30.260000", "120.000000", False),  # ~28 km off: another county
+    ],
+)
+def test_a_delivery_point_given_is_near_the_delivery_village(client_for, lat, lng, placed):
+    """Goods are routed to the point given: one the village's center can never reach would
+    roll from day to day, never delivered. So it must lie within PLACE_MAX_KM_FROM_VILLAGE
+    of the village's own point (VillageFactory: 30.26, 119.71)."""
+    buyer = BuyerFactory()
+    listing = create_listing()
+    response = client_for(buyer).post(
+        ORDERS, order_body((listing, 1), delivery_lat=lat, delivery_lng=lng), format="json"
+    )
+    if placed:
+        assert response.status_code == 201, response.json()
+        assert (response.json()["delivery_lat"], response.json()["delivery_lng"]) == (lat, lng)
+        return
+    assert response.status_code == 400
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "code": "delivery_place_too_far",
+        "detail": "The delivery point is more than 20 km from the delivery village.",
+        "field": "delivery_lat",
+        "max_km": 20,
+    }
+    assert not Order.objects.exists()
+    assert stock(listing) == [Decimal("100")]
+
+
 def test_prepaid_waits_for_payment(client_for):
     listing = create_listing()
     data = (
