@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
@@ -11,6 +12,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from listings.services import listings_refresh_for_farmer
+from logistics.geo import distance_km
 from logistics.models import ServiceCenter, Village
 from marketplace.accounts import errors
 from marketplace.accounts.models import BuyerKind, Role, User
@@ -57,6 +59,21 @@ def _check_coordinates(lat: Decimal | None, lng: Decimal | None) -> None:
         )
 
 
+def _check_place(village: Village | None, lat: Decimal | None, lng: Decimal | None) -> None:
+    """An exact place lies within PLACE_MAX_KM_FROM_VILLAGE of the village's point: goods
+    are picked up and delivered there by the village's center, which could never reach
+    0,0 (what a phone without a GPS fix sends) or a place in another county."""
+    if village is None or lat is None or lng is None:
+        return
+    limit = settings.PLACE_MAX_KM_FROM_VILLAGE
+    if distance_km(village.lat, village.lng, lat, lng) > limit:
+        raise DomainError(
+            errors.PLACE_TOO_FAR,
+            f"The place is more than {limit} km from the village.",
+            extra={"field": "lat", "max_km": limit},
+        )
+
+
 def user_register(
     *,
     phone: str,
@@ -73,6 +90,7 @@ def user_register(
     if role not in SELF_REGISTER_ROLES:
         raise DomainError(errors.ROLE_NOT_ALLOWED, "Register as a farmer or a buyer.")
     _check_coordinates(lat, lng)
+    _check_place(village, lat, lng)
     user = User(
         phone=normalize_phone(phone),
         name=name.strip(),
@@ -128,6 +146,8 @@ def user_update_profile(*, user: User, **changes: object) -> User:
     lat = changes.get("lat", user.lat)
     lng = changes.get("lng", user.lng)
     _check_coordinates(lat, lng)  # type: ignore[arg-type]
+    if {"village", "lat", "lng"} & set(changes):
+        _check_place(changes.get("village", user.village), lat, lng)  # type: ignore[arg-type]
     for field, value in changes.items():
         setattr(user, field, value.strip() if isinstance(value, str) else value)
     user.save(update_fields=list(changes))

@@ -193,6 +193,48 @@ def test_register_needs_both_coordinates_and_names_the_missing_one(api, given, m
     assert not User.objects.exists()
 
 
+def test_register_refuses_a_place_far_from_the_village(api):
+    """0,0 is what a phone without a GPS fix sends: pickups and deliveries there would never
+    be routed. The place must lie within PLACE_MAX_KM_FROM_VILLAGE of the village's point."""
+    body = register_body(VillageFactory(), lat="0", lng="0")
+    response = api.post(REGISTER, body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "code": "place_too_far",
+        "detail": "The place is more than 20 km from the village.",
+        "field": "lat",
+        "max_km": 20,
+    }
+    assert not User.objects.exists()
+
+
+def test_me_patch_refuses_a_place_far_from_the_village_and_changes_nothing(client_for):
+    farmer = FarmerFactory(name="王秀英", lat=Decimal("30.250000"), lng=Decimal("119.700000"))
+    home = farmer.village_id
+    client = client_for(farmer)
+    far = client.patch(ME, {"lat": "0", "lng": "0", "name": "新名字"}, format="json")
+    assert (far.status_code, far.json()["code"], far.json()["field"]) == (
+        400,
+        "place_too_far",
+        "lat",
+    )
+    elsewhere = VillageFactory(lat=Decimal("30.600000"), lng=Decimal("119.700000"))  # ~38 km
+    moved = client.patch(ME, {"village": elsewhere.pk}, format="json")
+    assert (moved.status_code, moved.json()["code"]) == (400, "place_too_far")
+    farmer.refresh_from_db()
+    assert (farmer.lat, farmer.lng, farmer.village_id, farmer.name) == (
+        Decimal("30.250000"),
+        Decimal("119.700000"),
+        home,
+        "王秀英",
+    )
+    near = client.patch(ME, {"village": elsewhere.pk, "lat": "30.61", "lng": "119.71"})
+    assert near.status_code == 200, near.json()
+
+
 def test_me_patch_clearing_one_coordinate_names_it_and_changes_nothing(client_for):
     buyer = BuyerFactory(name="王秀英", lat=Decimal("30.111111"), lng=Decimal("119.222222"))
     response = client_for(buyer).patch(ME, {"lat": None, "name": "新名字"}, format="json")
@@ -310,8 +352,8 @@ def test_me_patch_changes_only_profile_fields(client_for):
             "village": new_village.pk,
             "role": "staff",
             "phone": "+8613000000000",
-            "lat": "30.5",
-            "lng": "119.9",
+            "lat": "30.3",
+            "lng": "119.7",
             "buyer_kind": "canteen",
         },
         format="json",
