@@ -232,6 +232,7 @@ class NotificationKind(models.TextChoices):
     GOODS_NOT_DELIVERED = "goods_not_delivered"
     DELIVERY_RESCHEDULED = "delivery_rescheduled"
     REFUND_SENT = "refund_sent"
+    READY_FOR_COLLECTION = "ready_for_collection"
 
 
 class Notification(models.Model):

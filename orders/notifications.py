@@ -629,6 +629,17 @@ def notify_pickups_scheduled(stops: Iterable[tuple[Any, list[Any]]]) -> list[Not
     return store(messages)
 
 
+def notify_ready_for_collection(order: Order, center: Any) -> list[Notification]:
+    """The buyer of an order collected at their service center: all its goods wait there."""
+    return _tell_buyer(
+        order,
+        kind=NotificationKind.READY_FOR_COLLECTION,
+        title="可以自提了",
+        body=f"订单 #{order.pk} 的商品已到 {center.name}，请凭收货码自提。",
+        data={"order": order.pk, "service_center": center.pk},
+    )
+
+
 def notify_out_for_delivery(stops: Iterable[tuple[Any, int, int]]) -> list[Notification]:
     """The buyer of each delivery stop on a route that has set out: today, about when.
     `stops` are (stop, its order's id, its buyer's id)."""

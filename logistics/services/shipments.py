@@ -51,7 +51,11 @@ from orders.models import (
     PaymentMethod,
     PaymentStatus,
 )
-from orders.notifications import notify, notify_out_for_delivery
+from orders.notifications import (
+    notify,
+    notify_out_for_delivery,
+    notify_ready_for_collection,
+)
 from orders.services import order_lines_not_delivered, order_lock, order_transition
 
 FINAL = frozenset({ShipmentStatus.DELIVERED, ShipmentStatus.FAILED, ShipmentStatus.CANCELLED})
@@ -86,6 +90,22 @@ def _finish_legs(shipment: Shipment, kinds: tuple[str, ...]) -> None:
     ShipmentLeg.objects.filter(shipment=shipment, kind__in=kinds).update(status=LegStatus.DONE)
 
 
+def _tell_buyer_when_ready_for_collection(order: Order, statuses: list[str]) -> None:
+    """An order collected at the buyer's center (locked): its buyer is told once, when the
+    last of its goods still coming is waiting there (a transfer received, a local pickup
+    done), so they come when there is something to collect."""
+    waiting = [s for s in statuses if s not in FINAL]
+    if (
+        order.delivery_method != DeliveryMethod.PICKUP
+        or not waiting
+        or any(s != ShipmentStatus.AT_CENTER for s in waiting)
+        or order.notifications.filter(kind=NotificationKind.READY_FOR_COLLECTION).exists()
+    ):
+        return
+    shipment = order.shipments.select_related("destination_center").exclude(status__in=FINAL)[0]
+    notify_ready_for_collection(order, shipment.destination_center)
+
+
 def _advance_order(order_id: int, actor: User | None) -> None:
     """The order follows its shipments: on the road after the first pickup; delivered when
     every shipment is delivered; partially delivered when some failed for good; failed
@@ -104,6 +124,7 @@ def _advance_order(order_id: int, actor: User | None) -> None:
         order = order_transition(
             order=order, to_status=OrderStatus.IN_TRANSIT, actor=actor, reason="first pickup"
         )
+    _tell_buyer_when_ready_for_collection(order, statuses)
     on_its_way = (OrderStatus.CONFIRMED, OrderStatus.SCHEDULED, OrderStatus.IN_TRANSIT)
     if order.status not in on_its_way or not all(s in FINAL for s in statuses):
         return  # (every pickup failed for good: from confirmed or scheduled to failed)
@@ -386,6 +407,7 @@ def shipment_receive(
         note,
         center=shipment.destination_center,
     )
+    _advance_order(shipment.order_id, staff)  # goods to collect: all there now, perhaps
     return shipment
 
 

@@ -947,6 +947,53 @@ def test_goods_collected_at_the_center_are_handed_over_with_the_buyers_code(worl
     assert order.events.filter(to_status=OrderStatus.DELIVERED).count() == 1
 
 
+def test_a_buyer_collecting_at_the_center_is_told_once_all_the_goods_are_there(world, client_for):
+    """One farmer near the buyer's (south) center, one in the north whose goods come by
+    transfer: the buyer hears "ready to collect" once, when the last of them arrives."""
+    south, buyer = world["south"], world["buyer"]
+    near = FarmerFactory(village=VillageFactory(service_center=south))
+    order = place_order(
+        buyer,
+        (create_listing(near), 2),
+        (world["listing"], 3),  # the north farmer's
+        delivery_method="pickup",
+    )
+    order_route(order_id=order.pk)
+    local = Shipment.objects.get(order=order, farmer=near)
+    far = Shipment.objects.get(order=order, farmer=world["farmer"])
+    south_staff, north_staff = client_for(world["south_staff"]), client_for(world["north_staff"])
+
+    def ready():
+        return list(Notification.objects.filter(order=order, kind="ready_for_collection"))
+
+    picked = complete(south_staff, stop_for(local, south, "pickup"), outcome="done", weight_kg="1")
+    assert picked.status_code == 200
+    assert ready() == []  # the north farmer's goods are not there yet
+    far_pickup = stop_for(far, world["north"], "pickup")
+    assert complete(north_staff, far_pickup, outcome="done", weight_kg="3").status_code == 200
+    assert ready() == []  # on their way
+    received = south_staff.post(f"/api/v1/shipments/{far.pk}/receive/")
+    assert received.status_code == 200
+    again = south_staff.post(f"/api/v1/shipments/{far.pk}/receive/")
+    assert again.status_code == 200
+
+    [note] = ready()
+    assert (note.user_id, note.title, note.data) == (
+        buyer.pk,
+        "可以自提了",
+        {"order": order.pk, "service_center": south.pk},
+    )
+    assert note.body == f"订单 #{order.pk} 的商品已到 {south.name}，请凭收货码自提。"
+
+
+def test_goods_delivered_home_tell_nobody_to_collect_them(world, client_for):
+    shipment = world["shipment"]
+    in_transfer(shipment, client_for(world["north_staff"]), due=timezone.localdate() + timedelta(3))
+    received = client_for(world["south_staff"]).post(f"/api/v1/shipments/{shipment.pk}/receive/")
+    assert (received.status_code, Shipment.objects.get(pk=shipment.pk).status) == (200, "at_center")
+    assert not Notification.objects.filter(kind="ready_for_collection").exists()
+
+
 def test_goods_delivered_home_are_not_handed_over_at_the_center(world, client_for):
     shipment, order = world["shipment"], world["order"]
     url = f"/api/v1/shipments/{shipment.pk}/hand-over/"
