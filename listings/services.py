@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.postgres.search import SearchVector
 from django.db import connection, transaction
 from django.db.models import ProtectedError, QuerySet, Value
+from django.utils import timezone
 
 from listings import errors
 from listings.models import FIXED_UNIT_WEIGHT_KG, Category, Listing, ListingStatus
@@ -234,6 +235,20 @@ def listing_delete(*, listing: Listing) -> Listing | None:
     except ProtectedError:
         return listing_set_status(listing=listing, status=ListingStatus.ARCHIVED)
     return None
+
+
+def listings_pause_for_farmer(*, farmer: User) -> int:
+    """A farmer an operator deactivated: what they offer is taken off sale (paused, as they
+    could pause it themselves, and resume once back), so no buyer orders goods nobody will
+    hand over. Each row is locked as a placement locks it. Returns how many were paused."""
+    with transaction.atomic():
+        on_sale = Listing.objects.select_for_update(of=("self",)).filter(
+            farmer=farmer, status__in=(ListingStatus.ACTIVE, ListingStatus.SOLD_OUT)
+        )
+        pks = list(on_sale.order_by("pk").values_list("pk", flat=True))
+        return Listing.objects.filter(pk__in=pks).update(
+            status=ListingStatus.PAUSED, updated_at=timezone.now()
+        )
 
 
 def listings_refresh_for_farmer(*, farmer: User) -> int:

@@ -8,7 +8,7 @@ from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from rest_framework_simplejwt.token_blacklist import admin as token_blacklist_admin
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-from listings.services import listings_refresh_for_farmer
+from listings.services import listings_pause_for_farmer, listings_refresh_for_farmer
 from marketplace.accounts.models import Role, User
 from marketplace.accounts.phones import PHONE_AS_TYPED_MAX, normalize_phone
 from marketplace.accounts.services import FIELDS_COPIED_TO_LISTINGS, user_tokens_revoke
@@ -163,6 +163,8 @@ class UserAdmin(DjangoUserAdmin):
         if change and "is_active" in form.changed_data and not obj.is_active:
             # Refused while inactive anyway; revoked, they stay refused once reactivated.
             user_tokens_revoke(user=obj)
+            if obj.role == Role.FARMER:
+                listings_pause_for_farmer(farmer=obj)
 
     @admin.action(description="Sign out of every device")
     def sign_out_everywhere(self, request, queryset) -> None:

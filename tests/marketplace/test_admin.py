@@ -358,6 +358,45 @@ def test_a_user_deactivated_in_the_admin_stays_signed_out_once_reactivated(opera
     assert refresh_with(fresh) == (200, None)  # a new login works
 
 
+def test_a_farmer_deactivated_in_the_admin_has_nothing_left_on_sale(operator):
+    farmer, neighbour = FarmerFactory(), FarmerFactory()
+    statuses = ("active", "sold_out", "paused", "draft", "archived")
+    listings = [create_listing(farmer, title=f"{s} 白菜") for s in statuses]
+    for listing, status in zip(listings, statuses, strict=True):
+        Listing.objects.filter(pk=listing.pk).update(status=status)
+    theirs = create_listing(neighbour, title="邻居 白菜")
+
+    assert (
+        saved(operator, f"/admin/accounts/user/{farmer.pk}/change/", is_active="").status_code
+        == 302
+    )
+
+    after = dict(Listing.objects.filter(farmer=farmer).values_list("title", "status"))
+    assert after == {
+        "active 白菜": "paused",
+        "sold_out 白菜": "paused",
+        "paused 白菜": "paused",
+        "draft 白菜": "draft",
+        "archived 白菜": "archived",
+    }
+    assert Listing.objects.get(pk=theirs.pk).status == "active"
+    found = APIClient().get("/api/v1/listings/", {"q": "白菜"}).json()["results"]
+    assert [x["id"] for x in found] == [theirs.pk]
+    buyer = APIClient()
+    buyer.force_authenticate(BuyerFactory())
+    refused = buyer.post(
+        "/api/v1/orders/",
+        {
+            "lines": [{"listing": listings[0].pk, "quantity": "1"}],
+            "delivery_method": "pickup",
+            "payment_method": "cod",
+        },
+        format="json",
+    )
+    assert (refused.status_code, refused.json()["code"]) == (400, "listing_unavailable")
+    assert Listing.objects.get(pk=listings[0].pk).quantity_available == Decimal("100.000")
+
+
 def test_sign_out_of_every_device_revokes_the_chosen_users_live_tokens_only(operator):
     farmer, buyer, neighbour = FarmerFactory(), BuyerFactory(), FarmerFactory()
     tokens = {
