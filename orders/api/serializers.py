@@ -12,6 +12,7 @@ from marketplace.api.serializers import (
 )
 from orders.models import (
     DeliveryMethod,
+    LineStatus,
     Order,
     OrderEvent,
     OrderLine,
@@ -202,13 +203,17 @@ class OrderSerializer(FieldsOnceModelSerializer):
         return self.context["request"].user
 
     def _hidden_from_viewer(self, order) -> bool:
-        """A farmer's view of an order never confirmed: how to reach its buyer (phone,
-        address and place) is not theirs to see."""
+        """A farmer's view of an order never confirmed, or of which they rejected every line
+        (the lines a farmer is shown are their own): how to reach its buyer (phone, address
+        and place) is not theirs to see."""
         viewer = self._viewer
         return (
             viewer.pk != order.buyer_id
             and viewer.role == Role.FARMER
-            and not order_was_confirmed(order)
+            and (
+                not order_was_confirmed(order)
+                or all(line.status == LineStatus.REJECTED for line in order.lines.all())
+            )
         )
 
     def get_buyer(self, order) -> dict:

@@ -166,6 +166,27 @@ def test_only_the_lines_farmer_rejects(client_for):
     assert missing_reason.status_code == 400
 
 
+def test_a_farmer_who_rejected_every_line_never_learns_where_the_buyer_lives(client_for):
+    buyer, kept, rejected = BuyerFactory(), create_listing(), create_listing()
+    order = place_order(buyer, (kept, 1), (rejected, 1))
+    line = order.lines.get(listing=rejected)
+    services.order_line_reject(
+        order_id=order.pk, line_id=line.pk, farmer=rejected.farmer, reason="下雨没摘"
+    )
+    services.order_transition(order=services.order_lock(order.pk), to_status=OrderStatus.CONFIRMED)
+
+    seen = {
+        f: client_for(f).get(f"{ORDERS}{order.pk}/").json() for f in (kept.farmer, rejected.farmer)
+    }
+
+    assert seen[kept.farmer]["buyer"]["phone"] == buyer.phone
+    assert seen[kept.farmer]["delivery_address"] == order.delivery_address
+    assert [x["status"] for x in seen[rejected.farmer]["lines"]] == ["rejected"]
+    assert "phone" not in seen[rejected.farmer]["buyer"]
+    place = [seen[rejected.farmer][k] for k in ("delivery_address", "delivery_lat", "delivery_lng")]
+    assert place == ["", None, None]
+
+
 def test_visibility(client_for):
     north = ServiceCenterFactory()
     south = ServiceCenterFactory()
