@@ -42,6 +42,9 @@ class Unit(models.TextChoices):
 
 # Units whose weight is fixed by definition; the others carry the farmer's figure.
 FIXED_UNIT_WEIGHT_KG = {Unit.KG: Decimal("1.000"), Unit.JIN: Decimal("0.500")}
+# Units held and sold whole: nobody hands over half a crate or 2.5 bunches (a dozen may be
+# halved, a weight or a volume divided).
+WHOLE_UNITS = frozenset({Unit.CRATE, Unit.BOX, Unit.BAG, Unit.PIECE, Unit.BUNCH})
 
 
 class ListingStatus(models.TextChoices):

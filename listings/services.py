@@ -11,7 +11,7 @@ from django.db.models import ProtectedError, QuerySet, Value
 from django.utils import timezone
 
 from listings import errors
-from listings.models import FIXED_UNIT_WEIGHT_KG, Category, Listing, ListingStatus
+from listings.models import FIXED_UNIT_WEIGHT_KG, WHOLE_UNITS, Category, Listing, ListingStatus
 from listings.places import public_point
 from listings.search import CONFIG, segment
 from marketplace.accounts.models import Role, User
@@ -74,6 +74,20 @@ def _unit_weight(unit: str, unit_weight_kg: Decimal | None) -> Decimal:
             extra={"field": "unit_weight_kg"},
         )
     return unit_weight_kg
+
+
+def _check_whole(unit: str, **quantities: Decimal) -> None:
+    """A listing sold by the crate, box, bag, piece or bunch (WHOLE_UNITS) holds and sells
+    whole ones."""
+    if unit not in WHOLE_UNITS:
+        return
+    for field, value in quantities.items():
+        if value % 1:
+            raise DomainError(
+                errors.QUANTITY_NOT_WHOLE,
+                f"{field} must be a whole number of {unit}s.",
+                extra={"field": field, "unit": unit},
+            )
 
 
 def _check_dates(
@@ -148,6 +162,7 @@ def listing_create(
     if farmer.role != Role.FARMER:
         raise DomainError(errors.NOT_A_FARMER, "Only farmers list produce.", status_code=403)
     _check_dates(harvest_date, available_until)
+    _check_whole(unit, quantity_available=quantity_available, min_order_quantity=min_order_quantity)
     status = ListingStatus.ACTIVE if publish else ListingStatus.DRAFT
     listing = Listing.objects.create(
         farmer=farmer,
@@ -193,6 +208,11 @@ def listing_update(*, listing: Listing, **changes: Any) -> Listing:
         changes.get("harvest_date", listing.harvest_date),
         changes.get("available_until", listing.available_until),
         field="available_until" if "available_until" in changes else "harvest_date",
+    )
+    _check_whole(
+        changes.get("unit", listing.unit),
+        quantity_available=changes.get("quantity_available", listing.quantity_available),
+        min_order_quantity=changes.get("min_order_quantity", listing.min_order_quantity),
     )
     for field, value in changes.items():
         setattr(listing, field, value.strip() if isinstance(value, str) else value)

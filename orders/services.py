@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from psycopg.errors import UniqueViolation
 
-from listings.models import Listing, ListingStatus
+from listings.models import WHOLE_UNITS, Listing, ListingStatus
 from listings.selectors import listings_for_update
 from listings.services import listing_restock, listings_take_stock
 from logistics.geo import distance_km
@@ -134,6 +134,12 @@ def _check_lines(buyer: User, lines: list[LineRequest], listings: dict[int, List
                     "listing": listing.pk,
                     "min_order_quantity": str(listing.min_order_quantity),
                 },
+            )
+        if line.quantity % 1 and listing.unit in WHOLE_UNITS:
+            raise DomainError(
+                errors.QUANTITY_NOT_WHOLE,
+                f"Listing {listing.pk} sells whole {listing.unit}s.",
+                extra={"listing": listing.pk, "unit": listing.unit},
             )
         if line.quantity > listing.quantity_available:
             short.append(

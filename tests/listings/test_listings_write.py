@@ -162,6 +162,37 @@ def test_an_edit_putting_the_dates_out_of_order_names_the_field_changed(client_f
     assert (listing.harvest_date, listing.available_until) == (today, today + timedelta(3))
 
 
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"quantity_available": "40.5"}, "quantity_available"),
+        ({"unit": "piece", "min_order_quantity": "0.5"}, "min_order_quantity"),
+    ],
+)
+def test_crates_pieces_and_bunches_are_whole(client_for, overrides, field):
+    client = client_for(FarmerFactory())
+    response = client.post(LISTINGS, body(**overrides), format="json")
+    assert response.status_code == 400
+    assert (response.json()["code"], response.json()["field"]) == ("quantity_not_whole", field)
+    assert not Listing.objects.exists()
+    weighed = body(unit="kg", unit_weight_kg=None, quantity_available="40.5")
+    assert client.post(LISTINGS, weighed, format="json").status_code == 201
+
+
+def test_an_edit_to_a_whole_unit_keeps_its_quantities_whole(client_for):
+    farmer = FarmerFactory()
+    listing = create_listing(farmer, unit="kg", quantity_available=Decimal("12.5"))
+    to_crates = {"unit": "crate", "unit_weight_kg": "10"}
+    response = client_for(farmer).patch(f"{LISTINGS}{listing.pk}/", to_crates, format="json")
+    assert (response.status_code, response.json()["code"]) == (400, "quantity_not_whole")
+    assert snapshot(listing) == snapshot(Listing.objects.get(pk=listing.pk))
+    to_crates["quantity_available"] = "12"
+    assert (
+        client_for(farmer).patch(f"{LISTINGS}{listing.pk}/", to_crates, format="json").status_code
+        == 200
+    )
+
+
 @pytest.mark.parametrize("make_user", [BuyerFactory, StaffFactory])
 def test_only_farmers_create(client_for, make_user):
     response = client_for(make_user()).post(LISTINGS, body(), format="json")

@@ -212,6 +212,24 @@ def test_refused_orders_are_400_with_a_code_and_change_nothing(client_for, make_
     assert not Order.objects.exists()
 
 
+def test_pieces_are_ordered_whole(client_for):
+    pieces = create_listing(unit="piece", unit_weight_kg=Decimal("0.300"))
+    weighed = create_listing(unit="kg")
+    client = client_for(BuyerFactory())
+    half = client.post(ORDERS, order_body((weighed, "1.5"), (pieces, "2.5")), format="json")
+    assert half.status_code == 400
+    assert (half.json()["code"], half.json()["listing"], half.json()["unit"]) == (
+        "quantity_not_whole",
+        pieces.pk,
+        "piece",
+    )
+    assert stock(pieces, weighed) == [Decimal("100.000")] * 2
+    assert not Order.objects.exists()
+    whole = client.post(ORDERS, order_body((weighed, "1.5"), (pieces, "2.000")), format="json")
+    assert whole.status_code == 201
+    assert stock(pieces, weighed) == [Decimal("98.000"), Decimal("98.500")]
+
+
 def test_a_delivery_village_key_that_is_no_whole_number_is_400(client_for):
     listing, elsewhere = create_listing(), VillageFactory()
     body = order_body((listing, 1), delivery_village=elsewhere.pk + 0.5)
