@@ -369,7 +369,9 @@ def notify_order_placed(
             "order": order.pk,
             "status": order.status,
             "total": _money(order.total),
-            "payment_due_at": order.payment_due_at.isoformat() if awaiting else None,
+            "payment_due_at": timezone.localtime(order.payment_due_at).isoformat()
+            if awaiting
+            else None,
         },
     )
     farmers = [] if awaiting else _new_order_for_farmers(order, lines)

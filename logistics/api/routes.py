@@ -10,7 +10,6 @@ import io
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
-from django import forms
 from django.http import HttpResponse
 from django.utils import timezone
 from django_filters import rest_framework as filters
@@ -24,6 +23,7 @@ from rest_framework.views import APIView
 from logistics import selectors
 from logistics.maps import draw_route_map, route_map
 from logistics.models import Route, Shipment, Stop, StopKind, Vehicle
+from marketplace.api.filters import IdFilter
 from marketplace.exceptions import DomainError
 
 LOAD_LIST_HEADER = (
@@ -95,16 +95,10 @@ class RouteSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class IdFilter(filters.NumberFilter):
-    """A row's id: a whole number (1.5 is refused, not read as 1)."""
-
-    field_class = forms.IntegerField
-
-
 class RouteFilter(filters.FilterSet):
     # An id, not a choice of centers: no lookup, and another center's id simply matches
     # none of the caller's routes.
-    service_center = IdFilter(field_name="service_center_id", min_value=1, max_value=2**63 - 1)
+    service_center = IdFilter(field_name="service_center_id")
     date = filters.DateFilter()
 
     class Meta:

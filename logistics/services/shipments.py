@@ -149,7 +149,7 @@ def _advance_order(order_id: int, actor: User | None) -> None:
             user=order.buyer,
             kind=NotificationKind.ORDER_DELIVERED,
             title="订单已送达" if final == OrderStatus.DELIVERED else "订单部分送达",
-            body=f"订单 {order.pk} 已送达。",
+            body=f"订单 #{order.pk} 已送达。",
             order=order,
             data={"order": order.pk, "status": final},
         )

@@ -6,6 +6,7 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from marketplace.api.filters import IdFilter
 from orders import notifications, selectors
 from orders.models import Notification
 
@@ -19,6 +20,7 @@ class NotificationSerializer(serializers.ModelSerializer):
 
 class NotificationFilter(filters.FilterSet):
     unread = filters.BooleanFilter(method="filter_unread", label="only unread (true) or read")
+    order = IdFilter(field_name="order_id")
 
     class Meta:
         model = Notification

@@ -134,6 +134,8 @@ def test_the_whole_road_of_a_shipment(world, client_for):
         "in_transit",
         "delivered",
     ]
+    told = Notification.objects.get(order=order, kind="order_delivered")
+    assert (told.title, told.body) == ("订单已送达", f"订单 #{order.pk} 已送达。")
 
     # A device that was offline replays its completion: nothing changes.
     again = complete(south, delivery, outcome="done", delivery_code=order.delivery_code)

@@ -205,7 +205,9 @@ class TestWhoIsTold:
         order = place_order(buyer, (create_listing(farmer), "2"), payment_method="prepaid")
         assert told() == [(buyer.pk, NotificationKind.ORDER_PLACED)]
         assert Notification.objects.get().title == "订单待付款"
-        assert Notification.objects.get().data["payment_due_at"] == order.payment_due_at.isoformat()
+        due = Notification.objects.get().data["payment_due_at"]
+        assert due == timezone.localtime(order.payment_due_at).isoformat()
+        assert due.endswith("+08:00")  # as every time a message shows
 
         notifications.notify_payment_received(order)
 
@@ -327,6 +329,24 @@ class TestApi:
         assert client_for(BuyerFactory()).get(NOTIFICATIONS).json()["count"] == 0
         with django_assert_num_queries(3):  # user, count, page
             client.get(NOTIFICATIONS)
+
+    def test_filtering_by_an_order_tells_nothing_of_orders_that_are_not_ones_own(
+        self, client_for, two_farmers_order
+    ):
+        order, buyer, _, _ = two_farmers_order
+        stranger = client_for(BuyerFactory())
+        answers = {
+            "own": client_for(buyer).get(NOTIFICATIONS, {"order": order.pk}),
+            "another's": stranger.get(NOTIFICATIONS, {"order": order.pk}),
+            "none": stranger.get(NOTIFICATIONS, {"order": order.pk + 1000}),
+        }
+        assert {k: (a.status_code, a.json()["count"]) for k, a in answers.items()} == {
+            "own": (200, 1),
+            "another's": (200, 0),
+            "none": (200, 0),
+        }
+        half = stranger.get(NOTIFICATIONS, {"order": f"{order.pk}.5"})
+        assert [(e["field"], e["code"]) for e in half.json()["errors"]] == [("order", "invalid")]
 
     def test_mark_read_is_idempotent_and_filters_follow(self, client_for, two_farmers_order):
         order, buyer, _, _ = two_farmers_order
