@@ -7,8 +7,10 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
+from django.utils import timezone
 
-from logistics.models import Vehicle
+from logistics.models import Route, RouteStatus, Vehicle
+from logistics.services.schedule import schedule_run_request
 from marketplace.exceptions import DomainError, violated_constraint
 
 # Error codes (stable: clients branch on them). They belong in logistics/errors.py; they
@@ -23,6 +25,8 @@ _NAME_UNIQUE = "vehicle_name_per_center"
 UPDATABLE = frozenset(
     {"name", "capacity_kg", "refrigerated", "shift_start", "shift_end", "cost_per_km", "active"}
 )
+# What a plan relies on: changed, the routes planned onto the vehicle may no longer fit it.
+PLANNED_ON = frozenset({"capacity_kg", "refrigerated", "shift_start", "shift_end", "active"})
 
 
 def _check(vehicle: Vehicle) -> None:
@@ -44,6 +48,23 @@ def _check(vehicle: Vehicle) -> None:
             "shift_start must be before shift_end (a shift does not cross midnight).",
             extra={"field": "shift_end"},
         )
+
+
+def _plan_again_days_of(vehicle: Vehicle) -> list:
+    """The days from today on with routes planned onto the vehicle and not yet on the road
+    are planned again (a run each, sent after the commit): a plan leaves out a vehicle
+    retired or changed, so their goods go on another vehicle or roll to the next day, and
+    no driver is sent out with a vehicle the center no longer has. Returns the runs."""
+    days = (
+        Route.objects.filter(
+            vehicle=vehicle, status=RouteStatus.PLANNED, date__gte=timezone.localdate()
+        )
+        .order_by("date")
+        .values_list("date", flat=True)
+        .distinct()
+    )
+    center = vehicle.service_center
+    return [schedule_run_request(center=center, day=day, requested_by=None) for day in days]
 
 
 def _lock(vehicle_id: int) -> Vehicle:
@@ -112,6 +133,8 @@ def vehicle_update(*, vehicle_id: int, changes: Mapping[str, Any]) -> Vehicle:
     _check(vehicle)
     if changes:
         _save(vehicle, update_fields=list(changes))
+    if PLANNED_ON & set(changes):
+        _plan_again_days_of(vehicle)
     return vehicle
 
 
@@ -131,4 +154,5 @@ def vehicle_deactivate(*, vehicle_id: int) -> Vehicle | None:
     if vehicle.active:
         vehicle.active = False
         vehicle.save(update_fields=["active"])
+        _plan_again_days_of(vehicle)
     return vehicle

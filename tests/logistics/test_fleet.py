@@ -2,14 +2,14 @@
 anyone else gets 404 (anonymous 401) and nothing changes."""
 
 import threading
-from datetime import time
+from datetime import time, timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
-from logistics.models import Route, Vehicle
+from logistics.models import Route, RouteStatus, ScheduleRun, Vehicle
 from logistics.services.fleet import vehicle_create
 from marketplace.exceptions import DomainError
 from tests.factories import (
@@ -186,6 +186,59 @@ def test_deleting_a_vehicle_routes_refer_to_deactivates_it(staff, van):
     assert staff.delete(vehicle_url(van)).status_code == 200  # again: still kept, inactive
     # Back in service: staff switch it on again.
     assert staff.patch(vehicle_url(van), {"active": True}, format="json").json()["active"]
+
+
+def _routes_of(van, **dated_statuses):
+    today = timezone.localdate()
+    for days, status in dated_statuses.values():
+        Route.objects.create(
+            service_center_id=van.service_center_id,
+            date=today + timedelta(days=days),
+            vehicle=van,
+            status=status,
+        )
+
+
+def runs() -> list[tuple]:
+    rows = ScheduleRun.objects.order_by("date")
+    return list(rows.values_list("service_center_id", "date", "status", "requested_by"))
+
+
+def test_retiring_a_vehicle_plans_again_the_days_it_was_planned_for(
+    staff, van, django_capture_on_commit_callbacks
+):
+    today = timezone.localdate()
+    _routes_of(
+        van,
+        yesterday=(-1, RouteStatus.PLANNED),
+        today_on_the_road=(0, RouteStatus.STARTED),
+        tomorrow=(1, RouteStatus.PLANNED),
+        in_three_days=(3, RouteStatus.PLANNED),
+    )
+    with django_capture_on_commit_callbacks() as sent:
+        response = staff.delete(vehicle_url(van))
+    assert (response.status_code, response.json()["active"]) == (200, False)
+    center = van.service_center_id
+    assert runs() == [
+        (center, today + timedelta(days=1), "queued", None),
+        (center, today + timedelta(days=3), "queued", None),
+    ]
+    assert len(sent) == 2  # a task each, once committed
+    assert staff.delete(vehicle_url(van)).status_code == 200  # again: no more runs
+    assert len(runs()) == 2
+
+
+def test_a_vehicle_changed_in_what_a_plan_relies_on_has_its_days_planned_again(staff, van):
+    _routes_of(van, tomorrow=(1, RouteStatus.PLANNED))
+    renamed = staff.patch(
+        vehicle_url(van), {"name": "白色面包车", "cost_per_km": "1.5"}, format="json"
+    )
+    assert (renamed.status_code, runs()) == (200, [])
+    smaller = staff.patch(vehicle_url(van), {"capacity_kg": "300"}, format="json")
+    assert smaller.status_code == 200
+    assert runs() == [
+        (van.service_center_id, timezone.localdate() + timedelta(days=1), "queued", None)
+    ]
 
 
 def test_others_get_404_for_every_read_and_write_and_nothing_changes(center, van, api, client_for):
