@@ -76,6 +76,7 @@ def render(row: dict) -> dict:
         "is_organic": row["is_organic"],
         "needs_refrigeration": row["needs_refrigeration"],
         "status": row["status"],
+        "on_offer": row["status"] == "active" and (until is None or until >= timezone.localdate()),
         "village": row["village_id"],
         "village_name": row["village_name"],
         "service_center": row["service_center_id"],

@@ -99,6 +99,10 @@ class ListingSerializer(serializers.ModelSerializer):
     village_name = serializers.CharField(read_only=True)
     service_center = serializers.IntegerField(source="service_center_id", read_only=True)
     thumbnail = serializers.SerializerMethodField()
+    on_offer = serializers.SerializerMethodField(
+        help_text="Whether it can be ordered today: active and not past available_until. A "
+        "status stays active after that date (it is the farmer's choice); this says the rest."
+    )
     distance_km = serializers.SerializerMethodField(
         help_text="With near=lat,lng: km to the listing's public place (the farm rounded to a "
         "0.01° grid, up to ~0.8 km off), to one decimal; null otherwise."
@@ -124,6 +128,7 @@ class ListingSerializer(serializers.ModelSerializer):
             "is_organic",
             "needs_refrigeration",
             "status",
+            "on_offer",
             "village",
             "village_name",
             "service_center",
@@ -133,6 +138,12 @@ class ListingSerializer(serializers.ModelSerializer):
             "updated_at",
         )
         read_only_fields = fields
+
+    def get_on_offer(self, listing) -> bool:
+        until = listing.available_until
+        return listing.status == ListingStatus.ACTIVE and (
+            until is None or until >= timezone.localdate()
+        )
 
     def get_thumbnail(self, listing) -> str | None:
         return _media_url(getattr(listing, "cover_thumbnail", None))

@@ -88,6 +88,31 @@ def test_only_active_listings_still_on_offer_are_public(api):
     assert ids(api.get(LISTINGS)) == [active.pk]
 
 
+def test_each_listing_says_whether_it_can_be_ordered_today(api, client_for):
+    farmer = FarmerFactory()
+    listings = {
+        "active": create_listing(farmer),
+        "last day": create_listing(farmer, available_until=TODAY),
+        "expired": create_listing(
+            farmer, harvest_date=TODAY - timedelta(days=20), available_until=TODAY - timedelta(1)
+        ),
+        "sold out": create_listing(farmer, quantity_available=Decimal("0")),
+        "draft": create_listing(farmer, publish=False),
+    }
+    mine = client_for(farmer).get(LISTINGS, {"mine": "true"}).json()["results"]
+    by_id = {row["id"]: (row["status"], row["on_offer"]) for row in mine}
+    assert {name: by_id[listing.pk] for name, listing in listings.items()} == {
+        "active": ("active", True),
+        "last day": ("active", True),
+        "expired": ("active", False),
+        "sold out": ("sold_out", False),
+        "draft": ("draft", False),
+    }
+    detail = api.get(f"{LISTINGS}{listings['expired'].pk}/").json()
+    assert (detail["status"], detail["on_offer"]) == ("active", False)
+    assert [row["on_offer"] for row in api.get(LISTINGS).json()["results"]] == [True, True]
+
+
 def test_filters(api):
     north, south = ServiceCenterFactory(), ServiceCenterFactory()
     v_north, v_south = VillageFactory(service_center=north), VillageFactory(service_center=south)
