@@ -190,6 +190,25 @@ def listing_photo_add(*, listing: Listing, upload: UploadedFile) -> ListingPhoto
     return photo
 
 
+@transaction.atomic
+def listing_photo_remove(*, listing: Listing, photo_id: int) -> None:
+    """A farmer takes a photo off their listing (not an archived one: orders show what was
+    bought). The row goes under the listing's lock, as an upload takes it, and the files
+    once that commits; a thumbnail being made meanwhile finds the row gone and removes its
+    own file. A photo not on this listing (or already removed) answers 404."""
+    listing = Listing.objects.select_for_update(of=("self",)).get(pk=listing.pk)
+    if listing.status == ListingStatus.ARCHIVED:
+        raise DomainError(
+            errors.LISTING_ARCHIVED, "An archived listing cannot be changed.", status_code=409
+        )
+    photo = ListingPhoto.objects.filter(listing=listing, pk=photo_id).first()
+    if photo is None:
+        raise DomainError("not_found", "No such photo on this listing.", status_code=404)
+    photo.delete()
+    files = [field for field in (photo.image, photo.thumbnail) if field]
+    transaction.on_commit(lambda: [field.storage.delete(field.name) for field in files])
+
+
 def render_thumbnail(file: IO[bytes]) -> bytes:
     with Image.open(file) as source:
         _decode_smaller(source, THUMBNAIL_LONG_SIDE)

@@ -34,3 +34,16 @@ class ListingPhotoUploadView(APIView):
         serializer.is_valid(raise_exception=True)
         photo = photos.listing_photo_add(listing=listing, upload=serializer.validated_data["image"])
         return Response(ListingPhotoSerializer(photo).data, status=status.HTTP_201_CREATED)
+
+
+class ListingPhotoView(APIView):
+    """A farmer takes a photo off one of their listings (its files go too); its slot is
+    free for another upload."""
+
+    permission_classes = [IsAuthenticated, IsFarmer]
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, pk: int, photo_id: int) -> Response:
+        listing = get_object_or_404(selectors.listing_owned_by(farmer=request.user), pk=pk)
+        photos.listing_photo_remove(listing=listing, photo_id=photo_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -246,6 +246,57 @@ class TestUpload:
 
 
 @pytest.mark.django_db
+class TestRemove:
+    def test_a_removed_photo_takes_its_files_and_frees_its_slot(
+        self, listing, owner, django_capture_on_commit_callbacks
+    ):
+        kept, *rest = [
+            photos.listing_photo_add(listing=listing, upload=image_file("JPEG"))
+            for _ in range(photos.MAX_PHOTOS_PER_LISTING)
+        ]
+        gone = rest[0]
+        ListingPhoto.objects.filter(pk=gone.pk).update(thumbnail=f"{gone.image.name[:-4]}-t.jpg")
+        Path(gone.image.path[:-4] + "-t.jpg").write_bytes(b"thumbnail")
+        assert len(stored_files(listing)) == 9
+
+        with django_capture_on_commit_callbacks(execute=True):
+            response = owner.delete(f"{url(listing)}{gone.pk}/")
+
+        assert response.status_code == 204
+        assert not ListingPhoto.objects.filter(pk=gone.pk).exists()
+        left = ListingPhoto.objects.filter(listing=listing)
+        assert sorted(stored_files(listing)) == sorted(Path(p.image.name).name for p in left)
+        assert owner.delete(f"{url(listing)}{gone.pk}/").status_code == 404  # a retry
+        more = owner.post(url(listing), {"image": image_file("JPEG")}, format="multipart")
+        assert more.status_code == 201
+        assert ListingPhoto.objects.filter(listing=listing).count() == 8
+        assert ListingPhoto.objects.filter(pk=kept.pk).exists()
+
+    def test_only_its_owner_removes_a_photo_and_not_from_an_archived_listing(
+        self, listing, owner, client_for, api
+    ):
+        photo = photos.listing_photo_add(listing=listing, upload=image_file("JPEG"))
+        other = make_listing()
+        answers = [
+            client_for(FarmerFactory()).delete(f"{url(listing)}{photo.pk}/"),
+            client_for(BuyerFactory()).delete(f"{url(listing)}{photo.pk}/"),
+            api.delete(f"{url(listing)}{photo.pk}/"),
+            client_for(other.farmer).delete(f"{url(other)}{photo.pk}/"),  # not on their listing
+        ]
+        services.listing_set_status(listing=listing, status=ListingStatus.ARCHIVED)
+        answers.append(owner.delete(f"{url(listing)}{photo.pk}/"))
+        assert [(a.status_code, a.json()["code"]) for a in answers] == [
+            (404, "not_found"),
+            (403, "permission_denied"),
+            (401, "not_authenticated"),
+            (404, "not_found"),
+            (409, errors.LISTING_ARCHIVED),
+        ]
+        assert ListingPhoto.objects.filter(pk=photo.pk).exists()
+        assert stored_files(listing) == [Path(photo.image.name).name]
+
+
+@pytest.mark.django_db
 class TestWhoMayUpload:
     def test_another_farmer_gets_404(self, listing, client_for):
         client = client_for(FarmerFactory())
