@@ -93,7 +93,9 @@ def order_visible_to(user: User) -> QuerySet[Order]:
     Staff: orders whose shipments go through their center (before routing: picked up in or
     delivered to its villages). Anyone else: none, so a stranger's lookup answers 404. Each
     order is annotated with `amount_held` (for order_refund_due)."""
-    orders = orders_with_amount_held(Order.objects.select_related("buyer", "delivery_village"))
+    orders = orders_with_amount_held(
+        Order.objects.select_related("buyer", "delivery_village", "review")
+    )
     lines = OrderLine.objects.order_by("id")
     shipments = Shipment.objects.prefetch_related(
         "legs", Prefetch("events", queryset=TrackingEvent.objects.order_by("occurred_at", "id"))

@@ -293,6 +293,7 @@ def order_place(
         events=[event],
         shipments=[],
     )
+    Order.review.related.set_cached_value(order, None)  # not reviewed: no read to learn it
     return order
 
 

@@ -151,6 +151,13 @@ class OrderShipmentSerializer(FieldsOnceModelSerializer):
         read_only_fields = fields
 
 
+class OrderReviewSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Review
+        fields = ("rating", "comment", "created_at")
+        read_only_fields = fields
+
+
 class OrderSerializer(FieldsOnceModelSerializer):
     """One order as the viewer may see it: the delivery code for its buyer only; for a
     farmer, their own lines and totals, and the buyer's phone and delivery place once the order
@@ -159,6 +166,9 @@ class OrderSerializer(FieldsOnceModelSerializer):
     lines = LineSerializer(many=True, read_only=True)
     events = EventSerializer(many=True, read_only=True)
     shipments = OrderShipmentSerializer(many=True, read_only=True)
+    review = OrderReviewSerializer(
+        read_only=True, allow_null=True, help_text="The buyer's review, once given; else null."
+    )
     buyer = serializers.SerializerMethodField()
     delivery_code = serializers.SerializerMethodField()
     # null in a farmer's view (to_representation): the schema says so too
@@ -193,6 +203,7 @@ class OrderSerializer(FieldsOnceModelSerializer):
             "delivery_code",
             "events",
             "shipments",
+            "review",
             "created_at",
             "updated_at",
         )

@@ -3,6 +3,7 @@ rating on their public profile."""
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.utils.dateparse import parse_datetime
 
 from orders import services
 from orders.models import Order, OrderStatus, Review
@@ -59,6 +60,27 @@ def test_a_delivered_order_is_reviewed_once_and_counts_for_each_of_its_farmers(a
     client_for(buyer).post(review_url(second), {"rating": 5}, format="json")
     assert profile(api, farmer_a) == ("4.50", 2)
     assert profile(api, farmer_b) == ("4.00", 1)
+
+
+def test_the_order_shows_its_review_once_given(client_for, django_assert_num_queries):
+    buyer, listing = BuyerFactory(), create_listing()
+    order = place_order(buyer, listing)
+    move(order, *DELIVERY)
+    url = f"{ORDERS}{order.pk}/"
+    assert client_for(buyer).get(url).json()["review"] is None
+
+    client_for(buyer).post(review_url(order), {"rating": 5, "comment": "好吃"}, format="json")
+
+    review = Review.objects.get()
+    expected = {"rating": 5, "comment": "好吃", "created_at": review.created_at}
+    for viewer in (buyer, listing.farmer):
+        client = client_for(viewer)
+        with django_assert_num_queries(5):  # user, order (its review joined), 3 prefetches
+            seen = client.get(url).json()["review"]
+        seen["created_at"] = parse_datetime(seen["created_at"])
+        assert seen == expected
+    listed = client_for(buyer).get(ORDERS).json()["results"]
+    assert [o["review"]["rating"] for o in listed] == [5]
 
 
 def test_the_average_is_rounded_to_two_decimals(api, client_for):
