@@ -97,20 +97,36 @@ def routes_of_staff(staff: User) -> QuerySet[Route]:
     )
 
 
+def route_contact_shipments() -> QuerySet[Shipment]:
+    """A stop's shipments not cancelled, with what its contacts read (logistics.contacts):
+    the farmer and their village, the order, its buyer and delivery village."""
+    return (
+        Shipment.objects.exclude(status=ShipmentStatus.CANCELLED)
+        .select_related("farmer__village", "order__buyer", "order__delivery_village")
+        .order_by("id")
+    )
+
+
+def routes_with_contacts_of_staff(staff: User) -> QuerySet[Route]:
+    """routes_of_staff, each stop also with the shipments its contacts are made of
+    (`contact_shipments`): one query more, whatever the page holds. Goods called off keep
+    their stop and its shipment ids, not a contact: nobody is to be met for them."""
+    return routes_of_staff(staff).prefetch_related(
+        Prefetch(
+            "stops__shipments", queryset=route_contact_shipments(), to_attr="contact_shipments"
+        )
+    )
+
+
 def load_list_stops(route_id: int) -> QuerySet[Stop]:
     """A route's stops in visiting order with what a load list prints of each shipment not
     cancelled (goods called off after the route set out keep their stop, not their row):
-    its order's active lines, its farmer and both villages (four queries in all)."""
-    shipments = (
-        Shipment.objects.exclude(status=ShipmentStatus.CANCELLED)
-        .select_related("farmer__village", "order__delivery_village")
-        .prefetch_related(
-            Prefetch(
-                "order__lines",
-                queryset=OrderLine.objects.filter(status=LineStatus.ACTIVE).order_by("id"),
-            )
+    its order's active lines, its farmer, its buyer and both villages (three queries)."""
+    shipments = route_contact_shipments().prefetch_related(
+        Prefetch(
+            "order__lines",
+            queryset=OrderLine.objects.filter(status=LineStatus.ACTIVE).order_by("id"),
         )
-        .order_by("id")
     )
     return (
         Stop.objects.filter(route_id=route_id)

@@ -1,5 +1,5 @@
-"""A center's vehicle routes for its staff: the list, one route with its ordered stops, the
-route drawn as SVG, and its printable load list as CSV.
+"""A center's vehicle routes for its staff: the list, one route with its ordered stops and
+whom the driver meets at each, the route drawn as SVG, and its printable load list as CSV.
 
 Staff see their own center's routes only: filtering by another center's id lists nothing,
 and another center's route answers 404. Farmers and buyers see no routes at all (an empty
@@ -14,15 +14,16 @@ from django.http import HttpResponse
 from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.views import APIView
 
 from logistics import selectors
+from logistics.contacts import ContactRole, shipment_contact, stop_contacts
 from logistics.maps import draw_route_map, route_map
-from logistics.models import Route, Shipment, Stop, StopKind, Vehicle
+from logistics.models import Route, Shipment, Stop, Vehicle
 from marketplace.api.filters import IdFilter
 from marketplace.exceptions import DomainError
 
@@ -39,6 +40,9 @@ LOAD_LIST_HEADER = (
     "weight_kg",
     "refrigerated",
     "lines",
+    "contact",
+    "phone",
+    "address",
 )
 # A cell starting with one of these is a formula to Excel: names and titles are typed by
 # farmers and buyers, so such a cell gets a leading apostrophe (OWASP's CSV-injection advice).
@@ -52,9 +56,37 @@ class RouteVehicleSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class StopContactSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(
+        choices=ContactRole.choices,
+        help_text="farmer at a pickup, buyer at a delivery.",
+    )
+    name = serializers.CharField()
+    phone = serializers.CharField(help_text="E.164, e.g. +8613812345678.")
+    village = serializers.CharField(
+        allow_null=True,
+        help_text="A farmer's village (null if their profile has none); "
+        "a buyer's: the order's delivery village.",
+    )
+    address = serializers.CharField(
+        allow_blank=True,
+        help_text="A farmer's own address; a buyer's: the order's delivery address. "
+        "Blank when none was given.",
+    )
+    shipments = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="The shipments of this stop that are theirs (cancelled goods are left out).",
+    )
+
+
 class RouteStopSerializer(serializers.ModelSerializer):
     shipments = serializers.ListField(
         source="shipment_ids", child=serializers.IntegerField(), read_only=True
+    )
+    contacts = serializers.SerializerMethodField(
+        help_text="Whom the driver meets here and how to reach them: each farmer whose goods "
+        "are picked up (farms sharing a place share a stop), or the buyer of the order "
+        "delivered. Empty when every shipment of the stop was cancelled."
     )
 
     class Meta:
@@ -71,8 +103,14 @@ class RouteStopSerializer(serializers.ModelSerializer):
             "eta",
             "load_kg",
             "status",
+            "contacts",
         )
         read_only_fields = fields
+
+    @extend_schema_field(StopContactSerializer(many=True))
+    def get_contacts(self, stop: Stop) -> list[dict]:
+        contacts = stop_contacts(stop.kind, stop.contact_shipments)
+        return StopContactSerializer(contacts, many=True).data
 
 
 class RouteSerializer(serializers.ModelSerializer):
@@ -107,7 +145,8 @@ class RouteFilter(filters.FilterSet):
 
 
 class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """The routes of the caller's center, with vehicle and stops in visiting order."""
+    """The routes of the caller's center, with vehicle and stops in visiting order, and
+    whom the driver meets at each stop."""
 
     serializer_class = RouteSerializer
     permission_classes = [IsAuthenticated]
@@ -116,7 +155,7 @@ class RouteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Route.objects.none()
-        return selectors.routes_of_staff(self.request.user)
+        return selectors.routes_with_contacts_of_staff(self.request.user)
 
 
 class IgnoreAccept(BaseContentNegotiation):
@@ -176,20 +215,17 @@ def _lines(shipment: Shipment) -> str:
 
 def load_list_rows(stops: Iterable[Stop]) -> Iterator[list[str]]:
     """One row per shipment per stop, stops in visiting order, shipments by id. The place
-    is the stop's coordinates and the village of the farmer (pickup) or of the delivery."""
+    is the stop's coordinates and the village of the farmer (pickup) or of the delivery;
+    whom to meet there (the farmer, or the buyer), their phone and address close the row."""
     for stop in stops:
         eta = timezone.localtime(stop.eta).strftime("%H:%M") if stop.eta else ""
         for shipment in stop.shipments.all():
-            village = (
-                shipment.farmer.village
-                if stop.kind == StopKind.PICKUP
-                else shipment.order.delivery_village
-            )
+            contact = shipment_contact(shipment, stop.kind)
             yield [
                 str(stop.sequence),
                 stop.kind,
                 eta,
-                _cell(village.name if village else ""),
+                _cell(contact.village or ""),
                 str(stop.lat),
                 str(stop.lng),
                 str(shipment.pk),
@@ -198,6 +234,9 @@ def load_list_rows(stops: Iterable[Stop]) -> Iterator[list[str]]:
                 _plain(shipment.weight_kg),
                 "yes" if shipment.needs_refrigeration else "no",
                 _cell(_lines(shipment)),
+                _cell(contact.name),
+                _cell(contact.phone),
+                _cell(contact.address),
             ]
 
 

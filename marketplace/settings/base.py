@@ -231,6 +231,7 @@ SPECTACULAR_SETTINGS = {
         "LegStatusEnum": "logistics.models.LegStatus",
         "StopKindEnum": "logistics.models.StopKind",
         "StopStatusEnum": "logistics.models.StopStatus",
+        "ContactRoleEnum": "logistics.contacts.ContactRole",
     },
 }
 

@@ -18,6 +18,7 @@ from logistics.models import Route, RouteStatus, Shipment, Stop
 from logistics.services.fleet import vehicle_create
 from logistics.services.routing import order_route
 from orders import services as orders
+from orders.models import Order
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -50,10 +51,21 @@ def world():
     def village(name, lat, lng):
         return VillageFactory(name=name, lat=Decimal(lat), lng=Decimal(lng), service_center=center)
 
-    farmer1 = FarmerFactory(name="李建国", village=village("李家村", "30.300000", "119.650000"))
-    farmer2 = FarmerFactory(name="王秀英", village=village("王庄", "30.220000", "119.760000"))
-    buyer_a = BuyerFactory(village=village("柳树湾", "30.180000", "119.690000"))
-    buyer_b = BuyerFactory(village=village("石桥村", "30.270000", "119.740000"))
+    farmer1 = FarmerFactory(
+        name="李建国",
+        phone="+8613911110001",
+        address="李家村三组12号",
+        village=village("李家村", "30.300000", "119.650000"),
+    )
+    farmer2 = FarmerFactory(
+        name="王秀英", phone="+8613911110002", village=village("王庄", "30.220000", "119.760000")
+    )
+    buyer_a = BuyerFactory(
+        name="赵丽", phone="+8613922220001", village=village("柳树湾", "30.180000", "119.690000")
+    )
+    buyer_b = BuyerFactory(
+        name="陈明", phone="+8613922220002", village=village("石桥村", "30.270000", "119.740000")
+    )
     tomatoes = create_listing(farmer1, title="西红柿", unit="kg")
     eggs = create_listing(
         farmer1, title="土鸡蛋", unit="dozen", unit_weight_kg=Decimal("0.75"), category="eggs"
@@ -61,6 +73,8 @@ def world():
     apples = create_listing(farmer2, title="苹果", unit="jin")
     order_a = _order(buyer_a, (tomatoes, Decimal(8)), (eggs, Decimal(2)), (apples, Decimal(10)))
     order_b = _order(buyer_b, (tomatoes, Decimal("2.5")))
+    # Order A is delivered to an address typed with the order; order B to the village.
+    Order.objects.filter(pk=order_a.pk).update(delivery_address="柳树湾村口小卖部旁")
     a1 = Shipment.objects.get(order=order_a, farmer=farmer1)
     a2 = Shipment.objects.get(order=order_a, farmer=farmer2)
     b1 = Shipment.objects.get(order=order_b)
@@ -165,8 +179,99 @@ def test_route_detail_has_vehicle_and_stops_in_visiting_order(world, client_for)
         "eta": _iso(s1.eta),
         "load_kg": "20.0",
         "status": "pending",
+        "contacts": [
+            {
+                "role": "farmer",
+                "name": "李建国",
+                "phone": "+8613911110001",
+                "village": "李家村",
+                "address": "李家村三组12号",
+                "shipments": sorted([a1.pk, b1.pk]),
+            }
+        ],
     }
     assert stops[3]["eta"] is None
+
+
+def test_each_stop_says_whom_the_driver_meets_and_how_to_reach_them(world, client_for):
+    """A pickup names its farmer with their own village and address; a delivery its buyer
+    with the order's delivery village and address, not the buyer's home."""
+    (a1, a2, b1), (_order_a, order_b) = world["shipments"], world["orders"]
+    buyer_a, _buyer_b = world["buyers"]
+    buyer_a.address = "城东小区5栋"  # the buyer's home: not where this order goes
+    buyer_a.save()
+    new_town = VillageFactory(name="石桥新村", service_center=world["center"])
+    Order.objects.filter(pk=order_b.pk).update(delivery_village=new_town)
+
+    response = client_for(world["staff"]).get(route_url(world["route"]))
+
+    assert response.status_code == 200
+    assert [stop["contacts"] for stop in response.json()["stops"]] == [
+        [
+            {
+                "role": "farmer",
+                "name": "李建国",
+                "phone": "+8613911110001",
+                "village": "李家村",
+                "address": "李家村三组12号",
+                "shipments": sorted([a1.pk, b1.pk]),
+            }
+        ],
+        [
+            {
+                "role": "farmer",
+                "name": "王秀英",
+                "phone": "+8613911110002",
+                "village": "王庄",
+                "address": "",
+                "shipments": [a2.pk],
+            }
+        ],
+        [
+            {
+                "role": "buyer",
+                "name": "赵丽",
+                "phone": "+8613922220001",
+                "village": "柳树湾",
+                "address": "柳树湾村口小卖部旁",
+                "shipments": sorted([a1.pk, a2.pk]),
+            }
+        ],
+        [
+            {
+                "role": "buyer",
+                "name": "陈明",
+                "phone": "+8613922220002",
+                "village": "石桥新村",
+                "address": "",
+                "shipments": [b1.pk],
+            }
+        ],
+    ]
+    listed = client_for(world["staff"]).get("/api/v1/routes/").json()["results"]
+    assert [s["contacts"] for s in listed[0]["stops"]] == [
+        s["contacts"] for s in response.json()["stops"]
+    ]
+
+
+def test_farms_sharing_a_stop_are_each_named_and_cancelled_goods_name_nobody(world, client_for):
+    """Two farms at one place share a pickup: one contact each, in the order of their first
+    shipment. Goods called off after the route set out keep their stop and shipment ids,
+    but nobody is to be met for them."""
+    route, staff, (s1, _s2, _s3, s4) = world["route"], world["staff"], world["stops"]
+    (a1, a2, b1), (_order_a, order_b) = world["shipments"], world["orders"]
+    s1.shipments.add(a2)
+    Route.objects.filter(pk=route.pk).update(status=RouteStatus.STARTED)
+    orders.order_cancel(order_id=order_b.pk, actor=staff, reason="买家不要了")
+
+    stops = client_for(staff).get(route_url(route)).json()["stops"]
+
+    farmers = sorted([("李建国", [a1.pk]), ("王秀英", [a2.pk])], key=lambda contact: contact[1][0])
+    assert stops[0]["shipments"] == sorted([a1.pk, a2.pk, b1.pk])
+    assert [(c["role"], c["name"], c["shipments"]) for c in stops[0]["contacts"]] == [
+        ("farmer", name, shipments) for name, shipments in farmers
+    ]
+    assert (stops[3]["id"], stops[3]["shipments"], stops[3]["contacts"]) == (s4.pk, [b1.pk], [])
 
 
 def test_the_schema_says_a_routes_duration_is_its_whole_time_out(api):
@@ -174,6 +279,22 @@ def test_the_schema_says_a_routes_duration_is_its_whole_time_out(api):
     duration = schema["components"]["schemas"]["Route"]["properties"]["duration_min"]
     assert duration["type"] == "integer"
     assert all(word in duration["description"] for word in ("driving", "service", "waiting"))
+
+
+def test_the_schema_describes_a_stops_contacts(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    schemas = schema["components"]["schemas"]
+    contacts = schemas["RouteStop"]["properties"]["contacts"]
+    assert contacts["items"] == {"$ref": "#/components/schemas/StopContact"}
+    assert contacts["readOnly"] is True
+    contact = schemas["StopContact"]
+    assert set(contact["required"]) == {"role", "name", "phone", "village", "address", "shipments"}
+    assert contact["properties"]["role"]["allOf"] == [
+        {"$ref": "#/components/schemas/ContactRoleEnum"}
+    ]
+    assert schemas["ContactRoleEnum"]["enum"] == ["farmer", "buyer"]
+    assert contact["properties"]["village"]["nullable"] is True
+    assert "nullable" not in contact["properties"]["address"]  # blank, never null
 
 
 def _route_with_stops(center, day, stops: int, shipment) -> Route:
@@ -196,9 +317,10 @@ def test_the_list_shows_the_own_centers_routes_filtered_in_constant_queries(
     elsewhere = ServiceCenterFactory()
     _route_with_stops(elsewhere, route.date, 2, world["shipments"][0])
 
-    with django_assert_num_queries(4):  # the user, the count, the routes, their stops
+    # The user, the count, the routes, their stops, the stops' shipments with whom to meet.
+    with django_assert_num_queries(5):
         one_day = staff.get("/api/v1/routes/", {"date": str(route.date)})
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(5):
         every_day = staff.get("/api/v1/routes/")
 
     assert [r["id"] for r in one_day.json()["results"]] == [route.pk]
@@ -214,6 +336,24 @@ def test_the_list_shows_the_own_centers_routes_filtered_in_constant_queries(
         assert [e["field"] for e in bad.json()["errors"]] == list(query)
 
 
+def test_the_detail_takes_four_queries_however_many_stops_and_contacts(
+    world, client_for, django_assert_num_queries
+):
+    (a1, a2, b1), staff = world["shipments"], client_for(world["staff"])
+    long = _route_with_stops(world["center"], world["route"].date, 9, a1)
+    for stop in long.stops.all():
+        stop.shipments.add(a2, b1)
+
+    # The user, the route, its stops, their shipments with farmer, buyer and villages.
+    with django_assert_num_queries(4):
+        short = staff.get(route_url(world["route"]))
+    with django_assert_num_queries(4):
+        nine = staff.get(route_url(long))
+
+    assert [len(s["contacts"]) for s in short.json()["stops"]] == [1, 1, 1, 1]
+    assert [len(s["contacts"]) for s in nine.json()["stops"]] == [2] * 9
+
+
 def test_others_get_404_for_every_route_and_see_none_listed(world, api, client_for):
     route = world["route"]
     before = list(Route.objects.values())
@@ -227,6 +367,7 @@ def test_others_get_404_for_every_route_and_see_none_listed(world, api, client_f
             response = client.get(route_url(route, suffix))
             assert response.status_code == 404, (user.role, suffix)
             assert response.json()["code"] == "not_found"
+            assert "+86139" not in response.content.decode()  # no farmer's or buyer's phone
     assert api.get("/api/v1/routes/").status_code == 401
     for suffix in ("", "map.svg", "load-list.csv"):
         assert api.get(route_url(route, suffix)).status_code == 401
@@ -385,6 +526,9 @@ def test_the_load_list_has_a_row_per_shipment_per_stop_in_visiting_order(world, 
         "weight_kg",
         "refrigerated",
         "lines",
+        "contact",
+        "phone",
+        "address",
     ]
     a1_lines, a2_lines, b1_lines = (
         "西红柿 × 8 kg; 土鸡蛋 × 2 dozen",
@@ -398,11 +542,15 @@ def test_the_load_list_has_a_row_per_shipment_per_stop_in_visiting_order(world, 
     a1_row = [str(a1.pk), str(order_a.pk), "李建国", "9.5", "no", a1_lines]
     a2_row = [str(a2.pk), str(order_a.pk), "王秀英", "5", "no", a2_lines]
     b1_row = [str(b1.pk), str(order_b.pk), "李建国", "2.5", "no", b1_lines]
+    # Whom to meet: the farmer at a pickup, the buyer at a delivery (the order's address).
+    # A phone starts with "+", so it too is printed as text, not a formula or a number.
+    li, wang = ["李建国", "'+8613911110001", "李家村三组12号"], ["王秀英", "'+8613911110002", ""]
+    zhao, chen = ["赵丽", "'+8613922220001", "柳树湾村口小卖部旁"], ["陈明", "'+8613922220002", ""]
     expected = [
-        *sorted([pickup1 + a1_row, pickup1 + b1_row], key=lambda row: int(row[6])),
-        pickup2 + a2_row,
-        *sorted([drop_a + a1_row, drop_a + a2_row], key=lambda row: int(row[6])),
-        drop_b + b1_row,
+        *sorted([pickup1 + a1_row + li, pickup1 + b1_row + li], key=lambda row: int(row[6])),
+        pickup2 + a2_row + wang,
+        *sorted([drop_a + a1_row + zhao, drop_a + a2_row + zhao], key=lambda row: int(row[6])),
+        drop_b + b1_row + chen,
     ]
     assert rows == expected
     # The weights are the shipments' own: 8 kg + 2 dozen × 0.75 kg, 10 jin, 2.5 kg.
@@ -441,11 +589,18 @@ def test_load_list_queries_do_not_grow_with_its_rows(world, client_for, django_a
         client.get(route_url(short, "load-list.csv"))
 
 
-def test_a_name_that_is_a_formula_is_printed_as_text(world, client_for):
-    farmer = world["farmers"][1]
+def test_a_name_or_address_that_is_a_formula_is_printed_as_text(world, client_for):
+    farmer, buyer = world["farmers"][1], world["buyers"][1]
     farmer.name = '=HYPERLINK("http://x")'
+    farmer.address = "@SUM(1+1)"
     farmer.save()
+    Order.objects.filter(pk=world["orders"][1].pk).update(delivery_address="-2+3")
+    buyer.name = "+赵"
+    buyer.save()
 
     _, *rows = _load_list(client_for(world["staff"]), world["route"])
 
     assert {row[8] for row in rows} == {"李建国", '\'=HYPERLINK("http://x")'}
+    by_stop = {row[0]: row[12:] for row in rows}
+    assert by_stop["2"] == ['\'=HYPERLINK("http://x")', "'+8613911110002", "'@SUM(1+1)"]
+    assert by_stop["4"] == ["'+赵", "'+8613922220002", "'-2+3"]
