@@ -6,6 +6,7 @@ VILLAGE_NOT_FOUND = "village_not_found"
 SERVICE_CENTER_NOT_FOUND = "service_center_not_found"
 WEAK_PASSWORD = "weak_password"  # noqa: S105 - an error code, not a password
 WRONG_PASSWORD = "wrong_password"  # noqa: S105 - an error code, not a password
+PASSWORD_UNCHANGED = "password_unchanged"  # noqa: S105 - an error code, not a password
 WRONG_PASSWORD_DETAIL = "The current password is not correct."  # noqa: S105
 COORDINATES_INCOMPLETE = "coordinates_incomplete"
 PLACE_TOO_FAR = "place_too_far"

@@ -177,6 +177,21 @@ def test_a_new_password_the_validators_refuse_is_400_naming_the_field_and_change
     assert not AccessAttempt.objects.exists()  # the current password was right
 
 
+def test_the_current_password_as_the_new_one_is_400_and_changes_nothing(api):
+    farmer = FarmerFactory(phone="+8613912340002")
+    tokens = login(api, farmer)
+
+    response = change(tokens, new=PASSWORD)
+
+    assert response.status_code == 400
+    assert (response.json()["code"], response.json()["field"]) == (
+        "password_unchanged",
+        "new_password",
+    )
+    assert_nothing_changed(farmer, tokens)
+    assert not AccessAttempt.objects.exists()
+
+
 def test_missing_passwords_are_400_naming_the_fields_and_count_as_no_attempt(api):
     farmer = FarmerFactory()
     tokens = login(api, farmer)

@@ -156,6 +156,12 @@ class PasswordChangeSerializer(serializers.Serializer):
         phone = request.user.phone
         user = authenticate(request, phone=phone, password=attrs["current_password"])
         if user is not None and user.pk == request.user.pk:
+            if attrs["new_password"] == attrs["current_password"]:
+                raise DomainError(
+                    errors.PASSWORD_UNCHANGED,
+                    "The new password is the current one.",
+                    extra={"field": "new_password"},
+                )
             return {"user": user, "new_password": attrs["new_password"]}
         if getattr(request, "axes_locked_out", False):
             raise DomainError(errors.LOGIN_LOCKED, errors.LOGIN_LOCKED_DETAIL, status_code=429)

@@ -134,8 +134,8 @@ class PasswordChangeView(APIView):
         responses={
             200: TokenPairSerializer,
             400: OpenApiResponse(
-                description="wrong_password (field current_password), weak_password (field "
-                "new_password) or validation_error; nothing was changed"
+                description="wrong_password (field current_password), weak_password or "
+                "password_unchanged (field new_password) or validation_error; nothing was changed"
             ),
             401: OpenApiResponse(
                 description="not signed in, or the token is refused: password_changed also "
