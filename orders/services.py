@@ -235,6 +235,10 @@ def order_place(
         else:  # the village's own point; the buyer's village is read only for it
             village = delivery_village or buyer.village
             delivery_lat, delivery_lng = village.lat, village.lng
+    delivery_address = delivery_address.strip()
+    if not delivery_address and delivery_method == DeliveryMethod.HOME:
+        # as the point: the buyer's own (their profile's), unless delivered elsewhere
+        delivery_address = buyer.address if village_id == buyer.village_id else ""
     order_lines = []
     for line in lines:
         listing = listings[line.listing_id]
@@ -265,7 +269,7 @@ def order_place(
         status=OrderStatus.AWAITING_PAYMENT if prepaid else OrderStatus.PLACED,
         delivery_method=delivery_method,
         delivery_village_id=village_id,
-        delivery_address=delivery_address.strip(),
+        delivery_address=delivery_address,
         delivery_lat=delivery_lat,
         delivery_lng=delivery_lng,
         payment_method=payment_method,

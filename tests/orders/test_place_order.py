@@ -75,15 +75,18 @@ def test_fee_rule_pickup_free_and_free_from_99(client_for):
 
 
 def test_delivery_place_defaults_to_the_buyer_and_can_be_given(client_for):
-    buyer = BuyerFactory(lat=Decimal("30.111111"), lng=Decimal("119.222222"))
+    buyer = BuyerFactory(lat=Decimal("30.111111"), lng=Decimal("119.222222"), address="东头3号")
     listing = create_listing()
     client = client_for(buyer)
     mine = client.post(ORDERS, order_body((listing, 1)), format="json").json()
-    assert (mine["delivery_village"], mine["delivery_lat"], mine["delivery_lng"]) == (
+    assert [mine[k] for k in ("delivery_village", "delivery_lat", "delivery_lng")] == [
         buyer.village_id,
         "30.111111",
         "119.222222",
-    )
+    ]
+    assert mine["delivery_address"] == "东头3号"
+    collected = order_body((listing, 1), delivery_method="pickup")
+    assert client.post(ORDERS, collected, format="json").json()["delivery_address"] == ""
     elsewhere = VillageFactory(lat=Decimal("30.300000"), lng=Decimal("119.400000"))
     other = client.post(
         ORDERS,
