@@ -16,6 +16,7 @@ from listings.models import Listing
 from logistics.models import Shipment
 from marketplace.accounts.services import user_create_staff
 from orders.models import Notification, NotificationKind, Order
+from tests.clock import on_day
 from tests.factories import ServiceCenterFactory, VillageFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -99,8 +100,8 @@ def test_the_whole_life_of_orders_across_two_centers(celery_worker):
     south_village = VillageFactory(
         name="王庄", service_center=south, lat=Decimal("30.020000"), lng=Decimal("119.580000")
     )
-    staff = {}
-    for center, phone in ((north, "+8613700000101"), (south, "+8613700000102")):
+    staff, staff_phone = {}, {north.pk: "+8613700000101", south.pk: "+8613700000102"}
+    for center, phone in ((north, staff_phone[north.pk]), (south, staff_phone[south.pk])):
         user_create_staff(
             phone=phone, password=PASSWORD, name=f"{center.name} staff", service_center=center
         )
@@ -195,26 +196,31 @@ def test_the_whole_life_of_orders_across_two_centers(celery_worker):
     pickup_day = shipments.first().pickup_date
     assert set(shipments.values_list("pickup_date", flat=True)) == {pickup_day}
 
-    # Both centers plan the pickup day; staff complete every stop in order.
+    # Both centers plan the pickup day ahead; on that day staff complete every stop in order
+    # (the test's clock moves to the day, the workers' does not; a new day, a new sign-in).
     for center in (north, south):
         plan_day(staff[center.pk], center.pk, pickup_day)
-        complete_stops(
-            staff[center.pk], stops_of_day(staff[center.pk], center.pk, pickup_day), codes
-        )
     transfers = shipments.filter(origin_center=north)
-    assert set(transfers.values_list("status", flat=True)) == {"in_transfer"}
-    assert set(shipments.filter(origin_center=south).values_list("status", flat=True)) == {
-        "delivered"
-    }
+    with on_day(pickup_day):
+        for center in (north, south):
+            on_road = signed_in(staff_phone[center.pk])
+            complete_stops(on_road, stops_of_day(on_road, center.pk, pickup_day), codes)
+        assert set(transfers.values_list("status", flat=True)) == {"in_transfer"}
+        assert set(shipments.filter(origin_center=south).values_list("status", flat=True)) == {
+            "delivered"
+        }
 
-    # The south center receives the transfers and delivers them on their day.
-    for shipment in transfers:
-        received = staff[south.pk].post(f"/api/v1/shipments/{shipment.pk}/receive/")
-        assert received.status_code == 200, received.json()
+        # The south center receives the transfers that morning, and delivers them on their day.
+        at_south = signed_in(staff_phone[south.pk])
+        for shipment in transfers:
+            received = at_south.post(f"/api/v1/shipments/{shipment.pk}/receive/")
+            assert received.status_code == 200, received.json()
     delivery_day = transfers.first().delivery_date
     assert delivery_day == pickup_day + timedelta(days=1)
     plan_day(staff[south.pk], south.pk, delivery_day)
-    complete_stops(staff[south.pk], stops_of_day(staff[south.pk], south.pk, delivery_day), codes)
+    with on_day(delivery_day):
+        at_south = signed_in(staff_phone[south.pk])
+        complete_stops(at_south, stops_of_day(at_south, south.pk, delivery_day), codes)
 
     # Every order delivered, cash collected, with the right events and notifications.
     for order_id, buyer in zip(order_ids, buyers, strict=True):

@@ -33,6 +33,7 @@ from marketplace.celery import app as celery_app
 from marketplace.exceptions import DomainError
 from orders import services as orders
 from orders.models import Notification, Order, OrderStatus
+from tests.clock import on_day
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -159,7 +160,8 @@ def test_each_farmer_is_told_when_their_pickup_is_due_and_each_buyer_when_it_set
     route = Route.objects.filter(stops__kind="delivery").distinct().order_by("pk").first()
     first, second = route.stops.order_by("sequence")[:2]
     done = Completion(outcome="done", weight_kg=Decimal("1"))
-    shipments.stop_complete(stop_id=first.pk, staff=day["staff"], data=done)
+    with on_day(route.date):
+        shipments.stop_complete(stop_id=first.pk, staff=day["staff"], data=done)
     deliveries = route.stops.filter(kind="delivery").prefetch_related("shipments__order")
     on_the_way = sorted(  # once per order, however many stops it makes
         {
@@ -173,7 +175,8 @@ def test_each_farmer_is_told_when_their_pickup_is_due_and_each_buyer_when_it_set
     assert on_the_way
 
     if second.kind == "pickup":  # the route is on its way already: nobody is told again
-        shipments.stop_complete(stop_id=second.pk, staff=day["staff"], data=done)
+        with on_day(route.date, time_of_day(10)):
+            shipments.stop_complete(stop_id=second.pk, staff=day["staff"], data=done)
     assert out.count() == len(on_the_way)
 
 
@@ -198,7 +201,9 @@ def test_a_buyer_whose_order_makes_several_stops_on_a_route_is_told_once_with_th
 
     first = route.stops.order_by("sequence").first()
     done = Completion(outcome="done", weight_kg=Decimal("5"))
-    shipments.stop_complete(stop_id=first.pk, staff=StaffFactory(service_center=center), data=done)
+    staff = StaffFactory(service_center=center)
+    with on_day(pickup_day):
+        shipments.stop_complete(stop_id=first.pk, staff=staff, data=done)
 
     [note] = Notification.objects.filter(kind="out_for_delivery")
     eta = timezone.localtime(deliveries[0].eta)
@@ -276,7 +281,8 @@ def test_an_order_whose_goods_are_back_to_waiting_is_confirmed_again(day):
     assert (shipment.status, Order.objects.get(pk=order.pk).status) == ("scheduled", "scheduled")
     pickup = shipment.stops.get(kind="pickup")
     failed = Completion(outcome="failed", reason="没人")
-    shipments.stop_complete(stop_id=pickup.pk, staff=day["staff"], data=failed)
+    with on_day(pickup.route.date):
+        shipments.stop_complete(stop_id=pickup.pk, staff=day["staff"], data=failed)
 
     shipment.refresh_from_db()
     order.refresh_from_db()
@@ -510,9 +516,10 @@ def test_a_route_that_sets_out_while_the_day_is_solved_again_keeps_its_stops(day
     on_first = set(Shipment.objects.filter(stops__route=first).values_list("pk", flat=True))
     pickup = first.stops.filter(kind="pickup").order_by("sequence").first()
 
-    def set_out():
+    def set_out():  # the morning of the day, while staff plan it again
         done = Completion(outcome="done", weight_kg=Decimal("1"))
-        shipments.stop_complete(stop_id=pickup.pk, staff=day["staff"], data=done)
+        with on_day(day["date"]):
+            shipments.stop_complete(stop_id=pickup.pk, staff=day["staff"], data=done)
 
     solving_while(monkeypatch, set_out)
     run = run_day(day)

@@ -12,6 +12,7 @@ from logistics.models import ScheduleRun, ServiceCenter, Shipment, ShipmentStatu
 from logistics.services import schedule, shipments
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion
+from tests.clock import on_day
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -127,9 +128,10 @@ def test_a_delivery_past_its_promised_date_goes_before_one_in_normal_transit():
     assert pickup.route.schedule_run == before
     staff = StaffFactory(service_center=center)
     done = Completion(outcome="done", weight_kg=Decimal(60))
-    shipments.stop_complete(stop_id=pickup.pk, staff=staff, data=done)
     nobody_home = Completion(outcome="failed", reason="nobody home")
-    shipments.stop_complete(stop_id=delivery.pk, staff=staff, data=nobody_home)
+    with on_day(pickup.route.date):
+        shipments.stop_complete(stop_id=pickup.pk, staff=staff, data=done)
+        shipments.stop_complete(stop_id=delivery.pk, staff=staff, data=nobody_home)
     late.refresh_from_db()
     assert (late.status, late.delivery_date) == (ShipmentStatus.AT_CENTER, day)
     assert late.promised_date == day - timedelta(days=1)

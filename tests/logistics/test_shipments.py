@@ -29,6 +29,7 @@ from marketplace.accounts.models import User
 from marketplace.exceptions import DomainError
 from orders import services as orders
 from orders.models import Notification, Order, OrderStatus, PaymentStatus
+from tests.clock import on_day
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -470,11 +471,12 @@ def test_a_route_is_completed_once_its_last_stop_is_done_or_failed(world, client
         )
         stop.shipments.add(shipment)
         stops.append(stop)
-    north = client_for(world["north_staff"])
 
-    assert complete(north, stops[0], outcome="done", weight_kg="8").status_code == 200
-    assert Route.objects.get(pk=route.pk).status == RouteStatus.STARTED
-    assert complete(north, stops[1], outcome="failed", reason="农户不在家").status_code == 200
+    with on_day(route.date):
+        north = client_for(world["north_staff"])
+        assert complete(north, stops[0], outcome="done", weight_kg="8").status_code == 200
+        assert Route.objects.get(pk=route.pk).status == RouteStatus.STARTED
+        assert complete(north, stops[1], outcome="failed", reason="农户不在家").status_code == 200
     assert Route.objects.get(pk=route.pk).status == RouteStatus.COMPLETED
     shown = client_for(world["north_staff"]).get(f"/api/v1/routes/{route.pk}/").json()
     assert (shown["status"], [s["status"] for s in shown["stops"]]) == (
