@@ -244,6 +244,19 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
     stop.reason = data.reason.strip()
 
 
+def _on_route_day(stop: Stop, at: datetime) -> None:
+    """A stop is recorded, done or failed, from its route's day on (the local date at `at`):
+    before it, the route would set out early (its buyers told their goods are on the way a
+    day ahead), and a failure would send goods nobody went for to another day."""
+    day = stop.route.date
+    if timezone.localtime(at).date() < day:
+        raise ConflictError(
+            errors.BEFORE_ROUTE_DAY,
+            f"This stop's route is on {day:%Y-%m-%d}: it is recorded from that day on.",
+            extra={"route_date": day.isoformat()},
+        )
+
+
 def _ready_for(stop: Stop, shipments, outcome: str) -> list[Shipment]:
     """The stop's shipments to handle: those where the stop expects them, waiting at the
     farm for a pickup or at the center for a delivery. To complete it (`done`) every one
@@ -276,13 +289,19 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     # them in (it may delete the stop), so the two wait for each other and never deadlock.
     order_ids = Shipment.objects.filter(stops=stop_id).values_list("order_id", flat=True)
     list(Order.objects.select_for_update(of=("self",)).filter(pk__in=order_ids).order_by("pk"))
-    stop = Stop.objects.select_for_update(of=("self",)).filter(pk=stop_id).first()
+    stop = (
+        Stop.objects.select_for_update(of=("self",))
+        .select_related("route")
+        .filter(pk=stop_id)
+        .first()
+    )
     if stop is None:  # taken off its route while this waited: its goods were cancelled
         raise DomainError("not_found", "No such stop.", status_code=404)
     if stop.status in (StopStatus.DONE, StopStatus.FAILED):
         if stop.status == (StopStatus.DONE if data.outcome == "done" else StopStatus.FAILED):
             return stop, True  # the same completion again (an offline device retrying)
         raise ConflictError(errors.STOP_ALREADY_COMPLETED, f"This stop is already {stop.status}.")
+    _on_route_day(stop, data.occurred_at or timezone.now())
     # Locked against guessing the code: it may still be reported failed (that tells nothing
     # about the code), so the goods go back and the route can close.
     if stop.status == StopStatus.LOCKED and data.outcome == "done":
@@ -362,7 +381,9 @@ def stop_complete(*, stop_id: int, staff: User, data: Completion) -> Stop:
     cancelled after the route set out are skipped (409 `stop_cancelled` when nothing else
     is left), and goods not where the stop expects them are 409 `shipment_not_ready` (a
     delivery before its pickup, or before a transfer is received; a second pickup). A stop
-    reported failed is always accepted, and puts back only the goods that are there."""
+    reported failed is accepted whatever its goods, and puts back only those that are there.
+    Either way only from the route's day on, by the completion's time (409
+    `before_route_day`); a replay of what is recorded is answered as before."""
     stop, accepted = _complete(stop_id=stop_id, staff=staff, data=data)
     if not accepted:
         left = max(0, settings.MAX_DELIVERY_CODE_ATTEMPTS - stop.wrong_code_attempts)

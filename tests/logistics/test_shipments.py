@@ -1,7 +1,7 @@
 """A shipment's road: pickups weighed, transfers received, deliveries checked by code,
 failures put back, and who may see or touch what (others get 404, nothing changes)."""
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -68,8 +68,9 @@ def world():
     }
 
 
-def stop_for(shipment, center, kind):
-    route = Route.objects.create(service_center=center, date=timezone.localdate())
+def stop_for(shipment, center, kind, day=None):
+    """A stop of `kind` for `shipment` on a route of `center` on `day` (today)."""
+    route = Route.objects.create(service_center=center, date=day or timezone.localdate())
     stop = Stop.objects.create(
         route=route,
         sequence=Stop.objects.filter(route=route).count() + 1,
@@ -655,19 +656,22 @@ def test_a_rejected_line_leaves_the_shipment_at_what_its_other_lines_weigh(world
 
 def test_a_pickup_needs_its_weight_and_occurred_at_is_kept(world, client_for):
     north = client_for(world["north_staff"])
-    stop = stop_for(world["shipment"], world["north"], "pickup")
+    two_days_ago = timezone.localtime() - timedelta(days=2)
+    with on_day(two_days_ago.date(), time(7)):  # ordered early that morning
+        order = place_home(world["buyer"], (world["listing"], 8))
+    shipment = Shipment.objects.get(order=order)
+    stop = stop_for(shipment, world["north"], "pickup", day=two_days_ago.date())
     assert complete(north, stop, outcome="done").json()["code"] == "weight_required"
     nothing = complete(north, stop, outcome="done", weight_kg="0")
     assert nothing.status_code == 400
     errors = [(e["field"], e["code"]) for e in nothing.json()["errors"]]
     assert errors == [("weight_kg", "min_value")]
     assert Stop.objects.get(pk=stop.pk).status == StopStatus.PENDING
-    two_days_ago = timezone.localtime() - timedelta(days=2)
     offline = two_days_ago.replace(hour=8, minute=15, second=0, microsecond=0).isoformat()
     assert (
         complete(north, stop, outcome="done", weight_kg="8", occurred_at=offline).status_code == 200
     )
-    event = world["shipment"].events.get(status="picked_up")
+    event = shipment.events.get(status="picked_up")
     assert timezone.localtime(event.occurred_at).isoformat() == offline
 
 
@@ -833,6 +837,81 @@ def test_a_time_not_yet_come_or_long_gone_is_400_and_changes_nothing(world, clie
     slightly_fast = (timezone.now() + timedelta(minutes=1)).isoformat()
     done = complete(north, stop, outcome="done", weight_kg="8", occurred_at=slightly_fast)
     assert done.status_code == 200
+
+
+def recorded(shipment, *stops) -> tuple:
+    """All a refused completion, receipt or hand-over must leave as it was."""
+    shipment = Shipment.objects.get(pk=shipment.pk)
+    fields = ("status", "occurred_at", "weight_kg", "reason", "wrong_code_attempts")
+    return (
+        [Stop.objects.filter(pk=stop.pk).values_list(*fields).get() for stop in stops],
+        [Route.objects.get(pk=stop.route_id).status for stop in stops],
+        (
+            shipment.status,
+            shipment.picked_up_weight_kg,
+            shipment.pickup_date,
+            shipment.delivery_date,
+            shipment.failed_attempts,
+        ),
+        list(shipment.events.values_list("status", "occurred_at")),
+        sorted(shipment.legs.values_list("kind", "status")),
+        list(Order.objects.get(pk=shipment.order_id).events.values_list("to_status", flat=True)),
+        list(Notification.objects.order_by("pk").values_list("kind", "user_id", "order_id")),
+        sorted(CenterDayLoad.objects.values_list("center_id", "date", "booked_kg")),
+    )
+
+
+def test_a_stop_is_recorded_from_its_routes_day_on_done_or_failed(world, client_for):
+    """A route of tomorrow: today its pickup is refused, done or failed, and nothing changes
+    (the route does not set out, the buyer of a delivery on it is not told it is on the way);
+    from tomorrow's first minute, local time, it is recorded."""
+    shipment, tomorrow = world["shipment"], timezone.localdate() + timedelta(days=1)
+    pickup = stop_for(shipment, world["north"], "pickup", day=tomorrow)
+    neighbour = BuyerFactory(village=VillageFactory(service_center=world["north"]))
+    waiting = Shipment.objects.get(order=place_home(neighbour, (world["listing"], 1)))
+    Shipment.objects.filter(pk=waiting.pk).update(status=ShipmentStatus.AT_CENTER)
+    delivery = Stop.objects.create(
+        route=pickup.route,
+        sequence=2,
+        kind="delivery",
+        lat=waiting.pickup_lat,
+        lng=waiting.pickup_lng,
+    )
+    delivery.shipments.add(waiting)
+    before = recorded(shipment, pickup, delivery)
+    north = client_for(world["north_staff"])
+    midnight = timezone.make_aware(datetime.combine(tomorrow, time()))
+
+    for body in (
+        {"outcome": "done", "weight_kg": "1.7"},
+        {"outcome": "failed", "reason": "去早了"},
+        {"outcome": "done", "weight_kg": "1.7", "occurred_at": timezone.now().isoformat()},
+    ):
+        early = complete(north, pickup, **body)
+        assert (early.status_code, early.json()["code"], early.json()["route_date"]) == (
+            409,
+            "before_route_day",
+            tomorrow.isoformat(),
+        ), body
+    assert recorded(shipment, pickup, delivery) == before
+
+    with on_day(tomorrow, time(0, 1)):
+        north = client_for(world["north_staff"])
+        told_late = (midnight - timedelta(seconds=30)).isoformat()  # still today, locally
+        late = complete(north, pickup, outcome="done", weight_kg="1.7", occurred_at=told_late)
+        assert (late.status_code, late.json()["code"]) == (409, "before_route_day")
+        assert recorded(shipment, pickup, delivery) == before
+        # 00:00:30 in Shanghai is 16:00:30 UTC of the day before: the local date counts
+        first_minute = midnight + timedelta(seconds=30)
+        assert first_minute.astimezone(UTC).date() < tomorrow
+        done = complete(
+            north, pickup, outcome="done", weight_kg="1.7", occurred_at=first_minute.isoformat()
+        )
+    assert done.status_code == 200, done.json()
+    assert Route.objects.get(pk=pickup.route_id).status == RouteStatus.STARTED
+    assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.IN_TRANSFER
+    out = Notification.objects.filter(kind="out_for_delivery")
+    assert list(out.values_list("user_id", "order_id")) == [(neighbour.pk, waiting.order_id)]
 
 
 def test_permission_matrix_others_get_404_and_nothing_changes(world, client_for):
