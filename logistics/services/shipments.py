@@ -10,7 +10,7 @@ from operator import or_
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from listings.selectors import listings_for_update
@@ -257,6 +257,31 @@ def _on_route_day(stop: Stop, at: datetime) -> None:
         )
 
 
+def _when(shipments: list[Shipment], occurred_at: datetime | None) -> datetime:
+    """The time a change of `shipments` (their orders loaded) is recorded at: as told by a
+    device that was offline, or now. A shipment's story never goes back: a time told before
+    its latest tracking event (or its order's placing) is 400 `before_last_event`, nothing
+    changed. Now is taken as no earlier than that either: a phone a few minutes fast (within
+    the slack allowed) may have recorded the last event a little ahead."""
+    latest_event = TrackingEvent.objects.filter(shipment__in=shipments).aggregate(
+        at=Max("occurred_at")
+    )["at"]
+    recorded = [s.order.created_at for s in shipments]
+    not_before = max([*recorded, latest_event] if latest_event else recorded, default=None)
+    if occurred_at is None:
+        now = timezone.now()
+        return max(now, not_before) if not_before else now
+    if not_before is not None and occurred_at < not_before:
+        not_before = timezone.localtime(not_before)
+        raise DomainError(
+            errors.BEFORE_LAST_EVENT,
+            f"That is before what is already recorded of these goods "
+            f"({not_before:%Y-%m-%d %H:%M:%S}): record what happened in the order it happened.",
+            extra={"field": "occurred_at", "not_before": not_before.isoformat()},
+        )
+    return occurred_at
+
+
 def _ready_for(stop: Stop, shipments, outcome: str) -> list[Shipment]:
     """The stop's shipments to handle: those where the stop expects them, waiting at the
     farm for a pickup or at the center for a delivery. To complete it (`done`) every one
@@ -316,7 +341,7 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
         .order_by("pk"),
         data.outcome,
     )
-    at = data.occurred_at or timezone.now()
+    at = _when(shipments, data.occurred_at)
     if data.outcome == "done" and stop.kind == StopKind.DELIVERY:
         if not data.delivery_code:
             raise DomainError(
@@ -383,7 +408,8 @@ def stop_complete(*, stop_id: int, staff: User, data: Completion) -> Stop:
     delivery before its pickup, or before a transfer is received; a second pickup). A stop
     reported failed is accepted whatever its goods, and puts back only those that are there.
     Either way only from the route's day on, by the completion's time (409
-    `before_route_day`); a replay of what is recorded is answered as before."""
+    `before_route_day`), and never at a time before what is already recorded of its goods
+    (400 `before_last_event`); a replay of what is recorded is answered as before."""
     stop, accepted = _complete(stop_id=stop_id, staff=staff, data=data)
     if not accepted:
         left = max(0, settings.MAX_DELIVERY_CODE_ATTEMPTS - stop.wrong_code_attempts)
@@ -403,14 +429,17 @@ def shipment_receive(
     ready for local delivery, on a day whose plan will still take it: one due today is
     delivered from tomorrow, as one received after its day (_delivery_day_on_arrival), and
     the buyer is told when that makes the order due later. Receiving it again changes
-    nothing."""
-    shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
+    nothing; a time before the shipment's latest event is 400 `before_last_event`."""
+    shipment = (
+        Shipment.objects.select_for_update(of=("self",)).select_related("order").get(pk=shipment_id)
+    )
     if shipment.status == ShipmentStatus.AT_CENTER:
         return shipment
     if shipment.status != ShipmentStatus.IN_TRANSFER:
         raise ConflictError(
             errors.NOT_IN_TRANSFER, f"This shipment is {shipment.status}, not in transfer."
         )
+    at = _when([shipment], occurred_at)
     _finish_legs(shipment, (LegKind.TRANSFER,))
     note = "transfer received"
     if (day := _delivery_day_on_arrival(shipment)) != shipment.delivery_date:
@@ -423,7 +452,7 @@ def shipment_receive(
     _track(
         shipment,
         ShipmentStatus.AT_CENTER,
-        occurred_at or timezone.now(),
+        at,
         staff,
         note,
         center=shipment.destination_center,
@@ -454,7 +483,8 @@ def shipment_hand_over(
     """Staff at the buyer's service center hand a pickup-at-center order's goods to the
     buyer, who shows the order's 6-digit code: the shipment is delivered and the order
     follows (delivered, cash collected). Only goods waiting at the center; handing them
-    over again changes nothing. The order is locked before its shipment, as elsewhere."""
+    over again changes nothing; a time before the shipment's latest event is 400
+    `before_last_event`. The order is locked before its shipment, as elsewhere."""
     order_id = Shipment.objects.filter(pk=shipment_id).values_list("order_id", flat=True).get()
     order = order_lock(order_id)
     shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
@@ -476,7 +506,8 @@ def shipment_hand_over(
             f"This shipment is {shipment.status}, not waiting at the center.",
             extra={"shipments": {shipment.pk: shipment.status}},
         )
-    _complete_delivery([shipment], staff, occurred_at or timezone.now())
+    shipment.order = order
+    _complete_delivery([shipment], staff, _when([shipment], occurred_at))
     _advance_order(order.pk, staff)
     return shipment
 

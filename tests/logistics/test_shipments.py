@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -912,6 +913,124 @@ def test_a_stop_is_recorded_from_its_routes_day_on_done_or_failed(world, client_
     assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.IN_TRANSFER
     out = Notification.objects.filter(kind="out_for_delivery")
     assert list(out.values_list("user_id", "order_id")) == [(neighbour.pk, waiting.order_id)]
+
+
+def test_a_time_before_what_is_recorded_is_400_and_changes_nothing(world, client_for):
+    """An offline device tells when things happened; never before the shipment's latest
+    tracking event (nor its order's placing). Three hours after the order was placed:
+    picked up at +1 h, received at +2 h, delivered after that. A replay of what is
+    recorded is still 200, whatever time it tells."""
+    shipment, order = world["shipment"], world["order"]
+    placed = order.created_at
+    first_day = timezone.localdate(placed - timedelta(hours=1))
+    pickup = stop_for(shipment, world["north"], "pickup", day=first_day)
+    delivery = stop_for(shipment, world["south"], "delivery", day=first_day)
+    routed_at = shipment.events.get().occurred_at
+
+    def at(minutes: int) -> str:
+        return (placed + timedelta(minutes=minutes)).isoformat()
+
+    def refused(response, not_before) -> None:
+        assert response.status_code == 400, response.json()
+        assert (response.json()["code"], response.json()["field"]) == (
+            "before_last_event",
+            "occurred_at",
+        )
+        assert response.json()["not_before"] == timezone.localtime(not_before).isoformat()
+
+    with time_machine.travel(placed + timedelta(hours=3), tick=True):
+        north, south = client_for(world["north_staff"]), client_for(world["south_staff"])
+        receive = f"/api/v1/shipments/{shipment.pk}/receive/"
+        before = recorded(shipment, pickup, delivery)
+        refused(
+            complete(north, pickup, outcome="done", weight_kg="8", occurred_at=at(-1)), routed_at
+        )
+        refused(
+            complete(north, pickup, outcome="failed", reason="没人", occurred_at=at(-1)), routed_at
+        )
+        assert recorded(shipment, pickup, delivery) == before
+
+        assert (
+            complete(north, pickup, outcome="done", weight_kg="8", occurred_at=at(60)).status_code
+            == 200
+        )
+        picked_at = placed + timedelta(minutes=60)
+        before = recorded(shipment, pickup, delivery)
+        refused(south.post(receive, {"occurred_at": at(30)}, format="json"), picked_at)
+        assert recorded(shipment, pickup, delivery) == before
+        assert south.post(receive, {"occurred_at": at(120)}, format="json").status_code == 200
+
+        before = recorded(shipment, pickup, delivery)
+        again = complete(north, pickup, outcome="done", weight_kg="8", occurred_at=at(-1))
+        assert (again.status_code, again.json()["status"]) == (200, "done")
+        again = south.post(receive, {"occurred_at": at(30)}, format="json")
+        assert (again.status_code, again.json()["status"]) == (200, "at_center")
+        assert recorded(shipment, pickup, delivery) == before
+
+        code, wrong = order.delivery_code, "000000" if order.delivery_code != "000000" else "111111"
+        received_at = placed + timedelta(minutes=120)
+        for given in (code, wrong):  # a wrong code told too early does not count as a guess
+            early = complete(
+                south, delivery, outcome="done", delivery_code=given, occurred_at=at(90)
+            )
+            refused(early, received_at)
+        assert recorded(shipment, pickup, delivery) == before
+        delivered = complete(south, delivery, outcome="done", delivery_code=code)
+    assert delivered.status_code == 200, delivered.json()
+    assert list(Shipment.objects.get(pk=shipment.pk).events.values_list("status", flat=True)) == [
+        "pending",
+        "picked_up",
+        "in_transfer",
+        "at_center",
+        "delivered",
+    ]
+
+
+def test_goods_are_not_handed_over_before_they_arrived(world, client_for):
+    south, buyer = world["south"], world["buyer"]
+    farmer = FarmerFactory(village=VillageFactory(service_center=south))
+    order = place_order(buyer, (create_listing(farmer), 2), delivery_method="pickup")
+    order_route(order_id=order.pk)
+    shipment = Shipment.objects.get(order=order)
+    placed = order.created_at
+    url = f"/api/v1/shipments/{shipment.pk}/hand-over/"
+
+    with time_machine.travel(placed + timedelta(hours=3), tick=True):
+        staff = client_for(world["south_staff"])
+        pickup = stop_for(shipment, south, "pickup", day=timezone.localdate(placed))
+        arrived = placed + timedelta(hours=1)
+        body = {"outcome": "done", "weight_kg": "2", "occurred_at": arrived.isoformat()}
+        assert complete(staff, pickup, **body).status_code == 200
+        before = recorded(shipment, pickup)
+        early = {
+            "delivery_code": order.delivery_code,
+            "occurred_at": (arrived - timedelta(seconds=1)).isoformat(),
+        }
+        answer = staff.post(url, early, format="json")
+        assert (answer.status_code, answer.json()["code"], answer.json()["field"]) == (
+            400,
+            "before_last_event",
+            "occurred_at",
+        )
+        assert recorded(shipment, pickup) == before
+        on_time = {"delivery_code": order.delivery_code, "occurred_at": arrived.isoformat()}
+        assert staff.post(url, on_time, format="json").status_code == 200
+        assert staff.post(url, early, format="json").status_code == 200  # a replay
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.DELIVERED
+    assert shipment.events.get(status="delivered").occurred_at == arrived
+
+
+def test_now_never_goes_back_before_a_time_told_a_little_ahead(world, client_for):
+    """A phone four minutes fast records the pickup (within the slack allowed); a receipt
+    recorded right after without a time is kept at the pickup's time, not before it."""
+    shipment = world["shipment"]
+    pickup = stop_for(shipment, world["north"], "pickup")
+    fast = timezone.now() + timedelta(minutes=4)
+    body = {"outcome": "done", "weight_kg": "8", "occurred_at": fast.isoformat()}
+    assert complete(client_for(world["north_staff"]), pickup, **body).status_code == 200
+    received = client_for(world["south_staff"]).post(f"/api/v1/shipments/{shipment.pk}/receive/")
+    assert received.status_code == 200, received.json()
+    assert shipment.events.get(status="at_center").occurred_at == fast
 
 
 def test_permission_matrix_others_get_404_and_nothing_changes(world, client_for):
