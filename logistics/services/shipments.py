@@ -262,10 +262,15 @@ def _when(shipments: list[Shipment], occurred_at: datetime | None) -> datetime:
     device that was offline, or now. A shipment's story never goes back: a time told before
     its latest tracking event (or its order's placing) is 400 `before_last_event`, nothing
     changed. Now is taken as no earlier than that either: a phone a few minutes fast (within
-    the slack allowed) may have recorded the last event a little ahead."""
-    latest_event = TrackingEvent.objects.filter(shipment__in=shipments).aggregate(
-        at=Max("occurred_at")
-    )["at"]
+    the slack allowed) may have recorded the last event a little ahead.
+
+    Only what people recorded counts (events with an actor: staff on the road, a cancel),
+    not what the system wrote at its own time (routing, a day's plan, goods rolled to the
+    next day): a plan made while a driver was offline must not refuse the pickup they made
+    before it, when their phone uploads it."""
+    latest_event = TrackingEvent.objects.filter(
+        shipment__in=shipments, actor__isnull=False
+    ).aggregate(at=Max("occurred_at"))["at"]
     recorded = [s.order.created_at for s in shipments]
     not_before = max([*recorded, latest_event] if latest_event else recorded, default=None)
     if occurred_at is None:

@@ -925,7 +925,6 @@ def test_a_time_before_what_is_recorded_is_400_and_changes_nothing(world, client
     first_day = timezone.localdate(placed - timedelta(hours=1))
     pickup = stop_for(shipment, world["north"], "pickup", day=first_day)
     delivery = stop_for(shipment, world["south"], "delivery", day=first_day)
-    routed_at = shipment.events.get().occurred_at
 
     def at(minutes: int) -> str:
         return (placed + timedelta(minutes=minutes)).isoformat()
@@ -942,11 +941,9 @@ def test_a_time_before_what_is_recorded_is_400_and_changes_nothing(world, client
         north, south = client_for(world["north_staff"]), client_for(world["south_staff"])
         receive = f"/api/v1/shipments/{shipment.pk}/receive/"
         before = recorded(shipment, pickup, delivery)
+        refused(complete(north, pickup, outcome="done", weight_kg="8", occurred_at=at(-1)), placed)
         refused(
-            complete(north, pickup, outcome="done", weight_kg="8", occurred_at=at(-1)), routed_at
-        )
-        refused(
-            complete(north, pickup, outcome="failed", reason="没人", occurred_at=at(-1)), routed_at
+            complete(north, pickup, outcome="failed", reason="没人", occurred_at=at(-1)), placed
         )
         assert recorded(shipment, pickup, delivery) == before
 
@@ -984,6 +981,28 @@ def test_a_time_before_what_is_recorded_is_400_and_changes_nothing(world, client
         "at_center",
         "delivered",
     ]
+
+
+def test_a_plan_made_while_the_driver_was_offline_does_not_refuse_their_pickup(world, client_for):
+    """The day's plan (a system event, written at the server's time) came after the pickup
+    the driver's phone recorded offline: the upload is taken at the time it tells."""
+    shipment, order = world["shipment"], world["order"]
+    placed = order.created_at
+    pickup = stop_for(shipment, world["north"], "pickup", day=timezone.localdate(placed))
+    shipment.events.create(
+        status="scheduled", occurred_at=placed + timedelta(minutes=90), note="on a route"
+    )
+    picked_offline = placed + timedelta(minutes=60)
+
+    with time_machine.travel(placed + timedelta(hours=2), tick=True):
+        north = client_for(world["north_staff"])
+        response = complete(
+            north, pickup, outcome="done", weight_kg="8", occurred_at=picked_offline.isoformat()
+        )
+
+    assert response.status_code == 200, response.json()
+    event = Shipment.objects.get(pk=shipment.pk).events.get(status="picked_up")
+    assert event.occurred_at == picked_offline
 
 
 def test_goods_are_not_handed_over_before_they_arrived(world, client_for):
