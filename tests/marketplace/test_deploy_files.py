@@ -1,0 +1,37 @@
+"""What an operator deploys with: docker-compose.yml as the README describes it.
+
+No Docker engine runs in the suite, so these read the file as compose reads it (YAML with
+its merge keys) and check what the README and the settings promise of it.
+"""
+
+from pathlib import Path
+
+import yaml
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+MEDIA_ROOT_IN_IMAGE = "/app/media"  # Dockerfile: WORKDIR /app, media/ owned by the app user
+
+
+def compose() -> dict:
+    return yaml.safe_load((BASE_DIR / "docker-compose.yml").read_text())
+
+
+def mounts(service: dict) -> dict[str, str]:
+    """Container path: volume name, of a service's short-syntax volumes."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        found[target] = source
+    return found
+
+
+def test_web_and_worker_share_the_uploaded_photos():
+    """The web container writes a listing photo under MEDIA_ROOT; a worker makes its
+    thumbnail from that file. In containers of their own they must share one volume there,
+    or the worker finds no file (the photo is marked gone) and every recreated container
+    loses the uploads."""
+    services = compose()["services"]
+    web_media = mounts(services["web"]).get(MEDIA_ROOT_IN_IMAGE)
+    assert web_media is not None
+    assert mounts(services["worker"]).get(MEDIA_ROOT_IN_IMAGE) == web_media
+    assert web_media in compose()["volumes"]
