@@ -4,6 +4,7 @@ No Docker engine runs in the suite, so these read the file as compose reads it (
 its merge keys) and check what the README and the settings promise of it.
 """
 
+import re
 from pathlib import Path
 
 import yaml
@@ -35,3 +36,21 @@ def test_web_and_worker_share_the_uploaded_photos():
     assert web_media is not None
     assert mounts(services["worker"]).get(MEDIA_ROOT_IN_IMAGE) == web_media
     assert web_media in compose()["volumes"]
+
+
+def fixed_host_ports(service: dict) -> list[str]:
+    """The host ports a service binds by number (`8000:8000`), as opposed to letting Docker
+    pick one (`8000`)."""
+    return [str(port).rsplit(":", 1)[0] for port in service.get("ports", []) if ":" in str(port)]
+
+
+def test_every_service_the_docs_scale_can_run_several_containers():
+    """Two containers of one service cannot both bind host port 8000: the second fails with
+    "port is already allocated", so a scale command the README gives must not need that."""
+    services = compose()["services"]
+    for doc in ("README.md", "docker-compose.yml"):
+        scaled = re.findall(r"--scale (\w+)=(\d+)", (BASE_DIR / doc).read_text())
+        assert scaled, doc
+        for name, replicas in scaled:
+            if int(replicas) > 1:
+                assert fixed_host_ports(services[name]) == [], (doc, name)
