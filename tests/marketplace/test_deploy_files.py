@@ -54,3 +54,12 @@ def test_every_service_the_docs_scale_can_run_several_containers():
         for name, replicas in scaled:
             if int(replicas) > 1:
                 assert fixed_host_ports(services[name]) == [], (doc, name)
+
+
+def test_every_long_running_service_has_a_health_check():
+    """As the README says: postgres, redis, web, worker and beat each with a health check (the
+    one-shot migrate exits)."""
+    services = compose()["services"]
+    running = [name for name in services if name != "migrate"]
+    assert sorted(running) == ["beat", "postgres", "redis", "web", "worker"]
+    assert [name for name in running if "healthcheck" not in services[name]] == []
