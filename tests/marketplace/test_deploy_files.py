@@ -63,3 +63,18 @@ def test_every_long_running_service_has_a_health_check():
     running = [name for name in services if name != "migrate"]
     assert sorted(running) == ["beat", "postgres", "redis", "web", "worker"]
     assert [name for name in running if "healthcheck" not in services[name]] == []
+
+
+def documented_variables() -> set[str]:
+    """The variables .env.example lists: one `# NAME=default` line each."""
+    text = (BASE_DIR / ".env.example").read_text()
+    return set(re.findall(r"^# ?([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE))
+
+
+def test_env_example_lists_every_variable_the_settings_read():
+    """base.py says so: an operator finds every knob, with its default, in .env.example."""
+    read = set()
+    for module in (BASE_DIR / "marketplace" / "settings").glob("*.py"):
+        read |= set(re.findall(r"\benv(?:\.\w+)?\(\s*\"([A-Z][A-Z0-9_]*)\"", module.read_text()))
+    assert "SECRET_KEY" in read
+    assert sorted(read - documented_variables()) == []
