@@ -135,22 +135,29 @@ def command_exec(argv: list[str]) -> int:
         return subprocess.call(argv, cwd=BASE_DIR, env=env)  # noqa: S603
 
 
+def run_processes(port: int) -> dict[str, list[str]]:
+    """What `run` starts. The web server listens on this machine only: it runs the dev
+    settings, whose SECRET_KEY (which signs every JWT) and payment webhook secret are in
+    this repository, so anyone on the network reaching it could sign in as any user or
+    mark orders paid."""
+    celery = [sys.executable, "-m", "celery", "-A", "marketplace"]
+    schedule = _data_dir() / "celerybeat-schedule"
+    return {
+        "web": [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        "worker": [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"],
+        "beat": [*celery, "beat", "--loglevel", "INFO", "--schedule", str(schedule)],
+    }
+
+
 def command_run(port: int) -> int:
     """The whole system: migrate, load the demo county, then web + worker + beat."""
     with services() as service_env:
         env = {**os.environ, **service_env, "DJANGO_SETTINGS_MODULE": "marketplace.settings.dev"}
         _manage(env, "migrate", "--no-input")
         _manage(env, "seed_demo")
-        celery = [sys.executable, "-m", "celery", "-A", "marketplace"]
-        schedule = _data_dir() / "celerybeat-schedule"
-        processes = {
-            "web": [sys.executable, "manage.py", "runserver", f"0.0.0.0:{port}", "--noreload"],
-            "worker": [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"],
-            "beat": [*celery, "beat", "--loglevel", "INFO", "--schedule", str(schedule)],
-        }
         running = {
             name: subprocess.Popen(argv, cwd=BASE_DIR, env=env)  # noqa: S603
-            for name, argv in processes.items()
+            for name, argv in run_processes(port).items()
         }
         print(  # noqa: T201
             f"\nMarketplace is up:\n"

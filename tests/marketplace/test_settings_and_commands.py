@@ -1,6 +1,7 @@
 """Production settings, the database connection's options, and the operator's create_staff
 command."""
 
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from marketplace import embedded
 from marketplace.accounts.models import Role, User
 from tests.factories import ServiceCenterFactory, StaffFactory
 
@@ -187,3 +189,13 @@ def test_create_staff_refuses_an_odd_center_or_a_long_name_and_fills_a_blank_one
         name="   ",
     )
     assert User.objects.get().name == "石门镇服务中心 staff"
+
+
+def test_make_run_serves_this_machine_only():
+    """`make run` serves the dev settings, whose SECRET_KEY signs every JWT and is in this
+    repository: on the network, anyone could sign tokens for any user. Its web server
+    listens on the loopback address, as the README's http://127.0.0.1:8000 says."""
+    web = embedded.run_processes(8123)["web"]
+    address = web[web.index("runserver") + 1]
+    host, port = address.rsplit(":", 1)
+    assert (ipaddress.ip_address(host).is_loopback, port) == (True, "8123")
