@@ -21,6 +21,8 @@ from logistics.demo import VILLAGE_NAMES
 from logistics.models import ScheduleRun, ScheduleRunStatus, ServiceCenter, Vehicle, Village
 from marketplace.accounts.models import BuyerKind, Role, User
 from marketplace.celery import app as celery_app
+from orders.models import Order, OrderLine
+from tests.factories import BuyerFactory, FarmerFactory, create_listing
 from tests.logistics.test_routing_messages import queued
 
 pytestmark = pytest.mark.django_db
@@ -481,4 +483,24 @@ def test_simulate_day_plans_every_center_and_carries_out_a_run_already_asked_for
         assert any(row.startswith(name) for row in out.getvalue().splitlines())
     # carried out here: no task for a worker to solve them again
     assert queued("logistics.tasks.schedule_center_day") == []
+    celery_app.control.purge()
+
+
+def test_simulate_day_orders_for_demo_accounts_only():
+    """It is the demo county's day: on a database that also holds real people (a server the
+    operator tries it on), it places no order for a real buyer nor on a real farmer's
+    produce, whose stock it would take and whom it would notify."""
+    village = Village.objects.order_by("pk").first()
+    real_buyers = [BuyerFactory(phone=f"+86150000001{n:02d}", village=village) for n in range(40)]
+    real_farmer = FarmerFactory(phone="+8615000000200", village=village)
+    real_listings = [create_listing(real_farmer, title=f"真的白菜{n}") for n in range(20)]
+    stock = {x.pk: x.quantity_available for x in real_listings}
+    celery_app.control.purge()
+
+    call_command("simulate_day", orders=30, seed=7, stdout=StringIO())
+
+    assert Order.objects.count() > 0
+    assert Order.objects.filter(buyer__in=real_buyers).count() == 0
+    assert OrderLine.objects.filter(farmer=real_farmer).count() == 0
+    assert {x.pk: x.quantity_available for x in Listing.objects.filter(farmer=real_farmer)} == stock
     celery_app.control.purge()

@@ -9,6 +9,7 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand, CommandError
 
 from listings.models import Listing, ListingStatus
+from logistics import demo
 from logistics.models import ServiceCenter, Shipment
 from logistics.services.routing import order_route
 from logistics.services.schedule import schedule_run_execute, schedule_run_request
@@ -34,11 +35,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, orders: int, seed: int | None, **options):
         rng = random.Random(seed)
+        # The demo county's people only: real buyers and farmers sharing the database are
+        # neither charged nor told of orders nobody placed, nor is their stock taken.
         buyers = list(
-            User.objects.filter(role=Role.BUYER, is_active=True).select_related("village")
+            User.objects.filter(
+                role=Role.BUYER, is_active=True, phone__in=demo.demo_phones(Role.BUYER)
+            ).select_related("village")
         )
         listings = list(
-            Listing.objects.filter(status=ListingStatus.ACTIVE).select_related("village")
+            Listing.objects.filter(
+                status=ListingStatus.ACTIVE, farmer__phone__in=demo.demo_phones(Role.FARMER)
+            ).select_related("village")
         )
         if not buyers or not listings:
             raise CommandError("No buyers or listings: run `manage.py seed_demo` first.")
