@@ -97,6 +97,9 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
     )
     readonly_fields = ("refund_due",)  # after the order's own fields on its page
+    # The buyer's proof of delivery: whoever reads orders here must not be able to collect
+    # the goods with it (the buyer reads it in the app).
+    exclude = ("delivery_code",)
     list_filter = ("status", "payment_method", "delivery_method")
     # id__exact: Django compares the id as text, so a name or phone typed here is no error.
     search_fields = ("id__exact", "buyer__phone", "buyer__name")

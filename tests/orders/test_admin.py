@@ -58,6 +58,8 @@ def test_the_pages_render(operator):
     assert b'name="status"' not in change.content  # shown, not editable
     assert b'name="_save"' not in change.content
     assert "西红柿" in change.content.decode()  # the lines inline
+    assert b"delivery code" not in change.content.lower()  # the buyer's secret, not shown
+    assert b"delivery_code" not in change.content
     for model in ("notification", "review", "paymentevent"):
         assert operator.get(f"/admin/orders/{model}/").status_code == 200
     notification = Notification.objects.filter(order=order).first()
