@@ -17,8 +17,10 @@ from datetime import time
 from decimal import Decimal
 from typing import Generic, TypeVar
 
+from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.hashers import make_password
+from django.core.management.base import CommandError
 from django.db import transaction
 from django.utils import timezone
 
@@ -390,6 +392,17 @@ def seed_vehicles(centers: dict[str, ServiceCenter]) -> Seeded[Vehicle]:
 
 
 @transaction.atomic
+def refuse_unless_allowed() -> None:
+    """The demo county's staff, farmers and buyers sign in with passwords printed in the
+    README: loaded into a production database they would be open doors. Production settings
+    refuse it unless DEMO_DATA_ALLOWED says this deployment is a demo."""
+    if not settings.DEMO_DATA_ALLOWED:
+        raise CommandError(
+            "Demo data is off here (DEMO_DATA_ALLOWED=false, production's default): its "
+            "accounts' passwords are public. Set DEMO_DATA_ALLOWED=true for a demo deployment."
+        )
+
+
 def seed_demo_county() -> dict[str, Seeded]:
     """Seed every kind of demo data in one transaction; returns each step's result."""
     centers = seed_service_centers()

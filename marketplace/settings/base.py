@@ -291,6 +291,8 @@ PLACE_MAX_KM_FROM_VILLAGE = env.int("PLACE_MAX_KM_FROM_VILLAGE", default=20)
 # The payment provider's signed webhook (orders.payments). The default secret is for
 # development and tests only; production settings refuse it.
 PAYMENT_PROVIDER = env("PAYMENT_PROVIDER", default="sandbox")
+# seed_demo and simulate_day: the demo county's accounts have published passwords (README).
+DEMO_DATA_ALLOWED = env.bool("DEMO_DATA_ALLOWED", default=True)
 _DEV_PAYMENT_WEBHOOK_SECRET = "dev-only-insecure-payment-webhook-secret"  # noqa: S105
 PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET", default=_DEV_PAYMENT_WEBHOOK_SECRET)
 PAYMENT_WEBHOOK_TOLERANCE_SECONDS = env.int("PAYMENT_WEBHOOK_TOLERANCE_SECONDS", default=300)

@@ -16,6 +16,9 @@ if len(PAYMENT_WEBHOOK_SECRET) < 32 or PAYMENT_WEBHOOK_SECRET == _DEV_PAYMENT_WE
         "PAYMENT_WEBHOOK_SECRET must be set to the provider's signing secret (32+ characters)."
     )
 
+# No demo accounts (their passwords are in the README) unless a demo deployment says so.
+DEMO_DATA_ALLOWED = env.bool("DEMO_DATA_ALLOWED", default=False)
+
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_REDIRECT_EXEMPT = [r"^health/$"]  # container health checks speak plain HTTP

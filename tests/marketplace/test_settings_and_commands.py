@@ -60,6 +60,25 @@ def test_production_refuses_to_start_without_a_real_secret_key(key):
     assert "SECRET_KEY must be set" in result.stderr
 
 
+@pytest.mark.parametrize(("given", "allowed"), [(None, "False"), ("true", "True")])
+def test_production_loads_no_demo_accounts_unless_told_to(given, allowed):
+    env = {"SECRET_KEY": STRONG_KEY, "PAYMENT_WEBHOOK_SECRET": "w" * 32}
+    if given is not None:
+        env["DEMO_DATA_ALLOWED"] = given
+    read = "from django.conf import settings; print(settings.DEMO_DATA_ALLOWED)"
+    result = manage("shell", "-c", read, unset=("SECRET_KEY", "DEMO_DATA_ALLOWED"), **env)
+    assert (result.returncode, result.stdout.split()[-1]) == (0, allowed), result.stderr
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("command", ["seed_demo", "simulate_day"])
+def test_demo_commands_refuse_where_demo_data_is_off(command, settings):
+    settings.DEMO_DATA_ALLOWED = False
+    with pytest.raises(CommandError, match="DEMO_DATA_ALLOWED"):
+        call_command(command)
+    assert not User.objects.exists()
+
+
 @pytest.mark.django_db
 def test_a_statement_run_five_times_is_prepared_on_the_connection():
     """DB_PREPARED_STATEMENTS (on by default): the server binds the parameters and, from the

@@ -12,6 +12,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
+        demo.refuse_unless_allowed()
         steps = demo.seed_demo_county()
         self.stdout.write(f"Demo county {demo.COUNTY}:")
         for label, seeded in steps.items():

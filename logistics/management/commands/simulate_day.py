@@ -34,6 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None, help="random seed (repeatable runs)")
 
     def handle(self, *args, orders: int, seed: int | None, **options):
+        demo.refuse_unless_allowed()
         rng = random.Random(seed)
         # The demo county's people only: real buyers and farmers sharing the database are
         # neither charged nor told of orders nobody placed, nor is their stock taken.
