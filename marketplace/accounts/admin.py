@@ -3,6 +3,7 @@ from axes.models import AccessAttempt
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminPasswordChangeForm as DjangoAdminPasswordChangeForm
 from django.contrib.auth.forms import AdminUserCreationForm
 from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from rest_framework_simplejwt.token_blacklist import admin as token_blacklist_admin
@@ -96,6 +97,17 @@ admin.site.unregister(BlacklistedToken)
 admin.site.register(BlacklistedToken, BlacklistedTokenAdmin)
 
 
+class AdminPasswordChangeForm(DjangoAdminPasswordChangeForm):
+    """An operator's new password for a user signs them out of every device, as the user's
+    own change does (user_tokens_revoke): the token pages then show the old tokens revoked."""
+
+    def save(self, commit=True):
+        user = super().save(commit=commit)
+        if commit:
+            user_tokens_revoke(user=user)
+        return user
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     """Phones are stored normalized; a farmer's listings follow the farmer's place and name,
@@ -103,6 +115,7 @@ class UserAdmin(DjangoUserAdmin):
 
     form = UserChangeForm
     add_form = UserCreationForm
+    change_password_form = AdminPasswordChangeForm
     ordering = ("id",)
     list_display = ("phone", "name", "role", "village", "service_center", "is_active")
     list_filter = ("role", "is_active", "is_staff", "service_center")

@@ -423,3 +423,19 @@ def test_sign_out_of_every_device_revokes_the_chosen_users_live_tokens_only(oper
     assert [me_with(token) for token in tokens[neighbour]] == [(200, None)] * 2
     assert BlacklistedToken.objects.count() == 4
     assert not BlacklistedToken.objects.filter(token=expired).exists()  # left to pruning
+
+
+def test_a_password_an_operator_sets_signs_the_user_out_of_every_device(operator):
+    farmer, neighbour = FarmerFactory(), FarmerFactory()
+    phone, kept = str(RefreshToken.for_user(farmer)), str(RefreshToken.for_user(neighbour))
+    page = f"/admin/accounts/user/{farmer.pk}/password/"
+    new = {"password1": "an-operator-chosen-pass", "password2": "an-operator-chosen-pass"}
+
+    assert operator.post(page, new).status_code == 302
+
+    farmer.refresh_from_db()
+    assert farmer.check_password("an-operator-chosen-pass")
+    assert farmer.sign_outs == 1
+    assert list(BlacklistedToken.objects.values_list("token__user_id", flat=True)) == [farmer.pk]
+    assert refresh_with(phone) == (401, "token_not_valid")
+    assert refresh_with(kept) == (200, None)
