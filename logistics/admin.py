@@ -2,11 +2,16 @@ from django.contrib import admin, messages
 
 from listings.models import Listing
 from listings.services import listings_refresh
-from logistics.models import ServiceCenter, Stop, Village
+from logistics.models import Route, ServiceCenter, Stop, Village
+from logistics.services.schedule import schedule_days_again
 from logistics.services.shipments import stop_unlock
 
 # What the listings of a village's farmers copy of it (their place, and words to find them by).
 VILLAGE_FIELDS_IN_LISTINGS = frozenset({"name", "lat", "lng"})
+# What a center's day plans rely on: its place (the depot), its hours and its roads.
+CENTER_FIELDS_IN_PLANS = frozenset(
+    {"lat", "lng", "opens_at", "closes_at", "average_speed_kmh", "detour_factor"}
+)
 
 
 def _village_saved(village: Village, changed: list[str]) -> None:
@@ -25,6 +30,14 @@ class ServiceCenterAdmin(admin.ModelAdmin):
     list_display = ("name", "county", "lat", "lng", "opens_at", "closes_at", "average_speed_kmh")
     search_fields = ("name", "county")
     inlines = [VillageInline]
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        if change and CENTER_FIELDS_IN_PLANS & set(form.changed_data):
+            runs = schedule_days_again(center=obj, routes=Route.objects.filter(service_center=obj))
+            if runs:
+                days = ", ".join(f"{run.date:%Y-%m-%d}" for run in runs)
+                self.message_user(request, f"Days planned again with the change: {days}.")
 
     def save_formset(self, request, form, formset, change) -> None:
         super().save_formset(request, form, formset, change)

@@ -7,10 +7,9 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
-from django.utils import timezone
 
-from logistics.models import Route, RouteStatus, Vehicle
-from logistics.services.schedule import schedule_run_request
+from logistics.models import Route, Vehicle
+from logistics.services.schedule import schedule_days_again
 from marketplace.exceptions import DomainError, violated_constraint
 
 # Error codes (stable: clients branch on them). They belong in logistics/errors.py; they
@@ -51,20 +50,12 @@ def _check(vehicle: Vehicle) -> None:
 
 
 def _plan_again_days_of(vehicle: Vehicle) -> list:
-    """The days from today on with routes planned onto the vehicle and not yet on the road
-    are planned again (a run each, sent after the commit): a plan leaves out a vehicle
-    retired or changed, so their goods go on another vehicle or roll to the next day, and
-    no driver is sent out with a vehicle the center no longer has. Returns the runs."""
-    days = (
-        Route.objects.filter(
-            vehicle=vehicle, status=RouteStatus.PLANNED, date__gte=timezone.localdate()
-        )
-        .order_by("date")
-        .values_list("date", flat=True)
-        .distinct()
+    """A plan leaves out a vehicle retired or changed, so its goods go on another vehicle
+    or roll to the next day, and no driver sets out with a vehicle the center no longer
+    has."""
+    return schedule_days_again(
+        center=vehicle.service_center, routes=Route.objects.filter(vehicle=vehicle)
     )
-    center = vehicle.service_center
-    return [schedule_run_request(center=center, day=day, requested_by=None) for day in days]
 
 
 def _lock(vehicle_id: int) -> Vehicle:

@@ -116,6 +116,19 @@ def schedule_run_request(
     raise RuntimeError(f"no run for {day} after {_REQUEST_ATTEMPTS} attempts")
 
 
+def schedule_days_again(*, center: ServiceCenter, routes: QuerySet[Route]) -> list[ScheduleRun]:
+    """The days from today on when some of `routes` (the center's) are planned and not yet
+    on the road are planned again, a run each (sent after the commit, requested by nobody):
+    after a change of what their plan relied on (a vehicle, the center's hours or roads)."""
+    days = (
+        routes.filter(status=RouteStatus.PLANNED, date__gte=timezone.localdate())
+        .order_by("date")
+        .values_list("date", flat=True)
+        .distinct()
+    )
+    return [schedule_run_request(center=center, day=day, requested_by=None) for day in days]
+
+
 _ONE_ACTIVE_RUN = "schedulerun_one_active_per_day"  # ScheduleRun's partial unique constraint
 _REQUEST_ATTEMPTS = 100
 

@@ -18,10 +18,16 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 
 from listings.models import Category, Listing
 from listings.selectors import ListingSearch, listing_search
-from logistics.models import Village
+from logistics.models import Route, ScheduleRun, Village
 from marketplace.accounts.models import Role, User
 from marketplace.accounts.tokens import RefreshToken
-from tests.factories import BuyerFactory, FarmerFactory, VillageFactory, create_listing
+from tests.factories import (
+    BuyerFactory,
+    FarmerFactory,
+    ServiceCenterFactory,
+    VillageFactory,
+    create_listing,
+)
 
 pytestmark = pytest.mark.django_db
 REFRESH = "/api/v1/auth/token/refresh/"
@@ -245,6 +251,26 @@ def test_a_village_renamed_on_its_service_centers_page_renames_it_in_listings(op
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert found("新村") == {listing.pk}
+
+
+def test_new_opening_hours_of_a_center_plan_its_planned_days_again(operator):
+    center = ServiceCenterFactory()
+    today = timezone.localdate()
+    for days, status in ((-1, "planned"), (0, "started"), (1, "planned"), (2, "planned")):
+        Route.objects.create(service_center=center, date=today + timedelta(days), status=status)
+    elsewhere = Route.objects.create(service_center=ServiceCenterFactory(), date=today)
+    page = f"/admin/logistics/servicecenter/{center.pk}/change/"
+
+    assert saved(operator, page, name="新名字").status_code == 302  # plans do not use names
+    assert not ScheduleRun.objects.exists()
+    assert saved(operator, page, closes_at="15:00:00").status_code == 302
+
+    runs = ScheduleRun.objects.order_by("date").values_list("service_center", "date", "status")
+    assert list(runs) == [
+        (center.pk, today + timedelta(days=1), "queued"),
+        (center.pk, today + timedelta(days=2), "queued"),
+    ]
+    assert Route.objects.get(pk=elsewhere.pk).service_center_id != center.pk
 
 
 def test_a_category_renamed_in_the_admin_finds_its_listings_by_the_new_name(operator):
