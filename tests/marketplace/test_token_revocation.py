@@ -259,7 +259,8 @@ def test_a_password_an_operator_sets_in_the_admin_refuses_the_old_tokens(api, op
     )
     assert response.status_code == 302
     refresh, me = refused(api, tokens)
-    assert (refresh["code"], me["code"]) == ("password_changed", "password_changed")
+    # as after the user's own change: the refresh token revoked, the access token refused
+    assert (refresh["code"], me["code"]) == ("token_not_valid", "password_changed")
 
 
 def test_a_deactivated_user_is_refused_on_refresh_and_on_every_request_others_are_not(api):
