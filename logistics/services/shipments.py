@@ -369,10 +369,45 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     stop.status = StopStatus.DONE if data.outcome == "done" else StopStatus.FAILED
     stop.occurred_at = at
     stop.save(update_fields=["status", "occurred_at", "weight_kg", "reason"])
+    if stop.kind == StopKind.PICKUP and data.outcome == "failed":
+        _close_deliveries_left_empty(stop, at)
     _route_follows(stop.route_id)
     for order_id in sorted({s.order_id for s in shipments}):
         _advance_order(order_id, staff)
     return stop, True
+
+
+NOT_PICKED_UP = "its goods were not picked up"
+
+
+def _close_deliveries_left_empty(pickup: Stop, at: datetime) -> None:
+    """A pickup failed: a delivery later on the same route of none but goods still at a farm
+    (that one, or another that failed too) has nothing to bring, so it is closed as failed,
+    and the driver is not sent to the buyer empty-handed. The goods themselves were moved
+    by the failed pickup; the buyer was told their new day then. Its orders are locked
+    already (the same orders as the pickup's goods)."""
+    not_on_board = {ShipmentStatus.PENDING, ShipmentStatus.SCHEDULED, *FINAL}
+    later = Stop.objects.filter(
+        route_id=pickup.route_id,
+        kind=StopKind.DELIVERY,
+        status=StopStatus.PENDING,
+        shipments__stops=pickup,
+    )
+    deliveries = (
+        Stop.objects.select_for_update(of=("self",))
+        .filter(pk__in=later.values("pk"))
+        .prefetch_related("shipments")
+        .order_by("pk")
+    )
+    for delivery in deliveries:
+        if any(s.status not in not_on_board for s in delivery.shipments.all()):
+            continue  # other goods of the order are on board: it still goes
+        delivery.status, delivery.occurred_at, delivery.reason = (
+            StopStatus.FAILED,
+            at,
+            NOT_PICKED_UP,
+        )
+        delivery.save(update_fields=["status", "occurred_at", "reason"])
 
 
 def _route_follows(route_id: int) -> None:

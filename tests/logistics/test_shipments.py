@@ -1266,3 +1266,35 @@ def test_the_hand_over_code_cannot_be_guessed(world, client_for, monkeypatch):
     answers = [staff.post(url, {"delivery_code": code}).status_code for code in wrong]
     answers.append(staff.post(url, {"delivery_code": order.delivery_code}).status_code)
     assert answers == [400, 400, 400, 429]  # the right code too, once the limit is reached
+
+
+def test_a_failed_pickup_closes_the_routes_delivery_of_nothing_but_its_goods(world, client_for):
+    """A farmer was out: the delivery later on the same route brings nothing and is closed
+    (failed, with why); a delivery that still has goods on board goes on."""
+    south, buyer = world["south"], world["buyer"]
+    farmer = FarmerFactory(village=VillageFactory(service_center=south))
+    order = place_order(buyer, (create_listing(farmer), 2))
+    order_route(order_id=order.pk)
+    shipment = Shipment.objects.get(order=order)
+    on_board = world["shipment"]
+    Shipment.objects.filter(pk=on_board.pk).update(status=ShipmentStatus.AT_CENTER)
+    route = Route.objects.create(service_center=south, date=timezone.localdate())
+    place = {"lat": shipment.pickup_lat, "lng": shipment.pickup_lng}
+    pickup = Stop.objects.create(route=route, sequence=1, kind="pickup", **place)
+    empty = Stop.objects.create(route=route, sequence=2, kind="delivery", **place)
+    going = Stop.objects.create(route=route, sequence=3, kind="delivery", **place)
+    pickup.shipments.add(shipment)
+    empty.shipments.add(shipment)
+    going.shipments.add(on_board)
+
+    failed = complete(client_for(world["south_staff"]), pickup, outcome="failed", reason="农户不在")
+
+    assert failed.status_code == 200, failed.json()
+    stops = Stop.objects.filter(route=route).order_by("sequence")
+    assert list(stops.values_list("status", "reason")) == [
+        ("failed", "农户不在"),
+        ("failed", "its goods were not picked up"),
+        ("pending", ""),
+    ]
+    assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.PENDING  # at the farm
+    assert Route.objects.get(pk=route.pk).status == RouteStatus.STARTED  # one delivery to go
