@@ -14,7 +14,6 @@ from psycopg.errors import UniqueViolation
 from listings.models import WHOLE_UNITS, Listing, ListingStatus
 from listings.selectors import listings_for_update
 from listings.services import listing_restock, listings_take_stock
-from logistics.geo import distance_km
 from logistics.models import Shipment, Village
 from marketplace.accounts.models import Role, User
 from marketplace.celery import send_unless_pending
@@ -185,12 +184,11 @@ def _check_size(total: Decimal, order_lines: list[OrderLine]) -> None:
 
 
 def _check_delivery_point(village: Village, lat: Decimal, lng: Decimal) -> None:
-    """A delivery point given with the order lies within PLACE_MAX_KM_FROM_VILLAGE of its
-    village's point: the village's center routes the goods there, and a point it can never
-    reach (0,0 from a phone without a fix, another county) would roll from one day's plan
-    to the next, never delivered."""
-    limit = settings.PLACE_MAX_KM_FROM_VILLAGE
-    if distance_km(village.lat, village.lng, lat, lng) > limit:
+    """A delivery point given with the order lies where its village's center can reach it
+    (Village.reaches): one it never can would roll from one day's plan to the next, never
+    delivered."""
+    if not village.reaches(lat, lng):
+        limit = settings.PLACE_MAX_KM_FROM_VILLAGE
         raise DomainError(
             errors.DELIVERY_PLACE_TOO_FAR,
             f"The delivery point is more than {limit} km from the delivery village.",

@@ -3,9 +3,12 @@
 from datetime import time
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+
+from logistics.geo import distance_km
 
 LAT_VALIDATORS = [MinValueValidator(Decimal(-90)), MaxValueValidator(Decimal(90))]
 LNG_VALIDATORS = [MinValueValidator(Decimal(-180)), MaxValueValidator(Decimal(180))]
@@ -91,3 +94,9 @@ class Village(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.county})"
+
+    def reaches(self, lat, lng) -> bool:
+        """Whether a place given for this village (a user's exact place, an order's delivery
+        point) lies within PLACE_MAX_KM_FROM_VILLAGE of its point: its center could never
+        reach 0,0 (what a phone without a GPS fix sends) or a place in another county."""
+        return distance_km(self.lat, self.lng, lat, lng) <= settings.PLACE_MAX_KM_FROM_VILLAGE

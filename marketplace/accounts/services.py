@@ -12,7 +12,6 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from listings.services import listings_refresh_for_farmer
-from logistics.geo import distance_km
 from logistics.models import ServiceCenter, Village
 from marketplace.accounts import errors
 from marketplace.accounts.models import BuyerKind, Role, User
@@ -60,13 +59,12 @@ def _check_coordinates(lat: Decimal | None, lng: Decimal | None) -> None:
 
 
 def _check_place(village: Village | None, lat: Decimal | None, lng: Decimal | None) -> None:
-    """An exact place lies within PLACE_MAX_KM_FROM_VILLAGE of the village's point: goods
-    are picked up and delivered there by the village's center, which could never reach
-    0,0 (what a phone without a GPS fix sends) or a place in another county."""
+    """An exact place lies where the village's center can reach it (Village.reaches): goods
+    are picked up and delivered there."""
     if village is None or lat is None or lng is None:
         return
-    limit = settings.PLACE_MAX_KM_FROM_VILLAGE
-    if distance_km(village.lat, village.lng, lat, lng) > limit:
+    if not village.reaches(lat, lng):
+        limit = settings.PLACE_MAX_KM_FROM_VILLAGE
         raise DomainError(
             errors.PLACE_TOO_FAR,
             f"The place is more than {limit} km from the village.",
