@@ -104,15 +104,22 @@ def _bounding_box(near: Near) -> Q:
     )
 
 
+def on_offer(today: date, *, through: str = "") -> Q:
+    """Listings a buyer can order on `today`: active (active always has stock) and not past
+    their available_until. `through` is the path from another model ("listings__").
+    ListingSerializer.get_on_offer says the same of one listing in Python."""
+    return Q(**{f"{through}status": ListingStatus.ACTIVE}) & (
+        Q(**{f"{through}available_until__isnull": True})
+        | Q(**{f"{through}available_until__gte": today})
+    )
+
+
 def listing_search(params: ListingSearch) -> QuerySet[Listing]:
     """Public search: active listings (active always has stock) still on offer today.
 
     Filters and order only: counting and paging run on this table alone, and the names and
     thumbnail are fetched for the page's rows afterwards (listing_page)."""
-    today = timezone.localdate()
-    listings = Listing.objects.filter(status=ListingStatus.ACTIVE).filter(
-        Q(available_until__isnull=True) | Q(available_until__gte=today)
-    )
+    listings = Listing.objects.filter(on_offer(timezone.localdate()))
     filters = {
         "category__slug": params.category,
         "farmer_id": params.farmer,
@@ -196,10 +203,7 @@ def farmer_public_profile_queryset() -> QuerySet[User]:
     public search finds them: active and not past their available_until), and their
     rating: the average (2 decimals; null with no review) and count of the reviews of orders
     with their goods in them. All columns of one row: the profile is one query."""
-    active = Q(listings__status=ListingStatus.ACTIVE) & (
-        Q(listings__available_until__isnull=True)
-        | Q(listings__available_until__gte=timezone.localdate())
-    )
+    active = on_offer(timezone.localdate(), through="listings__")
     # Plain SQL aggregates over the subquery's rows (not Django aggregates, which would
     # add a GROUP BY): one row each, AVG null and COUNT 0 when there is no review.
     average = Func(F("rating"), function="AVG", output_field=DecimalField())

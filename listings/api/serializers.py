@@ -140,6 +140,7 @@ class ListingSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_on_offer(self, listing) -> bool:
+        # listings.selectors.on_offer, for one listing already read
         until = listing.available_until
         return listing.status == ListingStatus.ACTIVE and (
             until is None or until >= timezone.localdate()
