@@ -69,35 +69,51 @@ def _insert_statement(model: type[Model], rows: int) -> tuple[str, list[Field]]:
 
 
 def select(
-    model: type[M], clause: str, params: Sequence, *, defer: frozenset[str] = frozenset()
+    model: type[M],
+    clause: str,
+    params: Sequence,
+    *,
+    defer: frozenset[str] = frozenset(),
+    annotate: tuple[tuple[str, str], ...] = (),
 ) -> list[M]:
     """Rows of `model`'s table as instances, read by one SELECT whose text is built once:
     `clause` follows `FROM <table>` (WHERE, ORDER BY, FOR UPDATE…) and names the table's
     columns as they are in the database; the fields named in `defer` are not read and load
-    on access, as with `.defer()`. What `model.objects.filter(…)` would give, for the hot
+    on access, as with `.defer()`; each (name, SQL expression) of `annotate` is read after
+    the columns and set on the instance under that name, as `.annotate()` does, its
+    parameters first in `params`. What `model.objects.filter(…)` would give, for the hot
     reads whose ORM query building cost more than the read itself (the listings an order
     locks, the user of every request: bench/ORDERS_RESULTS.md)."""
-    sql, attnames, converters = _select_statement(model, clause, defer)
+    sql, attnames, converters = _select_statement(model, clause, defer, annotate)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     instances = []
+    columns = len(attnames)
     for row in rows:
-        values = list(row)
+        values = list(row[:columns])
         for position, functions, column in converters:
             for convert in functions:
                 values[position] = convert(values[position], column, connection)
-        instances.append(model.from_db(connection.alias, attnames, values))
+        instance = model.from_db(connection.alias, attnames, values)
+        for (name, _expression), value in zip(annotate, row[columns:], strict=True):
+            setattr(instance, name, value)
+        instances.append(instance)
     return instances
 
 
 @lru_cache(maxsize=64)
-def _select_statement(model: type[Model], clause: str, defer: frozenset[str]) -> tuple:
+def _select_statement(
+    model: type[Model], clause: str, defer: frozenset[str], annotate: tuple[tuple[str, str], ...]
+) -> tuple:
     """The SELECT, the fields' attnames, and the converters the ORM would apply to each
     column read (a JSON field's decoding, say), by position."""
     fields = [field for field in model._meta.concrete_fields if field.name not in defer]
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in fields)
+    columns = ", ".join(
+        [quote(field.column) for field in fields]
+        + [f"({expression}) AS {quote(name)}" for name, expression in annotate]
+    )
     sql = f"SELECT {columns} FROM {quote(model._meta.db_table)} {clause}"  # noqa: S608
     converters = []
     for position, field in enumerate(fields):

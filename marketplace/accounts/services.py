@@ -178,11 +178,10 @@ def user_change_password(*, user: User, new_password: str) -> User:
 @transaction.atomic
 def refresh_token_revoke(*, token: RefreshToken) -> None:
     """Logout: the refresh token is blacklisted, so it refreshes no more (401
-    `token_not_valid`). Whoever holds a refresh token may revoke it: it is a bearer
-    credential, and revoking it only takes away what holding it gives. Revoking one already
-    revoked changes nothing. Access tokens made from it live on until they expire
-    (JWT_ACCESS_MINUTES): checking them against the blacklist would cost every request a
-    query."""
+    `token_not_valid`), and the access tokens made from it are refused from now on (401
+    `signed_out`: each names it as its session, read with the user on every request).
+    Whoever holds a refresh token may revoke it: it is a bearer credential, and revoking it
+    only takes away what holding it gives. Revoking one already revoked changes nothing."""
     token.blacklist()  # get_or_create of both rows: a retry or a race adds none
 
 

@@ -20,7 +20,7 @@ from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from marketplace.accounts.models import User
-from marketplace.accounts.tokens import SIGN_OUTS_CLAIM
+from marketplace.accounts.tokens import SESSION_CLAIM, SIGN_OUTS_CLAIM
 from marketplace.db import select
 
 _REMEMBERED = "_validated_access_token"
@@ -49,13 +49,14 @@ class JWTAuthentication(authentication.JWTAuthentication):
     def get_user(self, validated_token: Token) -> User:
         """simplejwt's checks, in its order and with its codes: user_not_found,
         user_inactive, password_changed (tests/marketplace/test_token_revocation.py); then
-        ours, signed_out: a sign-out of every device since the token was issued
+        ours, signed_out: a sign-out of every device since the token was issued, or a
+        logout of the refresh token an access token was made from
         (marketplace.accounts.tokens)."""
         try:
             user_id = validated_token[api_settings.USER_ID_CLAIM]
         except KeyError as error:
             raise InvalidToken(_("Token contained no recognizable user identification")) from error
-        user = user_by_id(user_id)
+        user = user_by_id(user_id, validated_token.get(SESSION_CLAIM))
         if user is None:
             raise AuthenticationFailed(_("User not found"), code="user_not_found")
         if api_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
@@ -71,18 +72,37 @@ class JWTAuthentication(authentication.JWTAuthentication):
                 _("The user signed out of every device since this token was issued."),
                 code="signed_out",
             )
+        if user.session_logged_out:
+            raise AuthenticationFailed(
+                _("This device logged out since this token was issued."), code="signed_out"
+            )
         return user
 
 
-def user_by_id(user_id: object) -> User | None:
-    """The user with this key, every column read, or None. The key must be a whole number
-    (or its ASCII digits) in the column's range: 2.5 finds no one, where a lookup by the
-    ORM would read it as 2."""
+# Whether the refresh token an access token was made from (its session) was logged out:
+# read with the user, so that the check costs no statement of its own.
+_SESSION_LOGGED_OUT = (
+    "session_logged_out",
+    (
+        "SELECT EXISTS (SELECT 1 FROM token_blacklist_outstandingtoken outstanding"
+        " JOIN token_blacklist_blacklistedtoken blacklisted"
+        " ON blacklisted.token_id = outstanding.id WHERE outstanding.jti = %s)"
+    ),
+)
+
+
+def user_by_id(user_id: object, session: object = None) -> User | None:
+    """The user with this key, every column read, or None; its `session_logged_out` tells
+    whether the refresh token whose jti is `session` is blacklisted (False for none). The
+    key must be a whole number (or its ASCII digits) in the column's range: 2.5 finds no
+    one, where a lookup by the ORM would read it as 2."""
     if isinstance(user_id, str) and user_id.isascii() and user_id.isdigit():
         user_id = int(user_id)
     if isinstance(user_id, bool) or not isinstance(user_id, int) or not 0 < user_id < 2**63:
         return None
-    found = select(User, 'WHERE "id" = %s', [user_id])
+    if not isinstance(session, str):
+        session = None
+    found = select(User, 'WHERE "id" = %s', [session, user_id], annotate=(_SESSION_LOGGED_OUT,))
     return found[0] if found else None
 
 

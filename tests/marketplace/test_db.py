@@ -173,3 +173,28 @@ def test_select_reads_instances_as_the_orm_does_with_deferred_fields_on_access()
             expected[note.pk].created_at,
         )
         assert note.body == expected[note.pk].body  # loads on access
+
+
+NOTES_OF_USER = "SELECT count(*) FROM orders_notification WHERE user_id = accounts_user.id"
+
+
+def test_select_sets_each_annotation_read_with_the_row_its_parameters_first():
+    buyer, other = BuyerFactory(), BuyerFactory()
+    insert([Notification(user=buyer, kind="order_placed", title="a", body="b", data={})])
+
+    with CaptureQueriesContext(connection) as queries:
+        found = select(
+            type(buyer),
+            'WHERE "id" = ANY(%s) ORDER BY "id"',
+            ["a", [buyer.pk, other.pk]],
+            annotate=(
+                ("notes", NOTES_OF_USER),
+                ("starts_with_a", "%s = 'a'"),
+            ),
+        )
+
+    assert len(queries.captured_queries) == 1
+    assert [(user.pk, user.phone, user.notes, user.starts_with_a) for user in found] == [
+        (buyer.pk, buyer.phone, 1, True),
+        (other.pk, other.phone, 0, True),
+    ]

@@ -29,6 +29,8 @@ TOKEN = "/api/v1/auth/token/"
 REFRESH = "/api/v1/auth/token/refresh/"
 LOGOUT = "/api/v1/auth/logout/"
 ME = "/api/v1/me/"
+ORDERS = "/api/v1/orders/"
+PASSWORD_CHANGE = "/api/v1/auth/password/"
 
 
 @pytest.fixture
@@ -96,6 +98,59 @@ def test_a_refresh_token_logged_out_refreshes_no_more_and_other_devices_stay(api
     assert refused.json()["code"] == "token_not_valid"
     assert refused.json()["detail"] == "Token is blacklisted"
     assert api.post(REFRESH, {"refresh": tablet["refresh"]}, format="json").status_code == 200
+
+
+def test_a_logout_refuses_the_access_tokens_made_from_its_refresh_token_at_no_query_more(
+    api, django_assert_num_queries
+):
+    farmer = FarmerFactory()
+    phone, tablet = login(api, farmer), login(api, farmer)
+    refreshed = api.post(REFRESH, {"refresh": phone["refresh"]}, format="json").json()["access"]
+    for access in (phone["access"], refreshed):
+        assert tokens.AccessToken(access)["sid"] == jti(phone["refresh"])
+
+    assert api.post(LOGOUT, {"refresh": phone["refresh"]}, format="json").status_code == 204
+
+    for access in (phone["access"], refreshed):
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+        with django_assert_num_queries(1):  # the user row, which every request reads anyway
+            answer = api.get(ME)
+        assert (answer.status_code, answer.json()["code"]) == (401, "signed_out")
+        assert api.post(ORDERS, {}, format="json").status_code == 401
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {tablet['access']}")
+    assert api.get(ME).status_code == 200
+    assert User.objects.get(pk=farmer.pk).sign_outs == 0
+
+
+def test_access_tokens_made_before_they_named_their_session_live_on_after_a_logout(api):
+    """simplejwt's own access tokens carry no `sid`: they work until they expire."""
+    farmer = FarmerFactory()
+    refresh = RefreshToken.for_user(farmer)
+    legacy = str(tokens.RefreshToken.access_token.fget(refresh))  # made without the claim
+    assert "sid" not in tokens.AccessToken(legacy)
+    api.post(LOGOUT, {"refresh": str(refresh)}, format="json")
+    assert blacklisted() == [refresh["jti"]]
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {legacy}")
+    assert api.get(ME).status_code == 200
+
+
+def test_registering_and_a_new_password_give_access_tokens_naming_their_session(api):
+    body = {
+        "phone": "138 1234 5678",
+        "password": PASSWORD,
+        "name": "王秀英",
+        "role": "buyer",
+        "village": VillageFactory().pk,
+    }
+    registered = api.post(REGISTER, body, format="json").json()
+    assert tokens.AccessToken(registered["access"])["sid"] == jti(registered["refresh"])
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {registered['access']}")
+    changed = api.post(
+        PASSWORD_CHANGE,
+        {"current_password": PASSWORD, "new_password": "another long passphrase"},
+        format="json",
+    ).json()
+    assert tokens.AccessToken(changed["access"])["sid"] == jti(changed["refresh"])
 
 
 def test_logging_out_twice_answers_204_twice_and_revokes_once(api):

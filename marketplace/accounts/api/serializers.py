@@ -123,6 +123,7 @@ class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
     """A refresh token gives an access token while its user may still sign in with it."""
 
     refresh = serializers.CharField(write_only=True)  # refresh tokens do not rotate
+    token_class = RefreshToken  # ours: the access token names its session
 
     def validate(self, attrs):
         # The checks JWTAuthentication makes on every request, all 401: user_not_found

@@ -72,8 +72,9 @@ class TokenRefreshView(jwt_views.TokenRefreshView):
 
 
 class LogoutView(jwt_views.TokenViewBase):
-    """Log out: the refresh token given refreshes no more. Asks for no access token (one
-    may have expired meanwhile); holding the refresh token is enough to revoke it."""
+    """Log out: the refresh token given refreshes no more, and the access tokens made from
+    it are refused. Asks for no access token (one may have expired meanwhile); holding the
+    refresh token is enough to revoke it."""
 
     serializer_class = LogoutSerializer
 
