@@ -22,9 +22,10 @@ def _checks() -> dict[str, object]:
     return {
         "database": Database(),
         "redis": Redis(client_factory=lambda: RedisClient.from_url(settings.REDIS_URL)),
-        # The ping waits this long; the queue check after it (which worker consumes our
-        # queue: active_queues, asked of the worker that answered) waits up to Celery's
-        # default 1 s, since django-health-check's Ping gives it no timeout of ours.
+        # The ping returns on the first answer, or at this timeout; the queue check after it
+        # (which queues the worker that answered consumes) returns on that worker's answer,
+        # or at Celery's default 1 s, since django-health-check's Ping gives it no timeout of
+        # ours.
         "worker": Ping(
             app=celery_app,
             timeout=datetime.timedelta(seconds=settings.HEALTH_CHECK_WORKER_TIMEOUT_SECONDS),

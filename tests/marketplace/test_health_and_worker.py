@@ -1,5 +1,6 @@
 """`/health/` against the real PostgreSQL, Redis and a real Celery worker process."""
 
+import time
 import uuid
 
 import pytest
@@ -36,6 +37,22 @@ def test_health_all_up(api, celery_worker):
             "worker": {"status": "up"},
         },
     }
+
+
+def test_health_all_up_answers_once_the_worker_answered_without_waiting_out_a_timeout(
+    api, celery_worker, settings
+):
+    """Both questions to the worker return on its answer, not at the timeout: the ping on
+    the first worker's answer (`limit=1`), the queue check once the workers it asks have
+    answered (kombu limits a broadcast to named workers to their number). Polled every
+    few seconds, a check that waited out its timeout would hold a web thread each time."""
+    settings.HEALTH_CHECK_WORKER_TIMEOUT_SECONDS = 10.0
+    assert api.get("/health/").status_code == 200  # the worker's first answers are slower
+    started = time.monotonic()
+    response = api.get("/health/")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert elapsed < 0.9, f"{elapsed:.2f} s: a question to the worker waited out a timeout"
 
 
 def test_health_redis_down(api, celery_worker, settings):
