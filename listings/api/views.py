@@ -1,4 +1,4 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -64,7 +64,15 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             OpenApiParameter(
                 "status", str, enum=ListingStatus.values, description="With mine=true: one status"
             ),
-        ]
+        ],
+        responses={
+            200: ListingSerializer(many=True),
+            401: OpenApiResponse(
+                description="not_authenticated: mine=true with no bearer token; "
+                "token_not_valid, signed_out, …: a bearer token no longer good"
+            ),
+            403: OpenApiResponse(description="permission_denied: mine=true from no farmer"),
+        },
     )
     def list(self, request, *args, **kwargs):
         if self._mine():

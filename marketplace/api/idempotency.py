@@ -49,7 +49,8 @@ from marketplace.api.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-_VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as the draft's examples
+KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"  # visible ASCII, as the draft's examples
+_VALID_KEY = re.compile(KEY_PATTERN)
 # Answers that say who or when, not what the request did: never stored, so a retry after
 # signing in again (or after a lock-out) runs the request.
 _NOT_STORED = {401, 403, 429}

@@ -4,12 +4,14 @@ from typing import Any
 
 from drf_spectacular import openapi
 from drf_spectacular.plumbing import get_view_model
-from drf_spectacular.utils import OpenApiResponse
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework import permissions, serializers
 from rest_framework.schemas.utils import get_pk_description
 from rest_framework.throttling import BaseThrottle, ScopedRateThrottle, SimpleRateThrottle
 
 from marketplace.api.exceptions import PROBLEM_CONTENT_TYPE
+from marketplace.api.idempotency import HEADER as IDEMPOTENCY_KEY
+from marketplace.api.idempotency import KEY_PATTERN
 from marketplace.api.routers import ID_PATTERN
 
 _DIGITS = {"type": "string", "pattern": f"^{ID_PATTERN}$"}
@@ -46,6 +48,45 @@ RETRY_AFTER = {
 }
 
 
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_KEY,
+    {"type": "string", "pattern": KEY_PATTERN},
+    OpenApiParameter.HEADER,
+    description=(
+        "1 to 255 visible ASCII characters, new for each action (a UUID). A retry with the "
+        "same key and body answers what the first request answered (header "
+        "`Idempotent-Replayed: true`) and does nothing again; the same key with another "
+        "body is 422 `idempotency_key_reused`; a retry while the first still runs is 409 "
+        "`idempotency_key_in_use`. Keys are the caller's own and kept 24 hours."
+    ),
+)
+
+# The errors the framework answers whatever the view does (marketplace.api.exceptions,
+# marketplace.api.idempotency), by what an operation takes; its own are declared on the view.
+_REFUSED_BEARER = (
+    "token_not_valid, signed_out, password_changed, user_inactive, user_not_found: the "
+    "bearer token sent is no longer good (expired, signed out, …)"
+)
+FRAMEWORK_ERRORS = {
+    "400": "validation_error: a field or query parameter is not valid (`errors` names each)",
+    "400-key": "invalid_idempotency_key: the Idempotency-Key header is malformed",
+    "400-query": "invalid_query: the query string holds a NUL character",
+    "401": "not_authenticated: no bearer token; " + _REFUSED_BEARER,
+    "401-anyone": _REFUSED_BEARER,  # an operation anyone may call: only a bad token is 401
+    "403": "permission_denied: not allowed to the caller's role",
+    "404": "not_found: no such object for the caller, or no such page of the list",
+    "409": "idempotency_key_in_use: a request with this Idempotency-Key is still running",
+    "413": "request_too_large: the body is over the size limit",
+    "415": "unsupported_media_type: the body's Content-Type is not one this endpoint reads",
+    "422": "idempotency_key_reused: this Idempotency-Key came with another body",
+}
+_OPEN_PERMISSIONS = (
+    permissions.AllowAny,
+    permissions.IsAuthenticated,
+    permissions.IsAuthenticatedOrReadOnly,
+)
+
+
 def _may_refuse(view, throttle: BaseThrottle) -> bool:
     """Whether `throttle` limits `view`, as DRF decides when a request comes."""
     if isinstance(throttle, ScopedRateThrottle):  # limits only a view with a rated scope
@@ -57,6 +98,76 @@ def _may_refuse(view, throttle: BaseThrottle) -> bool:
 
 
 class AutoSchema(openapi.AutoSchema):
+    def get_operation(self, path, path_regex, path_prefix, method, registry):
+        """drf-spectacular's, with the framework's own errors (FRAMEWORK_ERRORS) listed
+        where the operation can get them, each as a Problem. Where the view declares an
+        answer of that status, it stands, and the middleware's errors of that status are
+        added to its description."""
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        if operation is None:
+            return None
+        responses = operation["responses"]
+        for code, description in self._framework_errors(operation).items():
+            if code not in responses:
+                declared = OpenApiResponse(ProblemSerializer, description)
+                responses[code] = self._problem(declared, code, "response")
+            else:
+                for error in self._beside_the_view(code):
+                    responses[code]["description"] += "; " + FRAMEWORK_ERRORS[error]
+        operation["responses"] = dict(sorted(responses.items()))
+        return operation
+
+    def _beside_the_view(self, code: str) -> list[str]:
+        """The errors of this status the middleware answers before the view runs."""
+        keyed = self._takes_idempotency_key()
+        if code == "400":
+            return ["400-key", "400-query"] if keyed else ["400-query"]
+        return [code] if keyed and code in ("409", "422") else []
+
+    def _framework_errors(self, operation: dict[str, Any]) -> dict[str, str]:
+        """Status → description of the framework's errors this operation can get."""
+        has_body = "requestBody" in operation
+        keyed = self._takes_idempotency_key()
+        queries = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+        errors: dict[str, list[str]] = {}
+        if has_body or queries - {"page", "page_size"}:
+            errors.setdefault("400", []).append(FRAMEWORK_ERRORS["400"])
+        if keyed:
+            errors.setdefault("400", []).append(FRAMEWORK_ERRORS["400-key"])
+        errors.setdefault("400", []).append(FRAMEWORK_ERRORS["400-query"])  # any path
+        if self.get_auth():
+            anyone = {} in operation.get("security", [])
+            errors["401"] = [FRAMEWORK_ERRORS["401-anyone" if anyone else "401"]]
+        if not all(isinstance(p, _OPEN_PERMISSIONS) for p in self.view.get_permissions()):
+            errors["403"] = [FRAMEWORK_ERRORS["403"]]
+        if "{" in self.path or (self._is_list_view() and self._get_paginator() is not None):
+            errors["404"] = [FRAMEWORK_ERRORS["404"]]
+        for code in ("409", "422") if keyed else ():
+            errors[code] = [FRAMEWORK_ERRORS[code]]
+        if has_body:
+            errors["413"] = [FRAMEWORK_ERRORS["413"]]
+        if has_body and not getattr(type(self.view), "reads_raw_body", False):
+            errors["415"] = [FRAMEWORK_ERRORS["415"]]
+        return {code: "; ".join(parts) for code, parts in errors.items()}
+
+    def _takes_idempotency_key(self) -> bool:
+        """A POST that runs once per key (marketplace.api.idempotency): one under /api/ by
+        a signed-in caller (keys are scoped to the user), to a view that lets its answers
+        be stored."""
+        return (
+            self.method == "POST"
+            and self.path.startswith("/api/")
+            and {} not in self.get_auth()
+            and bool(self.get_auth())
+            and getattr(type(self.view), "idempotency_stores_answers", True)
+        )
+
+    def get_override_parameters(self) -> list:
+        parameters = list(super().get_override_parameters())
+        if self._takes_idempotency_key():
+            parameters.append(IDEMPOTENCY_KEY_PARAMETER)
+        return parameters
+
     def _throttled(self) -> bool:
         """Whether this operation may answer 429 `throttled`: the view's throttles for it
         (get_throttles, which sees the action, as for a request) include one with a rate."""

@@ -47,6 +47,7 @@ class PaymentWebhookView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
     parser_classes = [JSONParser]  # what the schema advertises; the view reads the raw body
+    reads_raw_body = True  # so no 415: no parser runs (marketplace.api.schema)
 
     @extend_schema(
         operation_id="payments_webhook",

@@ -1,7 +1,7 @@
 from decimal import Decimal
 
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
@@ -68,7 +68,24 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         fresh = self.get_queryset().get(pk=order.pk)
         return Response(self.get_serializer(fresh).data, status=status_code)
 
-    @extend_schema(request=OrderPlaceSerializer, responses={201: OrderSerializer})
+    @extend_schema(
+        request=OrderPlaceSerializer,
+        responses={
+            201: OrderSerializer,
+            400: OpenApiResponse(
+                description="validation_error; no_lines, too_many_lines, duplicate_lines, "
+                "listing_not_found, own_listing, listing_unavailable, "
+                "below_min_order_quantity, quantity_not_whole (`listing` names the line's "
+                "listing), order_too_large, delivery_place_too_far; nothing was ordered"
+            ),
+            403: OpenApiResponse(description="permission_denied: only buyers place orders"),
+            409: OpenApiResponse(
+                description="insufficient_stock: `lines` names every short line, each with "
+                "its `listing`, what was `requested` and what is `available`; nothing was "
+                "ordered"
+            ),
+        },
+    )
     def create(self, request):
         """Answered from the order order_place hands back with its lines, event and (no)
         shipments, not read again: the same JSON a GET by its buyer gives, with the keyed

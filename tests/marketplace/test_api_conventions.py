@@ -324,3 +324,88 @@ def test_the_schema_gives_every_error_it_lists_as_a_problem(api):
             "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
         }, key
         assert response["description"], key
+
+
+def _schema(api) -> dict:
+    return api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+
+def test_the_schema_lists_the_framework_errors_an_operation_can_get_beside_its_own(api):
+    """Beside what a view declares: 400 for a body or a query to validate (and a NUL in any
+    query string), 401 for a bearer token, 403 where a role is needed, 404 for an object
+    in the path or a page of a list, 409 and 422 for an Idempotency-Key, 413 and 415 for
+    a body."""
+    paths = _schema(api)["paths"]
+
+    def answers(method: str, path: str) -> dict[str, str]:
+        responses = paths[path][method]["responses"]
+        return {code: response["description"] for code, response in responses.items()}
+
+    place = answers("post", "/api/v1/orders/")
+    assert set(place) == {"201", "400", "401", "403", "409", "413", "415", "422", "429"}
+    assert place["409"].startswith("insufficient_stock: ")  # the view's own, kept first
+    assert "; idempotency_key_in_use: " in place["409"]
+    assert place["400"].startswith("validation_error; no_lines, ")
+    assert "; invalid_idempotency_key: " in place["400"]
+    assert "; invalid_query: " in place["400"]
+    assert place["403"] == "permission_denied: only buyers place orders"
+    assert place["401"].startswith("not_authenticated: no bearer token; token_not_valid, ")
+
+    me = answers("get", "/api/v1/me/")
+    assert set(me) == {"200", "400", "401"}
+    assert me["400"] == "invalid_query: the query string holds a NUL character"
+
+    categories = answers("get", "/api/v1/categories/")  # anyone: only a bad token is 401
+    assert set(categories) == {"200", "400", "401", "404"}
+    assert categories["401"].startswith("token_not_valid, signed_out, ")
+    assert "no such page" in categories["404"]
+
+    assert set(answers("get", "/api/v1/orders/{id}/")) == {"200", "400", "401", "404"}
+    assert set(answers("patch", "/api/v1/listings/{id}/")) == {
+        *("200", "400", "401", "403", "404", "413", "415"),
+    }
+    assert set(answers("post", "/api/v1/stops/{id}/complete/")) == {
+        *("200", "400", "401", "403", "404", "409", "413", "415", "422"),
+    }
+    webhook = answers("post", "/api/v1/payments/webhook/")
+    assert set(webhook) == {"200", "400", "401", "413"}  # reads its raw body: never 415
+    assert webhook["400"].startswith("parse_error, unknown_order, ")
+
+
+def test_the_schema_gives_the_idempotency_key_header_to_the_posts_that_run_once_per_key(api):
+    """Keys are scoped to the signed-in caller: registering, signing in, logging out with a
+    refresh token and the provider's webhook take none."""
+    schema = _schema(api)
+    keyed = {
+        path
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))
+    }
+    assert all(set(schema["paths"][path]) & {"post"} for path in keyed)
+    assert keyed == {
+        "/api/v1/auth/logout-all/",
+        "/api/v1/listings/",
+        "/api/v1/listings/{id}/archive/",
+        "/api/v1/listings/{id}/pause/",
+        "/api/v1/listings/{id}/photos/",
+        "/api/v1/listings/{id}/publish/",
+        "/api/v1/notifications/read-all/",
+        "/api/v1/notifications/{id}/read/",
+        "/api/v1/orders/",
+        "/api/v1/orders/{id}/cancel/",
+        "/api/v1/orders/{id}/lines/{line_id}/reject/",
+        "/api/v1/orders/{id}/review/",
+        "/api/v1/service-centers/{center_id}/vehicles/",
+        "/api/v1/service-centers/{id}/schedule/",
+        "/api/v1/shipments/{id}/hand-over/",
+        "/api/v1/shipments/{id}/receive/",
+        "/api/v1/stops/{id}/complete/",
+    }
+    header = next(
+        p
+        for p in schema["paths"]["/api/v1/orders/"]["post"]["parameters"]
+        if p["name"] == "Idempotency-Key"
+    )
+    assert (header["in"], header.get("required", False)) == ("header", False)
+    assert header["schema"] == {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"}

@@ -373,7 +373,7 @@ def test_the_schema_shows_both_endpoints_signed_in_with_what_they_take_and_answe
     assert set(body["properties"]) == {"current_password", "new_password"}
     assert all(field["writeOnly"] for field in body["properties"].values())
     assert set(body["required"]) == {"current_password", "new_password"}
-    assert set(password["responses"]) == {"200", "400", "401", "429"}
+    assert set(password["responses"]) == {"200", "400", "401", "413", "415", "429"}
     answer = password["responses"]["200"]["content"]["application/json"]["schema"]
     assert set(component(answer)["properties"]) == {"access", "refresh"}
     refused = password["responses"]["400"]["description"]
@@ -382,7 +382,7 @@ def test_the_schema_shows_both_endpoints_signed_in_with_what_they_take_and_answe
 
     logout_all = schema["paths"][LOGOUT_ALL]["post"]
     assert "requestBody" not in logout_all
-    assert set(logout_all["responses"]) == {"204"}
+    assert set(logout_all["responses"]) == {"204", "400", "401", "409", "422"}
     assert "content" not in logout_all["responses"]["204"]
     for operation in (password, logout_all):
         assert operation["security"] == [{"jwtAuth": []}]
