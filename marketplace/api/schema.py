@@ -15,6 +15,7 @@ from marketplace.api.idempotency import KEY_PATTERN
 from marketplace.api.routers import ID_PATTERN
 
 _DIGITS = {"type": "string", "pattern": f"^{ID_PATTERN}$"}
+TIME_OF_DAY_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$"
 
 
 class ProblemFieldErrorSerializer(serializers.Serializer):
@@ -195,6 +196,15 @@ class AutoSchema(openapi.AutoSchema):
         if status_code == "429" and self._throttled():
             headers.setdefault("Retry-After", RETRY_AFTER)
         return headers
+
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        """A time of day (a center's hours, a vehicle's shift) is local wall-clock time with
+        no UTC offset: RFC 3339's partial-time, not the `time` format (full-time, which
+        needs an offset: "07:00:00Z")."""
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if isinstance(field, serializers.TimeField) and schema.get("format") == "time":
+            schema.update(format="partial-time", pattern=TIME_OF_DAY_PATTERN, example="07:30:00")
+        return schema
 
     def _resolve_path_parameters(self, variables: list[str]) -> list[dict[str, Any]]:
         """An id in a path is an integer, whether a `<int:…>` converter or our router's

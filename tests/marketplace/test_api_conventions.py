@@ -1,6 +1,7 @@
 """Role checks and the one error format (400, 401, 403, 404, 405), plus the schema and docs."""
 
 import json
+import re
 
 import pytest
 
@@ -409,3 +410,24 @@ def test_the_schema_gives_the_idempotency_key_header_to_the_posts_that_run_once_
     )
     assert (header["in"], header.get("required", False)) == ("header", False)
     assert header["schema"] == {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"}
+
+
+def test_the_schema_gives_times_of_day_as_local_wall_clock_times_as_answered(api):
+    """RFC 3339's `time` needs a UTC offset ("07:00:00Z"); a center's hours and a vehicle's
+    shift have none, so the schema calls them partial-time, with a pattern the answers
+    match."""
+    VillageFactory()  # and its center
+    schemas = _schema(api)["components"]["schemas"]
+    opens_at = schemas["ServiceCenter"]["properties"]["opens_at"]
+    assert (opens_at["type"], opens_at["format"]) == ("string", "partial-time")
+    assert schemas["VehicleInputRequest"]["properties"]["shift_start"] == {
+        "type": "string",
+        "format": "partial-time",
+        "pattern": opens_at["pattern"],
+        "example": "07:30:00",
+    }
+    center = api.get("/api/v1/service-centers/").json()["results"][0]
+    for value in (center["opens_at"], center["closes_at"], "07:30", "23:59:59.5"):
+        assert re.match(opens_at["pattern"], value), value
+    for value in ("07:00:00Z", "07:00:00+08:00", "24:00", "7:30"):
+        assert not re.match(opens_at["pattern"], value), value
