@@ -58,3 +58,19 @@ def test_service_centers_list_and_detail(api):
         "lat": "30.250000",
         "lng": "119.700000",
     }
+
+
+@pytest.mark.parametrize("page_size", ["abc", "0", "-1", "2.5", "١٢", " 3"])
+def test_a_page_size_that_is_no_whole_number_from_1_is_400_naming_it(api, page_size):
+    VillageFactory()
+    response = api.get("/api/v1/villages/", {"page_size": page_size})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "validation_error"
+    assert [(e["field"], e["code"]) for e in body["errors"]] == [("page_size", "invalid")]
+
+
+def test_an_empty_page_size_reads_as_the_default(api):
+    VillageFactory.create_batch(21)
+    response = api.get("/api/v1/villages/", {"page_size": ""})
+    assert (response.status_code, len(response.json()["results"])) == (200, 20)
