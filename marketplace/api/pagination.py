@@ -21,3 +21,9 @@ class PageNumberPagination(pagination.PageNumberPagination):
             detail = ErrorDetail("A whole number from 1 is required.", code="invalid")
             raise ValidationError({self.page_size_query_param: [detail]})
         return min(int(raw), self.max_page_size)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:  # whole numbers from 1; a page_size over 100 reads as 100
+            parameter["schema"]["minimum"] = 1
+        return parameters

@@ -74,3 +74,13 @@ def test_an_empty_page_size_reads_as_the_default(api):
     VillageFactory.create_batch(21)
     response = api.get("/api/v1/villages/", {"page_size": ""})
     assert (response.status_code, len(response.json()["results"])) == (200, 20)
+
+
+def test_the_schema_gives_page_and_page_size_as_whole_numbers_from_1(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    parameters = schema["paths"]["/api/v1/villages/"]["get"]["parameters"]
+    paging = {p["name"]: p["schema"] for p in parameters if p["name"] in ("page", "page_size")}
+    assert paging == {
+        "page": {"type": "integer", "minimum": 1},
+        "page_size": {"type": "integer", "minimum": 1},
+    }
