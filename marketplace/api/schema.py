@@ -11,7 +11,7 @@ from rest_framework.throttling import BaseThrottle, ScopedRateThrottle, SimpleRa
 
 from marketplace.api.exceptions import PROBLEM_CONTENT_TYPE
 from marketplace.api.idempotency import HEADER as IDEMPOTENCY_KEY
-from marketplace.api.idempotency import KEY_PATTERN
+from marketplace.api.idempotency import KEY_PATTERN, REPLAYED_HEADER
 from marketplace.api.routers import ID_PATTERN
 
 _DIGITS = {"type": "string", "pattern": f"^{ID_PATTERN}$"}
@@ -61,6 +61,24 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
         "`idempotency_key_in_use`. Keys are the caller's own and kept 24 hours."
     ),
 )
+
+# Reads (django.middleware.http.ConditionalGetMiddleware): every GET's answer carries an
+# ETag, and a GET naming it in If-None-Match is answered 304 with no body.
+IF_NONE_MATCH_PARAMETER = OpenApiParameter(
+    "If-None-Match",
+    str,
+    OpenApiParameter.HEADER,
+    description="The ETag of the answer held: 304 with no body if it is still the answer.",
+)
+ETAG = {
+    "schema": {"type": "string"},
+    "description": "The answer's version, for If-None-Match.",
+}
+NOT_MODIFIED = {"description": "Not Modified: the If-None-Match ETag is the answer's; no body."}
+REPLAYED = {
+    "schema": {"type": "string", "enum": ["true"]},
+    "description": "On an answer replayed for a retry with the same Idempotency-Key only.",
+}
 
 # The errors the framework answers whatever the view does (marketplace.api.exceptions,
 # marketplace.api.idempotency), by what an operation takes; its own are declared on the view.
@@ -115,6 +133,8 @@ class AutoSchema(openapi.AutoSchema):
             else:
                 for error in self._beside_the_view(code):
                     responses[code]["description"] += "; " + FRAMEWORK_ERRORS[error]
+        if self.method == "GET":
+            responses.setdefault("304", NOT_MODIFIED)
         operation["responses"] = dict(sorted(responses.items()))
         return operation
 
@@ -167,6 +187,8 @@ class AutoSchema(openapi.AutoSchema):
         parameters = list(super().get_override_parameters())
         if self._takes_idempotency_key():
             parameters.append(IDEMPOTENCY_KEY_PARAMETER)
+        if self.method == "GET":
+            parameters.append(IF_NONE_MATCH_PARAMETER)
         return parameters
 
     def _throttled(self) -> bool:
@@ -195,6 +217,10 @@ class AutoSchema(openapi.AutoSchema):
         headers = super()._get_response_headers_for_code(status_code, direction)
         if status_code == "429" and self._throttled():
             headers.setdefault("Retry-After", RETRY_AFTER)
+        if status_code == "200" and self.method == "GET":
+            headers.setdefault("ETag", ETAG)
+        if status_code.startswith("2") and self._takes_idempotency_key():
+            headers.setdefault(REPLAYED_HEADER, REPLAYED)
         return headers
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):

@@ -353,15 +353,15 @@ def test_the_schema_lists_the_framework_errors_an_operation_can_get_beside_its_o
     assert place["401"].startswith("not_authenticated: no bearer token; token_not_valid, ")
 
     me = answers("get", "/api/v1/me/")
-    assert set(me) == {"200", "400", "401"}
+    assert set(me) == {"200", "304", "400", "401"}
     assert me["400"] == "invalid_query: the query string holds a NUL character"
 
     categories = answers("get", "/api/v1/categories/")  # anyone: only a bad token is 401
-    assert set(categories) == {"200", "400", "401", "404"}
+    assert set(categories) == {"200", "304", "400", "401", "404"}
     assert categories["401"].startswith("token_not_valid, signed_out, ")
     assert "no such page" in categories["404"]
 
-    assert set(answers("get", "/api/v1/orders/{id}/")) == {"200", "400", "401", "404"}
+    assert set(answers("get", "/api/v1/orders/{id}/")) == {"200", "304", "400", "401", "404"}
     assert set(answers("patch", "/api/v1/listings/{id}/")) == {
         *("200", "400", "401", "403", "404", "413", "415"),
     }
@@ -431,3 +431,29 @@ def test_the_schema_gives_times_of_day_as_local_wall_clock_times_as_answered(api
         assert re.match(opens_at["pattern"], value), value
     for value in ("07:00:00Z", "07:00:00+08:00", "24:00", "7:30"):
         assert not re.match(opens_at["pattern"], value), value
+
+
+def test_the_schema_gives_reads_their_etag_and_304_and_keyed_posts_their_replay_header(api):
+    paths = _schema(api)["paths"]
+    for path in ("/api/v1/orders/{id}/", "/api/v1/categories/", "/api/v1/routes/{id}/map.svg"):
+        read = paths[path]["get"]
+        assert read["responses"]["304"] == {
+            "description": "Not Modified: the If-None-Match ETag is the answer's; no body."
+        }
+        assert read["responses"]["200"]["headers"]["ETag"]["schema"] == {"type": "string"}
+        assert any(
+            (p["name"], p["in"]) == ("If-None-Match", "header") for p in read["parameters"]
+        ), path
+    placed = paths["/api/v1/orders/"]["post"]["responses"]["201"]
+    assert placed["headers"]["Idempotent-Replayed"]["schema"] == {
+        "type": "string",
+        "enum": ["true"],
+    }
+    assert "headers" not in paths["/api/v1/auth/register/"]["post"]["responses"]["201"]
+    assert "304" not in paths["/api/v1/orders/"]["post"]["responses"]
+
+    # what the schema says, as the API does it
+    VillageFactory()
+    first = api.get("/api/v1/service-centers/")
+    again = api.get("/api/v1/service-centers/", HTTP_IF_NONE_MATCH=first["ETag"])
+    assert (first.status_code, again.status_code, again.content) == (200, 304, b"")
