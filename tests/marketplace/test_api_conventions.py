@@ -457,3 +457,10 @@ def test_the_schema_gives_reads_their_etag_and_304_and_keyed_posts_their_replay_
     first = api.get("/api/v1/service-centers/")
     again = api.get("/api/v1/service-centers/", HTTP_IF_NONE_MATCH=first["ETag"])
     assert (first.status_code, again.status_code, again.content) == (200, 304, b"")
+
+
+def test_the_schema_gives_id_filters_as_the_whole_numbers_they_take(api):
+    paths = _schema(api)["paths"]
+    for path, name in (("/api/v1/routes/", "service_center"), ("/api/v1/notifications/", "order")):
+        parameter = next(p for p in paths[path]["get"]["parameters"] if p["name"] == name)
+        assert parameter["schema"] == {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
