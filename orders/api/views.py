@@ -96,7 +96,16 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         order.amount_held = Decimal("0.00")  # as order_visible_to annotates: nothing paid yet
         return Response(self.get_serializer(order).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=ReasonSerializer, responses=OrderSerializer)
+    @extend_schema(
+        request=ReasonSerializer,
+        responses={
+            200: OrderSerializer,
+            403: OpenApiResponse(description="permission_denied: only the buyer or staff cancel"),
+            409: OpenApiResponse(
+                description="cannot_cancel: the order is past its first pickup, or over"
+            ),
+        },
+    )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """The buyer before the first pickup, or staff of the order's centers."""
@@ -112,7 +121,18 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         )
         return self._answer(order)
 
-    @extend_schema(request=RejectSerializer, responses=OrderSerializer)
+    @extend_schema(
+        request=RejectSerializer,
+        responses={
+            200: OrderSerializer,
+            409: OpenApiResponse(
+                description="line_not_active: the line is no longer open (rejecting it again "
+                "answers 200); "
+                "cannot_cancel: the order is past its first pickup, or over; "
+                "order_awaiting_payment: the buyer is paying the quoted total"
+            ),
+        },
+    )
     @action(detail=True, methods=["post"], url_path=r"lines/(?P<line_id>[0-9]+)/reject")
     def reject_line(self, request, pk=None, line_id=None):
         order = self.get_object()
@@ -126,7 +146,16 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         )
         return self._answer(order)
 
-    @extend_schema(request=ReviewInputSerializer, responses={201: ReviewSerializer})
+    @extend_schema(
+        request=ReviewInputSerializer,
+        responses={
+            201: ReviewSerializer,
+            409: OpenApiResponse(
+                description="order_not_delivered: not delivered yet (`order_status` names its "
+                "status); already_reviewed: one review per order"
+            ),
+        },
+    )
     @action(detail=True, methods=["post"])
     def review(self, request, pk=None):
         """The buyer, once the order is delivered; one review per order."""
