@@ -146,40 +146,41 @@ class AutoSchema(openapi.AutoSchema):
         return [code] if keyed and code in ("409", "422") else []
 
     def _framework_errors(self, operation: dict[str, Any]) -> dict[str, str]:
-        """Status → description of the framework's errors this operation can get."""
+        """Status → description of the framework's errors this operation can get, joined
+        from FRAMEWORK_ERRORS; the middleware's come from _beside_the_view, as for a status
+        the view declares."""
         has_body = "requestBody" in operation
-        keyed = self._takes_idempotency_key()
         queries = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
-        errors: dict[str, list[str]] = {}
+        errors = {code: self._beside_the_view(code) for code in ("400", "409", "422")}
         if has_body or queries - {"page", "page_size"}:
-            errors.setdefault("400", []).append(FRAMEWORK_ERRORS["400"])
-        if keyed:
-            errors.setdefault("400", []).append(FRAMEWORK_ERRORS["400-key"])
-        errors.setdefault("400", []).append(FRAMEWORK_ERRORS["400-query"])  # any path
+            errors["400"].insert(0, "400")
         if self.get_auth():
             anyone = {} in operation.get("security", [])
-            errors["401"] = [FRAMEWORK_ERRORS["401-anyone" if anyone else "401"]]
+            errors["401"] = ["401-anyone" if anyone else "401"]
         if not all(isinstance(p, _OPEN_PERMISSIONS) for p in self.view.get_permissions()):
-            errors["403"] = [FRAMEWORK_ERRORS["403"]]
+            errors["403"] = ["403"]
         if "{" in self.path or (self._is_list_view() and self._get_paginator() is not None):
-            errors["404"] = [FRAMEWORK_ERRORS["404"]]
-        for code in ("409", "422") if keyed else ():
-            errors[code] = [FRAMEWORK_ERRORS[code]]
+            errors["404"] = ["404"]
         if has_body:
-            errors["413"] = [FRAMEWORK_ERRORS["413"]]
+            errors["413"] = ["413"]
         if has_body and not getattr(type(self.view), "reads_raw_body", False):
-            errors["415"] = [FRAMEWORK_ERRORS["415"]]
-        return {code: "; ".join(parts) for code, parts in errors.items()}
+            errors["415"] = ["415"]
+        return {
+            code: "; ".join(FRAMEWORK_ERRORS[error] for error in found)
+            for code, found in sorted(errors.items())
+            if found
+        }
 
     def _takes_idempotency_key(self) -> bool:
         """A POST that runs once per key (marketplace.api.idempotency): one under /api/ by
         a signed-in caller (keys are scoped to the user), to a view that lets its answers
         be stored."""
+        auth = self.get_auth()
         return (
             self.method == "POST"
             and self.path.startswith("/api/")
-            and {} not in self.get_auth()
-            and bool(self.get_auth())
+            and bool(auth)
+            and {} not in auth
             and getattr(type(self.view), "idempotency_stores_answers", True)
         )
 
