@@ -89,10 +89,11 @@ def orders_with_amount_held(orders: QuerySet[Order]) -> QuerySet[Order]:
 
 
 def order_visible_to(user: User) -> QuerySet[Order]:
-    """Buyers: their own orders. Farmers: orders holding their lines, with only those lines.
-    Staff: orders whose shipments go through their center (before routing: picked up in or
-    delivered to its villages). Anyone else: none, so a stranger's lookup answers 404. Each
-    order is annotated with `amount_held` (for order_refund_due)."""
+    """Buyers: their own orders. Farmers: orders holding their lines, with only those lines
+    and shipments. Staff: orders whose shipments go through their center (before routing:
+    picked up in or delivered to its villages), with those shipments only. Anyone else:
+    none, so a stranger's lookup answers 404. Each order is annotated with `amount_held`
+    (for order_refund_due)."""
     orders = orders_with_amount_held(
         Order.objects.select_related("buyer", "delivery_village", "review")
     )
@@ -110,9 +111,9 @@ def order_visible_to(user: User) -> QuerySet[Order]:
         center = user.service_center_id
         # Routed, an order goes through its shipments' centers, fixed then; the villages say
         # where it would go now (a farmer may move since, and their listings with them).
-        through_center = Shipment.objects.filter(
-            Q(origin_center_id=center) | Q(destination_center_id=center)
-        ).values("order_id")
+        ours = Q(origin_center_id=center) | Q(destination_center_id=center)
+        through_center = Shipment.objects.filter(ours).values("order_id")
+        shipments = shipments.filter(ours)  # another center's legs, stops and notes: its own
         in_center_villages = Q(delivery_village__service_center_id=center) | Q(
             pk__in=OrderLine.objects.filter(listing__village__service_center_id=center).values(
                 "order_id"

@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.text import Truncator
 from psycopg.errors import UniqueViolation
 
 from listings.models import WHOLE_UNITS, Listing, ListingStatus
@@ -464,12 +465,11 @@ def order_line_reject(*, order_id: int, line_id: int, farmer: User, reason: str)
     line.status, line.reject_reason = LineStatus.REJECTED, reason.strip()
     line.save(update_fields=["status", "reject_reason"])
     if not order.lines.filter(status=LineStatus.ACTIVE).exists():
-        return order_cancel(
-            order_id=order.pk,
-            actor=farmer,
-            reason=f"last line rejected: {reason}",
-            farmer=farmer,
+        # the line keeps the whole reason; the event's may be cut to fit its column
+        event_reason = Truncator(f"last line rejected: {line.reject_reason}").chars(
+            OrderEvent._meta.get_field("reason").max_length
         )
+        return order_cancel(order_id=order.pk, actor=farmer, reason=event_reason, farmer=farmer)
     _total_again(order)
     # Imported here: logistics builds on orders (as in order_cancel).
     from logistics.services.shipments import shipments_after_line_rejected  # noqa: PLC0415

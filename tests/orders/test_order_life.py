@@ -5,10 +5,11 @@ from decimal import Decimal
 import pytest
 
 from listings.models import Listing, ListingStatus
+from logistics.models import Shipment
 from logistics.services.routing import order_route
 from marketplace.accounts.services import user_update_profile
 from orders import services
-from orders.models import LineStatus, Order, OrderEvent, OrderStatus
+from orders.models import LineStatus, Order, OrderEvent, OrderLine, OrderStatus
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -151,6 +152,26 @@ def test_rejecting_the_last_line_cancels_the_order(client_for):
     assert quantity(listing) == Decimal("100.000")  # given back once, not twice
 
 
+def test_the_last_line_rejected_with_the_longest_reason_cancels_the_order(client_for):
+    """The cancel's event says why: "last line rejected: " and the farmer's reason, cut to
+    fit the event's column; the line keeps the whole reason."""
+    listing = create_listing(quantity_available=Decimal("10"))
+    order = place_order(BuyerFactory(), (listing, 2))
+    line = order.lines.get()
+    reason = "路" * 255
+
+    answer = client_for(listing.farmer).post(
+        f"{ORDERS}{order.pk}/lines/{line.pk}/reject/", {"reason": reason}, format="json"
+    )
+
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["status"] == OrderStatus.CANCELLED
+    assert OrderLine.objects.get(pk=line.pk).reject_reason == reason
+    event = OrderEvent.objects.get(order=order, to_status=OrderStatus.CANCELLED)
+    assert event.reason == f"last line rejected: {reason}"[:254] + "…"
+    assert quantity(listing) == Decimal("10.000")
+
+
 def test_only_the_lines_farmer_rejects(client_for):
     a, b = create_listing(), create_listing()
     order = place_order(BuyerFactory(), (a, 1), (b, 1))
@@ -265,6 +286,34 @@ def test_staff_see_an_order_through_the_centers_its_goods_go_through_after_a_far
         staff = client_for(StaffFactory(service_center=center))
         assert staff.get(url).status_code == 200
         assert [o["id"] for o in staff.get(ORDERS).json()["results"]] == [order.pk]
+
+
+def test_staff_see_only_the_shipments_of_an_order_through_their_own_center(client_for):
+    """An order from two farmers of two centers: each center's staff see the order, and of
+    its shipments only those their center picks up or delivers, as GET /shipments/ does."""
+    north, south = ServiceCenterFactory(), ServiceCenterFactory()
+    buyer = BuyerFactory(village=VillageFactory(service_center=south))
+    near = FarmerFactory(village=VillageFactory(service_center=south))
+    far = FarmerFactory(village=VillageFactory(service_center=north))
+    order = place_order(buyer, (create_listing(near), 1), (create_listing(far), 1))
+    order_route(order_id=order.pk)
+    local = Shipment.objects.get(order=order, farmer=near)
+    travelling = Shipment.objects.get(order=order, farmer=far)
+    assert (local.origin_center_id, local.destination_center_id) == (south.pk, south.pk)
+    assert (travelling.origin_center_id, travelling.destination_center_id) == (north.pk, south.pk)
+
+    for center, seen in ((north, [travelling.pk]), (south, sorted([local.pk, travelling.pk]))):
+        staff = client_for(StaffFactory(service_center=center))
+        detail = staff.get(f"{ORDERS}{order.pk}/").json()
+        assert sorted(s["id"] for s in detail["shipments"]) == seen
+        listed = staff.get(ORDERS).json()["results"]
+        assert [sorted(s["id"] for s in o["shipments"]) for o in listed] == [seen]
+        for shipment in (local, travelling):
+            expected = 200 if shipment.pk in seen else 404
+            assert staff.get(f"/api/v1/shipments/{shipment.pk}/").status_code == expected
+    assert sorted(
+        s["id"] for s in client_for(buyer).get(f"{ORDERS}{order.pk}/").json()["shipments"]
+    ) == sorted([local.pk, travelling.pk])
 
 
 def test_farmer_cannot_cancel_a_buyers_order(client_for):
