@@ -66,6 +66,19 @@ def test_the_pages_render(operator):
     assert operator.get(f"/admin/orders/notification/{notification.pk}/change/").status_code == 200
 
 
+def test_the_list_cannot_be_filtered_by_the_delivery_code(operator):
+    """Else a filter in the URL would tell right guesses from wrong ones, digit by digit."""
+    order = place_order(BuyerFactory(), (create_listing(), 2))
+    wrong = "000000" if order.delivery_code != "000000" else "111111"
+    for lookup in ("delivery_code", "delivery_code__startswith", "delivery_code__regex"):
+        for guess in (order.delivery_code, order.delivery_code[0], wrong):
+            page = operator.get(CHANGELIST, {"id": order.pk, lookup: guess})
+            assert page.status_code == 400, (lookup, guess)
+    assert order.pk in [
+        o.pk for o in operator.get(CHANGELIST, {"id": order.pk}).context["cl"].result_list
+    ]
+
+
 def test_nothing_is_saved_from_the_change_page(operator):
     order = place_order(BuyerFactory(), (create_listing(), 2))
     response = operator.post(f"{CHANGELIST}{order.pk}/change/", {"status": "delivered"})
