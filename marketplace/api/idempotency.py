@@ -14,8 +14,11 @@ inserted before that transaction commits. A crash before the commit leaves neith
 effect nor the record (the retry runs afresh); a crash after it leaves both (the retry
 replays). Task enqueues registered with on_commit run only after that commit.
 
-Anonymous POSTs (register, token) are not covered: a key needs an owner, and those two
-are safe to retry as they are (a second register answers phone_taken).
+Anonymous POSTs (register, log in, refresh, log out, the payment webhook: views that read
+no bearer token, even when a client sends one along) are not covered: a key needs an
+owner, their answers are live token pairs, and they are safe to retry as they are (a
+second register answers phone_taken, a second log out 204 again; the webhook is
+idempotent per provider event id).
 
 A view whose answers must not be kept sets `idempotency_stores_answers = False`: the key
 still serializes its retries (409 while one runs) but nothing is stored, so a retry runs
@@ -33,6 +36,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, get_resolver
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
@@ -77,11 +81,22 @@ def _user_id(request: HttpRequest) -> int | None:
     return user_id
 
 
-def _view_stores_answers(request: HttpRequest) -> bool:
-    """Whether the view that answered (a class-based one) lets its answers be stored."""
-    match = request.resolver_match
-    view_class = getattr(match.func, "view_class", None) if match is not None else None
-    return getattr(view_class, "idempotency_stores_answers", True)
+def _view_class(request: HttpRequest) -> type | None:
+    """The class of the view the request goes to (DRF's viewsets name it `cls`, other
+    class-based views `view_class`); None for no view or a function."""
+    try:
+        match = get_resolver(getattr(request, "urlconf", None)).resolve(request.path_info)
+    except Resolver404:
+        return None
+    return getattr(match.func, "cls", None) or getattr(match.func, "view_class", None)
+
+
+def _view_reads_the_user(view_class: type | None) -> bool:
+    """Anonymous views (register, log in, refresh, log out, the payment webhook) read no
+    bearer token, so a key sent to one has no owner: were it scoped to whoever a token
+    beside it names, their live token pairs would be stored, and a token of a user
+    deleted since would fail the record's insert."""
+    return view_class is None or bool(getattr(view_class, "authentication_classes", True))
 
 
 def _lock_id(user_id: int, key: str) -> int:
@@ -179,12 +194,15 @@ class IdempotencyMiddleware:
                 "invalid_idempotency_key",
                 "Idempotency-Key must be 1 to 255 visible ASCII characters.",
             )
-        user_id = _user_id(request)
+        view_class = _view_class(request)
+        user_id = _user_id(request) if _view_reads_the_user(view_class) else None
         if user_id is None:
             return self.get_response(request)
-        return self._once(request, user_id, key)
+        return self._once(request, user_id, key, view_class)
 
-    def _once(self, request: HttpRequest, user_id: int, key: str) -> HttpResponse:
+    def _once(
+        self, request: HttpRequest, user_id: int, key: str, view_class: type | None
+    ) -> HttpResponse:
         try:
             fingerprint = _fingerprint(request)
         except RequestDataTooBig:
@@ -223,7 +241,7 @@ class IdempotencyMiddleware:
             elif (
                 response.status_code not in _NOT_STORED
                 and not response.streaming
-                and _view_stores_answers(request)
+                and getattr(view_class, "idempotency_stores_answers", True)
             ):
                 _store(user_id, key, fingerprint, response, now)
             return response

@@ -13,7 +13,7 @@ from listings.api import views as listing_views
 from listings.models import Listing
 from marketplace.api.models import IdempotencyRecord
 from marketplace.tasks import prune_idempotency_records
-from tests.factories import FarmerFactory
+from tests.factories import PASSWORD, FarmerFactory
 
 LISTINGS = "/api/v1/listings/"
 
@@ -188,3 +188,37 @@ def test_twenty_simultaneous_requests_with_one_key_act_once():
     fresh = [r for r in results if r == (201, False)]
     assert len(fresh) == 1
     assert all(r in {(201, True), (409, False)} for r in results if r != (201, False))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_sent_to_an_anonymous_view_is_ignored_whatever_token_comes_along():
+    """Log in, refresh and sign up read no bearer token: a key sent to them with a token
+    beside it (an app that adds its token to every request) has no owner. Nothing is
+    stored (their answers are live token pairs), and the token of a user deleted since
+    is no 500 (the record's insert would fail at COMMIT)."""
+    farmer, gone = FarmerFactory(), FarmerFactory()
+    stale = str(RefreshToken.for_user(gone).access_token)
+    gone.delete()
+    for token in (str(RefreshToken.for_user(farmer).access_token), stale):
+        client = APIClient(raise_request_exception=False)
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        login = client.post(
+            "/api/v1/auth/token/",
+            {"phone": farmer.phone, "password": PASSWORD},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="login-1",
+        )
+        assert login.status_code == 200, login.content
+        assert "Idempotent-Replayed" not in login
+        refresh = client.post(
+            "/api/v1/auth/token/refresh/",
+            {"refresh": login.json()["refresh"]},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="refresh-1",
+        )
+        assert refresh.status_code == 200, refresh.content
+        signup = client.post(
+            "/api/v1/auth/register/", {}, format="json", HTTP_IDEMPOTENCY_KEY="signup-1"
+        )
+        assert (signup.status_code, signup.json()["code"]) == (400, "validation_error")
+    assert not IdempotencyRecord.objects.exists()
