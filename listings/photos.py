@@ -162,7 +162,9 @@ def _insert_photo(photo: ListingPhoto) -> None:
     listing = Listing.objects.select_for_update(of=("self",)).get(pk=photo.listing_id)
     _check_accepts_photos(listing)
     photo.save()
-    tasks.make_listing_photo_thumbnail.delay_on_commit(photo.pk)
+    # robust: with the broker down, the photo is saved all the same (and answered 201);
+    # the overdue-thumbnails sweeper makes its thumbnail
+    transaction.on_commit(lambda: tasks.make_listing_photo_thumbnail.delay(photo.pk), robust=True)
 
 
 def listing_photo_add(*, listing: Listing, upload: UploadedFile) -> ListingPhoto:
@@ -206,7 +208,9 @@ def listing_photo_remove(*, listing: Listing, photo_id: int) -> None:
         raise DomainError("not_found", "No such photo on this listing.", status_code=404)
     photo.delete()
     files = [field for field in (photo.image, photo.thumbnail) if field]
-    transaction.on_commit(lambda: [field.storage.delete(field.name) for field in files])
+    transaction.on_commit(
+        lambda: [field.storage.delete(field.name) for field in files], robust=True
+    )
 
 
 def render_thumbnail(file: IO[bytes]) -> bytes:

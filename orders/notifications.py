@@ -121,7 +121,7 @@ def store(notifications: list[Notification]) -> list[Notification]:
     if not notifications:
         return notifications
     insert(notifications)
-    transaction.on_commit(wake_sender)
+    transaction.on_commit(wake_sender, robust=True)  # lost: the sweeper sends it
     return notifications
 
 

@@ -317,7 +317,7 @@ def _route_after_commit(order_id: int) -> None:
     queued, by that one: each routing task takes the oldest placed orders with its own. The
     task is sent by name: logistics imports orders, not the other way round. If the message
     is lost, logistics' sweeper sends it again."""
-    transaction.on_commit(lambda: wake_router(order_id))
+    transaction.on_commit(lambda: wake_router(order_id), robust=True)
 
 
 def wake_router(order_id: int | None) -> bool:

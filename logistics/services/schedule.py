@@ -13,7 +13,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -106,7 +105,10 @@ def schedule_run_request(
                     service_center=center, date=day, requested_by=requested_by
                 )
                 if enqueue:
-                    transaction.on_commit(partial(_enqueue, run.pk))
+                    # robust: the run is answered as queued; the stale-runs sweeper
+                    # sends its message if this one is lost (a lambda: Django's log of a
+                    # robust callback's failure reads its __qualname__, which no partial has)
+                    transaction.on_commit(lambda run_id=run.pk: _enqueue(run_id), robust=True)
                 return run
         except IntegrityError as error:
             if violated_constraint(error) != _ONE_ACTIVE_RUN:

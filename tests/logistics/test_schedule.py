@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from logistics.models import (
     CenterDayLoad,
@@ -858,4 +859,25 @@ def test_goods_at_one_farm_go_as_stops_the_vehicles_can_take():
     scheduled = shipments.filter(status=ShipmentStatus.SCHEDULED)
     assert [s.order for s in scheduled] == [
         o for o in heavy if o.pk != shipments.get(pk=left).order_id
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_day_asked_for_while_the_broker_is_down_is_queued_and_answered_202(
+    day, client_for, monkeypatch
+):
+    """The run is committed before its message is sent; the stale-runs sweeper sends it
+    again if it is lost. A 500 would leave staff thinking nothing was asked for."""
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(celery_app, "send_task", broker_down)
+    client = client_for(day["staff"])
+    client.raise_request_exception = False
+    url = f"/api/v1/service-centers/{day['center'].pk}/schedule/"
+    answer = client.post(url, {"date": str(day["date"])}, format="json")
+    assert answer.status_code == 202, answer.content
+    assert list(ScheduleRun.objects.values_list("pk", "status")) == [
+        (answer.json()["id"], ScheduleRunStatus.QUEUED)
     ]

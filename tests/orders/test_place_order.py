@@ -5,8 +5,10 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from listings.models import Listing, ListingStatus
+from marketplace.celery import app as celery_app
 from orders.models import Order, OrderLine
 from tests.factories import BuyerFactory, FarmerFactory, VillageFactory, create_listing
 
@@ -430,3 +432,30 @@ def test_placing_an_order_costs_a_fixed_number_of_queries(client_for, django_ass
     client = client_for(BuyerFactory())
     with django_assert_num_queries(10):
         assert client.post(ORDERS, body, format="json").status_code == 201
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("key", [None, "order-1"])
+def test_an_order_placed_while_the_broker_is_down_is_answered_201(monkeypatch, client_for, key):
+    """The order is committed before its routing and notification messages are sent: a
+    broker that fails then must not turn it into a 500, which a client would retry into a
+    second order (without a key). The sweepers send the messages later."""
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(celery_app, "send_task", broker_down)
+    listing = create_listing(quantity_available=Decimal("10"))
+    client = client_for(BuyerFactory())
+    client.raise_request_exception = False
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+
+    answer = client.post(ORDERS, order_body((listing, 2)), format="json", **headers)
+
+    assert answer.status_code == 201, answer.content
+    assert list(Order.objects.values_list("pk", "status")) == [(answer.json()["id"], "placed")]
+    assert Listing.objects.get(pk=listing.pk).quantity_available == Decimal("8.000")
+    if key:
+        replay = client.post(ORDERS, order_body((listing, 2)), format="json", **headers)
+        assert (replay.status_code, replay.content) == (201, answer.content)
+        assert Order.objects.count() == 1
