@@ -25,7 +25,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from listings.selectors import listings_for_update
-from marketplace.exceptions import DomainError, violated_constraint
+from marketplace.exceptions import ConflictError, DomainError, violated_constraint
 from orders import errors, notifications, selectors
 from orders.models import (
     PAYMENT_SUCCEEDED,
@@ -278,8 +278,26 @@ def _insert_event(order: Order, notice: PaymentNotice) -> bool:
     except IntegrityError as error:
         if violated_constraint(error) != _EVENT_ONCE:
             raise
+        _check_same_event(notice)
         return False
     return True
+
+
+def _check_same_event(notice: PaymentNotice) -> None:
+    """An event id sent again is the same event (a provider's retry) only if it says the
+    same thing: the same order, kind, amount and currency. One that says something else
+    is refused with 409 `event_id_reused` rather than acknowledged as received: the
+    provider (or whoever reads its delivery log) learns it was not recorded."""
+    stored = PaymentEvent.objects.values_list("order_id", "kind", "amount", "currency").get(
+        provider=notice.provider, event_id=notice.event_id
+    )
+    if stored != (notice.order_id, notice.kind, notice.amount, notice.currency):
+        raise ConflictError(
+            errors.EVENT_ID_REUSED,
+            f"Event {notice.event_id} was received before with another order, kind or "
+            "amount; this notice was not recorded.",
+            extra={"event_id": notice.event_id},
+        )
 
 
 def _check_refund(order: Order, notice: PaymentNotice) -> None:
@@ -299,12 +317,23 @@ def _check_refund(order: Order, notice: PaymentNotice) -> None:
 
 
 def _check_amount(order: Order, notice: PaymentNotice) -> None:
-    if notice.amount != order.total or notice.currency != settings.CURRENCY:
+    """A payment for an order awaiting it is its total, in CNY. Money for an order no
+    longer awaiting payment (paid already, cancelled, expired, its total lowered since by a
+    rejected line) is recorded whatever the amount, as long as it is CNY: it was taken from
+    the buyer, and refund_due must show it."""
+    if order.status != OrderStatus.AWAITING_PAYMENT:
+        expected = "more than 0.00"
+        wrong = notice.amount <= 0
+    else:
+        expected = str(order.total)
+        wrong = notice.amount != order.total
+    if wrong or notice.currency != settings.CURRENCY:
         raise DomainError(
             errors.PAYMENT_AMOUNT_MISMATCH,
-            f"Order {order.pk} costs {order.total} {settings.CURRENCY}; "
-            f"the payment was {notice.amount} {notice.currency}.",
-            extra={"expected": str(order.total), "received": str(notice.amount)},
+            f"Order {order.pk} (total {order.total} {settings.CURRENCY}, {order.status}) "
+            f"takes a payment of {expected} {settings.CURRENCY}; the payment was "
+            f"{notice.amount} {notice.currency}.",
+            extra={"expected": expected, "received": str(notice.amount)},
         )
 
 
@@ -314,9 +343,13 @@ def payment_record(*, notice: PaymentNotice) -> Order:
 
     - The order is locked first, so a payment and the expiry sweep of the same order queue
       one behind the other and see each other's outcome.
-    - An event id seen before changes nothing: the order is returned as it is.
-    - `payment.succeeded` must carry exactly the order's total in CNY; otherwise
-      `payment_amount_mismatch` (400) and nothing is stored, not even the event.
+    - An event id seen before changes nothing: the order is returned as it is. One that
+      says something else than the first time (another order, kind or amount) is 409
+      `event_id_reused`, and nothing is stored.
+    - `payment.succeeded` for an order awaiting payment must carry exactly its total in
+      CNY; otherwise `payment_amount_mismatch` (400) and nothing is stored, not even the
+      event. For an order no longer awaiting payment any amount in CNY is recorded: the
+      buyer paid it (twice, or after a line was rejected), and refund_due shows it.
     - `refund.succeeded` is money paid back: more than nothing, in CNY, and at most what
       the buyer paid and was not paid back yet; otherwise `refund_amount_invalid` (400) and
       nothing is stored. It lowers the order's `refund_due` (never below nothing) and the

@@ -70,6 +70,10 @@ class PaymentWebhookView(APIView):
             401: OpenApiResponse(
                 description="invalid_signature or signature_expired; nothing was recorded"
             ),
+            409: OpenApiResponse(
+                description="event_id_reused: this event id came before with another "
+                "order, kind or amount; nothing was recorded"
+            ),
         },
     )
     def post(self, request: Request) -> Response:

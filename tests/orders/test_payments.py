@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from django.db import connection, transaction
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 import orders.payments
 import orders.services
@@ -103,6 +104,13 @@ def told(order) -> list[tuple[str, int]]:
     return list(notices.values_list("kind", "user_id"))
 
 
+def api_refund_due(order) -> Decimal:
+    """What the buyer is owed back, as the buyer reads it."""
+    client = APIClient()
+    client.force_authenticate(order.buyer)
+    return Decimal(client.get(f"/api/v1/orders/{order.pk}/").json()["refund_due"])
+
+
 def assert_untouched(order, listing):
     """Still exactly as order_place left it."""
     fresh = Order.objects.get(pk=order.pk)
@@ -181,6 +189,43 @@ class TestWebhook:
         assert response.json()["status"] == "placed"
         assert list(PaymentEvent.objects.values_list("event_id", flat=True)) == ["evt_1", "evt_2"]
         assert order.events.filter(to_status="placed").count() == 1
+
+    @pytest.mark.parametrize(
+        "changes",
+        [
+            pytest.param({"order": "second"}, id="another-order"),
+            pytest.param({"amount": "24.00"}, id="another-amount"),
+            pytest.param({"kind": "refund.succeeded"}, id="another-kind"),
+        ],
+    )
+    def test_an_event_id_sent_again_saying_something_else_is_409_and_recorded_nowhere(
+        self, api, changes
+    ):
+        """Not the provider's retry of the first (that is 200, changing nothing): answering
+        it "received" would have the provider drop a notice nothing recorded."""
+        listing = new_listing()
+        first, second = place_prepaid(listing), place_prepaid(listing)
+        raw = notice(first.pk)
+        assert deliver(api, raw, sign(raw)).status_code == 200
+        fields = {**changes, "order": second.pk} if "order" in changes else changes
+        other = notice(fields.pop("order", first.pk), **fields)
+
+        response = deliver(api, other, sign(other))
+
+        assert response.status_code == 409, response.content
+        assert (response.json()["code"], response.json()["event_id"]) == (
+            "event_id_reused",
+            "evt_1",
+        )
+        assert list(PaymentEvent.objects.values_list("event_id", "order_id", "amount")) == [
+            ("evt_1", first.pk, Decimal("25.00"))
+        ]
+        fresh = Order.objects.get(pk=second.pk)
+        assert (fresh.status, fresh.payment_status) == (OrderStatus.AWAITING_PAYMENT, "unpaid")
+        assert transitions(second) == [("", "awaiting_payment", "placed")]
+        assert Order.objects.get(pk=first.pk).payment_status == "paid"
+        assert quantity(listing) == Decimal("6.000")
+        assert deliver(api, raw, sign(raw)).status_code == 200  # the real retry still is
 
     @pytest.mark.parametrize(
         "make_signature",
@@ -358,6 +403,45 @@ class TestWebhook:
         assert again.status_code == 200
         assert Order.objects.get(pk=order.pk).paid_at == order.paid_at  # paid once
 
+    def test_money_paid_for_an_order_no_longer_awaiting_it_is_recorded_whatever_the_amount(
+        self, api
+    ):
+        """Paid, then a line rejected (the total drops from 39.00 to 25.00), then the
+        provider reports a second charge of the quoted 39.00, and one of 7.50 for the
+        cancelled order: both are kept as money held, for refund_due; only the currency
+        and a positive amount are checked."""
+        listing = new_listing()
+        other = create_listing(quantity_available=Decimal("10"), price=Decimal("4.00"))
+        order = place_order(BuyerFactory(), (listing, 2), (other, 3), payment_method="prepaid")
+        assert order.total == Decimal("39.00")  # 20.00 + 12.00 + 7.00 from two farmers
+        first = notice(order.pk, amount="39.00")
+        assert deliver(api, first, sign(first)).status_code == 200
+        orders.services.order_line_reject(
+            order_id=order.pk,
+            line_id=order.lines.get(listing=other).pk,
+            farmer=other.farmer,
+            reason="none left",
+        )
+        assert Order.objects.get(pk=order.pk).total == Decimal("25.00")
+
+        twice = notice(order.pk, event_id="evt_2", amount="39.00")
+        assert deliver(api, twice, sign(twice)).json()["status"] == "placed"
+        for amount, currency in (("0.00", "CNY"), ("39.00", "USD")):
+            refused = notice(order.pk, event_id="evt_3", amount=amount, currency=currency)
+            answer = deliver(api, refused, sign(refused))
+            assert (answer.status_code, answer.json()["code"]) == (400, "payment_amount_mismatch")
+        assert api_refund_due(order) == Decimal("53.00")  # 78.00 paid, 25.00 due
+
+        orders.services.order_cancel(order_id=order.pk, actor=order.buyer, reason="no")
+        late = notice(order.pk, event_id="evt_4", amount="7.50")
+        assert deliver(api, late, sign(late)).json()["status"] == "cancelled"
+        assert api_refund_due(order) == Decimal("85.50")  # all of it, nothing due
+        assert list(PaymentEvent.objects.values_list("event_id", "amount")) == [
+            ("evt_1", Decimal("39.00")),
+            ("evt_2", Decimal("39.00")),
+            ("evt_4", Decimal("7.50")),
+        ]
+
     def test_a_signed_refund_is_recorded_and_one_too_large_is_400(self, api):
         listing = new_listing()
         order = place_prepaid(listing)
@@ -414,6 +498,7 @@ class TestWebhook:
             "200",
             "400",
             "401",
+            "409",
             "413",
         }  # no 415: it parses nothing
 
