@@ -48,8 +48,8 @@ def order_was_confirmed(order: Order) -> bool:
 
 def _amount_held() -> Coalesce:
     """What the buyer paid for the order and was not paid back: the payments its provider
-    reported (each matched the order's total when it came; a second one is money paid
-    twice) less the refunds it reported."""
+    reported (the first, its total; any later one, money paid again) less the refunds it
+    reported."""
     held = (
         PaymentEvent.objects.filter(order=OuterRef("pk"), kind__in=MONEY_MOVED)
         .order_by()
