@@ -16,6 +16,7 @@ from listings.places import public_point
 from listings.search import CONFIG, segment
 from marketplace.accounts.models import Role, User
 from marketplace.exceptions import DomainError
+from orders.models import LineStatus, OrderLine, OrderStatus
 
 # The status a farmer may move a listing to, from each status. sold_out and active also
 # follow stock on their own (see _status_for_stock); archived is final.
@@ -27,6 +28,16 @@ STATUS_TRANSITIONS: dict[str, frozenset[str]] = {
     ListingStatus.ARCHIVED: frozenset(),
 }
 
+# Orders whose lines may still go back to stock (cancelled, rejected, not delivered).
+OPEN_ORDER_STATUSES = frozenset(
+    {
+        OrderStatus.AWAITING_PAYMENT,
+        OrderStatus.PLACED,
+        OrderStatus.CONFIRMED,
+        OrderStatus.SCHEDULED,
+        OrderStatus.IN_TRANSIT,
+    }
+)
 EDITABLE_FIELDS = frozenset(
     {
         "category",
@@ -204,6 +215,8 @@ def listing_update(*, listing: Listing, **changes: Any) -> Listing:
             "unit_weight_kg", None if "unit" in changes else listing.unit_weight_kg
         )
         changes["unit_weight_kg"] = _unit_weight(unit, weight)
+        if (unit, changes["unit_weight_kg"]) != (listing.unit, listing.unit_weight_kg):
+            _check_no_open_orders(listing)
     _check_dates(
         changes.get("harvest_date", listing.harvest_date),
         changes.get("available_until", listing.available_until),
@@ -221,6 +234,23 @@ def listing_update(*, listing: Listing, **changes: Any) -> Listing:
     if SEARCHED_FIELDS & set(changes):
         _reindex(listing)
     return listing
+
+
+def _check_no_open_orders(listing: Listing) -> None:
+    """Orders not yet over hold stock of the listing counted in its unit: a cancel gives
+    back each line's quantity in that unit. Sold by another unit (kg to 10 kg crates), the
+    listing would take back 2 crates for 2 kg. Checked under the listing's lock, which a
+    placement takes too, so no order comes in between."""
+    if OrderLine.objects.filter(
+        listing=listing, status=LineStatus.ACTIVE, order__status__in=OPEN_ORDER_STATUSES
+    ).exists():
+        raise DomainError(
+            errors.UNIT_IN_OPEN_ORDERS,
+            "Orders not yet delivered or cancelled hold this listing's stock in "
+            f"{listing.unit}; change its unit once they are over, or list the produce anew.",
+            status_code=409,
+            extra={"field": "unit"},
+        )
 
 
 @transaction.atomic

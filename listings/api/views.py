@@ -100,7 +100,17 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         listing = services.listing_create(farmer=request.user, **data)
         return self._detail(listing, status.HTTP_201_CREATED)
 
-    @extend_schema(request=ListingWriteSerializer, responses=ListingDetailSerializer)
+    @extend_schema(
+        request=ListingWriteSerializer,
+        responses={
+            200: ListingDetailSerializer,
+            409: OpenApiResponse(
+                description="listing_archived: an archived listing is frozen; "
+                "unit_in_open_orders: orders not yet over hold its stock in its unit, which "
+                "stays until they are; nothing was changed"
+            ),
+        },
+    )
     def partial_update(self, request, pk=None):
         listing = self.get_object()
         serializer = ListingWriteSerializer(data=request.data, partial=True)

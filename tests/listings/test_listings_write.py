@@ -10,6 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from listings.models import Listing, ListingStatus
+from listings.services import OPEN_ORDER_STATUSES
+from orders import services
+from orders.services import TRANSITIONS
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -191,6 +194,38 @@ def test_an_edit_to_a_whole_unit_keeps_its_quantities_whole(client_for):
         client_for(farmer).patch(f"{LISTINGS}{listing.pk}/", to_crates, format="json").status_code
         == 200
     )
+
+
+def test_the_unit_stays_while_open_orders_hold_stock_counted_in_it(client_for):
+    """2 kg ordered; sold by the 10 kg crate now, a cancel would give back 2 crates. The
+    unit and a unit's weight change once no open order holds stock of the listing; its
+    other fields change any time."""
+    farmer = FarmerFactory()
+    listing = create_listing(farmer, unit="kg", quantity_available=Decimal("10"))
+    order = place_order(BuyerFactory(), (listing, 2))
+    url, client = f"{LISTINGS}{listing.pk}/", client_for(farmer)
+    before = snapshot(Listing.objects.get(pk=listing.pk))
+    for change in (
+        {"unit": "crate", "unit_weight_kg": "10", "quantity_available": "7"},
+        {"unit": "jin"},
+    ):
+        refused = client.patch(url, change, format="json")
+        assert (refused.status_code, refused.json()["code"]) == (409, "unit_in_open_orders")
+        assert refused.json()["field"] == "unit"
+        assert snapshot(Listing.objects.get(pk=listing.pk)) == before
+    for same in ({"unit": "kg"}, {"unit_weight_kg": "1"}, {"price": "4.00", "unit": "kg"}):
+        assert client.patch(url, same, format="json").status_code == 200, same
+
+    services.order_cancel(order_id=order.pk, actor=order.buyer)
+    assert Listing.objects.get(pk=listing.pk).quantity_available == Decimal("10.000")
+    to_crates = {"unit": "crate", "unit_weight_kg": "10", "quantity_available": "1"}
+    changed = client.patch(url, to_crates, format="json")
+    assert changed.status_code == 200, changed.content
+    assert (changed.json()["unit"], changed.json()["quantity_available"]) == ("crate", "1.000")
+
+
+def test_the_open_statuses_are_those_the_status_table_leads_on_from():
+    assert {s for s, after in TRANSITIONS.items() if after} == OPEN_ORDER_STATUSES
 
 
 @pytest.mark.parametrize("make_user", [BuyerFactory, StaffFactory])

@@ -362,9 +362,9 @@ def test_the_schema_lists_the_framework_errors_an_operation_can_get_beside_its_o
     assert "no such page" in categories["404"]
 
     assert set(answers("get", "/api/v1/orders/{id}/")) == {"200", "304", "400", "401", "404"}
-    assert set(answers("patch", "/api/v1/listings/{id}/")) == {
-        *("200", "400", "401", "403", "404", "413", "415"),
-    }
+    patch = answers("patch", "/api/v1/listings/{id}/")
+    assert set(patch) == {*("200", "400", "401", "403", "404", "409", "413", "415")}
+    assert patch["409"].startswith("listing_archived: ")
     assert set(answers("post", "/api/v1/stops/{id}/complete/")) == {
         *("200", "400", "401", "403", "404", "409", "413", "415", "422"),
     }
@@ -373,7 +373,8 @@ def test_the_schema_lists_the_framework_errors_an_operation_can_get_beside_its_o
     assert cancel["409"].startswith("cannot_cancel: ")
     assert answers("post", "/api/v1/orders/{id}/review/")["409"].startswith("order_not_delivered")
     webhook = answers("post", "/api/v1/payments/webhook/")
-    assert set(webhook) == {"200", "400", "401", "413"}  # reads its raw body: never 415
+    assert set(webhook) == {"200", "400", "401", "409", "413"}  # reads its raw body: no 415
+    assert webhook["409"].startswith("event_id_reused: ")
     assert webhook["400"].startswith("parse_error, unknown_order, ")
 
 
