@@ -19,6 +19,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
@@ -417,6 +418,8 @@ def _expire_batch(*, now: datetime, batch: int, failed: set[int]) -> tuple[int, 
         try:
             with transaction.atomic():  # one order that cannot be cancelled stops no other
                 order_cancel(order_id=order_id, actor=None, reason=PAYMENT_EXPIRED_REASON)
+        except SoftTimeLimitExceeded:
+            raise  # the task's time is up: this batch rolls back, the next sweep redoes it
         except Exception:
             logger.exception(
                 "unpaid order %s could not expire; the next sweep tries again", order_id

@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -580,6 +581,33 @@ class TestExpiry:
         assert Order.objects.get(pk=other.pk).status == "cancelled"
         assert quantity(listing) == Decimal("10.000")
         assert orders.payments.orders_expire_unpaid() == 0  # tried again, still stuck
+
+    def test_a_sweep_out_of_time_stops_and_its_batch_changes_nothing(self, monkeypatch):
+        """The task's soft time limit is no failure of one order to pass over: the sweep
+        stops there, before the hard limit kills it, and the next one redoes the batch."""
+        listing = new_listing()
+        first, second = place_prepaid(listing), place_prepaid(listing)
+        make_due(first)
+        make_due(second)
+        cancel = orders.payments.order_cancel
+
+        def out_of_time_on_the_second(*, order_id, **kwargs):
+            if order_id == second.pk:
+                raise SoftTimeLimitExceeded()
+            return cancel(order_id=order_id, **kwargs)
+
+        monkeypatch.setattr(orders.payments, "order_cancel", out_of_time_on_the_second)
+        with pytest.raises(SoftTimeLimitExceeded):
+            orders.payments.orders_expire_unpaid()
+        assert list(Order.objects.order_by("pk").values_list("status", flat=True)) == [
+            "awaiting_payment",
+            "awaiting_payment",
+        ]
+        assert quantity(listing) == Decimal("6.000")
+
+        monkeypatch.setattr(orders.payments, "order_cancel", cancel)
+        assert orders.payments.orders_expire_unpaid() == 2
+        assert quantity(listing) == Decimal("10.000")
 
     def test_a_payment_after_the_expiry_is_kept_and_shows_as_paid(self, api):
         listing = new_listing()
