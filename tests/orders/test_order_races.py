@@ -84,6 +84,47 @@ def test_50_carts_with_the_same_listings_in_shuffled_order_never_deadlock():
     assert [Listing.objects.get(pk=x.pk).quantity_available for x in items] == [Decimal("950")] * 3
 
 
+def keyed_order(access, listing_ids, key, quantity="1"):
+    def call():
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+        body = {
+            "lines": [{"listing": pk, "quantity": quantity} for pk in listing_ids],
+            "delivery_method": "home",
+            "payment_method": "cod",
+        }
+        answer = client.post(ORDERS, body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+        return answer.status_code, answer.get("Idempotent-Replayed"), answer.content
+
+    return call
+
+
+def test_twenty_placements_with_one_key_at_once_make_one_order():
+    """One buyer's app retrying hard: exactly one order and one stock decrement; every
+    other request replays its answer byte for byte or is told the first still runs."""
+    listing = create_listing(quantity_available=Decimal("50"))
+    buyer = BuyerFactory()
+    answers = run_concurrently([keyed_order(token(buyer), [listing.pk], "k1")] * 20)
+
+    first = [a for a in answers if a[:2] == (201, None)]
+    assert len(first) == 1
+    others = Counter(a[:2] for a in answers if a not in first)
+    assert set(others) <= {(201, "true"), (409, None)}
+    assert all(a[2] == first[0][2] for a in answers if a[:2] == (201, "true"))
+    assert Order.objects.count() == 1
+    assert Listing.objects.get(pk=listing.pk).quantity_available == Decimal("49.000")
+
+    # The same key with another body: 422, and still one order. Another buyer's same key:
+    # their own order, not the first buyer's answer.
+    changed = keyed_order(token(buyer), [listing.pk], "k1", quantity="2")()
+    assert changed[0] == 422
+    other = keyed_order(token(BuyerFactory()), [listing.pk], "k1")()
+    assert (other[0], other[1]) == (201, None)
+    assert other[2] != first[0][2]
+    assert Order.objects.count() == 2
+    assert Listing.objects.get(pk=listing.pk).quantity_available == Decimal("48.000")
+
+
 def test_two_cancels_at_once_give_stock_back_exactly_once():
     buyer = BuyerFactory()
     listing = create_listing(quantity_available=Decimal("10"))
