@@ -130,6 +130,17 @@ def order_visible_to(user: User) -> QuerySet[Order]:
     )
 
 
+def order_delivered_from(order: Order, center_id: int | None) -> bool:
+    """Whether the center delivers the order to its buyer: its shipments' destination once
+    routed (fixed then); before, the center of its delivery village."""
+    destinations = set(
+        Shipment.objects.filter(order=order).values_list("destination_center_id", flat=True)
+    )
+    if destinations:
+        return center_id in destinations
+    return order.delivery_village.service_center_id == center_id
+
+
 def notifications_of(user: User) -> QuerySet[Notification]:
     """A user's own notifications, newest first; nobody sees anyone else's."""
     return Notification.objects.filter(user=user).order_by("-created_at", "-id")

@@ -100,7 +100,10 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         request=ReasonSerializer,
         responses={
             200: OrderSerializer,
-            403: OpenApiResponse(description="permission_denied: only the buyer or staff cancel"),
+            403: OpenApiResponse(
+                description="permission_denied: only the buyer or staff of the center "
+                "delivering the order cancel it"
+            ),
             409: OpenApiResponse(
                 description="cannot_cancel: the order is past its first pickup, or over"
             ),
@@ -108,11 +111,23 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        """The buyer before the first pickup, or staff of the order's centers."""
+        """The buyer before the first pickup, or staff of the center delivering the order
+        (the buyer's). Staff of a center that only picks up some of its goods see the
+        order but do not call off the other centers' part of it: a farmer of theirs who
+        cannot hand over rejects their line, or their stop fails."""
         order = self.get_object()
-        if request.user.role not in (Role.BUYER, Role.STAFF):
+        user = request.user
+        if not (
+            user.role == Role.BUYER
+            or (
+                user.role == Role.STAFF
+                and selectors.order_delivered_from(order, user.service_center_id)
+            )
+        ):
             raise DomainError(
-                "permission_denied", "Only the buyer or staff cancel.", status_code=403
+                "permission_denied",
+                "Only the buyer or staff of the center delivering the order cancel it.",
+                status_code=403,
             )
         serializer = ReasonSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -316,6 +316,36 @@ def test_staff_see_only_the_shipments_of_an_order_through_their_own_center(clien
     ) == sorted([local.pk, travelling.pk])
 
 
+@pytest.mark.parametrize("routed", [True, False])
+def test_staff_of_the_center_delivering_an_order_cancel_it_not_those_picking_up(client_for, routed):
+    """North picks up one farmer's goods of an order south delivers: north's staff see it,
+    but calling it off would cancel south's own shipment too. South's staff may."""
+    north, south = ServiceCenterFactory(), ServiceCenterFactory()
+    buyer = BuyerFactory(village=VillageFactory(service_center=south))
+    near = create_listing(FarmerFactory(village=VillageFactory(service_center=south)))
+    far = create_listing(FarmerFactory(village=VillageFactory(service_center=north)))
+    order = place_order(buyer, (near, 2), (far, 2))
+    if routed:
+        order_route(order_id=order.pk)
+    status = Order.objects.get(pk=order.pk).status
+    url = f"{ORDERS}{order.pk}/"
+    north_staff = client_for(StaffFactory(service_center=north))
+
+    assert north_staff.get(url).status_code == 200
+    refused = north_staff.post(f"{url}cancel/", {"reason": "路断了"}, format="json")
+    assert (refused.status_code, refused.json()["code"]) == (403, "permission_denied")
+    assert Order.objects.get(pk=order.pk).status == status
+    assert (quantity(near), quantity(far)) == (Decimal("98.000"), Decimal("98.000"))
+    assert set(Shipment.objects.filter(order=order).values_list("status", flat=True)) == (
+        {"pending"} if routed else set()
+    )
+
+    south_staff = client_for(StaffFactory(service_center=south))
+    cancelled = south_staff.post(f"{url}cancel/", {"reason": "路断了"}, format="json")
+    assert (cancelled.status_code, cancelled.json()["status"]) == (200, OrderStatus.CANCELLED)
+    assert (quantity(near), quantity(far)) == (Decimal("100.000"), Decimal("100.000"))
+
+
 def test_farmer_cannot_cancel_a_buyers_order(client_for):
     listing = create_listing()
     order = place_order(BuyerFactory(), (listing, 1))
