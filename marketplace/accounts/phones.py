@@ -8,6 +8,7 @@ from marketplace.exceptions import DomainError
 INVALID_PHONE = "invalid_phone"
 # The longest phone accepted as typed, spaces and dashes included (`+86 138-1234-5678`).
 PHONE_AS_TYPED_MAX = 32
+PHONE_E164_MAX = 16  # "+" and 15 digits: User.phone's length
 
 
 def normalize_phone(raw: str) -> str:
@@ -26,4 +27,30 @@ def normalize_phone(raw: str) -> str:
         raise DomainError(INVALID_PHONE, "Not a phone number.", extra={"field": "phone"}) from exc
     if not phonenumbers.is_valid_number(number):
         raise DomainError(INVALID_PHONE, "Not a valid phone number.", extra={"field": "phone"})
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    # E.164 has at most 15 digits; phonenumbers also passes some longer national numbers
+    # (German toll-free 0800 ones), which the phone column does not hold.
+    if len(e164) > PHONE_E164_MAX:
+        raise DomainError(
+            INVALID_PHONE,
+            f"A phone number has at most {PHONE_E164_MAX - 1} digits.",
+            extra={"field": "phone"},
+        )
+    return e164
+
+
+def lockout_username(request, credentials: dict | None = None) -> str | None:
+    """The phone a login attempt names, as django-axes keys its failures and lockouts
+    (AXES_USERNAME_CALLABLE). The API's log in and password change pass it as `phone`;
+    Django's admin login form as `username` (the user's USERNAME_FIELD is the phone), which
+    axes' AXES_USERNAME_FORM_FIELD alone would file under no one, so the admin's failures
+    never locked the right password out. In E.164 when it reads as a phone, so spellings of
+    one number count together."""
+    source = credentials or getattr(request, "data", None) or request.POST
+    value = source.get("phone") or source.get("username") if hasattr(source, "get") else None
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return normalize_phone(value[:PHONE_AS_TYPED_MAX])
+    except DomainError:
+        return value[:PHONE_AS_TYPED_MAX]

@@ -239,7 +239,7 @@ SPECTACULAR_SETTINGS = {
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_USERNAME_FORM_FIELD = "phone"
+AXES_USERNAME_CALLABLE = "marketplace.accounts.phones.lockout_username"  # API and admin
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "marketplace.api.exceptions.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "marketplace.api.clients.client_address"  # PROXY_COUNT, as DRF

@@ -6,7 +6,9 @@ from decimal import Decimal
 import pytest
 from axes.models import AccessAttempt, AccessLog
 from django.contrib.auth import get_user_model
+from django.test import Client
 from django.utils import timezone
+from rest_framework.test import APIClient
 from rest_framework.throttling import ScopedRateThrottle
 
 from marketplace.accounts.models import Role
@@ -85,7 +87,18 @@ def test_duplicate_phone_in_any_spelling_is_400_phone_taken(api):
     assert User.objects.get().name == "王秀英"
 
 
-@pytest.mark.parametrize("phone", ["12345", "not a phone", "+86 100 0000 0000", ""])
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "12345",
+        "not a phone",
+        "+86 100 0000 0000",
+        "",
+        # valid to phonenumbers, longer than E.164's 15 digits (the phone column's 16)
+        "+49 800 123456789012",
+        "+234 800 12345678901",
+    ],
+)
 def test_bad_phone_is_400_and_creates_nothing(api, phone):
     response = api.post(REGISTER, register_body(VillageFactory(), phone=phone), format="json")
     assert response.status_code == 400
@@ -448,6 +461,32 @@ def test_lockout_is_per_phone_not_for_everyone_behind_the_address(api, settings)
         api.post(TOKEN, {"phone": "+8613912345678", "password": "wrong"}, format="json")
     response = api.post(TOKEN, {"phone": other.phone, "password": PASSWORD}, format="json")
     assert response.status_code == 200
+
+
+def test_the_admin_login_is_locked_out_like_the_apps_right_password_included(settings):
+    """Django's admin login form names the phone `username`: its failures count against
+    that phone (in any spelling) and address like the app's, and once locked out even the
+    right password is refused."""
+    settings.AXES_FAILURE_LIMIT = 3
+    User.objects.create_superuser(phone="+8613000000001", password="operator-pass-1", name="op")
+    attacker = Client()
+    guesses = [
+        attacker.post("/admin/login/", {"username": phone, "password": f"guess-{n}"})
+        for n, phone in enumerate(["+8613000000001", "130 0000 0001", "+8613000000001"])
+    ]
+    assert [g.status_code for g in guesses] == [200, 200, 429]
+    assert list(AccessAttempt.objects.values_list("username", "failures_since_start")) == [
+        ("+8613000000001", 3)
+    ]
+    right = attacker.post(
+        "/admin/login/", {"username": "+8613000000001", "password": "operator-pass-1"}
+    )
+    assert right.status_code == 429
+    assert "_auth_user_id" not in attacker.session
+    app = APIClient().post(
+        TOKEN, {"phone": "+8613000000001", "password": "operator-pass-1"}, format="json"
+    )
+    assert (app.status_code, app.json()["code"]) == (429, "too_many_login_attempts")
 
 
 def test_prune_login_logs_keeps_recent_rows(settings):
