@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
+from django.utils.text import Truncator
 
 from listings.selectors import listings_for_update
 from logistics import errors
@@ -81,7 +82,8 @@ def _track(
         status=status,
         occurred_at=at,
         actor=actor,
-        note=note,
+        # cut to fit: a note may quote staff's reason (up to as long as the column) whole
+        note=Truncator(note).chars(TrackingEvent._meta.get_field("note").max_length),
         center=center,
     )
 

@@ -221,6 +221,20 @@ def test_a_failed_pickup_goes_back_for_the_next_day(world, client_for):
     assert Shipment.objects.get(pk=shipment.pk).order.status == OrderStatus.CONFIRMED
 
 
+def test_a_stop_failed_with_the_longest_reason_allowed_keeps_it_whole(world, client_for):
+    """The stop keeps staff's reason whole; the tracking event quoting it after the next
+    day is cut to fit its note."""
+    shipment = world["shipment"]
+    stop = stop_for(shipment, world["north"], "pickup")
+    reason = "农" * 255
+    response = complete(client_for(world["north_staff"]), stop, outcome="failed", reason=reason)
+    assert response.status_code == 200, response.content
+    assert Stop.objects.get(pk=stop.pk).reason == reason
+    shipment.refresh_from_db()
+    note = shipment.events.order_by("pk").last().note
+    assert note == f"stop failed, next try {shipment.pickup_date:%Y-%m-%d}: {reason}"[:254] + "…"
+
+
 def rescheduled() -> list[tuple]:
     """(buyer, order, new day, day before, why) of each delivery_rescheduled, oldest first."""
     keys = ("delivery_date", "previous_delivery_date", "reason")
