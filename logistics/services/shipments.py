@@ -471,10 +471,13 @@ def shipment_receive(
     ready for local delivery, on a day whose plan will still take it: one due today is
     delivered from tomorrow, as one received after its day (_delivery_day_on_arrival), and
     the buyer is told when that makes the order due later. Receiving it again changes
-    nothing; a time before the shipment's latest event is 400 `before_last_event`."""
-    shipment = (
-        Shipment.objects.select_for_update(of=("self",)).select_related("order").get(pk=shipment_id)
-    )
+    nothing; a time before the shipment's latest event is 400 `before_last_event`. The order
+    is locked before its shipment, as elsewhere: a hand-over or a stop of the same order
+    recorded at the same time waits, never deadlocks."""
+    order_id = Shipment.objects.filter(pk=shipment_id).values_list("order_id", flat=True).get()
+    order = order_lock(order_id)
+    shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
+    shipment.order = order
     if shipment.status == ShipmentStatus.AT_CENTER:
         return shipment
     if shipment.status != ShipmentStatus.IN_TRANSFER:

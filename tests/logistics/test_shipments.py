@@ -235,6 +235,30 @@ def test_a_stop_failed_with_the_longest_reason_allowed_keeps_it_whole(world, cli
     assert note == f"stop failed, next try {shipment.pickup_date:%Y-%m-%d}: {reason}"[:254] + "…"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_transfer_received_while_its_goods_are_handed_over_waits_and_never_deadlocks(world):
+    """A hand-over locks the order, then the shipment; so does the receipt now (it took the
+    shipment first, then the order, and the two could each wait for the other)."""
+    shipment, order, staff = world["shipment"], world["order"], world["south_staff"]
+    Order.objects.filter(pk=order.pk).update(delivery_method="pickup")
+    Shipment.objects.filter(pk=shipment.pk).update(status=ShipmentStatus.IN_TRANSFER)
+    with transaction.atomic():
+        orders.order_lock(order.pk)  # a hand-over has begun: it holds the order
+        receiving, answer = in_thread(
+            lambda: shipments.shipment_receive(shipment_id=shipment.pk, staff=staff)
+        )
+        assert wait_for_lock_waiters(1) == 1  # the receipt waits for the order
+        # the hand-over takes the shipment
+        with pytest.raises(DomainError) as not_ready, transaction.atomic():
+            shipments.shipment_hand_over(
+                shipment_id=shipment.pk, staff=staff, delivery_code=order.delivery_code
+            )
+        assert not_ready.value.code == "shipment_not_ready"
+    receiving.join(timeout=30)
+    assert [type(a).__name__ for a in answer] == ["Shipment"], answer
+    assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.AT_CENTER
+
+
 def rescheduled() -> list[tuple]:
     """(buyer, order, new day, day before, why) of each delivery_rescheduled, oldest first."""
     keys = ("delivery_date", "previous_delivery_date", "reason")
