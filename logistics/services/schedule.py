@@ -30,6 +30,7 @@ from logistics.models import (
     ShipmentStatus,
     Stop,
     StopKind,
+    StopStatus,
     TrackingEvent,
     Vehicle,
 )
@@ -432,6 +433,14 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
         .union(Shipment.objects.filter(stops__route__in=planned_routes).values("order_id"))
     )
     list(Order.objects.select_for_update(of=("self",)).filter(pk__in=involved).order_by("pk"))
+    # Wrong delivery codes entered at a stop of a route not yet on the road stay with its
+    # goods: planning the day again gives no fresh guesses, nor opens a stop locked for
+    # staff review (only the admin's "Unlock" does).
+    tried: dict[int, int] = {}
+    for shipment_id, attempts in Stop.objects.filter(
+        route__in=planned_routes, kind=StopKind.DELIVERY, wrong_code_attempts__gt=0
+    ).values_list("shipments", "wrong_code_attempts"):
+        tried[shipment_id] = max(attempts, tried.get(shipment_id, 0))
     planned_routes.delete()
     fresh = {
         s.pk: s
@@ -486,12 +495,17 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
             sequence += 1
             stops += 1
             window = _stop_window(step.kind, center)
+            attempts = max((tried.get(s.pk, 0) for s in shipments), default=0)
             stop = Stop.objects.create(
                 route=route,
                 sequence=sequence,
                 kind=StopKind.PICKUP
                 if step.kind in (StepKind.PICKUP, StepKind.PAIR_PICKUP)
                 else StopKind.DELIVERY,
+                wrong_code_attempts=attempts,
+                status=StopStatus.LOCKED
+                if attempts >= settings.MAX_DELIVERY_CODE_ATTEMPTS
+                else StopStatus.PENDING,
                 lat=Decimal(str(round(step.location.lat, 6))),
                 lng=Decimal(str(round(step.location.lng, 6))),
                 window_start=_at(day, window.start),

@@ -529,11 +529,25 @@ def shipment_hand_over(
     buyer, who shows the order's 6-digit code: the shipment is delivered and the order
     follows (delivered, cash collected). Only goods waiting at the center; handing them
     over again changes nothing; a time before the shipment's latest event is 400
-    `before_last_event`. The order is locked before its shipment, as elsewhere."""
+    `before_last_event`. The order is locked before its shipment, as elsewhere.
+
+    The code is checked last, once the goods are here to hand over (or were handed over:
+    a retry too must show it): checked first, a wrong code's 400 against a right one's 409
+    would tell the code of an order delivered home, or not yet here, for free."""
     order_id = Shipment.objects.filter(pk=shipment_id).values_list("order_id", flat=True).get()
     order = order_lock(order_id)
     shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
-    if delivery_code != order.delivery_code:  # a retry too must show the code
+    if order.delivery_method != DeliveryMethod.PICKUP:
+        raise ConflictError(
+            errors.NOT_FOR_HAND_OVER, "This order is delivered to the buyer, not collected."
+        )
+    if shipment.status not in (ShipmentStatus.AT_CENTER, ShipmentStatus.DELIVERED):
+        raise ConflictError(
+            errors.SHIPMENT_NOT_READY,
+            f"This shipment is {shipment.status}, not waiting at the center.",
+            extra={"shipments": {shipment.pk: shipment.status}},
+        )
+    if delivery_code != order.delivery_code:
         raise DomainError(
             errors.INVALID_DELIVERY_CODE,
             "That is not this order's code.",
@@ -541,16 +555,6 @@ def shipment_hand_over(
         )
     if shipment.status == ShipmentStatus.DELIVERED:
         return shipment
-    if order.delivery_method != DeliveryMethod.PICKUP:
-        raise ConflictError(
-            errors.NOT_FOR_HAND_OVER, "This order is delivered to the buyer, not collected."
-        )
-    if shipment.status != ShipmentStatus.AT_CENTER:
-        raise ConflictError(
-            errors.SHIPMENT_NOT_READY,
-            f"This shipment is {shipment.status}, not waiting at the center.",
-            extra={"shipments": {shipment.pk: shipment.status}},
-        )
     shipment.order = order
     _complete_delivery([shipment], staff, _when([shipment], occurred_at))
     _advance_order(order.pk, staff)

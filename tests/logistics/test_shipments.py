@@ -18,10 +18,12 @@ from logistics.models import (
     LegStatus,
     Route,
     RouteStatus,
+    ScheduleRun,
     Shipment,
     ShipmentStatus,
     Stop,
     StopStatus,
+    Vehicle,
 )
 from logistics.services import routing, schedule, shipments
 from logistics.services.routing import order_route
@@ -185,6 +187,44 @@ def test_a_wrong_code_is_400_the_fifth_locks_the_stop_and_an_operator_unlocks_it
     done = complete(south, stop, outcome="done", delivery_code=world["order"].delivery_code)
     assert done.status_code == 200
     assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.DELIVERED
+
+
+@pytest.mark.parametrize("wrong", [2, 5])
+def test_planning_the_day_again_keeps_the_wrong_codes_entered_at_a_stop(world, client_for, wrong):
+    """Wrong codes at a delivery stop whose route is not yet on the road (they do not
+    start it): a new plan of the day writes its stop again, with the count and the lock,
+    so planning again gives no fresh guesses; only the admin's Unlock opens it."""
+    shipment, order, south = world["shipment"], world["order"], world["south"]
+    today = timezone.localdate()
+    Shipment.objects.filter(pk=shipment.pk).update(
+        status=ShipmentStatus.AT_CENTER, pickup_date=today, delivery_date=today
+    )
+    Vehicle.objects.create(service_center=south, name="van", capacity_kg=Decimal("300"))
+    staff = client_for(world["south_staff"])
+    bad = "000000" if order.delivery_code != "000000" else "111111"
+
+    def plan() -> Stop:
+        run = ScheduleRun.objects.create(service_center=south, date=today)
+        schedule.schedule_run_execute(run_id=run.pk)
+        return Stop.objects.get(shipments=shipment, kind="delivery")
+
+    stop = plan()
+    for _ in range(wrong):
+        assert complete(staff, stop, outcome="done", delivery_code=bad).status_code == 400
+    assert Route.objects.get(stops=stop).status == RouteStatus.PLANNED
+
+    again = plan()
+    assert again.pk != stop.pk
+    locked = wrong >= 5
+    assert (again.status, again.wrong_code_attempts) == (
+        StopStatus.LOCKED if locked else StopStatus.PENDING,
+        wrong,
+    )
+    answer = complete(staff, again, outcome="done", delivery_code=bad)
+    if locked:
+        assert (answer.status_code, answer.json()["code"]) == (409, "stop_locked")
+    else:
+        assert answer.json()["attempts_left"] == 5 - wrong - 1
 
 
 def test_a_stop_locked_by_wrong_codes_can_still_be_reported_failed(world, client_for):
@@ -1295,9 +1335,33 @@ def test_goods_failing_for_good_lock_their_listings_at_once_in_key_order(world, 
     ]
 
 
+def test_the_hand_over_tells_nothing_of_the_code_before_the_goods_wait_for_the_buyer(
+    world, client_for
+):
+    """Goods delivered home, or collected but not at the center yet: a wrong code and the
+    right one get the same answer, so the hand-over is no way to learn a code."""
+    shipment, order = world["shipment"], world["order"]
+    url = f"/api/v1/shipments/{shipment.pk}/hand-over/"
+    staff = client_for(world["south_staff"])
+    wrong = "000000" if order.delivery_code != "000000" else "111111"
+    for method, status, code in (
+        ("home", ShipmentStatus.AT_CENTER, "not_for_hand_over"),
+        ("pickup", ShipmentStatus.IN_TRANSFER, "shipment_not_ready"),
+        ("pickup", ShipmentStatus.PENDING, "shipment_not_ready"),
+    ):
+        Order.objects.filter(pk=order.pk).update(delivery_method=method)
+        Shipment.objects.filter(pk=shipment.pk).update(status=status)
+        for guess in (wrong, order.delivery_code):
+            answer = staff.post(url, {"delivery_code": guess})
+            assert (answer.status_code, answer.json()["code"]) == (409, code), (method, status)
+        assert Shipment.objects.get(pk=shipment.pk).status == status
+
+
 def test_the_hand_over_code_cannot_be_guessed(world, client_for, monkeypatch):
     monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"hand_over": "3/hour"})
     shipment, order = world["shipment"], world["order"]
+    Order.objects.filter(pk=order.pk).update(delivery_method="pickup")
+    Shipment.objects.filter(pk=shipment.pk).update(status=ShipmentStatus.AT_CENTER)
     url = f"/api/v1/shipments/{shipment.pk}/hand-over/"
     staff = client_for(world["south_staff"])
     wrong = [f"{n:06d}" for n in range(4) if f"{n:06d}" != order.delivery_code][:3]
