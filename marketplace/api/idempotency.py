@@ -38,11 +38,11 @@ from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, get_resolver
 from django.utils import timezone
-from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from marketplace.api.authentication import remember_access_token
+from marketplace.api.authentication import JWTAuthentication, remember_access_token
 from marketplace.api.exceptions import (
     PROBLEM_CONTENT_TYPE,
     REQUEST_TOO_LARGE,
@@ -66,7 +66,15 @@ def _problem(status: int, code: str, detail: str) -> JsonResponse:
     )
 
 
-def _user_id(request: HttpRequest) -> int | None:
+def _user_id(request: HttpRequest, view_class: type | None) -> int | None:
+    """The key's owner: the user of a bearer token that is good now, as DRF's
+    authentication checks it (not logged out, no password changed or sign-out of every
+    device since, the user active). None else, and the view answers 401: a phone signed
+    out after it lost its owner gets no stored answer back (an order and its delivery
+    code), as it gets nothing else. A view whose effect refuses the very token it was sent
+    with (sign out of every device) says so with `idempotency_replays_to_refused_tokens`:
+    its retry is replayed (an empty 204) to that token, whose signature and expiry are
+    still checked."""
     header = request.headers.get("Authorization", "")
     scheme, _, raw = header.partition(" ")
     if scheme not in jwt_settings.AUTH_HEADER_TYPES or not raw:
@@ -77,8 +85,16 @@ def _user_id(request: HttpRequest) -> int | None:
         user_id = int(token[jwt_settings.USER_ID_CLAIM])
     except (TokenError, KeyError, ValueError):
         return None  # the view answers 401
-    remember_access_token(request, raw, token)  # DRF's authentication decodes it no more
-    return user_id
+    if getattr(view_class, "idempotency_replays_to_refused_tokens", False):
+        remember_access_token(request, raw, token)
+        return user_id
+    try:
+        user = JWTAuthentication().get_user(token)
+    except (AuthenticationFailed, InvalidToken):
+        return None  # the view answers 401, with the code
+    # DRF's authentication decodes it, and reads its user, no more
+    remember_access_token(request, raw, token, user)
+    return user.pk
 
 
 def _view_class(request: HttpRequest) -> type | None:
@@ -195,7 +211,7 @@ class IdempotencyMiddleware:
                 "Idempotency-Key must be 1 to 255 visible ASCII characters.",
             )
         view_class = _view_class(request)
-        user_id = _user_id(request) if _view_reads_the_user(view_class) else None
+        user_id = _user_id(request, view_class) if _view_reads_the_user(view_class) else None
         if user_id is None:
             return self.get_response(request)
         return self._once(request, user_id, key, view_class)

@@ -11,11 +11,17 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from listings.api import views as listing_views
 from listings.models import Listing
+from marketplace.accounts.models import User
+from marketplace.accounts.tokens import RefreshToken as SessionRefreshToken
 from marketplace.api.models import IdempotencyRecord
 from marketplace.tasks import prune_idempotency_records
-from tests.factories import PASSWORD, FarmerFactory
+from orders.models import Order
+from tests.factories import PASSWORD, BuyerFactory, FarmerFactory, create_listing
 
 LISTINGS = "/api/v1/listings/"
+ORDERS = "/api/v1/orders/"
+LOGOUT = "/api/v1/auth/logout/"
+LOGOUT_ALL = "/api/v1/auth/logout-all/"
 
 
 def body(**overrides):
@@ -222,3 +228,39 @@ def test_a_key_sent_to_an_anonymous_view_is_ignored_whatever_token_comes_along()
         )
         assert (signup.status_code, signup.json()["code"]) == (400, "validation_error")
     assert not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("how", ["logout", "logout_all", "deactivate", "new_password"])
+def test_a_token_refused_since_gets_no_stored_answer_back(how):
+    """A phone signed out (or whose owner changed the password, or was deactivated) after
+    it placed an order under a key: its retry is 401 like any request of that token, not
+    the order and its delivery code."""
+    buyer = BuyerFactory()
+    body = {
+        "lines": [{"listing": create_listing().pk, "quantity": "1"}],
+        "delivery_method": "home",
+        "payment_method": "cod",
+    }
+    refresh = SessionRefreshToken.for_user(buyer)  # its access tokens name it (sid)
+    lost_phone = APIClient()
+    lost_phone.credentials(HTTP_AUTHORIZATION=f"Bearer {refresh.access_token}")
+    first = lost_phone.post(ORDERS, body, format="json", HTTP_IDEMPOTENCY_KEY="place-1")
+    assert first.status_code == 201
+    assert first.json()["delivery_code"]
+    if how == "logout":
+        assert APIClient().post(LOGOUT, {"refresh": str(refresh)}).status_code == 204
+    elif how == "logout_all":
+        assert signed_in(buyer).post(LOGOUT_ALL).status_code == 204
+    elif how == "deactivate":
+        User.objects.filter(pk=buyer.pk).update(is_active=False)
+    else:
+        buyer.set_password("a-brand-new-passphrase")
+        buyer.save()
+
+    replay = lost_phone.post(ORDERS, body, format="json", HTTP_IDEMPOTENCY_KEY="place-1")
+
+    assert replay.status_code == 401, replay.content
+    assert b"delivery_code" not in replay.content
+    assert lost_phone.get(ORDERS).status_code == 401
+    assert Order.objects.count() == 1

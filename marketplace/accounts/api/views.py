@@ -106,6 +106,10 @@ class LogoutAllView(APIView):
     does). A retry with its Idempotency-Key replays the 204; one without carries a token
     now refused (401 signed_out)."""
 
+    # Its effect refuses the token it came with: its retry is replayed all the same (an
+    # empty 204, nothing to leak), to that token (marketplace.api.idempotency).
+    idempotency_replays_to_refused_tokens = True
+
     @extend_schema(
         request=None,
         responses={
