@@ -2,7 +2,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import ListAPIView
@@ -133,13 +133,35 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         service(shipment_id=shipment.pk, staff=request.user, **body.validated_data)
         return Response(self.get_serializer(self.get_queryset().get(pk=shipment.pk)).data)
 
-    @extend_schema(request=OccurredAtSerializer, responses=ShipmentSerializer)
+    @extend_schema(
+        request=OccurredAtSerializer,
+        responses={
+            200: ShipmentSerializer,
+            400: OpenApiResponse(
+                description="before_last_event: a time before what is recorded of the goods"
+            ),
+            409: OpenApiResponse(description="not_in_transfer: the goods are not on their way"),
+        },
+    )
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated, IsCenterStaff])
     def receive(self, request, pk=None):
         """Staff at the destination center record the transfer's arrival."""
         return self._at_destination(request, OccurredAtSerializer, shipment_receive)
 
-    @extend_schema(request=HandOverSerializer, responses=ShipmentSerializer)
+    @extend_schema(
+        request=HandOverSerializer,
+        responses={
+            200: ShipmentSerializer,
+            400: OpenApiResponse(
+                description="invalid_delivery_code (checked once the goods wait at the "
+                "center); before_last_event: a time before what is recorded of the goods"
+            ),
+            409: OpenApiResponse(
+                description="not_for_hand_over: the order is delivered home; "
+                "shipment_not_ready: the goods are not waiting at the center"
+            ),
+        },
+    )
     @action(
         detail=True,
         methods=["post"],
@@ -196,7 +218,23 @@ class StopCompleteView(APIView):
 
     permission_classes = [IsAuthenticated, IsCenterStaff]
 
-    @extend_schema(request=StopCompletionSerializer, responses=StopResultSerializer)
+    @extend_schema(
+        request=StopCompletionSerializer,
+        responses={
+            200: StopResultSerializer,
+            400: OpenApiResponse(
+                description="invalid_delivery_code (with `attempts_left`), "
+                "delivery_code_required, weight_required, reason_required, "
+                "before_last_event: a time before what is recorded of the goods"
+            ),
+            409: OpenApiResponse(
+                description="stop_locked: too many wrong codes, staff review it; "
+                "stop_already_completed: recorded the other way; stop_cancelled: all its "
+                "goods were cancelled; shipment_not_ready: goods not where the stop expects "
+                "them; before_route_day: the route's day has not come"
+            ),
+        },
+    )
     def post(self, request, pk: int):
         stop = selectors.stops_of_staff(request.user).filter(pk=pk).first()
         if stop is None:

@@ -368,6 +368,15 @@ def test_the_schema_lists_the_framework_errors_an_operation_can_get_beside_its_o
     assert set(answers("post", "/api/v1/stops/{id}/complete/")) == {
         *("200", "400", "401", "403", "404", "409", "413", "415", "422"),
     }
+    for path, status, codes in (
+        ("/api/v1/stops/{id}/complete/", "400", ("invalid_delivery_code", "weight_required")),
+        ("/api/v1/stops/{id}/complete/", "409", ("stop_locked", "before_route_day")),
+        ("/api/v1/shipments/{id}/receive/", "409", ("not_in_transfer",)),
+        ("/api/v1/shipments/{id}/hand-over/", "409", ("not_for_hand_over", "shipment_not_ready")),
+    ):
+        described = answers("post", path)[status]
+        assert all(code in described for code in codes), (path, status, described)
+        assert "idempotency_key_in_use" in described or status == "400", described
     cancel = answers("post", "/api/v1/orders/{id}/cancel/")
     assert cancel["403"].startswith("permission_denied: only the buyer or staff of the center")
     assert cancel["409"].startswith("cannot_cancel: ")
