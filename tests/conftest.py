@@ -1,5 +1,6 @@
 import pytest
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 from rest_framework.test import APIClient
 
 from marketplace.accounts.tokens import RefreshToken
@@ -33,6 +34,16 @@ def _cut_off_far_from_now(settings):
     of minutes never crosses it, and at 1..23 o'clock midnight moves no day either. A test
     that sets the clock sets the cut-off it assumes."""
     settings.ROUTING_CUTOFF_HOUR = (timezone.localtime().hour + 12) % 24 or 23
+
+
+@pytest.fixture
+def broker_down(monkeypatch):
+    """Every message the app sends to Celery fails, as with Redis down."""
+
+    def send_task(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(celery_app, "send_task", send_task)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 
 from logistics.models import (
     CenterDayLoad,
@@ -864,15 +863,11 @@ def test_goods_at_one_farm_go_as_stops_the_vehicles_can_take():
 
 @pytest.mark.django_db(transaction=True)
 def test_a_day_asked_for_while_the_broker_is_down_is_queued_and_answered_202(
-    day, client_for, monkeypatch
+    day, client_for, broker_down
 ):
     """The run is committed before its message is sent; the stale-runs sweeper sends it
     again if it is lost. A 500 would leave staff thinking nothing was asked for."""
 
-    def broker_down(*args, **kwargs):
-        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-
-    monkeypatch.setattr(celery_app, "send_task", broker_down)
     client = client_for(day["staff"])
     client.raise_request_exception = False
     url = f"/api/v1/service-centers/{day['center'].pk}/schedule/"
