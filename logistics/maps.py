@@ -8,6 +8,7 @@ ElementTree, which escapes it, so a name like `A&B <冷藏>` cannot break the do
 
 import itertools
 import math
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -97,13 +98,24 @@ def _n(value: float) -> str:
     return f"{value:.1f}"
 
 
+# What XML 1.0 forbids in a document (ElementTree writes it as is, and no viewer then reads
+# the map): control characters other than tab and newlines, and U+FFFE, U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml(value: object) -> str:
+    """`value` as text an XML document may hold: a name pasted with a control character in
+    it (a backspace from a spreadsheet) shows U+FFFD there."""
+    return _NOT_XML.sub("\ufffd", str(value))
+
+
 def _add(parent: ET.Element, tag: str, text: str | None = None, **attributes: object) -> ET.Element:
     """A child element; `class_` and `font_size` style names become `class`, `font-size`."""
     element = ET.SubElement(
-        parent, tag, {k.rstrip("_").replace("_", "-"): str(v) for k, v in attributes.items()}
+        parent, tag, {k.rstrip("_").replace("_", "-"): _xml(v) for k, v in attributes.items()}
     )
     if text is not None:
-        element.text = text
+        element.text = _xml(text)
     return element
 
 

@@ -165,7 +165,8 @@ def shipment_move_days(
     since the goods must go some day; a cancellation then releases the days really booked."""
     before = booked_days(shipment, pickup=shipment.pickup_date, delivery=shipment.delivery_date)
     shipment.pickup_date, shipment.delivery_date = pickup_date, delivery_date
-    shipment.save(update_fields=["pickup_date", "delivery_date", *also])
+    shipment.spoils_before_arrival = _spoils_before(shipment, delivery_date)
+    shipment.save(update_fields=["pickup_date", "delivery_date", "spoils_before_arrival", *also])
     after = booked_days(shipment, pickup=pickup_date, delivery=delivery_date)
     added = []
     for (center_id, old), (_, new) in zip(before, after, strict=True):
@@ -176,6 +177,15 @@ def shipment_move_days(
     pending = ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING)
     pending.filter(kind=LegKind.PICKUP).update(date=pickup_date)
     pending.exclude(kind=LegKind.PICKUP).update(date=delivery_date)
+
+
+def _spoils_before(shipment: Shipment, delivery: date) -> bool:
+    """Whether some of the shipment's goods (its farmer's lines still ordered) pass their
+    shelf life before `delivery`, as routing first flagged it for its first day."""
+    kept = OrderLine.objects.filter(
+        order_id=shipment.order_id, farmer_id=shipment.farmer_id, status=LineStatus.ACTIVE
+    ).values_list("listing__harvest_date", "listing__shelf_life_days")
+    return any(harvest + timedelta(days=shelf) < delivery for harvest, shelf in kept)
 
 
 def _last_deliveries(order_ids: Iterable[int]) -> QuerySet:

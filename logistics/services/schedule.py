@@ -10,7 +10,7 @@ not fit is listed with its reason and rolled to the next day.
 
 import time as clock
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -254,6 +254,12 @@ def _spec(vehicle: Vehicle, depot: Location, hours: TimeWindow) -> VehicleSpec |
     )
 
 
+def _same_for_the_plan(solved: VehicleSpec, now: VehicleSpec | None) -> bool:
+    """Whether a vehicle as it is now still takes what was planned onto it as it was:
+    its price per km is no part of that (fleet.PLANNED_ON), only of the route's cost."""
+    return now is not None and replace(solved, cost_per_km=0) == replace(now, cost_per_km=0)
+
+
 def _loads(group: list[Shipment], vehicles: tuple[VehicleSpec, ...]) -> list[list[Shipment]]:
     """Shipments at one place as stops the day's vehicles can carry: more than the largest
     vehicle able to take them holds is split, heaviest first, into loads that each fit
@@ -419,7 +425,8 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
     and locked; a shipment no longer there (cancelled, picked up, moved, now on a route that
     set out) is left out of its stop, and a stop left empty is dropped; a route whose
     vehicle is gone, inactive, now on the road or changed is not written, and its shipments
-    are reported unplanned (`vehicle_unavailable`) and stay on the day for the next run."""
+    are reported unplanned (`vehicle_unavailable`) and stay on the day for a new run, asked
+    for once this one is done."""
     center, day, now = run.service_center, run.date, timezone.now()
     planned_routes = Route.objects.filter(
         service_center=center, date=day, status=RouteStatus.PLANNED
@@ -453,7 +460,7 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
     vehicles = {
         v.pk: v
         for v in _day_vehicles(center, day).select_for_update(of=("self",))
-        if v.pk in solved_for and solved_for[v.pk] == _spec(v, depot, hours)
+        if v.pk in solved_for and _same_for_the_plan(solved_for[v.pk], _spec(v, depot, hours))
     }
 
     def still(shipments: list[Shipment]) -> list[Shipment]:
@@ -517,6 +524,13 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
             scheduled.extend(shipments)
             if stop.kind == StopKind.PICKUP:
                 pickups.append((stop, shipments))
+    if any(item["reason"] == "vehicle_unavailable" for item in unassigned):
+        # Those goods wait on the day for a plan with the vehicles as they are now. A
+        # request to plan it again made while this run solved joined this one, so a new run
+        # is asked for once this one is done (robust: the sweeper re-sends a lost message).
+        transaction.on_commit(
+            lambda: schedule_run_request(center=center, day=day, requested_by=None), robust=True
+        )
     _mark_scheduled(scheduled, now)
     notifications.notify_pickups_scheduled(pickups)
     left_over = [(item.reason, still(_unplanned(day_work, item))) for item in plan.unassigned]

@@ -876,3 +876,73 @@ def test_a_day_asked_for_while_the_broker_is_down_is_queued_and_answered_202(
     assert list(ScheduleRun.objects.values_list("pk", "status")) == [
         (answer.json()["id"], ScheduleRunStatus.QUEUED)
     ]
+
+
+def _only_the_van(day):
+    """The truck off the road and the milk plain: every stop of the day goes on the van."""
+    day["cold"].active = False
+    day["cold"].save()
+    Shipment.objects.update(needs_refrigeration=False)
+
+
+@pytest.mark.django_db
+def test_a_vehicle_repriced_while_the_day_is_solved_keeps_its_route(day, monkeypatch):
+    """Its price per km is no part of what a plan relies on (fleet.PLANNED_ON): the route
+    planned onto it is written, costed at the new price."""
+    _only_the_van(day)
+
+    def reprice():
+        fleet.vehicle_update(vehicle_id=day["van"].pk, changes={"cost_per_km": Decimal("2.00")})
+
+    solving_while(monkeypatch, reprice)
+    run = run_day(day)
+
+    assert run.summary["unassigned"] == []
+    route = Route.objects.get(vehicle=day["van"])
+    assert route.cost == (route.distance_km * 2).quantize(Decimal("0.01"))
+
+
+@pytest.mark.django_db
+def test_a_vehicle_changed_while_its_day_is_solved_has_the_day_planned_again(
+    day, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The change asks for the day to be planned again, which joins the run solving it;
+    that run drops the van's route (planned for the van as it was): a new run is queued
+    once it is done, so the goods left waiting on the day get a plan."""
+    _only_the_van(day)
+    run_day(day)
+
+    def grow():
+        fleet.vehicle_update(vehicle_id=day["van"].pk, changes={"capacity_kg": Decimal("400")})
+
+    solving_while(monkeypatch, grow)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = run_day(day)
+
+    [dropped] = run.summary["unassigned"]
+    assert dropped["reason"] == "vehicle_unavailable"
+    again = ScheduleRun.objects.get(status=ScheduleRunStatus.QUEUED)
+    assert (again.service_center_id, again.date, again.requested_by) == (
+        day["center"].pk,
+        day["date"],
+        None,
+    )
+    monkeypatch.undo()  # the engine as it is
+    assert schedule.schedule_run_execute(run_id=again.pk).summary["unassigned"] == []
+    assert Route.objects.filter(vehicle=day["van"]).exists()
+    celery_app.control.purge()  # its message: no worker here
+
+
+@pytest.mark.django_db
+def test_goods_rolled_past_their_shelf_life_are_flagged_as_spoiling(day):
+    shipment = Shipment.objects.filter(needs_refrigeration=False).order_by("pk").first()
+    assert shipment.spoils_before_arrival is False
+    listing = shipment.order.lines.filter(farmer=shipment.farmer).first().listing
+    shelf = (shipment.delivery_date - listing.harvest_date).days  # keeps to delivery, no more
+    type(listing).objects.filter(pk=listing.pk).update(shelf_life_days=shelf)
+    Vehicle.objects.update(active=False)  # no vehicle: the day's goods roll to the next
+    run_day(day)
+
+    shipment.refresh_from_db()
+    assert listing.harvest_date + timedelta(days=shelf) < shipment.delivery_date
+    assert shipment.spoils_before_arrival is True
