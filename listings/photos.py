@@ -24,6 +24,7 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from listings import errors, tasks
 from listings.models import Listing, ListingPhoto, ListingStatus
+from listings.selectors import listing_lock
 from marketplace.exceptions import DomainError
 
 logger = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def _to_srgb(image: Image.Image) -> Image.Image:
         try:
             source = ImageCms.ImageCmsProfile(BytesIO(icc_profile))
             converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
-        except ImageCms.PyCMSError:
+        except (ImageCms.PyCMSError, OSError):  # lcms refuses some with an OSError
             pass  # a broken profile: keep the pixels as they are
         else:
             if converted is not None:
@@ -159,7 +160,7 @@ def _check_accepts_photos(listing: Listing) -> None:
 def _insert_photo(photo: ListingPhoto) -> None:
     # The listing row lock serializes uploads to one listing, so two of them can't both
     # count 7 and make 9.
-    listing = Listing.objects.select_for_update(of=("self",)).get(pk=photo.listing_id)
+    listing = listing_lock(photo.listing_id)
     _check_accepts_photos(listing)
     photo.save()
     # robust: with the broker down, the photo is saved all the same (and answered 201);
@@ -198,7 +199,7 @@ def listing_photo_remove(*, listing: Listing, photo_id: int) -> None:
     bought). The row goes under the listing's lock, as an upload takes it, and the files
     once that commits; a thumbnail being made meanwhile finds the row gone and removes its
     own file. A photo not on this listing (or already removed) answers 404."""
-    listing = Listing.objects.select_for_update(of=("self",)).get(pk=listing.pk)
+    listing = listing_lock(listing.pk)
     if listing.status == ListingStatus.ARCHIVED:
         raise DomainError(
             errors.LISTING_ARCHIVED, "An archived listing cannot be changed.", status_code=409

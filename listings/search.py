@@ -10,6 +10,7 @@ so 西红柿 finds 有机西红柿 and 苹果 finds 红富士苹果; latin words
 """
 
 import re
+import unicodedata
 
 from django.contrib.postgres.search import SearchQuery
 
@@ -24,10 +25,16 @@ def _bigrams(run: str) -> list[str]:
     return [run[i : i + 2] for i in range(len(run) - 1)]
 
 
+def _folded(text: str | None) -> str:
+    """NFKC, lower case: full-width letters and digits (`ｔｏｍａｔｏ`, `５斤`, as Chinese
+    input methods type them) as ASCII, accents typed as combining marks as one letter."""
+    return unicodedata.normalize("NFKC", text or "").lower()
+
+
 def segment(text: str) -> str:
     """The text as space-separated lexemes for `to_tsvector('simple', …)`."""
     lexemes: list[str] = []
-    for run in _TOKEN.findall((text or "").lower()):
+    for run in _TOKEN.findall(_folded(text)):
         if _IS_CJK.match(run):
             lexemes.extend(run)
             lexemes.extend(_bigrams(run))
@@ -39,7 +46,7 @@ def segment(text: str) -> str:
 def query_terms(text: str) -> list[str]:
     """tsquery terms (already quoted) that a document must all contain."""
     terms: list[str] = []
-    for run in _TOKEN.findall((text or "").lower()):
+    for run in _TOKEN.findall(_folded(text)):
         if _IS_CJK.match(run):
             terms.extend(f"'{lexeme}'" for lexeme in (_bigrams(run) or [run]))
         else:

@@ -28,9 +28,8 @@ from listings.search import search_query
 from logistics.geo import EARTH_RADIUS_KM
 from marketplace.accounts.models import Role, User
 from marketplace.db import select
+from marketplace.exceptions import DomainError
 from orders.models import LineStatus, OrderLine, Review
-
-KM_PER_DEGREE_LAT = 111.195
 
 ORDERINGS = {
     "price": ("price", "id"),
@@ -94,14 +93,17 @@ def distance_km_expression(lat: float, lng: float):
 
 def _bounding_box(near: Near) -> Q:
     """A box around the circle, so the (lat, lng) index narrows rows before the exact test."""
-    dlat = near.radius_km / KM_PER_DEGREE_LAT
-    dlng = near.radius_km / (KM_PER_DEGREE_LAT * max(math.cos(math.radians(near.lat)), 0.01))
-    return Q(
-        lat__gte=near.lat - dlat,
-        lat__lte=near.lat + dlat,
-        lng__gte=near.lng - dlng,
-        lng__lte=near.lng + dlng,
-    )
+    angle = near.radius_km / EARTH_RADIUS_KM  # the circle's radius, in radians
+    dlat = math.degrees(angle)
+    box = Q(lat__gte=near.lat - dlat, lat__lte=near.lat + dlat)
+    # The circle reaches furthest east and west at asin(sin r / cos lat) of longitude, more
+    # than r / cos lat (r / (111.195 km · cos lat) cut off places inside it, near its rim);
+    # a circle around a pole spans every longitude.
+    reach = math.sin(angle) / max(math.cos(math.radians(near.lat)), 1e-12)
+    if reach < 1:
+        dlng = math.degrees(math.asin(reach))
+        box &= Q(lng__gte=near.lng - dlng, lng__lte=near.lng + dlng)
+    return box
 
 
 def on_offer(today: date, *, through: str = "") -> Q:
@@ -161,7 +163,8 @@ def listing_page(ids: list[int], *, near: Near | None = None) -> list[Listing]:
     if near is not None:
         rows = rows.annotate(distance_km=distance_km_expression(near.lat, near.lng))
     by_id = {row.pk: row for row in rows}
-    return [by_id[pk] for pk in ids]
+    # a listing deleted since its id was paged (requests run in autocommit) is left out
+    return [by_id[pk] for pk in ids if pk in by_id]
 
 
 def listing_list_for_farmer(*, farmer: User, status: str | None = None) -> QuerySet[Listing]:
@@ -234,6 +237,15 @@ def listings_for_update(listing_ids: Sequence[int]) -> list[Listing]:
     cancellation runs it, and the ORM spent ~0.7 ms of CPU building that query and its
     instances, this ~0.1 ms (bench/ORDERS_RESULTS.md)."""
     return select(Listing, _LOCK, [list(listing_ids)], defer=_LONG_TEXTS)
+
+
+def listing_lock(listing_id: int) -> Listing:
+    """The listing row, locked for the rest of the transaction; 404 `not_found` when it is
+    gone: deleted (by the farmer's other phone) since the caller read it."""
+    listing = Listing.objects.select_for_update(of=("self",)).filter(pk=listing_id).first()
+    if listing is None:
+        raise DomainError("not_found", "No such listing.", status_code=404)
+    return listing
 
 
 _LONG_TEXTS = frozenset({"description", "search_vector"})

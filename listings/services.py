@@ -11,9 +11,17 @@ from django.db.models import ProtectedError, QuerySet, Value
 from django.utils import timezone
 
 from listings import errors
-from listings.models import FIXED_UNIT_WEIGHT_KG, WHOLE_UNITS, Category, Listing, ListingStatus
+from listings.models import (
+    FIXED_UNIT_WEIGHT_KG,
+    WHOLE_UNITS,
+    Category,
+    Listing,
+    ListingPhoto,
+    ListingStatus,
+)
 from listings.places import public_point
 from listings.search import CONFIG, segment
+from listings.selectors import listing_lock
 from marketplace.accounts.models import Role, User
 from marketplace.exceptions import DomainError
 from orders.models import LineStatus, OrderLine, OrderStatus
@@ -204,15 +212,16 @@ def listing_update(*, listing: Listing, **changes: Any) -> Listing:
     unknown = set(changes) - EDITABLE_FIELDS
     if unknown:
         raise TypeError(f"not editable: {sorted(unknown)}")
-    listing = Listing.objects.select_for_update(of=("self",)).get(pk=listing.pk)
+    listing = listing_lock(listing.pk)
     if listing.status == ListingStatus.ARCHIVED:
         raise DomainError(
             errors.LISTING_ARCHIVED, "An archived listing cannot be changed.", status_code=409
         )
     if "unit" in changes or "unit_weight_kg" in changes:
         unit = changes.get("unit", listing.unit)
+        # a new unit needs its weight again; the same unit sent again keeps it
         weight = changes.get(
-            "unit_weight_kg", None if "unit" in changes else listing.unit_weight_kg
+            "unit_weight_kg", listing.unit_weight_kg if unit == listing.unit else None
         )
         changes["unit_weight_kg"] = _unit_weight(unit, weight)
         if (unit, changes["unit_weight_kg"]) != (listing.unit, listing.unit_weight_kg):
@@ -257,7 +266,7 @@ def _check_no_open_orders(listing: Listing) -> None:
 def listing_set_status(*, listing: Listing, status: str) -> Listing:
     """Publish, pause, resume or archive, along STATUS_TRANSITIONS. Publishing or resuming a
     listing with no stock leaves it sold out."""
-    listing = Listing.objects.select_for_update(of=("self",)).get(pk=listing.pk)
+    listing = listing_lock(listing.pk)
     if status == listing.status:
         return listing  # a retried request changes nothing
     if status not in STATUS_TRANSITIONS[listing.status]:
@@ -278,12 +287,21 @@ def listing_delete(*, listing: Listing) -> Listing | None:
     pointing at it). Returns the archived listing, or None when it was deleted. The row is
     locked first, as a placement locks it: an order being placed commits its lines before
     the check for them, or finds the listing gone."""
-    list(Listing.objects.select_for_update().filter(pk=listing.pk).values_list("pk", flat=True))
+    listing_lock(listing.pk)
+    files = [
+        (field.storage, field.name)
+        for photo in ListingPhoto.objects.filter(listing=listing)
+        for field in (photo.image, photo.thumbnail)
+        if field
+    ]
     try:
         with transaction.atomic():
             Listing.objects.filter(pk=listing.pk).delete()
     except ProtectedError:
         return listing_set_status(listing=listing, status=ListingStatus.ARCHIVED)
+    # its photos went with it: their files go too, once that is committed (as a photo
+    # removed on its own); robust: a file left over is no failure of the delete
+    transaction.on_commit(lambda: [storage.delete(name) for storage, name in files], robust=True)
     return None
 
 

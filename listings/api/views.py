@@ -17,6 +17,7 @@ from listings.api.serializers import (
 )
 from listings.models import Category, ListingStatus
 from marketplace.api.permissions import IsFarmer
+from marketplace.exceptions import DomainError
 
 
 class CategoryViewSet(viewsets.ReadOnlyModelViewSet):
@@ -89,8 +90,10 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return self.get_paginated_response(ListingSerializer(rows, many=True).data)
 
     def _detail(self, listing, status_code=status.HTTP_200_OK) -> Response:
-        fresh = selectors.listing_detail_queryset(user=self.request.user).get(pk=listing.pk)
-        return Response(ListingDetailSerializer(fresh).data, status=status_code)
+        fresh = selectors.listing_detail_queryset(user=self.request.user).filter(pk=listing.pk)
+        if (found := fresh.first()) is None:  # deleted (by another phone) since this wrote
+            raise DomainError("not_found", "No such listing.", status_code=404)
+        return Response(ListingDetailSerializer(found).data, status=status_code)
 
     @extend_schema(request=ListingCreateSerializer, responses={201: ListingDetailSerializer})
     def create(self, request):

@@ -12,7 +12,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from listings.models import Category
+from listings import selectors
+from listings.models import Category, Listing
 from tests.factories import FarmerFactory, ServiceCenterFactory, VillageFactory, create_listing
 
 pytestmark = pytest.mark.django_db
@@ -341,3 +342,41 @@ def test_categories_are_seeded_with_chinese_names(api):
         "herbs",
     } <= set(by_slug)
     assert by_slug["vegetables"]["name_zh"] == "蔬菜"
+
+
+def test_a_page_leaves_out_a_listing_deleted_after_its_id_was_paged(api, monkeypatch):
+    """A farmer's DELETE (nobody ordered it: the row goes) committing between the query of
+    the page's ids and the query of their rows."""
+    kept = create_listing(title="白菜")
+    gone = create_listing(title="萝卜")
+    original = selectors.listing_page
+
+    def deleted_meanwhile(ids, **kwargs):
+        Listing.objects.filter(pk=gone.pk).delete()
+        return original(ids, **kwargs)
+
+    monkeypatch.setattr(selectors, "listing_page", deleted_meanwhile)
+    response = api.get(LISTINGS)
+    assert response.status_code == 200
+    assert [row["id"] for row in response.json()["results"]] == [kept.pk]
+
+
+def test_full_width_letters_are_searched_and_found_as_ascii(api):
+    """As Chinese input methods type them in full-width mode."""
+    tomato = create_listing(title="Fresh tomatoes")
+    fuji = create_listing(title="红富士 Ｆｕｊｉ")
+    create_listing(title="Cabbage")
+    for q, found in (("ｔｏｍａｔｏ", [tomato.pk]), ("fuji", [fuji.pk]), ("ＦＵＪＩ", [fuji.pk])):
+        response = api.get(LISTINGS, {"q": q})
+        assert [row["id"] for row in response.json()["results"]] == found, q
+
+
+def test_near_finds_a_listing_inside_the_radius_at_its_east_rim(api):
+    """(45.02, 122.55) is 199.996 km from (45.0, 120.006): inside a radius of 200 km,
+    further east than 200 km / (111.195 km · cos 45°) of longitude."""
+    village = VillageFactory(lat=Decimal("45.020000"), lng=Decimal("122.550000"))
+    rim = create_listing(FarmerFactory(village=village))
+    for radius, found in (("200", [rim.pk]), ("199.9", [])):
+        response = api.get(LISTINGS, {"near": "45.0,120.006", "radius_km": radius})
+        assert response.status_code == 200
+        assert [row["id"] for row in response.json()["results"]] == found, radius

@@ -9,6 +9,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from listings import services as listing_services
 from listings.models import Listing, ListingStatus
 from listings.services import OPEN_ORDER_STATUSES
 from orders import services
@@ -440,3 +441,38 @@ def test_deleting_a_listing_while_it_is_being_ordered_archives_it(client_for):
     assert response.status_code == 200, response
     assert response.json()["status"] == "archived"
     assert Listing.objects.get(pk=listing.pk).quantity_available == Decimal("98.000")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("method", "suffix", "payload"),
+    [("patch", "", {"price": "9.00"}), ("post", "pause/", None), ("post", "archive/", None)],
+)
+def test_a_write_racing_a_delete_of_the_same_listing_is_404(client_for, method, suffix, payload):
+    """The farmer's other phone deletes the listing (nobody ordered it) while this write,
+    which found it, waits for its lock."""
+    listing = create_listing()
+    client = client_for(listing.farmer)
+    with transaction.atomic():
+        Listing.objects.select_for_update().get(pk=listing.pk)
+        writing, answer = in_thread(
+            lambda: getattr(client, method)(
+                f"{LISTINGS}{listing.pk}/{suffix}", payload, format="json"
+            )
+        )
+        assert wait_for_lock_waiters(1) == 1
+        assert listing_services.listing_delete(listing=listing) is None
+    writing.join(timeout=30)
+    [response] = answer
+    assert (response.status_code, response.json()["code"]) == (404, "not_found")
+    assert not Listing.objects.exists()
+
+
+def test_the_same_unit_sent_again_keeps_its_weight(client_for):
+    farmer = FarmerFactory()
+    listing = create_listing(farmer, unit="crate", unit_weight_kg=Decimal("10"))
+    again = client_for(farmer).patch(f"{LISTINGS}{listing.pk}/", {"unit": "crate"}, format="json")
+    assert again.status_code == 200, again.content
+    assert (again.json()["unit"], again.json()["unit_weight_kg"]) == ("crate", "10.000")
+    changed = client_for(farmer).patch(f"{LISTINGS}{listing.pk}/", {"unit": "box"}, format="json")
+    assert (changed.status_code, changed.json()["code"]) == (400, "unit_weight_required")

@@ -531,3 +531,29 @@ def test_a_photo_uploaded_while_the_broker_is_down_is_kept_and_answered_201(
     deleted = owner.delete(f"{url(listing)}{answer.json()['id']}/")
     assert deleted.status_code == 204, deleted.content
     assert not ListingPhoto.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_jpeg_whose_colour_profile_cannot_be_read_is_kept_as_it_is(listing, owner):
+    """lcms refuses some broken profiles with an OSError rather than its own error: the
+    pixels are kept as they are, as for any broken profile."""
+    broken = image_file("JPEG", icc_profile=b"not an ICC profile" * 20)
+    response = owner.post(url(listing), {"image": broken}, format="multipart")
+    assert response.status_code == 201, response.content
+    stored = Image.open(ListingPhoto.objects.get(listing=listing).image.path)
+    assert stored.getpixel((10, 10)) == pytest.approx(BLUE, abs=3)
+    assert "icc_profile" not in stored.info
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_listing_nobody_ordered_removes_its_photos_files(listing, owner):
+    assert (
+        owner.post(url(listing), {"image": image_file("JPEG")}, format="multipart").status_code
+        == 201
+    )
+    make_listing_photo_thumbnail(ListingPhoto.objects.get().pk)
+    assert len(stored_files(listing)) == 2  # the photo and its thumbnail
+    assert owner.delete(f"/api/v1/listings/{listing.pk}/").status_code == 204
+    assert not Listing.objects.filter(pk=listing.pk).exists()
+    assert stored_files(listing) == []
+    celery_app.control.purge()  # the thumbnail's message: no worker here
