@@ -176,8 +176,9 @@ def notifications_send_due(*, limit: int) -> int:
     are joined without locks. When `limit` rows were due, more may be: the sender is woken
     before these are sent, so another worker takes the next rows meanwhile. A notification
     the backend refuses (any exception: it may be this one's fault, e.g. a bad number) is
-    logged and given a later `retry_at`; the others go on. Only a crash between the sends
-    and the commit sends any twice."""
+    logged and given a later `retry_at`; the others go on. Out of time, the sender stops
+    after marking what went out. Only a crash between the sends and the commit sends any
+    twice."""
     now = timezone.now()
     sent: list[int] = []
     with transaction.atomic():
@@ -197,9 +198,16 @@ def notifications_send_due(*, limit: int) -> int:
         backend = get_backend()
         for notification in due:
             try:
-                backend.send(notification)
+                with transaction.atomic():  # an adapter's database error spoils its try only
+                    backend.send(notification)
             except SoftTimeLimitExceeded:
-                raise  # the task's time is up: nothing of this batch is marked
+                # The task's time is up (the gateway hangs on this one, or is slow): what
+                # went out is marked sent, this one counts as a failed try (so it goes
+                # behind the others), and the rest wait for the next run. Raised on, the
+                # batch would roll back and the next run send the same messages again.
+                logger.warning("notification %s: the sender ran out of time", notification.pk)
+                _failed(notification, now)
+                break
             except Exception:
                 logger.warning("notification %s not sent", notification.pk, exc_info=True)
                 _failed(notification, now)

@@ -51,9 +51,28 @@ class RefusesBBackend:
         RefusesBBackend.sent.append(notification.pk)
 
 
-class OutOfTimeBackend:
+class SlowGatewayBackend:
+    """Delivers every message at once but "slow", on which the gateway hangs until the
+    task's soft time limit strikes."""
+
+    delivered: list[int] = []
+
     def send(self, notification: Notification) -> None:
-        raise SoftTimeLimitExceeded
+        if notification.body == "slow":
+            raise SoftTimeLimitExceeded
+        SlowGatewayBackend.delivered.append(notification.pk)
+
+
+class ReceiptStoringBackend:
+    """Keeps the provider's receipt in the database; for the message "b" the statement
+    fails (a receipt id it stored already, say)."""
+
+    sent: list[int] = []
+
+    def send(self, notification: Notification) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1/0" if notification.body == "b" else "SELECT 1")
+        ReceiptStoringBackend.sent.append(notification.pk)
 
 
 @pytest.fixture
@@ -479,17 +498,38 @@ class TestSendingInProcess:
         notification.refresh_from_db()
         assert notification.sent_at is None
 
-    def test_out_of_time_marks_nothing(self, settings):
-        settings.NOTIFICATION_BACKEND = f"{__name__}.OutOfTimeBackend"
-        (notification,) = notify_each("x")
-        with pytest.raises(SoftTimeLimitExceeded):
-            notifications.send_notifications()
-        notification.refresh_from_db()
-        assert (notification.sent_at, notification.attempts, notification.retry_at) == (
-            None,
-            0,
-            None,
-        )
+    def test_out_of_time_keeps_what_went_out_and_puts_the_slow_one_behind(self, settings):
+        """The gateway hangs on one message until the task's soft time limit: those sent
+        before it are marked sent (never sent again), it counts as a failed try, and the
+        next run sends the others first."""
+        settings.NOTIFICATION_BACKEND = f"{__name__}.SlowGatewayBackend"
+        SlowGatewayBackend.delivered = []
+        first, slow, last = notify_each("a", "slow", "c")
+
+        assert notifications.send_notifications() == 1
+        assert notifications.send_notifications() == 1
+
+        assert SlowGatewayBackend.delivered == [first.pk, last.pk]
+        rows = Notification.objects.order_by("pk")
+        assert [(n.sent_at is not None, n.attempts) for n in rows] == [
+            (True, 0),
+            (False, 1),
+            (True, 0),
+        ]
+        assert rows.get(pk=slow.pk).retry_at is not None
+
+    def test_a_database_error_in_the_backend_holds_up_no_other(self, settings):
+        """An adapter that keeps the provider's receipt in the database, whose statement
+        fails for one message: that one counts as a failed try, the others are sent."""
+        settings.NOTIFICATION_BACKEND = f"{__name__}.ReceiptStoringBackend"
+        ReceiptStoringBackend.sent = []
+        a, b, c = notify_each("a", "b", "c")
+
+        assert notifications.send_notifications() == 2
+
+        assert ReceiptStoringBackend.sent == [a.pk, c.pk]
+        b.refresh_from_db()
+        assert (b.sent_at, b.attempts) == (None, 1)
 
     def test_a_full_batch_wakes_the_sender_for_the_rest(self, recording, monkeypatch):
         monkeypatch.setattr(notifications, "SEND_BATCH", 2)
