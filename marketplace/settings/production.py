@@ -7,6 +7,11 @@ from .base import *  # noqa: F403
 from .base import _DEV_PAYMENT_WEBHOOK_SECRET, env
 
 DEBUG = False
+# base.py read DEBUG from the environment: whatever it said, no browsable API here
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,  # noqa: F405
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
 SECRET_KEY = env("SECRET_KEY", default="")
 if len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("SECRET_KEY must be set to a random value of 50+ characters.")

@@ -70,6 +70,19 @@ def test_production_loads_no_demo_accounts_unless_told_to(given, allowed):
     assert (result.returncode, result.stdout.split()[-1]) == (0, allowed), result.stderr
 
 
+def test_production_answers_json_only_even_with_debug_set_in_the_environment():
+    env = {"SECRET_KEY": STRONG_KEY, "PAYMENT_WEBHOOK_SECRET": "w" * 32, "DEBUG": "true"}
+    read = (
+        "from django.conf import settings; "
+        "print(settings.DEBUG, settings.REST_FRAMEWORK['DEFAULT_RENDERER_CLASSES'])"
+    )
+    result = manage("shell", "-c", read, unset=("SECRET_KEY",), **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == (
+        "False ['rest_framework.renderers.JSONRenderer']"
+    )
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("command", ["seed_demo", "simulate_day"])
 def test_demo_commands_refuse_where_demo_data_is_off(command, settings):
