@@ -122,3 +122,10 @@ def _select_statement(
         if functions:
             converters.append((position, functions, column))
     return sql, [field.attname for field in fields], converters
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, ending in "…" when cut: to fit a varchar column,
+    which counts code points (as len() does; Django's Truncator does not count combining
+    marks, so Tibetan vowel signs let its result overflow the column)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

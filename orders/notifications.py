@@ -33,7 +33,7 @@ from django.utils.module_loading import import_string
 
 from marketplace.accounts.models import User
 from marketplace.celery import pending_taken, send_unless_pending
-from marketplace.db import insert
+from marketplace.db import clip, insert
 from marketplace.exceptions import DomainError
 from orders.models import (
     LineStatus,
@@ -89,10 +89,6 @@ def get_backend() -> NotificationBackend:
 
 
 # --------------------------------------------------------------------------- writes
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _build(
     *,
     user_id: int,
@@ -107,8 +103,8 @@ def _build(
         user_id=user_id,
         kind=kind,
         order_id=order.pk if order is not None else order_id,
-        title=_clip(title, TITLE_MAX),
-        body=_clip(body, BODY_MAX),
+        title=clip(title, TITLE_MAX),
+        body=clip(body, BODY_MAX),
         data=data or {},
     )
 

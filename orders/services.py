@@ -9,7 +9,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.text import Truncator
 from psycopg.errors import UniqueViolation
 
 from listings.models import WHOLE_UNITS, Listing, ListingStatus
@@ -18,7 +17,7 @@ from listings.services import listing_restock, listings_take_stock
 from logistics.models import Shipment, Village
 from marketplace.accounts.models import Role, User
 from marketplace.celery import send_unless_pending
-from marketplace.db import insert
+from marketplace.db import clip, insert
 from marketplace.exceptions import ConflictError, DomainError
 from orders import errors, notifications
 from orders.models import (
@@ -466,8 +465,9 @@ def order_line_reject(*, order_id: int, line_id: int, farmer: User, reason: str)
     line.save(update_fields=["status", "reject_reason"])
     if not order.lines.filter(status=LineStatus.ACTIVE).exists():
         # the line keeps the whole reason; the event's may be cut to fit its column
-        event_reason = Truncator(f"last line rejected: {line.reject_reason}").chars(
-            OrderEvent._meta.get_field("reason").max_length
+        event_reason = clip(
+            f"last line rejected: {line.reject_reason}",
+            OrderEvent._meta.get_field("reason").max_length,
         )
         return order_cancel(order_id=order.pk, actor=farmer, reason=event_reason, farmer=farmer)
     _total_again(order)

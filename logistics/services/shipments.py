@@ -12,7 +12,6 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
-from django.utils.text import Truncator
 
 from listings.selectors import listings_for_update
 from logistics import errors
@@ -41,6 +40,7 @@ from logistics.services.routing import (
     to_grams,
 )
 from marketplace.accounts.models import User
+from marketplace.db import clip
 from marketplace.exceptions import ConflictError, DomainError
 from orders.models import (
     DeliveryMethod,
@@ -83,7 +83,7 @@ def _track(
         occurred_at=at,
         actor=actor,
         # cut to fit: a note may quote staff's reason (up to as long as the column) whole
-        note=Truncator(note).chars(TrackingEvent._meta.get_field("note").max_length),
+        note=clip(note, TrackingEvent._meta.get_field("note").max_length),
         center=center,
     )
 
