@@ -330,10 +330,14 @@ def listings_refresh(*, listings: QuerySet[Listing]) -> int:
     village and the category as they are now: after one of those changed (a farmer moved
     or renamed, a village moved or renamed, a category renamed). Archived ones stay as
     they were. Returns how many were refreshed."""
+    # Locked in key order, as a placement locks them (in the model's newest-first order,
+    # the two deadlocked), and read under the lock: an edit of the title committed while
+    # this waited is what the search text is built from, not the text read before it.
     rows = list(
-        listings.exclude(status=ListingStatus.ARCHIVED).select_related(
-            "category", "farmer__village"
-        )
+        listings.exclude(status=ListingStatus.ARCHIVED)
+        .select_related("category", "farmer__village")
+        .select_for_update(of=("self",))
+        .order_by("pk")
     )
     for listing in rows:
         Listing.objects.filter(pk=listing.pk).update(

@@ -135,7 +135,22 @@ def lock_centers_capacity(center_ids) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [CAPACITY_LOCK_SPACE, center_id])
 
 
+def lock_capacity_of(shipments: Iterable[Shipment]) -> None:
+    """lock_centers_capacity for every center these shipments' weight is booked at, at
+    once: a writer of several shipments' bookings (a cancel, a failed stop, a plan rolling
+    goods over) that took them shipment by shipment could hold one center's and wait for
+    another's held by a writer going the other way. Every writer of the day loads takes
+    them before it writes one, so none waits for a load row while holding another."""
+    centers = set()
+    for shipment in shipments:
+        centers.add(shipment.origin_center_id)
+        if shipment.crosses_centers:
+            centers.add(shipment.destination_center_id)
+    lock_centers_capacity(centers)
+
+
 def release_capacity(*, center_id: int, day: date, weight_kg: Decimal) -> None:
+    lock_centers_capacity([center_id])  # held already by a caller of several: re-entrant
     CenterDayLoad.objects.filter(center_id=center_id, date=day).update(
         booked_kg=F("booked_kg") - weight_kg
     )
@@ -163,6 +178,7 @@ def shipment_move_days(
     full), saved with its other changed fields `also`. Its pending legs take the new dates
     and its bookings move with them: the new day takes the load whether or not it has room,
     since the goods must go some day; a cancellation then releases the days really booked."""
+    lock_capacity_of([shipment])
     before = booked_days(shipment, pickup=shipment.pickup_date, delivery=shipment.delivery_date)
     shipment.pickup_date, shipment.delivery_date = pickup_date, delivery_date
     shipment.spoils_before_arrival = _spoils_before(shipment, delivery_date)

@@ -50,6 +50,7 @@ from logistics.routing.problem import (
 from logistics.routing.vroom_solver import solve
 from logistics.routing.zones import stops_of
 from logistics.services.routing import (
+    lock_capacity_of,
     next_try,
     orders_due,
     orders_tell_later_delivery,
@@ -459,7 +460,7 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
     depot, hours = day_work.problem.depot, _opening_hours(center)
     vehicles = {
         v.pk: v
-        for v in _day_vehicles(center, day).select_for_update(of=("self",))
+        for v in _day_vehicles(center, day).select_for_update(of=("self",)).order_by("pk")
         if v.pk in solved_for and _same_for_the_plan(solved_for[v.pk], _spec(v, depot, hours))
     }
 
@@ -534,6 +535,7 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
     _mark_scheduled(scheduled, now)
     notifications.notify_pickups_scheduled(pickups)
     left_over = [(item.reason, still(_unplanned(day_work, item))) for item in plan.unassigned]
+    lock_capacity_of(s for _, shipments in left_over for s in shipments)  # all, at once
     due_before = orders_due(s.order_id for _, shipments in left_over for s in shipments)
     for reason, shipments in left_over:
         _roll_to_next_day(shipments, reason, now)

@@ -31,6 +31,7 @@ from logistics.models import (
 from logistics.services.routing import (
     GRAM,
     booked_days,
+    lock_capacity_of,
     next_try,
     orders_due,
     orders_tell_later_delivery,
@@ -200,6 +201,7 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
         raise DomainError(
             errors.REASON_REQUIRED, "Say why the stop failed.", extra={"field": "reason"}
         )
+    lock_capacity_of(shipments)  # their bookings move or go: every center's at once
     giving_up = [s for s in shipments if s.failed_attempts + 1 >= settings.MAX_STOP_ATTEMPTS]
     if giving_up and stop.kind == StopKind.PICKUP:
         # Their goods go back on sale: every listing at once, in primary-key order, as a
@@ -594,6 +596,17 @@ def shipments_cancel_for_order(
     the order is rejected): the shipments are cancelled, their booked capacity released and
     their stops taken off routes not yet on the road."""
     shipments = _open_shipments(order, farmer_id)
+    # The routes their stops are on, locked in key order before reading whether they set
+    # out: a stop recorded on one at this moment then either sees the cancelled stop gone
+    # (and can complete the route) or has set the route out, and the stop stays on it.
+    on_routes = Stop.objects.filter(shipments__in=shipments).values("route_id")
+    list(
+        Route.objects.select_for_update(of=("self",))
+        .filter(pk__in=on_routes)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    lock_capacity_of(shipments)
     now = timezone.now()
     for shipment in shipments:
         _release(shipment, shipment.weight_kg)

@@ -1,0 +1,207 @@
+"""Operations of different apps that touch the same rows, run at once on real connections:
+each pair must queue (take shared rows in one global order) or see each other's outcome,
+never deadlock (a 500) nor leave a state neither would have left alone."""
+
+import threading
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import OperationalError, transaction
+from django.utils import timezone
+
+import listings.services
+import logistics.services.shipments
+from listings.models import Listing
+from listings.services import listing_update
+from logistics.models import CenterDayLoad, Route, RouteStatus, Shipment, Stop
+from logistics.services import shipments
+from logistics.services.routing import order_route
+from logistics.services.shipments import Completion
+from marketplace.accounts.models import User
+from marketplace.accounts.services import user_update_profile
+from orders import services as orders
+from orders.models import Order, OrderStatus
+from tests.factories import (
+    BuyerFactory,
+    FarmerFactory,
+    ServiceCenterFactory,
+    StaffFactory,
+    VillageFactory,
+    create_listing,
+    place_order,
+)
+from tests.listings.test_photos import wait_for_lock_waiters
+from tests.orders.test_payments import in_thread
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _pause_after(calls: int, then):
+    """A wrapper for `real` that, on the main thread's `calls`-th call, runs `then()` after
+    the real call returned (once): the point where the other operation is let in."""
+    main, seen = threading.main_thread(), []
+
+    def wrap(real):
+        def wrapped(*args, **kwargs):
+            result = real(*args, **kwargs)
+            if threading.current_thread() is main:
+                seen.append(1)
+                if len(seen) == calls:
+                    then()
+            return result
+
+        return wrapped
+
+    return wrap
+
+
+def test_a_farmer_renamed_while_two_of_their_listings_are_ordered_never_deadlocks(monkeypatch):
+    """A placement locks the listings in key order; the refresh after a farmer's move or
+    new name wrote them newest first (the model's ordering): each held one and waited for
+    the other, a deadlock and a 500 for one of them."""
+    farmer = FarmerFactory()
+    older, newer = create_listing(farmer), create_listing(farmer)
+    buyer = BuyerFactory()
+    started = []
+
+    def let_the_order_in():  # the refresh wrote one listing and goes on to the next
+        started.append(in_thread(lambda: place_order(buyer, older, newer)))
+        wait_for_lock_waiters(1, timeout=3)  # the placement waits for a listing
+
+    monkeypatch.setattr(
+        listings.services,
+        "listing_place",
+        _pause_after(2, let_the_order_in)(listings.services.listing_place),
+    )
+    mine = []
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                user_update_profile(user=User.objects.get(pk=farmer.pk), name="王新名")
+        except OperationalError as error:
+            mine.append(error)
+    [(placing, answer)] = started
+    placing.join(timeout=30)
+
+    assert mine == [], mine
+    assert [type(a).__name__ for a in answer] == ["Order"], answer
+    assert Listing.objects.get(pk=older.pk).quantity_available == Decimal("99.000")
+
+
+def test_a_title_edited_while_the_farmer_moves_is_found_by_its_new_title(api):
+    """The refresh read the listings without a lock, then wrote each one's search text
+    from what it read: a new title committed in between was overwritten by the old one's."""
+    farmer = FarmerFactory()
+    listing = create_listing(farmer, title="西红柿")
+    with transaction.atomic():
+        listing_update(listing=listing, title="黄瓜")  # holds the listing until it commits
+        moving, answer = in_thread(
+            lambda: user_update_profile(user=User.objects.get(pk=farmer.pk), name="王新名")
+        )
+        assert wait_for_lock_waiters(1) == 1  # the refresh waits for the listing
+    moving.join(timeout=30)
+    assert [type(a).__name__ for a in answer] == ["User"], answer
+
+    def found(q):
+        return [x["id"] for x in api.get("/api/v1/listings/", {"q": q}).json()["results"]]
+
+    assert found("黄瓜") == [listing.pk]
+    assert found("西红柿") == []
+    assert found("王新名") == [listing.pk]
+
+
+def test_two_cancels_giving_back_the_same_days_in_opposite_orders_never_deadlock(monkeypatch):
+    """A cancel gave back each shipment's booked (center, day) in the order of its
+    shipments, one UPDATE each: order A books the early day then the late one, order B the
+    late day then the early one; cancelled at once, each held the row the other needed
+    next. Every writer of the day loads now takes its centers' capacity locks first."""
+    center = ServiceCenterFactory()
+    village = VillageFactory(service_center=center)
+    late_day = timezone.localdate() + timedelta(days=5)
+
+    def farmer_listing(late):
+        harvest = late_day if late else timezone.localdate() - timedelta(days=1)
+        return create_listing(FarmerFactory(village=village), unit="kg", harvest_date=harvest)
+
+    a_early, a_late = farmer_listing(False), farmer_listing(True)
+    b_late, b_early = farmer_listing(True), farmer_listing(False)
+    a = order_route(order_id=place_order(BuyerFactory(village=village), a_early, a_late).pk)
+    b = order_route(order_id=place_order(BuyerFactory(village=village), b_late, b_early).pk)
+    assert (a.status, b.status) == (OrderStatus.CONFIRMED, OrderStatus.CONFIRMED)
+    b_days = Shipment.objects.filter(order=b).order_by("pk").values_list("pickup_date", flat=True)
+    assert list(b_days) == [late_day, timezone.localdate() + timedelta(days=1)]
+    assert CenterDayLoad.objects.filter(center=center).count() == 2
+    started = []
+
+    def let_the_other_cancel_in():  # B has given back its first shipment's day
+        started.append(
+            in_thread(lambda: orders.order_cancel(order_id=a.pk, actor=a.buyer, reason="a"))
+        )
+        wait_for_lock_waiters(1, timeout=3)
+
+    monkeypatch.setattr(
+        logistics.services.shipments,
+        "_track",
+        _pause_after(1, let_the_other_cancel_in)(logistics.services.shipments._track),
+    )
+    mine = []
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                orders.order_cancel(order_id=b.pk, actor=b.buyer, reason="b")
+        except OperationalError as error:
+            mine.append(error)
+    [(cancelling, answer)] = started
+    cancelling.join(timeout=30)
+
+    assert mine == [], mine
+    assert [type(x).__name__ for x in answer] == ["Order"], answer
+    assert set(Order.objects.values_list("status", flat=True)) == {OrderStatus.CANCELLED}
+    assert set(CenterDayLoad.objects.values_list("booked_kg", flat=True)) == {Decimal("0.000")}
+
+
+def test_a_cancel_while_the_routes_first_stop_is_done_leaves_the_route_completed():
+    """A cancel took its goods' stop off a route it read as not yet on the road, without
+    locking the route; the route's other stop done at that moment set it out and saw the
+    cancelled stop still open: the route stayed on the road for good. The cancel now locks
+    the route first, and the stop's completion waits for it."""
+    center = ServiceCenterFactory()
+    village = VillageFactory(service_center=center)
+    staff = StaffFactory(service_center=center)
+    a, b = (
+        order_route(
+            order_id=place_order(
+                BuyerFactory(village=village),
+                create_listing(FarmerFactory(village=village), unit="kg"),
+            ).pk
+        )
+        for _ in range(2)
+    )
+    route = Route.objects.create(service_center=center, date=timezone.localdate())
+    stops = {}
+    for sequence, order in enumerate((b, a), start=1):
+        shipment = Shipment.objects.get(order=order)
+        stops[order.pk] = Stop.objects.create(
+            route=route,
+            sequence=sequence,
+            kind="pickup",
+            lat=shipment.pickup_lat,
+            lng=shipment.pickup_lng,
+        )
+        stops[order.pk].shipments.add(shipment)
+    done = Completion(outcome="done", weight_kg=Decimal("0.5"))
+
+    with transaction.atomic():
+        orders.order_cancel(order_id=a.pk, actor=a.buyer, reason="changed mind")
+        completing, answer = in_thread(
+            lambda: shipments.stop_complete(stop_id=stops[b.pk].pk, staff=staff, data=done)
+        )
+        completing.join(timeout=5)  # it waits for this cancel's commit
+    completing.join(timeout=30)
+
+    assert [type(x).__name__ for x in answer] == ["Stop"], answer
+    assert not Stop.objects.filter(pk=stops[a.pk].pk).exists()
+    assert list(route.stops.values_list("status", flat=True)) == ["done"]
+    route.refresh_from_db()
+    assert route.status == RouteStatus.COMPLETED
