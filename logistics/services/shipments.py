@@ -201,7 +201,6 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
         raise DomainError(
             errors.REASON_REQUIRED, "Say why the stop failed.", extra={"field": "reason"}
         )
-    lock_capacity_of(shipments)  # their bookings move or go: every center's at once
     giving_up = [s for s in shipments if s.failed_attempts + 1 >= settings.MAX_STOP_ATTEMPTS]
     if giving_up and stop.kind == StopKind.PICKUP:
         # Their goods go back on sale: every listing at once, in primary-key order, as a
@@ -211,6 +210,9 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
             status=LineStatus.ACTIVE,
         )
         listings_for_update(sorted(set(farmers_lines.values_list("listing_id", flat=True))))
+    # Their bookings move or go: every center's capacity lock at once, after the listings
+    # and before the route (_route_follows), as a cancel takes them.
+    lock_capacity_of(shipments)
     due_before = orders_due(s.order_id for s in shipments)
     for shipment in shipments:
         shipment.failed_attempts += 1
@@ -596,9 +598,12 @@ def shipments_cancel_for_order(
     the order is rejected): the shipments are cancelled, their booked capacity released and
     their stops taken off routes not yet on the road."""
     shipments = _open_shipments(order, farmer_id)
-    # The routes their stops are on, locked in key order before reading whether they set
-    # out: a stop recorded on one at this moment then either sees the cancelled stop gone
-    # (and can complete the route) or has set the route out, and the stop stays on it.
+    # Locks in the order a stop's completion takes them: the capacity of their centers
+    # (their bookings go), then the routes their stops are on, in key order, before
+    # reading whether those set out: a stop recorded on one at this moment then either sees
+    # the cancelled stop gone (and can complete the route) or has set the route out, and
+    # the stop stays on it.
+    lock_capacity_of(shipments)
     on_routes = Stop.objects.filter(shipments__in=shipments).values("route_id")
     list(
         Route.objects.select_for_update(of=("self",))
@@ -606,7 +611,6 @@ def shipments_cancel_for_order(
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    lock_capacity_of(shipments)
     now = timezone.now()
     for shipment in shipments:
         _release(shipment, shipment.weight_kg)
