@@ -56,6 +56,17 @@ def _pause_after(calls: int, then):
     return wrap
 
 
+def deadlocks_of(operation) -> list[OperationalError]:
+    """Run `operation` in a transaction of its own; the database errors (a deadlock) it
+    ended with, [] when it committed."""
+    try:
+        with transaction.atomic():
+            operation()
+    except OperationalError as error:
+        return [error]
+    return []
+
+
 def test_a_farmer_renamed_while_two_of_their_listings_are_ordered_never_deadlocks(monkeypatch):
     """A placement locks the listings in key order; the refresh after a farmer's move or
     new name wrote them newest first (the model's ordering): each held one and waited for
@@ -74,13 +85,9 @@ def test_a_farmer_renamed_while_two_of_their_listings_are_ordered_never_deadlock
         "listing_place",
         _pause_after(2, let_the_order_in)(listings.services.listing_place),
     )
-    mine = []
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                user_update_profile(user=User.objects.get(pk=farmer.pk), name="王新名")
-        except OperationalError as error:
-            mine.append(error)
+    mine = deadlocks_of(
+        lambda: user_update_profile(user=User.objects.get(pk=farmer.pk), name="王新名")
+    )
     [(placing, answer)] = started
     placing.join(timeout=30)
 
@@ -145,13 +152,7 @@ def test_two_cancels_giving_back_the_same_days_in_opposite_orders_never_deadlock
         "_track",
         _pause_after(1, let_the_other_cancel_in)(logistics.services.shipments._track),
     )
-    mine = []
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                orders.order_cancel(order_id=b.pk, actor=b.buyer, reason="b")
-        except OperationalError as error:
-            mine.append(error)
+    mine = deadlocks_of(lambda: orders.order_cancel(order_id=b.pk, actor=b.buyer, reason="b"))
     [(cancelling, answer)] = started
     cancelling.join(timeout=30)
 
