@@ -500,14 +500,14 @@ def _total_again(order: Order) -> None:
 
 
 def order_lines_not_delivered(
-    *, order_id: int, farmer_id: int, restock: bool, reason: str
+    *, order_id: int, farmer_ids: Sequence[int], restock: bool, reason: str
 ) -> Order:
-    """A farmer's goods in the order failed for good (their stop failed too often), inside
+    """Farmers' goods in the order failed for good (their stop failed too often), inside
     the stop's completion: their lines are called off and not charged (the total drops as
     for a rejected line), given back to stock when they never left the farm, and the buyer
-    is told."""
+    is told once, of all of them, with the new total."""
     order = order_lock(order_id)
-    lines = list(order.lines.filter(farmer_id=farmer_id, status=LineStatus.ACTIVE))
+    lines = list(order.lines.filter(farmer_id__in=farmer_ids, status=LineStatus.ACTIVE))
     if not lines:
         return order
     if restock:

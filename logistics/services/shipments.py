@@ -152,9 +152,11 @@ def _advance_order(order_id: int, actor: User | None) -> None:
             user=order.buyer,
             kind=NotificationKind.ORDER_DELIVERED,
             title="订单已送达" if final == OrderStatus.DELIVERED else "订单部分送达",
-            body=f"订单 #{order.pk} 已送达。",
+            body=f"订单 #{order.pk} 已送达。"
+            if final == OrderStatus.DELIVERED
+            else f"订单 #{order.pk} 部分送达，未能送达的商品不收费，订单合计 ¥{order.total}。",
             order=order,
-            data={"order": order.pk, "status": final},
+            data={"order": order.pk, "status": final, "total": f"{order.total:.2f}"},
         )
 
 
@@ -214,18 +216,14 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
     # and before the route (_route_follows), as a cancel takes them.
     lock_capacity_of(shipments)
     due_before = orders_due(s.order_id for s in shipments)
+    failed_farmers: dict[int, list[int]] = {}  # by order: whose goods failed for good
     for shipment in shipments:
         shipment.failed_attempts += 1
         if shipment in giving_up:
             shipment.save(update_fields=["failed_attempts"])
             _track(shipment, ShipmentStatus.FAILED, at, staff, data.reason)
             _release(shipment, shipment.weight_kg)
-            order_lines_not_delivered(  # not charged; back in stock if never picked up
-                order_id=shipment.order_id,
-                farmer_id=shipment.farmer_id,
-                restock=stop.kind == StopKind.PICKUP,
-                reason=data.reason.strip(),
-            )
+            failed_farmers.setdefault(shipment.order_id, []).append(shipment.farmer_id)
             continue
         pickup = stop.kind == StopKind.PICKUP
         move = next_try(shipment.pickup_date if pickup else shipment.delivery_date)
@@ -244,6 +242,13 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
             staff,
             f"stop failed, next try {next_day:%Y-%m-%d}: {data.reason}",
         )
+    for order_id, farmer_ids in sorted(failed_farmers.items()):
+        order_lines_not_delivered(  # not charged; back in stock if never picked up
+            order_id=order_id,
+            farmer_ids=farmer_ids,
+            restock=stop.kind == StopKind.PICKUP,
+            reason=data.reason.strip(),
+        )  # one order's goods of several farmers at one stop: its buyer is told once
     why = "pickup_failed" if stop.kind == StopKind.PICKUP else "delivery_failed"
     orders_tell_later_delivery(due_before=due_before, reason=why)
     orders_waiting_again(s.order_id for s in shipments)

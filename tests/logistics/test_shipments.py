@@ -1402,3 +1402,84 @@ def test_a_failed_pickup_closes_the_routes_delivery_of_nothing_but_its_goods(wor
     ]
     assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.PENDING  # at the farm
     assert Route.objects.get(pk=route.pk).status == RouteStatus.STARTED  # one delivery to go
+
+
+@pytest.fixture
+def two_farmer_order():
+    """Cash on delivery, home: 8 kg × 10.00 from A, 5 kg × 3.00 from B = 95.00 + 7.00 fee
+    = 102.00, everyone in one center, routed."""
+    center = ServiceCenterFactory()
+    village = VillageFactory(service_center=center)
+    fa, fb = FarmerFactory(village=village), FarmerFactory(village=village)
+    buyer = BuyerFactory(village=village)
+    a = create_listing(fa, unit="kg", price=Decimal("10.00"))
+    b = create_listing(fb, unit="kg", price=Decimal("3.00"))
+    order = place_order(buyer, (a, 8), (b, 5))
+    assert order.total == Decimal("102.00")
+    order_route(order_id=order.pk)
+    return {
+        "center": center,
+        "buyer": buyer,
+        "order": order,
+        "staff": StaffFactory(service_center=center),
+        "sa": Shipment.objects.get(order=order, farmer=fa),
+        "sb": Shipment.objects.get(order=order, farmer=fb),
+    }
+
+
+def test_a_delivery_stop_failing_for_good_tells_the_buyer_once_with_the_true_total(
+    two_farmer_order, client_for, settings
+):
+    """Both farmers' goods go out on one delivery stop; the buyer is never home and the
+    stop fails for good: one message, of both farmers' goods and the order's real total
+    (each farmer's in turn told a total that only existed halfway, 20.00, then 0.00)."""
+    settings.MAX_STOP_ATTEMPTS = 1
+    w = two_farmer_order
+    Shipment.objects.filter(pk__in=[w["sa"].pk, w["sb"].pk]).update(status=ShipmentStatus.AT_CENTER)
+    route = Route.objects.create(service_center=w["center"], date=timezone.localdate())
+    stop = Stop.objects.create(
+        route=route,
+        sequence=1,
+        kind="delivery",
+        lat=w["sa"].delivery_lat,
+        lng=w["sa"].delivery_lng,
+    )
+    stop.shipments.add(w["sa"], w["sb"])
+
+    failed = complete(client_for(w["staff"]), stop, outcome="failed", reason="没人")
+
+    assert failed.status_code == 200
+    order = w["order"]
+    order.refresh_from_db()
+    assert (order.status, order.payment_status, order.total) == ("failed", "not_due", 0)
+    told = Notification.objects.filter(user=w["buyer"], kind="goods_not_delivered")
+    assert [(n.data["total"], len(n.data["lines"])) for n in told] == [("0.00", 2)]
+
+
+def test_a_partially_delivered_order_is_not_announced_as_delivered(
+    two_farmer_order, client_for, settings
+):
+    settings.MAX_STOP_ATTEMPTS = 1
+    w = two_farmer_order
+    staff = client_for(w["staff"])
+    failed = complete(
+        staff, stop_for(w["sb"], w["center"], "pickup"), outcome="failed", reason="没货"
+    )
+    assert failed.status_code == 200
+    picked = complete(
+        staff, stop_for(w["sa"], w["center"], "pickup"), outcome="done", weight_kg="8"
+    )
+    assert picked.status_code == 200
+    order = w["order"]
+    delivery = stop_for(w["sa"], w["center"], "delivery")
+    done = complete(staff, delivery, outcome="done", delivery_code=order.delivery_code)
+    assert done.status_code == 200
+    order.refresh_from_db()
+    assert (order.status, order.total) == ("partially_delivered", Decimal("85.00"))
+
+    told = Notification.objects.get(user=w["buyer"], kind="order_delivered")
+    assert (told.title, told.body, told.data["total"]) == (
+        "订单部分送达",
+        f"订单 #{order.pk} 部分送达，未能送达的商品不收费，订单合计 ¥85.00。",
+        "85.00",
+    )
