@@ -11,6 +11,7 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 import listings.services
+import logistics.services.routing
 import logistics.services.shipments
 from listings.models import Listing
 from listings.services import listing_update
@@ -206,3 +207,46 @@ def test_a_cancel_while_the_routes_first_stop_is_done_leaves_the_route_completed
     assert list(route.stops.values_list("status", flat=True)) == ["done"]
     route.refresh_from_db()
     assert route.status == RouteStatus.COMPLETED
+
+
+def test_a_line_rejected_while_an_order_across_the_same_centers_is_routed_never_deadlocks(
+    monkeypatch,
+):
+    """A rejected line that leaves the farmer other lines makes their shipment lighter:
+    its days were given back one center at a time, the origin's (B) before the
+    destination's (A), against the id order a routing takes them in (A, then B)."""
+    buyers_center = ServiceCenterFactory()  # A: the lower id
+    farmers_center = ServiceCenterFactory()  # B
+    assert buyers_center.pk < farmers_center.pk
+    buyers_village = VillageFactory(service_center=buyers_center)
+    farmer = FarmerFactory(village=VillageFactory(service_center=farmers_center))
+    kept, rejected = create_listing(farmer, unit="kg"), create_listing(farmer, unit="kg")
+    x = order_route(order_id=place_order(BuyerFactory(village=buyers_village), kept, rejected).pk)
+    assert x.status == OrderStatus.CONFIRMED
+    shipment = Shipment.objects.get(order=x)
+    assert (shipment.origin_center_id, shipment.destination_center_id) == (
+        farmers_center.pk,
+        buyers_center.pk,
+    )
+    y = place_order(BuyerFactory(village=buyers_village), create_listing(farmer, unit="kg"))
+    line = x.lines.get(listing=rejected)
+    started = []
+
+    def let_the_routing_in():  # the reject holds its first capacity lock
+        started.append(in_thread(lambda: order_route(order_id=y.pk)))
+        wait_for_lock_waiters(1, timeout=3)
+
+    monkeypatch.setattr(
+        logistics.services.routing,
+        "lock_centers_capacity",
+        _pause_after(1, let_the_routing_in)(logistics.services.routing.lock_centers_capacity),
+    )
+    mine = deadlocks_of(
+        lambda: orders.order_line_reject(order_id=x.pk, line_id=line.pk, farmer=farmer, reason="雹")
+    )
+    [(routing, answer)] = started
+    routing.join(timeout=30)
+
+    assert mine == [], mine
+    assert [type(a).__name__ for a in answer] == ["Order"], answer
+    assert answer[0].status == OrderStatus.CONFIRMED

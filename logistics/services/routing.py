@@ -181,7 +181,11 @@ def shipment_move_days(
     lock_capacity_of([shipment])
     before = booked_days(shipment, pickup=shipment.pickup_date, delivery=shipment.delivery_date)
     shipment.pickup_date, shipment.delivery_date = pickup_date, delivery_date
-    shipment.spoils_before_arrival = _spoils_before(shipment, delivery_date)
+    # Only ever raised: a later day can only add spoilage, and the listing's harvest may
+    # have been moved on to the next one since these goods were ordered.
+    shipment.spoils_before_arrival = shipment.spoils_before_arrival or _spoils_before(
+        shipment, delivery_date
+    )
     shipment.save(update_fields=["pickup_date", "delivery_date", "spoils_before_arrival", *also])
     after = booked_days(shipment, pickup=pickup_date, delivery=delivery_date)
     added = []

@@ -583,7 +583,10 @@ def stop_unlock(*, stop_id: int) -> bool:
 
 
 def _release(shipment: Shipment, weight_kg: Decimal) -> None:
-    """Give back `weight_kg` of the shipment's bookings."""
+    """Give back `weight_kg` of the shipment's bookings, its centers' capacity locks taken
+    together first (one release_capacity at a time, they would come origin first, against
+    the id order everyone else takes them in)."""
+    lock_capacity_of([shipment])
     days = booked_days(shipment, pickup=shipment.pickup_date, delivery=shipment.delivery_date)
     for center_id, day in days:
         release_capacity(center_id=center_id, day=day, weight_kg=weight_kg)
@@ -645,7 +648,9 @@ def shipments_after_line_rejected(*, order: Order, line: OrderLine, actor: User)
         return
     # What the lines left weigh, as routing weighed them: the bookings follow the difference.
     left = to_grams(sum((x.weight_kg for x in others), Decimal(0)))
-    for shipment in _open_shipments(order, line.farmer_id):
+    lighter = _open_shipments(order, line.farmer_id)
+    lock_capacity_of(lighter)  # every center's at once, in id order, as routing takes them
+    for shipment in lighter:
         _release(shipment, max(shipment.weight_kg - left, Decimal(0)))
         shipment.weight_kg = min(shipment.weight_kg, left)
         shipment.save(update_fields=["weight_kg", "updated_at"])

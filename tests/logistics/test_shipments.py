@@ -13,6 +13,7 @@ from django.utils import timezone
 from rest_framework.throttling import ScopedRateThrottle
 
 from listings.models import Listing
+from listings.services import listing_update
 from logistics.models import (
     CenterDayLoad,
     LegStatus,
@@ -1483,3 +1484,21 @@ def test_a_partially_delivered_order_is_not_announced_as_delivered(
         f"订单 #{order.pk} 部分送达，未能送达的商品不收费，订单合计 ¥85.00。",
         "85.00",
     )
+
+
+def test_a_failed_pickup_keeps_the_spoiling_flag_after_the_listing_moved_on_to_a_new_harvest(
+    world, client_for
+):
+    """The farmer lists the next harvest on the same listing: the goods already ordered
+    still spoil before they arrive, later still now their pickup failed."""
+    shipment = world["shipment"]
+    Shipment.objects.filter(pk=shipment.pk).update(spoils_before_arrival=True)
+    listing_update(
+        listing=Listing.objects.get(pk=world["listing"].pk),
+        harvest_date=timezone.localdate() + timedelta(days=3),
+    )
+    stop = stop_for(shipment, world["north"], "pickup")
+    failed = complete(client_for(world["north_staff"]), stop, outcome="failed", reason="不在家")
+    assert failed.status_code == 200
+    shipment.refresh_from_db()
+    assert shipment.spoils_before_arrival is True
