@@ -6,8 +6,10 @@ import json
 import math
 from datetime import timedelta
 from decimal import Decimal
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -380,3 +382,23 @@ def test_near_finds_a_listing_inside_the_radius_at_its_east_rim(api):
         response = api.get(LISTINGS, {"near": "45.0,120.006", "radius_km": radius})
         assert response.status_code == 200
         assert [row["id"] for row in response.json()["results"]] == found, radius
+
+
+def test_listings_indexed_before_full_width_folding_are_found_after_reindex_listings(
+    api, monkeypatch
+):
+    """A listing whose search text was written before NFKC folding (`５斤装` kept whole):
+    `manage.py reindex_listings` writes it again, and a search finds it."""
+    import listings.search  # noqa: PLC0415
+
+    monkeypatch.setattr(listings.search, "_folded", lambda text: (text or "").lower())
+    before = create_listing(title="５斤装红富士")  # indexed as the code before folded it
+    monkeypatch.undo()
+    assert [r["id"] for r in api.get(LISTINGS, {"q": "5斤装"}).json()["results"]] == []
+
+    out = StringIO()
+    call_command("reindex_listings", stdout=out)
+
+    assert out.getvalue() == "1 listings indexed again.\n"
+    for q in ("5斤装", "５斤装"):
+        assert [r["id"] for r in api.get(LISTINGS, {"q": q}).json()["results"]] == [before.pk]
