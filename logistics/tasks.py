@@ -52,7 +52,7 @@ def sweep_unrouted_orders() -> int:
     while True:
         with transaction.atomic():
             ids = list(
-                Order.objects.select_for_update(skip_locked=True)
+                Order.objects.select_for_update(skip_locked=True, no_key=True)
                 .filter(status=OrderStatus.PLACED, updated_at__lte=cutoff, pk__gt=last_id)
                 .order_by("pk")
                 .values_list("pk", flat=True)[: settings.ROUTING_SWEEP_BATCH]

@@ -401,7 +401,7 @@ def _expire_batch(*, now: datetime, batch: int, failed: set[int]) -> tuple[int, 
     """(orders taken, orders cancelled) of one batch; adds to `failed` the orders whose
     cancel failed, which the sweep's later batches pass over."""
     due = list(
-        Order.objects.select_for_update(of=("self",), skip_locked=True)
+        Order.objects.select_for_update(of=("self",), skip_locked=True, no_key=True)
         .filter(status=OrderStatus.AWAITING_PAYMENT, payment_due_at__lte=now)
         .exclude(pk__in=failed)
         .order_by("pk")

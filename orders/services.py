@@ -328,8 +328,13 @@ def wake_router(order_id: int | None) -> bool:
 
 
 def order_lock(order_id: int) -> Order:
-    """The order row, locked for the rest of the transaction."""
-    return Order.objects.select_for_update(of=("self",)).get(pk=order_id)
+    """The order row, locked for the rest of the transaction. FOR NO KEY UPDATE, as every
+    lock of an order row here: it excludes every other such lock, and lets through the
+    foreign-key checks of rows other transactions write for the order (an "on the way"
+    notification of a route setting out, whose transaction holds the route this one may
+    wait for): FOR UPDATE blocked those, and the two deadlocked. An order's id never
+    changes, so nothing needs the stronger lock."""
+    return Order.objects.select_for_update(of=("self",), no_key=True).get(pk=order_id)
 
 
 def order_transition(

@@ -250,3 +250,61 @@ def test_a_line_rejected_while_an_order_across_the_same_centers_is_routed_never_
     assert mine == [], mine
     assert [type(a).__name__ for a in answer] == ["Order"], answer
     assert answer[0].status == OrderStatus.CONFIRMED
+
+
+def test_a_cancel_while_the_route_sets_out_and_tells_its_buyers_never_deadlocks(monkeypatch):
+    """Route R: Y's pickup, then X's pickup and delivery. Y's pickup done sets R out (R
+    locked) and tells X's buyer "on the way": a notification whose foreign key to X is
+    checked at commit. X cancelled meanwhile holds X and waits for R. With X locked FOR
+    UPDATE the check waited for the cancel: a deadlock; FOR NO KEY UPDATE lets it through."""
+    center = ServiceCenterFactory()
+    village = VillageFactory(service_center=center)
+    staff = StaffFactory(service_center=center)
+    x, y = (
+        order_route(
+            order_id=place_order(
+                BuyerFactory(village=village),
+                create_listing(FarmerFactory(village=village), unit="kg"),
+            ).pk
+        )
+        for _ in range(2)
+    )
+    assert (x.status, y.status) == (OrderStatus.CONFIRMED, OrderStatus.CONFIRMED)
+    route = Route.objects.create(service_center=center, date=timezone.localdate())
+    sx, sy = Shipment.objects.get(order=x), Shipment.objects.get(order=y)
+    stops = []
+    for sequence, (shipment, kind) in enumerate(
+        ((sy, "pickup"), (sx, "pickup"), (sx, "delivery")), start=1
+    ):
+        stop = Stop.objects.create(
+            route=route,
+            sequence=sequence,
+            kind=kind,
+            lat=shipment.pickup_lat,
+            lng=shipment.pickup_lng,
+        )
+        stop.shipments.add(shipment)
+        stops.append(stop)
+    started = []
+
+    def let_the_cancel_in():  # the route is set out (locked), X's buyer told
+        started.append(
+            in_thread(lambda: orders.order_cancel(order_id=x.pk, actor=x.buyer, reason="不要了"))
+        )
+        wait_for_lock_waiters(1, timeout=3)  # the cancel waits for the route
+
+    monkeypatch.setattr(
+        logistics.services.shipments,
+        "notify_out_for_delivery",
+        _pause_after(1, let_the_cancel_in)(logistics.services.shipments.notify_out_for_delivery),
+    )
+    done = Completion(outcome="done", weight_kg=Decimal("0.5"))
+    mine = deadlocks_of(
+        lambda: shipments.stop_complete(stop_id=stops[0].pk, staff=staff, data=done)
+    )
+    [(cancelling, answer)] = started
+    cancelling.join(timeout=30)
+
+    assert mine == [], mine
+    assert [type(a).__name__ for a in answer] == ["Order"], answer
+    assert Order.objects.get(pk=x.pk).status == OrderStatus.CANCELLED

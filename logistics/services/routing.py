@@ -183,7 +183,7 @@ def shipment_move_days(
     shipment.pickup_date, shipment.delivery_date = pickup_date, delivery_date
     # Only ever raised: a later day can only add spoilage, and the listing's harvest may
     # have been moved on to the next one since these goods were ordered.
-    shipment.spoils_before_arrival = shipment.spoils_before_arrival or _spoils_before(
+    shipment.spoils_before_arrival = shipment.spoils_before_arrival or spoils_before(
         shipment, delivery_date
     )
     shipment.save(update_fields=["pickup_date", "delivery_date", "spoils_before_arrival", *also])
@@ -199,7 +199,7 @@ def shipment_move_days(
     pending.exclude(kind=LegKind.PICKUP).update(date=delivery_date)
 
 
-def _spoils_before(shipment: Shipment, delivery: date) -> bool:
+def spoils_before(shipment: Shipment, delivery: date) -> bool:
     """Whether some of the shipment's goods (its farmer's lines still ordered) pass their
     shelf life before `delivery`, as routing first flagged it for its first day."""
     kept = OrderLine.objects.filter(
@@ -357,14 +357,14 @@ def _lock_orders(order_id: int | None, *, more: int, wait: bool) -> list[Order]:
     ids = []
     if order_id is not None:
         ids = list(
-            placed.select_for_update(skip_locked=not wait)
+            placed.select_for_update(skip_locked=not wait, no_key=True)  # as order_lock
             .filter(pk=order_id)
             .values_list("pk", flat=True)
         )
         placed = placed.exclude(pk=order_id)
     if more:
         ids += (
-            placed.select_for_update(skip_locked=True)
+            placed.select_for_update(skip_locked=True, no_key=True)
             .order_by("pk")
             .values_list("pk", flat=True)[:more]
         )

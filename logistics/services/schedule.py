@@ -440,7 +440,11 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
         .values("order_id")
         .union(Shipment.objects.filter(stops__route__in=planned_routes).values("order_id"))
     )
-    list(Order.objects.select_for_update(of=("self",)).filter(pk__in=involved).order_by("pk"))
+    list(
+        Order.objects.select_for_update(of=("self",), no_key=True)  # as orders.order_lock
+        .filter(pk__in=involved)
+        .order_by("pk")
+    )
     # Wrong delivery codes entered at a stop of a route not yet on the road stay with its
     # goods: planning the day again gives no fresh guesses, nor opens a stop locked for
     # staff review (only the admin's "Unlock" does).

@@ -38,6 +38,7 @@ from logistics.services.routing import (
     orders_waiting_again,
     release_capacity,
     shipment_move_days,
+    spoils_before,
     to_grams,
 )
 from marketplace.accounts.models import User
@@ -329,7 +330,11 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     # The orders first, then the stop, then its shipments: the order order_cancel takes
     # them in (it may delete the stop), so the two wait for each other and never deadlock.
     order_ids = Shipment.objects.filter(stops=stop_id).values_list("order_id", flat=True)
-    list(Order.objects.select_for_update(of=("self",)).filter(pk__in=order_ids).order_by("pk"))
+    list(
+        Order.objects.select_for_update(of=("self",), no_key=True)  # as orders.order_lock
+        .filter(pk__in=order_ids)
+        .order_by("pk")
+    )
     stop = (
         Stop.objects.select_for_update(of=("self",))
         .select_related("route")
@@ -653,7 +658,12 @@ def shipments_after_line_rejected(*, order: Order, line: OrderLine, actor: User)
     for shipment in lighter:
         _release(shipment, max(shipment.weight_kg - left, Decimal(0)))
         shipment.weight_kg = min(shipment.weight_kg, left)
-        shipment.save(update_fields=["weight_kg", "updated_at"])
+        # Only ever lowered here (a move only ever raises it): the line that spoiled may
+        # be the one turned down.
+        shipment.spoils_before_arrival = shipment.spoils_before_arrival and spoils_before(
+            shipment, shipment.delivery_date
+        )
+        shipment.save(update_fields=["weight_kg", "spoils_before_arrival", "updated_at"])
 
 
 def shipments_flag_late_transfers(*, today=None) -> int:

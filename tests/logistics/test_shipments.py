@@ -1502,3 +1502,28 @@ def test_a_failed_pickup_keeps_the_spoiling_flag_after_the_listing_moved_on_to_a
     assert failed.status_code == 200
     shipment.refresh_from_db()
     assert shipment.spoils_before_arrival is True
+
+
+def test_the_spoiling_flag_goes_when_the_line_that_spoils_is_turned_down():
+    """The farmer turns down the line that spoils and keeps the other: the flag then says
+    whether what is left spoils, also after a failed pickup moves it to another day."""
+    center = ServiceCenterFactory()
+    village = VillageFactory(service_center=center)
+    farmer = FarmerFactory(village=village)
+    staff = StaffFactory(service_center=center)
+    short = create_listing(farmer, unit="kg", shelf_life_days=1)  # harvested yesterday
+    keeps = create_listing(farmer, unit="kg", shelf_life_days=30)
+    order = order_route(order_id=place_order(BuyerFactory(village=village), short, keeps).pk)
+    shipment = Shipment.objects.get(order=order)
+    assert shipment.spoils_before_arrival is True
+    orders.order_line_reject(
+        order_id=order.pk, line_id=order.lines.get(listing=short).pk, farmer=farmer, reason="坏了"
+    )
+    shipment.refresh_from_db()
+    assert shipment.spoils_before_arrival is False
+    stop = stop_for(shipment, center, "pickup")
+    shipments.stop_complete(
+        stop_id=stop.pk, staff=staff, data=Completion(outcome="failed", reason="不在家")
+    )
+    shipment.refresh_from_db()
+    assert (shipment.failed_attempts, shipment.spoils_before_arrival) == (1, False)
