@@ -57,6 +57,19 @@ def _pause_after(calls: int, then):
     return wrap
 
 
+def two_routed_orders(village) -> tuple[Order, Order]:
+    """Two buyers' orders of one kg each from two farmers of `village`, routed."""
+    return tuple(
+        order_route(
+            order_id=place_order(
+                BuyerFactory(village=village),
+                create_listing(FarmerFactory(village=village), unit="kg"),
+            ).pk
+        )
+        for _ in range(2)
+    )
+
+
 def deadlocks_of(operation) -> list[OperationalError]:
     """Run `operation` in a transaction of its own; the database errors (a deadlock) it
     ended with, [] when it committed."""
@@ -171,15 +184,7 @@ def test_a_cancel_while_the_routes_first_stop_is_done_leaves_the_route_completed
     center = ServiceCenterFactory()
     village = VillageFactory(service_center=center)
     staff = StaffFactory(service_center=center)
-    a, b = (
-        order_route(
-            order_id=place_order(
-                BuyerFactory(village=village),
-                create_listing(FarmerFactory(village=village), unit="kg"),
-            ).pk
-        )
-        for _ in range(2)
-    )
+    a, b = two_routed_orders(village)
     route = Route.objects.create(service_center=center, date=timezone.localdate())
     stops = {}
     for sequence, order in enumerate((b, a), start=1):
@@ -260,15 +265,7 @@ def test_a_cancel_while_the_route_sets_out_and_tells_its_buyers_never_deadlocks(
     center = ServiceCenterFactory()
     village = VillageFactory(service_center=center)
     staff = StaffFactory(service_center=center)
-    x, y = (
-        order_route(
-            order_id=place_order(
-                BuyerFactory(village=village),
-                create_listing(FarmerFactory(village=village), unit="kg"),
-            ).pk
-        )
-        for _ in range(2)
-    )
+    x, y = two_routed_orders(village)
     assert (x.status, y.status) == (OrderStatus.CONFIRMED, OrderStatus.CONFIRMED)
     route = Route.objects.create(service_center=center, date=timezone.localdate())
     sx, sy = Shipment.objects.get(order=x), Shipment.objects.get(order=y)
