@@ -205,7 +205,12 @@ def spoils_before(shipment: Shipment, delivery: date) -> bool:
     kept = OrderLine.objects.filter(
         order_id=shipment.order_id, farmer_id=shipment.farmer_id, status=LineStatus.ACTIVE
     ).values_list("listing__harvest_date", "listing__shelf_life_days")
-    return any(harvest + timedelta(days=shelf) < delivery for harvest, shelf in kept)
+    return any(_spoiled(harvest, shelf, delivery) for harvest, shelf in kept)
+
+
+def _spoiled(harvest: date, shelf_life_days: int, delivery: date) -> bool:
+    """Whether produce harvested then and keeping that long is past it on `delivery`."""
+    return harvest + timedelta(days=shelf_life_days) < delivery
 
 
 def _last_deliveries(order_ids: Iterable[int]) -> QuerySet:
@@ -340,8 +345,7 @@ class _Shipping:
             delivery_date=self.delivery,
             promised_date=self.delivery,
             spoils_before_arrival=any(
-                line.listing.harvest_date + timedelta(days=line.listing.shelf_life_days)
-                < self.delivery
+                _spoiled(line.listing.harvest_date, line.listing.shelf_life_days, self.delivery)
                 for line in self.lines
             ),
         )
