@@ -102,7 +102,8 @@ class LineStatus(models.TextChoices):
 
 
 class OrderLine(models.Model):
-    """One listing in an order; title, unit, price and weight are copied at order time."""
+    """One listing in an order; title, unit, price, weight and the day its goods spoil are
+    copied at order time."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
     listing = models.ForeignKey(Listing, on_delete=models.PROTECT, related_name="order_lines")
@@ -114,6 +115,12 @@ class OrderLine(models.Model):
     quantity = models.DecimalField(max_digits=12, decimal_places=3)
     subtotal = models.DecimalField(max_digits=12, decimal_places=2)
     needs_refrigeration = models.BooleanField(default=False)
+    spoils_on = models.DateField(
+        null=True,
+        blank=True,
+        help_text="The day its goods pass their shelf life (the listing's harvest date and "
+        "shelf life at order time; the listing may move on to the next harvest).",
+    )
     status = models.CharField(max_length=10, choices=LineStatus.choices, default=LineStatus.ACTIVE)
     reject_reason = models.CharField(max_length=255, blank=True)
 

@@ -251,6 +251,7 @@ def order_place(
                 quantity=line.quantity,
                 subtotal=_money(listing.price * line.quantity),
                 needs_refrigeration=listing.needs_refrigeration,
+                spoils_on=listing.harvest_date + timedelta(days=listing.shelf_life_days),
             )
         )
     subtotal = sum((line.subtotal for line in order_lines), Decimal("0.00"))

@@ -181,11 +181,7 @@ def shipment_move_days(
     lock_capacity_of([shipment])
     before = booked_days(shipment, pickup=shipment.pickup_date, delivery=shipment.delivery_date)
     shipment.pickup_date, shipment.delivery_date = pickup_date, delivery_date
-    # Only ever raised: a later day can only add spoilage, and the listing's harvest may
-    # have been moved on to the next one since these goods were ordered.
-    shipment.spoils_before_arrival = shipment.spoils_before_arrival or spoils_before(
-        shipment, delivery_date
-    )
+    shipment.spoils_before_arrival = spoils_before(shipment, delivery_date)
     shipment.save(update_fields=["pickup_date", "delivery_date", "spoils_before_arrival", *also])
     after = booked_days(shipment, pickup=pickup_date, delivery=delivery_date)
     added = []
@@ -204,13 +200,14 @@ def spoils_before(shipment: Shipment, delivery: date) -> bool:
     shelf life before `delivery`, as routing first flagged it for its first day."""
     kept = OrderLine.objects.filter(
         order_id=shipment.order_id, farmer_id=shipment.farmer_id, status=LineStatus.ACTIVE
-    ).values_list("listing__harvest_date", "listing__shelf_life_days")
-    return any(_spoiled(harvest, shelf, delivery) for harvest, shelf in kept)
+    ).values_list("spoils_on", flat=True)
+    return any(_spoiled(spoils_on, delivery) for spoils_on in kept)
 
 
-def _spoiled(harvest: date, shelf_life_days: int, delivery: date) -> bool:
-    """Whether produce harvested then and keeping that long is past it on `delivery`."""
-    return harvest + timedelta(days=shelf_life_days) < delivery
+def _spoiled(spoils_on: date | None, delivery: date) -> bool:
+    """Whether goods that keep until `spoils_on` (copied with their line when ordered; the
+    listing may have moved on to a new harvest since) are past it on `delivery`."""
+    return spoils_on is not None and spoils_on < delivery
 
 
 def _last_deliveries(order_ids: Iterable[int]) -> QuerySet:
@@ -345,8 +342,7 @@ class _Shipping:
             delivery_date=self.delivery,
             promised_date=self.delivery,
             spoils_before_arrival=any(
-                _spoiled(line.listing.harvest_date, line.listing.shelf_life_days, self.delivery)
-                for line in self.lines
+                _spoiled(line.spoils_on, self.delivery) for line in self.lines
             ),
         )
 

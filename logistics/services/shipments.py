@@ -658,11 +658,8 @@ def shipments_after_line_rejected(*, order: Order, line: OrderLine, actor: User)
     for shipment in lighter:
         _release(shipment, max(shipment.weight_kg - left, Decimal(0)))
         shipment.weight_kg = min(shipment.weight_kg, left)
-        # Only ever lowered here (a move only ever raises it): the line that spoiled may
-        # be the one turned down.
-        shipment.spoils_before_arrival = shipment.spoils_before_arrival and spoils_before(
-            shipment, shipment.delivery_date
-        )
+        # the line that spoiled may be the one turned down
+        shipment.spoils_before_arrival = spoils_before(shipment, shipment.delivery_date)
         shipment.save(update_fields=["weight_kg", "spoils_before_arrival", "updated_at"])
 
 

@@ -32,7 +32,7 @@ from logistics.tasks import schedule_center_day, schedule_zone
 from marketplace.celery import app as celery_app
 from marketplace.exceptions import DomainError
 from orders import services as orders
-from orders.models import Notification, Order, OrderStatus
+from orders.models import Notification, Order, OrderLine, OrderStatus
 from tests.clock import on_day
 from tests.factories import (
     BuyerFactory,
@@ -937,12 +937,11 @@ def test_a_vehicle_changed_while_its_day_is_solved_has_the_day_planned_again(
 def test_goods_rolled_past_their_shelf_life_are_flagged_as_spoiling(day):
     shipment = Shipment.objects.filter(needs_refrigeration=False).order_by("pk").first()
     assert shipment.spoils_before_arrival is False
-    listing = shipment.order.lines.filter(farmer=shipment.farmer).first().listing
-    shelf = (shipment.delivery_date - listing.harvest_date).days  # keeps to delivery, no more
-    type(listing).objects.filter(pk=listing.pk).update(shelf_life_days=shelf)
+    lines = OrderLine.objects.filter(order_id=shipment.order_id, farmer_id=shipment.farmer_id)
+    lines.update(spoils_on=shipment.delivery_date)  # keeps to its delivery, no more
     Vehicle.objects.update(active=False)  # no vehicle: the day's goods roll to the next
     run_day(day)
 
     shipment.refresh_from_db()
-    assert listing.harvest_date + timedelta(days=shelf) < shipment.delivery_date
+    assert lines.first().spoils_on < shipment.delivery_date
     assert shipment.spoils_before_arrival is True

@@ -1486,22 +1486,33 @@ def test_a_partially_delivered_order_is_not_announced_as_delivered(
     )
 
 
-def test_a_failed_pickup_keeps_the_spoiling_flag_after_the_listing_moved_on_to_a_new_harvest(
-    world, client_for
-):
+def test_the_spoiling_flag_follows_the_goods_ordered_not_the_listings_next_harvest(client_for):
     """The farmer lists the next harvest on the same listing: the goods already ordered
-    still spoil before they arrive, later still now their pickup failed."""
-    shipment = world["shipment"]
-    Shipment.objects.filter(pk=shipment.pk).update(spoils_before_arrival=True)
+    still spoil before they arrive, after a failed pickup moves them, and after another of
+    the farmer's lines is turned down (each recomputes the flag from the lines' own
+    spoils_on, copied when ordered)."""
+    center = ServiceCenterFactory()
+    village = VillageFactory(service_center=center)
+    farmer = FarmerFactory(village=village)
+    short = create_listing(farmer, unit="kg", shelf_life_days=1)  # harvested yesterday
+    other = create_listing(farmer, unit="kg", shelf_life_days=30)
+    order = order_route(order_id=place_order(BuyerFactory(village=village), short, other).pk)
+    shipment = Shipment.objects.get(order=order)
+    assert shipment.spoils_before_arrival is True
     listing_update(
-        listing=Listing.objects.get(pk=world["listing"].pk),
+        listing=Listing.objects.get(pk=short.pk),
         harvest_date=timezone.localdate() + timedelta(days=3),
     )
-    stop = stop_for(shipment, world["north"], "pickup")
-    failed = complete(client_for(world["north_staff"]), stop, outcome="failed", reason="不在家")
-    assert failed.status_code == 200
+    orders.order_line_reject(
+        order_id=order.pk, line_id=order.lines.get(listing=other).pk, farmer=farmer, reason="雹"
+    )
     shipment.refresh_from_db()
     assert shipment.spoils_before_arrival is True
+    stop = stop_for(shipment, center, "pickup")
+    staff = client_for(StaffFactory(service_center=center))
+    assert complete(staff, stop, outcome="failed", reason="不在家").status_code == 200
+    shipment.refresh_from_db()
+    assert (shipment.failed_attempts, shipment.spoils_before_arrival) == (1, True)
 
 
 def test_the_spoiling_flag_goes_when_the_line_that_spoils_is_turned_down():
