@@ -263,6 +263,8 @@ def main() -> None:
                             quantity=quantity,
                             subtotal=(listing.price * quantity).quantize(CENT, ROUND_HALF_UP),
                             needs_refrigeration=listing.needs_refrigeration,
+                            spoils_on=listing.harvest_date
+                            + timedelta(days=listing.shelf_life_days),
                         )
                     )
             method = DeliveryMethod.HOME if rng.random() < 0.7 else DeliveryMethod.PICKUP
