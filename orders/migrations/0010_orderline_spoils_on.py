@@ -7,6 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('orders', '0009_notification_ready_for_collection'),
+        ('logistics', '0007_shipment_promised_date'),
     ]
 
     operations = [
@@ -20,6 +21,21 @@ class Migration(migrations.Migration):
             sql="UPDATE orders_orderline AS line"
             " SET spoils_on = listing.harvest_date + listing.shelf_life_days"
             " FROM listings_listing AS listing WHERE listing.id = line.listing_id",
+            reverse_sql=migrations.RunSQL.noop,
+        ),
+        # A shipment already flagged whose lines, filled so from a listing since moved on to
+        # its next harvest, would no longer spoil before its delivery: its lines spoil the
+        # day before, so that the flag it has stays on its next move.
+        migrations.RunSQL(
+            sql="UPDATE orders_orderline AS line"
+            " SET spoils_on = shipment.delivery_date - 1"
+            " FROM logistics_shipment AS shipment"
+            " WHERE shipment.spoils_before_arrival"
+            " AND shipment.order_id = line.order_id AND shipment.farmer_id = line.farmer_id"
+            " AND line.status = 'active'"
+            " AND NOT EXISTS (SELECT 1 FROM orders_orderline AS other"
+            " WHERE other.order_id = line.order_id AND other.farmer_id = line.farmer_id"
+            " AND other.status = 'active' AND other.spoils_on < shipment.delivery_date)",
             reverse_sql=migrations.RunSQL.noop,
         ),
     ]

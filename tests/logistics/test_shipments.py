@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.db import connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -1538,3 +1539,38 @@ def test_the_spoiling_flag_goes_when_the_line_that_spoils_is_turned_down():
     )
     shipment.refresh_from_db()
     assert (shipment.failed_attempts, shipment.spoils_before_arrival) == (1, False)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_copies_each_lines_spoil_day_and_keeps_the_flags_shipments_have():
+    """Lines ordered before spoils_on take it from their listing; a shipment already
+    flagged whose listing has since moved on to its next harvest keeps its flag through its
+    next move (its lines spoil the day before its delivery)."""
+    center = ServiceCenterFactory()
+    village = VillageFactory(service_center=center)
+    moved_on, fresh = FarmerFactory(village=village), FarmerFactory(village=village)
+    short = create_listing(moved_on, unit="kg", shelf_life_days=1)  # harvested yesterday
+    keeps = create_listing(fresh, unit="kg", shelf_life_days=30)
+    order = order_route(order_id=place_order(BuyerFactory(village=village), short, keeps).pk)
+    flagged = Shipment.objects.get(order=order, farmer=moved_on)
+    not_flagged = Shipment.objects.get(order=order, farmer=fresh)
+    assert (flagged.spoils_before_arrival, not_flagged.spoils_before_arrival) == (True, False)
+    next_harvest = timezone.localdate() + timedelta(days=3)
+    Listing.objects.filter(pk=short.pk).update(harvest_date=next_harvest)
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("orders", "0009_notification_ready_for_collection")])
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    spoils_on = dict(order.lines.values_list("listing_id", "spoils_on"))
+    assert spoils_on == {
+        short.pk: flagged.delivery_date - timedelta(days=1),
+        keeps.pk: keeps.harvest_date + timedelta(days=30),
+    }
+    routing.shipment_move_days(
+        flagged,
+        pickup_date=flagged.pickup_date + timedelta(days=1),
+        delivery_date=flagged.delivery_date + timedelta(days=1),
+    )
+    assert Shipment.objects.get(pk=flagged.pk).spoils_before_arrival is True
