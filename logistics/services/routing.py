@@ -150,7 +150,8 @@ def lock_capacity_of(shipments: Iterable[Shipment]) -> None:
 
 
 def release_capacity(*, center_id: int, day: date, weight_kg: Decimal) -> None:
-    lock_centers_capacity([center_id])  # held already by a caller of several: re-entrant
+    """The caller holds the center's capacity lock, taken with all the others it writes
+    (lock_capacity_of): one at a time, they would come in no global order."""
     CenterDayLoad.objects.filter(center_id=center_id, date=day).update(
         booked_kg=F("booked_kg") - weight_kg
     )
