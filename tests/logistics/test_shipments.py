@@ -1487,19 +1487,38 @@ def test_a_partially_delivered_order_is_not_announced_as_delivered(
     )
 
 
-def test_the_spoiling_flag_follows_the_goods_ordered_not_the_listings_next_harvest(client_for):
-    """The farmer lists the next harvest on the same listing: the goods already ordered
-    still spoil before they arrive, after a failed pickup moves them, and after another of
-    the farmer's lines is turned down (each recomputes the flag from the lines' own
-    spoils_on, copied when ordered)."""
+@pytest.fixture
+def spoiling():
+    """One farmer's goods in one routed order: a kg that keeps a day (harvested yesterday,
+    so it spoils before it arrives) and a kg that keeps a month."""
     center = ServiceCenterFactory()
     village = VillageFactory(service_center=center)
     farmer = FarmerFactory(village=village)
-    short = create_listing(farmer, unit="kg", shelf_life_days=1)  # harvested yesterday
+    short = create_listing(farmer, unit="kg", shelf_life_days=1)
     other = create_listing(farmer, unit="kg", shelf_life_days=30)
     order = order_route(order_id=place_order(BuyerFactory(village=village), short, other).pk)
     shipment = Shipment.objects.get(order=order)
     assert shipment.spoils_before_arrival is True
+    return {
+        "center": center,
+        "farmer": farmer,
+        "short": short,
+        "other": other,
+        "order": order,
+        "shipment": shipment,
+        "staff": StaffFactory(service_center=center),
+    }
+
+
+def test_the_spoiling_flag_follows_the_goods_ordered_not_the_listings_next_harvest(
+    spoiling, client_for
+):
+    """The farmer lists the next harvest on the same listing: the goods already ordered
+    still spoil before they arrive, after a failed pickup moves them, and after another of
+    the farmer's lines is turned down (each recomputes the flag from the lines' own
+    spoils_on, copied when ordered)."""
+    center, farmer, short, other = (spoiling[k] for k in ("center", "farmer", "short", "other"))
+    order, shipment = spoiling["order"], spoiling["shipment"]
     listing_update(
         listing=Listing.objects.get(pk=short.pk),
         harvest_date=timezone.localdate() + timedelta(days=3),
@@ -1510,24 +1529,17 @@ def test_the_spoiling_flag_follows_the_goods_ordered_not_the_listings_next_harve
     shipment.refresh_from_db()
     assert shipment.spoils_before_arrival is True
     stop = stop_for(shipment, center, "pickup")
-    staff = client_for(StaffFactory(service_center=center))
+    staff = client_for(spoiling["staff"])
     assert complete(staff, stop, outcome="failed", reason="不在家").status_code == 200
     shipment.refresh_from_db()
     assert (shipment.failed_attempts, shipment.spoils_before_arrival) == (1, True)
 
 
-def test_the_spoiling_flag_goes_when_the_line_that_spoils_is_turned_down():
+def test_the_spoiling_flag_goes_when_the_line_that_spoils_is_turned_down(spoiling):
     """The farmer turns down the line that spoils and keeps the other: the flag then says
     whether what is left spoils, also after a failed pickup moves it to another day."""
-    center = ServiceCenterFactory()
-    village = VillageFactory(service_center=center)
-    farmer = FarmerFactory(village=village)
-    staff = StaffFactory(service_center=center)
-    short = create_listing(farmer, unit="kg", shelf_life_days=1)  # harvested yesterday
-    keeps = create_listing(farmer, unit="kg", shelf_life_days=30)
-    order = order_route(order_id=place_order(BuyerFactory(village=village), short, keeps).pk)
-    shipment = Shipment.objects.get(order=order)
-    assert shipment.spoils_before_arrival is True
+    center, farmer, short, staff = (spoiling[k] for k in ("center", "farmer", "short", "staff"))
+    order, shipment = spoiling["order"], spoiling["shipment"]
     orders.order_line_reject(
         order_id=order.pk, line_id=order.lines.get(listing=short).pk, farmer=farmer, reason="坏了"
     )
