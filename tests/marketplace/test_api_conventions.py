@@ -61,6 +61,23 @@ def test_unknown_api_path_is_json_404(api):
     assert response.json()["code"] == "not_found"
 
 
+@pytest.mark.parametrize("path", ["/api/v1/no-such-thing/", "/api/v1/orders/١٢/", "/api/"])
+def test_unknown_api_path_is_json_404_also_with_debug_on(api, settings, path):
+    """`make run` runs with DEBUG on, where Django answers its HTML page for a 404 instead of
+    calling handler404."""
+    settings.DEBUG = True
+    response = api.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "not_found"
+
+
+def test_an_api_path_without_its_slash_is_still_redirected_to_it(api):
+    response = api.get("/api/v1/villages")
+    assert response.status_code == 301
+    assert response["Location"] == "/api/v1/villages/"
+
+
 def test_unknown_object_is_json_404(api):
     response = api.get("/api/v1/service-centers/987654/")
     assert response.status_code == 404
