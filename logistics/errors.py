@@ -2,6 +2,7 @@
 
 INVALID_DELIVERY_CODE = "invalid_delivery_code"
 STOP_LOCKED = "stop_locked"
+HAND_OVER_LOCKED = "hand_over_locked"
 STOP_ALREADY_COMPLETED = "stop_already_completed"
 WEIGHT_REQUIRED = "weight_required"
 REASON_REQUIRED = "reason_required"

@@ -1,7 +1,8 @@
 """The orders admin: operators look, and change orders only through orders.services.
 
 Nothing is edited here: an order's status, money and lines move only through the services
-(the status table, restocking, events, notifications), which the cancel action calls. Orders
+(the status table, restocking, events, notifications), which the cancel action calls; the
+other action opens a hand-over that wrong codes locked, after staff reviewed it. Orders
 are never deleted (cancelled instead); payment events, reviews and notifications are
 records, shown as they are."""
 
@@ -10,6 +11,7 @@ from decimal import Decimal
 from django.contrib import admin, messages
 from django.db.models.constants import LOOKUP_SEP
 
+from logistics.services.shipments import order_hand_over_unlock
 from marketplace.exceptions import DomainError
 from orders import selectors, services
 from orders.models import (
@@ -95,6 +97,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "payment_status",
         "total",
         "refund_due",
+        "hand_over_wrong_codes",
         "created_at",
     )
     readonly_fields = ("refund_due",)  # after the order's own fields on its page
@@ -106,7 +109,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("id__exact", "buyer__phone", "buyer__name")
     list_select_related = ("buyer",)
     inlines = [OrderLineInline, OrderEventInline, PaymentEventInline]
-    actions = ["cancel"]
+    actions = ["cancel", "unlock_hand_over"]
     date_hierarchy = "created_at"
 
     def lookup_allowed(self, lookup, value, request) -> bool:
@@ -146,6 +149,21 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 cancelled += 1
         if cancelled:
             self.message_user(request, f"{cancelled} order(s) cancelled.", messages.SUCCESS)
+
+    def has_unlock_hand_over_permission(self, request) -> bool:
+        return self.has_cancel_permission(request)
+
+    @admin.action(
+        description="Allow the hand-over of selected orders again (wrong codes reviewed)",
+        permissions=["unlock_hand_over"],
+    )
+    def unlock_hand_over(self, request, queryset) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        opened = [pk for pk in ids if order_hand_over_unlock(order_id=pk)]
+        if opened:
+            self.message_user(request, f"{len(opened)} order(s) unlocked.", messages.SUCCESS)
+        if skipped := len(ids) - len(opened):
+            self.message_user(request, f"{skipped} order(s) were not locked.", messages.WARNING)
 
 
 @admin.register(Review)

@@ -59,6 +59,9 @@ class Order(models.Model):
     delivery_fee = models.DecimalField(max_digits=8, decimal_places=2)
     total = models.DecimalField(max_digits=12, decimal_places=2)
     delivery_code = models.CharField(max_length=6, help_text="Shown to the buyer only.")
+    # Wrong codes shown at the buyer's center for goods to collect (a delivery stop counts
+    # its own): at MAX_DELIVERY_CODE_ATTEMPTS the hand-over waits for staff review.
+    hand_over_wrong_codes = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

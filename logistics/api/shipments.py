@@ -154,11 +154,13 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             200: ShipmentSerializer,
             400: OpenApiResponse(
                 description="invalid_delivery_code (checked once the goods wait at the "
-                "center); before_last_event: a time before what is recorded of the goods"
+                "center; `attempts_left` before the order's hand-over locks); "
+                "before_last_event: a time before what is recorded of the goods"
             ),
             409: OpenApiResponse(
                 description="not_for_hand_over: the order is delivered home; "
-                "shipment_not_ready: the goods are not waiting at the center"
+                "shipment_not_ready: the goods are not waiting at the center; "
+                "hand_over_locked: too many wrong codes for this order, until staff review it"
             ),
         },
     )

@@ -535,7 +535,6 @@ def _delivery_day_on_arrival(shipment: Shipment) -> date:
     return max(due, now.date() + timedelta(days=2 if tonight_planned else 1))
 
 
-@transaction.atomic
 def shipment_hand_over(
     *, shipment_id: int, staff: User, delivery_code: str, occurred_at: datetime | None = None
 ) -> Shipment:
@@ -547,7 +546,28 @@ def shipment_hand_over(
 
     The code is checked last, once the goods are here to hand over (or were handed over:
     a retry too must show it): checked first, a wrong code's 400 against a right one's 409
-    would tell the code of an order delivered home, or not yet here, for free."""
+    would tell the code of an order delivered home, or not yet here, for free. Wrong codes
+    count per order, as a delivery stop's do: the fifth (MAX_DELIVERY_CODE_ATTEMPTS) makes
+    the hand-over 409 `hand_over_locked` until staff review it (order_hand_over_unlock)."""
+    shipment, order, accepted = _hand_over(
+        shipment_id=shipment_id, staff=staff, delivery_code=delivery_code, occurred_at=occurred_at
+    )
+    if not accepted:
+        left = max(0, settings.MAX_DELIVERY_CODE_ATTEMPTS - order.hand_over_wrong_codes)
+        raise DomainError(
+            errors.INVALID_DELIVERY_CODE,
+            "That is not this order's code."
+            + ("" if left else " Its hand-over is now locked for staff review."),
+            extra={"field": "delivery_code", "attempts_left": left},
+        )
+    return shipment
+
+
+@transaction.atomic
+def _hand_over(
+    *, shipment_id: int, staff: User, delivery_code: str, occurred_at: datetime | None
+) -> tuple[Shipment, Order, bool]:
+    """shipment_hand_over's transaction: False for a wrong code, counted and committed."""
     order_id = Shipment.objects.filter(pk=shipment_id).values_list("order_id", flat=True).get()
     order = order_lock(order_id)
     shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
@@ -561,18 +581,30 @@ def shipment_hand_over(
             f"This shipment is {shipment.status}, not waiting at the center.",
             extra={"shipments": {shipment.pk: shipment.status}},
         )
-    if delivery_code != order.delivery_code:
-        raise DomainError(
-            errors.INVALID_DELIVERY_CODE,
-            "That is not this order's code.",
-            extra={"field": "delivery_code"},
+    if order.hand_over_wrong_codes >= settings.MAX_DELIVERY_CODE_ATTEMPTS:
+        raise ConflictError(
+            errors.HAND_OVER_LOCKED, "Too many wrong codes: staff must review this hand-over."
         )
+    if delivery_code != order.delivery_code:
+        order.hand_over_wrong_codes += 1
+        order.save(update_fields=["hand_over_wrong_codes"])
+        return shipment, order, False  # committed: the attempt counts though the answer is 400
     if shipment.status == ShipmentStatus.DELIVERED:
-        return shipment
+        return shipment, order, True
     shipment.order = order
     _complete_delivery([shipment], staff, _when([shipment], occurred_at))
     _advance_order(order.pk, staff)
-    return shipment
+    return shipment, order, True
+
+
+def order_hand_over_unlock(*, order_id: int) -> bool:
+    """After staff reviewed an order whose hand-over too many wrong codes locked (with the
+    buyer, in person or by phone): its goods can be handed over again, its count back to 0.
+    False when it was not locked (nothing changes)."""
+    locked = Order.objects.filter(
+        pk=order_id, hand_over_wrong_codes__gte=settings.MAX_DELIVERY_CODE_ATTEMPTS
+    )
+    return bool(locked.update(hand_over_wrong_codes=0))
 
 
 @transaction.atomic

@@ -1374,6 +1374,67 @@ def test_the_hand_over_code_cannot_be_guessed(world, client_for, monkeypatch):
     assert answers == [400, 400, 400, 429]  # the right code too, once the limit is reached
 
 
+def test_wrong_codes_at_a_hand_over_count_per_order_and_the_fifth_locks_it(world, client_for):
+    """As at a delivery stop: four wrong codes say how many are left, the fifth locks the
+    order's hand-over (each of its shipments: the code is the order's) until staff review it
+    in the admin. A wrong code's count is kept though its answer is 400, also when the
+    request carried an Idempotency-Key (its answer is stored in the same transaction)."""
+    south, buyer = world["south"], world["buyer"]
+    north_farmer, south_farmer = (
+        world["farmer"],
+        FarmerFactory(village=VillageFactory(service_center=south)),
+    )
+    order = place_order(
+        buyer,
+        (create_listing(north_farmer), 2),
+        (create_listing(south_farmer), 3),
+        delivery_method="pickup",
+    )
+    order_route(order_id=order.pk)
+    first, second = Shipment.objects.filter(order=order).order_by("pk")
+    Shipment.objects.filter(order=order).update(status=ShipmentStatus.AT_CENTER)
+    staff = client_for(world["south_staff"])
+    wrong = "000000" if order.delivery_code != "000000" else "111111"
+
+    def hand_over(shipment, code, **headers):
+        url = f"/api/v1/shipments/{shipment.pk}/hand-over/"
+        return staff.post(url, {"delivery_code": code}, format="json", headers=headers)
+
+    answers = [
+        hand_over(first, wrong, **{"Idempotency-Key": "guess-1"}),
+        hand_over(second, wrong),
+        hand_over(first, wrong),
+        hand_over(second, wrong),
+    ]
+    assert [(a.status_code, a.json()["code"], a.json()["attempts_left"]) for a in answers] == [
+        (400, "invalid_delivery_code", left) for left in (4, 3, 2, 1)
+    ]
+    fifth = hand_over(first, wrong)
+    assert (fifth.status_code, fifth.json()["attempts_left"]) == (400, 0)
+    assert "locked" in fifth.json()["detail"]
+    assert Order.objects.get(pk=order.pk).hand_over_wrong_codes == 5
+    for shipment in (first, second):
+        locked = hand_over(shipment, order.delivery_code)
+        assert (locked.status_code, locked.json()["code"]) == (409, "hand_over_locked")
+    assert set(Shipment.objects.filter(order=order).values_list("status", flat=True)) == {
+        ShipmentStatus.AT_CENTER
+    }
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.CONFIRMED
+
+    # Staff review it with the buyer; an operator allows the hand-over again in the admin.
+    operator = Client()
+    operator.force_login(
+        User.objects.create_superuser(phone="+8613000000009", password="an-op-passphrase")
+    )
+    other = world["order"]  # not locked: left as it is
+    action = {"action": "unlock_hand_over", "_selected_action": [order.pk, other.pk]}
+    assert operator.post("/admin/orders/order/", action).status_code == 302
+    assert Order.objects.get(pk=order.pk).hand_over_wrong_codes == 0
+    for shipment in (first, second):
+        assert hand_over(shipment, order.delivery_code).status_code == 200
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.DELIVERED
+
+
 def test_a_failed_pickup_closes_the_routes_delivery_of_nothing_but_its_goods(world, client_for):
     """A farmer was out: the delivery later on the same route brings nothing and is closed
     (failed, with why); a delivery that still has goods on board goes on."""
