@@ -438,19 +438,21 @@ def notify_line_rejected(order: Order, line: OrderLine) -> list[Notification]:
 
 
 def notify_goods_not_delivered(
-    order: Order, lines: list[OrderLine], *, reason: str
+    order: Order, lines: list[OrderLine], *, reason: str, restocked: bool
 ) -> list[Notification]:
     """The buyer: which goods could not be brought after every try, that they are not
-    charged, and the new total."""
+    charged, and the new total. Each farmer whose goods they were: which of theirs left the
+    order, and whether they are back in their stock (goods that never left the farm)."""
     titles = "、".join(f"「{line.title}」" for line in lines)
-    return _tell_buyer(
-        order,
+    buyer = _build(
+        user_id=order.buyer_id,
         kind=NotificationKind.GOODS_NOT_DELIVERED,
         title="商品未能送达",
         body=(
             f"订单 #{order.pk} 中的{titles}多次未能取送（{reason}），"
             f"不收费，订单合计 ¥{order.total}。"
         ),
+        order=order,
         data={
             "order": order.pk,
             "lines": [line.pk for line in lines],
@@ -458,6 +460,20 @@ def notify_goods_not_delivered(
             "total": _money(order.total),
         },
     )
+    tried = "取货" if restocked else "送达买家"
+    then = "已退回您的库存，可继续出售" if restocked else "不再计入该订单"
+    farmers = _for_farmers(
+        order,
+        _lines_by_farmer(order, LineStatus.CANCELLED, lines),
+        kind=NotificationKind.GOODS_NOT_DELIVERED,
+        title=f"商品未能{tried}",
+        body=lambda farmer_id, items, subtotal: (
+            f"订单 #{order.pk} 中您的 {items} 多次未能{tried}（{reason}），"
+            f"已从订单中取消（¥{subtotal}），{then}。"
+        ),
+        extra={line.farmer_id: {"reason": reason, "restocked": restocked} for line in lines},
+    )
+    return store([buyer, *farmers])
 
 
 # Why a delivery moved, as notify_delivery_rescheduled tells the buyer (the key is in data).

@@ -511,7 +511,8 @@ def order_lines_not_delivered(
     """Farmers' goods in the order failed for good (their stop failed too often), inside
     the stop's completion: their lines are called off and not charged (the total drops as
     for a rejected line), given back to stock when they never left the farm, and the buyer
-    is told once, of all of them, with the new total."""
+    is told once, of all of them, with the new total; each of those farmers is told of
+    theirs."""
     order = order_lock(order_id)
     lines = list(order.lines.filter(farmer_id__in=farmer_ids, status=LineStatus.ACTIVE))
     if not lines:
@@ -519,8 +520,10 @@ def order_lines_not_delivered(
     if restock:
         _restock_lines(order, lines)
     OrderLine.objects.filter(pk__in=[line.pk for line in lines]).update(status=LineStatus.CANCELLED)
+    for line in lines:
+        line.status = LineStatus.CANCELLED
     _total_again(order)
-    notifications.notify_goods_not_delivered(order, lines, reason=reason)
+    notifications.notify_goods_not_delivered(order, lines, reason=reason, restocked=restock)
     return order
 
 

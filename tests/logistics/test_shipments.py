@@ -485,8 +485,26 @@ def test_goods_that_failed_for_good_are_not_charged_and_go_back_on_sale(
     }
     assert Listing.objects.get(pk=gone.pk).quantity_available == Decimal(100)
     assert booked_at_south() == booked - Decimal("5.000")  # the failed goods' day is free
-    told = order.notifications.filter(kind="goods_not_delivered").get()
-    assert (told.user_id, told.data["total"]) == (buyer.pk, "85.00")
+    told = order.notifications.filter(kind="goods_not_delivered").order_by("pk")
+    assert [(n.user_id, n.data.get("total")) for n in told] == [
+        (buyer.pk, "85.00"),
+        (farmers[1].pk, None),
+    ]
+    farmer_told = told[1]  # never picked up: back in the farmer's stock, and told so
+    assert (farmer_told.title, farmer_told.data) == (
+        "商品未能取货",
+        {
+            "order": order.pk,
+            "lines": [order.lines.get(farmer=farmers[1]).pk],
+            "subtotal": "15.00",
+            "reason": "不在家",
+            "restocked": True,
+        },
+    )
+    assert farmer_told.body == (
+        f"订单 #{order.pk} 中您的 {gone.title} 5公斤 多次未能取货（不在家），"
+        "已从订单中取消（¥15.00），已退回您的库存，可继续出售。"
+    )
 
 
 def test_a_failed_stop_moves_the_booked_capacity_with_its_days_and_a_cancel_frees_them(
@@ -1517,6 +1535,12 @@ def test_a_delivery_stop_failing_for_good_tells_the_buyer_once_with_the_true_tot
     assert (order.status, order.payment_status, order.total) == ("failed", "not_due", 0)
     told = Notification.objects.filter(user=w["buyer"], kind="goods_not_delivered")
     assert [(n.data["total"], len(n.data["lines"])) for n in told] == [("0.00", 2)]
+    farmers = Notification.objects.filter(kind="goods_not_delivered").exclude(user=w["buyer"])
+    assert sorted((n.user_id, n.data["subtotal"], n.data["restocked"]) for n in farmers) == [
+        (w["sa"].farmer_id, "80.00", False),  # picked up: not back in stock
+        (w["sb"].farmer_id, "15.00", False),
+    ]
+    assert {n.title for n in farmers} == {"商品未能送达买家"}
 
 
 def test_a_partially_delivered_order_is_not_announced_as_delivered(
