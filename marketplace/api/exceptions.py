@@ -4,7 +4,8 @@ Shape (RFC 9457 problem details with a `code` member):
     {"type": "about:blank", "title": "Bad Request", "status": 400,
      "code": "validation_error", "detail": "…",
      "errors": [{"field": "phone", "code": "invalid_phone", "detail": "…"}]}
-`errors` appears on validation errors only; domain errors may add members of their own.
+`errors` appears on validation errors, and on domain errors that name a field (their
+`field` member, also kept at the top level); domain errors may add members of their own.
 """
 
 import re
@@ -86,6 +87,9 @@ def _api_exception_problem(exc: exceptions.APIException) -> dict[str, Any]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
         body = problem(exc.status_code, exc.code, exc.detail, **exc.extra)
+        if isinstance(field := exc.extra.get("field"), str):
+            # as a validation error names it, so clients read every field error one way
+            body["errors"] = [{"field": field, "code": exc.code, "detail": body["detail"]}]
         return Response(body, status=exc.status_code, content_type=PROBLEM_CONTENT_TYPE)
     if isinstance(exc, RequestDataTooBig):  # as the idempotency middleware answers it
         body = problem(413, REQUEST_TOO_LARGE, REQUEST_TOO_LARGE_DETAIL)

@@ -105,6 +105,13 @@ def test_a_wrong_current_password_is_400_naming_the_field_and_changes_nothing(ap
         "code": "wrong_password",
         "detail": "The current password is not correct.",
         "field": "current_password",
+        "errors": [  # as a validation error names its fields
+            {
+                "field": "current_password",
+                "code": "wrong_password",
+                "detail": "The current password is not correct.",
+            }
+        ],
     }
     assert_nothing_changed(farmer, tokens)
     attempt = AccessAttempt.objects.get()  # counted as a failed login of this phone
