@@ -267,8 +267,10 @@ def listing_set_status(*, listing: Listing, status: str) -> Listing:
     """Publish, pause, resume or archive, along STATUS_TRANSITIONS. Publishing or resuming a
     listing with no stock leaves it sold out."""
     listing = listing_lock(listing.pk)
-    if status == listing.status:
-        return listing  # a retried request changes nothing
+    if _status_for_stock(status, listing.quantity_available) == listing.status:
+        # a retried request changes nothing: also a publish or resume retried once it left
+        # the listing sold out
+        return listing
     if status not in STATUS_TRANSITIONS[listing.status]:
         raise DomainError(
             errors.INVALID_STATUS_TRANSITION,
