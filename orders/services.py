@@ -537,7 +537,8 @@ def order_review(*, order_id: int, buyer: User, rating: int, comment: str = "") 
     """The buyer reviews their order once it is delivered (in full or in part): one review
     per order, which counts for every farmer with goods in it. Someone else's order answers
     404, an order not yet delivered `order_not_delivered`, a second review `already_reviewed`
-    (the unique order of a review decides, so two racing requests cannot both write one).
+    (the unique order of a review decides, so two racing requests cannot both write one);
+    the same rating and comment again is no second review but the first, answered again.
     The rating is 1 to 5 by a database constraint."""
     order = Order.objects.filter(pk=order_id, buyer=buyer).first()
     if order is None:
@@ -558,6 +559,9 @@ def order_review(*, order_id: int, buyer: User, rating: int, comment: str = "") 
         # violation (a CheckViolation) and stays an error.
         if not isinstance(error.__cause__, UniqueViolation):
             raise
+        given = Review.objects.get(order=order)
+        if (given.rating, given.comment) == (rating, comment.strip()):
+            return given  # the same review sent again (its answer was lost): answered alike
         raise ConflictError(
             errors.ALREADY_REVIEWED, "This order has been reviewed already."
         ) from error

@@ -131,6 +131,23 @@ def test_not_before_delivery_and_nothing_is_stored(client_for, statuses):
     assert Review.objects.count() == 0
 
 
+def test_the_same_review_sent_again_is_answered_as_the_first(client_for):
+    """The phone lost the 201 and sends the same review again (no key): no failure to show
+    for a review that was saved, and still one review."""
+    buyer = BuyerFactory()
+    order = place_order(buyer, create_listing())
+    move(order, *DELIVERY)
+    client = client_for(buyer)
+    body = {"rating": 4, "comment": "很新鲜 "}
+    first = client.post(review_url(order), body, format="json")
+
+    again = client.post(review_url(order), body, format="json")
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json()
+    assert list(Review.objects.values_list("rating", "comment")) == [(4, "很新鲜")]
+
+
 def test_a_second_review_is_refused_and_the_first_stays(client_for):
     buyer = BuyerFactory()
     order = place_order(buyer, create_listing())
