@@ -1,10 +1,13 @@
-"""Idempotency-Key for every POST of the API, once, as middleware.
+"""Idempotency-Key for every POST (and PATCH, PUT, DELETE) of the API, once, as middleware.
 
 Follows the IETF Idempotency-Key draft and Stripe's practice:
 - the key is scoped to the signed-in user (another user's same key is another key);
 - a retry with the same key and the same body replays the stored status and body (with
   `Idempotent-Replayed: true`) and does nothing again;
-- the same key with a different body (or path) → 422 `idempotency_key_reused`;
+- the same key with a different body (or path) → 422 `idempotency_key_reused`; a JSON body
+  is compared by what it says, so the same object with its keys in another order or other
+  whitespace (a phone app serializing its map again after a restart) is the same body, as
+  Stripe compares a request's parameters;
 - a retry while the first request still runs → 409 `idempotency_key_in_use`;
 - records expire after IDEMPOTENCY_KEY_TTL (a periodic task prunes them).
 
@@ -13,6 +16,10 @@ transaction holding a transaction-scoped advisory lock on (user, key), and the r
 inserted before that transaction commits. A crash before the commit leaves neither the
 effect nor the record (the retry runs afresh); a crash after it leaves both (the retry
 replays). Task enqueues registered with on_commit run only after that commit.
+
+The draft covers PATCH too: a farmer's stock set by a PATCH whose answer was lost, retried
+after an order took some, would put the sold units back on sale; with its key the retry is
+answered as the first. A DELETE retried with its key gets its 204 again rather than 404.
 
 Anonymous POSTs (register, log in, refresh, log out, the payment webhook: views that read
 no bearer token, even when a client sends one along) are not covered: a key needs an
@@ -28,8 +35,10 @@ fingerprint would be a fast, unsalted hash; its retry is refused by the new pass
 """
 
 import hashlib
+import json
 import re
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import NamedTuple
 
 from django.conf import settings
@@ -58,6 +67,10 @@ _VALID_KEY = re.compile(KEY_PATTERN)
 # Answers that say who or when, not what the request did: never stored, so a retry after
 # signing in again (or after a lock-out) runs the request.
 _NOT_STORED = {401, 403, 429}
+# Nor the refusals of a request's form before any view code ran (too large, a media type not
+# taken): the same bytes sent again as JSON, or within the limit, must run under the key.
+_NOT_STORED |= {413, 415}
+KEYED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def _problem(status: int, code: str, detail: str) -> JsonResponse:
@@ -123,7 +136,9 @@ def _lock_id(user_id: int, key: str) -> int:
 def _fingerprint(request: HttpRequest) -> str:
     """sha256 of method, path and body. A multipart body (an upload) is hashed by its
     fields and files rather than its bytes: a client retrying the same upload draws a new
-    random boundary, and files are not held in memory whole (Django spools them)."""
+    random boundary, and files are not held in memory whole (Django spools them). A JSON
+    body is hashed as what it says (keys sorted, no whitespace, numbers as written), not
+    as its bytes; one that is no JSON, by its bytes."""
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.path}\n".encode())
     if (request.content_type or "").startswith("multipart/"):
@@ -134,9 +149,22 @@ def _fingerprint(request: HttpRequest) -> str:
             for chunk in upload.chunks():
                 digest.update(chunk)
             upload.seek(0)
+    elif request.content_type == "application/json":
+        digest.update(_canonical_json(request.body))
     else:
         digest.update(request.body)
     return digest.hexdigest()
+
+
+def _canonical_json(body: bytes) -> bytes:
+    try:
+        data = json.loads(body, parse_float=Decimal, parse_constant=str)
+        text = json.dumps(
+            data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        )
+    except (ValueError, RecursionError):
+        return body  # no JSON, or nested too deeply: the view answers 400, kept by its bytes
+    return text.encode("utf-8", "surrogatepass")
 
 
 class _Stored(NamedTuple):
@@ -202,7 +230,11 @@ class IdempotencyMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         key = request.headers.get(HEADER)
-        if request.method != "POST" or key is None or not request.path.startswith("/api/"):
+        if (
+            key is None
+            or request.method not in KEYED_METHODS
+            or not request.path.startswith("/api/")
+        ):
             return self.get_response(request)
         if not _VALID_KEY.match(key):
             return _problem(

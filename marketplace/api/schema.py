@@ -11,7 +11,7 @@ from rest_framework.throttling import BaseThrottle, ScopedRateThrottle, SimpleRa
 
 from marketplace.api.exceptions import PROBLEM_CONTENT_TYPE
 from marketplace.api.idempotency import HEADER as IDEMPOTENCY_KEY
-from marketplace.api.idempotency import KEY_PATTERN, REPLAYED_HEADER
+from marketplace.api.idempotency import KEY_PATTERN, KEYED_METHODS, REPLAYED_HEADER
 from marketplace.api.routers import ID_PATTERN
 
 _DIGITS = {"type": "string", "pattern": f"^{ID_PATTERN}$"}
@@ -172,12 +172,12 @@ class AutoSchema(openapi.AutoSchema):
         }
 
     def _takes_idempotency_key(self) -> bool:
-        """A POST that runs once per key (marketplace.api.idempotency): one under /api/ by
-        a signed-in caller (keys are scoped to the user), to a view that lets its answers
-        be stored."""
+        """A POST, PUT, PATCH or DELETE that runs once per key (marketplace.api.idempotency):
+        one under /api/ by a signed-in caller (keys are scoped to the user), to a view that
+        lets its answers be stored."""
         auth = self.get_auth()
         return (
-            self.method == "POST"
+            self.method in KEYED_METHODS
             and self.path.startswith("/api/")
             and bool(auth)
             and {} not in auth

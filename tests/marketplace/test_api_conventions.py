@@ -380,8 +380,9 @@ def test_the_schema_lists_the_framework_errors_an_operation_can_get_beside_its_o
 
     assert set(answers("get", "/api/v1/orders/{id}/")) == {"200", "304", "400", "401", "404"}
     patch = answers("patch", "/api/v1/listings/{id}/")
-    assert set(patch) == {*("200", "400", "401", "403", "404", "409", "413", "415")}
+    assert set(patch) == {*("200", "400", "401", "403", "404", "409", "413", "415", "422")}
     assert patch["409"].startswith("listing_archived: ")
+    assert "; idempotency_key_in_use: " in patch["409"]
     assert set(answers("post", "/api/v1/stops/{id}/complete/")) == {
         *("200", "400", "401", "403", "404", "409", "413", "415", "422"),
     }
@@ -404,17 +405,33 @@ def test_the_schema_lists_the_framework_errors_an_operation_can_get_beside_its_o
     assert webhook["400"].startswith("parse_error, unknown_order, ")
 
 
-def test_the_schema_gives_the_idempotency_key_header_to_the_posts_that_run_once_per_key(api):
+def test_the_schema_gives_the_idempotency_key_header_to_the_writes_that_run_once_per_key(api):
     """Keys are scoped to the signed-in caller: registering, signing in, logging out with a
-    refresh token and the provider's webhook take none."""
+    refresh token and the provider's webhook take none; the password change stores no
+    answer."""
     schema = _schema(api)
-    keyed = {
-        path
-        for path, operations in schema["paths"].items()
-        for method, operation in operations.items()
-        if any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))
+
+    def keyed_paths(method: str) -> set[str]:
+        return {
+            path
+            for path, operations in schema["paths"].items()
+            for verb, operation in operations.items()
+            if verb == method
+            and any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))
+        }
+
+    assert keyed_paths("patch") == {
+        "/api/v1/listings/{id}/",
+        "/api/v1/me/",
+        "/api/v1/service-centers/{center_id}/vehicles/{id}/",
     }
-    assert all(set(schema["paths"][path]) & {"post"} for path in keyed)
+    assert keyed_paths("delete") == {
+        "/api/v1/listings/{id}/",
+        "/api/v1/listings/{id}/photos/{photo_id}/",
+        "/api/v1/service-centers/{center_id}/vehicles/{id}/",
+    }
+    assert not keyed_paths("get") | keyed_paths("put")
+    keyed = keyed_paths("post")
     assert keyed == {
         "/api/v1/auth/logout-all/",
         "/api/v1/listings/",

@@ -1,5 +1,7 @@
-"""Idempotency-Key on every POST: replay, mismatch, scope, concurrency, atomicity, expiry."""
+"""Idempotency-Key on every POST, PATCH and DELETE: replay, mismatch, scope, concurrency,
+atomicity, expiry."""
 
+import json
 import threading
 from datetime import timedelta
 
@@ -16,7 +18,7 @@ from marketplace.accounts.tokens import RefreshToken as SessionRefreshToken
 from marketplace.api.models import IdempotencyRecord
 from marketplace.tasks import prune_idempotency_records
 from orders.models import Order
-from tests.factories import PASSWORD, BuyerFactory, FarmerFactory, create_listing
+from tests.factories import PASSWORD, BuyerFactory, FarmerFactory, create_listing, place_order
 
 LISTINGS = "/api/v1/listings/"
 ORDERS = "/api/v1/orders/"
@@ -75,6 +77,97 @@ def test_same_key_different_body_is_422_and_changes_nothing():
     assert other.status_code == 422
     assert other.json()["code"] == "idempotency_key_reused"
     assert list(Listing.objects.values_list("price", flat=True)) == [pytest.approx(2.5)]
+
+
+@pytest.mark.django_db
+def test_the_same_json_in_another_key_order_or_spacing_is_the_same_body():
+    """A phone app that serializes its map again after a restart may send the keys in
+    another order, or spaced otherwise: what the body says decides, not its bytes."""
+    client = signed_in(FarmerFactory())
+    first = client.post(
+        LISTINGS, json.dumps(body()), content_type="application/json", HTTP_IDEMPOTENCY_KEY="j"
+    )
+    reordered = json.dumps(dict(reversed(body().items())), indent=2, ensure_ascii=True)
+    retry = client.post(
+        LISTINGS, reordered, content_type="application/json", HTTP_IDEMPOTENCY_KEY="j"
+    )
+    assert (first.status_code, retry.status_code, retry["Idempotent-Replayed"]) == (
+        201,
+        201,
+        "true",
+    )
+    assert retry.content == first.content
+    other = client.post(
+        LISTINGS,
+        json.dumps(body(price="2.5")),
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY="j",
+    )
+    assert other.status_code == 422  # 2.5 is not what 2.50 was written as: another body
+    assert Listing.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw", [b"{", b"\xff\xfe", b"[" * 5000 + b"]" * 5000])
+def test_a_body_that_is_no_json_is_answered_400_and_replayed_by_its_bytes(raw):
+    client = signed_in(FarmerFactory())
+    answers = [
+        client.post(LISTINGS, raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY="n")
+        for _ in range(2)
+    ]
+    assert [(a.status_code, a.json()["code"]) for a in answers] == [(400, "parse_error")] * 2
+    assert answers[1]["Idempotent-Replayed"] == "true"
+    assert not Listing.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_request_refused_for_its_media_type_runs_under_its_key_once_sent_as_json():
+    """Nothing ran for the 415: the same bytes sent again as JSON under the same key are
+    placed, not answered the stored 415 for a day."""
+    client = signed_in(FarmerFactory())
+    raw = json.dumps(body())
+    refused = client.post(LISTINGS, raw, content_type="text/plain", HTTP_IDEMPOTENCY_KEY="t")
+    placed = client.post(LISTINGS, raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY="t")
+    assert (refused.status_code, placed.status_code) == (415, 201)
+    assert "Idempotent-Replayed" not in placed
+    assert Listing.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_stock_patch_retried_with_its_key_after_an_order_leaves_the_order_its_stock():
+    """The farmer sets the stock to 10; the answer is lost; a buyer orders 3; the phone
+    sends the same PATCH with its key again: answered as the first, and 7 stay on sale."""
+    farmer = FarmerFactory()
+    listing = create_listing(farmer, unit="kg", quantity_available=4)
+    client, url = signed_in(farmer), f"{LISTINGS}{listing.pk}/"
+    first = client.patch(url, {"quantity_available": "10"}, format="json", HTTP_IDEMPOTENCY_KEY="s")
+    place_order(BuyerFactory(), (listing, 3))
+
+    retry = client.patch(url, {"quantity_available": "10"}, format="json", HTTP_IDEMPOTENCY_KEY="s")
+
+    assert (first.status_code, retry.status_code, retry["Idempotent-Replayed"]) == (
+        200,
+        200,
+        "true",
+    )
+    assert retry.content == first.content
+    assert Listing.objects.get(pk=listing.pk).quantity_available == 7
+    changed = client.patch(
+        url, {"quantity_available": "9"}, format="json", HTTP_IDEMPOTENCY_KEY="s"
+    )
+    assert changed.status_code == 422
+
+
+@pytest.mark.django_db
+def test_a_delete_retried_with_its_key_gets_its_204_again():
+    farmer = FarmerFactory()
+    listing = create_listing(farmer)
+    client, url = signed_in(farmer), f"{LISTINGS}{listing.pk}/"
+    answers = [client.delete(url, HTTP_IDEMPOTENCY_KEY="d") for _ in range(2)]
+    assert [a.status_code for a in answers] == [204, 204]
+    assert answers[1]["Idempotent-Replayed"] == "true"
+    assert client.delete(url).status_code == 404  # without its key: gone, as HTTP says
+    assert not Listing.objects.exists()
 
 
 @pytest.mark.django_db
