@@ -485,15 +485,16 @@ def shipment_receive(
     ready for local delivery, on a day whose plan will still take it: one due today is
     delivered from tomorrow, as one received after its day (_delivery_day_on_arrival), and
     the buyer is told when that makes the order due later. Receiving it again changes
-    nothing; a time before the shipment's latest event is 400 `before_last_event`. The order
+    nothing, also once the goods moved on (a phone's retry after the driver delivered
+    them); a time before the shipment's latest event is 400 `before_last_event`. The order
     is locked before its shipment, as elsewhere: a hand-over or a stop of the same order
     recorded at the same time waits, never deadlocks."""
     order_id = Shipment.objects.filter(pk=shipment_id).values_list("order_id", flat=True).get()
     order = order_lock(order_id)
     shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
     shipment.order = order
-    if shipment.status == ShipmentStatus.AT_CENTER:
-        return shipment
+    if shipment.status == ShipmentStatus.AT_CENTER or _transfer_received(shipment):
+        return shipment  # received already: a retry, perhaps after the goods moved on
     if shipment.status != ShipmentStatus.IN_TRANSFER:
         raise ConflictError(
             errors.NOT_IN_TRANSFER, f"This shipment is {shipment.status}, not in transfer."
@@ -518,6 +519,12 @@ def shipment_receive(
     )
     _advance_order(shipment.order_id, staff)  # goods to collect: all there now, perhaps
     return shipment
+
+
+def _transfer_received(shipment: Shipment) -> bool:
+    """Its transfer was received (done), whatever became of the goods since."""
+    transfers = shipment.legs.filter(kind=LegKind.TRANSFER).values_list("status", flat=True)
+    return bool(transfers) and set(transfers) == {LegStatus.DONE}
 
 
 def _delivery_day_on_arrival(shipment: Shipment) -> date:

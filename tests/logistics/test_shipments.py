@@ -836,6 +836,27 @@ def at_local_hour(monkeypatch, settings):
     return now_at
 
 
+def test_a_receipt_retried_after_the_goods_moved_on_is_answered_as_before(world, client_for):
+    """The receiving phone lost the answer; by its retry the driver delivered the goods:
+    200, nothing recorded twice (a transfer still on its way stays 409 not_in_transfer
+    for goods that never were)."""
+    shipment, order = world["shipment"], world["order"]
+    north, south = client_for(world["north_staff"]), client_for(world["south_staff"])
+    pickup = stop_for(shipment, world["north"], "pickup")
+    assert complete(north, pickup, outcome="done", weight_kg="7.8").status_code == 200
+    url = f"/api/v1/shipments/{shipment.pk}/receive/"
+    assert south.post(url).status_code == 200
+    delivery = stop_for(shipment, world["south"], "delivery")
+    done = complete(south, delivery, outcome="done", delivery_code=order.delivery_code)
+    assert done.status_code == 200
+    events = list(shipment.events.values_list("status", "note"))
+
+    retried = south.post(url)
+
+    assert (retried.status_code, retried.json()["status"]) == (200, "delivered")
+    assert list(shipment.events.values_list("status", "note")) == events
+
+
 @pytest.mark.parametrize(
     "case",  # (now at, due in days from today, delivered in days from today)
     [
