@@ -114,17 +114,24 @@ def vehicle_create(
 @transaction.atomic
 def vehicle_update(*, vehicle_id: int, changes: Mapping[str, Any]) -> Vehicle:
     """Change some fields of a vehicle; the rules of vehicle_create hold for the result
-    (a new shift_end is checked against the shift_start the vehicle already has)."""
+    (a new shift_end is checked against the shift_start the vehicle already has). Days it
+    is planned on are planned again only when what changed is what plans use."""
     unknown = set(changes) - UPDATABLE
     if unknown:
         raise TypeError(f"vehicle_update cannot change {sorted(unknown)}")
     vehicle = _lock(vehicle_id)
-    for field, value in changes.items():
-        setattr(vehicle, field, value.strip() if field == "name" else value)
+    # What differs from the row: a retried PATCH, or a whole form sent again, changes
+    # nothing, and plans no day again.
+    changed = []
+    for field, given in changes.items():
+        value = given.strip() if field == "name" else given
+        if getattr(vehicle, field) != value:
+            setattr(vehicle, field, value)
+            changed.append(field)
     _check(vehicle)
-    if changes:
-        _save(vehicle, update_fields=list(changes))
-    if PLANNED_ON & set(changes):
+    if changed:
+        _save(vehicle, update_fields=changed)
+    if PLANNED_ON & set(changed):
         _plan_again_days_of(vehicle)
     return vehicle
 

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from logistics.models import Route, RouteStatus, ScheduleRun, Vehicle
+from logistics.models import Route, RouteStatus, ScheduleRun, ScheduleRunStatus, Vehicle
 from logistics.services.fleet import vehicle_create
 from marketplace.exceptions import DomainError
 from tests.factories import (
@@ -239,6 +239,27 @@ def test_a_vehicle_changed_in_what_a_plan_relies_on_has_its_days_planned_again(s
     assert runs() == [
         (van.service_center_id, timezone.localdate() + timedelta(days=1), "queued", None)
     ]
+
+
+def test_a_vehicle_patch_that_changes_nothing_plans_no_day_again(staff, van):
+    """The same PATCH retried once its run finished (its answer was lost), or a whole form
+    sent back with one field changed: what equals the row is no change."""
+    _routes_of(van, tomorrow=(1, RouteStatus.PLANNED))
+    assert staff.patch(vehicle_url(van), {"capacity_kg": "300"}, format="json").status_code == 200
+    ScheduleRun.objects.update(status=ScheduleRunStatus.DONE, finished_at=timezone.now())
+
+    same = staff.patch(
+        vehicle_url(van), {"capacity_kg": "300.0", "name": " 金杯面包车 "}, format="json"
+    )
+    form = {"capacity_kg": "300", "shift_start": "07:00", "cost_per_km": "2"}
+    form = staff.patch(vehicle_url(van), form, format="json")
+
+    assert (same.status_code, form.status_code) == (200, 200)
+    assert [status for *_, status, _ in runs()] == ["done"]  # the first PATCH's run alone
+    assert Vehicle.objects.filter(pk=van.pk).values_list("capacity_kg", "cost_per_km").get() == (
+        Decimal(300),
+        Decimal(2),
+    )
 
 
 def test_others_get_404_for_every_read_and_write_and_nothing_changes(center, van, api, client_for):
