@@ -125,14 +125,13 @@ def _check_lines(buyer: User, lines: list[LineRequest], listings: dict[int, List
                 f"Listing {listing.pk} is not on offer.",
                 extra={"listing": listing.pk},
             )
-        if line.quantity < listing.min_order_quantity:
+        # What is left below the minimum is sold too, all of it: else it could never go.
+        minimum = min(listing.min_order_quantity, listing.quantity_available)
+        if line.quantity < minimum:
             raise DomainError(
                 errors.BELOW_MIN_ORDER,
-                f"Listing {listing.pk} sells at least {listing.min_order_quantity} {listing.unit}.",
-                extra={
-                    "listing": listing.pk,
-                    "min_order_quantity": str(listing.min_order_quantity),
-                },
+                f"Listing {listing.pk} sells at least {minimum} {listing.unit}.",
+                extra={"listing": listing.pk, "min_order_quantity": str(minimum)},
             )
         if line.quantity % 1 and listing.unit in WHOLE_UNITS:
             raise DomainError(

@@ -184,6 +184,29 @@ def test_the_last_unit_makes_the_listing_sold_out(client_for):
     assert (other.quantity_available, other.status) == (Decimal("7.500"), ListingStatus.ACTIVE)
 
 
+def test_what_is_left_below_the_minimum_is_sold_whole_not_stranded(client_for):
+    """8 kg at a minimum of 5: once 5 are sold, the 3 left go to whoever takes all 3 (less
+    is still refused, naming the 3); they would otherwise stay on offer, never to be sold."""
+    listing = create_listing(
+        unit="kg", min_order_quantity=Decimal("5"), quantity_available=Decimal("8")
+    )
+    assert client_for(BuyerFactory()).post(ORDERS, order_body((listing, 5)), format="json").status_code == 201
+    client = client_for(BuyerFactory())
+
+    less = client.post(ORDERS, order_body((listing, 2)), format="json")
+    rest = client.post(ORDERS, order_body((listing, 3)), format="json")
+
+    assert (less.status_code, less.json()["code"], less.json()["min_order_quantity"]) == (
+        400,
+        "below_min_order_quantity",
+        "3.000",
+    )
+    assert rest.status_code == 201, rest.json()
+    listing.refresh_from_db()
+    assert (listing.quantity_available, listing.status) == (Decimal(0), ListingStatus.SOLD_OUT)
+    assert Order.objects.count() == 2
+
+
 @pytest.mark.parametrize(
     ("make_body", "code"),
     [
