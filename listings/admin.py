@@ -1,5 +1,9 @@
+from decimal import Decimal
+
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
@@ -44,6 +48,26 @@ class ListingPhotoInline(admin.TabularInline):
         return format_html('<img src="{}" alt="" style="max-height: 80px">', photo.thumbnail.url)
 
 
+class ListingForm(forms.ModelForm):
+    """The stock carries the value the page showed (a hidden initial): saved, the form
+    compares with that, not with the row as it is by then, which orders placed meanwhile
+    have lowered. Else a page left open and saved for another field puts their stock back
+    on sale, and a new stock typed there overwrites what they took (listing_update refuses
+    it against the stock shown)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["quantity_available"].show_hidden_initial = True
+
+    def stock_shown(self) -> Decimal | None:
+        stock = self["quantity_available"]
+        shown = self.data.get(stock.html_initial_name)
+        try:
+            return stock.field.to_python(shown) if shown is not None else None
+        except ValidationError:
+            return None
+
+
 @admin.register(Listing)
 class ListingAdmin(admin.ModelAdmin):
     """Edits go through listings.services like every other write: the form's fields through
@@ -79,6 +103,7 @@ class ListingAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
+    form = ListingForm
     inlines = [ListingPhotoInline]
     actions = ["pause", "publish", "archive", "delete_selected"]
 
@@ -92,7 +117,7 @@ class ListingAdmin(admin.ModelAdmin):
             if name in services.EDITABLE_FIELDS
         }
         if changes:
-            services.listing_update(listing=obj, **changes)
+            services.listing_update(listing=obj, stock_seen=form.stock_shown(), **changes)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:

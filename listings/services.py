@@ -206,9 +206,13 @@ def listing_create(
 
 
 @transaction.atomic
-def listing_update(*, listing: Listing, **changes: Any) -> Listing:
+def listing_update(
+    *, listing: Listing, stock_seen: Decimal | None = None, **changes: Any
+) -> Listing:
     """The owner edits a listing. Restocking a sold-out listing makes it active again and
-    selling the stock down to zero makes it sold out; an archived listing is frozen."""
+    selling the stock down to zero makes it sold out; an archived listing is frozen.
+    `stock_seen`, the stock the editor was shown: a new stock is refused (409
+    `stock_changed`) when orders took some since, which it would put back on sale."""
     unknown = set(changes) - EDITABLE_FIELDS
     if unknown:
         raise TypeError(f"not editable: {sorted(unknown)}")
@@ -216,6 +220,18 @@ def listing_update(*, listing: Listing, **changes: Any) -> Listing:
     if listing.status == ListingStatus.ARCHIVED:
         raise DomainError(
             errors.LISTING_ARCHIVED, "An archived listing cannot be changed.", status_code=409
+        )
+    if (
+        "quantity_available" in changes
+        and stock_seen is not None
+        and stock_seen != listing.quantity_available
+    ):
+        raise DomainError(
+            errors.STOCK_CHANGED,
+            f"The stock is {listing.quantity_available} now, not {stock_seen}: orders took "
+            "some since it was read. Read it again before setting it.",
+            status_code=409,
+            extra={"field": "quantity_available", "now": str(listing.quantity_available)},
         )
     if "unit" in changes or "unit_weight_kg" in changes:
         unit = changes.get("unit", listing.unit)

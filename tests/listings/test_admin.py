@@ -17,7 +17,7 @@ from PIL import Image
 from listings import photos, services
 from listings.models import Category, Listing, ListingStatus
 from marketplace.accounts.models import User
-from tests.factories import FarmerFactory
+from tests.factories import BuyerFactory, FarmerFactory, place_order
 from tests.listings.test_listings_write import ordering
 from tests.listings.test_photos import wait_for_lock_waiters
 from tests.orders.test_payments import in_thread
@@ -147,6 +147,36 @@ def test_an_edit_goes_through_the_service(operator):
     # listing_update's rules ran: no stock left → sold out; the search text was rebuilt.
     assert listing.status == ListingStatus.SOLD_OUT
     assert "'baby'" in listing.search_vector
+
+
+def test_a_page_saved_after_orders_took_stock_gives_none_of_it_back(operator):
+    """The page showed 10 kg; a buyer orders 3; the operator fixes the title and saves (the
+    form sends back every field as the page showed it): 7 kg stay on offer, not 10. A new
+    stock typed on that page is refused, 7 kept: orders took some since it was shown."""
+    listing = make_listing()
+    page = f"{CHANGELIST}{listing.pk}/change/"
+    shown = operator.get(page).content.decode()
+    assert 'name="initial-quantity_available" value="10.000"' in shown
+    form = change_form(listing, title="Baby bok choy")
+    form["initial-quantity_available"] = "10.000"  # as the browser sends the page back
+    place_order(BuyerFactory(), (listing, 3))
+
+    saved = operator.post(page, form)
+
+    assert saved.status_code == 302, saved.content
+    listing.refresh_from_db()
+    assert (listing.title, listing.quantity_available) == ("Baby bok choy", Decimal("7.000"))
+
+    restocked = operator.post(page, {**form, "quantity_available": "12"}, follow=True)
+    *_, (level, text) = [(m.level_tag, str(m)) for m in get_messages(restocked.wsgi_request)]
+    assert (level, text.split(":")[0]) == ("error", "The stock is 7.000 now, not 10.000")
+    listing.refresh_from_db()
+    assert listing.quantity_available == Decimal("7.000")
+
+    form["initial-quantity_available"] = "7.000"  # read again
+    assert operator.post(page, {**form, "quantity_available": "12"}).status_code == 302
+    listing.refresh_from_db()
+    assert listing.quantity_available == Decimal("12.000")
 
 
 def test_an_edit_the_service_refuses_is_reported_and_not_saved(operator):
