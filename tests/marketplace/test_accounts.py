@@ -83,6 +83,13 @@ def test_duplicate_phone_in_any_spelling_is_400_phone_taken(api):
         "code": "phone_taken",
         "detail": "This phone number is already registered.",
         "field": "phone",
+        "errors": [
+            {
+                "field": "phone",
+                "code": "phone_taken",
+                "detail": "This phone number is already registered.",
+            }
+        ],
     }
     assert User.objects.get().name == "王秀英"
 
@@ -220,6 +227,13 @@ def test_register_refuses_a_place_far_from_the_village(api):
         "detail": "The place is more than 20 km from the village.",
         "field": "lat",
         "max_km": 20,
+        "errors": [
+            {
+                "field": "lat",
+                "code": "place_too_far",
+                "detail": "The place is more than 20 km from the village.",
+            }
+        ],
     }
     assert not User.objects.exists()
 

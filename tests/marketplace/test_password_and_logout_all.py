@@ -179,6 +179,7 @@ def test_a_new_password_the_validators_refuse_is_400_naming_the_field_and_change
         "code": "weak_password",
         "detail": detail,
         "field": "new_password",
+        "errors": [{"field": "new_password", "code": "weak_password", "detail": detail}],
     }
     assert_nothing_changed(farmer, tokens)
     assert not AccessAttempt.objects.exists()  # the current password was right

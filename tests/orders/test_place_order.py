@@ -130,6 +130,13 @@ def test_a_delivery_point_given_is_near_the_delivery_village(client_for, lat, ln
         "detail": "The delivery point is more than 20 km from the delivery village.",
         "field": "delivery_lat",
         "max_km": 20,
+        "errors": [
+            {
+                "field": "delivery_lat",
+                "code": "delivery_place_too_far",
+                "detail": "The delivery point is more than 20 km from the delivery village.",
+            }
+        ],
     }
     assert not Order.objects.exists()
     assert stock(listing) == [Decimal("100")]
