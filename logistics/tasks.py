@@ -10,8 +10,8 @@ from django.utils import timezone
 from logistics.models import ScheduleRun, ScheduleRunZone, ServiceCenter
 from logistics.services.routing import orders_route_batch
 from logistics.services.schedule import (
+    schedule_nightly_request,
     schedule_run_execute,
-    schedule_run_request,
     schedule_runs_redrive,
 )
 from logistics.services.schedule_zones import schedule_zone_solve, schedule_zones_prune
@@ -106,10 +106,11 @@ def prune_schedule_zones() -> int:
 @shared_task(soft_time_limit=50, time_limit=60)
 def schedule_tomorrow() -> int:
     """Nightly: one schedule run per center for tomorrow, each its own task, so the centers
-    spread over however many workers run."""
+    spread over however many workers run; once per center and day, however often this
+    message is delivered. Returns how many runs it asked for."""
     tomorrow = timezone.localdate() + timedelta(days=1)
     runs = [
-        schedule_run_request(center=center, day=tomorrow, requested_by=None)
+        schedule_nightly_request(center=center, day=tomorrow)
         for center in ServiceCenter.objects.order_by("pk")
     ]
-    return len(runs)
+    return sum(run is not None for run in runs)

@@ -153,6 +153,9 @@ class ScheduleRun(models.Model):
     resent_at = models.DateTimeField(
         null=True, blank=True, help_text="when the sweeper last sent its task again"
     )
+    nightly = models.BooleanField(
+        default=False, help_text="the nightly plan of its day (one per center and day)"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -163,6 +166,12 @@ class ScheduleRun(models.Model):
                 fields=["service_center", "date"],
                 condition=Q(status__in=["queued", "running"]),
                 name="schedulerun_one_active_per_day",
+            ),
+            # The nightly beat plans each day once, however often its message comes.
+            models.UniqueConstraint(
+                fields=["service_center", "date"],
+                condition=Q(nightly=True),
+                name="schedulerun_one_nightly_per_day",
             ),
         ]
 

@@ -87,8 +87,30 @@ class _Day:
 # --------------------------------------------------------------------------- requesting
 
 
+def schedule_nightly_request(*, center: ServiceCenter, day: date) -> ScheduleRun | None:
+    """The nightly beat asks for a center's day to be planned, once: its message delivered
+    again (a worker lost before acknowledging it, whose runs had committed and finished)
+    finds the day's nightly run and asks for none (None), so the day's routes are not
+    written again, nor its farmers told their pickup times twice. The run it joins, if
+    staff asked for one already, counts as the nightly one."""
+    if ScheduleRun.objects.filter(service_center=center, date=day, nightly=True).exists():
+        return None
+    try:
+        with transaction.atomic():
+            return schedule_run_request(center=center, day=day, requested_by=None, nightly=True)
+    except IntegrityError as error:  # a twin of this message got there first
+        if violated_constraint(error) != _ONE_NIGHTLY_RUN:
+            raise
+        return None
+
+
 def schedule_run_request(
-    *, center: ServiceCenter, day: date, requested_by: User | None, enqueue: bool = True
+    *,
+    center: ServiceCenter,
+    day: date,
+    requested_by: User | None,
+    enqueue: bool = True,
+    nightly: bool = False,
 ) -> ScheduleRun:
     """Staff (or the nightly beat) ask for a day to be planned. A request while one for the
     same center and day is queued or running joins it instead of starting a second; if that
@@ -104,7 +126,7 @@ def schedule_run_request(
         try:
             with transaction.atomic():
                 run = ScheduleRun.objects.create(
-                    service_center=center, date=day, requested_by=requested_by
+                    service_center=center, date=day, requested_by=requested_by, nightly=nightly
                 )
                 if enqueue:
                     # robust: the run is answered as queued; the stale-runs sweeper
@@ -116,6 +138,8 @@ def schedule_run_request(
             if violated_constraint(error) != _ONE_ACTIVE_RUN:
                 raise
         if (joined := active.first()) is not None:
+            if nightly and not joined.nightly:
+                ScheduleRun.objects.filter(pk=joined.pk).update(nightly=True)
             return joined
     raise RuntimeError(f"no run for {day} after {_REQUEST_ATTEMPTS} attempts")
 
@@ -133,7 +157,9 @@ def schedule_days_again(*, center: ServiceCenter, routes: QuerySet[Route]) -> li
     return [schedule_run_request(center=center, day=day, requested_by=None) for day in days]
 
 
-_ONE_ACTIVE_RUN = "schedulerun_one_active_per_day"  # ScheduleRun's partial unique constraint
+# ScheduleRun's partial unique constraints
+_ONE_ACTIVE_RUN = "schedulerun_one_active_per_day"
+_ONE_NIGHTLY_RUN = "schedulerun_one_nightly_per_day"
 _REQUEST_ATTEMPTS = 100
 
 

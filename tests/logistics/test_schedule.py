@@ -28,7 +28,7 @@ from logistics.routing import Location, TimeWindow
 from logistics.services import fleet, routing, schedule, shipments
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion
-from logistics.tasks import schedule_center_day, schedule_zone
+from logistics.tasks import schedule_center_day, schedule_tomorrow, schedule_zone
 from marketplace.celery import app as celery_app
 from marketplace.exceptions import DomainError
 from orders import services as orders
@@ -740,6 +740,70 @@ def test_requests_racing_runs_that_finish_join_one_or_start_the_next():
     runs = ScheduleRun.objects.filter(service_center=center, date=day)
     assert set(answered) == set(runs.values_list("pk", flat=True))
     assert 1 < runs.count() < 160  # some joined a run, some started the next
+    celery_app.control.purge()  # their messages: no worker here
+
+
+@pytest.mark.django_db
+def test_the_nightly_plan_delivered_twice_plans_tomorrow_once(day):
+    """The beat's message comes again (its worker lost before the ack, after the runs it
+    asked for committed and were carried out): tomorrow is not planned a second time, its
+    routes not written again nor its farmers told their pickup times twice."""
+    with on_day(day["date"] - timedelta(days=1), time_of_day(20, 0)):
+        assert schedule_tomorrow() == 1
+        (run,) = ScheduleRun.objects.filter(date=day["date"])
+        assert run.nightly
+        schedule.schedule_run_execute(run_id=run.pk)
+        told = Notification.objects.filter(kind="pickup_scheduled").count()
+        stops = list(Stop.objects.order_by("pk").values_list("pk", flat=True))
+        assert told > 0
+
+        assert schedule_tomorrow() == 0  # the same message, delivered again
+
+    assert list(ScheduleRun.objects.filter(date=day["date"]).values_list("pk", flat=True)) == [
+        run.pk
+    ]
+    assert Notification.objects.filter(kind="pickup_scheduled").count() == told
+    assert list(Stop.objects.order_by("pk").values_list("pk", flat=True)) == stops
+    celery_app.control.purge()  # the run's message: carried out here, no worker
+
+
+@pytest.mark.django_db
+def test_the_nightly_plan_joins_a_run_staff_asked_for_and_counts_it_as_its_own(day):
+    staff_run = ScheduleRun.objects.create(service_center=day["center"], date=day["date"])
+    with on_day(day["date"] - timedelta(days=1), time_of_day(20, 0)):
+        assert schedule_tomorrow() == 1  # joined
+        staff_run.refresh_from_db()
+        assert staff_run.nightly
+        schedule.schedule_run_execute(run_id=staff_run.pk)
+        assert schedule_tomorrow() == 0
+    assert ScheduleRun.objects.filter(date=day["date"]).count() == 1
+    # staff may still plan the day again, as often as they ask
+    again = schedule.schedule_run_request(
+        center=day["center"], day=day["date"], requested_by=None, enqueue=False
+    )
+    assert (again.pk != staff_run.pk, again.nightly) == (True, False)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_copies_of_the_nightly_message_at_once_ask_for_one_run_per_center():
+    centers = [ServiceCenterFactory() for _ in range(3)]
+    start = threading.Barrier(2)
+
+    def copy():
+        start.wait()
+        return schedule_tomorrow()
+
+    threads = [in_thread(copy) for _ in range(2)]
+    for thread, _ in threads:
+        thread.join()
+
+    answers = [box[0] for _, box in threads]
+    assert all(isinstance(answer, int) for answer in answers), answers  # no error
+    tomorrow = timezone.localdate() + timedelta(days=1)
+    runs = ScheduleRun.objects.filter(date=tomorrow)
+    assert sorted(runs.values_list("service_center_id", "nightly")) == [
+        (center.pk, True) for center in centers
+    ]
     celery_app.control.purge()  # their messages: no worker here
 
 
