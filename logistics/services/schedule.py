@@ -474,11 +474,11 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
     # Wrong delivery codes entered at a stop of a route not yet on the road stay with its
     # goods: planning the day again gives no fresh guesses, nor opens a stop locked for
     # staff review (only the admin's "Unlock" does).
-    tried: dict[int, int] = {}
-    for shipment_id, attempts in Stop.objects.filter(
+    tried: dict[int, tuple[int, str]] = {}  # by shipment: wrong codes, and the last one
+    for shipment_id, attempts, last in Stop.objects.filter(
         route__in=planned_routes, kind=StopKind.DELIVERY, wrong_code_attempts__gt=0
-    ).values_list("shipments", "wrong_code_attempts"):
-        tried[shipment_id] = max(attempts, tried.get(shipment_id, 0))
+    ).values_list("shipments", "wrong_code_attempts", "last_wrong_code"):
+        tried[shipment_id] = max((attempts, last), tried.get(shipment_id, (0, "")))
     planned_routes.delete()
     fresh = {
         s.pk: s
@@ -533,7 +533,9 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
             sequence += 1
             stops += 1
             window = _stop_window(step.kind, center)
-            attempts = max((tried.get(s.pk, 0) for s in shipments), default=0)
+            attempts, last_wrong_code = max(
+                (tried.get(s.pk, (0, "")) for s in shipments), default=(0, "")
+            )
             stop = Stop.objects.create(
                 route=route,
                 sequence=sequence,
@@ -541,6 +543,7 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
                 if step.kind in (StepKind.PICKUP, StepKind.PAIR_PICKUP)
                 else StopKind.DELIVERY,
                 wrong_code_attempts=attempts,
+                last_wrong_code=last_wrong_code,
                 status=StopStatus.LOCKED
                 if attempts >= settings.MAX_DELIVERY_CODE_ATTEMPTS
                 else StopStatus.PENDING,

@@ -372,10 +372,7 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
             )
         # A delivery stop serves one order (one address, one buyer): its code must match.
         if {s.order.delivery_code for s in shipments} != {data.delivery_code}:
-            stop.wrong_code_attempts += 1
-            if stop.wrong_code_attempts >= settings.MAX_DELIVERY_CODE_ATTEMPTS:
-                stop.status = StopStatus.LOCKED
-            stop.save(update_fields=["wrong_code_attempts", "status"])
+            _count_wrong_code(stop, data.delivery_code)
             return stop, False  # committed: the attempt counts even though the answer is 400
         _complete_delivery(shipments, staff, at)
     elif data.outcome == "done":
@@ -391,6 +388,18 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     for order_id in sorted({s.order_id for s in shipments}):
         _advance_order(order_id, staff)
     return stop, True
+
+
+def _count_wrong_code(stop: Stop, code: str) -> None:
+    """A wrong code at a delivery stop counts; the fifth locks it. The last one sent again
+    (a retry whose answer was lost) is no second guess."""
+    if code == stop.last_wrong_code:
+        return
+    stop.wrong_code_attempts += 1
+    stop.last_wrong_code = code
+    if stop.wrong_code_attempts >= settings.MAX_DELIVERY_CODE_ATTEMPTS:
+        stop.status = StopStatus.LOCKED
+    stop.save(update_fields=["wrong_code_attempts", "last_wrong_code", "status"])
 
 
 NOT_PICKED_UP = "its goods were not picked up"
@@ -554,7 +563,8 @@ def shipment_hand_over(
     The code is checked last, once the goods are here to hand over (or were handed over:
     a retry too must show it): checked first, a wrong code's 400 against a right one's 409
     would tell the code of an order delivered home, or not yet here, for free. Wrong codes
-    count per order, as a delivery stop's do: the fifth (MAX_DELIVERY_CODE_ATTEMPTS) makes
+    count per order, as a delivery stop's do (the last one sent again, a retry, counts
+    once): the fifth (MAX_DELIVERY_CODE_ATTEMPTS) makes
     the hand-over 409 `hand_over_locked` until staff review it (order_hand_over_unlock)."""
     shipment, order, accepted = _hand_over(
         shipment_id=shipment_id, staff=staff, delivery_code=delivery_code, occurred_at=occurred_at
@@ -593,8 +603,10 @@ def _hand_over(
             errors.HAND_OVER_LOCKED, "Too many wrong codes: staff must review this hand-over."
         )
     if delivery_code != order.delivery_code:
-        order.hand_over_wrong_codes += 1
-        order.save(update_fields=["hand_over_wrong_codes"])
+        if delivery_code != order.hand_over_last_wrong_code:  # the same one again: a retry
+            order.hand_over_wrong_codes += 1
+            order.hand_over_last_wrong_code = delivery_code
+            order.save(update_fields=["hand_over_wrong_codes", "hand_over_last_wrong_code"])
         return shipment, order, False  # committed: the attempt counts though the answer is 400
     if shipment.status == ShipmentStatus.DELIVERED:
         return shipment, order, True
@@ -611,7 +623,7 @@ def order_hand_over_unlock(*, order_id: int) -> bool:
     locked = Order.objects.filter(
         pk=order_id, hand_over_wrong_codes__gte=settings.MAX_DELIVERY_CODE_ATTEMPTS
     )
-    return bool(locked.update(hand_over_wrong_codes=0))
+    return bool(locked.update(hand_over_wrong_codes=0, hand_over_last_wrong_code=""))
 
 
 @transaction.atomic
@@ -621,7 +633,7 @@ def stop_unlock(*, stop_id: int) -> bool:
     locked (nothing changes)."""
     return bool(
         Stop.objects.filter(pk=stop_id, status=StopStatus.LOCKED).update(
-            status=StopStatus.PENDING, wrong_code_attempts=0
+            status=StopStatus.PENDING, wrong_code_attempts=0, last_wrong_code=""
         )
     )
 

@@ -91,6 +91,13 @@ def complete(client, stop, **body):
     return client.post(f"/api/v1/stops/{stop.pk}/complete/", body, format="json")
 
 
+def wrong_codes(order, count: int) -> list[str]:
+    """`count` different codes, none of them the order's."""
+    return [code for code in (f"{n:06d}" for n in range(count + 1)) if code != order.delivery_code][
+        :count
+    ]
+
+
 def test_the_whole_road_of_a_shipment(world, client_for):
     shipment, order = world["shipment"], world["order"]
     north, south = client_for(world["north_staff"]), client_for(world["south_staff"])
@@ -155,15 +162,16 @@ def test_a_wrong_code_is_400_the_fifth_locks_the_stop_and_an_operator_unlocks_it
     Shipment.objects.filter(pk=shipment.pk).update(status=ShipmentStatus.AT_CENTER)
     south = client_for(world["south_staff"])
     stop = stop_for(shipment, world["south"], "delivery")
-    wrong = "000000" if world["order"].delivery_code != "000000" else "111111"
-    for left in (4, 3, 2, 1):
-        response = complete(south, stop, outcome="done", delivery_code=wrong)
-        assert response.status_code == 400
-        assert (response.json()["code"], response.json()["attempts_left"]) == (
-            "invalid_delivery_code",
-            left,
-        )
-    fifth = complete(south, stop, outcome="done", delivery_code=wrong)
+    *wrong, last = wrong_codes(world["order"], 5)
+    for code, left in zip(wrong, (4, 3, 2, 1), strict=True):
+        for _ in range(2):  # the same code sent again (its answer lost) counts once
+            response = complete(south, stop, outcome="done", delivery_code=code)
+            assert response.status_code == 400
+            assert (response.json()["code"], response.json()["attempts_left"]) == (
+                "invalid_delivery_code",
+                left,
+            )
+    fifth = complete(south, stop, outcome="done", delivery_code=last)
     assert (fifth.status_code, fifth.json()["attempts_left"]) == (400, 0)
     stop.refresh_from_db()
     assert (stop.status, stop.wrong_code_attempts) == (StopStatus.LOCKED, 5)
@@ -184,7 +192,11 @@ def test_a_wrong_code_is_400_the_fifth_locks_the_stop_and_an_operator_unlocks_it
     action = {"action": "unlock", "_selected_action": [stop.pk, pending.pk]}
     assert operator.post("/admin/logistics/stop/", action).status_code == 302
     stop.refresh_from_db()
-    assert (stop.status, stop.wrong_code_attempts) == (StopStatus.PENDING, 0)
+    assert (stop.status, stop.wrong_code_attempts, stop.last_wrong_code) == (
+        StopStatus.PENDING,
+        0,
+        "",
+    )
     assert Stop.objects.get(pk=pending.pk).status == StopStatus.PENDING  # was not locked
     done = complete(south, stop, outcome="done", delivery_code=world["order"].delivery_code)
     assert done.status_code == 200
@@ -203,7 +215,7 @@ def test_planning_the_day_again_keeps_the_wrong_codes_entered_at_a_stop(world, c
     )
     Vehicle.objects.create(service_center=south, name="van", capacity_kg=Decimal("300"))
     staff = client_for(world["south_staff"])
-    bad = "000000" if order.delivery_code != "000000" else "111111"
+    *bad, next_bad = wrong_codes(order, wrong + 1)
 
     def plan() -> Stop:
         run = ScheduleRun.objects.create(service_center=south, date=today)
@@ -211,22 +223,25 @@ def test_planning_the_day_again_keeps_the_wrong_codes_entered_at_a_stop(world, c
         return Stop.objects.get(shipments=shipment, kind="delivery")
 
     stop = plan()
-    for _ in range(wrong):
-        assert complete(staff, stop, outcome="done", delivery_code=bad).status_code == 400
+    for code in bad:
+        assert complete(staff, stop, outcome="done", delivery_code=code).status_code == 400
     assert Route.objects.get(stops=stop).status == RouteStatus.PLANNED
 
     again = plan()
     assert again.pk != stop.pk
     locked = wrong >= 5
-    assert (again.status, again.wrong_code_attempts) == (
+    assert (again.status, again.wrong_code_attempts, again.last_wrong_code) == (
         StopStatus.LOCKED if locked else StopStatus.PENDING,
         wrong,
+        bad[-1],
     )
-    answer = complete(staff, again, outcome="done", delivery_code=bad)
+    answer = complete(staff, again, outcome="done", delivery_code=next_bad)
     if locked:
         assert (answer.status_code, answer.json()["code"]) == (409, "stop_locked")
     else:
         assert answer.json()["attempts_left"] == 5 - wrong - 1
+        retried = complete(staff, again, outcome="done", delivery_code=next_bad)
+        assert retried.json()["attempts_left"] == 5 - wrong - 1  # the last one again: a retry
 
 
 def test_a_stop_locked_by_wrong_codes_can_still_be_reported_failed(world, client_for):
@@ -1433,22 +1448,23 @@ def test_wrong_codes_at_a_hand_over_count_per_order_and_the_fifth_locks_it(world
     first, second = Shipment.objects.filter(order=order).order_by("pk")
     Shipment.objects.filter(order=order).update(status=ShipmentStatus.AT_CENTER)
     staff = client_for(world["south_staff"])
-    wrong = "000000" if order.delivery_code != "000000" else "111111"
+    wrong = wrong_codes(order, 5)
 
     def hand_over(shipment, code, **headers):
         url = f"/api/v1/shipments/{shipment.pk}/hand-over/"
         return staff.post(url, {"delivery_code": code}, format="json", headers=headers)
 
     answers = [
-        hand_over(first, wrong, **{"Idempotency-Key": "guess-1"}),
-        hand_over(second, wrong),
-        hand_over(first, wrong),
-        hand_over(second, wrong),
+        hand_over(first, wrong[0], **{"Idempotency-Key": "guess-1"}),
+        hand_over(second, wrong[1]),
+        hand_over(second, wrong[1]),  # the same code again (its answer lost): counted once
+        hand_over(first, wrong[2]),
+        hand_over(second, wrong[3]),
     ]
     assert [(a.status_code, a.json()["code"], a.json()["attempts_left"]) for a in answers] == [
-        (400, "invalid_delivery_code", left) for left in (4, 3, 2, 1)
+        (400, "invalid_delivery_code", left) for left in (4, 3, 3, 2, 1)
     ]
-    fifth = hand_over(first, wrong)
+    fifth = hand_over(first, wrong[4])
     assert (fifth.status_code, fifth.json()["attempts_left"]) == (400, 0)
     assert "locked" in fifth.json()["detail"]
     assert Order.objects.get(pk=order.pk).hand_over_wrong_codes == 5
@@ -1468,7 +1484,9 @@ def test_wrong_codes_at_a_hand_over_count_per_order_and_the_fifth_locks_it(world
     other = world["order"]  # not locked: left as it is
     action = {"action": "unlock_hand_over", "_selected_action": [order.pk, other.pk]}
     assert operator.post("/admin/orders/order/", action).status_code == 302
-    assert Order.objects.get(pk=order.pk).hand_over_wrong_codes == 0
+    assert Order.objects.filter(pk=order.pk).values_list(
+        "hand_over_wrong_codes", "hand_over_last_wrong_code"
+    ).get() == (0, "")
     for shipment in (first, second):
         assert hand_over(shipment, order.delivery_code).status_code == 200
     assert Order.objects.get(pk=order.pk).status == OrderStatus.DELIVERED
