@@ -231,7 +231,7 @@ def load_list_rows(stops: Iterable[Stop]) -> Iterator[list[str]]:
                 str(shipment.pk),
                 str(shipment.order_id),
                 _cell(shipment.farmer.name),
-                _plain(shipment.weight_kg),
+                _plain(shipment.load_kg),
                 "yes" if shipment.needs_refrigeration else "no",
                 _cell(_lines(shipment)),
                 _cell(contact.name),

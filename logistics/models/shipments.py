@@ -1,6 +1,8 @@
 """Shipments: one farmer's goods of one order, the legs they travel through the service
 centers, what happened to them on the way, and the stops of vehicle routes."""
 
+from decimal import Decimal
+
 from django.db import models
 from django.db.models import Q
 
@@ -82,6 +84,12 @@ class Shipment(models.Model):
 
     def __str__(self) -> str:
         return f"Shipment {self.pk} of order {self.order_id}"
+
+    @property
+    def load_kg(self) -> Decimal:
+        """What it weighs on a vehicle: as weighed at its pickup once picked up, else as
+        ordered."""
+        return self.weight_kg if self.picked_up_weight_kg is None else self.picked_up_weight_kg
 
     @property
     def crosses_centers(self) -> bool:

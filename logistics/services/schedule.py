@@ -288,17 +288,18 @@ def _same_for_the_plan(solved: VehicleSpec, now: VehicleSpec | None) -> bool:
 
 
 def _loads(group: list[Shipment], vehicles: tuple[VehicleSpec, ...]) -> list[list[Shipment]]:
-    """Shipments at one place as stops the day's vehicles can carry: more than the largest
-    vehicle able to take them holds is split, heaviest first, into loads that each fit
-    (one shipment too heavy for every vehicle stays a load of its own, reported too heavy),
-    so two orders that each fit are not refused together."""
+    """Shipments at one place as stops the day's vehicles can carry (each by its load_kg:
+    as weighed at the farm once picked up): more than the largest vehicle able to take them
+    holds is split, heaviest first, into loads that each fit (one shipment too heavy for
+    every vehicle stays a load of its own, reported too heavy), so two orders that each fit
+    are not refused together."""
     skills = _skills(group)
     capacity = max((v.capacity_g for v in vehicles if skills <= v.skills), default=0)
     if not capacity:  # no vehicle can take any of it: one stop, reported unassigned
         return [group]
     loads: list[tuple[int, list[Shipment]]] = []
-    for shipment in sorted(group, key=lambda s: (-s.weight_kg, s.pk)):
-        grams = _grams(shipment.weight_kg)
+    for shipment in sorted(group, key=lambda s: (-s.load_kg, s.pk)):
+        grams = _grams(shipment.load_kg)
         room = next((n for n, (g, _) in enumerate(loads) if g + grams <= capacity), None)
         if room is None:
             loads.append((grams, [shipment]))
@@ -352,7 +353,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
                 id=next_id,
                 kind=JobKind.PICKUP,
                 location=Location(float(lat), float(lng)),
-                amount_g=sum(_grams(s.weight_kg) for s in group),
+                amount_g=sum(_grams(s.load_kg) for s in group),
                 service_s=settings.STOP_SERVICE_SECONDS,
                 windows=(pickup_window,),
                 priority=_priority(group),
@@ -368,7 +369,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
                 id=next_id,
                 kind=JobKind.DELIVERY,
                 location=Location(float(first.delivery_lat), float(first.delivery_lng)),
-                amount_g=sum(_grams(s.weight_kg) for s in group),
+                amount_g=sum(_grams(s.load_kg) for s in group),
                 service_s=settings.STOP_SERVICE_SECONDS,
                 windows=(delivery_window,),
                 priority=_priority(group),
@@ -381,7 +382,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
         (lat, lng, load) for (lat, lng, _, _), at in pairs.items() for load in _loads(at, vehicles)
     ]
     for lat, lng, group in pair_loads:
-        first, amount = group[0], sum(_grams(s.weight_kg) for s in group)
+        first, amount = group[0], sum(_grams(s.load_kg) for s in group)
         pickup = Job(
             id=next_id,
             kind=JobKind.PICKUP,

@@ -1,6 +1,8 @@
 """Planning a center's day with the real routing engine: routes respect capacity, windows
 and refrigeration; what does not fit rolls over with a reason; re-runs never double a stop."""
 
+import csv
+import io
 import threading
 import time
 from collections import Counter
@@ -741,6 +743,44 @@ def test_requests_racing_runs_that_finish_join_one_or_start_the_next():
     assert set(answered) == set(runs.values_list("pk", flat=True))
     assert 1 < runs.count() < 160  # some joined a run, some started the next
     celery_app.control.purge()  # their messages: no worker here
+
+
+@pytest.mark.django_db
+def test_goods_picked_up_are_planned_and_listed_by_the_weight_weighed_at_the_farm(client_for):
+    """8 kg ordered, 30 kg weighed at the farm (crates, a generous farmer): the delivery day
+    plans what is on the truck, too heavy for its 20 kg van (unassigned, as an order of 30
+    kg is), and a 40 kg van takes it, its load list printing 30."""
+    center = ServiceCenterFactory(lat=Decimal("30.200000"), lng=Decimal("119.600000"))
+    van = Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal("20"))
+    farmer = FarmerFactory(village=village_near(center, "0.01", "0.01"))
+    listing = create_listing(farmer, unit="kg", price=Decimal("10.00"))
+    order = routed_order(BuyerFactory(village=village_near(center, "-0.01", "-0.01")), (listing, 8))
+    shipment = Shipment.objects.get(order=order)
+    today = timezone.localdate()
+    tomorrow = today + timedelta(days=1)
+    Shipment.objects.filter(pk=shipment.pk).update(pickup_date=today, delivery_date=tomorrow)
+    staff = StaffFactory(service_center=center)
+    pickup = Route.objects.create(service_center=center, date=today)
+    stop = Stop.objects.create(route=pickup, sequence=1, kind="pickup", lat=1, lng=1)
+    stop.shipments.add(shipment)
+    weighed = {"outcome": "done", "weight_kg": "30"}
+    assert client_for(staff).post(f"/api/v1/stops/{stop.pk}/complete/", weighed).status_code == 200
+    assert Shipment.objects.get(pk=shipment.pk).picked_up_weight_kg == Decimal(30)
+
+    def plan(day):
+        run = ScheduleRun.objects.create(service_center=center, date=day)
+        return schedule.schedule_run_execute(run_id=run.pk)
+
+    too_heavy = plan(tomorrow)
+    assert [entry["shipments"] for entry in too_heavy.summary["unassigned"]] == [[shipment.pk]]
+    assert not Stop.objects.filter(kind="delivery", shipments=shipment).exists()
+
+    Vehicle.objects.filter(pk=van.pk).update(capacity_kg=Decimal("40"))
+    plan(Shipment.objects.get(pk=shipment.pk).delivery_date)  # left out: moved a day on
+    delivery = Stop.objects.get(kind="delivery", shipments=shipment)
+    load_list = client_for(staff).get(f"/api/v1/routes/{delivery.route_id}/load-list.csv")
+    rows = list(csv.DictReader(io.StringIO(load_list.content.decode("utf-8-sig"))))
+    assert [(row["shipment"], row["weight_kg"]) for row in rows] == [(str(shipment.pk), "30")]
 
 
 @pytest.mark.django_db
