@@ -442,8 +442,11 @@ def order_cancel(
 
 
 @transaction.atomic
-def order_line_reject(*, order_id: int, line_id: int, farmer: User, reason: str) -> Order:
-    """A farmer turns down one of their lines: its stock goes back, the buyer's total drops
+def order_line_reject(
+    *, order_id: int, line_id: int, farmer: User, reason: str, restock: bool = True
+) -> Order:
+    """A farmer turns down one of their lines: its stock goes back (unless `restock` is
+    False: the goods are gone, sold elsewhere or spoiled), the buyer's total drops
     by the line (the delivery fee is recomputed for the lines left, never above the fee the
     buyer was quoted), the order goes on with the other lines or is cancelled when none is
     left. Not while a prepaid order waits for its payment: the buyer is paying the quoted
@@ -465,7 +468,8 @@ def order_line_reject(*, order_id: int, line_id: int, farmer: User, reason: str)
             errors.AWAITING_PAYMENT,
             "The buyer is paying the quoted total; reject the line once the order is paid.",
         )
-    _restock_lines(order, [line])
+    if restock:
+        _restock_lines(order, [line])
     line.status, line.reject_reason = LineStatus.REJECTED, reason.strip()
     line.save(update_fields=["status", "reject_reason"])
     if not order.lines.filter(status=LineStatus.ACTIVE).exists():

@@ -260,6 +260,12 @@ class ReasonSerializer(serializers.Serializer):
 
 class RejectSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=255)
+    restock = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="Whether the line's quantity goes back on sale in the listing; false when "
+        "the goods are gone (sold elsewhere, spoiled), so nobody orders them again.",
+    )
 
 
 class ReviewInputSerializer(serializers.Serializer):

@@ -157,7 +157,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             order_id=order.pk,
             line_id=int(line_id),
             farmer=request.user,
-            reason=serializer.validated_data["reason"],
+            **serializer.validated_data,
         )
         return self._answer(order)
 

@@ -152,6 +152,27 @@ def test_rejecting_the_last_line_cancels_the_order(client_for):
     assert quantity(listing) == Decimal("100.000")  # given back once, not twice
 
 
+@pytest.mark.parametrize("last", [False, True])
+def test_a_line_rejected_for_goods_that_are_gone_is_not_put_back_on_sale(client_for, last):
+    """Sold elsewhere, spoiled: `restock: false` keeps what the line took off the listing,
+    whether the order goes on or the last line's rejection cancels it."""
+    listing, other = create_listing(), create_listing()
+    lines = [(listing, 2)] if last else [(listing, 2), (other, 3)]
+    order = place_order(BuyerFactory(), *lines)
+    line = order.lines.get(listing=listing)
+
+    answer = client_for(listing.farmer).post(
+        f"{ORDERS}{order.pk}/lines/{line.pk}/reject/",
+        {"reason": "菜坏了", "restock": False},
+        format="json",
+    )
+
+    assert answer.status_code == 200, answer.json()
+    assert answer.json()["status"] == ("cancelled" if last else "placed")
+    assert quantity(listing) == Decimal("98.000")
+    assert quantity(other) == Decimal("97.000" if not last else "100.000")
+
+
 def test_the_last_line_rejected_with_the_longest_reason_cancels_the_order(client_for):
     """The cancel's event says why: "last line rejected: " and the farmer's reason, cut to
     fit the event's column; the line keeps the whole reason."""
