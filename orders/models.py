@@ -85,6 +85,9 @@ class Order(models.Model):
         ]
         indexes = [
             models.Index(fields=["buyer", "-created_at"], name="order_buyer_newest"),
+            # Staff's list, newest first: it filters by an OR over its center's shipments
+            # and villages, which no index serves; walking this one stops at a page.
+            models.Index(fields=["-created_at", "-id"], name="order_newest"),
             models.Index(
                 fields=["payment_due_at"],
                 condition=Q(status="awaiting_payment"),

@@ -80,6 +80,8 @@ class Shipment(models.Model):
             models.Index(
                 fields=["destination_center", "delivery_date", "status"], name="shipment_deliveries"
             ),
+            # Staff's list in its order (an OR of their center's two columns filters it).
+            models.Index(fields=["-pickup_date", "-id"], name="shipment_newest_pickup"),
         ]
 
     def __str__(self) -> str:
