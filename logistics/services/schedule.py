@@ -61,7 +61,7 @@ from marketplace.accounts.models import User
 from marketplace.exceptions import violated_constraint
 from orders import notifications
 from orders.models import Order, OrderStatus
-from orders.services import order_lock, order_transition
+from orders.services import orders_transition
 
 GRAMS_PER_KG = 1000
 PLANNABLE = (ShipmentStatus.PENDING, ShipmentStatus.SCHEDULED)
@@ -500,6 +500,7 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
 
     scheduled: list[Shipment] = []
     pickups: list[tuple[Stop, list[Shipment]]] = []  # the farmers are told their time
+    new_stops: list[tuple[Stop, list[Shipment]]] = []  # written together, after the loop
     unassigned = []
     written, stops = [], 0
     for planned in plan.routes:
@@ -537,7 +538,7 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
             attempts, last_wrong_code = max(
                 (tried.get(s.pk, (0, "")) for s in shipments), default=(0, "")
             )
-            stop = Stop.objects.create(
+            stop = Stop(
                 route=route,
                 sequence=sequence,
                 kind=StopKind.PICKUP
@@ -555,10 +556,11 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
                 eta=_at(day, step.arrival_s + step.wait_s),  # when service starts
                 load_kg=Decimal(step.load_g) / GRAMS_PER_KG,
             )
-            stop.shipments.set(shipments)
+            new_stops.append((stop, shipments))
             scheduled.extend(shipments)
             if stop.kind == StopKind.PICKUP:
                 pickups.append((stop, shipments))
+    _write_stops(new_stops)
     if any(item["reason"] == "vehicle_unavailable" for item in unassigned):
         # Those goods wait on the day for a plan with the vehicles as they are now. A
         # request to plan it again made while this run solved joined this one, so a new run
@@ -606,15 +608,31 @@ def _stop_window(kind: StepKind, center: ServiceCenter) -> TimeWindow:
     return _opening_hours(center)
 
 
+def _write_stops(stops: list[tuple[Stop, list[Shipment]]]) -> None:
+    """The plan's stops and which shipments each serves: one INSERT each, however many."""
+    Stop.objects.bulk_create([stop for stop, _ in stops])
+    Stop.shipments.through.objects.bulk_create(
+        Stop.shipments.through(stop_id=stop.pk, shipment_id=shipment.pk)
+        for stop, shipments in stops
+        for shipment in shipments
+    )
+
+
 def _move(shipments: list[Shipment], *, source: str, target: str, note: str, now) -> None:
-    """The shipments in status `source` go to `target`, each with its tracking event."""
-    for shipment in shipments:
-        if shipment.status == source:
-            shipment.status = target
-            shipment.save(update_fields=["status", "updated_at"])
-            TrackingEvent.objects.create(
-                shipment=shipment, status=target, occurred_at=now, note=note
-            )
+    """The shipments (locked) in status `source` go to `target`, each with its tracking
+    event: one UPDATE and one INSERT, however many."""
+    moving = [shipment for shipment in shipments if shipment.status == source]
+    if not moving:
+        return
+    Shipment.objects.filter(pk__in=[shipment.pk for shipment in moving]).update(
+        status=target, updated_at=now
+    )
+    TrackingEvent.objects.bulk_create(
+        TrackingEvent(shipment=shipment, status=target, occurred_at=now, note=note)
+        for shipment in moving
+    )
+    for shipment in moving:
+        shipment.status, shipment.updated_at = target, now
 
 
 def _unschedule(shipments: list[Shipment], now: datetime) -> None:
@@ -638,12 +656,16 @@ def _mark_scheduled(shipments: list[Shipment], now: datetime) -> None:
         note="on a route",
         now=now,
     )
-    for order_id in sorted({s.order_id for s in shipments}):
-        order = order_lock(order_id)
-        if order.status == OrderStatus.CONFIRMED:
-            order_transition(
-                order=order, to_status=OrderStatus.SCHEDULED, reason="on a vehicle route"
-            )
+    confirmed = list(
+        Order.objects.select_for_update(of=("self",), no_key=True)  # held already (_store)
+        .filter(pk__in={s.order_id for s in shipments}, status=OrderStatus.CONFIRMED)
+        .order_by("pk")
+    )
+    orders_transition(
+        orders=confirmed,
+        to_status=OrderStatus.SCHEDULED,
+        reasons=dict.fromkeys((order.pk for order in confirmed), "on a vehicle route"),
+    )
 
 
 # --------------------------------------------------------------------------- running

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from logistics.models import (
@@ -743,6 +744,45 @@ def test_requests_racing_runs_that_finish_join_one_or_start_the_next():
     assert set(answered) == set(runs.values_list("pk", flat=True))
     assert 1 < runs.count() < 160  # some joined a run, some started the next
     celery_app.control.purge()  # their messages: no worker here
+
+
+def _day_of(orders: int) -> ScheduleRun:
+    """A center with one big van and `orders` one-line orders of 5 farms of one village,
+    routed to one pickup day (each a same-day farm-to-buyer pair)."""
+    center = ServiceCenterFactory(daily_capacity_kg=Decimal("100000"))
+    Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal("9000"))
+    village = VillageFactory(service_center=center)
+    listings = [
+        create_listing(FarmerFactory(village=village), unit="kg", quantity_available=Decimal(999))
+        for _ in range(5)
+    ]
+    placed = [
+        routed_order(BuyerFactory(village=village), (listings[n % 5], 1)) for n in range(orders)
+    ]
+    day = Shipment.objects.filter(order__in=placed).values_list("pickup_date", flat=True)[0]
+    return ScheduleRun.objects.create(service_center=center, date=day)
+
+
+@pytest.mark.django_db
+def test_planning_a_day_costs_as_many_statements_for_3_shipments_as_for_9():
+    """Stops, their shipments, the shipments' new status and tracking, the orders' status
+    and events are each written by one statement for the whole day."""
+    small, large = _day_of(3), _day_of(9)
+    counts = []
+    for run in (small, large):
+        with CaptureQueriesContext(connection) as captured:
+            schedule.schedule_run_execute(run_id=run.pk)
+        run.refresh_from_db()
+        assert (run.summary["routes"], run.summary["unassigned"]) == (1, [])
+        counts.append(len(captured.captured_queries))
+    assert counts[0] == counts[1], counts
+    assert Stop.objects.filter(route__schedule_run=large).count() == 18  # 9 pairs
+    assert set(Order.objects.values_list("status", flat=True)) == {OrderStatus.SCHEDULED}
+    assert set(Shipment.objects.values_list("status", flat=True)) == {"scheduled"}
+    assert set(
+        Shipment.objects.filter(events__status="scheduled").values_list("pk", flat=True)
+    ) == set(Shipment.objects.values_list("pk", flat=True))
+    celery_app.control.purge()
 
 
 @pytest.mark.django_db
