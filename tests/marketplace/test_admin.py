@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from axes.models import AccessAttempt
 from django.contrib import admin
+from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.forms import CheckboxInput, MultiWidget
 from django.test import Client
@@ -25,6 +26,7 @@ from tests.factories import (
     BuyerFactory,
     FarmerFactory,
     ServiceCenterFactory,
+    StaffFactory,
     VillageFactory,
     create_listing,
 )
@@ -341,6 +343,36 @@ def test_the_admin_shows_no_refresh_token_itself(operator):
         assert response.status_code == 200
         assert outstanding.jti in response.content.decode()
         assert refresh not in response.content.decode()
+
+
+@pytest.mark.parametrize("lookup", ["token__startswith", "token__regex", "token"])
+def test_the_token_list_cannot_be_filtered_by_the_token_itself(operator, lookup):
+    """Whether a row is listed would tell a right guess from a wrong one, and the token
+    would come out a character at a time."""
+    refresh = str(RefreshToken.for_user(FarmerFactory()))
+    answer = operator.get("/admin/token_blacklist/outstandingtoken/", {lookup: refresh[:40]})
+    assert (answer.status_code, answer.json()["code"]) == (400, "bad_request")
+
+
+def test_only_an_operator_who_may_change_users_signs_them_out(client_for):
+    viewer = StaffFactory(is_staff=True)  # support staff who may look users up
+    viewer.user_permissions.add(Permission.objects.get(codename="view_user"))
+    operator = Client()
+    operator.force_login(viewer)
+    victim = FarmerFactory()
+    app = client_for(victim)
+
+    page = operator.get("/admin/accounts/user/")
+    tried = operator.post(
+        "/admin/accounts/user/",
+        {"action": "sign_out_everywhere", "_selected_action": [victim.pk], "index": 0},
+    )
+
+    assert page.status_code == 200
+    assert "sign_out_everywhere" not in page.content.decode()
+    assert tried.status_code in (200, 302)
+    assert User.objects.get(pk=victim.pk).sign_outs == 0
+    assert app.get("/api/v1/me/").status_code == 200
 
 
 def test_an_operator_revokes_one_token_by_its_id(operator):
