@@ -1,3 +1,6 @@
+from datetime import timedelta
+
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.permissions import IsAuthenticated
@@ -9,9 +12,23 @@ from logistics.services.schedule import schedule_run_request
 from marketplace.api.permissions import IsCenterStaff
 from marketplace.exceptions import DomainError
 
+SCHEDULE_HORIZON = timedelta(days=365)
+
 
 class ScheduleRequestSerializer(serializers.Serializer):
-    date = serializers.DateField()
+    date = serializers.DateField(
+        help_text="Today or a day ahead, up to a year: a day gone by is not planned again."
+    )
+
+    def validate_date(self, day: date) -> date:
+        today = timezone.localdate()
+        if day < today:
+            raise serializers.ValidationError("A day gone by is not planned.", code="in_past")
+        if day > today + SCHEDULE_HORIZON:
+            raise serializers.ValidationError(
+                "Days are planned up to a year ahead.", code="too_far_ahead"
+            )
+        return day
 
 
 class ScheduleRunSerializer(serializers.ModelSerializer):

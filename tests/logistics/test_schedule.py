@@ -681,6 +681,27 @@ def test_staff_of_another_center_get_404_on_runs(day, client_for):
     assert (bad.status_code, bad.json()["errors"][0]["field"]) == (400, "date")
 
 
+@pytest.mark.django_db
+def test_a_day_gone_by_or_beyond_a_year_is_not_planned(day, client_for):
+    staff, url = client_for(day["staff"]), f"/api/v1/service-centers/{day['center'].pk}/schedule/"
+    today = timezone.localdate()
+    for asked, code in (
+        (today - timedelta(days=1), "in_past"),
+        (date(1, 1, 1), "in_past"),
+        (today + timedelta(days=366), "too_far_ahead"),
+        (date(9999, 12, 31), "too_far_ahead"),
+    ):
+        refused = staff.post(url, {"date": str(asked)}, format="json")
+        assert refused.status_code == 400
+        assert refused.json()["errors"] == [
+            {"field": "date", "code": code, "detail": refused.json()["errors"][0]["detail"]}
+        ]
+    assert not ScheduleRun.objects.exists()
+    for asked in (today, today + timedelta(days=365)):
+        assert staff.post(url, {"date": str(asked)}, format="json").status_code == 202
+    celery_app.control.purge()  # no worker here
+
+
 @pytest.mark.django_db(transaction=True)
 def test_staff_schedule_a_day_and_a_worker_plans_it(day, client_for, celery_worker):
     client = client_for(day["staff"])
