@@ -1,5 +1,5 @@
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAuthenticated
@@ -42,7 +42,15 @@ class ListingPhotoView(APIView):
 
     permission_classes = [IsAuthenticated, IsFarmer]
 
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(
+        request=None,
+        responses={
+            204: None,
+            409: OpenApiResponse(
+                description="listing_archived: an archived listing is frozen; nothing removed"
+            ),
+        },
+    )
     def delete(self, request, pk: int, photo_id: int) -> Response:
         listing = get_object_or_404(selectors.listing_owned_by(farmer=request.user), pk=pk)
         photos.listing_photo_remove(listing=listing, photo_id=photo_id)

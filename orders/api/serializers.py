@@ -174,6 +174,9 @@ class OrderSerializer(FieldsOnceModelSerializer):
     # null in a farmer's view (to_representation): the schema says so too
     delivery_fee = serializers.DecimalField(8, 2, allow_null=True, read_only=True)
     total = serializers.DecimalField(12, 2, allow_null=True, read_only=True)
+    # null while a farmer may not know where the buyer lives (to_representation)
+    delivery_lat = serializers.DecimalField(9, 6, allow_null=True, read_only=True)
+    delivery_lng = serializers.DecimalField(9, 6, allow_null=True, read_only=True)
     refund_due = serializers.SerializerMethodField(
         help_text="Paid and owed back to the buyer (lines rejected or not delivered, the "
         'order cancelled after payment); "0.00" when nothing is. Null for farmers.'

@@ -269,7 +269,7 @@ def test_a_nul_in_the_query_string_is_400_on_every_path(api, path):
 def test_the_schema_allows_the_blank_and_null_values_the_api_answers(api):
     """An order's first event has no from_status, a farmer's profile no buyer_kind, a staff
     member's profile no village_name, and a farmer's view of an order no delivery fee or
-    total: the schema must allow them."""
+    total (nor, before it is confirmed, the buyer's place): the schema must allow them."""
     schemas = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     schemas = schemas["components"]["schemas"]
 
@@ -291,6 +291,9 @@ def test_the_schema_allows_the_blank_and_null_values_the_api_answers(api):
     assert allows(schemas["Order"]["properties"]["delivery_fee"], None)
     assert allows(schemas["Order"]["properties"]["total"], None)
     assert not allows(schemas["Order"]["properties"]["subtotal"], None)
+    # nor where the buyer lives, before the order is confirmed
+    assert allows(schemas["Order"]["properties"]["delivery_lat"], None)
+    assert allows(schemas["Order"]["properties"]["delivery_lng"], None)
 
 
 def test_the_schema_lists_429_with_retry_after_where_a_throttle_can_answer_it(api):
@@ -379,6 +382,8 @@ def test_the_schema_lists_the_framework_errors_an_operation_can_get_beside_its_o
     assert "no such page" in categories["404"]
 
     assert set(answers("get", "/api/v1/orders/{id}/")) == {"200", "304", "400", "401", "404"}
+    removed = answers("delete", "/api/v1/listings/{id}/photos/{photo_id}/")
+    assert removed["409"].startswith("listing_archived: ")  # as test_photos answers it
     patch = answers("patch", "/api/v1/listings/{id}/")
     assert set(patch) == {*("200", "400", "401", "403", "404", "409", "413", "415", "422")}
     assert patch["409"].startswith("listing_archived: ")
