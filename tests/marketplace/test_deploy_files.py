@@ -56,6 +56,14 @@ def test_every_service_the_docs_scale_can_run_several_containers():
                 assert fixed_host_ports(services[name]) == [], (doc, name)
 
 
+def test_only_the_hosts_loopback_reaches_the_web_port():
+    """TLS and the client's address come from the reverse proxy in front: reached from
+    outside directly, gunicorn would take a client's own X-Forwarded-For as its address, and
+    the login lock-out and register limit would key on whatever it writes there."""
+    for port in compose()["services"]["web"].get("ports", []):
+        assert str(port).startswith("127.0.0.1:"), port
+
+
 def test_every_long_running_service_has_a_health_check():
     """As the README says: postgres, redis, web, worker and beat each with a health check (the
     one-shot migrate exits)."""
