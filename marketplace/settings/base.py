@@ -173,6 +173,11 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": True,
     "DEFAULT_THROTTLE_RATES": {
         "register": env("REGISTER_THROTTLE_RATE", default="20/hour"),
+        # log-ins per address whatever the phone (password spraying; a village shares one
+        # address), and per phone from any address (the lock-out counts phone and address
+        # together, so guesses spread over addresses would go on without end)
+        "login": env("LOGIN_THROTTLE_RATE", default="300/hour"),
+        "login_phone": env("LOGIN_PHONE_THROTTLE_RATE", default="30/hour"),
         # per staff member: a counter's busy hour, far from guessing a 6-digit code
         "hand_over": env("HAND_OVER_THROTTLE_RATE", default="120/hour"),
         # per user, orders placed and cancelled together: one a minute for an hour is far

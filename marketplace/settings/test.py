@@ -22,6 +22,8 @@ REST_FRAMEWORK = {
     **REST_FRAMEWORK,  # noqa: F405
     "DEFAULT_THROTTLE_RATES": {
         "register": "100000/hour",
+        "login": "100000/hour",
+        "login_phone": "100000/hour",
         "hand_over": "100000/hour",
         "orders": "100000/hour",
     },

@@ -11,6 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework.throttling import ScopedRateThrottle
 
+from marketplace.accounts.api.views import LoginPhoneThrottle, LoginThrottle
 from marketplace.accounts.models import Role
 from marketplace.accounts.tasks import prune_login_logs
 from tests.factories import PASSWORD, BuyerFactory, FarmerFactory, StaffFactory, VillageFactory
@@ -181,6 +182,51 @@ def test_the_register_limit_counts_an_address_the_client_cannot_write(api, monke
         )
         answers.append(answer.status_code)
     assert answers == [201, 201, 429]
+
+
+def test_guesses_at_one_phone_spread_over_addresses_are_throttled(api, monkeypatch):
+    """The lock-out counts a phone's failures per address; spread over addresses (an IPv6
+    /64, a botnet) they would go on without end. Each spelling of the phone counts."""
+    monkeypatch.setattr(LoginPhoneThrottle, "THROTTLE_RATES", {"login_phone": "4/hour"})
+    FarmerFactory(phone="+8613912348888")
+    spellings = ["+8613912348888", "13912348888", "+86 139 1234 8888", "008613912348888"]
+    answers = [
+        api.post(
+            TOKEN,
+            {"phone": phone, "password": f"guess-{n}"},
+            format="json",
+            REMOTE_ADDR=f"2001:db8::{n + 1:x}",
+        ).status_code
+        for n, phone in enumerate(spellings)
+    ]
+    right = api.post(
+        TOKEN,
+        {"phone": "+8613912348888", "password": PASSWORD},
+        format="json",
+        REMOTE_ADDR="2001:db8::ff",
+    )
+    assert answers == [401] * 4
+    assert (right.status_code, right.json()["code"]) == (429, "throttled")
+    assert int(right["Retry-After"]) > 0
+    assert AccessAttempt.objects.count() == 4  # the throttled one was never tried
+    other = FarmerFactory()  # another phone is not held back by this one's guesses
+    login = {"phone": other.phone, "password": PASSWORD}
+    assert api.post(TOKEN, login, format="json", REMOTE_ADDR="2001:db8::ff").status_code == 200
+
+
+def test_one_address_trying_many_phones_is_throttled(api, monkeypatch):
+    monkeypatch.setattr(LoginThrottle, "THROTTLE_RATES", {"login": "3/hour"})
+    farmers = [FarmerFactory() for _ in range(4)]
+    answers = [
+        api.post(
+            TOKEN,
+            {"phone": farmer.phone, "password": "123456789a"},
+            format="json",
+            REMOTE_ADDR="198.51.100.77",
+        ).status_code
+        for farmer in farmers
+    ]
+    assert answers == [401, 401, 401, 429]
 
 
 def test_behind_a_proxy_the_lockout_keys_on_the_address_the_proxy_saw(api, settings):

@@ -298,8 +298,8 @@ def test_the_schema_allows_the_blank_and_null_values_the_api_answers(api):
 
 def test_the_schema_lists_429_with_retry_after_where_a_throttle_can_answer_it(api):
     """Register, order placement and cancel, and the hand-over have throttles (get_throttles
-    per action); login and the password change answer 429 of their own (the lockout).
-    Nothing else does."""
+    per action); the password change answers 429 of its own (the lockout), and login both
+    (its lockout and its throttles). Nothing else does."""
     schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     answers_429 = {
         (method, path): operation["responses"]["429"]
@@ -313,8 +313,9 @@ def test_the_schema_lists_429_with_retry_after_where_a_throttle_can_answer_it(ap
         ("post", "/api/v1/orders/{id}/cancel/"),
         ("post", "/api/v1/shipments/{id}/hand-over/"),
     }
-    lockout = {("post", "/api/v1/auth/token/"), ("post", "/api/v1/auth/password/")}
-    assert set(answers_429) == throttled | lockout
+    lockout = {("post", "/api/v1/auth/password/")}
+    login = ("post", "/api/v1/auth/token/")
+    assert set(answers_429) == throttled | lockout | {login}
     for operation in throttled:
         response = answers_429[operation]
         assert response["content"] == {
@@ -324,6 +325,9 @@ def test_the_schema_lists_429_with_retry_after_where_a_throttle_can_answer_it(ap
         assert response["description"].startswith("throttled: ")
     for operation in lockout:
         assert "Retry-After" not in answers_429[operation].get("headers", {}), operation
+    assert answers_429[login]["headers"]["Retry-After"]["schema"] == {"type": "integer"}
+    assert answers_429[login]["description"].startswith("too_many_login_attempts: ")
+    assert "; throttled: " in answers_429[login]["description"]
     problem = schema["components"]["schemas"]["Problem"]
     assert set(problem["properties"]) == PROBLEM_MEMBERS
     assert set(problem["required"]) == PROBLEM_KEYS

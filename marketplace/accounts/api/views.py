@@ -2,7 +2,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
@@ -18,6 +18,7 @@ from marketplace.accounts.api.serializers import (
     TokenRefreshSerializer,
     UserSerializer,
 )
+from marketplace.accounts.phones import lockout_username
 from marketplace.accounts.tokens import RefreshToken
 
 
@@ -43,17 +44,45 @@ class RegisterView(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+class LoginThrottle(SimpleRateThrottle):
+    """Log-in attempts from one address, whatever phones they name (LOGIN_THROTTLE_RATE)."""
+
+    scope = "login"
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class LoginPhoneThrottle(SimpleRateThrottle):
+    """Log-in attempts naming one phone, in any spelling, from any address
+    (LOGIN_PHONE_THROTTLE_RATE)."""
+
+    scope = "login_phone"
+
+    def get_cache_key(self, request, view) -> str | None:
+        phone = lockout_username(request)
+        return None if phone is None else self.cache_format % {"scope": self.scope, "ident": phone}
+
+
 @extend_schema_view(
     post=extend_schema(
         responses={
             200: TokenPairSerializer,
             401: OpenApiResponse(description="no_active_account: wrong phone or password"),
-            429: OpenApiResponse(description="too_many_login_attempts"),
+            429: OpenApiResponse(
+                description="too_many_login_attempts: locked out after failures of this "
+                "phone from this address; throttled: too many log-ins from this address, or "
+                "of this phone from anywhere (Retry-After)"
+            ),
         }
     )
 )
 class TokenObtainView(jwt_views.TokenObtainPairView):
-    """Log in: phone and password give an access token and a refresh token."""
+    """Log in: phone and password give an access token and a refresh token. Beside the
+    lock-out (django-axes: failures of a phone from an address), two throttles: one
+    address's log-ins whatever the phone, one phone's from any address."""
+
+    throttle_classes = [LoginThrottle, LoginPhoneThrottle]
 
 
 @extend_schema_view(
