@@ -1,10 +1,9 @@
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import include, path
 
 from marketplace.api.docs import DocsView, SchemaView
-from marketplace.api.exceptions import not_found_view
 from marketplace.health import HealthView
 
 api_v1 = [
@@ -20,11 +19,6 @@ urlpatterns = [
     path("api/docs/", DocsView.as_view(url_name="schema"), name="docs"),
     path("health/", HealthView.as_view(), name="health"),
     path("admin/", admin.site.urls),
-    # Whatever else under /api/ is a JSON 404 also with DEBUG on, where Django would answer
-    # its HTML page instead of calling handler404. Only paths ending in a slash: one without
-    # is still redirected to its slashed form first (APPEND_SLASH), and lands here if that
-    # one does not exist either.
-    re_path(r"^api/(?:.*/)?\Z", not_found_view),
 ]
 
 if settings.DEBUG:

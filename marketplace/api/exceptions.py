@@ -136,3 +136,25 @@ not_found_view = _plain_problem_view(404, "not_found", "Not found.")
 server_error_view = _plain_problem_view(500, "server_error", "Server error.")
 bad_request_view = _plain_problem_view(400, "bad_request", "Bad request.")
 permission_denied_view = _plain_problem_view(403, "permission_denied", "Permission denied.")
+
+
+class NotFoundAsProblemMiddleware:
+    """A path under /api/ that nothing answers is the JSON 404 also with DEBUG on (`make
+    run`), where Django answers its HTML page instead of calling handler404. Above
+    CommonMiddleware, so a path missing its slash is still redirected when the slashed one
+    exists (APPEND_SLASH), and is this 404 when it does not."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            response.status_code == 404
+            and request.path.startswith("/api/")
+            and not response.get("Content-Type", "").startswith(
+                (PROBLEM_CONTENT_TYPE, "application/json")
+            )
+        ):
+            return not_found_view(request)
+        return response

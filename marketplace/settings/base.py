@@ -43,6 +43,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "marketplace.api.query.RefuseNulInQueryMiddleware",
+    "marketplace.api.exceptions.NotFoundAsProblemMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.gzip.GZipMiddleware",
     # ETag from the body of every GET, and 304 for a matching If-None-Match: a phone on a

@@ -78,6 +78,18 @@ def test_an_api_path_without_its_slash_is_still_redirected_to_it(api):
     assert response["Location"] == "/api/v1/villages/"
 
 
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("method", ["get", "post", "patch", "delete"])
+def test_an_unknown_api_path_without_a_slash_is_a_json_404(api, settings, method, debug):
+    """Not redirected to a slashed path that does not exist either (with DEBUG on, Django
+    refuses to redirect a POST: a 500)."""
+    settings.DEBUG = debug
+    api.raise_request_exception = False
+    response = getattr(api, method)("/api/v1/no-such-thing", {}, format="json")
+    assert response.status_code == 404, (response.status_code, response.get("Location"))
+    assert response["Content-Type"] == "application/problem+json"
+
+
 def test_unknown_object_is_json_404(api):
     response = api.get("/api/v1/service-centers/987654/")
     assert response.status_code == 404
