@@ -7,7 +7,7 @@ Follows the IETF Idempotency-Key draft and Stripe's practice:
 - the same key with a different body (or path) → 422 `idempotency_key_reused`; a JSON body
   is compared by what it says, so the same object with its keys in another order or other
   whitespace (a phone app serializing its map again after a restart) is the same body, as
-  Stripe compares a request's parameters;
+  Stripe compares a request's parameters (other bodies are compared by their bytes);
 - a retry while the first request still runs → 409 `idempotency_key_in_use`;
 - records expire after IDEMPOTENCY_KEY_TTL (a periodic task prunes them).
 
@@ -38,7 +38,6 @@ import hashlib
 import json
 import re
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import NamedTuple
 
 from django.conf import settings
@@ -134,14 +133,15 @@ def _lock_id(user_id: int, key: str) -> int:
 
 
 def _fingerprint(request: HttpRequest) -> str:
-    """sha256 of method, path and body. A multipart body (an upload) is hashed by its
+    """sha256 of method, path and body. A multipart POST (an upload) is hashed by its
     fields and files rather than its bytes: a client retrying the same upload draws a new
-    random boundary, and files are not held in memory whole (Django spools them). A JSON
-    body is hashed as what it says (keys sorted, no whitespace, numbers as written), not
-    as its bytes; one that is no JSON, by its bytes."""
+    random boundary, and files are not held in memory whole (Django spools them); Django
+    parses those for a POST only, so another method's multipart body is hashed by its bytes.
+    A JSON body is hashed as what it says (keys sorted, no whitespace, each number as
+    written), not as its bytes; one that the view could not read as JSON, by its bytes."""
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.path}\n".encode())
-    if (request.content_type or "").startswith("multipart/"):
+    if request.method == "POST" and (request.content_type or "").startswith("multipart/"):
         for name, values in sorted(request.POST.lists()):
             digest.update(repr((name, values)).encode())
         for name, upload in sorted(request.FILES.items()):
@@ -156,15 +156,35 @@ def _fingerprint(request: HttpRequest) -> str:
     return digest.hexdigest()
 
 
+class _Number(str):
+    """A JSON number (or NaN, Infinity) as written: `1.0` is not the string `"1.0"`, nor
+    `2.5` the number `2.50` (a field may read them differently)."""
+
+
 def _canonical_json(body: bytes) -> bytes:
+    """What a JSON body says, written one way; its bytes when the view could not read it as
+    JSON (it reads UTF-8 only; no JSON, or nested too deeply): the view answers 400, and
+    that answer is kept under those bytes."""
     try:
-        data = json.loads(body, parse_float=Decimal, parse_constant=str)
-        text = json.dumps(
-            data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        data = json.loads(
+            body.decode("utf-8"), parse_float=_Number, parse_int=_Number, parse_constant=_Number
         )
+        return _written(data).encode("utf-8", "surrogatepass")
     except (ValueError, RecursionError):
-        return body  # no JSON, or nested too deeply: the view answers 400, kept by its bytes
-    return text.encode("utf-8", "surrogatepass")
+        return body
+
+
+def _written(value) -> str:
+    if isinstance(value, _Number):
+        return value
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        items = sorted(value.items())
+        return "{" + ",".join(f"{_written(k)}:{_written(v)}" for k, v in items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_written(item) for item in value) + "]"
+    return json.dumps(value)  # true, false, null
 
 
 class _Stored(NamedTuple):

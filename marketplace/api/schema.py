@@ -34,7 +34,10 @@ class ProblemSerializer(serializers.Serializer):
     code = serializers.CharField()
     detail = serializers.CharField()
     errors = ProblemFieldErrorSerializer(
-        many=True, required=False, help_text="validation_error only: one per field"
+        many=True,
+        required=False,
+        help_text="one per field: a validation_error's, and a domain error's that names its "
+        "field (also its top-level `field`)",
     )
 
 

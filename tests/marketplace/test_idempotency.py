@@ -121,6 +121,67 @@ def test_a_body_that_is_no_json_is_answered_400_and_replayed_by_its_bytes(raw):
 
 
 @pytest.mark.django_db
+def test_a_number_and_the_string_of_it_are_not_the_same_body():
+    """`"1.0"` is no boolean to the view, `1.0` is: the corrected retry under the same key
+    is another body (422), not the stored 400 again."""
+    client = signed_in(FarmerFactory())
+
+    def send(organic):
+        raw = json.dumps(body(is_organic=organic))
+        return client.post(
+            LISTINGS, raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY="organic"
+        )
+
+    assert send("1.0").status_code == 400
+    fixed = send(1.0)
+    assert (fixed.status_code, "Idempotent-Replayed" in fixed) == (422, False)
+    assert not Listing.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "encode",
+    [lambda text: text.encode("utf-16"), lambda text: b"\xef\xbb\xbf" + text.encode()],
+    ids=["utf-16", "utf-8-bom"],
+)
+def test_a_body_the_view_cannot_read_is_not_the_same_as_the_readable_one(encode):
+    client = signed_in(FarmerFactory())
+    text = json.dumps(body())
+    refused = client.post(
+        LISTINGS, encode(text), content_type="application/json", HTTP_IDEMPOTENCY_KEY="enc"
+    )
+    fixed = client.post(
+        LISTINGS, text.encode(), content_type="application/json", HTTP_IDEMPOTENCY_KEY="enc"
+    )
+    assert (refused.status_code, fixed.status_code) == (400, 422)
+    assert not Listing.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", [None, "huge"])
+def test_a_number_beyond_any_range_is_the_views_400_with_or_without_a_key(key):
+    client = signed_in(FarmerFactory())
+    text = json.dumps(body(price="PRICE")).replace('"PRICE"', "1e9999999999999999999999")
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    response = client.post(LISTINGS, text, content_type="application/json", **headers)
+    assert (response.status_code, response.json()["errors"][0]["field"]) == (400, "price")
+    assert not Listing.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_multipart_patch_with_another_body_under_the_same_key_is_422():
+    """Django parses a multipart body for a POST only: another method's is compared by its
+    bytes."""
+    farmer = FarmerFactory()
+    listing = create_listing(farmer)
+    client, url = signed_in(farmer), f"{LISTINGS}{listing.pk}/"
+    first = client.patch(url, {"title": "Bok choy"}, format="multipart", HTTP_IDEMPOTENCY_KEY="m")
+    other = client.patch(url, {"title": "Spinach"}, format="multipart", HTTP_IDEMPOTENCY_KEY="m")
+    assert (first.status_code, other.status_code) == (200, 422)
+    assert Listing.objects.get(pk=listing.pk).title == "Bok choy"
+
+
+@pytest.mark.django_db
 def test_a_request_refused_for_its_media_type_runs_under_its_key_once_sent_as_json():
     """Nothing ran for the 415: the same bytes sent again as JSON under the same key are
     placed, not answered the stored 415 for a day."""
