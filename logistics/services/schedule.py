@@ -92,7 +92,9 @@ def schedule_nightly_request(*, center: ServiceCenter, day: date) -> ScheduleRun
     again (a worker lost before acknowledging it, whose runs had committed and finished)
     finds the day's nightly run and asks for none (None), so the day's routes are not
     written again, nor its farmers told their pickup times twice. The run it joins, if
-    staff asked for one already, counts as the nightly one."""
+    staff asked for one already, counts as the nightly one. A nightly run that failed is not
+    asked for again by the beat (the sweeper re-sends runs queued or running only): staff
+    plan the day again, from the app or the admin's run list."""
     if ScheduleRun.objects.filter(service_center=center, date=day, nightly=True).exists():
         return None
     try:
@@ -140,6 +142,7 @@ def schedule_run_request(
         if (joined := active.first()) is not None:
             if nightly and not joined.nightly:
                 ScheduleRun.objects.filter(pk=joined.pk).update(nightly=True)
+                joined.nightly = True
             return joined
     raise RuntimeError(f"no run for {day} after {_REQUEST_ATTEMPTS} attempts")
 

@@ -393,7 +393,7 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
 def _count_wrong_code(stop: Stop, code: str) -> None:
     """A wrong code at a delivery stop counts; the fifth locks it. The last one sent again
     (a retry whose answer was lost) is no second guess."""
-    if code == stop.last_wrong_code:
+    if stop.last_wrong_code and code == stop.last_wrong_code:
         return
     stop.wrong_code_attempts += 1
     stop.last_wrong_code = code
@@ -599,6 +599,10 @@ def _hand_over(
             extra={"shipments": {shipment.pk: shipment.status}},
         )
     if order.hand_over_wrong_codes >= settings.MAX_DELIVERY_CODE_ATTEMPTS:
+        if shipment.status == ShipmentStatus.DELIVERED:
+            # handed over before the lock: a replay is answered as recorded, whatever the
+            # code (as a stop done is), which tells nothing of it
+            return shipment, order, True
         raise ConflictError(
             errors.HAND_OVER_LOCKED, "Too many wrong codes: staff must review this hand-over."
         )

@@ -1393,6 +1393,33 @@ def test_goods_failing_for_good_lock_their_listings_at_once_in_key_order(world, 
     ]
 
 
+def test_a_hand_over_replayed_after_wrong_codes_locked_the_order_is_answered_as_before(
+    world, client_for
+):
+    """The clerk's phone replays a hand-over whose 200 it never got, after someone tried
+    codes on the goods handed over and locked the order's hand-over: 200 as recorded, as a
+    stop done is answered whatever its code."""
+    south, buyer = world["south"], world["buyer"]
+    farmer = FarmerFactory(village=VillageFactory(service_center=south))
+    order = place_order(buyer, (create_listing(farmer), 2), delivery_method="pickup")
+    order_route(order_id=order.pk)
+    shipment = Shipment.objects.get(order=order)
+    staff = client_for(world["south_staff"])
+    picked = complete(staff, stop_for(shipment, south, "pickup"), outcome="done", weight_kg="2")
+    assert picked.status_code == 200
+    url = f"/api/v1/shipments/{shipment.pk}/hand-over/"
+    handed = staff.post(url, {"delivery_code": order.delivery_code}, format="json")
+    assert (handed.status_code, handed.json()["status"]) == (200, "delivered")
+    for code in wrong_codes(order, 5):
+        assert staff.post(url, {"delivery_code": code}, format="json").status_code == 400
+    events = list(shipment.events.values_list("status", flat=True))
+
+    again = staff.post(url, {"delivery_code": order.delivery_code}, format="json")
+
+    assert (again.status_code, again.json()["status"]) == (200, "delivered")
+    assert list(shipment.events.values_list("status", flat=True)) == events
+
+
 def test_the_hand_over_tells_nothing_of_the_code_before_the_goods_wait_for_the_buyer(
     world, client_for
 ):
