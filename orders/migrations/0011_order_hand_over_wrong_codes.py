@@ -13,11 +13,11 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='order',
             name='hand_over_last_wrong_code',
-            field=models.CharField(blank=True, max_length=6),
+            field=models.CharField(blank=True, db_default='', max_length=6),
         ),
         migrations.AddField(
             model_name='order',
             name='hand_over_wrong_codes',
-            field=models.PositiveSmallIntegerField(default=0),
+            field=models.PositiveSmallIntegerField(db_default=0, default=0),
         ),
     ]

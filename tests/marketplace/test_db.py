@@ -198,3 +198,26 @@ def test_select_sets_each_annotation_read_with_the_row_its_parameters_first():
         (buyer.pk, buyer.phone, 1, True),
         (other.pk, other.phone, 0, True),
     ]
+
+
+@pytest.mark.parametrize(
+    ("table", "column"),
+    [
+        ("orders_order", "hand_over_wrong_codes"),
+        ("orders_order", "hand_over_last_wrong_code"),
+        ("logistics_stop", "last_wrong_code"),
+        ("logistics_schedulerun", "nightly"),
+    ],
+)
+def test_a_column_added_to_a_busy_table_has_a_default_in_the_database(table, column):
+    """During a rolling deploy the processes of the release before insert rows without it
+    (and so does SQL of our own, such as the orders benchmark's floor): NOT NULL without a
+    default in the database, their orders, plans and stops would fail."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT is_nullable, column_default FROM information_schema.columns "
+            "WHERE table_name = %s AND column_name = %s",
+            [table, column],
+        )
+        ((nullable, default),) = cursor.fetchall()
+    assert nullable == "YES" or default is not None
