@@ -55,7 +55,11 @@ def _insert_batch(model: type[Model], objs: Sequence[Model]) -> None:
 def _insert_statement(model: type[Model], rows: int) -> tuple[str, list[Field]]:
     meta = model._meta
     fields = [field for field in meta.concrete_fields if field is not meta.pk]
-    if any(field.has_db_default() or field.generated for field in fields):
+    # A database-side default alone leaves the instance a DatabaseDefault to write as
+    # DEFAULT; with a Python default beside it (for rows written by older code or raw SQL),
+    # the instance holds the value itself.
+    unfilled = [f for f in fields if (f.has_db_default() and not f.has_default()) or f.generated]
+    if unfilled:
         raise ValueError(f"insert() cannot fill {meta.label}'s database-side defaults")
     quote = connection.ops.quote_name
     columns = ", ".join(quote(field.column) for field in fields)

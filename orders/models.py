@@ -62,7 +62,9 @@ class Order(models.Model):
     # Wrong codes shown at the buyer's center for goods to collect (a delivery stop counts
     # its own): at MAX_DELIVERY_CODE_ATTEMPTS the hand-over waits for staff review.
     hand_over_wrong_codes = models.PositiveSmallIntegerField(default=0, db_default=0)
-    hand_over_last_wrong_code = models.CharField(max_length=6, blank=True, db_default="")
+    hand_over_last_wrong_code = models.CharField(
+        max_length=6, blank=True, default="", db_default=""
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

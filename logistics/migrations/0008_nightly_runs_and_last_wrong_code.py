@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='stop',
             name='last_wrong_code',
-            field=models.CharField(blank=True, db_default='', max_length=6),
+            field=models.CharField(blank=True, db_default='', default='', max_length=6),
         ),
         migrations.AddConstraint(
             model_name='schedulerun',

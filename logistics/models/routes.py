@@ -108,7 +108,7 @@ class Stop(models.Model):
     status = models.CharField(max_length=10, choices=StopStatus.choices, default=StopStatus.PENDING)
     wrong_code_attempts = models.PositiveSmallIntegerField(default=0)
     # The same wrong code sent again (a retry whose answer was lost) is no second guess.
-    last_wrong_code = models.CharField(max_length=6, blank=True, db_default="")
+    last_wrong_code = models.CharField(max_length=6, blank=True, default="", db_default="")
     reason = models.CharField(max_length=255, blank=True)
     weight_kg = models.DecimalField(
         max_digits=10, decimal_places=3, null=True, blank=True, help_text="Weighed at pickup."

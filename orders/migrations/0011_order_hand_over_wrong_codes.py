@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='order',
             name='hand_over_last_wrong_code',
-            field=models.CharField(blank=True, db_default='', max_length=6),
+            field=models.CharField(blank=True, db_default='', default='', max_length=6),
         ),
         migrations.AddField(
             model_name='order',
