@@ -74,12 +74,10 @@ class Completion:
     occurred_at: datetime | None = None
 
 
-def _track(
+def _event(
     shipment: Shipment, status: str, at: datetime, actor: User | None, note="", *, center=None
-):
-    shipment.status = status
-    shipment.save(update_fields=["status", "updated_at"])
-    TrackingEvent.objects.create(
+) -> TrackingEvent:
+    return TrackingEvent(
         shipment=shipment,
         status=status,
         occurred_at=at,
@@ -90,8 +88,27 @@ def _track(
     )
 
 
-def _finish_legs(shipment: Shipment, kinds: tuple[str, ...]) -> None:
-    ShipmentLeg.objects.filter(shipment=shipment, kind__in=kinds).update(status=LegStatus.DONE)
+def _track(
+    shipment: Shipment, status: str, at: datetime, actor: User | None, note="", *, center=None
+):
+    shipment.status = status
+    shipment.save(update_fields=["status", "updated_at"])
+    _event(shipment, status, at, actor, note, center=center).save()
+
+
+def _track_all(shipments: list[Shipment], events: list[TrackingEvent], *also: str) -> None:
+    """Each shipment's status as set on it (and the fields `also`), and their tracking
+    events: one UPDATE and one INSERT for all of them, however many (a farm's pickup of
+    many orders)."""
+    now = timezone.now()
+    for shipment in shipments:
+        shipment.updated_at = now
+    Shipment.objects.bulk_update(shipments, ["status", "updated_at", *also])
+    TrackingEvent.objects.bulk_create(events)
+
+
+def _finish_legs(shipments: list[Shipment], kinds: tuple[str, ...]) -> None:
+    ShipmentLeg.objects.filter(shipment__in=shipments, kind__in=kinds).update(status=LegStatus.DONE)
 
 
 def _tell_buyer_when_ready_for_collection(order: Order, statuses: list[str]) -> None:
@@ -174,6 +191,7 @@ def _complete_pickup(
     # much or a few grams more), so the parts add up to the scale and none is below zero.
     planned = sum((s.weight_kg for s in shipments), Decimal(0)) or Decimal(1)
     left = data.weight_kg
+    events = []
     for n, shipment in enumerate(shipments, start=1):
         share = (
             left
@@ -181,20 +199,24 @@ def _complete_pickup(
             else (data.weight_kg * shipment.weight_kg / planned).quantize(GRAM, ROUND_DOWN)
         )
         shipment.picked_up_weight_kg, left = share, left - share
-        shipment.save(update_fields=["picked_up_weight_kg"])
-        _finish_legs(shipment, (LegKind.PICKUP,))
-        status = (
+        shipment.status = (
             ShipmentStatus.IN_TRANSFER if shipment.crosses_centers else ShipmentStatus.AT_CENTER
         )
-        _track(shipment, ShipmentStatus.PICKED_UP, at, staff, f"{shipment.picked_up_weight_kg} kg")
-        _track(shipment, status, at, staff, center=shipment.origin_center)
+        events += [
+            _event(shipment, ShipmentStatus.PICKED_UP, at, staff, f"{share} kg"),
+            _event(shipment, shipment.status, at, staff, center=shipment.origin_center),
+        ]
+    _finish_legs(shipments, (LegKind.PICKUP,))
+    _track_all(shipments, events, "picked_up_weight_kg")
     stop.weight_kg = data.weight_kg
 
 
 def _complete_delivery(shipments: list[Shipment], staff: User, at: datetime):
+    _finish_legs(shipments, (LegKind.DELIVERY, LegKind.HANDOVER))
     for shipment in shipments:
-        _finish_legs(shipment, (LegKind.DELIVERY, LegKind.HANDOVER))
-        _track(shipment, ShipmentStatus.DELIVERED, at, staff, "delivery code checked")
+        shipment.status = ShipmentStatus.DELIVERED
+    events = [_event(s, s.status, at, staff, "delivery code checked") for s in shipments]
+    _track_all(shipments, events)
 
 
 def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, at: datetime):
@@ -509,7 +531,7 @@ def shipment_receive(
             errors.NOT_IN_TRANSFER, f"This shipment is {shipment.status}, not in transfer."
         )
     at = _when([shipment], occurred_at)
-    _finish_legs(shipment, (LegKind.TRANSFER,))
+    _finish_legs([shipment], (LegKind.TRANSFER,))
     note = "transfer received"
     if (day := _delivery_day_on_arrival(shipment)) != shipment.delivery_date:
         due_before = orders_due([shipment.order_id])

@@ -157,6 +157,47 @@ def test_the_whole_road_of_a_shipment(world, client_for):
     assert order.events.count() == 4
 
 
+def test_a_farms_pickup_of_many_orders_writes_its_goods_at_once(client_for):
+    """One farm's stop picking up the goods of 1 or 5 orders: the shipments' weights and
+    statuses, their legs and tracking events are written by one statement each; only each
+    order's own status (on the road, its event) costs statements of its own."""
+    center = ServiceCenterFactory()
+    village = VillageFactory(service_center=center)
+    listing = create_listing(FarmerFactory(village=village), unit="kg")
+    staff = client_for(StaffFactory(service_center=center))
+
+    def pickup_of(orders: int) -> tuple[int, Stop]:
+        placed = [
+            order_route(order_id=place_order(BuyerFactory(village=village), (listing, 1)).pk)
+            for _ in range(orders)
+        ]
+        shipments = list(Shipment.objects.filter(order__in=placed).order_by("pk"))
+        stop = stop_for(shipments[0], center, "pickup")
+        stop.shipments.add(*shipments)
+        with CaptureQueriesContext(connection) as captured:
+            answer = complete(staff, stop, outcome="done", weight_kg="5")
+        assert answer.status_code == 200, answer.json()
+        return len(captured.captured_queries), stop
+
+    one, _ = pickup_of(1)
+    five, stop = pickup_of(5)
+
+    per_order = 4  # its lock, its shipments' statuses, its event, its status
+    assert five - one == 4 * per_order
+    shipments = Shipment.objects.filter(stops=stop).order_by("pk")
+    assert [s.picked_up_weight_kg for s in shipments] == [Decimal("1.000")] * 5
+    assert set(shipments.values_list("status", flat=True)) == {ShipmentStatus.AT_CENTER}
+    assert set(shipments.values_list("legs__kind", "legs__status")) == {
+        ("pickup", LegStatus.DONE),
+        ("delivery", LegStatus.PENDING),
+    }
+    for shipment in shipments:
+        assert list(shipment.events.order_by("pk").values_list("status", "note"))[1:] == [
+            ("picked_up", "1.000 kg"),
+            ("at_center", ""),
+        ]
+
+
 def test_a_wrong_code_is_400_the_fifth_locks_the_stop_and_an_operator_unlocks_it(world, client_for):
     shipment = world["shipment"]
     Shipment.objects.filter(pk=shipment.pk).update(status=ShipmentStatus.AT_CENTER)
