@@ -73,6 +73,16 @@ def world():
     }
 
 
+@pytest.fixture
+def collected(world):
+    """An order of 2 kg from a farm of the buyer's center, to collect there: (order, its
+    one shipment), routed."""
+    farmer = FarmerFactory(village=VillageFactory(service_center=world["south"]))
+    order = place_order(world["buyer"], (create_listing(farmer), 2), delivery_method="pickup")
+    order_route(order_id=order.pk)
+    return order, Shipment.objects.get(order=order)
+
+
 def stop_for(shipment, center, kind, day=None):
     """A stop of `kind` for `shipment` on a route of `center` on `day` (today)."""
     route = Route.objects.create(service_center=center, date=day or timezone.localdate())
@@ -1182,12 +1192,8 @@ def test_a_plan_made_while_the_driver_was_offline_does_not_refuse_their_pickup(w
     assert event.occurred_at == picked_offline
 
 
-def test_goods_are_not_handed_over_before_they_arrived(world, client_for):
-    south, buyer = world["south"], world["buyer"]
-    farmer = FarmerFactory(village=VillageFactory(service_center=south))
-    order = place_order(buyer, (create_listing(farmer), 2), delivery_method="pickup")
-    order_route(order_id=order.pk)
-    shipment = Shipment.objects.get(order=order)
+def test_goods_are_not_handed_over_before_they_arrived(world, collected, client_for):
+    south, (order, shipment) = world["south"], collected
     placed = order.created_at
     url = f"/api/v1/shipments/{shipment.pk}/hand-over/"
 
@@ -1307,12 +1313,10 @@ def test_the_order_shows_each_shipments_tracking_events(world, client_for):
     assert shown["events"][1]["note"] == "7.900 kg"
 
 
-def test_goods_collected_at_the_center_are_handed_over_with_the_buyers_code(world, client_for):
-    south, buyer = world["south"], world["buyer"]
-    farmer = FarmerFactory(village=VillageFactory(service_center=south))
-    order = place_order(buyer, (create_listing(farmer), 2), delivery_method="pickup")
-    order_route(order_id=order.pk)
-    shipment = Shipment.objects.get(order=order)
+def test_goods_collected_at_the_center_are_handed_over_with_the_buyers_code(
+    world, collected, client_for
+):
+    south, (order, shipment) = world["south"], collected
     staff = client_for(world["south_staff"])
     url = f"/api/v1/shipments/{shipment.pk}/hand-over/"
     code = order.delivery_code
@@ -1326,7 +1330,7 @@ def test_goods_collected_at_the_center_are_handed_over_with_the_buyers_code(worl
     wrong = staff.post(url, {"delivery_code": "000000" if code != "000000" else "111111"})
     assert (wrong.status_code, wrong.json()["code"]) == (400, "invalid_delivery_code")
     assert client_for(world["north_staff"]).post(url, {"delivery_code": code}).status_code == 404
-    assert client_for(farmer).post(url, {"delivery_code": code}).status_code == 403
+    assert client_for(shipment.farmer).post(url, {"delivery_code": code}).status_code == 403
     assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.AT_CENTER
 
     handed = staff.post(url, {"delivery_code": code}, format="json")
@@ -1435,16 +1439,12 @@ def test_goods_failing_for_good_lock_their_listings_at_once_in_key_order(world, 
 
 
 def test_a_hand_over_replayed_after_wrong_codes_locked_the_order_is_answered_as_before(
-    world, client_for
+    world, collected, client_for
 ):
     """The clerk's phone replays a hand-over whose 200 it never got, after someone tried
     codes on the goods handed over and locked the order's hand-over: 200 as recorded, as a
     stop done is answered whatever its code."""
-    south, buyer = world["south"], world["buyer"]
-    farmer = FarmerFactory(village=VillageFactory(service_center=south))
-    order = place_order(buyer, (create_listing(farmer), 2), delivery_method="pickup")
-    order_route(order_id=order.pk)
-    shipment = Shipment.objects.get(order=order)
+    south, (order, shipment) = world["south"], collected
     staff = client_for(world["south_staff"])
     picked = complete(staff, stop_for(shipment, south, "pickup"), outcome="done", weight_kg="2")
     assert picked.status_code == 200
