@@ -92,6 +92,20 @@ def _decode_smaller(image: Image.Image, long_side: int) -> None:
         image.draft(None, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
 
 
+# Modes an integer box reduce() averages (not palette indices nor 16-bit greys).
+_REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "CMYK"})
+
+
+def _reduce_early(image: Image.Image, long_side: int) -> Image.Image:
+    """Down by a whole factor to no less than long_side, before any full-size copy (turned
+    upright, converted to sRGB): a 40 MP PNG, which no JPEG decoder shrinks, took seconds
+    and most of a gigabyte. The thumbnail's LANCZOS then does the last, fine step."""
+    factor = max(image.size) // long_side
+    if factor < 2 or image.mode not in _REDUCIBLE:
+        return image
+    return image.reduce(factor)  # with its info: orientation, colour profile
+
+
 def _to_srgb(image: Image.Image) -> Image.Image:
     """Plain RGB in sRGB: transparency flattened onto white, a colour profile (a phone's
     Display P3, a CMYK print profile) converted rather than dropped."""
@@ -132,7 +146,7 @@ def process_photo(upload: UploadedFile) -> ProcessedImage:
     try:
         with Image.open(upload) as source:
             _decode_smaller(source, MAX_LONG_SIDE)
-            image = ImageOps.exif_transpose(source)
+            image = ImageOps.exif_transpose(_reduce_early(source, MAX_LONG_SIDE))
             image = _to_srgb(image)
             image.thumbnail((MAX_LONG_SIDE, MAX_LONG_SIDE), Image.Resampling.LANCZOS)
     except Image.DecompressionBombError:

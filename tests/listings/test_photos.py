@@ -168,6 +168,32 @@ class TestUpload:
             assert (stored.format, stored.mode) == ("JPEG", "RGB")
             assert_close(stored.getpixel((150, 100)), WHITE)
 
+    @pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+    def test_a_large_png_is_shrunk_before_it_is_turned_and_flattened(self, listing, owner, mode):
+        """A 6000×4400 PNG (no JPEG decoder shrinks it) held sideways: reduced first, then
+        turned upright and, where transparent, flattened onto white, with no dark seam
+        where the transparent half meets the red one (its hidden colour is black, which
+        averaged without its alpha would darken the seam)."""
+        image = Image.new(mode, (6000, 4400), (0, 0, 0, 0) if mode == "RGBA" else WHITE)
+        image.paste(RED, (0, 0, 3001, 4400))  # its edge inside a block the reduce averages
+        exif = Image.Exif()
+        exif[ExifTags.Base.Orientation] = 6
+        buffer = BytesIO()
+        image.save(buffer, "PNG", exif=exif, compress_level=1)
+        upload = SimpleUploadedFile("big.png", buffer.getvalue(), content_type="image/png")
+
+        response = owner.post(url(listing), {"image": upload}, format="multipart")
+
+        assert response.status_code == 201, response.content
+        assert (response.json()["width"], response.json()["height"]) == (1502, 2048)
+        with Image.open(ListingPhoto.objects.get(listing=listing).image.path) as stored:
+            # turned clockwise: the red left half is now the top half
+            assert_close(stored.getpixel((750, 20)), RED)
+            assert_close(stored.getpixel((750, 2030)), WHITE)
+            # red or white, or between: full red either way, never darkened
+            seam = [stored.getpixel((750, y)) for y in range(1000, 1048)]
+            assert min(red for red, _, _ in seam) >= 210, seam  # (JPEG's chroma: 219)
+
     def test_a_webp_is_accepted(self, listing, owner):
         response = owner.post(
             url(listing), {"image": image_file("WEBP", size=(120, 90))}, format="multipart"
