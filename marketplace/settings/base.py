@@ -97,6 +97,11 @@ if env.bool("DB_PREPARED_STATEMENTS", default=True):
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         server_side_binding=True, prepare_threshold=5
     )
+# No JIT compilation: PostgreSQL compiles a query whose estimated cost passes jit_above_cost,
+# such as a busy center's staff order list counted over 200k orders, where compiling took
+# about 590 ms of a 1.2 s count; a request's queries never win that time back.
+_options = DATABASES["default"].setdefault("OPTIONS", {})
+_options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
 if env("DATABASE_NAME", default=""):
     # Overrides the name in DATABASE_URL; the test suite points its Celery worker at the
     # test database this way.
