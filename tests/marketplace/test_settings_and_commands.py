@@ -146,7 +146,14 @@ def test_without_a_database_url_commands_reach_the_embedded_postgresql():
     socket_dir = str(data_dir / "postgres")
     assert result.stdout.splitlines() == [
         socket_dir,
-        str([("host", socket_dir), ("prepare_threshold", 5), ("server_side_binding", True)]),
+        str(
+            [
+                ("host", socket_dir),
+                ("options", "-c jit=off"),
+                ("prepare_threshold", 5),
+                ("server_side_binding", True),
+            ]
+        ),
     ]
 
 
