@@ -58,6 +58,18 @@ class Shipment(models.Model):
     )
     transfer_late = models.BooleanField(default=False)
     failed_attempts = models.PositiveSmallIntegerField(default=0)
+    # Null until the goods are handed to the buyer; a delivery recorded before the column
+    # existed stays null (orders.cash reads such an order's fee as the rule would have it).
+    cash_collected = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        default=None,
+        db_default=None,
+        help_text="Cash the buyer paid for these goods when they were handed over (cash on "
+        "delivery: the goods and the part of the delivery fee then due; 0.00 when prepaid).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -44,6 +44,7 @@ from logistics.services.routing import (
 from marketplace.accounts.models import User
 from marketplace.db import clip
 from marketplace.exceptions import ConflictError, DomainError
+from orders.cash import CashLedger, with_cash_figures
 from orders.models import (
     DeliveryMethod,
     LineStatus,
@@ -212,11 +213,30 @@ def _complete_pickup(
 
 
 def _complete_delivery(shipments: list[Shipment], staff: User, at: datetime):
+    """The shipments (their orders locked) are handed to the buyer, each with the cash
+    collected for it by the cash-on-delivery rule (orders.cash), in key order: read
+    before any of them counts as delivered. Only a shipment not yet delivered comes here
+    (a replayed completion or hand-over returns before), so cash is recorded once."""
+    collected = _cash_due(shipments)
     _finish_legs(shipments, (LegKind.DELIVERY, LegKind.HANDOVER))
     for shipment in shipments:
         shipment.status = ShipmentStatus.DELIVERED
+        shipment.cash_collected = collected[shipment.pk]
     events = [_event(s, s.status, at, staff, "delivery code checked") for s in shipments]
-    _track_all(shipments, events)
+    _track_all(shipments, events, "cash_collected")
+
+
+def _cash_due(shipments: list[Shipment]) -> dict[int, Decimal]:
+    """The cash due for each of `shipments` handed over together, by shipment id (one
+    query, whatever their number)."""
+    ledgers: dict[int, CashLedger] = {}
+    due = {}
+    figures = with_cash_figures(Shipment.objects.filter(pk__in=[s.pk for s in shipments]))
+    for shipment in figures.select_related("order").order_by("pk"):
+        if shipment.order_id not in ledgers:
+            ledgers[shipment.order_id] = CashLedger.of(shipment)
+        due[shipment.pk] = ledgers[shipment.order_id].hand_over(shipment.cash_goods)
+    return due
 
 
 def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, at: datetime):
