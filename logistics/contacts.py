@@ -1,12 +1,21 @@
 """Whom a driver meets at a stop and how to reach them: the farmer at a pickup, the buyer
-at a delivery. For the staff of the route's center only (routes answer no one else)."""
+at a delivery, with the cash to take from the buyer. For the staff of the route's center
+only (routes answer no one else)."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.db import models
 
-from logistics.models import Shipment, StopKind
+from logistics.models import Shipment, ShipmentStatus, Stop, StopKind, StopStatus
+from orders.cash import NOTHING, CashLedger
+
+# A stop the driver still goes to, and goods still to hand over.
+OPEN = frozenset({StopStatus.PENDING, StopStatus.LOCKED})
+HANDED_OVER_OR_GONE = frozenset(
+    {ShipmentStatus.DELIVERED, ShipmentStatus.FAILED, ShipmentStatus.CANCELLED}
+)
 
 
 class ContactRole(models.TextChoices):
@@ -22,6 +31,9 @@ class StopContact:
     village: str | None
     address: str
     shipments: list[int] = field(default_factory=list)
+    # A buyer's: cash to take here, and cash recorded as taken (None for a farmer)
+    cash_to_collect: Decimal | None = None
+    cash_collected: Decimal | None = None
 
 
 def shipment_contact(shipment: Shipment, kind: str) -> StopContact:
@@ -47,14 +59,53 @@ def shipment_contact(shipment: Shipment, kind: str) -> StopContact:
     )
 
 
-def stop_contacts(kind: str, shipments: Iterable[Shipment]) -> list[StopContact]:
+def stop_contacts(
+    kind: str, shipments: Iterable[Shipment], cash: Mapping[int, Decimal] | None = None
+) -> list[StopContact]:
     """One contact per farmer at a pickup (farms sharing a place share a stop), one per
     order at a delivery (a stop delivers one order, so one), each with the ids of its
-    shipments there; in the order of their first shipment."""
+    shipments there; in the order of their first shipment. A buyer's contact also has the
+    cash to take for its shipments (`cash`, by shipment id, from cash_to_collect: 0.00 once
+    the stop is closed, or when prepaid) and the cash recorded for those handed over (None
+    while none was)."""
     contacts: dict[int, StopContact] = {}
     for shipment in sorted(shipments, key=lambda s: s.pk):
         key = shipment.farmer_id if kind == StopKind.PICKUP else shipment.order_id
         if key not in contacts:
             contacts[key] = shipment_contact(shipment, kind)
-        contacts[key].shipments.append(shipment.pk)
+            if kind == StopKind.DELIVERY:
+                contacts[key].cash_to_collect = NOTHING
+        contact = contacts[key]
+        contact.shipments.append(shipment.pk)
+        if kind != StopKind.DELIVERY:
+            continue
+        contact.cash_to_collect += (cash or {}).get(shipment.pk, NOTHING)
+        if shipment.cash_collected is not None:
+            contact.cash_collected = (contact.cash_collected or NOTHING) + shipment.cash_collected
     return list(contacts.values())
+
+
+def cash_to_collect(
+    stops: Iterable[tuple[Stop, Iterable[Shipment]]],
+) -> dict[int, dict[int, Decimal]]:
+    """The cash to take from the buyer at each delivery stop still open, by stop id and
+    shipment id, by the cash-on-delivery rule (orders.cash.CashLedger). `stops` are one
+    route's in visiting order, each with its shipments (not cancelled) read
+    with_cash_figures and their orders: an order's goods at an earlier open stop of the
+    route count as handed over by the time a later one comes (one order's goods from
+    several farms, or refrigerated and not, may make several stops at the buyer's), so the
+    driver sees at each what it will take there."""
+    ledgers: dict[int, CashLedger] = {}
+    due: dict[int, dict[int, Decimal]] = {}
+    for stop, shipments in stops:
+        if stop.kind != StopKind.DELIVERY or stop.status not in OPEN:
+            continue
+        for shipment in sorted(shipments, key=lambda s: s.pk):
+            if shipment.status in HANDED_OVER_OR_GONE:
+                continue
+            if shipment.order_id not in ledgers:
+                ledgers[shipment.order_id] = CashLedger.of(shipment)
+            due.setdefault(stop.pk, {})[shipment.pk] = ledgers[shipment.order_id].hand_over(
+                shipment.cash_goods
+            )
+    return due

@@ -15,6 +15,7 @@ from logistics.models import (
     Village,
 )
 from marketplace.accounts.models import Role, User
+from orders.cash import with_cash_figures
 from orders.models import LineStatus, OrderLine
 
 
@@ -28,7 +29,8 @@ def service_center_list() -> QuerySet[ServiceCenter]:
 
 def shipment_visible_to(user: User) -> QuerySet[Shipment]:
     """Staff of its origin or destination center, its farmer, its buyer; others see none
-    (so they get 404)."""
+    (so they get 404). With what the cash-on-delivery rule reads (orders.cash), in the
+    same statement."""
     if user.role == Role.STAFF and user.service_center_id is not None:
         visible = Q(origin_center_id=user.service_center_id) | Q(
             destination_center_id=user.service_center_id
@@ -40,7 +42,7 @@ def shipment_visible_to(user: User) -> QuerySet[Shipment]:
     else:
         return Shipment.objects.none()
     return (
-        Shipment.objects.filter(visible)
+        with_cash_figures(Shipment.objects.filter(visible))
         .select_related("order")
         .prefetch_related(
             "legs",
@@ -99,9 +101,10 @@ def routes_of_staff(staff: User) -> QuerySet[Route]:
 
 def route_contact_shipments() -> QuerySet[Shipment]:
     """A stop's shipments not cancelled, with what its contacts read (logistics.contacts):
-    the farmer and their village, the order, its buyer and delivery village."""
+    the farmer and their village, the order, its buyer and delivery village, and what the
+    cash to collect is made of (orders.cash.with_cash_figures), in the same statement."""
     return (
-        Shipment.objects.exclude(status=ShipmentStatus.CANCELLED)
+        with_cash_figures(Shipment.objects.exclude(status=ShipmentStatus.CANCELLED))
         .select_related("farmer__village", "order__buyer", "order__delivery_village")
         .order_by("id")
     )

@@ -11,6 +11,7 @@ from decimal import Decimal
 from django.contrib import admin, messages
 from django.db.models.constants import LOOKUP_SEP
 
+from logistics.models import Shipment
 from logistics.services.shipments import order_hand_over_unlock
 from marketplace.exceptions import DomainError
 from orders import selectors, services
@@ -84,6 +85,32 @@ class PaymentEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     readonly_fields = fields
 
 
+class ShipmentInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Each farmer's goods of the order, and the cash the buyer paid for them when they were
+    handed over (cash on delivery; empty until then)."""
+
+    model = Shipment
+    extra = 0
+    fields = (
+        "farmer",
+        "status",
+        "origin_center",
+        "destination_center",
+        "pickup_date",
+        "delivery_date",
+        "weight_kg",
+        "cash_collected",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("farmer", "origin_center", "destination_center")
+        )
+
+
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """View-only pages (a saved form would write every column back, racing the services);
@@ -108,7 +135,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # id__exact: Django compares the id as text, so a name or phone typed here is no error.
     search_fields = ("id__exact", "buyer__phone", "buyer__name")
     list_select_related = ("buyer",)
-    inlines = [OrderLineInline, OrderEventInline, PaymentEventInline]
+    inlines = [OrderLineInline, ShipmentInline, OrderEventInline, PaymentEventInline]
     actions = ["cancel", "unlock_hand_over"]
     date_hierarchy = "created_at"
 

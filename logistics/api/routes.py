@@ -21,9 +21,9 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.views import APIView
 
 from logistics import selectors
-from logistics.contacts import ContactRole, shipment_contact, stop_contacts
+from logistics.contacts import ContactRole, cash_to_collect, shipment_contact, stop_contacts
 from logistics.maps import draw_route_map, route_map
-from logistics.models import Route, Shipment, Stop, Vehicle
+from logistics.models import Route, Shipment, Stop, StopKind, Vehicle
 from marketplace.api.filters import IdFilter
 from marketplace.exceptions import DomainError
 
@@ -43,6 +43,7 @@ LOAD_LIST_HEADER = (
     "contact",
     "phone",
     "address",
+    "cash_to_collect",
 )
 # A cell starting with one of these is a formula to Excel: names and titles are typed by
 # farmers and buyers, so such a cell gets a leading apostrophe (OWASP's CSV-injection advice).
@@ -77,6 +78,22 @@ class StopContactSerializer(serializers.Serializer):
         child=serializers.IntegerField(),
         help_text="The shipments of this stop that are theirs (cancelled goods are left out).",
     )
+    cash_to_collect = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        allow_null=True,
+        help_text="A buyer's: the cash (CNY) to take from them here for the goods of this "
+        "stop, cash on delivery: their goods and the part of the delivery fee then due "
+        '(goods of the order at an earlier open stop of the route counted as handed over). "0.00" '
+        "when prepaid, or once the stop is done or failed. Null for a farmer.",
+    )
+    cash_collected = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        allow_null=True,
+        help_text="A buyer's: the cash recorded as taken for the goods of this stop handed "
+        "over; null while none was (and for a farmer).",
+    )
 
 
 class RouteStopSerializer(serializers.ModelSerializer):
@@ -109,7 +126,8 @@ class RouteStopSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(StopContactSerializer(many=True))
     def get_contacts(self, stop: Stop) -> list[dict]:
-        contacts = stop_contacts(stop.kind, stop.contact_shipments)
+        # RouteSerializer sets `cash_to_collect`: it is the route's, stop after stop
+        contacts = stop_contacts(stop.kind, stop.contact_shipments, stop.cash_to_collect)
         return StopContactSerializer(contacts, many=True).data
 
 
@@ -131,6 +149,13 @@ class RouteSerializer(serializers.ModelSerializer):
             "stops",
         )
         read_only_fields = fields
+
+    def to_representation(self, route: Route) -> dict:
+        stops = route.stops.all()
+        due = cash_to_collect((stop, stop.contact_shipments) for stop in stops)
+        for stop in stops:
+            stop.cash_to_collect = due.get(stop.pk, {})
+        return super().to_representation(route)
 
 
 class RouteFilter(filters.FilterSet):
@@ -216,7 +241,11 @@ def _lines(shipment: Shipment) -> str:
 def load_list_rows(stops: Iterable[Stop]) -> Iterator[list[str]]:
     """One row per shipment per stop, stops in visiting order, shipments by id. The place
     is the stop's coordinates and the village of the farmer (pickup) or of the delivery;
-    whom to meet there (the farmer, or the buyer), their phone and address close the row."""
+    whom to meet there (the farmer, or the buyer), their phone and address follow, and
+    at a delivery the cash to take for the shipment (logistics.contacts.cash_to_collect:
+    the stop's is the sum of its rows) closes the row, blank at a pickup."""
+    stops = list(stops)
+    due = cash_to_collect((stop, stop.shipments.all()) for stop in stops)
     for stop in stops:
         eta = timezone.localtime(stop.eta).strftime("%H:%M") if stop.eta else ""
         for shipment in stop.shipments.all():
@@ -237,6 +266,9 @@ def load_list_rows(stops: Iterable[Stop]) -> Iterator[list[str]]:
                 _cell(contact.name),
                 _cell(contact.phone),
                 _cell(contact.address),
+                f"{due.get(stop.pk, {}).get(shipment.pk, Decimal(0)):.2f}"
+                if stop.kind == StopKind.DELIVERY
+                else "",
             ]
 
 

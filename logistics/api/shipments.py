@@ -2,7 +2,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import ListAPIView
@@ -12,16 +12,19 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from logistics import selectors
-from logistics.models import Shipment, Stop
+from logistics.models import Shipment, ShipmentStatus, Stop
 from logistics.services.shipments import (
     Completion,
     shipment_hand_over,
     shipment_receive,
     stop_complete,
 )
+from marketplace.accounts.models import Role
 from marketplace.api.permissions import IsCenterStaff, IsFarmer
 from marketplace.exceptions import DomainError
 from orders.api.serializers import ShipmentLegSerializer, TrackingEventSerializer
+from orders.cash import CashLedger
+from orders.models import DeliveryMethod
 
 
 class StopWindowSerializer(serializers.ModelSerializer):
@@ -35,6 +38,19 @@ class ShipmentSerializer(serializers.ModelSerializer):
     legs = ShipmentLegSerializer(many=True, read_only=True)
     events = TrackingEventSerializer(many=True, read_only=True)
     stops = StopWindowSerializer(many=True, read_only=True)
+    cash_to_collect = serializers.SerializerMethodField(
+        help_text="For staff, goods waiting at the center for the buyer to collect: the cash "
+        "(CNY) to take from the buyer at their hand-over (cash on delivery: the goods; "
+        '"0.00" when prepaid). Null otherwise.'
+    )
+    cash_collected = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        allow_null=True,
+        read_only=True,
+        help_text="The cash the buyer paid for these goods when they were handed over "
+        '("0.00" when prepaid); null until then, and for the farmer.',
+    )
 
     class Meta:
         model = Shipment
@@ -52,11 +68,29 @@ class ShipmentSerializer(serializers.ModelSerializer):
             "needs_refrigeration",
             "spoils_before_arrival",
             "transfer_late",
+            "cash_to_collect",
+            "cash_collected",
             "legs",
             "events",
             "stops",
         )
         read_only_fields = fields
+
+    @extend_schema_field(serializers.DecimalField(12, 2, allow_null=True))
+    def get_cash_to_collect(self, shipment: Shipment) -> str | None:
+        waiting = (
+            shipment.status == ShipmentStatus.AT_CENTER
+            and shipment.order.delivery_method == DeliveryMethod.PICKUP
+        )
+        if not waiting or self.context["request"].user.role != Role.STAFF:
+            return None
+        return f"{CashLedger.of(shipment).hand_over(shipment.cash_goods):.2f}"
+
+    def to_representation(self, shipment: Shipment) -> dict:
+        data = super().to_representation(shipment)
+        if self.context["request"].user.pk == shipment.farmer_id:
+            data["cash_collected"] = None  # the buyer's money, the fee's part too
+        return data
 
 
 # A phone's clock may run a little fast; a time further ahead did not happen yet. A device

@@ -132,6 +132,15 @@ class OrderShipmentSerializer(FieldsOnceModelSerializer):
 
     legs = ShipmentLegSerializer(many=True, read_only=True)
     events = TrackingEventSerializer(many=True, read_only=True)
+    # null in a farmer's view (OrderSerializer.to_representation): the schema says so too
+    cash_collected = serializers.DecimalField(
+        12,
+        2,
+        allow_null=True,
+        read_only=True,
+        help_text="The cash the buyer paid for these goods when they were handed over "
+        '("0.00" when prepaid); null until then, and for farmers.',
+    )
 
     class Meta:
         model = Shipment
@@ -145,6 +154,7 @@ class OrderShipmentSerializer(FieldsOnceModelSerializer):
             "status",
             "weight_kg",
             "spoils_before_arrival",
+            "cash_collected",
             "legs",
             "events",
         )
@@ -252,6 +262,8 @@ class OrderSerializer(FieldsOnceModelSerializer):
                 Decimal("0.00"),
             )
             data.update(subtotal=f"{own:.2f}", delivery_fee=None, total=None, refund_due=None)
+            for shipment in data["shipments"]:
+                shipment["cash_collected"] = None  # the buyer's money, the fee's part too
         if self._hidden_from_viewer(order):
             data.update(delivery_address="", delivery_lat=None, delivery_lng=None)
         return data

@@ -187,6 +187,8 @@ def test_route_detail_has_vehicle_and_stops_in_visiting_order(world, client_for)
                 "village": "李家村",
                 "address": "李家村三组12号",
                 "shipments": sorted([a1.pk, b1.pk]),
+                "cash_to_collect": None,
+                "cash_collected": None,
             }
         ],
     }
@@ -215,6 +217,8 @@ def test_each_stop_says_whom_the_driver_meets_and_how_to_reach_them(world, clien
                 "village": "李家村",
                 "address": "李家村三组12号",
                 "shipments": sorted([a1.pk, b1.pk]),
+                "cash_to_collect": None,
+                "cash_collected": None,
             }
         ],
         [
@@ -225,6 +229,8 @@ def test_each_stop_says_whom_the_driver_meets_and_how_to_reach_them(world, clien
                 "village": "王庄",
                 "address": "",
                 "shipments": [a2.pk],
+                "cash_to_collect": None,
+                "cash_collected": None,
             }
         ],
         [
@@ -235,6 +241,9 @@ def test_each_stop_says_whom_the_driver_meets_and_how_to_reach_them(world, clien
                 "village": "柳树湾",
                 "address": "柳树湾村口小卖部旁",
                 "shipments": sorted([a1.pk, a2.pk]),
+                # 8 kg × 3.50 + 2 dozen × 3.50 + 10 jin × 3.50, two farmers' fee 7.00
+                "cash_to_collect": "77.00",
+                "cash_collected": None,
             }
         ],
         [
@@ -245,6 +254,8 @@ def test_each_stop_says_whom_the_driver_meets_and_how_to_reach_them(world, clien
                 "village": "石桥新村",
                 "address": "",
                 "shipments": [b1.pk],
+                "cash_to_collect": "13.75",  # 2.5 kg × 3.50 + 5.00
+                "cash_collected": None,
             }
         ],
     ]
@@ -288,13 +299,26 @@ def test_the_schema_describes_a_stops_contacts(api):
     assert contacts["items"] == {"$ref": "#/components/schemas/StopContact"}
     assert contacts["readOnly"] is True
     contact = schemas["StopContact"]
-    assert set(contact["required"]) == {"role", "name", "phone", "village", "address", "shipments"}
+    assert set(contact["required"]) == {
+        "role",
+        "name",
+        "phone",
+        "village",
+        "address",
+        "shipments",
+        "cash_to_collect",
+        "cash_collected",
+    }
     assert contact["properties"]["role"]["allOf"] == [
         {"$ref": "#/components/schemas/ContactRoleEnum"}
     ]
     assert schemas["ContactRoleEnum"]["enum"] == ["farmer", "buyer"]
     assert contact["properties"]["village"]["nullable"] is True
     assert "nullable" not in contact["properties"]["address"]  # blank, never null
+    for cash in ("cash_to_collect", "cash_collected"):  # a decimal string; null for a farmer
+        assert contact["properties"][cash]["type"] == "string"
+        assert contact["properties"][cash]["format"] == "decimal"
+        assert contact["properties"][cash]["nullable"] is True
 
 
 def _route_with_stops(center, day, stops: int, shipment) -> Route:
@@ -529,6 +553,7 @@ def test_the_load_list_has_a_row_per_shipment_per_stop_in_visiting_order(world, 
         "contact",
         "phone",
         "address",
+        "cash_to_collect",
     ]
     a1_lines, a2_lines, b1_lines = (
         "西红柿 × 8 kg; 土鸡蛋 × 2 dozen",
@@ -544,13 +569,20 @@ def test_the_load_list_has_a_row_per_shipment_per_stop_in_visiting_order(world, 
     b1_row = [str(b1.pk), str(order_b.pk), "李建国", "2.5", "no", b1_lines]
     # Whom to meet: the farmer at a pickup, the buyer at a delivery (the order's address).
     # A phone starts with "+", so it too is printed as text, not a formula or a number.
-    li, wang = ["李建国", "'+8613911110001", "李家村三组12号"], ["王秀英", "'+8613911110002", ""]
+    # Nothing to collect at a pickup.
+    li = ["李建国", "'+8613911110001", "李家村三组12号", ""]
+    wang = ["王秀英", "'+8613911110002", "", ""]
     zhao, chen = ["赵丽", "'+8613922220001", "柳树湾村口小卖部旁"], ["陈明", "'+8613922220002", ""]
+    # The cash to take, shipment by shipment in id order (35.00 of goods each): the first
+    # with the fee of one farmer (5.00), the second what two farmers' fee (7.00) adds.
+    drops_a = [drop_a + row + zhao for row in sorted([a1_row, a2_row], key=lambda r: int(r[0]))]
+    drops_a[0].append("40.00")
+    drops_a[1].append("37.00")
     expected = [
         *sorted([pickup1 + a1_row + li, pickup1 + b1_row + li], key=lambda row: int(row[6])),
         pickup2 + a2_row + wang,
-        *sorted([drop_a + a1_row + zhao, drop_a + a2_row + zhao], key=lambda row: int(row[6])),
-        drop_b + b1_row + chen,
+        *drops_a,
+        drop_b + b1_row + chen + ["13.75"],
     ]
     assert rows == expected
     # The weights are the shipments' own: 8 kg + 2 dozen × 0.75 kg, 10 jin, 2.5 kg.
@@ -601,7 +633,7 @@ def test_a_name_or_address_that_is_a_formula_is_printed_as_text(world, client_fo
     _, *rows = _load_list(client_for(world["staff"]), world["route"])
 
     assert {row[8] for row in rows} == {"李建国", '\'=HYPERLINK("http://x")'}
-    by_stop = {row[0]: row[12:] for row in rows}
+    by_stop = {row[0]: row[12:15] for row in rows}
     assert by_stop["2"] == ['\'=HYPERLINK("http://x")', "'+8613911110002", "'@SUM(1+1)"]
     assert by_stop["4"] == ["'+赵", "'+8613922220002", "'-2+3"]
 
