@@ -7,10 +7,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from logistics.models import Route, Shipment, ShipmentStatus, Stop
 from logistics.services.routing import order_route
+from marketplace.accounts.models import User
 from orders import services as orders
 from orders.models import Order, OrderStatus, PaymentStatus
 from tests.clock import on_day
@@ -272,9 +274,11 @@ def test_a_prepaid_order_has_nothing_to_collect(county, client_for):
     assert buyer_contact(staff, stop)["cash_to_collect"] == "0.00"
     done = complete(staff, stop, outcome="done", delivery_code=order.delivery_code)
     assert done.status_code == 200
-    _, *rows = staff.get(f"/api/v1/routes/{stop.route_id}/load-list.csv").content.decode(
-        "utf-8-sig"
-    ).splitlines()
+    _, *rows = (
+        staff.get(f"/api/v1/routes/{stop.route_id}/load-list.csv")
+        .content.decode("utf-8-sig")
+        .splitlines()
+    )
 
     assert cash(shipment) == [Decimal("0.00")]
     assert [row.rsplit(",", 1)[1] for row in rows] == ["0.00"]  # the stop done
@@ -340,9 +344,7 @@ def test_a_retried_completion_records_the_cash_once(county, client_for):
     assert sum(cash(first, second)) == order.total == Decimal("102.00")
 
 
-def test_a_delivery_recorded_before_cash_was_counts_the_fee_the_rule_owed_then(
-    county, client_for
-):
+def test_a_delivery_recorded_before_cash_was_counts_the_fee_the_rule_owed_then(county, client_for):
     """An order on its way when cash began to be recorded: its first delivery has no cash
     recorded, and counts as having taken its goods and one farm's fee."""
     order, (first, second) = order_of(county, (1, "10.00", 8), (2, "3.00", 5))
@@ -354,6 +356,8 @@ def test_a_delivery_recorded_before_cash_was_counts_the_fee_the_rule_owed_then(
     deliver(staff, county, second)
 
     assert cash(first, second) == [None, Decimal("17.00")]
+    order.refresh_from_db()
+    assert Decimal("85.00") + Decimal("17.00") == order.total
 
 
 def test_the_shipments_list_reads_its_cash_in_as_many_queries_for_any_number(
@@ -373,3 +377,21 @@ def test_the_shipments_list_reads_its_cash_in_as_many_queries_for_any_number(
 
     assert (few.json()["count"], more.json()["count"]) == (2, 5)
     assert [s["cash_to_collect"] for s in more.json()["results"][:3]] == ["2.00"] * 3
+
+
+def test_the_orders_admin_shows_each_shipments_cash_collected(county, client_for):
+    order, (first, second) = order_of(county, (1, "10.00", 8), (2, "3.00", 5))
+    at_center(first, second)
+    deliver(client_for(county["staff"]), county, first)
+    operator = Client()
+    operator.force_login(
+        User.objects.create_superuser(phone="+8613000000007", password="op-passphrase", name="op")
+    )
+
+    page = operator.get(f"/admin/orders/order/{order.pk}/change/")
+
+    assert page.status_code == 200
+    shipments = " ".join(page.content.decode().split()).split('id="shipments-group"', 1)[1]
+    assert '<th class="column-cash_collected">Cash collected' in shipments
+    cells = [c.split("</td>", 1)[0] for c in shipments.split('<td class="field-cash_collected">')]
+    assert [cell.strip() for cell in cells[1:]] == ["<p>85.00</p>", "<p>-</p>"]
