@@ -38,6 +38,13 @@ class Shipment(models.Model):
     picked_up_weight_kg = models.DecimalField(
         max_digits=10, decimal_places=3, null=True, blank=True
     )
+    booked_kg = models.DecimalField(
+        max_digits=10,
+        decimal_places=3,
+        default=0,
+        help_text="What it holds of its centers' capacity on each day it is booked on: as "
+        "ordered, as weighed once picked up, 0 once its days are freed (cancelled, failed).",
+    )
     needs_refrigeration = models.BooleanField(default=False)
     # Where the goods wait on the farm and where they go.
     pickup_lat = models.DecimalField(max_digits=9, decimal_places=6)
@@ -79,6 +86,9 @@ class Shipment(models.Model):
             models.UniqueConstraint(fields=["order", "farmer"], name="shipment_one_per_farmer"),
             models.CheckConstraint(
                 condition=Q(weight_kg__gte=0), name="shipment_weight_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(booked_kg__gte=0), name="shipment_booked_not_negative"
             ),
             models.CheckConstraint(
                 condition=Q(delivery_date__gte=models.F("pickup_date")),

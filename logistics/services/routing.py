@@ -11,7 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Max, QuerySet
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from listings.places import pickup_point
@@ -76,6 +76,13 @@ _ADD_LOADS = """
     SELECT * FROM unnest(%s::bigint[], %s::date[], %s::numeric[])
     ON CONFLICT (center_id, date) DO UPDATE SET booked_kg = load.booked_kg + EXCLUDED.booked_kg
 """
+# And one takes kilograms off rows: an upsert of a negative amount would break the table's
+# check on the row it proposes, before it finds the row to update.
+_FREE_LOADS = """
+    UPDATE logistics_centerdayload AS load SET booked_kg = load.booked_kg - freed.kg
+    FROM unnest(%s::bigint[], %s::date[], %s::numeric[]) AS freed (center_id, date, kg)
+    WHERE load.center_id = freed.center_id AND load.date = freed.date
+"""
 
 
 class NoRoomError(RuntimeError):
@@ -121,10 +128,21 @@ class _Capacity:
 
 
 def _add_loads(rows: list[tuple[int, date, Decimal]]) -> None:
-    """Add each (center, day, kg) to that day's booked load, in one statement."""
+    """Add each (center, day, kg) to that day's booked load, in one statement (one row per
+    (center, day): an upsert touches a row once)."""
     if rows:
         with connection.cursor() as cursor:
             cursor.execute(_ADD_LOADS, [list(column) for column in zip(*rows, strict=True)])
+
+
+def _change_loads(changes: dict[tuple[int, date], Decimal]) -> None:
+    """Add to or take off each (center, day)'s booked load its change: a statement for
+    what is added, one for what is freed."""
+    _add_loads([(center, day, kg) for (center, day), kg in changes.items() if kg > 0])
+    freed = [(center, day, -kg) for (center, day), kg in changes.items() if kg < 0]
+    if freed:
+        with connection.cursor() as cursor:
+            cursor.execute(_FREE_LOADS, [list(column) for column in zip(*freed, strict=True)])
 
 
 def lock_centers_capacity(center_ids) -> None:
@@ -137,10 +155,11 @@ def lock_centers_capacity(center_ids) -> None:
 
 def lock_capacity_of(shipments: Iterable[Shipment]) -> None:
     """lock_centers_capacity for every center these shipments' weight is booked at, at
-    once: a writer of several shipments' bookings (a cancel, a failed stop, a plan rolling
-    goods over) that took them shipment by shipment could hold one center's and wait for
-    another's held by a writer going the other way. Every writer of the day loads takes
-    them before it writes one, so none waits for a load row while holding another."""
+    once: a writer of several shipments' bookings (a cancel, a failed stop, a pickup
+    weighed, a plan rolling goods over) that took them shipment by shipment could hold one
+    center's and wait for another's held by a writer going the other way. Every writer of
+    the day loads takes them before it writes one, so none waits for a load row while
+    holding another."""
     centers = set()
     for shipment in shipments:
         centers.add(shipment.origin_center_id)
@@ -149,21 +168,36 @@ def lock_capacity_of(shipments: Iterable[Shipment]) -> None:
     lock_centers_capacity(centers)
 
 
-def release_capacity(*, center_id: int, day: date, weight_kg: Decimal) -> None:
-    """The caller holds the center's capacity lock, taken with all the others it writes
-    (lock_capacity_of): one at a time, they would come in no global order."""
-    CenterDayLoad.objects.filter(center_id=center_id, date=day).update(
-        booked_kg=F("booked_kg") - weight_kg
-    )
-
-
 def booked_days(shipment: Shipment, *, pickup: date, delivery: date) -> list[tuple[int, date]]:
     """Where a shipment's weight is booked, for these days of it: the origin center on the
-    pickup day and, across centers, the destination on the delivery day."""
+    pickup day and, across centers, the destination on the delivery day. It holds its
+    `booked_kg` on each."""
     days = [(shipment.origin_center_id, pickup)]
     if shipment.crosses_centers:
         days.append((shipment.destination_center_id, delivery))
     return days
+
+
+def shipments_rebook(changes: Iterable[tuple[Shipment, Decimal]]) -> None:
+    """Each shipment's bookings hold the kilograms paired with it from now on: as weighed
+    at its pickup, as its lines left weigh after one was rejected, 0 when its days are
+    freed (cancelled, failed for good). Every day it is booked on (booked_days) gets the
+    difference from what it holds (`booked_kg`), so a day never keeps a residue of it nor
+    loses more than it held; `booked_kg` is then saved. The capacity locks of all their
+    centers are taken first, at once (lock_capacity_of); then one statement adds, one frees
+    and one saves, however many shipments."""
+    changed = [(shipment, kg) for shipment, kg in changes if kg != shipment.booked_kg]
+    if not changed:
+        return
+    lock_capacity_of(shipment for shipment, _ in changed)
+    loads: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
+    for shipment, kg in changed:
+        days = booked_days(shipment, pickup=shipment.pickup_date, delivery=shipment.delivery_date)
+        for day in days:
+            loads[day] += kg - shipment.booked_kg
+        shipment.booked_kg = kg
+    _change_loads(loads)
+    Shipment.objects.bulk_update([shipment for shipment, _ in changed], ["booked_kg"])
 
 
 def next_try(day: date) -> timedelta:
@@ -177,20 +211,21 @@ def shipment_move_days(
 ) -> None:
     """The shipment's pickup and delivery go to these days (a failed stop, a day that was
     full), saved with its other changed fields `also`. Its pending legs take the new dates
-    and its bookings move with them: the new day takes the load whether or not it has room,
-    since the goods must go some day; a cancellation then releases the days really booked."""
+    and its bookings move with them, what it holds on each (`booked_kg`: as weighed, once
+    picked up): the new day takes the load whether or not it has room, since the goods
+    must go some day; a cancellation then releases the days really booked."""
     lock_capacity_of([shipment])
     before = booked_days(shipment, pickup=shipment.pickup_date, delivery=shipment.delivery_date)
     shipment.pickup_date, shipment.delivery_date = pickup_date, delivery_date
     shipment.spoils_before_arrival = spoils_before(shipment, delivery_date)
     shipment.save(update_fields=["pickup_date", "delivery_date", "spoils_before_arrival", *also])
     after = booked_days(shipment, pickup=pickup_date, delivery=delivery_date)
-    added = []
-    for (center_id, old), (_, new) in zip(before, after, strict=True):
+    loads: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
+    for old, new in zip(before, after, strict=True):
         if old != new:
-            release_capacity(center_id=center_id, day=old, weight_kg=shipment.weight_kg)
-            added.append((center_id, new, shipment.weight_kg))
-    _add_loads(added)  # (a negative row here would break the table's check before the upsert)
+            loads[old] -= shipment.booked_kg
+            loads[new] += shipment.booked_kg
+    _change_loads(loads)
     pending = ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING)
     pending.filter(kind=LegKind.PICKUP).update(date=pickup_date)
     pending.exclude(kind=LegKind.PICKUP).update(date=delivery_date)
@@ -339,6 +374,7 @@ class _Shipping:
             pickup_lng=pickup_lng,
             delivery_lat=self.destination.lat if at_center else self.order.delivery_lat,
             delivery_lng=self.destination.lng if at_center else self.order.delivery_lng,
+            booked_kg=self.weight,  # as book() booked it on each of its days
             pickup_date=self.pickup,
             delivery_date=self.delivery,
             promised_date=self.delivery,

@@ -30,14 +30,13 @@ from logistics.models import (
 )
 from logistics.services.routing import (
     GRAM,
-    booked_days,
     lock_capacity_of,
     next_try,
     orders_due,
     orders_tell_later_delivery,
     orders_waiting_again,
-    release_capacity,
     shipment_move_days,
+    shipments_rebook,
     spoils_before,
     to_grams,
 )
@@ -207,6 +206,10 @@ def _complete_pickup(
             _event(shipment, ShipmentStatus.PICKED_UP, at, staff, f"{share} kg"),
             _event(shipment, shipment.status, at, staff, center=shipment.origin_center),
         ]
+    # The days they hold, the pickup's and the delivery's ahead, now hold what is on the
+    # truck (more or less than ordered): once, as a stop is done once. After the shipments'
+    # locks and before the route's (_route_follows), as a failed stop takes them.
+    shipments_rebook((s, s.picked_up_weight_kg) for s in shipments)
     _finish_legs(shipments, (LegKind.PICKUP,))
     _track_all(shipments, events, "picked_up_weight_kg")
     stop.weight_kg = data.weight_kg
@@ -259,13 +262,13 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
     # and before the route (_route_follows), as a cancel takes them.
     lock_capacity_of(shipments)
     due_before = orders_due(s.order_id for s in shipments)
+    shipments_rebook((s, Decimal(0)) for s in giving_up)  # what they hold, weighed or not
     failed_farmers: dict[int, list[int]] = {}  # by order: whose goods failed for good
     for shipment in shipments:
         shipment.failed_attempts += 1
         if shipment in giving_up:
             shipment.save(update_fields=["failed_attempts"])
             _track(shipment, ShipmentStatus.FAILED, at, staff, data.reason)
-            _release(shipment, shipment.weight_kg)
             failed_farmers.setdefault(shipment.order_id, []).append(shipment.farmer_id)
             continue
         pickup = stop.kind == StopKind.PICKUP
@@ -684,16 +687,6 @@ def stop_unlock(*, stop_id: int) -> bool:
     )
 
 
-def _release(shipment: Shipment, weight_kg: Decimal) -> None:
-    """Give back `weight_kg` of the shipment's bookings, its centers' capacity locks taken
-    together first (one release_capacity at a time, they would come origin first, against
-    the id order everyone else takes them in)."""
-    lock_capacity_of([shipment])
-    days = booked_days(shipment, pickup=shipment.pickup_date, delivery=shipment.delivery_date)
-    for center_id, day in days:
-        release_capacity(center_id=center_id, day=day, weight_kg=weight_kg)
-
-
 def _open_shipments(order: Order, farmer_id: int | None = None) -> list[Shipment]:
     shipments = Shipment.objects.select_for_update(of=("self",)).filter(order=order)
     if farmer_id is not None:
@@ -721,9 +714,9 @@ def shipments_cancel_for_order(
         .order_by("pk")
         .values_list("pk", flat=True)
     )
+    shipments_rebook((s, Decimal(0)) for s in shipments)  # their days freed of what they hold
     now = timezone.now()
     for shipment in shipments:
-        _release(shipment, shipment.weight_kg)
         ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING).update(
             status=LegStatus.CANCELLED
         )
@@ -751,9 +744,9 @@ def shipments_after_line_rejected(*, order: Order, line: OrderLine, actor: User)
     # What the lines left weigh, as routing weighed them: the bookings follow the difference.
     left = to_grams(sum((x.weight_kg for x in others), Decimal(0)))
     lighter = _open_shipments(order, line.farmer_id)
-    lock_capacity_of(lighter)  # every center's at once, in id order, as routing takes them
+    # every center's capacity lock at once, in id order, as routing takes them
+    shipments_rebook((s, min(s.booked_kg, left)) for s in lighter)
     for shipment in lighter:
-        _release(shipment, max(shipment.weight_kg - left, Decimal(0)))
         shipment.weight_kg = min(shipment.weight_kg, left)
         # the line that spoiled may be the one turned down
         shipment.spoils_before_arrival = spoils_before(shipment, shipment.delivery_date)

@@ -169,8 +169,9 @@ def test_the_whole_road_of_a_shipment(world, client_for):
 
 def test_a_farms_pickup_of_many_orders_writes_its_goods_at_once(client_for):
     """One farm's stop picking up the goods of 1 or 5 orders: the shipments' weights and
-    statuses, their legs and tracking events are written by one statement each; only each
-    order's own status (on the road, its event) costs statements of its own."""
+    statuses, their legs and tracking events, and their day's booking (2 kg weighed for each
+    1 kg ordered) are written by one statement each; only each order's own status (on the
+    road, its event) costs statements of its own."""
     center = ServiceCenterFactory()
     village = VillageFactory(service_center=center)
     listing = create_listing(FarmerFactory(village=village), unit="kg")
@@ -185,7 +186,7 @@ def test_a_farms_pickup_of_many_orders_writes_its_goods_at_once(client_for):
         stop = stop_for(shipments[0], center, "pickup")
         stop.shipments.add(*shipments)
         with CaptureQueriesContext(connection) as captured:
-            answer = complete(staff, stop, outcome="done", weight_kg="5")
+            answer = complete(staff, stop, outcome="done", weight_kg=str(2 * orders))
         assert answer.status_code == 200, answer.json()
         return len(captured.captured_queries), stop
 
@@ -195,7 +196,10 @@ def test_a_farms_pickup_of_many_orders_writes_its_goods_at_once(client_for):
     per_order = 4  # its lock, its shipments' statuses, its event, its status
     assert five - one == 4 * per_order
     shipments = Shipment.objects.filter(stops=stop).order_by("pk")
-    assert [s.picked_up_weight_kg for s in shipments] == [Decimal("1.000")] * 5
+    assert [s.picked_up_weight_kg for s in shipments] == [Decimal("2.000")] * 5
+    assert [s.booked_kg for s in shipments] == [Decimal("2.000")] * 5
+    [day] = set(shipments.values_list("pickup_date", flat=True))
+    assert CenterDayLoad.objects.get(center=center, date=day).booked_kg == 12  # 1 + 5, × 2
     assert set(shipments.values_list("status", flat=True)) == {ShipmentStatus.AT_CENTER}
     assert set(shipments.values_list("legs__kind", "legs__status")) == {
         ("pickup", LegStatus.DONE),
@@ -203,7 +207,7 @@ def test_a_farms_pickup_of_many_orders_writes_its_goods_at_once(client_for):
     }
     for shipment in shipments:
         assert list(shipment.events.order_by("pk").values_list("status", "note"))[1:] == [
-            ("picked_up", "1.000 kg"),
+            ("picked_up", "2.000 kg"),
             ("at_center", ""),
         ]
 
