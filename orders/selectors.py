@@ -132,12 +132,14 @@ def order_visible_to(user: User) -> QuerySet[Order]:
 
 def order_delivered_from(order: Order, center_id: int | None) -> bool:
     """Whether the center delivers the order to its buyer: its shipments' destination once
-    routed (fixed then); before, the center of its delivery village."""
-    destinations = set(
-        Shipment.objects.filter(order=order).values_list("destination_center_id", flat=True)
-    )
-    if destinations:
-        return center_id in destinations
+    routed (fixed then); before, the center of its delivery village. Read from the order's
+    shipments and delivery village as order_visible_to fetches them, so a list asks no
+    query per order: a staff member's are those through their center, which hold every
+    one it delivers, and none before routing (an order reaches them otherwise only
+    through its villages)."""
+    shipments = order.shipments.all()
+    if shipments:
+        return any(shipment.destination_center_id == center_id for shipment in shipments)
     return order.delivery_village.service_center_id == center_id
 
 

@@ -20,7 +20,7 @@ from orders.models import (
     PaymentMethod,
     Review,
 )
-from orders.selectors import order_refund_due, order_was_confirmed
+from orders.selectors import order_delivered_from, order_refund_due, order_was_confirmed
 from orders.services import MAX_LINES, LineRequest
 
 
@@ -168,10 +168,23 @@ class OrderReviewSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class OrderBuyerSerializer(serializers.Serializer):
+    """The order's buyer: for the schema (OrderSerializer.get_buyer builds it)."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    phone = serializers.CharField(
+        allow_null=True,
+        help_text="Null for those who do not take the goods to the buyer: a farmer before "
+        "the order was confirmed, staff of a center that only picks some of them up.",
+    )
+
+
 class OrderSerializer(FieldsOnceModelSerializer):
     """One order as the viewer may see it: the delivery code for its buyer only; for a
     farmer, their own lines and totals, and the buyer's phone and delivery place once the order
-    was confirmed."""
+    was confirmed; for staff, the buyer's phone and delivery place only at the center
+    delivering it."""
 
     lines = LineSerializer(many=True, read_only=True)
     events = EventSerializer(many=True, read_only=True)
@@ -184,7 +197,7 @@ class OrderSerializer(FieldsOnceModelSerializer):
     # null in a farmer's view (to_representation): the schema says so too
     delivery_fee = serializers.DecimalField(8, 2, allow_null=True, read_only=True)
     total = serializers.DecimalField(12, 2, allow_null=True, read_only=True)
-    # null while a farmer may not know where the buyer lives (to_representation)
+    # null while the viewer may not know where the buyer lives (to_representation)
     delivery_lat = serializers.DecimalField(9, 6, allow_null=True, read_only=True)
     delivery_lng = serializers.DecimalField(9, 6, allow_null=True, read_only=True)
     refund_due = serializers.SerializerMethodField(
@@ -227,24 +240,30 @@ class OrderSerializer(FieldsOnceModelSerializer):
         return self.context["request"].user
 
     def _hidden_from_viewer(self, order) -> bool:
-        """A farmer's view of an order never confirmed, or of which they rejected every line
-        (the lines a farmer is shown are their own): how to reach its buyer (phone, address
-        and place) is not theirs to see."""
+        """How to reach the buyer (phone, delivery address and place) is for whoever
+        brings them their goods. Not a farmer's before the order was confirmed, nor once
+        they rejected every line (the lines a farmer is shown are their own); not for staff
+        of a center that only picks up some farmers' goods, which another center delivers
+        (order_delivered_from: from what order_visible_to fetched, no query)."""
         viewer = self._viewer
-        return (
-            viewer.pk != order.buyer_id
-            and viewer.role == Role.FARMER
-            and (
-                not order_was_confirmed(order)
-                or all(line.status == LineStatus.REJECTED for line in order.lines.all())
+        if viewer.pk == order.buyer_id:
+            return False
+        if viewer.role == Role.FARMER:
+            return not order_was_confirmed(order) or all(
+                line.status == LineStatus.REJECTED for line in order.lines.all()
             )
-        )
+        if viewer.role == Role.STAFF:
+            return not order_delivered_from(order, viewer.service_center_id)
+        return False
 
+    @extend_schema_field(OrderBuyerSerializer)
     def get_buyer(self, order) -> dict:
-        buyer = {"id": order.buyer_id, "name": order.buyer.name}
-        if not self._hidden_from_viewer(order):
-            buyer["phone"] = order.buyer.phone
-        return buyer
+        hidden = self._hidden_from_viewer(order)
+        return {
+            "id": order.buyer_id,
+            "name": order.buyer.name,
+            "phone": None if hidden else order.buyer.phone,
+        }
 
     def get_delivery_code(self, order) -> str | None:
         return order.delivery_code if self._viewer.pk == order.buyer_id else None
