@@ -260,7 +260,7 @@ def test_the_migration_books_each_shipment_as_its_days_hold_it():
     Shipment.objects.filter(pk=cancelled.pk).update(status=ShipmentStatus.CANCELLED)
 
     executor = MigrationExecutor(connection)
-    executor.migrate([("logistics", "0009_shipment_newest_pickup")])
+    executor.migrate([("logistics", "0010_shipment_cash_collected")])
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
 

@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('logistics', '0009_shipment_newest_pickup'),
+        ('logistics', '0010_shipment_cash_collected'),
     ]
 
     operations = [
