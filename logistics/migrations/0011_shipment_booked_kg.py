@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='shipment',
             name='booked_kg',
-            field=models.DecimalField(decimal_places=3, default=0, help_text="What it holds of its centers' capacity on each day it is booked on: as ordered, as weighed once picked up, 0 once its days are freed (cancelled, failed).", max_digits=10),
+            field=models.DecimalField(db_default=0, decimal_places=3, default=0, help_text="What it holds of its centers' capacity on each day it is booked on: as ordered, as weighed once picked up, 0 once its days are freed (cancelled, failed).", max_digits=10),
         ),
         migrations.RunSQL(
             "UPDATE logistics_shipment SET booked_kg = weight_kg"

@@ -42,6 +42,7 @@ class Shipment(models.Model):
         max_digits=10,
         decimal_places=3,
         default=0,
+        db_default=0,
         help_text="What it holds of its centers' capacity on each day it is booked on: as "
         "ordered, as weighed once picked up, 0 once its days are freed (cancelled, failed).",
     )

@@ -207,6 +207,8 @@ def test_select_sets_each_annotation_read_with_the_row_its_parameters_first():
         ("orders_order", "hand_over_last_wrong_code"),
         ("logistics_stop", "last_wrong_code"),
         ("logistics_schedulerun", "nightly"),
+        ("logistics_shipment", "booked_kg"),
+        ("logistics_shipment", "cash_collected"),
     ],
 )
 def test_a_column_added_to_a_busy_table_has_a_default_in_the_database(table, column):
