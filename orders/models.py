@@ -65,6 +65,10 @@ class Order(models.Model):
     hand_over_last_wrong_code = models.CharField(
         max_length=6, blank=True, default="", db_default=""
     )
+    # When routing made its shipments, set in that transaction; never unset, as shipments
+    # go only with their order. Staff's list reads "not routed yet" from this column of the
+    # order, where probing every order's shipments took most of a busy center's count.
+    routed_at = models.DateTimeField(null=True, blank=True, default=None, db_default=None)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

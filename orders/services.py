@@ -366,9 +366,11 @@ def orders_transition(
     reasons: Mapping[int, str],
     actor: User | None = None,
     farmer: User | None = None,
+    also: Mapping[str, object] | None = None,
 ) -> None:
     """`order_transition` for several locked orders at once (routing confirms a batch): all
-    are checked first, then one UPDATE and one INSERT of their events (reason by order id)."""
+    are checked first, then one UPDATE and one INSERT of their events (reason by order id).
+    `also` gives other columns the same UPDATE sets on every order (routing's `routed_at`)."""
     for order in orders:
         if to_status not in TRANSITIONS[order.status]:
             raise ConflictError(
@@ -388,11 +390,14 @@ def orders_transition(
         for order in orders
     )
     now = timezone.now()
+    also = also or {}
     Order.objects.filter(pk__in=[order.pk for order in orders]).update(
-        status=to_status, updated_at=now
+        status=to_status, updated_at=now, **also
     )
     for order in orders:
         order.status, order.updated_at = to_status, now
+        for field, value in also.items():
+            setattr(order, field, value)
         if to_status == OrderStatus.PLACED:
             _route_after_commit(order.pk)
 

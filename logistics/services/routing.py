@@ -414,8 +414,9 @@ def _lock_orders(order_id: int | None, *, more: int, wait: bool) -> list[Order]:
 def _route(orders: list[Order]) -> list[Order]:
     """Route locked, placed orders together: one read of their lines, the capacity of their
     centers locked and booked in memory, then one INSERT per table and one UPDATE of the
-    orders. An order that cannot be routed (no center has room within MAX_DAYS_AHEAD, no
-    active line) is left placed, logged, and the others go on. Returns the routed ones."""
+    orders (confirmed, and `routed_at` now: an order with shipments always has it). An
+    order that cannot be routed (no center has room within MAX_DAYS_AHEAD, no active line)
+    is left placed, logged, and the others go on. Returns the routed ones."""
     if not orders:
         return []
     lines = (
@@ -505,7 +506,10 @@ def _route(orders: list[Order]) -> list[Order]:
             pickup_dates={x.lines[0].farmer_id: x.pickup for x in own},
             lines_by_farmer=parts[order.pk],
         )
-    orders_transition(orders=routed, to_status=OrderStatus.CONFIRMED, reasons=reasons)
+    # "Routed" is a column of the order (staff's list reads it), set with its shipments.
+    orders_transition(
+        orders=routed, to_status=OrderStatus.CONFIRMED, reasons=reasons, also={"routed_at": now}
+    )
     notifications.store(messages)
     return routed
 

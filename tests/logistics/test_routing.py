@@ -238,6 +238,58 @@ def test_routing_three_times_makes_one_set_of_shipments(county, morning):
     assert CenterDayLoad.objects.get(center=county["north"]).booked_kg == Decimal("1.000")
 
 
+def test_routing_marks_the_orders_it_routes_and_no_other(county, morning, monkeypatch):
+    """An order with shipments has `routed_at` (staff's list reads "not routed yet" from it,
+    orders.selectors); one the batch could not route has neither."""
+    monkeypatch.setattr(routing, "MAX_DAYS_AHEAD", 2)
+    county["north"].daily_capacity_kg = Decimal("100.0")
+    county["north"].save()
+    listing = create_listing(
+        FarmerFactory(village=county["north_village"]),
+        unit="kg",
+        quantity_available=Decimal("1000"),
+    )
+    buyer = BuyerFactory(village=county["north_village"])
+    first, second, third = (place_order(buyer, (listing, kg)) for kg in (90, 90, 90))
+
+    assert routing.orders_route_batch(order_id=first.pk, size=10) == [first.pk, second.pk]
+
+    now = routing.timezone.now()
+    assert dict(Order.objects.values_list("pk", "routed_at")) == {
+        first.pk: now,
+        second.pk: now,
+        third.pk: None,
+    }
+    assert set(Shipment.objects.values_list("order_id", flat=True)) == {first.pk, second.pk}
+
+
+def test_an_order_is_marked_routed_in_the_transaction_that_writes_its_shipments(
+    county, morning, monkeypatch
+):
+    """Seen from inside the routing's transaction, before it commits, the order is routed
+    and has its shipment; when a later step of that transaction fails, it has neither: no
+    moment shows shipments without the mark, or the mark without shipments."""
+    order = place_order(
+        BuyerFactory(village=county["south_village"]),
+        create_listing(FarmerFactory(village=county["north_village"])),
+    )
+    seen = {}
+
+    def store_fails(messages):  # the last write of a routing: its notifications
+        seen["routed_at"] = Order.objects.values_list("routed_at", flat=True).get(pk=order.pk)
+        seen["shipments"] = Shipment.objects.filter(order=order).count()
+        raise RuntimeError("notifications table unavailable")
+
+    monkeypatch.setattr(routing.notifications, "store", store_fails)
+    with pytest.raises(RuntimeError):
+        order_route(order_id=order.pk)
+
+    assert seen == {"routed_at": routing.timezone.now(), "shipments": 1}
+    order.refresh_from_db()
+    assert (order.status, order.routed_at) == (OrderStatus.PLACED, None)
+    assert not Shipment.objects.exists()
+
+
 def test_unpaid_and_cancelled_orders_are_not_routed(county, morning):
     listing = create_listing(FarmerFactory(village=county["south_village"]))
     buyer = BuyerFactory(village=county["south_village"])

@@ -205,6 +205,7 @@ def test_select_sets_each_annotation_read_with_the_row_its_parameters_first():
     [
         ("orders_order", "hand_over_wrong_codes"),
         ("orders_order", "hand_over_last_wrong_code"),
+        ("orders_order", "routed_at"),
         ("logistics_stop", "last_wrong_code"),
         ("logistics_schedulerun", "nightly"),
         ("logistics_shipment", "booked_kg"),
