@@ -119,7 +119,10 @@ class OrderLine(models.Model):
     copied at order time."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
-    listing = models.ForeignKey(Listing, on_delete=models.PROTECT, related_name="order_lines")
+    # Indexed with the order (orderline_listing_order), not alone.
+    listing = models.ForeignKey(
+        Listing, on_delete=models.PROTECT, related_name="order_lines", db_index=False
+    )
     farmer = models.ForeignKey(User, on_delete=models.PROTECT, related_name="order_lines")
     title = models.CharField(max_length=120)
     unit = models.CharField(max_length=10)
@@ -144,7 +147,12 @@ class OrderLine(models.Model):
             models.CheckConstraint(condition=Q(unit_price__gt=0), name="orderline_price_positive"),
             models.UniqueConstraint(fields=["order", "listing"], name="orderline_listing_once"),
         ]
-        indexes = [models.Index(fields=["farmer", "order"], name="orderline_farmer_order")]
+        indexes = [
+            models.Index(fields=["farmer", "order"], name="orderline_farmer_order"),
+            # The orders holding a center's listings, read from the index alone: staff's list
+            # looks them up for the orders not routed yet (orders.selectors).
+            models.Index(fields=["listing", "order"], name="orderline_listing_order"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.quantity} × {self.title}"

@@ -18,7 +18,8 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
-from logistics.models import Shipment, TrackingEvent
+from listings.models import Listing
+from logistics.models import Shipment, TrackingEvent, Village
 from marketplace.accounts.models import Role, User
 from orders.models import (
     PAYMENT_SUCCEEDED,
@@ -114,13 +115,7 @@ def order_visible_to(user: User) -> QuerySet[Order]:
         ours = Q(origin_center_id=center) | Q(destination_center_id=center)
         through_center = Shipment.objects.filter(ours).values("order_id")
         shipments = shipments.filter(ours)  # another center's legs, stops and notes: its own
-        in_center_villages = Q(delivery_village__service_center_id=center) | Q(
-            pk__in=OrderLine.objects.filter(listing__village__service_center_id=center).values(
-                "order_id"
-            )
-        )
-        not_routed = ~Exists(Shipment.objects.filter(order_id=OuterRef("pk")))
-        orders = orders.filter(Q(pk__in=through_center) | Q(not_routed) & in_center_villages)
+        orders = orders.filter(Q(pk__in=through_center) | _not_routed_in_villages_of(center))
     else:
         return Order.objects.none()
     return orders.prefetch_related(
@@ -128,6 +123,20 @@ def order_visible_to(user: User) -> QuerySet[Order]:
         Prefetch("events", queryset=OrderEvent.objects.order_by("created_at", "id")),
         Prefetch("shipments", queryset=shipments),
     )
+
+
+def _not_routed_in_villages_of(center: int) -> Q:
+    """Orders not routed yet (`routed_at` is set with their shipments) delivered to or
+    holding goods from the center's villages. "Not routed" is a column of the order, where
+    a probe of the shipments for every order took most of a busy center's count
+    (BENCHMARKS.md). Villages are matched by id, not through a join: with one, PostgreSQL
+    checks the whole filter once per table, building the shipments' subquery twice."""
+    villages = Village.objects.filter(service_center_id=center).values("pk")
+    listings = Listing.objects.filter(village__in=villages).values("pk")
+    holds_their_goods = Exists(
+        OrderLine.objects.filter(order_id=OuterRef("pk"), listing__in=listings)
+    )
+    return Q(routed_at__isnull=True) & (Q(delivery_village__in=villages) | holds_their_goods)
 
 
 def order_delivered_from(order: Order, center_id: int | None) -> bool:
