@@ -8,7 +8,7 @@ of orders are delivered to its villages, the rest spread over the others). 100 f
 center with one listing each, 2,000 buyers, one staff member per center. Each order has two
 lines from two farmers (70 % of them from the delivery center, the rest from anywhere).
 Orders are spread over a year, one every ~2.6 minutes, newest last. By default 200,000
-orders, 400,000 lines, and 366,000 shipments:
+orders, 400,000 lines and 363,834 shipments:
 
 - 91.5 % of the orders are routed: one shipment per farmer (origin: the farmer's center,
   destination: the delivery village's center), delivered when older than a week, else
