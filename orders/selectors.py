@@ -113,9 +113,13 @@ def order_visible_to(user: User) -> QuerySet[Order]:
         # Routed, an order goes through its shipments' centers, fixed then; the villages say
         # where it would go now (a farmer may move since, and their listings with them).
         ours = Q(origin_center_id=center) | Q(destination_center_id=center)
-        through_center = Shipment.objects.filter(ours).values("order_id")
+        # EXISTS, not IN: inside an OR, PostgreSQL runs `id IN (subquery)` as a hash of the
+        # subquery when that fits work_mem and otherwise scans the subquery again for every
+        # order; a busy center's shipments outgrow it (200k orders: the list never came
+        # back). An EXISTS may also probe the shipments' order index per order instead.
+        through_center = Exists(Shipment.objects.filter(ours, order_id=OuterRef("pk")))
         shipments = shipments.filter(ours)  # another center's legs, stops and notes: its own
-        orders = orders.filter(Q(pk__in=through_center) | _not_routed_in_villages_of(center))
+        orders = orders.filter(through_center | _not_routed_in_villages_of(center))
     else:
         return Order.objects.none()
     return orders.prefetch_related(

@@ -1,6 +1,9 @@
 """An order's `routed_at`: set with its shipments, filled in for orders routed before the
 column, and what staff see by it (orders.selectors.order_visible_to)."""
 
+import json
+import re
+
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -11,6 +14,7 @@ from logistics.services.routing import order_route
 from marketplace.accounts.services import user_update_profile
 from orders import services
 from orders.models import Order, OrderStatus
+from orders.selectors import order_visible_to
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -121,3 +125,61 @@ def test_the_migration_marks_the_orders_routed_before_it_and_no_other(centers):
         placed.pk: None,
         cancelled_first.pk: None,
     }
+
+
+
+def copies(table: str, row_id: int, column: str, values: list[int]) -> list[int]:
+    """Copies of a row made by SQL, one per value of `values` for its `column`, the other
+    columns as the row has them; their ids."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s",
+            [table],
+        )
+        names = [name for (name,) in cursor.fetchall() if name != "id"]
+        picked = ["value" if name == column else name for name in names]
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(picked)} "
+            f"FROM {table}, unnest(%s::bigint[]) AS value WHERE id = %s RETURNING id",
+            [values, row_id],
+        )
+        return [new_id for (new_id,) in cursor.fetchall()]
+
+
+def scans_repeated_per_row(plan: dict) -> list[str]:
+    """The tables a plan (EXPLAIN's JSON) reads whole inside a subplan that runs again for
+    every outer row, one not hashed: a cost that grows as the product of two tables."""
+    hashed = set(re.findall(r"hashed (SubPlan \d+)", json.dumps(plan)))
+
+    def scans(node: dict, repeated: bool) -> list[str]:
+        if node.get("Parent Relationship") == "SubPlan":
+            repeated = node["Subplan Name"] not in hashed
+        found = [node["Relation Name"]] if repeated and node["Node Type"] == "Seq Scan" else []
+        for child in node.get("Plans", []):
+            found += scans(child, repeated)
+        return found
+
+    return scans(plan, repeated=False)
+
+
+def test_a_busy_centers_list_never_scans_its_shipments_once_per_order(centers):
+    """Once a center's shipments outgrow work_mem, `id IN (its shipments)` inside the
+    list's OR is no longer hashed, and PostgreSQL scans them again for every order (at
+    200k orders the list never came back). Here 10,000 routed orders and a work_mem too
+    small for their shipments: the list still reads each table once."""
+    order, _ = order_from_north_to_south(centers)
+    order_route(order_id=order.pk)
+    orders = copies("orders_order", order.pk, "buyer_id", [order.buyer_id] * 9999)
+    copies("logistics_shipment", Shipment.objects.get(order=order).pk, "order_id", orders)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE orders_order")
+        cursor.execute("ANALYZE logistics_shipment")
+    visible = order_visible_to(StaffFactory(service_center=centers["south"]))
+    sql, params = visible.order_by().values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = '64kB'")
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        ((plan,),) = cursor.fetchall()
+
+    assert scans_repeated_per_row(plan[0]["Plan"]) == []
+    assert visible.count() == 10000
