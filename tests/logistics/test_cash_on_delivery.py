@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from logistics.models import Route, Shipment, ShipmentStatus, Stop
+from logistics.models import Route, Shipment, ShipmentStatus
 from logistics.services.routing import order_route
 from marketplace.accounts.models import User
 from orders import services as orders
@@ -26,7 +26,7 @@ from tests.factories import (
     place_order,
     provider_notice,
 )
-from tests.logistics.test_shipments import complete, stop_for
+from tests.logistics.test_shipments import complete, stop_for, stops_each
 
 pytestmark = pytest.mark.django_db
 
@@ -148,17 +148,7 @@ def test_an_order_whose_goods_make_two_stops_of_one_route_shows_each_what_it_tak
     order, (first, second) = order_of(county, (1, "10.00", 8), (2, "3.00", 5))
     at_center(first, second)
     route = Route.objects.create(service_center=county["center"], date=timezone.localdate())
-    stops = []
-    for sequence, shipment in enumerate((first, second), start=1):
-        stop = Stop.objects.create(
-            route=route,
-            sequence=sequence,
-            kind="delivery",
-            lat=shipment.delivery_lat,
-            lng=shipment.delivery_lng,
-        )
-        stop.shipments.add(shipment)
-        stops.append(stop)
+    stops = stops_each(route, "delivery", (first, second))
     staff = client_for(county["staff"])
 
     assert [buyer_contact(staff, stop)["cash_to_collect"] for stop in stops] == [

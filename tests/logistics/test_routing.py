@@ -238,31 +238,6 @@ def test_routing_three_times_makes_one_set_of_shipments(county, morning):
     assert CenterDayLoad.objects.get(center=county["north"]).booked_kg == Decimal("1.000")
 
 
-def test_routing_marks_the_orders_it_routes_and_no_other(county, morning, monkeypatch):
-    """An order with shipments has `routed_at` (staff's list reads "not routed yet" from it,
-    orders.selectors); one the batch could not route has neither."""
-    monkeypatch.setattr(routing, "MAX_DAYS_AHEAD", 2)
-    county["north"].daily_capacity_kg = Decimal("100.0")
-    county["north"].save()
-    listing = create_listing(
-        FarmerFactory(village=county["north_village"]),
-        unit="kg",
-        quantity_available=Decimal("1000"),
-    )
-    buyer = BuyerFactory(village=county["north_village"])
-    first, second, third = (place_order(buyer, (listing, kg)) for kg in (90, 90, 90))
-
-    assert routing.orders_route_batch(order_id=first.pk, size=10) == [first.pk, second.pk]
-
-    now = routing.timezone.now()
-    assert dict(Order.objects.values_list("pk", "routed_at")) == {
-        first.pk: now,
-        second.pk: now,
-        third.pk: None,
-    }
-    assert set(Shipment.objects.values_list("order_id", flat=True)) == {first.pk, second.pk}
-
-
 def test_an_order_is_marked_routed_in_the_transaction_that_writes_its_shipments(
     county, morning, monkeypatch
 ):
@@ -411,6 +386,14 @@ def test_an_order_without_room_stays_placed_and_the_rest_of_the_batch_goes_on(
     third.refresh_from_db()
     assert third.status == OrderStatus.PLACED
     assert not Shipment.objects.filter(order=third).exists()
+    # An order with shipments has `routed_at` (staff's list reads "not routed yet" from it,
+    # orders.selectors); the one without room has neither.
+    now = routing.timezone.now()
+    assert dict(Order.objects.values_list("pk", "routed_at")) == {
+        first.pk: now,
+        second.pk: now,
+        third.pk: None,
+    }
     assert sorted(
         CenterDayLoad.objects.filter(center=county["north"]).values_list("booked_kg", flat=True)
     ) == [Decimal("90.000"), Decimal("90.000")]

@@ -97,6 +97,24 @@ def stop_for(shipment, center, kind, day=None):
     return stop
 
 
+def stops_each(route, kind, shipments) -> list[Stop]:
+    """One stop of `kind` per shipment on `route`, in their order, where each is picked up
+    or delivered."""
+    stops = []
+    for sequence, shipment in enumerate(shipments, start=1):
+        at = "pickup" if kind == "pickup" else "delivery"
+        stop = Stop.objects.create(
+            route=route,
+            sequence=sequence,
+            kind=kind,
+            lat=getattr(shipment, f"{at}_lat"),
+            lng=getattr(shipment, f"{at}_lng"),
+        )
+        stop.shipments.add(shipment)
+        stops.append(stop)
+    return stops
+
+
 def complete(client, stop, **body):
     return client.post(f"/api/v1/stops/{stop.pk}/complete/", body, format="json")
 
@@ -632,17 +650,7 @@ def test_a_route_is_completed_once_its_last_stop_is_done_or_failed(world, client
     order_route(order_id=second_order.pk)
     second = Shipment.objects.get(order=second_order)
     route = Route.objects.create(service_center=world["north"], date=first.pickup_date)
-    stops = []
-    for sequence, shipment in enumerate((first, second), start=1):
-        stop = Stop.objects.create(
-            route=route,
-            sequence=sequence,
-            kind="pickup",
-            lat=shipment.pickup_lat,
-            lng=shipment.pickup_lng,
-        )
-        stop.shipments.add(shipment)
-        stops.append(stop)
+    stops = stops_each(route, "pickup", (first, second))
 
     with on_day(route.date):
         north = client_for(world["north_staff"])
