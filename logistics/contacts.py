@@ -60,29 +60,41 @@ def shipment_contact(shipment: Shipment, kind: str) -> StopContact:
 
 
 def stop_contacts(
-    kind: str, shipments: Iterable[Shipment], cash: Mapping[int, Decimal] | None = None
+    stop: Stop, shipments: Iterable[Shipment], cash: Mapping[int, Decimal] | None = None
 ) -> list[StopContact]:
     """One contact per farmer at a pickup (farms sharing a place share a stop), one per
     order at a delivery (a stop delivers one order, so one), each with the ids of its
     shipments there; in the order of their first shipment. A buyer's contact also has the
     cash to take for its shipments (`cash`, by shipment id, from cash_to_collect: 0.00 once
-    the stop is closed, or when prepaid) and the cash recorded for those handed over (None
-    while none was)."""
+    the stop is closed, or when prepaid) and, once the stop is done, the cash recorded for
+    them (stop_cash_collected)."""
     contacts: dict[int, StopContact] = {}
     for shipment in sorted(shipments, key=lambda s: s.pk):
-        key = shipment.farmer_id if kind == StopKind.PICKUP else shipment.order_id
+        key = shipment.farmer_id if stop.kind == StopKind.PICKUP else shipment.order_id
         if key not in contacts:
-            contacts[key] = shipment_contact(shipment, kind)
-            if kind == StopKind.DELIVERY:
+            contacts[key] = shipment_contact(shipment, stop.kind)
+            if stop.kind == StopKind.DELIVERY:
                 contacts[key].cash_to_collect = NOTHING
         contact = contacts[key]
         contact.shipments.append(shipment.pk)
-        if kind != StopKind.DELIVERY:
+        if stop.kind != StopKind.DELIVERY:
             continue
         contact.cash_to_collect += (cash or {}).get(shipment.pk, NOTHING)
-        if shipment.cash_collected is not None:
-            contact.cash_collected = (contact.cash_collected or NOTHING) + shipment.cash_collected
+        collected = stop_cash_collected(stop, [shipment])
+        if collected is not None:
+            contact.cash_collected = (contact.cash_collected or NOTHING) + collected
     return list(contacts.values())
+
+
+def stop_cash_collected(stop: Stop, shipments: Iterable[Shipment]) -> Decimal | None:
+    """The cash recorded for these shipments of a delivery stop done: what the driver took
+    there. None while the stop is not done, or none of them has cash recorded: goods of a
+    stop that failed may be handed over later elsewhere, and that cash was not taken
+    here."""
+    if stop.kind != StopKind.DELIVERY or stop.status != StopStatus.DONE:
+        return None
+    amounts = [s.cash_collected for s in shipments if s.cash_collected is not None]
+    return sum(amounts, NOTHING) if amounts else None
 
 
 def cash_to_collect(

@@ -21,11 +21,18 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.views import APIView
 
 from logistics import selectors
-from logistics.contacts import ContactRole, cash_to_collect, shipment_contact, stop_contacts
+from logistics.contacts import (
+    ContactRole,
+    cash_to_collect,
+    shipment_contact,
+    stop_cash_collected,
+    stop_contacts,
+)
 from logistics.maps import draw_route_map, route_map
 from logistics.models import Route, Shipment, Stop, StopKind, Vehicle
 from marketplace.api.filters import IdFilter
 from marketplace.exceptions import DomainError
+from orders.cash import NOTHING
 
 LOAD_LIST_HEADER = (
     "stop",
@@ -127,13 +134,27 @@ class RouteStopSerializer(serializers.ModelSerializer):
     @extend_schema_field(StopContactSerializer(many=True))
     def get_contacts(self, stop: Stop) -> list[dict]:
         # RouteSerializer sets `cash_to_collect`: it is the route's, stop after stop
-        contacts = stop_contacts(stop.kind, stop.contact_shipments, stop.cash_to_collect)
+        contacts = stop_contacts(stop, stop.contact_shipments, stop.cash_to_collect)
         return StopContactSerializer(contacts, many=True).data
 
 
 class RouteSerializer(serializers.ModelSerializer):
     vehicle = RouteVehicleSerializer(read_only=True, allow_null=True)
     stops = RouteStopSerializer(many=True, read_only=True)
+    # set by to_representation, from the stops' contacts
+    cash_to_collect = serializers.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        read_only=True,
+        help_text="The cash (CNY) still to take on this route: its stops' `cash_to_collect`.",
+    )
+    cash_collected = serializers.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        read_only=True,
+        help_text="The cash taken at its delivery stops done, which the driver hands in: its "
+        "stops' `cash_collected`.",
+    )
 
     class Meta:
         model = Route
@@ -146,6 +167,8 @@ class RouteSerializer(serializers.ModelSerializer):
             "distance_km",
             "duration_min",
             "cost",
+            "cash_to_collect",
+            "cash_collected",
             "stops",
         )
         read_only_fields = fields
@@ -155,6 +178,11 @@ class RouteSerializer(serializers.ModelSerializer):
         due = cash_to_collect((stop, stop.contact_shipments) for stop in stops)
         for stop in stops:
             stop.cash_to_collect = due.get(stop.pk, {})
+        route.cash_to_collect = sum(
+            (amount for stop_due in due.values() for amount in stop_due.values()), NOTHING
+        )
+        taken = (stop_cash_collected(stop, stop.contact_shipments) for stop in stops)
+        route.cash_collected = sum((cash for cash in taken if cash is not None), NOTHING)
         return super().to_representation(route)
 
 

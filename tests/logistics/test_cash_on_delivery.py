@@ -92,6 +92,12 @@ def buyer_contact(client, stop) -> dict:
     return contact
 
 
+def route_cash(client, route) -> tuple[str, str]:
+    """The route's cash still to take and cash taken, as its staff read them."""
+    answer = client.get(f"/api/v1/routes/{route.pk}/").json()
+    return answer["cash_to_collect"], answer["cash_collected"]
+
+
 def test_one_farmers_order_collects_its_total_at_its_delivery(county, client_for):
     order, (shipment,) = order_of(county, (1, "10.00", 8))  # 80.00 + 5.00
     at_center(shipment)
@@ -155,10 +161,37 @@ def test_an_order_whose_goods_make_two_stops_of_one_route_shows_each_what_it_tak
         "85.00",
         "17.00",
     ]
-    for stop in stops:
-        done = complete(staff, stop, outcome="done", delivery_code=order.delivery_code)
-        assert done.status_code == 200
+    assert route_cash(staff, route) == ("102.00", "0.00")
+    done = complete(staff, stops[0], outcome="done", delivery_code=order.delivery_code)
+    assert done.status_code == 200
+    assert route_cash(staff, route) == ("17.00", "85.00")
+    done = complete(staff, stops[1], outcome="done", delivery_code=order.delivery_code)
+    assert done.status_code == 200
     assert cash(first, second) == [Decimal("85.00"), Decimal("17.00")]
+    assert route_cash(staff, route) == ("0.00", "102.00")  # what the driver hands in
+
+
+def test_cash_taken_after_a_failed_stop_shows_where_it_was_taken(county, client_for):
+    """A delivery stop failed; the goods came the next day on another route. The cash was
+    taken there: the failed stop, and its route's driver, took none."""
+    order, (shipment,) = order_of(county, (1, "10.00", 8))
+    at_center(shipment)
+    staff = client_for(county["staff"])
+    failed = stop_for(shipment, county["center"], "delivery")
+    done = complete(staff, failed, outcome="failed", reason="买家不在家")
+    assert done.status_code == 200
+
+    with on_day(timezone.localdate() + timedelta(days=1)):
+        staff = client_for(county["staff"])
+        delivered = deliver(staff, county, shipment, day=timezone.localdate())
+        assert (buyer_contact(staff, delivered)["cash_collected"], cash(shipment)) == (
+            "85.00",
+            [Decimal("85.00")],
+        )
+        assert route_cash(staff, delivered.route) == ("0.00", "85.00")
+        contact = buyer_contact(staff, failed)
+        assert (contact["cash_to_collect"], contact["cash_collected"]) == ("0.00", None)
+        assert route_cash(staff, failed.route) == ("0.00", "0.00")
 
 
 def test_goods_failing_for_good_after_a_delivery_leave_the_rest_to_pay_the_lower_total(

@@ -159,6 +159,8 @@ def test_route_detail_has_vehicle_and_stops_in_visiting_order(world, client_for)
         "distance_km": "41.27",
         "duration_min": 95,
         "cost": "49.52",
+        "cash_to_collect": "90.75",  # its two deliveries' (77.00 + 13.75, below)
+        "cash_collected": "0.00",
     }
     assert [(s["id"], s["sequence"], s["kind"], s["shipments"]) for s in stops] == [
         (s1.pk, 1, "pickup", sorted([a1.pk, b1.pk])),
