@@ -418,3 +418,25 @@ def test_the_orders_admin_shows_each_shipments_cash_collected(county, client_for
     assert '<th class="column-cash_collected">Cash collected' in shipments
     cells = [c.split("</td>", 1)[0] for c in shipments.split('<td class="field-cash_collected">')]
     assert [cell.strip() for cell in cells[1:]] == ["<p>85.00</p>", "<p>-</p>"]
+
+
+def test_an_order_delivered_whole_collects_its_total_though_the_fee_rule_changed_since(
+    county, client_for, settings
+):
+    """Placed at 80.00 of goods and 5.00 of fee; free delivery then starts at 50.00 (the
+    setting changed with a release): the buyer still owes the 85.00 their order says, and
+    the driver is shown and records that, the fee included."""
+    order, (shipment,) = order_of(county, (1, "10.00", 8))
+    assert order.total == Decimal("85.00")
+    settings.FREE_DELIVERY_FROM = Decimal("50.00")
+    at_center(shipment)
+    staff = client_for(county["staff"])
+    stop = stop_for(shipment, county["center"], "delivery")
+
+    assert buyer_contact(staff, stop)["cash_to_collect"] == "85.00"
+    done = complete(staff, stop, outcome="done", delivery_code=order.delivery_code)
+
+    assert done.status_code == 200
+    order.refresh_from_db()
+    assert (order.status, order.total) == (OrderStatus.DELIVERED, Decimal("85.00"))
+    assert cash(shipment) == [Decimal("85.00")]
