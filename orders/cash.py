@@ -102,6 +102,10 @@ class CashLedger:
         down or not delivered: never higher than what the buyer was told)."""
         if not self.farmers:
             return NOTHING
+        if self.goods >= self.order.subtotal:
+            # All its goods still standing: the fee the order says (the rule as configured
+            # now may differ from the one it was quoted by; its total must be collected).
+            return self.order.delivery_fee
         fee = delivery_fee(
             delivery_method=self.order.delivery_method,
             subtotal=self.goods,
