@@ -266,3 +266,40 @@ def test_the_migration_books_each_shipment_as_its_days_hold_it():
 
     booked = dict(Shipment.objects.values_list("pk", "booked_kg"))
     assert booked == {waiting.pk: KG(3), weighed.pk: KG(4), cancelled.pk: KG(0)}
+
+
+def _as_the_release_before_routed_it(shipment: Shipment) -> None:
+    """The release before this column routes orders without naming it (a rolling deploy
+    runs both): its row gets the column's database default, its days its ordered weight."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE logistics_shipment SET booked_kg = DEFAULT WHERE id = %s", [shipment.pk]
+        )
+
+
+def test_goods_routed_by_the_release_before_free_their_ordered_weight_when_cancelled(
+    county, client_for
+):
+    north, south, ours = county["north"].pk, county["south"].pk, county["ours"]
+    _as_the_release_before_routed_it(ours)
+
+    cancelled = client_for(ours.order.buyer).post(f"/api/v1/orders/{ours.order_id}/cancel/")
+
+    assert cancelled.status_code == 200, cancelled.json()
+    assert loads() == {
+        (north, ours.pickup_date): KG("5.000"),
+        (south, ours.delivery_date): KG("5.000"),
+    }
+
+
+def test_goods_routed_by_the_release_before_hold_their_weighed_weight_once_picked_up(county):
+    north, south, ours = county["north"].pk, county["south"].pk, county["ours"]
+    _as_the_release_before_routed_it(ours)
+
+    weigh(county, "30")
+
+    assert loads() == {
+        (north, ours.pickup_date): KG("35.000"),
+        (south, ours.delivery_date): KG("35.000"),
+    }
+    assert Shipment.objects.get(pk=ours.pk).booked_kg == KG("30.000")
