@@ -38,13 +38,18 @@ class Shipment(models.Model):
     picked_up_weight_kg = models.DecimalField(
         max_digits=10, decimal_places=3, null=True, blank=True
     )
+    # Null: as ordered (weight_kg), what a row routed by the release before this column
+    # holds (it books, moves and frees weight_kg; during a rolling deploy it still routes).
     booked_kg = models.DecimalField(
         max_digits=10,
         decimal_places=3,
-        default=0,
-        db_default=0,
+        null=True,
+        blank=True,
+        default=None,
+        db_default=None,
         help_text="What it holds of its centers' capacity on each day it is booked on: as "
-        "ordered, as weighed once picked up, 0 once its days are freed (cancelled, failed).",
+        "ordered, as weighed once picked up, 0 once its days are freed (cancelled, failed); "
+        "null: as ordered (weight_kg).",
     )
     needs_refrigeration = models.BooleanField(default=False)
     # Where the goods wait on the farm and where they go.
@@ -115,6 +120,11 @@ class Shipment(models.Model):
         """What it weighs on a vehicle: as weighed at its pickup once picked up, else as
         ordered."""
         return self.weight_kg if self.picked_up_weight_kg is None else self.picked_up_weight_kg
+
+    @property
+    def held_kg(self) -> Decimal:
+        """What it holds on each day it is booked on (`booked_kg`; null: as ordered)."""
+        return self.weight_kg if self.booked_kg is None else self.booked_kg
 
     @property
     def crosses_centers(self) -> bool:

@@ -186,7 +186,7 @@ def shipments_rebook(changes: Iterable[tuple[Shipment, Decimal]]) -> None:
     loses more than it held; `booked_kg` is then saved. The capacity locks of all their
     centers are taken first, at once (lock_capacity_of); then one statement adds, one frees
     and one saves, however many shipments."""
-    changed = [(shipment, kg) for shipment, kg in changes if kg != shipment.booked_kg]
+    changed = [(shipment, kg) for shipment, kg in changes if kg != shipment.held_kg]
     if not changed:
         return
     lock_capacity_of(shipment for shipment, _ in changed)
@@ -194,7 +194,7 @@ def shipments_rebook(changes: Iterable[tuple[Shipment, Decimal]]) -> None:
     for shipment, kg in changed:
         days = booked_days(shipment, pickup=shipment.pickup_date, delivery=shipment.delivery_date)
         for day in days:
-            loads[day] += kg - shipment.booked_kg
+            loads[day] += kg - shipment.held_kg
         shipment.booked_kg = kg
     _change_loads(loads)
     Shipment.objects.bulk_update([shipment for shipment, _ in changed], ["booked_kg"])
@@ -223,8 +223,8 @@ def shipment_move_days(
     loads: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
     for old, new in zip(before, after, strict=True):
         if old != new:
-            loads[old] -= shipment.booked_kg
-            loads[new] += shipment.booked_kg
+            loads[old] -= shipment.held_kg
+            loads[new] += shipment.held_kg
     _change_loads(loads)
     pending = ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING)
     pending.filter(kind=LegKind.PICKUP).update(date=pickup_date)

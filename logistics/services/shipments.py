@@ -745,7 +745,7 @@ def shipments_after_line_rejected(*, order: Order, line: OrderLine, actor: User)
     left = to_grams(sum((x.weight_kg for x in others), Decimal(0)))
     lighter = _open_shipments(order, line.farmer_id)
     # every center's capacity lock at once, in id order, as routing takes them
-    shipments_rebook((s, min(s.booked_kg, left)) for s in lighter)
+    shipments_rebook((s, min(s.held_kg, left)) for s in lighter)
     for shipment in lighter:
         shipment.weight_kg = min(shipment.weight_kg, left)
         # the line that spoiled may be the one turned down
