@@ -440,3 +440,34 @@ def test_an_order_delivered_whole_collects_its_total_though_the_fee_rule_changed
     order.refresh_from_db()
     assert (order.status, order.total) == (OrderStatus.DELIVERED, Decimal("85.00"))
     assert cash(shipment) == [Decimal("85.00")]
+
+
+def test_a_stop_after_one_locked_by_wrong_codes_shows_what_its_completion_records(
+    county, client_for
+):
+    """Two stops at the buyer's on one route; the first is locked by wrong codes (staff
+    must review it, the driver goes on): its goods are not handed over, so the second
+    shows, and records, its goods with one farm's fee."""
+    order, (first, second) = order_of(county, (1, "10.00", 8), (2, "3.00", 5))
+    at_center(first, second)
+    route = Route.objects.create(service_center=county["center"], date=timezone.localdate())
+    stops = []
+    for sequence, shipment in enumerate((first, second), start=1):
+        stop = Stop.objects.create(
+            route=route,
+            sequence=sequence,
+            kind="delivery",
+            lat=shipment.delivery_lat,
+            lng=shipment.delivery_lng,
+        )
+        stop.shipments.add(shipment)
+        stops.append(stop)
+    Stop.objects.filter(pk=stops[0].pk).update(status="locked", wrong_code_attempts=5)
+    staff = client_for(county["staff"])
+
+    shown = [buyer_contact(staff, stop)["cash_to_collect"] for stop in stops]
+    done = complete(staff, stops[1], outcome="done", delivery_code=order.delivery_code)
+
+    assert done.status_code == 200, done.json()
+    assert shown == ["85.00", "20.00"]
+    assert cash(first, second) == [None, Decimal("20.00")]
