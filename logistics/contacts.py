@@ -3,7 +3,7 @@ at a delivery, with the cash to take from the buyer. For the staff of the route'
 only (routes answer no one else)."""
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from django.db import models
@@ -104,20 +104,27 @@ def cash_to_collect(
     shipment id, by the cash-on-delivery rule (orders.cash.CashLedger). `stops` are one
     route's in visiting order, each with its shipments (not cancelled) read
     with_cash_figures and their orders: an order's goods at an earlier open stop of the
-    route count as handed over by the time a later one comes (one order's goods from
-    several farms, or refrigerated and not, may make several stops at the buyer's), so the
-    driver sees at each what it will take there."""
+    route (not one locked by wrong codes) count as handed over by the time a later one
+    comes (one order's goods from several farms, or refrigerated and not, may make several
+    stops at the buyer's), so the driver sees at each what it will take there."""
     ledgers: dict[int, CashLedger] = {}
     due: dict[int, dict[int, Decimal]] = {}
     for stop, shipments in stops:
         if stop.kind != StopKind.DELIVERY or stop.status not in OPEN:
             continue
+        # A stop locked by wrong codes waits for staff's review while the driver goes on:
+        # its goods are not counted as handed over at the stops after it.
+        ahead = {} if stop.status == StopStatus.LOCKED else ledgers
         for shipment in sorted(shipments, key=lambda s: s.pk):
             if shipment.status in HANDED_OVER_OR_GONE:
                 continue
-            if shipment.order_id not in ledgers:
-                ledgers[shipment.order_id] = CashLedger.of(shipment)
-            due.setdefault(stop.pk, {})[shipment.pk] = ledgers[shipment.order_id].hand_over(
+            if shipment.order_id not in ahead:
+                ahead[shipment.order_id] = (
+                    replace(ledgers[shipment.order_id])
+                    if shipment.order_id in ledgers
+                    else CashLedger.of(shipment)
+                )
+            due.setdefault(stop.pk, {})[shipment.pk] = ahead[shipment.order_id].hand_over(
                 shipment.cash_goods
             )
     return due

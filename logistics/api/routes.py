@@ -91,8 +91,9 @@ class StopContactSerializer(serializers.Serializer):
         allow_null=True,
         help_text="A buyer's: the cash (CNY) to take from them here for the goods of this "
         "stop, cash on delivery: their goods and the part of the delivery fee then due "
-        '(goods of the order at an earlier open stop of the route counted as handed over). "0.00" '
-        "when prepaid, or once the stop is done or failed. Null for a farmer.",
+        "(goods of the order at an earlier open stop of the route, not one locked by wrong "
+        'codes, counted as handed over). "0.00" when prepaid, or once the stop is done or '
+        "failed. Null for a farmer.",
     )
     cash_collected = serializers.DecimalField(
         max_digits=12,
