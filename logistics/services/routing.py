@@ -77,9 +77,11 @@ _ADD_LOADS = """
     ON CONFLICT (center_id, date) DO UPDATE SET booked_kg = load.booked_kg + EXCLUDED.booked_kg
 """
 # And one takes kilograms off rows: an upsert of a negative amount would break the table's
-# check on the row it proposes, before it finds the row to update.
+# check on the row it proposes, before it finds the row to update. Never below 0: during a
+# rolling deploy the release before may have freed part of a shipment's weight (a line
+# turned down) without knowing its `booked_kg`; its day then holds less than it says.
 _FREE_LOADS = """
-    UPDATE logistics_centerdayload AS load SET booked_kg = load.booked_kg - freed.kg
+    UPDATE logistics_centerdayload AS load SET booked_kg = GREATEST(load.booked_kg - freed.kg, 0)
     FROM unnest(%s::bigint[], %s::date[], %s::numeric[]) AS freed (center_id, date, kg)
     WHERE load.center_id = freed.center_id AND load.date = freed.date
 """

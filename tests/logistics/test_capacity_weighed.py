@@ -264,8 +264,12 @@ def test_the_migration_books_each_shipment_as_its_days_hold_it():
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
 
-    booked = dict(Shipment.objects.values_list("pk", "booked_kg"))
-    assert booked == {waiting.pk: KG(3), weighed.pk: KG(4), cancelled.pk: KG(0)}
+    booked = {s.pk: (s.booked_kg, s.held_kg) for s in Shipment.objects.all()}
+    assert booked == {
+        waiting.pk: (None, KG(3)),  # null: as ordered
+        weighed.pk: (None, KG(4)),
+        cancelled.pk: (KG(0), KG(0)),
+    }
 
 
 def _as_the_release_before_routed_it(shipment: Shipment) -> None:
@@ -303,3 +307,23 @@ def test_goods_routed_by_the_release_before_hold_their_weighed_weight_once_picke
         (south, ours.delivery_date): KG("35.000"),
     }
     assert Shipment.objects.get(pk=ours.pk).booked_kg == KG("30.000")
+
+
+def test_a_day_holding_less_than_its_goods_is_freed_to_zero_not_refused(county, client_for):
+    """A day may hold less than a shipment says: during a rolling deploy the release before
+    turns down a line and frees its weight from the days, but knows nothing of `booked_kg`.
+    Freeing the shipment then takes the day to 0: not below, which its check refuses (the
+    buyer's cancel would fail with a 500), and not a residue."""
+    north, south, ours = county["north"].pk, county["south"].pk, county["ours"]
+    CenterDayLoad.objects.filter(date__in=(ours.pickup_date, ours.delivery_date)).update(
+        booked_kg=KG(15)  # ours 20 and theirs 5, less 10 of ours freed by the release before
+    )
+
+    cancelled = client_for(ours.order.buyer).post(f"/api/v1/orders/{ours.order_id}/cancel/")
+
+    assert cancelled.status_code == 200, cancelled.json()
+    assert dict(CenterDayLoad.objects.values_list("center_id", "booked_kg")) == {
+        north: KG(0),
+        south: KG(0),
+    }
+    assert Shipment.objects.get(pk=ours.pk).booked_kg == 0

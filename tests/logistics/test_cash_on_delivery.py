@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from logistics.models import Route, Shipment, ShipmentStatus
+from logistics.models import Route, Shipment, ShipmentStatus, Stop
 from logistics.services.routing import order_route
 from marketplace.accounts.models import User
 from orders import services as orders
@@ -174,7 +174,7 @@ def test_an_order_whose_goods_make_two_stops_of_one_route_shows_each_what_it_tak
 def test_cash_taken_after_a_failed_stop_shows_where_it_was_taken(county, client_for):
     """A delivery stop failed; the goods came the next day on another route. The cash was
     taken there: the failed stop, and its route's driver, took none."""
-    order, (shipment,) = order_of(county, (1, "10.00", 8))
+    _order, (shipment,) = order_of(county, (1, "10.00", 8))
     at_center(shipment)
     staff = client_for(county["staff"])
     failed = stop_for(shipment, county["center"], "delivery")
@@ -451,17 +451,7 @@ def test_a_stop_after_one_locked_by_wrong_codes_shows_what_its_completion_record
     order, (first, second) = order_of(county, (1, "10.00", 8), (2, "3.00", 5))
     at_center(first, second)
     route = Route.objects.create(service_center=county["center"], date=timezone.localdate())
-    stops = []
-    for sequence, shipment in enumerate((first, second), start=1):
-        stop = Stop.objects.create(
-            route=route,
-            sequence=sequence,
-            kind="delivery",
-            lat=shipment.delivery_lat,
-            lng=shipment.delivery_lng,
-        )
-        stop.shipments.add(shipment)
-        stops.append(stop)
+    stops = stops_each(route, "delivery", (first, second))
     Stop.objects.filter(pk=stops[0].pk).update(status="locked", wrong_code_attempts=5)
     staff = client_for(county["staff"])
 

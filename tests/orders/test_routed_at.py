@@ -127,7 +127,6 @@ def test_the_migration_marks_the_orders_routed_before_it_and_no_other(centers):
     }
 
 
-
 def copies(table: str, row_id: int, column: str, values: list[int]) -> list[int]:
     """Copies of a row made by SQL, one per value of `values` for its `column`, the other
     columns as the row has them; their ids."""
@@ -139,7 +138,7 @@ def copies(table: str, row_id: int, column: str, values: list[int]) -> list[int]
         names = [name for (name,) in cursor.fetchall() if name != "id"]
         picked = ["value" if name == column else name for name in names]
         cursor.execute(
-            f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(picked)} "
+            f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(picked)} "  # noqa: S608 - the table's own columns
             f"FROM {table}, unnest(%s::bigint[]) AS value WHERE id = %s RETURNING id",
             [values, row_id],
         )
