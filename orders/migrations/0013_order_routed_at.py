@@ -12,6 +12,10 @@ WHERE o.routed_at IS NULL
 
 
 class Migration(migrations.Migration):
+    # The column comes in its own short transaction; the fill-in then takes row locks only,
+    # not the column's lock on the whole table (readers of every order) until it is done.
+    atomic = False
+
     dependencies = [
         ("orders", "0012_order_newest"),
         ("logistics", "0009_shipment_newest_pickup"),
