@@ -12,6 +12,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from logistics import selectors
+from logistics.contacts import stop_cash_collected
 from logistics.models import Shipment, ShipmentStatus, Stop
 from logistics.services.shipments import (
     Completion,
@@ -235,6 +236,11 @@ class StopCompletionSerializer(serializers.Serializer):
 
 
 class StopResultSerializer(serializers.ModelSerializer):
+    cash_collected = serializers.SerializerMethodField(
+        help_text="At a delivery stop done: the cash (CNY) recorded as taken from the buyer "
+        'there (cash on delivery; "0.00" when prepaid). Null otherwise.'
+    )
+
     class Meta:
         model = Stop
         fields = (
@@ -245,8 +251,14 @@ class StopResultSerializer(serializers.ModelSerializer):
             "reason",
             "occurred_at",
             "wrong_code_attempts",
+            "cash_collected",
         )
         read_only_fields = fields
+
+    @extend_schema_field(serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True))
+    def get_cash_collected(self, stop: Stop) -> str | None:
+        cash = stop_cash_collected(stop, stop.shipments.all())
+        return None if cash is None else f"{cash:.2f}"
 
 
 class StopCompleteView(APIView):

@@ -107,7 +107,7 @@ def test_one_farmers_order_collects_its_total_at_its_delivery(county, client_for
     assert buyer_contact(staff, stop)["cash_to_collect"] == "85.00"
     done = complete(staff, stop, outcome="done", delivery_code=order.delivery_code)
 
-    assert done.status_code == 200
+    assert (done.status_code, done.json()["cash_collected"]) == (200, "85.00")
     order.refresh_from_db()
     assert (order.status, order.payment_status, order.total) == (
         OrderStatus.DELIVERED,
@@ -461,3 +461,38 @@ def test_a_stop_after_one_locked_by_wrong_codes_shows_what_its_completion_record
     assert done.status_code == 200, done.json()
     assert shown == ["85.00", "20.00"]
     assert cash(first, second) == [None, Decimal("20.00")]
+
+
+def test_stops_done_out_of_their_order_answer_the_cash_each_recorded(county, client_for):
+    """Two stops at the buyer's on one route, each shown as if done in visiting order
+    (85.00, then 17.00). Done the other way round, the second takes one farm's fee (20.00)
+    and the first the rest (82.00): the completion's answer tells the driver what was
+    recorded, and the two still add up to the order's total."""
+    order, (first, second) = order_of(county, (1, "10.00", 8), (2, "3.00", 5))
+    at_center(first, second)
+    route = Route.objects.create(service_center=county["center"], date=timezone.localdate())
+    stops = stops_each(route, "delivery", (first, second))
+    staff = client_for(county["staff"])
+
+    answers = [
+        complete(staff, stop, outcome="done", delivery_code=order.delivery_code)
+        for stop in reversed(stops)
+    ]
+
+    assert [(a.status_code, a.json()["cash_collected"]) for a in answers] == [
+        (200, "20.00"),
+        (200, "82.00"),
+    ]
+    assert cash(first, second) == [Decimal("82.00"), Decimal("20.00")]
+    assert route_cash(staff, route) == ("0.00", "102.00")
+    replayed = complete(staff, stops[1], outcome="done", delivery_code=order.delivery_code)
+    assert (replayed.status_code, replayed.json()["cash_collected"]) == (200, "20.00")
+
+
+def test_a_pickups_answer_has_no_cash(county, client_for):
+    _order, (shipment,) = order_of(county, (1, "10.00", 8))
+    stop = stop_for(shipment, county["center"], "pickup")
+
+    done = complete(client_for(county["staff"]), stop, outcome="done", weight_kg="8")
+
+    assert (done.status_code, done.json()["cash_collected"]) == (200, None)
