@@ -11,7 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Max, QuerySet
+from django.db.models import Case, Max, Min, OuterRef, QuerySet, Subquery, When
 from django.utils import timezone
 
 from listings.places import pickup_point
@@ -211,26 +211,71 @@ def next_try(day: date) -> timedelta:
 def shipment_move_days(
     shipment: Shipment, *, pickup_date: date, delivery_date: date, also: Sequence[str] = ()
 ) -> None:
-    """The shipment's pickup and delivery go to these days (a failed stop, a day that was
-    full), saved with its other changed fields `also`. Its pending legs take the new dates
-    and its bookings move with them, what it holds on each (`booked_kg`: as weighed, once
-    picked up): the new day takes the load whether or not it has room, since the goods
-    must go some day; a cancellation then releases the days really booked."""
-    lock_capacity_of([shipment])
-    before = booked_days(shipment, pickup=shipment.pickup_date, delivery=shipment.delivery_date)
-    shipment.pickup_date, shipment.delivery_date = pickup_date, delivery_date
-    shipment.spoils_before_arrival = spoils_before(shipment, delivery_date)
-    shipment.save(update_fields=["pickup_date", "delivery_date", "spoils_before_arrival", *also])
-    after = booked_days(shipment, pickup=pickup_date, delivery=delivery_date)
+    """One shipment's days move: shipments_move_days of it alone."""
+    shipments_move_days([(shipment, pickup_date, delivery_date)], also=also)
+
+
+def shipments_move_days(
+    moves: Sequence[tuple[Shipment, date, date]], *, also: Sequence[str] = ()
+) -> None:
+    """Each shipment's pickup and delivery go to the (pickup, delivery) days paired with it
+    (a failed stop, a day that was full), saved with its other changed fields `also`. Its
+    pending legs take the new dates and its bookings move with them, what it holds on each
+    (`booked_kg`: as weighed, once picked up): the new day takes the load whether or not it
+    has room, since the goods must go some day; a cancellation then releases the days
+    really booked. The capacity locks of all their centers are taken first, at once
+    (lock_capacity_of); then one statement reads their goods' shelf lives, one saves them,
+    one adds and one frees loads, one dates their legs, however many shipments (a farm's
+    failed pickup of many orders)."""
+    if not moves:
+        return
+    shipments = [shipment for shipment, _, _ in moves]
+    lock_capacity_of(shipments)
+    first_to_spoil = _first_to_spoil(shipments)
     loads: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
-    for old, new in zip(before, after, strict=True):
-        if old != new:
-            loads[old] -= shipment.held_kg
-            loads[new] += shipment.held_kg
+    now = timezone.now()
+    for shipment, pickup, delivery in moves:
+        before = booked_days(shipment, pickup=shipment.pickup_date, delivery=shipment.delivery_date)
+        after = booked_days(shipment, pickup=pickup, delivery=delivery)
+        for old, new in zip(before, after, strict=True):
+            if old != new:
+                loads[old] -= shipment.held_kg
+                loads[new] += shipment.held_kg
+        shipment.pickup_date, shipment.delivery_date = pickup, delivery
+        shipment.spoils_before_arrival = _spoiled(
+            first_to_spoil.get((shipment.order_id, shipment.farmer_id)), delivery
+        )
+        shipment.updated_at = now  # bulk_update leaves auto_now to us
+    fields = ["pickup_date", "delivery_date", "spoils_before_arrival", "updated_at", *also]
+    Shipment.objects.bulk_update(shipments, list(dict.fromkeys(fields)))
     _change_loads(loads)
-    pending = ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING)
-    pending.filter(kind=LegKind.PICKUP).update(date=pickup_date)
-    pending.exclude(kind=LegKind.PICKUP).update(date=delivery_date)
+    # The legs read their shipment's new days, just saved: one statement of one size.
+    saved = Shipment.objects.filter(pk=OuterRef("shipment_id"))
+    ShipmentLeg.objects.filter(shipment__in=shipments, status=LegStatus.PENDING).update(
+        date=Case(
+            When(kind=LegKind.PICKUP, then=Subquery(saved.values("pickup_date"))),
+            default=Subquery(saved.values("delivery_date")),
+        )
+    )
+
+
+def _first_to_spoil(shipments: list[Shipment]) -> dict[tuple[int, int], date]:
+    """The first day the goods of each shipment (its farmer's lines still ordered) pass
+    their shelf life, by (order id, farmer id); no entry when none of them spoils. Some of
+    them spoil before a delivery after that day (spoils_before, for many at once)."""
+    first = (
+        OrderLine.objects.filter(
+            order_id__in={s.order_id for s in shipments},
+            farmer_id__in={s.farmer_id for s in shipments},
+            status=LineStatus.ACTIVE,
+            spoils_on__isnull=False,
+        )
+        .order_by()
+        .values("order_id", "farmer_id")
+        .annotate(first=Min("spoils_on"))
+        .values_list("order_id", "farmer_id", "first")
+    )
+    return {(order_id, farmer_id): day for order_id, farmer_id, day in first}
 
 
 def spoils_before(shipment: Shipment, delivery: date) -> bool:
@@ -269,7 +314,7 @@ def orders_due(order_ids: Iterable[int]) -> dict[int, date]:
 
 
 def orders_tell_later_delivery(*, due_before: dict[int, date], reason: str) -> None:
-    """After shipments of these orders moved to other days (shipment_move_days), in the
+    """After shipments of these orders moved to other days (shipments_move_days), in the
     same transaction: the buyer of each order due later than `due_before` (orders_due,
     read before the moves) is told the new day (`delivery_rescheduled`; `reason` is a key
     of notifications.RESCHEDULED_BECAUSE), once however many of its shipments moved. A

@@ -36,6 +36,7 @@ from logistics.services.routing import (
     orders_tell_later_delivery,
     orders_waiting_again,
     shipment_move_days,
+    shipments_move_days,
     shipments_rebook,
     spoils_before,
     to_grams,
@@ -244,13 +245,16 @@ def _cash_due(shipments: list[Shipment]) -> dict[int, Decimal]:
 
 def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, at: datetime):
     """Put the shipments back for the next day; after MAX_STOP_ATTEMPTS they fail for good.
-    A buyer whose order is now due later is told the new day."""
+    A buyer whose order is now due later is told the new day. Their new days and bookings
+    (shipments_move_days), statuses and tracking events are written together, however many
+    (a farm's pickup of many orders): only each order costs statements of its own."""
     if not data.reason.strip():
         raise DomainError(
             errors.REASON_REQUIRED, "Say why the stop failed.", extra={"field": "reason"}
         )
+    pickup = stop.kind == StopKind.PICKUP
     giving_up = [s for s in shipments if s.failed_attempts + 1 >= settings.MAX_STOP_ATTEMPTS]
-    if giving_up and stop.kind == StopKind.PICKUP:
+    if giving_up and pickup:
         # Their goods go back on sale: every listing at once, in primary-key order, as a
         # placement or a cancel locks them (order by order, this could deadlock with those).
         farmers_lines = OrderLine.objects.filter(
@@ -263,42 +267,43 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
     lock_capacity_of(shipments)
     due_before = orders_due(s.order_id for s in shipments)
     shipments_rebook((s, Decimal(0)) for s in giving_up)  # what they hold, weighed or not
+    shipments_move_days([_next_days(s, pickup=pickup) for s in shipments if s not in giving_up])
     failed_farmers: dict[int, list[int]] = {}  # by order: whose goods failed for good
+    events = []
     for shipment in shipments:
         shipment.failed_attempts += 1
         if shipment in giving_up:
-            shipment.save(update_fields=["failed_attempts"])
-            _track(shipment, ShipmentStatus.FAILED, at, staff, data.reason)
+            shipment.status, note = ShipmentStatus.FAILED, data.reason
             failed_farmers.setdefault(shipment.order_id, []).append(shipment.farmer_id)
-            continue
-        pickup = stop.kind == StopKind.PICKUP
-        move = next_try(shipment.pickup_date if pickup else shipment.delivery_date)
-        shipment_move_days(
-            shipment,
-            pickup_date=shipment.pickup_date + move if pickup else shipment.pickup_date,
-            delivery_date=shipment.delivery_date + move,
-            also=["failed_attempts"],
-        )
-        status = ShipmentStatus.PENDING if pickup else ShipmentStatus.AT_CENTER
-        next_day = shipment.pickup_date if pickup else shipment.delivery_date
-        _track(
-            shipment,
-            status,
-            at,
-            staff,
-            f"stop failed, next try {next_day:%Y-%m-%d}: {data.reason}",
-        )
+        else:
+            shipment.status = ShipmentStatus.PENDING if pickup else ShipmentStatus.AT_CENTER
+            next_day = shipment.pickup_date if pickup else shipment.delivery_date
+            note = f"stop failed, next try {next_day:%Y-%m-%d}: {data.reason}"
+        events.append(_event(shipment, shipment.status, at, staff, note))
+    _track_all(shipments, events, "failed_attempts")
     for order_id, farmer_ids in sorted(failed_farmers.items()):
         order_lines_not_delivered(  # not charged; back in stock if never picked up
             order_id=order_id,
             farmer_ids=farmer_ids,
-            restock=stop.kind == StopKind.PICKUP,
+            restock=pickup,
             reason=data.reason.strip(),
         )  # one order's goods of several farmers at one stop: its buyer is told once
-    why = "pickup_failed" if stop.kind == StopKind.PICKUP else "delivery_failed"
+    why = "pickup_failed" if pickup else "delivery_failed"
     orders_tell_later_delivery(due_before=due_before, reason=why)
     orders_waiting_again(s.order_id for s in shipments)
     stop.reason = data.reason.strip()
+
+
+def _next_days(shipment: Shipment, *, pickup: bool) -> tuple[Shipment, date, date]:
+    """A shipment whose pickup (or delivery) failed and its (pickup, delivery) days for the
+    next try: the failed day's next_try, the delivery moving as far (a delivery's pickup
+    stays as it was)."""
+    move = next_try(shipment.pickup_date if pickup else shipment.delivery_date)
+    return (
+        shipment,
+        shipment.pickup_date + move if pickup else shipment.pickup_date,
+        shipment.delivery_date + move,
+    )
 
 
 def _on_route_day(stop: Stop, at: datetime) -> None:

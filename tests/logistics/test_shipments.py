@@ -230,6 +230,102 @@ def test_a_farms_pickup_of_many_orders_writes_its_goods_at_once(client_for):
         ]
 
 
+def test_a_farms_failed_pickup_of_many_orders_puts_its_goods_back_at_once(client_for):
+    """One farm's stop for the goods of 3 or 9 orders (to be delivered from another center)
+    fails: the shipments' new days, statuses and tries, their legs, their tracking events
+    and both centers' day loads are written by one statement each, whatever their number;
+    only each order's own status costs statements of its own."""
+    north = ServiceCenterFactory(lat=Decimal("30.400000"), lng=Decimal("119.600000"))
+    south = ServiceCenterFactory(lat=Decimal("30.000000"), lng=Decimal("119.600000"))
+    listing = create_listing(FarmerFactory(village=VillageFactory(service_center=north)), unit="kg")
+    home = VillageFactory(service_center=south)
+    staff = client_for(StaffFactory(service_center=north))
+
+    def failed_pickup_of(orders: int) -> tuple[int, list[Shipment]]:
+        placed = [
+            order_route(order_id=place_order(BuyerFactory(village=home), (listing, 1)).pk)
+            for _ in range(orders)
+        ]
+        shipments = list(Shipment.objects.filter(order__in=placed).order_by("pk"))
+        stop = stop_for(shipments[0], north, "pickup")
+        stop.shipments.add(*shipments)
+        with CaptureQueriesContext(connection) as captured:
+            answer = complete(staff, stop, outcome="failed", reason="农户不在家")
+        assert answer.status_code == 200, answer.json()
+        return len(captured.captured_queries), shipments
+
+    three, _ = failed_pickup_of(3)
+    nine, before = failed_pickup_of(9)
+
+    per_order = 3  # its lock and its shipments' statuses (on the road?), its lock (waiting?)
+    assert nine - three == 6 * per_order
+    day = timedelta(days=1)
+    pickup, delivery = before[0].pickup_date, before[0].delivery_date
+    shipments = Shipment.objects.filter(pk__in=[s.pk for s in before]).order_by("pk")
+    assert set(
+        shipments.values_list("status", "failed_attempts", "pickup_date", "delivery_date")
+    ) == {(ShipmentStatus.PENDING, 1, pickup + day, delivery + day)}
+    assert set(shipments.values_list("legs__kind", "legs__date")) == {
+        ("pickup", pickup + day),
+        ("transfer", delivery + day),
+        ("delivery", delivery + day),
+    }
+    loads = CenterDayLoad.objects.values_list("center", "date", "booked_kg")
+    assert {(c, d): kg for c, d, kg in loads if kg} == {  # 3 + 9 orders of 1 kg, moved
+        (north.pk, pickup + day): Decimal(12),
+        (south.pk, delivery + day): Decimal(12),
+    }
+    for shipment in shipments:
+        assert list(shipment.events.order_by("pk").values_list("status", "note"))[1:] == [
+            ("pending", f"stop failed, next try {pickup + day:%Y-%m-%d}: 农户不在家"),
+        ]
+
+
+def test_a_failed_delivery_of_3_farmers_goods_costs_as_many_statements_as_of_9(client_for):
+    """One order's goods from 3 or 9 farms at its buyer's door, the buyer not at home: the
+    shipments go to the next day together, in as many statements whatever their number."""
+    south = ServiceCenterFactory()
+    home = VillageFactory(service_center=south)
+    staff = client_for(StaffFactory(service_center=south))
+
+    def failed_delivery_of(farmers: int) -> tuple[int, Order]:
+        near = [
+            create_listing(FarmerFactory(village=VillageFactory(service_center=south)), unit="kg")
+            for _ in range(farmers)
+        ]
+        order = place_home(BuyerFactory(village=home), *[(listing, 1) for listing in near])
+        shipments = Shipment.objects.filter(order=order)
+        shipments.update(status=ShipmentStatus.AT_CENTER)  # picked up, waiting for delivery
+        stop = stop_for(shipments[0], south, "delivery")
+        stop.shipments.set(shipments)
+        with CaptureQueriesContext(connection) as captured:
+            answer = complete(staff, stop, outcome="failed", reason="没人在家")
+        assert answer.status_code == 200, answer.json()
+        return len(captured.captured_queries), order
+
+    three, _ = failed_delivery_of(3)
+    nine, order = failed_delivery_of(9)
+
+    assert three == nine
+    [due] = {s.promised_date for s in order.shipments.all()}
+    later = due + timedelta(days=1)
+    assert set(order.shipments.values_list("status", "failed_attempts", "delivery_date")) == {
+        (ShipmentStatus.AT_CENTER, 1, later)
+    }
+    assert set(order.shipments.values_list("legs__kind", "legs__date")) == {
+        ("pickup", due),
+        ("delivery", later),
+    }
+    assert CenterDayLoad.objects.get(center=south, date=due).booked_kg == 12  # 3 + 9, not moved
+    assert rescheduled()[-1] == (
+        order.buyer_id,
+        order.pk,
+        later.isoformat(),
+        due.isoformat(),
+        "delivery_failed",
+    )
+
+
 def test_a_wrong_code_is_400_the_fifth_locks_the_stop_and_an_operator_unlocks_it(world, client_for):
     shipment = world["shipment"]
     Shipment.objects.filter(pk=shipment.pk).update(status=ShipmentStatus.AT_CENTER)
