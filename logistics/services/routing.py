@@ -281,10 +281,8 @@ def _first_to_spoil(shipments: list[Shipment]) -> dict[tuple[int, int], date]:
 def spoils_before(shipment: Shipment, delivery: date) -> bool:
     """Whether some of the shipment's goods (its farmer's lines still ordered) pass their
     shelf life before `delivery`, as routing first flagged it for its first day."""
-    kept = OrderLine.objects.filter(
-        order_id=shipment.order_id, farmer_id=shipment.farmer_id, status=LineStatus.ACTIVE
-    ).values_list("spoils_on", flat=True)
-    return any(_spoiled(spoils_on, delivery) for spoils_on in kept)
+    first = _first_to_spoil([shipment]).get((shipment.order_id, shipment.farmer_id))
+    return _spoiled(first, delivery)
 
 
 def _spoiled(spoils_on: date | None, delivery: date) -> bool:
