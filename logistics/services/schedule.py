@@ -55,7 +55,7 @@ from logistics.services.routing import (
     orders_due,
     orders_tell_later_delivery,
     orders_waiting_again,
-    shipment_move_days,
+    shipments_move_days,
 )
 from marketplace.accounts.models import User
 from marketplace.exceptions import violated_constraint
@@ -428,26 +428,30 @@ def _at(day: date, seconds: int) -> datetime:
     return midnight + timedelta(seconds=seconds)
 
 
-def _roll_to_next_day(shipments: list[Shipment], reason: str, now: datetime) -> None:
-    for shipment in shipments:
-        at_farm = shipment.status in PLANNABLE
-        move = next_try(shipment.pickup_date if at_farm else shipment.delivery_date)
-        pickup = shipment.pickup_date + move if at_farm else shipment.pickup_date
-        if at_farm:
-            shipment.status = ShipmentStatus.PENDING
-        shipment_move_days(
-            shipment,
-            pickup_date=pickup,
-            delivery_date=max(shipment.delivery_date + move, pickup),
-            also=["status", "updated_at"],
-        )
-        TrackingEvent.objects.create(
-            shipment=shipment,
-            status=shipment.status,
-            occurred_at=now,
-            note=f"did not fit the day ({reason}); moved to {shipment.delivery_date:%Y-%m-%d}",
-        )
-    orders_waiting_again(s.order_id for s in shipments)
+def _roll_to_next_day(left_over: list[tuple[str, list[Shipment]]], now: datetime) -> None:
+    """The shipments the plan left over, each group with its reason, move to their next
+    day all together (shipments_move_days) and are tracked by one INSERT."""
+    moves, events = [], []
+    for reason, shipments in left_over:
+        for shipment in shipments:
+            at_farm = shipment.status in PLANNABLE
+            move = next_try(shipment.pickup_date if at_farm else shipment.delivery_date)
+            pickup = shipment.pickup_date + move if at_farm else shipment.pickup_date
+            if at_farm:
+                shipment.status = ShipmentStatus.PENDING
+            delivery = max(shipment.delivery_date + move, pickup)
+            moves.append((shipment, pickup, delivery))
+            events.append(
+                TrackingEvent(
+                    shipment=shipment,
+                    status=shipment.status,
+                    occurred_at=now,
+                    note=f"did not fit the day ({reason}); moved to {delivery:%Y-%m-%d}",
+                )
+            )
+    shipments_move_days(moves, also=["status"])
+    TrackingEvent.objects.bulk_create(events)
+    orders_waiting_again(shipment.order_id for shipment, _, _ in moves)
 
 
 def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
@@ -576,8 +580,8 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
     left_over = [(item.reason, still(_unplanned(day_work, item))) for item in plan.unassigned]
     lock_capacity_of(s for _, shipments in left_over for s in shipments)  # all, at once
     due_before = orders_due(s.order_id for _, shipments in left_over for s in shipments)
+    _roll_to_next_day(left_over, now)
     for reason, shipments in left_over:
-        _roll_to_next_day(shipments, reason, now)
         unassigned.append({"shipments": [s.pk for s in shipments], "reason": str(reason)})
     orders_tell_later_delivery(due_before=due_before, reason="not_planned")  # once an order
     return {

@@ -25,6 +25,7 @@ from logistics.models import (
     Shipment,
     ShipmentStatus,
     Stop,
+    TrackingEvent,
     Vehicle,
 )
 from logistics.routing import Location, TimeWindow
@@ -1110,3 +1111,30 @@ def test_goods_rolled_past_their_shelf_life_are_flagged_as_spoiling(day):
     shipment.refresh_from_db()
     assert lines.first().spoils_on < shipment.delivery_date
     assert shipment.spoils_before_arrival is True
+
+
+@pytest.mark.django_db
+def test_a_day_without_room_rolls_its_goods_over_in_statements_per_order_only():
+    """A day no vehicle can take (the center's van is gone): every shipment moves to the
+    next day. Their days, bookings, legs and tracking are written together; what is left
+    per order is its own (its lock, as orders_waiting_again takes it): 47 and 95
+    statements for 3 and 9 before, 33 and 39 now."""
+    small, large = _day_of(3), _day_of(9)
+    counts = []
+    for run in (small, large):
+        Vehicle.objects.filter(service_center=run.service_center).delete()
+        with CaptureQueriesContext(connection) as captured:
+            schedule.schedule_run_execute(run_id=run.pk)
+        run.refresh_from_db()
+        assert run.summary["routes"] == 0
+        assert len(run.summary["unassigned"]) == (3 if run == small else 9)
+        counts.append(len(captured.captured_queries))
+    assert counts[1] - counts[0] == 6, counts  # one per order more: 6 more orders
+    moved = Shipment.objects.all()
+    assert {s.pickup_date for s in moved} == {small.date + timedelta(days=1)}
+    assert set(
+        TrackingEvent.objects.filter(note__startswith="did not fit the day").values_list(
+            "shipment_id", flat=True
+        )
+    ) == set(moved.values_list("pk", flat=True))
+    celery_app.control.purge()
