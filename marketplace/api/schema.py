@@ -109,6 +109,20 @@ _OPEN_PERMISSIONS = (
 )
 
 
+def decimal_pattern(field: serializers.DecimalField) -> str:
+    """The decimal strings `field` takes: at least one digit, at most its whole digits and
+    decimal places, and a minus sign only where a negative number may pass its minimum.
+    drf-spectacular's pattern makes every digit optional, so "", "-" and "." matched it,
+    and a price of "-1" where the minimum is 0: a client could not tell from the schema
+    that the API refuses them (400)."""
+    sign = "" if field.min_value is not None and field.min_value >= 0 else "-?"
+    places = field.decimal_places
+    whole = "0" if field.max_whole_digits == 0 else rf"\d{{1,{field.max_whole_digits}}}"
+    if not places:
+        return rf"^{sign}{whole}\.?$"
+    return rf"^{sign}(?:{whole}(?:\.\d{{0,{places}}})?|\.\d{{1,{places}}})$"
+
+
 def _may_refuse(view, throttle: BaseThrottle) -> bool:
     """Whether `throttle` limits `view`, as DRF decides when a request comes."""
     if isinstance(throttle, ScopedRateThrottle):  # limits only a view with a rated scope
@@ -234,6 +248,8 @@ class AutoSchema(openapi.AutoSchema):
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         if isinstance(field, serializers.TimeField) and schema.get("format") == "time":
             schema.update(format="partial-time", pattern=TIME_OF_DAY_PATTERN, example="07:30:00")
+        if isinstance(field, serializers.DecimalField) and "pattern" in schema:
+            schema["pattern"] = decimal_pattern(field)
         return schema
 
     def _resolve_path_parameters(self, variables: list[str]) -> list[dict[str, Any]]:

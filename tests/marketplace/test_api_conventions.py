@@ -533,3 +533,23 @@ def test_the_schema_gives_id_filters_as_the_whole_numbers_they_take(api):
     for path, name in (("/api/v1/routes/", "service_center"), ("/api/v1/notifications/", "order")):
         parameter = next(p for p in paths[path]["get"]["parameters"] if p["name"] == name)
         assert parameter["schema"] == {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+
+
+def test_the_schema_gives_decimals_only_the_values_the_api_takes(api, client_for):
+    """A decimal's pattern needs a digit, and no minus sign where the minimum is 0: "", "-"
+    or "." (and a negative price) are refused with a 400, so the schema must not offer them."""
+    schema = _schema(api)
+    parameters = schema["paths"]["/api/v1/listings/"]["get"]["parameters"]
+    min_price = next(p for p in parameters if p["name"] == "min_price")["schema"]["pattern"]
+    taken = ("0", "12", "12.5", "12.50", ".5", "12.", "12345678.99")
+    refused = ("", "-", ".", "-.", "-1", "1.234", "123456789")
+    for value in taken + refused:
+        status = api.get("/api/v1/listings/", {"min_price": value}).status_code
+        assert (status, bool(re.match(min_price, value))) == (
+            (200, True) if value in taken else (400, False)
+        ), value
+    order = schema["components"]["schemas"]["OrderPlaceRequest"]["properties"]
+    for value in ("-30.5", "30", "30.123456", ".5"):
+        assert re.match(order["delivery_lat"]["pattern"], value), value
+    for value in ("", "-", "30.1234567"):
+        assert not re.match(order["delivery_lat"]["pattern"], value), value
