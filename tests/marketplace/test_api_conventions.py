@@ -553,3 +553,12 @@ def test_the_schema_gives_decimals_only_the_values_the_api_takes(api, client_for
         assert re.match(order["delivery_lat"]["pattern"], value), value
     for value in ("", "-", "30.1234567"):
         assert not re.match(order["delivery_lat"]["pattern"], value), value
+
+
+def test_the_schema_gives_a_nested_list_the_length_it_takes(api):
+    """An order's lines: none is 400 `empty` and more than 50 is 400 `max_length`
+    (tests/orders/test_place_order.py), so the schema says 1 to 50."""
+    schemas = _schema(api)["components"]["schemas"]
+    lines = schemas["OrderPlaceRequest"]["properties"]["lines"]
+    assert (lines["type"], lines["minItems"], lines["maxItems"]) == ("array", 1, 50)
+    assert "minItems" not in schemas["Order"]["properties"]["lines"]  # an answer's, any length
