@@ -19,3 +19,23 @@ class IdFilter(filters.NumberFilter):
         kwargs.setdefault("min_value", 1)
         kwargs.setdefault("max_value", BIGGEST_ID)
         super().__init__(*args, **kwargs)
+
+
+class _TrueOrFalseField(forms.Field):
+    def to_python(self, value):
+        text = (value or "").strip().lower()
+        if text in ("", "true", "1", "false", "0"):
+            return None if not text else text in ("true", "1")
+        raise forms.ValidationError("Must be true or false.", code="invalid")
+
+
+class BooleanFilter(filters.BooleanFilter):
+    """true or false (1 or 0, any case); an empty value filters nothing. django-filter's
+    reads anything else as no filter at all: `?unread=yes` answered every notification, read
+    ones too. Here it is 400 naming the parameter, as a bad value of any other filter is."""
+
+    field_class = _TrueOrFalseField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", forms.TextInput)
+        super().__init__(*args, **kwargs)

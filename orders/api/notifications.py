@@ -6,7 +6,7 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from marketplace.api.filters import IdFilter
+from marketplace.api.filters import BooleanFilter, IdFilter
 from orders import notifications, selectors
 from orders.models import Notification
 
@@ -19,7 +19,7 @@ class NotificationSerializer(serializers.ModelSerializer):
 
 
 class NotificationFilter(filters.FilterSet):
-    unread = filters.BooleanFilter(method="filter_unread", label="only unread (true) or read")
+    unread = BooleanFilter(method="filter_unread", label="only unread (true) or read")
     order = IdFilter(field_name="order_id")
 
     class Meta:

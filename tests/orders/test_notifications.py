@@ -384,6 +384,28 @@ class TestApi:
         read = client.get(NOTIFICATIONS, {"unread": "false"}).json()["results"]
         assert [n["id"] for n in read] == [placed.pk]
 
+    def test_unread_other_than_true_or_false_is_400_not_every_notification(
+        self, client_for, two_farmers_order
+    ):
+        order, buyer, _, _ = two_farmers_order
+        services.order_cancel(order_id=order.pk, actor=buyer)
+        client = client_for(buyer)
+        client.post(
+            f"{NOTIFICATIONS}{Notification.objects.get(user=buyer, kind='order_placed').pk}/read/"
+        )
+        counts = {
+            value: client.get(NOTIFICATIONS, {"unread": value}).json().get("count")
+            for value in ("true", "True", "1", "false", "0", "")
+        }
+        assert counts == {"true": 1, "True": 1, "1": 1, "false": 1, "0": 1, "": 2}
+        for value in ("yes", "null", "2", "truth"):
+            response = client.get(NOTIFICATIONS, {"unread": value})
+            assert response.status_code == 400, value
+            assert response.json()["code"] == "validation_error"
+            assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+                ("unread", "invalid")
+            ]
+
     def test_read_all_marks_only_own_unread(self, client_for, two_farmers_order):
         order, buyer, farmer_a, _ = two_farmers_order
         services.order_cancel(order_id=order.pk, actor=buyer)
