@@ -2,6 +2,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.utils import timezone
+from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
@@ -21,6 +22,7 @@ from logistics.services.shipments import (
     stop_complete,
 )
 from marketplace.accounts.models import Role
+from marketplace.api.filters import IdFilter
 from marketplace.api.permissions import IsCenterStaff, IsFarmer
 from marketplace.exceptions import DomainError
 from orders.api.serializers import ShipmentLegSerializer, TrackingEventSerializer
@@ -138,19 +140,23 @@ class HandOverSerializer(serializers.Serializer):
     occurred_at = occurred_at_field()
 
 
+class ShipmentFilter(filters.FilterSet):
+    # Ids, not choices of centers: one that does not exist matches no shipment (not 400).
+    origin_center = IdFilter(field_name="origin_center_id")
+    destination_center = IdFilter(field_name="destination_center_id")
+
+    class Meta:
+        model = Shipment
+        fields = ("status", "pickup_date", "delivery_date", "origin_center", "destination_center")
+
+
 class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Shipments for staff of their origin or destination center, their farmer, their buyer."""
 
     serializer_class = ShipmentSerializer
     permission_classes = [IsAuthenticated]
     throttle_scope = "hand_over"  # the one throttled action's
-    filterset_fields = (
-        "status",
-        "pickup_date",
-        "delivery_date",
-        "origin_center",
-        "destination_center",
-    )
+    filterset_class = ShipmentFilter
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user

@@ -5,10 +5,13 @@ from rest_framework.permissions import AllowAny
 from logistics import selectors
 from logistics.api.serializers import ServiceCenterSerializer, VillageSerializer
 from logistics.models import Village
+from marketplace.api.filters import IdFilter
 
 
 class VillageFilter(filters.FilterSet):
     search = filters.CharFilter(method="filter_search", help_text="Part of the village name.")
+    # An id, not a choice of centers: one that does not exist matches no village (not 400).
+    service_center = IdFilter(field_name="service_center_id")
 
     class Meta:
         model = Village

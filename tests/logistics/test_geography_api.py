@@ -84,3 +84,20 @@ def test_the_schema_gives_page_and_page_size_as_whole_numbers_from_1(api):
         "page": {"type": "integer", "minimum": 1},
         "page_size": {"type": "integer", "minimum": 1},
     }
+
+
+def test_villages_of_a_center_that_does_not_exist_are_none_not_400(api):
+    village = VillageFactory()
+    answers = {
+        center: api.get("/api/v1/villages/", {"service_center": center})
+        for center in (village.service_center_id, village.service_center_id + 1000, 2**63 - 1)
+    }
+    assert [(a.status_code, a.json()["count"]) for a in answers.values()] == [
+        (200, 1),
+        (200, 0),
+        (200, 0),
+    ]
+    for center in ("0", "1.5", str(2**63)):
+        response = api.get("/api/v1/villages/", {"service_center": center})
+        assert response.status_code == 400, center
+        assert response.json()["errors"][0]["field"] == "service_center"

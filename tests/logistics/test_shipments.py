@@ -326,6 +326,25 @@ def test_a_failed_delivery_of_3_farmers_goods_costs_as_many_statements_as_of_9(c
     )
 
 
+def test_shipments_filtered_by_a_center_that_does_not_exist_are_none_not_400(world, client_for):
+    staff = client_for(world["north_staff"])
+    answers = {
+        (name, center): staff.get("/api/v1/shipments/", {name: center})
+        for name in ("origin_center", "destination_center")
+        for center in (world["north"].pk, world["south"].pk, world["south"].pk + 1000)
+    }
+    assert {key: (a.status_code, a.json()["count"]) for key, a in answers.items()} == {
+        ("origin_center", world["north"].pk): (200, 1),
+        ("origin_center", world["south"].pk): (200, 0),
+        ("origin_center", world["south"].pk + 1000): (200, 0),
+        ("destination_center", world["north"].pk): (200, 0),
+        ("destination_center", world["south"].pk): (200, 1),
+        ("destination_center", world["south"].pk + 1000): (200, 0),
+    }
+    refused = staff.get("/api/v1/shipments/", {"origin_center": "0", "destination_center": "x"})
+    assert [e["field"] for e in refused.json()["errors"]] == ["origin_center", "destination_center"]
+
+
 def test_a_wrong_code_is_400_the_fifth_locks_the_stop_and_an_operator_unlocks_it(world, client_for):
     shipment = world["shipment"]
     Shipment.objects.filter(pk=shipment.pk).update(status=ShipmentStatus.AT_CENTER)

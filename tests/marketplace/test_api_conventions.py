@@ -530,7 +530,13 @@ def test_the_schema_gives_reads_their_etag_and_304_and_keyed_posts_their_replay_
 
 def test_the_schema_gives_id_filters_as_the_whole_numbers_they_take(api):
     paths = _schema(api)["paths"]
-    for path, name in (("/api/v1/routes/", "service_center"), ("/api/v1/notifications/", "order")):
+    for path, name in (
+        ("/api/v1/routes/", "service_center"),
+        ("/api/v1/notifications/", "order"),
+        ("/api/v1/villages/", "service_center"),
+        ("/api/v1/shipments/", "origin_center"),
+        ("/api/v1/shipments/", "destination_center"),
+    ):
         parameter = next(p for p in paths[path]["get"]["parameters"] if p["name"] == name)
         assert parameter["schema"] == {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 
