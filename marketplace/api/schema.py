@@ -3,7 +3,7 @@
 from typing import Any
 
 from drf_spectacular import openapi
-from drf_spectacular.plumbing import get_view_model
+from drf_spectacular.plumbing import get_lib_doc_excludes, get_view_model
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import permissions, serializers
 from rest_framework.schemas.utils import get_pk_description
@@ -13,6 +13,11 @@ from marketplace.api.exceptions import PROBLEM_CONTENT_TYPE
 from marketplace.api.idempotency import HEADER as IDEMPOTENCY_KEY
 from marketplace.api.idempotency import KEY_PATTERN, KEYED_METHODS, REPLAYED_HEADER
 from marketplace.api.routers import ID_PATTERN
+from marketplace.api.serializers import (
+    FieldsOnce,
+    FieldsOnceModelSerializer,
+    FieldsOnceSerializer,
+)
 
 _DIGITS = {"type": "string", "pattern": f"^{ID_PATTERN}$"}
 TIME_OF_DAY_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$"
@@ -107,6 +112,13 @@ _OPEN_PERMISSIONS = (
     permissions.IsAuthenticated,
     permissions.IsAuthenticatedOrReadOnly,
 )
+
+
+def lib_doc_excludes() -> list[type]:
+    """Classes whose docstrings describe no body (SPECTACULAR_SETTINGS["GET_LIB_DOC_EXCLUDES"]):
+    drf-spectacular's, and our FieldsOnce's, which tells how fields are built; a serializer
+    with none of its own had it as its description in the schema (an order's placement)."""
+    return [*get_lib_doc_excludes(), FieldsOnce, FieldsOnceSerializer, FieldsOnceModelSerializer]
 
 
 def decimal_pattern(field: serializers.DecimalField) -> str:

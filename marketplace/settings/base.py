@@ -229,6 +229,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "GET_LIB_DOC_EXCLUDES": "marketplace.api.schema.lib_doc_excludes",
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "marketplace.accounts.models.Role",
         "SelfRegisterRoleEnum": "marketplace.accounts.services.SELF_REGISTER_ROLE_CHOICES",

@@ -568,3 +568,12 @@ def test_the_schema_gives_a_nested_list_the_length_it_takes(api):
     lines = schemas["OrderPlaceRequest"]["properties"]["lines"]
     assert (lines["type"], lines["minItems"], lines["maxItems"]) == ("array", 1, 50)
     assert "minItems" not in schemas["Order"]["properties"]["lines"]  # an answer's, any length
+
+
+def test_the_schema_describes_no_body_by_how_its_serializer_builds_its_fields(api):
+    """FieldsOnce's docstring is about building fields once per class: a serializer with no
+    docstring of its own had it as its description (an order's placement, its lines)."""
+    schemas = _schema(api)["components"]["schemas"]
+    for name in ("OrderPlaceRequest", "LineInputRequest", "Line", "ShipmentLeg", "TrackingEvent"):
+        assert "description" not in schemas[name], name
+    assert "work out its fields once" not in json.dumps(schemas)
