@@ -43,7 +43,8 @@ from typing import NamedTuple
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection, transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, RawPostDataException
+from django.http.multipartparser import MultiPartParserError
 from django.urls import Resolver404, get_resolver
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
@@ -142,7 +143,12 @@ def _fingerprint(request: HttpRequest) -> str:
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.path}\n".encode())
     if request.method == "POST" and (request.content_type or "").startswith("multipart/"):
-        for name, values in sorted(request.POST.lists()):
+        try:
+            fields = sorted(request.POST.lists())
+        except MultiPartParserError as error:
+            digest.update(_unparsed(request, error))
+            return digest.hexdigest()
+        for name, values in fields:
             digest.update(repr((name, values)).encode())
         for name, upload in sorted(request.FILES.items()):
             digest.update(repr((name, upload.name, upload.size)).encode())
@@ -154,6 +160,16 @@ def _fingerprint(request: HttpRequest) -> str:
     else:
         digest.update(request.body)
     return digest.hexdigest()
+
+
+def _unparsed(request: HttpRequest, error: MultiPartParserError) -> bytes:
+    """The bytes of a multipart body Django could not parse (no boundary): the view parses
+    it again and answers 400 parse_error saying why, as it does with no key. When the parser
+    failed after reading part of it, the bytes are gone: Django answers that 400 itself."""
+    try:
+        return request.body
+    except RawPostDataException:
+        raise error from None
 
 
 class _Number(str):

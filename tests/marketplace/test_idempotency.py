@@ -182,6 +182,25 @@ def test_a_multipart_patch_with_another_body_under_the_same_key_is_422():
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("key", [None, "no-boundary"])
+def test_a_multipart_body_without_a_boundary_is_the_views_parse_error_with_or_without_a_key(
+    key,
+):
+    farmer = FarmerFactory()
+    listing = create_listing(farmer)
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    response = signed_in(farmer).post(
+        f"{LISTINGS}{listing.pk}/photos/",
+        b"--x\r\nContent-Disposition: form-data; name=image\r\n\r\nab\r\n--x--\r\n",
+        content_type="multipart/form-data",
+        **headers,
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "parse_error")
+    assert response.json()["detail"].endswith("Invalid boundary in multipart: None")
+    assert not listing.photos.exists()
+
+
+@pytest.mark.django_db
 def test_a_request_refused_for_its_media_type_runs_under_its_key_once_sent_as_json():
     """Nothing ran for the 415: the same bytes sent again as JSON under the same key are
     placed, not answered the stored 415 for a day."""
