@@ -37,6 +37,7 @@ fingerprint would be a fast, unsalted hash; its retry is refused by the new pass
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -110,14 +111,30 @@ def _user_id(request: HttpRequest, view_class: type | None) -> int | None:
     return user.pk
 
 
-def _view_class(request: HttpRequest) -> type | None:
-    """The class of the view the request goes to (DRF's viewsets name it `cls`, other
-    class-based views `view_class`); None for no view or a function."""
+def _view(request: HttpRequest) -> Callable | None:
+    """The view the request goes to; None for no view."""
     try:
-        match = get_resolver(getattr(request, "urlconf", None)).resolve(request.path_info)
+        return get_resolver(getattr(request, "urlconf", None)).resolve(request.path_info).func
     except Resolver404:
         return None
-    return getattr(match.func, "cls", None) or getattr(match.func, "view_class", None)
+
+
+def _view_class(view: Callable | None) -> type | None:
+    """The class of a view (DRF's viewsets name it `cls`, other class-based views
+    `view_class`); None for no view or a function."""
+    return getattr(view, "cls", None) or getattr(view, "view_class", None)
+
+
+def _takes_method(view: Callable, method: str) -> bool:
+    """Whether the view handles `method`: a viewset's route maps methods to its actions,
+    another class-based view has a method of that name (a function view: assumed so). One
+    it does not take is 405 with nothing run, whatever the key: not 422 for a key used
+    before by another request, and not stored to be replayed to the next one."""
+    actions = getattr(view, "actions", None)
+    if actions is not None:
+        return method.lower() in actions
+    view_class = _view_class(view)
+    return view_class is None or hasattr(view_class, method.lower())
 
 
 def _view_reads_the_user(view_class: type | None) -> bool:
@@ -278,7 +295,10 @@ class IdempotencyMiddleware:
                 "invalid_idempotency_key",
                 "Idempotency-Key must be 1 to 255 visible ASCII characters.",
             )
-        view_class = _view_class(request)
+        view = _view(request)
+        if view is not None and not _takes_method(view, request.method):
+            return self.get_response(request)
+        view_class = _view_class(view)
         user_id = _user_id(request, view_class) if _view_reads_the_user(view_class) else None
         if user_id is None:
             return self.get_response(request)

@@ -201,6 +201,21 @@ def test_a_multipart_body_without_a_boundary_is_the_views_parse_error_with_or_wi
 
 
 @pytest.mark.django_db
+def test_a_method_the_endpoint_does_not_take_is_405_whatever_its_key_says():
+    """A key already used for the cancel, sent with a PUT (which the cancel does not take):
+    405, not 422 for a different request; and the 405 is not stored, as nothing ran."""
+    buyer = BuyerFactory()
+    order = place_order(buyer, (create_listing(), 1))
+    client, url = signed_in(buyer), f"{ORDERS}{order.pk}/cancel/"
+    assert client.post(url, {}, format="json", HTTP_IDEMPOTENCY_KEY="c").status_code == 200
+    put = client.put(url, {}, format="json", HTTP_IDEMPOTENCY_KEY="c")
+    assert (put.status_code, put.json()["code"]) == (405, "method_not_allowed")
+    again = client.put(url, {}, format="json", HTTP_IDEMPOTENCY_KEY="fresh")
+    assert (again.status_code, "Idempotent-Replayed" in again) == (405, False)
+    assert not IdempotencyRecord.objects.filter(key="fresh").exists()
+
+
+@pytest.mark.django_db
 def test_a_request_refused_for_its_media_type_runs_under_its_key_once_sent_as_json():
     """Nothing ran for the 415: the same bytes sent again as JSON under the same key are
     placed, not answered the stored 415 for a day."""
