@@ -3,6 +3,7 @@ from decimal import Decimal
 
 from django.core.files.storage import default_storage
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from listings.models import Category, Listing, ListingPhoto, ListingStatus, Unit
@@ -19,6 +20,19 @@ class CategorySerializer(serializers.ModelSerializer):
         model = Category
         fields = ("id", "slug", "name", "name_zh")
         read_only_fields = fields
+
+
+# "lat,lng" in decimal degrees, as clients send it: what the schema offers. The search also
+# reads spaces and exponents (float()), so nothing this pattern takes is refused.
+NEAR_PATTERN = (
+    r"^-?(?:90(?:\.0+)?|[1-8]?\d(?:\.\d+)?),"
+    r"-?(?:180(?:\.0+)?|(?:1[0-7]\d|[1-9]?\d)(?:\.\d+)?)$"
+)
+
+
+@extend_schema_field({"type": "string", "pattern": NEAR_PATTERN, "example": "30.25,119.72"})
+class NearField(serializers.CharField):
+    """A place as "lat,lng" (validated by ListingSearchParamsSerializer.validate_near)."""
 
 
 def _field_error(field: str, message: str, code: str) -> serializers.ValidationError:
@@ -49,7 +63,7 @@ class ListingSearchParamsSerializer(serializers.Serializer):
     )
     organic = serializers.BooleanField(required=False, allow_null=True, default=None)
     available_on = serializers.DateField(required=False, default=None)
-    near = serializers.CharField(required=False, default=None, help_text="lat,lng")
+    near = NearField(required=False, default=None, help_text="lat,lng")
     radius_km = serializers.FloatField(
         required=False, min_value=0.1, max_value=MAX_RADIUS_KM, default=None
     )

@@ -4,6 +4,7 @@ conditions (ETag, gzip, compact pages) and a constant number of queries per page
 import gzip
 import json
 import math
+import re
 from datetime import timedelta
 from decimal import Decimal
 from io import StringIO
@@ -219,6 +220,21 @@ def test_invalid_parameters_are_400_with_a_code(api, params, field, code):
     body = response.json()
     assert body["code"] == "validation_error"
     assert (body["errors"][0]["field"], body["errors"][0]["code"]) == (field, code)
+
+
+def test_the_schema_gives_near_the_lat_lng_form_the_search_takes(api):
+    """near is "lat,lng" in degrees: the schema's pattern takes only what the search does, a
+    latitude within 90 and a longitude within 180 (it took any text, which was 400)."""
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    parameters = schema["paths"][LISTINGS]["get"]["parameters"]
+    pattern = next(p for p in parameters if p["name"] == "near")["schema"]["pattern"]
+    taken = ("30.2,119.6", "-90,-180", "90.0,180.000", "0,0", "-33.8688,151.2093", "89.99,179.9")
+    refused = ("", "30.2", "a,b", "91,10", "90.5,0", "10,180.1", "10,-181", "1,2,3", "30,")
+    for near in taken + refused:
+        status = api.get(LISTINGS, {"near": near}).status_code
+        assert (status, bool(re.match(pattern, near))) == (
+            (200, True) if near in taken else (400, False)
+        ), near
 
 
 def test_bad_page_is_404_with_a_code(api):
