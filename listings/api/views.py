@@ -1,6 +1,7 @@
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ErrorDetail, ValidationError
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
@@ -16,6 +17,7 @@ from listings.api.serializers import (
     OwnListingsParamsSerializer,
 )
 from listings.models import Category, ListingStatus
+from marketplace.api.filters import TRUE_OR_FALSE, true_or_false
 from marketplace.api.permissions import IsFarmer
 from marketplace.exceptions import DomainError
 
@@ -38,7 +40,13 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return [IsAuthenticated(), IsFarmer()]
 
     def _mine(self) -> bool:
-        return self.request.query_params.get("mine", "").lower() in ("true", "1")
+        """?mine=true: the farmer's own listings; false or none: the public search. Anything
+        else is 400 naming it (it was read as false: ?mine=yes answered the public search)."""
+        try:
+            return bool(true_or_false(self.request.query_params.get("mine")))
+        except ValueError:
+            detail = ErrorDetail(TRUE_OR_FALSE, code="invalid")
+            raise ValidationError({"mine": [detail]}) from None
 
     def get_queryset(self):
         if self.action == "retrieve":

@@ -21,12 +21,28 @@ class IdFilter(filters.NumberFilter):
         super().__init__(*args, **kwargs)
 
 
+TRUE_OR_FALSE = "Must be true or false."
+
+
+def true_or_false(text: str | None) -> bool | None:
+    """A query parameter's true or false (1 or 0, any case); None when empty or absent.
+    Anything else raises ValueError: the caller answers 400 naming the parameter."""
+    value = (text or "").strip().lower()
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    if value:
+        raise ValueError(value)
+    return None
+
+
 class _TrueOrFalseField(forms.Field):
     def to_python(self, value):
-        text = (value or "").strip().lower()
-        if text in ("", "true", "1", "false", "0"):
-            return None if not text else text in ("true", "1")
-        raise forms.ValidationError("Must be true or false.", code="invalid")
+        try:
+            return true_or_false(value)
+        except ValueError:
+            raise forms.ValidationError(TRUE_OR_FALSE, code="invalid") from None
 
 
 class BooleanFilter(filters.BooleanFilter):

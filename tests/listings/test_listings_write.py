@@ -354,6 +354,32 @@ def test_mine_lists_own_listings_in_every_status(client_for, api):
     assert client_for(BuyerFactory()).get(LISTINGS, {"mine": "true"}).status_code == 403
 
 
+def test_mine_other_than_true_or_false_is_400_not_the_public_search(client_for, api):
+    """?mine=yes answered everyone's listings on offer, as if mine had not been asked."""
+    farmer = FarmerFactory()
+    own = create_listing(farmer)
+    client = client_for(farmer)
+    paused = create_listing(farmer)
+    client.post(f"{LISTINGS}{paused.pk}/pause/")
+    create_listing(title="别人的")
+    counts = {
+        mine: client.get(LISTINGS, {"mine": mine}).json()["count"]
+        for mine in ("true", "1", "TRUE", "false", "0", "")
+    }
+    assert counts == {"true": 2, "1": 2, "TRUE": 2, "false": 2, "0": 2, "": 2}
+    assert {row["id"] for row in client.get(LISTINGS, {"mine": "false"}).json()["results"]} == {
+        own.pk,
+        Listing.objects.exclude(farmer=farmer).get().pk,
+    }
+    for mine in ("yes", "null", "2"):
+        for asker in (client, api):
+            response = asker.get(LISTINGS, {"mine": mine})
+            assert response.status_code == 400, mine
+            assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+                ("mine", "invalid")
+            ]
+
+
 @pytest.mark.parametrize("status", ["bogus", "Active", "active "])
 def test_mine_with_an_unknown_status_is_400(client_for, status):
     farmer = FarmerFactory()
