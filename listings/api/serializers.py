@@ -68,6 +68,11 @@ class ListingSearchParamsSerializer(serializers.Serializer):
         required=False, min_value=0.1, max_value=MAX_RADIUS_KM, default=None
     )
     ordering = serializers.ChoiceField(choices=list(ORDERINGS), required=False, default=None)
+    # Read with mine=true only (OwnListingsParamsSerializer); a value that is no status is
+    # refused here too, rather than the search quietly run without it.
+    status = serializers.ChoiceField(
+        choices=ListingStatus.choices, required=False, allow_blank=True
+    )
 
     def validate_near(self, value: str | None) -> tuple[float, float] | None:
         if value is None:
@@ -95,6 +100,7 @@ class ListingSearchParamsSerializer(serializers.Serializer):
 
     def to_search(self) -> ListingSearch:
         data = dict(self.validated_data)
+        data.pop("status", None)
         near, radius = data.pop("near"), data.pop("radius_km")
         if near is not None:
             data["near"] = Near(lat=near[0], lng=near[1], radius_km=radius or 10.0)

@@ -212,6 +212,7 @@ def test_near_radius_and_distance_match_a_hand_computed_haversine(api):
         ({"village": "0"}, "village", "min_value"),
         ({"category": "a b"}, "category", "invalid"),
         ({"q": "x" * 101}, "q", "max_length"),
+        ({"status": "AAA"}, "status", "invalid_choice"),  # read with mine=true only
     ],
 )
 def test_invalid_parameters_are_400_with_a_code(api, params, field, code):
