@@ -15,8 +15,17 @@ import logistics.services.routing
 import logistics.services.shipments
 from listings.models import Listing
 from listings.services import listing_update
-from logistics.models import CenterDayLoad, Route, RouteStatus, Shipment, Stop
-from logistics.services import shipments
+from logistics.models import (
+    CenterDayLoad,
+    Route,
+    RouteStatus,
+    ScheduleRun,
+    Shipment,
+    Stop,
+    Vehicle,
+)
+from logistics.services import schedule, shipments
+from logistics.services.fleet import vehicle_update
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion
 from marketplace.accounts.models import User
@@ -305,3 +314,87 @@ def test_a_cancel_while_the_route_sets_out_and_tells_its_buyers_never_deadlocks(
     assert mine == [], mine
     assert [type(a).__name__ for a in answer] == ["Order"], answer
     assert Order.objects.get(pk=x.pk).status == OrderStatus.CANCELLED
+
+
+def test_a_day_planned_while_an_order_is_routed_through_its_center_never_deadlocks(monkeypatch):
+    """A day's plan stores its routes holding its run; a routing of a new order takes its
+    centers' capacity locks, then writes shipments whose foreign keys to those centers are
+    checked (FOR KEY SHARE of the center's row). The plan read its run FOR UPDATE with the
+    run's center joined, so it held the center's row too, and the routing waited for it
+    while holding the capacity lock that the plan's goods rolled to the next day then
+    waited for: a deadlock, and the plan (the nightly one is not asked for again) or the
+    routing failed."""
+    center = ServiceCenterFactory()
+    village = VillageFactory(service_center=center)
+    left_out = order_route(
+        order_id=place_order(
+            BuyerFactory(village=village), create_listing(FarmerFactory(village=village), unit="kg")
+        ).pk
+    )
+    day = Shipment.objects.get(order=left_out).pickup_date
+    run = ScheduleRun.objects.create(service_center=center, date=day)  # no vehicle: rolled over
+    waiting = place_order(
+        BuyerFactory(village=village), create_listing(FarmerFactory(village=village), unit="kg")
+    )
+    started = []
+
+    def let_the_routing_in():  # the plan stores its day, holding its run
+        started.append(in_thread(lambda: order_route(order_id=waiting.pk)))
+        wait_for_lock_waiters(1, timeout=3)  # the routing waits for the center's row
+
+    monkeypatch.setattr(
+        schedule, "_mark_scheduled", _pause_after(1, let_the_routing_in)(schedule._mark_scheduled)
+    )
+    try:
+        schedule.schedule_run_execute(run_id=run.pk)
+        mine = []
+    except OperationalError as error:
+        mine = [error]
+    [(routing, answer)] = started
+    routing.join(timeout=30)
+
+    assert mine == [], mine
+    assert [type(a).__name__ for a in answer] == ["Order"], answer
+    assert answer[0].status == OrderStatus.CONFIRMED
+    run.refresh_from_db()
+    assert (run.status, run.summary["unassigned"][0]["reason"]) == ("done", "no_vehicle")
+
+
+def test_a_day_planned_while_its_van_is_changed_never_deadlocks(monkeypatch):
+    """A van made smaller has the other days it is planned on planned again: a new run,
+    whose foreign key to the center is checked, while the van's row is held. The day being
+    stored held the center's row FOR UPDATE and went on to lock its vans: a deadlock."""
+    center = ServiceCenterFactory()
+    village = VillageFactory(service_center=center)
+    van = Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal("500"))
+    order = order_route(
+        order_id=place_order(
+            BuyerFactory(village=village), create_listing(FarmerFactory(village=village), unit="kg")
+        ).pk
+    )
+    day = Shipment.objects.get(order=order).pickup_date
+    Route.objects.create(service_center=center, date=day + timedelta(days=3), vehicle=van)
+    run = ScheduleRun.objects.create(service_center=center, date=day)
+    started = []
+
+    def let_the_change_in():  # the plan stores its day, before it locks the vans
+        smaller = {"capacity_kg": Decimal("400")}
+        started.append(in_thread(lambda: vehicle_update(vehicle_id=van.pk, changes=smaller)))
+        wait_for_lock_waiters(1, timeout=3)  # the change waits for the center's row
+
+    # the second call: the first gathers the day, before the run is stored
+    monkeypatch.setattr(
+        schedule, "_day_vehicles", _pause_after(2, let_the_change_in)(schedule._day_vehicles)
+    )
+    try:
+        schedule.schedule_run_execute(run_id=run.pk)
+        mine = []
+    except OperationalError as error:
+        mine = [error]
+    [(changing, answer)] = started
+    changing.join(timeout=30)
+
+    assert mine == [], mine
+    assert [type(a).__name__ for a in answer] == ["Vehicle"], answer
+    assert ScheduleRun.objects.get(pk=run.pk).status == "done"
+    assert ScheduleRun.objects.filter(date=day + timedelta(days=3)).count() == 1  # planned again

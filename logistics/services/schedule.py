@@ -696,6 +696,20 @@ def _matrix(center: ServiceCenter) -> GreatCircleMatrix:
     )
 
 
+def _lock_run(run_id: int) -> ScheduleRun:
+    """The run and its center, locked for the rest of the transaction (an operator's change
+    of the center waits for the day being stored, and plans it again after). FOR NO KEY
+    UPDATE, as an order's lock: the rows others write meanwhile that point to the center
+    (a routing's shipments, a tracking event, a vehicle change asking for a run) have their
+    foreign keys checked with FOR KEY SHARE, which FOR UPDATE blocked. Those writers hold
+    capacity or vehicle locks the day's storing then waits for: it deadlocked with them."""
+    return (
+        ScheduleRun.objects.select_for_update(no_key=True)
+        .select_related("service_center")
+        .get(pk=run_id)
+    )
+
+
 def schedule_run_execute(*, run_id: int) -> ScheduleRun:
     """Carry out a queued run: gather, solve (no transaction open), store in one transaction.
     A day of more than SCHEDULE_ZONE_THRESHOLD stops is split into zones, each solved by a
@@ -705,9 +719,7 @@ def schedule_run_execute(*, run_id: int) -> ScheduleRun:
     from logistics.services import schedule_zones  # noqa: PLC0415 - it builds on this module
 
     with transaction.atomic():
-        run = (
-            ScheduleRun.objects.select_for_update().select_related("service_center").get(pk=run_id)
-        )
+        run = _lock_run(run_id)
         if run.status not in (ScheduleRunStatus.QUEUED, ScheduleRunStatus.RUNNING):
             return run
         if run.zones.exists():
@@ -725,11 +737,7 @@ def schedule_run_execute(*, run_id: int) -> ScheduleRun:
         solve_seconds = round(clock.monotonic() - started, 2)
         _progress(run_id, 80)
         with transaction.atomic():
-            run = (
-                ScheduleRun.objects.select_for_update()
-                .select_related("service_center")
-                .get(pk=run_id)
-            )
+            run = _lock_run(run_id)
             if run.status != ScheduleRunStatus.RUNNING:  # a twin delivery got here first
                 return run
             summary = _store(run, day_work, plan)

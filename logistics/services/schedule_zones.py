@@ -41,7 +41,7 @@ from logistics.routing.codec import plan_from_data, problem_from_data, to_data
 from logistics.routing.problem import Problem
 from logistics.routing.vroom_solver import solve
 from logistics.routing.zones import merge, second_pass, split, stops_of
-from logistics.services.schedule import _Day, _fail, _matrix, _store
+from logistics.services.schedule import _Day, _fail, _lock_run, _matrix, _store
 
 # VROOM stops and answers with its best plan so far after this long: well inside the zone
 # task's soft time limit (240 s), so a slow zone still yields a plan instead of a killed task,
@@ -181,9 +181,7 @@ def _finish(run_id: int) -> ScheduleRun:
     )
     seconds = round(clock.monotonic() - started, 2)
     with transaction.atomic():
-        run = (
-            ScheduleRun.objects.select_for_update().select_related("service_center").get(pk=run_id)
-        )
+        run = _lock_run(run_id)
         if run.status != ScheduleRunStatus.RUNNING:
             return run
         summary = _store(run, _day_of(zones), merge(refill.plans))
