@@ -6,9 +6,10 @@ due is their goods (their farmers' lines still standing) plus the delivery fee o
 everything handed over so far, them included (the order's fee rule applied to those goods
 and farmers, never above the order's fee), less the fee collected at earlier hand-overs.
 So the cash of all the hand-overs adds up to the order's total as it ends (delivered, or
-partially delivered once the rest failed for good: orders.services._total_again applies
-the same rule to the lines left, which are then the lines handed over). A prepaid order
-has nothing to collect.
+partially delivered once the rest failed for good: orders.services._total_again gives the
+lines left, which are then the lines handed over, the fee their hand-overs took, from
+`cash_taken`, though the fee settings changed since). A prepaid order has nothing to
+collect.
 
 The rule is `CashLedger`; `with_cash_figures` reads what it needs of an order with each
 shipment, in the shipment's own statement. Stop contacts, load lists and the shipment
@@ -66,6 +67,23 @@ def with_cash_figures(shipments: QuerySet[Shipment]) -> QuerySet[Shipment]:
             per_order(delivered, Sum("cash_collected")), Value(NOTHING), output_field=MONEY
         ),
     )
+
+
+def cash_taken(order: Order) -> tuple[Decimal, Decimal] | None:
+    """What the hand-overs of a cash-on-delivery order took so far, as CashLedger counts it:
+    the goods handed over (their lines still standing) and the part of the delivery fee
+    taken with them. None when prepaid, when nothing was handed over yet, or when a
+    delivery recorded before cash was has none recorded (the ledger then reads its fee by
+    the rule as configured now, as the order's total does)."""
+    if order.payment_method != PaymentMethod.COD:
+        return None
+    delivered = Shipment.objects.filter(order_id=order.pk, status=ShipmentStatus.DELIVERED)
+    shipment = with_cash_figures(delivered).first()
+    if shipment is None or shipment.cash_delivered_recorded != shipment.cash_delivered_count:
+        return None
+    shipment.order = order
+    ledger = CashLedger.of(shipment)
+    return ledger.goods, ledger.fee_collected
 
 
 @dataclass

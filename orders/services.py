@@ -493,10 +493,13 @@ def order_line_reject(
     return order
 
 
-def _total_again(order: Order) -> None:
+def _total_again(order: Order, *, handed_over: tuple[Decimal, Decimal] | None = None) -> None:
     """The order's money for its active lines only, after some were turned down or not
     delivered. A smaller subtotal may fall below free delivery: the fee stays at most the
-    one quoted, so the total never rises; with no line left, nothing is due."""
+    one quoted, so the total never rises; with no line left, nothing is due. When every
+    line left was handed over and paid for in cash already (`handed_over`: the goods and
+    the fee those hand-overs took, orders.cash.cash_taken), the fee is the one taken: the
+    total is what the buyer paid, though the fee rule was configured otherwise since."""
     remaining = list(order.lines.filter(status=LineStatus.ACTIVE))
     order.subtotal = sum((x.subtotal for x in remaining), Decimal("0.00"))
     recomputed = (
@@ -509,6 +512,8 @@ def _total_again(order: Order) -> None:
         else Decimal("0.00")
     )
     order.delivery_fee = min(recomputed, order.delivery_fee)
+    if handed_over is not None and handed_over[0] == order.subtotal:
+        order.delivery_fee = handed_over[1]
     order.total = order.subtotal + order.delivery_fee
     order.save(update_fields=["subtotal", "delivery_fee", "total", "updated_at"])
 
@@ -530,7 +535,9 @@ def order_lines_not_delivered(
     OrderLine.objects.filter(pk__in=[line.pk for line in lines]).update(status=LineStatus.CANCELLED)
     for line in lines:
         line.status = LineStatus.CANCELLED
-    _total_again(order)
+    from orders.cash import cash_taken  # noqa: PLC0415 - orders.cash builds on this module
+
+    _total_again(order, handed_over=cash_taken(order))
     notifications.notify_goods_not_delivered(order, lines, reason=reason, restocked=restock)
     return order
 

@@ -14,7 +14,7 @@ from logistics.models import Route, Shipment, ShipmentStatus, Stop
 from logistics.services.routing import order_route
 from marketplace.accounts.models import User
 from orders import services as orders
-from orders.models import Order, OrderStatus, PaymentStatus
+from orders.models import Notification, Order, OrderStatus, PaymentStatus
 from tests.clock import on_day
 from tests.factories import (
     BuyerFactory,
@@ -440,6 +440,69 @@ def test_an_order_delivered_whole_collects_its_total_though_the_fee_rule_changed
     order.refresh_from_db()
     assert (order.status, order.total) == (OrderStatus.DELIVERED, Decimal("85.00"))
     assert cash(shipment) == [Decimal("85.00")]
+
+
+@pytest.mark.parametrize("base_fee", ["6.00", "3.00"])
+def test_goods_failing_for_good_after_the_fee_rule_changed_leave_the_total_what_was_taken(
+    county, client_for, settings, base_fee
+):
+    """One farm's goods delivered (80.00 and one farm's fee, 5.00); the fee for a first
+    farm then changes (a release); the other farm's goods fail for good, so what came is
+    all the order is: it comes to the 85.00 the buyer paid, not to what the rule says now
+    (86.00, and the buyer owed 1.00 nobody would take; 83.00, and 2.00 taken too much)."""
+    settings.MAX_STOP_ATTEMPTS = 1
+    order, (first, second) = order_of(county, (1, "10.00", 8), (2, "3.00", 5))
+    at_center(first, second)
+    staff = client_for(county["staff"])
+    deliver(staff, county, first)
+    settings.DELIVERY_FEE_BASE = Decimal(base_fee)
+
+    failed = complete(
+        staff, stop_for(second, county["center"], "delivery"), outcome="failed", reason="没人"
+    )
+
+    assert failed.status_code == 200
+    order.refresh_from_db()
+    assert (order.status, order.delivery_fee, order.total) == (
+        OrderStatus.PARTIALLY_DELIVERED,
+        Decimal("5.00"),
+        Decimal("85.00"),
+    )
+    assert cash(first, second) == [Decimal("85.00"), None]
+    told = Notification.objects.filter(user=county["buyer"]).order_by("pk")
+    assert [
+        n.data["total"] for n in told if n.kind in ("goods_not_delivered", "order_delivered")
+    ] == [
+        "85.00",
+        "85.00",
+    ]
+
+
+def test_goods_failing_for_good_before_the_rest_came_leave_them_the_fee_the_rule_says_now(
+    county, client_for, settings
+):
+    """Three farms' 20.00 each (9.00 of fee). The first is delivered (5.00 of fee taken);
+    the fee for a first farm is then 6.00; the third fails for good while the second is
+    still to come: the order is 7.00 + 1.00 of fee by the rule now, and the second's
+    hand-over takes its goods and what is left of it."""
+    settings.MAX_STOP_ATTEMPTS = 1
+    order, (first, second, third) = order_of(
+        county, (1, "10.00", 2), (2, "10.00", 2), (3, "10.00", 2)
+    )
+    at_center(first, second, third)
+    staff = client_for(county["staff"])
+    deliver(staff, county, first)
+    settings.DELIVERY_FEE_BASE = Decimal("6.00")
+
+    failed = complete(
+        staff, stop_for(third, county["center"], "delivery"), outcome="failed", reason="没人"
+    )
+    assert failed.status_code == 200
+    deliver(staff, county, second)
+
+    order.refresh_from_db()
+    assert (order.status, order.total) == (OrderStatus.PARTIALLY_DELIVERED, Decimal("48.00"))
+    assert cash(first, second, third) == [Decimal("25.00"), Decimal("23.00"), None]
 
 
 def test_a_stop_after_one_locked_by_wrong_codes_shows_what_its_completion_records(
