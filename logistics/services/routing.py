@@ -204,8 +204,14 @@ def shipments_rebook(changes: Iterable[tuple[Shipment, Decimal]]) -> None:
 
 def next_try(day: date) -> timedelta:
     """How far a shipment's day moves when its stop failed or did not fit the plan: a day,
-    and never into the past (a failure reported days late, a past day planned again)."""
-    return max(timedelta(days=1), timezone.localdate() + timedelta(days=1) - day)
+    and never onto a day whose plan already ran, which would not take the goods (a day gone
+    by, today, and tomorrow once tonight's nightly plan ran at NIGHTLY_SCHEDULE_HOUR: a
+    failure a phone told late, a past day planned again), as a transfer received late."""
+    now = timezone.localtime()
+    planned_up_to = now.date() + timedelta(
+        days=1 if now.hour >= settings.NIGHTLY_SCHEDULE_HOUR else 0
+    )
+    return max(timedelta(days=1), planned_up_to + timedelta(days=1) - day)
 
 
 def shipment_move_days(

@@ -596,7 +596,7 @@ def _delivery_day_on_arrival(shipment: Shipment) -> date:
     now = timezone.localtime()
     due = shipment.delivery_date
     if not shipment.legs.filter(kind=LegKind.DELIVERY).exists():
-        return due if due >= now.date() else due + next_try(due)
+        return due if due >= now.date() else now.date() + timedelta(days=1)
     tonight_planned = now.hour >= settings.NIGHTLY_SCHEDULE_HOUR
     return max(due, now.date() + timedelta(days=2 if tonight_planned else 1))
 

@@ -313,6 +313,34 @@ def test_a_past_day_planned_again_puts_what_does_not_fit_on_tomorrow(day):
 
 
 @pytest.mark.django_db
+def test_today_planned_again_after_tonights_plan_ran_puts_what_does_not_fit_after_tomorrow(
+    day, monkeypatch, settings
+):
+    """Staff plan today again at 22:00 and no vehicle is left: tomorrow's plan ran at 21:00,
+    so what does not fit goes to the day after, whose plan is still ahead; on tomorrow no
+    plan would take it (the nightly one runs once, and no day gone by is planned)."""
+    settings.NIGHTLY_SCHEDULE_HOUR = 21
+    now = timezone.localtime().replace(hour=22, minute=0, second=0, microsecond=0)
+    monkeypatch.setattr(timezone, "now", lambda: now)
+    today = now.date()
+    for shipment in Shipment.objects.all():
+        shift = today - shipment.pickup_date
+        routing.shipment_move_days(
+            shipment, pickup_date=today, delivery_date=shipment.delivery_date + shift
+        )
+    Vehicle.objects.update(active=False)
+
+    run = run_day({**day, "date": today})
+
+    assert {item["reason"] for item in run.summary["unassigned"]} == {"no_vehicle"}
+    after_tomorrow = today + timedelta(days=2)
+    assert set(Shipment.objects.values_list("pickup_date", flat=True)) == {after_tomorrow}
+    assert set(schedule._day_shipments(day["center"], after_tomorrow)) == set(
+        Shipment.objects.all()
+    )
+
+
+@pytest.mark.django_db
 def test_no_refrigerated_vehicle_means_the_milk_waits_with_a_reason(day):
     day["cold"].active = False
     day["cold"].save()

@@ -596,6 +596,41 @@ def test_a_failed_pickup_reported_days_late_goes_to_tomorrow_not_the_past(world,
     assert CenterDayLoad.objects.get(center=world["north"], date=tomorrow).booked_kg == 8
 
 
+@pytest.mark.parametrize(
+    "case", [(20, "pickup", 1), (22, "pickup", 2), (20, "delivery", 1), (22, "delivery", 2)]
+)
+def test_a_stop_failed_after_tonights_plan_ran_goes_to_a_day_still_to_be_planned(
+    world, client_for, at_local_hour, case
+):
+    """A phone that was offline tells at 22:00 that today's stop failed: tomorrow's plan ran
+    at 21:00 without those goods, and no plan takes them there after (the nightly one runs
+    once, and no day gone by is planned), so on tomorrow they would wait for good. They go
+    to the day after, whose plan is still ahead; told at 20:00, to tomorrow, as before."""
+    (hour, kind, days_on) = case  # told at, the stop's kind, days the goods move on
+    today = at_local_hour(hour)
+    shipment, center = world["shipment"], world["north" if kind == "pickup" else "south"]
+    if kind == "pickup":
+        routing.shipment_move_days(
+            shipment, pickup_date=today, delivery_date=today + timedelta(days=1)
+        )
+    else:
+        routing.shipment_move_days(
+            shipment, pickup_date=today - timedelta(days=1), delivery_date=today
+        )
+        Shipment.objects.filter(pk=shipment.pk).update(status=ShipmentStatus.AT_CENTER)
+    stop = stop_for(shipment, center, kind)
+    staff = world["north_staff" if kind == "pickup" else "south_staff"]
+
+    failed = complete(client_for(staff), stop, outcome="failed", reason="没人")
+
+    assert failed.status_code == 200, failed.json()
+    shipment.refresh_from_db()
+    next_day = today + timedelta(days=days_on)
+    assert getattr(shipment, f"{kind}_date") == next_day
+    assert shipment in schedule._day_shipments(center, next_day)
+    assert CenterDayLoad.objects.get(center=center, date=next_day).booked_kg == 8
+
+
 def test_a_pickup_failed_for_good_picks_nothing_up_so_the_order_can_still_be_cancelled(
     world, client_for, settings
 ):
