@@ -55,16 +55,25 @@ def transfer_days(origin: ServiceCenter, destination: ServiceCenter) -> int:
     return max(1, math.ceil(road_km / settings.TRANSFER_KM_PER_DAY))
 
 
+def first_day_to_plan(now: datetime | None = None) -> date:
+    """The first day whose plan is still to come: tomorrow, or the day after once tonight's
+    nightly plan of tomorrow ran (at NIGHTLY_SCHEDULE_HOUR). A plan runs once and takes the
+    goods on its day then; no day gone by is planned."""
+    local = timezone.localtime(now)
+    return local.date() + timedelta(days=2 if local.hour >= settings.NIGHTLY_SCHEDULE_HOUR else 1)
+
+
 def earliest_pickup(placed: datetime, now: datetime, harvest_dates: list[date]) -> date:
     """Not before the lead time from when the order was placed (one more day if that was
-    past the daily cut-off, whenever it is routed), nor the lead time from now (an order
-    routed late gets no day already planned), nor any harvest."""
+    past the daily cut-off, whenever it is routed), nor the lead time from now, nor a day
+    already planned (an order routed late, after tonight's plan), nor any harvest."""
     local = timezone.localtime(placed)
     lead = settings.ROUTING_LEAD_DAYS + (1 if local.hour >= settings.ROUTING_CUTOFF_HOUR else 0)
     return max(
         [
             local.date() + timedelta(days=lead),
             timezone.localtime(now).date() + timedelta(days=settings.ROUTING_LEAD_DAYS),
+            first_day_to_plan(now),
             *harvest_dates,
         ]
     )
@@ -207,11 +216,7 @@ def next_try(day: date) -> timedelta:
     and never onto a day whose plan already ran, which would not take the goods (a day gone
     by, today, and tomorrow once tonight's nightly plan ran at NIGHTLY_SCHEDULE_HOUR: a
     failure a phone told late, a past day planned again), as a transfer received late."""
-    now = timezone.localtime()
-    planned_up_to = now.date() + timedelta(
-        days=1 if now.hour >= settings.NIGHTLY_SCHEDULE_HOUR else 0
-    )
-    return max(timedelta(days=1), planned_up_to + timedelta(days=1) - day)
+    return max(timedelta(days=1), first_day_to_plan() - day)
 
 
 def shipment_move_days(

@@ -175,6 +175,25 @@ def test_an_order_routed_days_late_gets_no_day_already_past(county, monkeypatch,
     assert order.shipments.get().pickup_date == placed_on + timedelta(days=4)
 
 
+def test_an_order_routed_after_tonights_plan_ran_gets_no_day_already_planned(
+    county, monkeypatch, settings
+):
+    """Placed at 10:00, routed only at 21:30 (its message lost, the workers down for the
+    evening): tomorrow's plan ran at 21:00 and would never take it, nor would any other
+    (the nightly plan runs once a day, no day gone by is planned). Its pickup is the day
+    after, whose plan is still ahead."""
+    settings.ROUTING_CUTOFF_HOUR, settings.NIGHTLY_SCHEDULE_HOUR = 16, 21
+    clock = timezone.localtime().replace(hour=10, minute=0, second=0, microsecond=0)
+    monkeypatch.setattr(routing.timezone, "now", lambda: clock)
+    listing = create_listing(FarmerFactory(village=county["south_village"]))
+    order = place_order(BuyerFactory(village=county["south_village"]), (listing, 1))
+
+    clock = clock.replace(hour=21, minute=30)
+    order = order_route(order_id=order.pk)
+
+    assert order.shipments.get().pickup_date == clock.date() + timedelta(days=2)
+
+
 def test_not_before_harvest_and_spoilage_is_flagged(county, morning):
     farmer = FarmerFactory(village=county["north_village"])
     later = create_listing(farmer, harvest_date=morning + timedelta(days=4), shelf_life_days=10)
