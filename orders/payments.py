@@ -417,7 +417,9 @@ def _expire_batch(*, now: datetime, batch: int, failed: set[int]) -> tuple[int, 
     for order_id in due:
         try:
             with transaction.atomic():  # one order that cannot be cancelled stops no other
-                order_cancel(order_id=order_id, actor=None, reason=PAYMENT_EXPIRED_REASON)
+                order_cancel(
+                    order_id=order_id, actor=None, reason=PAYMENT_EXPIRED_REASON, expired=True
+                )
         except SoftTimeLimitExceeded:
             raise  # the task's time is up: this batch rolls back, the next sweep redoes it
         except Exception:

@@ -410,12 +410,19 @@ def _restock_lines(order: Order, lines: list[OrderLine]) -> None:
 
 @transaction.atomic
 def order_cancel(
-    *, order_id: int, actor: User | None, reason: str = "", farmer: User | None = None
+    *,
+    order_id: int,
+    actor: User | None,
+    reason: str = "",
+    farmer: User | None = None,
+    expired: bool = False,
 ) -> Order:
     """The buyer (before the first pickup) or staff call an order off. What was taken from
     stock is given back exactly once: the order row is locked first, so a second, concurrent
     cancel waits and then finds the order already cancelled. A cancel that is one farmer's
-    doing (their last line rejected) names the `farmer` in its event."""
+    doing (their last line rejected) names the `farmer` in its event. `expired`: the expiry
+    sweep's, of an order left unpaid (the buyer alone is told so); said by the caller, not
+    read from the reason, which is whatever a buyer or staff typed."""
     order = order_lock(order_id)
     if order.status == OrderStatus.CANCELLED:
         return order  # a retried or concurrent cancel: already done, nothing more to give back
@@ -439,7 +446,7 @@ def order_cancel(
     order = order_transition(
         order=order, to_status=OrderStatus.CANCELLED, actor=actor, reason=reason, farmer=farmer
     )
-    if reason == PAYMENT_EXPIRED_REASON:
+    if expired:
         notifications.notify_payment_expired(order)
     else:
         notifications.notify_order_cancelled(order, reason=reason)

@@ -240,10 +240,29 @@ class TestWhoIsTold:
         order = place_order(buyer, (create_listing(), "2"), payment_method="prepaid")
         Notification.objects.all().delete()
 
-        services.order_cancel(order_id=order.pk, actor=None, reason="payment_expired")
+        services.order_cancel(order_id=order.pk, actor=None, reason="payment_expired", expired=True)
 
         assert told() == [(buyer.pk, NotificationKind.PAYMENT_EXPIRED)]
         assert Order.objects.get().status == OrderStatus.CANCELLED
+
+    def test_a_buyer_whose_reason_reads_payment_expired_cancels_and_the_farmer_hears(
+        self, client_for
+    ):
+        """The reason is the buyer's text: whatever it says, the cancel is the buyer's, not
+        the expiry's (the farmer is told, the buyer hears it was called off)."""
+        buyer, listing = BuyerFactory(), create_listing(title="韭菜")
+        order = place_order(buyer, (listing, "2"))
+        Notification.objects.all().delete()
+
+        response = client_for(buyer).post(
+            f"/api/v1/orders/{order.pk}/cancel/", {"reason": "payment_expired"}, format="json"
+        )
+
+        assert response.status_code == 200
+        assert told() == [
+            (buyer.pk, NotificationKind.ORDER_CANCELLED),
+            (listing.farmer_id, NotificationKind.ORDER_CANCELLED),
+        ]
 
     def test_an_unpaid_order_cancelled_by_the_buyer_does_not_bother_the_farmer(self):
         buyer = BuyerFactory()
