@@ -516,9 +516,13 @@ def notify_delivery_rescheduled(
     )
 
 
-def notify_order_cancelled(order: Order, *, reason: str = "") -> list[Notification]:
-    """The buyer; and the farmers whose lines the cancel called off (those lines are now
-    `cancelled`; a rejected line's farmer already knows), if they had heard of the order.
+def notify_order_cancelled(
+    order: Order, *, lines: Iterable[OrderLine], reason: str = ""
+) -> list[Notification]:
+    """The buyer; and the farmers whose lines the cancel called off (`lines`, now
+    `cancelled`), if they had heard of the order. A rejected line's farmer already knows,
+    and so does one whose goods failed for good before (their lines were cancelled then,
+    and they were told `goods_not_delivered`).
     The reason goes to the buyer only: typed by a buyer or staff, it is not a message to
     send farmers (once a real SMS backend is plugged in, a free channel to their phones)."""
     because = f"（{reason}）" if reason else ""
@@ -534,7 +538,7 @@ def notify_order_cancelled(order: Order, *, reason: str = "") -> list[Notificati
     if _farmers_know(order):
         farmers = _for_farmers(
             order,
-            _lines_by_farmer(order, LineStatus.CANCELLED),
+            _lines_by_farmer(order, LineStatus.CANCELLED, lines),
             kind=NotificationKind.ORDER_CANCELLED,
             title="订单已取消",
             body=lambda _, items, __: f"订单 #{order.pk} 已取消：{items} 无需备货。",

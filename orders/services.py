@@ -435,6 +435,8 @@ def order_cancel(
     OrderLine.objects.filter(pk__in=[line.pk for line in active]).update(
         status=LineStatus.CANCELLED
     )
+    for line in active:
+        line.status = LineStatus.CANCELLED
     if order.payment_status == PaymentStatus.UNPAID:
         order.payment_status = PaymentStatus.NOT_DUE
         order.save(update_fields=["payment_status", "updated_at"])
@@ -449,7 +451,7 @@ def order_cancel(
     if expired:
         notifications.notify_payment_expired(order)
     else:
-        notifications.notify_order_cancelled(order, reason=reason)
+        notifications.notify_order_cancelled(order, reason=reason, lines=active)
     return order
 
 

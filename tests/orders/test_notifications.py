@@ -206,6 +206,26 @@ class TestWhoIsTold:
         services.order_cancel(order_id=order.pk, actor=buyer)  # a retry: nothing new
         assert Notification.objects.count() == 2
 
+    def test_cancelling_does_not_tell_a_farmer_whose_goods_already_left_the_order(
+        self, two_farmers_order
+    ):
+        """farmer_b's goods failed for good (and farmer_b was told so); the buyer then calls
+        off the rest: only farmer_a's lines are called off by that, so only farmer_a hears."""
+        order, buyer, farmer_a, farmer_b = two_farmers_order
+        with transaction.atomic():
+            services.order_lines_not_delivered(
+                order_id=order.pk, farmer_ids=[farmer_b.pk], restock=True, reason="路断了"
+            )
+        assert told()[-1] == (farmer_b.pk, NotificationKind.GOODS_NOT_DELIVERED)
+        Notification.objects.all().delete()
+
+        services.order_cancel(order_id=order.pk, actor=buyer, reason="买多了")
+
+        assert told() == [
+            (buyer.pk, NotificationKind.ORDER_CANCELLED),
+            (farmer_a.pk, NotificationKind.ORDER_CANCELLED),
+        ]
+
     def test_rejecting_the_last_line_tells_the_buyer_it_is_cancelled(self):
         buyer, listing = BuyerFactory(), create_listing(title="韭菜")
         order = place_order(buyer, (listing, "1"))
