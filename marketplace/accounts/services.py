@@ -127,10 +127,19 @@ FIELDS_COPIED_TO_LISTINGS = frozenset({"name", "village", "lat", "lng"})
 def user_update_profile(*, user: User, **changes: object) -> User:
     """A user edits their own profile. Staff cannot move themselves to another center,
     and only farmers and buyers have a village. A farmer's listings follow the farmer's
-    place and name."""
+    place and name. The row is locked and read again first: the place is checked against
+    the village and coordinates as they are now, not as the request read them, so two
+    phones changing one each at once never leave a place far from the village."""
     unknown = set(changes) - PROFILE_FIELDS
     if unknown:
         raise TypeError(f"not profile fields: {sorted(unknown)}")
+    # FOR NO KEY UPDATE: rows being written that refer to the user (an order placed, a
+    # listing) hold KEY SHARE on it, which FOR UPDATE would wait for.
+    user = (
+        User.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("village")
+        .get(pk=user.pk)
+    )
     if "village" in changes and user.role == Role.STAFF:
         raise DomainError(
             errors.ROLE_NOT_ALLOWED,

@@ -1,11 +1,14 @@
 """Registration, login, refresh and the own profile, over HTTP."""
 
+import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from axes.models import AccessAttempt, AccessLog
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -557,3 +560,60 @@ def test_prune_login_logs_keeps_recent_rows(settings):
     recent = AccessLog.objects.create(username="+8613900000002", attempt_time=now)
     assert prune_login_logs() == 1
     assert list(AccessLog.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_profile_changes_at_once_never_leave_a_place_far_from_the_village(
+    client_for, monkeypatch
+):
+    """One phone moves the buyer to another village (its place cleared), another sets a place
+    near the old village at the same moment: each is checked against the row as the other
+    left it, so the buyer never ends in the new village with a place ~38 km away from it
+    (no delivery there could ever be planned)."""
+    from marketplace.accounts import services  # noqa: PLC0415
+
+    buyer = BuyerFactory(lat=Decimal("30.250000"), lng=Decimal("119.700000"))
+    elsewhere = VillageFactory(lat=Decimal("30.600000"), lng=Decimal("119.700000"))  # ~38 km
+    moved = threading.Event()
+    check_place = services._check_place
+
+    def slow_check_place(village, lat, lng):
+        if threading.current_thread().name == "near-old-village":
+            moved.wait(timeout=3)  # the move commits meanwhile, unless it waits for this one
+        check_place(village, lat, lng)
+
+    monkeypatch.setattr(services, "_check_place", slow_check_place)
+    answers = {}
+
+    def patch(name, body, then=None):
+        try:
+            answers[name] = client_for(buyer).patch(ME, body, format="json").status_code
+        finally:
+            if then is not None:
+                then.set()
+            connection.close()
+
+    near_old = threading.Thread(
+        target=patch,
+        name="near-old-village",
+        args=("near", {"lat": "30.260000", "lng": "119.710000"}),
+    )
+    near_old.start()
+    time.sleep(0.5)  # it has read the buyer and waits in its check
+    move = threading.Thread(
+        target=patch,
+        name="move",
+        args=("move", {"village": elsewhere.pk, "lat": None, "lng": None}, moved),
+    )
+    move.start()
+    near_old.join(timeout=20)
+    move.join(timeout=20)
+
+    buyer.refresh_from_db()
+    assert answers["near"] == 200
+    if buyer.village_id == elsewhere.pk:
+        assert buyer.lat is None
+        assert answers["move"] == 200
+    else:
+        assert answers["move"] == 400
+    assert buyer.lat is None or buyer.village.reaches(buyer.lat, buyer.lng)
