@@ -172,7 +172,7 @@ def user_change_password(*, user: User, new_password: str) -> User:
     (`weak_password`). Every refresh token of the user is revoked: the new password refuses
     them and every access token anyway (`password_changed`), and revoked they stay refused
     whatever becomes of the password. The caller issues the pair the device goes on with."""
-    locked = User.objects.select_for_update().get(pk=user.pk)
+    locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
     if locked.password != user.password:
         raise DomainError(
             errors.WRONG_PASSWORD, errors.WRONG_PASSWORD_DETAIL, extra={"field": "current_password"}

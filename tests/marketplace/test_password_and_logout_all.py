@@ -1,14 +1,18 @@
 """A user's own new password and sign-out of every device, over HTTP."""
 
+import threading
+
 import pytest
 from axes.models import AccessAttempt
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
+from marketplace.accounts import services
 from marketplace.accounts.models import User
 from marketplace.api.models import IdempotencyRecord
+from orders.models import Notification
 from tests.factories import PASSWORD, FarmerFactory
 from tests.listings.test_photos import wait_for_lock_waiters
 from tests.marketplace.test_token_revocation import ME, REFRESH, TOKEN, blacklisted, jti, login
@@ -295,6 +299,42 @@ def test_of_two_changes_at_once_one_goes_through_and_the_other_is_wrong_password
     assert stored.check_password(passphrase[winner])
     assert me_answer(answers[winner].json()["access"]) == (200, None)
     assert refresh_answer(answers[winner].json()["refresh"]) == (200, None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_does_not_wait_for_a_write_that_points_to_the_user():
+    """A row written that refers to the user (an order placed, a notification stored) takes a
+    KEY SHARE lock on the user's row when its foreign key is checked (at its commit, or at
+    once with the constraints immediate, as here to hold it): the change's own lock of that
+    row must not wait for it (nor it for the change, which hashes a password meanwhile), as
+    it changes no key."""
+    farmer = FarmerFactory()
+    phone = login(APIClient(), farmer)
+    written, release = threading.Event(), threading.Event()
+
+    def write_a_notification_and_hold():
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            Notification.objects.create(user=farmer, kind="order_placed", title="t", body="b")
+            written.set()
+            release.wait(timeout=10)
+
+    holder, box = in_thread(write_a_notification_and_hold)
+    assert written.wait(timeout=10)
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")
+            services.user_change_password(
+                user=User.objects.get(pk=farmer.pk), new_password=NEW_PASSWORD
+            )
+    finally:
+        release.set()
+        holder.join()
+    assert box == [None]
+    assert User.objects.get(pk=farmer.pk).check_password(NEW_PASSWORD)
+    assert refresh_answer(phone["refresh"])[0] == 401
 
 
 # --- sign out of every device
