@@ -90,6 +90,19 @@ def deadlocks_of(operation) -> list[OperationalError]:
     return []
 
 
+def _plan_beside(run, started):
+    """Plan the run's day while the thread it lets in (`started`, one (thread, box)) runs:
+    the plan's own error (a deadlock) and the thread's answer box, once it is done."""
+    try:
+        schedule.schedule_run_execute(run_id=run.pk)
+        mine = []
+    except OperationalError as error:
+        mine = [error]
+    [(other, answer)] = started
+    other.join(timeout=30)
+    return mine, answer
+
+
 def test_a_farmer_renamed_while_two_of_their_listings_are_ordered_never_deadlocks(monkeypatch):
     """A placement locks the listings in key order; the refresh after a farmer's move or
     new name wrote them newest first (the model's ordering): each held one and waited for
@@ -345,13 +358,7 @@ def test_a_day_planned_while_an_order_is_routed_through_its_center_never_deadloc
     monkeypatch.setattr(
         schedule, "_mark_scheduled", _pause_after(1, let_the_routing_in)(schedule._mark_scheduled)
     )
-    try:
-        schedule.schedule_run_execute(run_id=run.pk)
-        mine = []
-    except OperationalError as error:
-        mine = [error]
-    [(routing, answer)] = started
-    routing.join(timeout=30)
+    mine, answer = _plan_beside(run, started)
 
     assert mine == [], mine
     assert [type(a).__name__ for a in answer] == ["Order"], answer
@@ -386,13 +393,7 @@ def test_a_day_planned_while_its_van_is_changed_never_deadlocks(monkeypatch):
     monkeypatch.setattr(
         schedule, "_day_vehicles", _pause_after(2, let_the_change_in)(schedule._day_vehicles)
     )
-    try:
-        schedule.schedule_run_execute(run_id=run.pk)
-        mine = []
-    except OperationalError as error:
-        mine = [error]
-    [(changing, answer)] = started
-    changing.join(timeout=30)
+    mine, answer = _plan_beside(run, started)
 
     assert mine == [], mine
     assert [type(a).__name__ for a in answer] == ["Vehicle"], answer
