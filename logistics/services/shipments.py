@@ -10,11 +10,12 @@ from operator import or_
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Max, Prefetch, Q
 from django.utils import timezone
 
 from listings.selectors import listings_for_update
 from logistics import errors
+from logistics.contacts import cash_to_collect
 from logistics.models import (
     LegKind,
     LegStatus,
@@ -216,12 +217,15 @@ def _complete_pickup(
     stop.weight_kg = data.weight_kg
 
 
-def _complete_delivery(shipments: list[Shipment], staff: User, at: datetime):
+def _complete_delivery(
+    shipments: list[Shipment], staff: User, at: datetime, stop: Stop | None = None
+):
     """The shipments (their orders locked) are handed to the buyer, each with the cash
-    collected for it by the cash-on-delivery rule (orders.cash), in key order: read
+    collected for it by the cash-on-delivery rule (orders.cash): at a route's `stop`, what
+    the route shows for it (_cash_due); at the center's hand-over, in key order. Read
     before any of them counts as delivered. Only a shipment not yet delivered comes here
     (a replayed completion or hand-over returns before), so cash is recorded once."""
-    collected = _cash_due(shipments)
+    collected = _cash_due(shipments, stop)
     _finish_legs(shipments, (LegKind.DELIVERY, LegKind.HANDOVER))
     for shipment in shipments:
         shipment.status = ShipmentStatus.DELIVERED
@@ -230,9 +234,15 @@ def _complete_delivery(shipments: list[Shipment], staff: User, at: datetime):
     _track_all(shipments, events, "cash_collected")
 
 
-def _cash_due(shipments: list[Shipment]) -> dict[int, Decimal]:
+def _cash_due(shipments: list[Shipment], stop: Stop | None = None) -> dict[int, Decimal]:
     """The cash due for each of `shipments` handed over together, by shipment id (one
-    query, whatever their number)."""
+    query, whatever their number). At a route's delivery `stop`, the cash the route shows
+    for it (logistics.contacts.cash_to_collect: its order's goods at the route's open stops
+    before it counted as handed over by then), so a driver who does one order's stops out
+    of their visiting order takes at each what it showed, and they still add up to the
+    order's total (two queries)."""
+    if stop is not None:
+        return _cash_shown(stop, {s.order_id for s in shipments})
     ledgers: dict[int, CashLedger] = {}
     due = {}
     figures = with_cash_figures(Shipment.objects.filter(pk__in=[s.pk for s in shipments]))
@@ -241,6 +251,25 @@ def _cash_due(shipments: list[Shipment]) -> dict[int, Decimal]:
             ledgers[shipment.order_id] = CashLedger.of(shipment)
         due[shipment.pk] = ledgers[shipment.order_id].hand_over(shipment.cash_goods)
     return due
+
+
+def _cash_shown(stop: Stop, order_ids: set[int]) -> dict[int, Decimal]:
+    """The cash the route shows for its delivery `stop`, by shipment id: the route's
+    delivery stops up to it, in visiting order, with their shipments of `order_ids`."""
+    up_to_it = Stop.objects.filter(
+        route_id=stop.route_id, kind=StopKind.DELIVERY, sequence__lte=stop.sequence
+    ).prefetch_related(
+        Prefetch(
+            "shipments",
+            queryset=with_cash_figures(
+                Shipment.objects.filter(order_id__in=order_ids).exclude(
+                    status=ShipmentStatus.CANCELLED
+                )
+            ).select_related("order"),
+            to_attr="of_the_orders",
+        )
+    )
+    return cash_to_collect((s, s.of_the_orders) for s in up_to_it.order_by("sequence"))[stop.pk]
 
 
 def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, at: datetime):
@@ -424,7 +453,7 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
         if {s.order.delivery_code for s in shipments} != {data.delivery_code}:
             _count_wrong_code(stop, data.delivery_code)
             return stop, False  # committed: the attempt counts even though the answer is 400
-        _complete_delivery(shipments, staff, at)
+        _complete_delivery(shipments, staff, at, stop)
     elif data.outcome == "done":
         _complete_pickup(stop, shipments, staff, data, at)
     else:

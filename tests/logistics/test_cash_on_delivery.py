@@ -526,30 +526,62 @@ def test_a_stop_after_one_locked_by_wrong_codes_shows_what_its_completion_record
     assert cash(first, second) == [None, Decimal("20.00")]
 
 
-def test_stops_done_out_of_their_order_answer_the_cash_each_recorded(county, client_for):
+def test_stops_done_out_of_their_order_take_the_cash_each_showed(county, client_for):
     """Two stops at the buyer's on one route, each shown as if done in visiting order
-    (85.00, then 17.00). Done the other way round, the second takes one farm's fee (20.00)
-    and the first the rest (82.00): the completion's answer tells the driver what was
-    recorded, and the two still add up to the order's total."""
+    (85.00, then 17.00: the second farm's goods and the fee's second-farm part). Done the
+    other way round, each takes what it showed, not what the rule says of the goods handed
+    over by then (20.00: one farm's goods and fee, then 82.00): the driver takes what the
+    route told them, the completion's answer says the same, and the two add up to the
+    order's total."""
     order, (first, second) = order_of(county, (1, "10.00", 8), (2, "3.00", 5))
     at_center(first, second)
     route = Route.objects.create(service_center=county["center"], date=timezone.localdate())
     stops = stops_each(route, "delivery", (first, second))
     staff = client_for(county["staff"])
+    shown = [buyer_contact(staff, stop)["cash_to_collect"] for stop in stops]
 
     answers = [
         complete(staff, stop, outcome="done", delivery_code=order.delivery_code)
         for stop in reversed(stops)
     ]
 
+    assert shown == ["85.00", "17.00"]
     assert [(a.status_code, a.json()["cash_collected"]) for a in answers] == [
-        (200, "20.00"),
-        (200, "82.00"),
+        (200, "17.00"),
+        (200, "85.00"),
     ]
-    assert cash(first, second) == [Decimal("82.00"), Decimal("20.00")]
+    assert cash(first, second) == [Decimal("85.00"), Decimal("17.00")]
     assert route_cash(staff, route) == ("0.00", "102.00")
+    order.refresh_from_db()
+    assert (order.status, order.total) == (OrderStatus.DELIVERED, Decimal("102.00"))
     replayed = complete(staff, stops[1], outcome="done", delivery_code=order.delivery_code)
-    assert (replayed.status_code, replayed.json()["cash_collected"]) == (200, "20.00")
+    assert (replayed.status_code, replayed.json()["cash_collected"]) == (200, "17.00")
+
+
+def test_the_first_stop_failing_for_good_after_the_second_leaves_the_total_what_was_taken(
+    county, client_for, settings
+):
+    """The second stop done first takes what it showed (17.00: no first-farm fee); the first
+    then fails for good, so the second farm's goods are all that came: the order comes to
+    the 17.00 taken, not to the 20.00 the fee rule says of them alone."""
+    settings.MAX_STOP_ATTEMPTS = 1
+    order, (first, second) = order_of(county, (1, "10.00", 8), (2, "3.00", 5))
+    at_center(first, second)
+    route = Route.objects.create(service_center=county["center"], date=timezone.localdate())
+    stops = stops_each(route, "delivery", (first, second))
+    staff = client_for(county["staff"])
+
+    done = complete(staff, stops[1], outcome="done", delivery_code=order.delivery_code)
+    failed = complete(staff, stops[0], outcome="failed", reason="没人")
+
+    assert (done.status_code, failed.status_code) == (200, 200)
+    order.refresh_from_db()
+    assert (order.status, order.delivery_fee, order.total) == (
+        OrderStatus.PARTIALLY_DELIVERED,
+        Decimal("2.00"),
+        Decimal("17.00"),
+    )
+    assert cash(first, second) == [None, Decimal("17.00")]
 
 
 def test_a_pickups_answer_has_no_cash(county, client_for):
