@@ -155,6 +155,11 @@ class ScheduleRun(models.Model):
     resent_at = models.DateTimeField(
         null=True, blank=True, help_text="when the sweeper last sent its task again"
     )
+    restarts = models.PositiveSmallIntegerField(
+        default=0,
+        db_default=0,
+        help_text="times its task started again after one that did not finish (a killed worker)",
+    )
     nightly = models.BooleanField(
         default=False,
         db_default=False,

@@ -715,13 +715,24 @@ def schedule_run_execute(*, run_id: int) -> ScheduleRun:
     A day of more than SCHEDULE_ZONE_THRESHOLD stops is split into zones, each solved by a
     task of its own (schedule_zones.py). A run already done or failed is left alone, and a
     run already split only has its unsolved zones enqueued again, so a redelivered task
-    does nothing twice; a failure is recorded on the run with its reason."""
+    does nothing twice; a failure is recorded on the run with its reason. A run found
+    running when its task starts was started before and did not finish (its worker killed:
+    the solver past the hard time limit, out of memory); the sweeper sends it again, and
+    past SCHEDULE_RUN_MAX_RESTARTS such starts it is failed, with that reason, rather than
+    left running for ever, where every request to plan the day would join it."""
     from logistics.services import schedule_zones  # noqa: PLC0415 - it builds on this module
 
     with transaction.atomic():
         run = _lock_run(run_id)
         if run.status not in (ScheduleRunStatus.QUEUED, ScheduleRunStatus.RUNNING):
             return run
+        if run.status == ScheduleRunStatus.RUNNING:  # its worker was killed, or lost
+            if run.restarts >= settings.SCHEDULE_RUN_MAX_RESTARTS:
+                _fail(run_id, f"killed or lost {run.restarts + 1} times before it finished")
+                run.refresh_from_db()
+                return run
+            run.restarts += 1
+            run.save(update_fields=["restarts"])
         if run.zones.exists():
             schedule_zones.enqueue_unsolved(run)
             return run

@@ -155,7 +155,8 @@ def _solve_zone(row: ScheduleRunZone) -> tuple[ScheduleRun, bool]:
         zones = run.zones.count()
         solved = run.zones.filter(plan__isnull=False).count()
         run.progress = PROGRESS_SPLIT + (PROGRESS_SOLVED - PROGRESS_SPLIT) * solved // zones
-        run.save(update_fields=["progress"])
+        run.restarts = 0  # it moves on: a long day of many zones is not a killed run
+        run.save(update_fields=["progress", "restarts"])
         return run, solved == zones
 
 

@@ -341,6 +341,9 @@ SCHEDULE_ZONE_STOPS = env.int("SCHEDULE_ZONE_STOPS", default=250)
 SCHEDULE_ZONE_KEEP_DAYS = env.int("SCHEDULE_ZONE_KEEP_DAYS", default=7)  # then pruned daily
 # A run queued or running this long lost its message or worker: the beat sends it again.
 SCHEDULE_RUN_STALE_MINUTES = env.int("SCHEDULE_RUN_STALE_MINUTES", default=15)
+# A run whose task, sent again, finds it still running (started before and killed each
+# time: the solver past the hard time limit, out of memory) this many times is failed.
+SCHEDULE_RUN_MAX_RESTARTS = env.int("SCHEDULE_RUN_MAX_RESTARTS", default=3)
 
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=24 * 60 * 60)
 

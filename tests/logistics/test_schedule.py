@@ -11,6 +11,7 @@ from datetime import time as time_of_day
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -977,6 +978,43 @@ def test_a_run_left_running_by_a_killed_worker_is_sent_again_once_per_period(
     run.refresh_from_db()
     assert run.status == "running"
     assert timezone.now() - run.started_at < timedelta(minutes=1)
+
+
+class WorkerKilled(BaseException):
+    """Stands for the worker's process killed mid-task: no `except Exception` sees it."""
+
+
+@pytest.mark.django_db
+def test_a_run_killed_every_time_it_runs_fails_instead_of_running_forever(
+    day, monkeypatch, django_capture_on_commit_callbacks
+):
+    """A day whose planning kills its worker every time (the solver past the hard time
+    limit, out of memory) is sent again by the sweeper and started a few times, then failed
+    with its reason: left running, every request for the day joined it, and the day was
+    never planned."""
+
+    def killed(*args, **kwargs):
+        raise WorkerKilled
+
+    monkeypatch.setattr(schedule, "solve", killed)
+    run = ScheduleRun.objects.create(service_center=day["center"], date=day["date"])
+    now, starts = timezone.now(), 0
+    with django_capture_on_commit_callbacks(execute=False):
+        for period in range(1, 10):
+            try:
+                schedule.schedule_run_execute(run_id=run.pk)
+            except WorkerKilled:
+                starts += 1
+            schedule.schedule_runs_redrive(now=now + timedelta(minutes=16 * period))
+    run.refresh_from_db()
+    assert starts == settings.SCHEDULE_RUN_MAX_RESTARTS + 1
+    assert run.status == "failed"
+    assert run.error == f"killed or lost {starts} times before it finished"
+    assert run.finished_at is not None
+    again = schedule.schedule_run_request(
+        center=day["center"], day=day["date"], requested_by=None, enqueue=False
+    )
+    assert again.pk != run.pk
 
 
 @pytest.mark.django_db
