@@ -17,6 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from logistics.models import (
@@ -679,8 +680,11 @@ def _mark_scheduled(shipments: list[Shipment], now: datetime) -> None:
 
 
 def _progress(run_id: int, percent: int) -> None:
-    """While the run is running: a twin delivery may have finished it meanwhile."""
-    ScheduleRun.objects.filter(pk=run_id, status=ScheduleRunStatus.RUNNING).update(progress=percent)
+    """While the run is running: a twin delivery may have finished it meanwhile, or be
+    further on (a copy delivered again starts over): what staff read never goes back."""
+    ScheduleRun.objects.filter(pk=run_id, status=ScheduleRunStatus.RUNNING).update(
+        progress=Greatest("progress", percent)
+    )
 
 
 def _fail(run_id: int, reason: str) -> None:
@@ -736,7 +740,9 @@ def schedule_run_execute(*, run_id: int) -> ScheduleRun:
         if run.zones.exists():
             schedule_zones.enqueue_unsolved(run)
             return run
-        run.status, run.started_at, run.progress = ScheduleRunStatus.RUNNING, timezone.now(), 10
+        # a copy delivered again while the run is running keeps the progress it shows
+        run.status, run.started_at = ScheduleRunStatus.RUNNING, timezone.now()
+        run.progress = max(run.progress, 10)
         run.save(update_fields=["status", "started_at", "progress"])
     try:
         day_work = _gather(run.service_center, run.date)

@@ -1053,6 +1053,30 @@ def test_a_twin_delivery_finishing_first_leaves_the_run_at_100(day, monkeypatch)
 
 
 @pytest.mark.django_db
+def test_a_second_delivery_of_a_running_run_never_takes_its_progress_back(day, monkeypatch):
+    """The run's task delivered again while the first copy solves at 80 % (redelivered
+    after the visibility timeout, or sent again by the sweeper): staff polling the run see
+    its progress stay or rise, never drop back to 10 and 30."""
+    run = ScheduleRun.objects.create(
+        service_center=day["center"],
+        date=day["date"],
+        status="running",
+        progress=80,
+        started_at=timezone.now(),
+    )
+    real_solve, seen = schedule.solve, []
+
+    def solve_and_look(*args, **kwargs):
+        seen.append(ScheduleRun.objects.get(pk=run.pk).progress)
+        return real_solve(*args, **kwargs)
+
+    monkeypatch.setattr(schedule, "solve", solve_and_look)
+    schedule.schedule_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert (seen, run.status, run.progress) == ([80], "done", 100)
+
+
+@pytest.mark.django_db
 def test_a_task_for_a_run_or_zone_deleted_after_it_was_sent_does_nothing(day):
     run = ScheduleRun.objects.create(service_center=day["center"], date=day["date"])
     ScheduleRun.objects.filter(pk=run.pk).delete()
