@@ -236,13 +236,23 @@ def render_thumbnail(file: IO[bytes]) -> bytes:
     return _encode_jpeg(image, THUMBNAIL_JPEG_QUALITY)
 
 
+class ImageUnreadableError(Exception):
+    """The stored image file no longer decodes (cut short, overwritten on disk)."""
+
+
 def listing_photo_make_thumbnail(*, photo: ListingPhoto) -> ListingPhoto:
     """Give a photo its thumbnail (long side THUMBNAIL_LONG_SIDE), once: a photo that has
-    one is left alone, so a redelivered or duplicate task changes nothing."""
+    one is left alone, so a redelivered or duplicate task changes nothing. A stored file
+    that no longer decodes raises ImageUnreadableError."""
     if photo.thumbnail:
         return photo
     with photo.image.open("rb") as file:
-        content = render_thumbnail(file)
+        stored = BytesIO(file.read())  # a storage error stays apart from the image's own
+    try:
+        content = render_thumbnail(stored)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        # Decoding bytes in memory: the file itself is spoiled, and stays so.
+        raise ImageUnreadableError(str(error)) from error
     stem = PurePosixPath(photo.image.name).stem
     photo.thumbnail.save(f"{stem}-thumb.jpg", ContentFile(content), save=False)
     try:
@@ -265,6 +275,14 @@ def photos_missing_thumbnail(*, older_than: timedelta) -> QuerySet[ListingPhoto]
     return ListingPhoto.objects.filter(
         thumbnail="", thumbnail_failed_at__isnull=True, created_at__lt=cutoff
     ).order_by("id")
+
+
+def listing_photo_image_unreadable(*, photo: ListingPhoto, error: Exception) -> None:
+    """The photo's image file no longer decodes: as with a file gone, no thumbnail can be
+    made, and the sweeper stops sending it (each try would fail the same way, and enough
+    such photos would fill its batches)."""
+    logger.error("photo %s has an image file that does not decode: %s", photo.pk, error)
+    ListingPhoto.objects.filter(pk=photo.pk).update(thumbnail_failed_at=timezone.now())
 
 
 def listing_photo_file_gone(*, photo: ListingPhoto) -> None:

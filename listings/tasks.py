@@ -11,7 +11,8 @@ SWEEP_BATCH = 500
 @shared_task(soft_time_limit=30, time_limit=60)
 def make_listing_photo_thumbnail(photo_id: int) -> None:
     """Idempotent: a deleted photo, or one that has its thumbnail, is left alone; one whose
-    image file is gone is marked so (and logged), and the sweeper sends it no more."""
+    image file is gone, or no longer decodes, is marked so (and logged), and the sweeper
+    sends it no more."""
     photo = ListingPhoto.objects.filter(pk=photo_id).first()
     if photo is None:
         return
@@ -19,6 +20,8 @@ def make_listing_photo_thumbnail(photo_id: int) -> None:
         photos.listing_photo_make_thumbnail(photo=photo)
     except FileNotFoundError:
         photos.listing_photo_file_gone(photo=photo)
+    except photos.ImageUnreadableError as error:
+        photos.listing_photo_image_unreadable(photo=photo, error=error)
 
 
 @shared_task(soft_time_limit=30, time_limit=60)

@@ -501,6 +501,29 @@ def test_a_photo_whose_file_is_gone_is_marked_and_no_longer_sent_again(listing):
     celery_app.control.purge()  # the messages it sent: no worker here
 
 
+@pytest.mark.django_db
+def test_a_photo_whose_file_no_longer_reads_as_an_image_is_marked_and_not_sent_again(listing):
+    """A stored file spoiled on disk (cut short, overwritten): decoding it fails the same
+    way every time, so the sweeper must not send it every ten minutes for ever, where
+    enough such photos fill its batch and the others never get their thumbnails."""
+    broken = photos.listing_photo_add(listing=listing, upload=image_file("JPEG"))
+    cut_short = photos.listing_photo_add(listing=listing, upload=image_file("JPEG"))
+    Path(broken.image.path).write_bytes(b"not an image any more")
+    data = Path(cut_short.image.path).read_bytes()
+    Path(cut_short.image.path).write_bytes(data[: len(data) // 2])
+    overdue = timezone.now() - timedelta(days=3)
+    ListingPhoto.objects.filter(pk__in=[broken.pk, cut_short.pk]).update(
+        thumbnail="", created_at=overdue
+    )
+
+    make_listing_photo_thumbnail(broken.pk)  # no error: it cannot be made
+    make_listing_photo_thumbnail(cut_short.pk)
+
+    for photo in ListingPhoto.objects.filter(pk__in=[broken.pk, cut_short.pk]):
+        assert (photo.thumbnail, photo.thumbnail_failed_at is not None) == ("", True)
+    assert make_overdue_listing_photo_thumbnails() == 0
+
+
 def noisy_jpeg(megabytes: float) -> bytes:
     """A JPEG of random pixels, so it stays about `megabytes` large after compression."""
     import os  # noqa: PLC0415
