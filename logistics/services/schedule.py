@@ -523,6 +523,10 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
             _unschedule(left, now)
             unassigned.append({"shipments": [s.pk for s in left], "reason": "vehicle_unavailable"})
             continue
+        served = [(step, still(_behind(day_work, step))) for step in planned.stops]
+        served = [(step, shipments) for step, shipments in served if shipments]
+        if not served:  # everything on it went meanwhile: the vehicle stays at the center
+            continue
         written.append(planned)
         route = Route.objects.create(
             service_center=center,
@@ -535,13 +539,8 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
                 Decimal("0.01"), rounding=ROUND_HALF_UP
             ),
         )
-        sequence = 0
-        for step in planned.stops:
-            shipments = still(_behind(day_work, step))
-            if not shipments:
-                continue
-            sequence += 1
-            stops += 1
+        stops += len(served)
+        for sequence, (step, shipments) in enumerate(served, start=1):
             window = _stop_window(step.kind, center)
             attempts, last_wrong_code = max(
                 (tried.get(s.pk, (0, "")) for s in shipments), default=(0, "")

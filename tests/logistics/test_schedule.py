@@ -1228,3 +1228,24 @@ def test_a_day_without_room_rolls_its_goods_over_in_statements_per_order_only():
         )
     ) == set(moved.values_list("pk", flat=True))
     celery_app.control.purge()
+
+
+@pytest.mark.django_db
+def test_a_route_whose_every_order_was_cancelled_while_the_day_was_solved_is_not_written(
+    day, monkeypatch
+):
+    """Every order cancelled while the engine worked: no stop is left on any route, and no
+    route is written (a van sent out with nothing to do, a driver with an empty list), nor
+    counted with its kilometres in the run's summary."""
+
+    def cancel_all():
+        for order in day["orders"]:
+            orders.order_cancel(order_id=order.pk, actor=order.buyer, reason="changed mind")
+
+    solving_while(monkeypatch, cancel_all)
+    run = run_day(day)
+
+    assert run.status == ScheduleRunStatus.DONE
+    assert not Route.objects.exists()
+    assert run.summary["routes"] == run.summary["stops"] == run.summary["vehicles_used"] == 0
+    assert run.summary["distance_km"] == 0
