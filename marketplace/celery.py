@@ -58,6 +58,10 @@ def close_old_connections(**kwargs) -> None:
     close_old_connections()
 
 
+# A sweep no worker took before the next one was sent expires (`expires`, its period):
+# the next one does all it would have. Workers down for an hour otherwise came back to sixty
+# copies of each every-minute sweeper, the routing one sending every late order's message
+# sixty times. The nightly plan never expires: late, it still has to run.
 app.conf.beat_schedule = {
     "schedule-tomorrow": {
         "task": "logistics.tasks.schedule_tomorrow",
@@ -78,18 +82,22 @@ app.conf.beat_schedule = {
     "make-overdue-listing-photo-thumbnails": {
         "task": "listings.tasks.make_overdue_listing_photo_thumbnails",
         "schedule": crontab(minute="*/10"),
+        "options": {"expires": 10 * 60},
     },
     "send-unsent-notifications": {
         "task": "orders.notifications.send_unsent_notifications",
         "schedule": crontab(),  # every minute: a lost message or a due retry waits one minute
+        "options": {"expires": 60},
     },
     "route-unrouted-orders": {
         "task": "logistics.tasks.sweep_unrouted_orders",
         "schedule": crontab(),  # every minute: a lost routing message costs one minute
+        "options": {"expires": 60},
     },
     "redrive-stale-schedule-runs": {
         "task": "logistics.tasks.sweep_stale_schedule_runs",
         "schedule": crontab(minute="*/5"),
+        "options": {"expires": 5 * 60},
     },
     "prune-schedule-zones": {
         "task": "logistics.tasks.prune_schedule_zones",
@@ -102,5 +110,6 @@ app.conf.beat_schedule = {
     "expire-unpaid-orders": {
         "task": "orders.tasks.expire_unpaid_orders",
         "schedule": crontab(),  # every minute: an unpaid order holds stock for others
+        "options": {"expires": 60},
     },
 }
