@@ -10,6 +10,7 @@ from django.utils import timezone
 from logistics.models import ScheduleRun, ScheduleRunZone, ServiceCenter
 from logistics.services.routing import orders_route_batch
 from logistics.services.schedule import (
+    nightly_day,
     schedule_nightly_request,
     schedule_run_execute,
     schedule_runs_redrive,
@@ -105,12 +106,13 @@ def prune_schedule_zones() -> int:
 
 @shared_task(soft_time_limit=50, time_limit=60)
 def schedule_tomorrow() -> int:
-    """Nightly: one schedule run per center for tomorrow, each its own task, so the centers
-    spread over however many workers run; once per center and day, however often this
-    message is delivered. Returns how many runs it asked for."""
-    tomorrow = timezone.localdate() + timedelta(days=1)
+    """Nightly: one schedule run per center for tomorrow (nightly_day: today when the
+    message is taken after midnight), each its own task, so the centers spread over however
+    many workers run; once per center and day, however often this message is delivered.
+    Returns how many runs it asked for."""
+    day = nightly_day()
     runs = [
-        schedule_nightly_request(center=center, day=tomorrow)
+        schedule_nightly_request(center=center, day=day)
         for center in ServiceCenter.objects.order_by("pk")
     ]
     return sum(run is not None for run in runs)

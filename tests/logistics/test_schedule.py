@@ -875,11 +875,12 @@ def test_goods_picked_up_are_planned_and_listed_by_the_weight_weighed_at_the_far
 
 
 @pytest.mark.django_db
-def test_the_nightly_plan_delivered_twice_plans_tomorrow_once(day):
+def test_the_nightly_plan_delivered_twice_plans_tomorrow_once(day, settings):
     """The beat's message comes again (its worker lost before the ack, after the runs it
     asked for committed and were carried out): tomorrow is not planned a second time, its
     routes not written again nor its farmers told their pickup times twice."""
-    with on_day(day["date"] - timedelta(days=1), time_of_day(20, 0)):
+    settings.NIGHTLY_SCHEDULE_HOUR = 21
+    with on_day(day["date"] - timedelta(days=1), time_of_day(21, 0)):
         assert schedule_tomorrow() == 1
         (run,) = ScheduleRun.objects.filter(date=day["date"])
         assert run.nightly
@@ -899,9 +900,10 @@ def test_the_nightly_plan_delivered_twice_plans_tomorrow_once(day):
 
 
 @pytest.mark.django_db
-def test_the_nightly_plan_joins_a_run_staff_asked_for_and_counts_it_as_its_own(day):
+def test_the_nightly_plan_joins_a_run_staff_asked_for_and_counts_it_as_its_own(day, settings):
+    settings.NIGHTLY_SCHEDULE_HOUR = 21
     staff_run = ScheduleRun.objects.create(service_center=day["center"], date=day["date"])
-    with on_day(day["date"] - timedelta(days=1), time_of_day(20, 0)):
+    with on_day(day["date"] - timedelta(days=1), time_of_day(21, 0)):
         assert schedule_tomorrow() == 1  # joined
         staff_run.refresh_from_db()
         assert staff_run.nightly
@@ -915,8 +917,29 @@ def test_the_nightly_plan_joins_a_run_staff_asked_for_and_counts_it_as_its_own(d
     assert (again.pk != staff_run.pk, again.nightly) == (True, False)
 
 
+@pytest.mark.django_db
+def test_the_nightly_plan_taken_after_midnight_plans_the_day_begun_and_leaves_tonights_turn(
+    day, settings
+):
+    """The workers were down from before the nightly hour until after midnight: the beat's
+    message, taken at 02:00, plans the day that has begun (still unplanned), not the day
+    after, whose own nightly message this evening then plans it."""
+    settings.NIGHTLY_SCHEDULE_HOUR = 21
+    with on_day(day["date"], time_of_day(2, 0)):
+        assert schedule_tomorrow() == 1
+    with on_day(day["date"], time_of_day(21, 0)):
+        assert schedule_tomorrow() == 1
+    runs = ScheduleRun.objects.filter(service_center=day["center"]).order_by("date")
+    assert list(runs.values_list("date", "nightly")) == [
+        (day["date"], True),
+        (day["date"] + timedelta(days=1), True),
+    ]
+    celery_app.control.purge()  # the runs' messages: no worker here
+
+
 @pytest.mark.django_db(transaction=True)
-def test_two_copies_of_the_nightly_message_at_once_ask_for_one_run_per_center():
+def test_two_copies_of_the_nightly_message_at_once_ask_for_one_run_per_center(settings):
+    settings.NIGHTLY_SCHEDULE_HOUR = 0  # tonight's has passed, whatever the hour now
     centers = [ServiceCenterFactory() for _ in range(3)]
     start = threading.Barrier(2)
 
