@@ -295,10 +295,29 @@ def _spec(vehicle: Vehicle, depot: Location, hours: TimeWindow) -> VehicleSpec |
     )
 
 
+def _from_now(spec: VehicleSpec, day: date) -> VehicleSpec | None:
+    """A vehicle planned on its day itself works from now on: the part of its shift gone by
+    cannot be driven (None when all of it has)."""
+    if day != timezone.localdate():
+        return spec
+    moment = timezone.localtime()
+    start = max(spec.shift.start, _seconds(moment.time()) + (1 if moment.microsecond else 0))
+    if start >= spec.shift.end:
+        return None
+    return replace(spec, shift=TimeWindow(start, spec.shift.end))
+
+
 def _same_for_the_plan(solved: VehicleSpec, now: VehicleSpec | None) -> bool:
     """Whether a vehicle as it is now still takes what was planned onto it as it was:
-    its price per km is no part of that (fleet.PLANNED_ON), only of the route's cost."""
-    return now is not None and replace(solved, cost_per_km=0) == replace(now, cost_per_km=0)
+    its price per km is no part of that (fleet.PLANNED_ON), only of the route's cost, and a
+    shift solved from later on (a day planned on the day: _from_now) still holds if the
+    vehicle's shift begins no later than that."""
+    return (
+        now is not None
+        and now.shift.start <= solved.shift.start
+        and now.shift.end == solved.shift.end
+        and replace(solved, cost_per_km=0, shift=now.shift) == replace(now, cost_per_km=0)
+    )
 
 
 def _loads(group: list[Shipment], vehicles: tuple[VehicleSpec, ...]) -> list[list[Shipment]]:
@@ -326,10 +345,12 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
     """The day's farm pickups (grouped by farm), deliveries (grouped by order: one code per
     stop) and same-day farm-to-buyer pairs inside this center; goods needing a refrigerated
     vehicle apart from the rest, and no stop more than a vehicle can carry (_loads). The
-    vehicles are those with time to work while the center is open (_spec)."""
+    vehicles are those with time to work while the center is open (_spec), from now on
+    when the day is today (_from_now)."""
     depot, hours = Location(float(center.lat), float(center.lng)), _opening_hours(center)
     specs = (_spec(v, depot, hours) for v in _day_vehicles(center, day))
-    vehicles = tuple(spec for spec in specs if spec is not None)
+    working = (_from_now(spec, day) for spec in specs if spec is not None)
+    vehicles = tuple(spec for spec in working if spec is not None)
     shipments = list(_day_shipments(center, day).select_related("order").prefetch_related("legs"))
     home_delivery = {
         s.pk for s in shipments if any(leg.kind == LegKind.DELIVERY for leg in s.legs.all())

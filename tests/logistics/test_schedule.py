@@ -1272,3 +1272,30 @@ def test_a_route_whose_every_order_was_cancelled_while_the_day_was_solved_is_not
     assert not Route.objects.exists()
     assert run.summary["routes"] == run.summary["stops"] == run.summary["vehicles_used"] == 0
     assert run.summary["distance_km"] == 0
+
+
+@pytest.mark.django_db
+def test_a_day_planned_on_the_day_itself_starts_from_now(day):
+    at_ten = timezone.make_aware(datetime.combine(day["date"], time_of_day(10)))
+    with on_day(day["date"], time_of_day(10)):
+        run = run_day(day)
+
+    assert run.status == ScheduleRunStatus.DONE
+    stops = Stop.objects.all()
+    assert stops  # the pickup window (07:00-11:00) is still open for an hour
+    assert all(stop.eta >= at_ten for stop in stops), sorted(s.eta for s in stops)
+
+
+@pytest.mark.django_db
+def test_a_day_planned_after_every_shift_is_over_plans_nothing_and_rolls_it_all(day):
+    waiting = set(Shipment.objects.values_list("pk", flat=True))
+    with on_day(day["date"], time_of_day(20)):  # the shifts end at 18:00, the center at 19:00
+        run = run_day(day)
+
+    assert run.status == ScheduleRunStatus.DONE
+    assert (run.summary["routes"], run.summary["vehicles_available"]) == (0, 0)
+    assert not Route.objects.exists()
+    assert {item["reason"] for item in run.summary["unassigned"]} == {"no_vehicle"}
+    assert {pk for item in run.summary["unassigned"] for pk in item["shipments"]} == waiting
+    nexts = set(Shipment.objects.values_list("pickup_date", "status"))
+    assert nexts == {(day["date"] + timedelta(days=1), ShipmentStatus.PENDING)}
