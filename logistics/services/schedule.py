@@ -42,6 +42,7 @@ from logistics.routing.problem import (
     Location,
     PickupDelivery,
     Plan,
+    PlannedStop,
     Problem,
     Skill,
     StepKind,
@@ -571,7 +572,9 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
             ),
         )
         stops += len(served)
-        for sequence, (step, shipments) in enumerate(served, start=1):
+        for sequence, ((step, shipments), load_g) in enumerate(
+            zip(served, _on_board(served), strict=True), start=1
+        ):
             window = _stop_window(step.kind, center)
             attempts, last_wrong_code = max(
                 (tried.get(s.pk, (0, "")) for s in shipments), default=(0, "")
@@ -592,7 +595,7 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
                 window_start=_at(day, window.start),
                 window_end=_at(day, window.end),
                 eta=_at(day, step.arrival_s + step.wait_s),  # when service starts
-                load_kg=Decimal(step.load_g) / GRAMS_PER_KG,
+                load_kg=Decimal(load_g) / GRAMS_PER_KG,
             )
             new_stops.append((stop, shipments))
             scheduled.extend(shipments)
@@ -625,6 +628,26 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
         "vehicles_available": len(day_work.problem.vehicles),
         "unassigned": unassigned,
     }
+
+
+def _on_board(kept: list[tuple[PlannedStop, list[Shipment]]]) -> list[int]:
+    """The grams on board after each stop of a route, from the shipments it still serves:
+    the goods of its deliveries leave the center on board (a pair's once picked up), a
+    pickup adds its goods and a delivery takes them off. Not the engine's figures, which
+    still count goods dropped from the plan while it was solved (a cancelled order)."""
+    on_board = sum(
+        _grams(s.load_kg)
+        for step, shipments in kept
+        if step.kind == StepKind.DELIVERY
+        for s in shipments
+    )
+    loads = []
+    for step, shipments in kept:
+        grams = sum(_grams(s.load_kg) for s in shipments)
+        picks_up = step.kind in (StepKind.PICKUP, StepKind.PAIR_PICKUP)
+        on_board += grams if picks_up else -grams
+        loads.append(on_board)
+    return loads
 
 
 def _behind(day_work: _Day, step) -> list[Shipment]:

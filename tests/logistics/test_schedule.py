@@ -1299,3 +1299,40 @@ def test_a_day_planned_after_every_shift_is_over_plans_nothing_and_rolls_it_all(
     assert {pk for item in run.summary["unassigned"] for pk in item["shipments"]} == waiting
     nexts = set(Shipment.objects.values_list("pickup_date", "status"))
     assert nexts == {(day["date"] + timedelta(days=1), ShipmentStatus.PENDING)}
+
+
+def assert_loads_are_the_shipments_on_board():
+    """Every stop's load_kg is what its route carries after it: the goods delivered later
+    on (loaded at the center) and those picked up so far, less those delivered so far."""
+    for route in Route.objects.all():
+        stops = list(route.stops.order_by("sequence").prefetch_related("shipments"))
+        picked = {s.pk for stop in stops if stop.kind == "pickup" for s in stop.shipments.all()}
+        on_board = sum(
+            (
+                s.load_kg
+                for stop in stops
+                if stop.kind == "delivery"
+                for s in stop.shipments.all()
+                if s.pk not in picked
+            ),
+            Decimal(0),
+        )
+        for stop in stops:
+            weight = sum((s.load_kg for s in stop.shipments.all()), Decimal(0))
+            on_board += weight if stop.kind == "pickup" else -weight
+            assert stop.load_kg == on_board.quantize(Decimal("0.1")), (route.pk, stop.sequence)
+
+
+@pytest.mark.django_db
+def test_an_order_cancelled_while_the_day_is_solved_leaves_no_weight_on_board(day, monkeypatch):
+    cancelled = day["orders"][2]  # 60 kg, picked up and delivered the same day
+
+    def cancel():
+        orders.order_cancel(order_id=cancelled.pk, actor=cancelled.buyer, reason="changed mind")
+
+    solving_while(monkeypatch, cancel)
+    run = run_day(day)
+
+    assert run.status == ScheduleRunStatus.DONE
+    assert Stop.objects.exists()
+    assert_loads_are_the_shipments_on_board()
