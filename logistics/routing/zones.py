@@ -18,7 +18,8 @@ How the day is cut:
   equal numbers of stops;
 - the vehicles are shared by the arcs' weight: every zone gets one first (largest vehicles
   to the heaviest zones), then each next vehicle goes to the zone whose capacity lags its
-  share of the weight the most.
+  share of the weight the most; a job or pair no vehicle of its zone can carry then moves
+  to the zone of the largest vehicle that can.
 Once the zones are solved, `second_pass` offers the plain work they left out to the
 refrigerated vehicles' spare room (capacity and time the refrigerated work did not take), so
 a day does not leave plain goods behind while a refrigerated truck could still carry them.
@@ -88,6 +89,7 @@ def split(problem: Problem, k: int) -> list[Problem]:
         return [problem]
     arcs = [arc for arc in _arcs(items, min(k, len(items), max(1, len(vehicles)))) if arc]
     fleets = _share(vehicles, [sum(item.weight_g for item in arc) for arc in arcs])
+    arcs = _carried(problem, arcs, fleets)
     zones = [_zone(problem, fleet, arc) for arc, fleet in zip(arcs, fleets, strict=True)]
     if separate_cold:
         zones.append(
@@ -160,6 +162,38 @@ def _share(vehicles: list[VehicleSpec], weights: list[int]) -> list[list[Vehicle
         given[zone] += vehicle.capacity_g
     rank = {id(v): i for i, v in enumerate(vehicles)}
     return [sorted(fleet, key=lambda v: rank[id(v)]) for fleet in fleets]
+
+
+def _carried(
+    problem: Problem, arcs: list[list[_Item]], fleets: list[list[VehicleSpec]]
+) -> list[list[_Item]]:
+    """The arcs, each job or pair that no vehicle of its own zone can carry (too heavy for
+    all of them, or needing a skill none has) moved to the zone of the largest vehicle of
+    the day that can: the engine would report it too heavy while a truck elsewhere had room.
+    Work no vehicle of the day can carry stays where it is, with its reason."""
+    moved: list[list[_Item]] = [[] for _ in arcs]
+    for here, arc in enumerate(arcs):
+        for item in arc:
+            skills = (
+                _pair_skills(problem.pairs[item.index])
+                if item.is_pair
+                else problem.jobs[item.index].skills
+            )
+
+            def carries(vehicle: VehicleSpec, skills=skills, item=item) -> bool:
+                return skills <= vehicle.skills and item.weight_g <= vehicle.capacity_g
+
+            able = [
+                (vehicle.capacity_g, -zone, zone)
+                for zone, fleet in enumerate(fleets)
+                for vehicle in fleet
+                if carries(vehicle)
+            ]
+            if able and not any(carries(vehicle) for vehicle in fleets[here]):
+                moved[max(able)[2]].append(item)
+            else:
+                moved[here].append(item)
+    return moved
 
 
 def _zone(problem: Problem, fleet: list[VehicleSpec], arc: list[_Item]) -> Problem:

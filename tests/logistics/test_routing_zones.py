@@ -417,3 +417,28 @@ def test_without_a_refrigerated_zone_or_anything_left_out_there_is_no_second_pas
     assert second_pass(zones, plans, refused) == (plans, 0, 0)
     with pytest.raises(ValueError, match="2 zones but 1 plans"):
         second_pass(zones[:2], plans[:1], refused)
+
+
+def test_a_job_too_heavy_for_its_arcs_vehicles_goes_to_a_zone_with_one_that_carries_it():
+    rnd = random.Random(7)
+    east = [
+        job(2, place(rnd, km=8, angle=0.1), kg=350),  # only the truck carries it
+        job(4, place(rnd, km=8, angle=-0.1), kg=10),
+    ]
+    west = [job(i, place(rnd, km=8, angle=math.pi + 0.1 * i), kg=200) for i in (6, 8)]
+    truck = van(1, capacity_kg=1000)
+    day = Problem(
+        depot=DEPOT,
+        vehicles=(truck, van(2, capacity_kg=100), van(3, capacity_kg=100)),
+        jobs=tuple(east + west),
+    )
+    matrix = GreatCircleMatrix()
+
+    zones = split(day, 2)
+    whole = solve(day, matrix)
+    merged = merge([solve(zone, matrix) for zone in zones])
+
+    assert whole.unassigned == ()  # the truck alone takes the 760 kg
+    heavy = next(zone for zone in zones if any(j.id == 2 for j in zone.jobs))
+    assert truck in heavy.vehicles
+    assert merged.unassigned == ()
