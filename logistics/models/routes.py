@@ -103,7 +103,7 @@ class Stop(models.Model):
     window_end = models.DateTimeField(null=True, blank=True)
     eta = models.DateTimeField(null=True, blank=True)
     load_kg = models.DecimalField(
-        max_digits=8, decimal_places=1, default=0, help_text="On board after this stop."
+        max_digits=10, decimal_places=3, default=0, help_text="On board after this stop."
     )
     status = models.CharField(max_length=10, choices=StopStatus.choices, default=StopStatus.PENDING)
     wrong_code_attempts = models.PositiveSmallIntegerField(default=0)

@@ -179,7 +179,7 @@ def test_route_detail_has_vehicle_and_stops_in_visiting_order(world, client_for)
         "window_start": _iso(s1.window_start),
         "window_end": _iso(s1.window_end),
         "eta": _iso(s1.eta),
-        "load_kg": "20.0",
+        "load_kg": "20.000",
         "status": "pending",
         "contacts": [
             {
