@@ -18,8 +18,8 @@ How the day is cut:
   equal numbers of stops;
 - the vehicles are shared by the arcs' weight: every zone gets one first (largest vehicles
   to the heaviest zones), then each next vehicle goes to the zone whose capacity lags its
-  share of the weight the most; a job or pair no vehicle of its zone can carry then moves
-  to the zone of the largest vehicle that can.
+  share of the weight the most; a job or pair no vehicle of its zone can carry (by weight,
+  skills or shift) then moves to the zone of the largest vehicle that can.
 Once the zones are solved, `second_pass` offers the plain work they left out to the
 refrigerated vehicles' spare room (capacity and time the refrigerated work did not take), so
 a day does not leave plain goods behind while a refrigerated truck could still carry them.
@@ -40,6 +40,7 @@ from logistics.routing.problem import (
     Problem,
     Skill,
     StepKind,
+    TimeWindow,
     Unassigned,
     UnassignedReason,
     VehicleSpec,
@@ -168,20 +169,26 @@ def _carried(
     problem: Problem, arcs: list[list[_Item]], fleets: list[list[VehicleSpec]]
 ) -> list[list[_Item]]:
     """The arcs, each job or pair that no vehicle of its own zone can carry (too heavy for
-    all of them, or needing a skill none has) moved to the zone of the largest vehicle of
-    the day that can: the engine would report it too heavy while a truck elsewhere had room.
-    Work no vehicle of the day can carry stays where it is, with its reason."""
+    all of them, needing a skill none has, or with a window outside every one's shift: an
+    afternoon van's zone given morning pickups) moved to the zone of the largest vehicle of
+    the day that can: the engine would report it too heavy, or outside the shifts, while a
+    vehicle elsewhere had room. Work no vehicle of the day can carry stays where it is,
+    with its reason."""
     moved: list[list[_Item]] = [[] for _ in arcs]
     for here, arc in enumerate(arcs):
         for item in arc:
-            skills = (
-                _pair_skills(problem.pairs[item.index])
-                if item.is_pair
-                else problem.jobs[item.index].skills
-            )
+            if item.is_pair:
+                pair = problem.pairs[item.index]
+                skills, stops = _pair_skills(pair), (pair.pickup, pair.delivery)
+            else:
+                skills, stops = problem.jobs[item.index].skills, (problem.jobs[item.index],)
 
-            def carries(vehicle: VehicleSpec, skills=skills, item=item) -> bool:
-                return skills <= vehicle.skills and item.weight_g <= vehicle.capacity_g
+            def carries(vehicle: VehicleSpec, skills=skills, stops=stops, item=item) -> bool:
+                return (
+                    skills <= vehicle.skills
+                    and item.weight_g <= vehicle.capacity_g
+                    and all(_in_shift(stop.windows, vehicle.shift) for stop in stops)
+                )
 
             able = [
                 (vehicle.capacity_g, -zone, zone)
@@ -194,6 +201,11 @@ def _carried(
             else:
                 moved[here].append(item)
     return moved
+
+
+def _in_shift(windows: Sequence[TimeWindow], shift: TimeWindow) -> bool:
+    """Whether one of a stop's windows (none: any time) meets the shift."""
+    return not windows or any(w.start <= shift.end and shift.start <= w.end for w in windows)
 
 
 def _zone(problem: Problem, fleet: list[VehicleSpec], arc: list[_Item]) -> Problem:

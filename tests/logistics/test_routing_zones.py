@@ -442,3 +442,22 @@ def test_a_job_too_heavy_for_its_arcs_vehicles_goes_to_a_zone_with_one_that_carr
     heavy = next(zone for zone in zones if any(j.id == 2 for j in zone.jobs))
     assert truck in heavy.vehicles
     assert merged.unassigned == ()
+
+
+def test_a_pickup_its_zones_vehicles_work_too_late_for_goes_to_a_zone_with_a_morning_shift():
+    rnd = random.Random(8)
+    east = [job(i, place(rnd, km=8, angle=0.1 * i), kg=100) for i in (2, 4)]  # 07:00-11:00
+    west = [job(i, place(rnd, km=8, angle=math.pi + 0.1 * i), kg=50) for i in (6, 8)]
+    afternoon = replace(van(1, capacity_kg=500), shift=TimeWindow(13 * H, 19 * H))
+    morning = van(2, capacity_kg=300)
+    day = Problem(depot=DEPOT, vehicles=(afternoon, morning), jobs=tuple(east + west))
+    matrix = GreatCircleMatrix()
+
+    zones = split(day, 2)
+    whole = solve(day, matrix)
+    merged = merge([solve(zone, matrix) for zone in zones])
+
+    assert whole.unassigned == ()  # the morning van alone picks all four up
+    for zone in zones:
+        assert not zone.jobs or morning in zone.vehicles
+    assert merged.unassigned == ()
