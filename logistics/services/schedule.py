@@ -42,6 +42,7 @@ from logistics.routing.problem import (
     Location,
     PickupDelivery,
     Plan,
+    PlannedRoute,
     PlannedStop,
     Problem,
     Skill,
@@ -559,15 +560,16 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
         served = [(step, shipments) for step, shipments in served if shipments]
         if not served:  # everything on it went meanwhile: the vehicle stays at the center
             continue
-        written.append(planned)
+        driven = _as_kept(planned, [step for step, _ in served], depot, _matrix(center))
+        written.append(driven)
         route = Route.objects.create(
             service_center=center,
             date=day,
             vehicle=vehicle,
             schedule_run=run,
-            distance_km=Decimal(planned.distance_m) / 1000,
-            duration_min=round(planned.duration_s / 60),
-            cost=(Decimal(planned.distance_m) / 1000 * vehicle.cost_per_km).quantize(
+            distance_km=Decimal(driven.distance_m) / 1000,
+            duration_min=round(driven.duration_s / 60),
+            cost=(Decimal(driven.distance_m) / 1000 * vehicle.cost_per_km).quantize(
                 Decimal("0.01"), rounding=ROUND_HALF_UP
             ),
         )
@@ -628,6 +630,30 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
         "vehicles_available": len(day_work.problem.vehicles),
         "unassigned": unassigned,
     }
+
+
+def _as_kept(
+    planned: PlannedRoute, steps: list[PlannedStop], depot: Location, matrix: GreatCircleMatrix
+) -> PlannedRoute:
+    """The route as driven once some of its stops were dropped (their goods went while the
+    day was solved): from the center through the stops kept and back, measured as the plan
+    was. The stops keep their times (a van early at one waits), so it is back from the last
+    one as planned from there. A route that lost no stop is the plan's."""
+    if len(steps) == len(planned.stops):
+        return planned
+    places = [depot, *(step.location for step in steps), depot]
+    matrices = matrix.matrices(places)
+    legs = range(len(places) - 1)
+    last = steps[-1]
+    back = last.arrival_s + last.wait_s + last.service_s + matrices.durations_s[-2][-1]
+    return replace(
+        planned,
+        stops=tuple(steps),
+        distance_m=sum(matrices.distances_m[i][i + 1] for i in legs),
+        driving_s=sum(matrices.durations_s[i][i + 1] for i in legs),
+        duration_s=back - planned.departure_s,
+        return_s=back,
+    )
 
 
 def _on_board(kept: list[tuple[PlannedStop, list[Shipment]]]) -> list[int]:

@@ -1355,3 +1355,31 @@ def test_a_stops_load_is_the_weight_of_its_goods_to_the_gram():
     assert run.status == ScheduleRunStatus.DONE
     loads = list(Stop.objects.order_by("sequence").values_list("kind", "load_kg"))
     assert loads == [("pickup", Decimal("0.375")), ("delivery", Decimal("0"))]
+
+
+@pytest.mark.django_db
+def test_a_route_that_lost_stops_while_the_day_was_solved_measures_the_road_it_drives(
+    day, monkeypatch
+):
+    center = day["center"]  # the fixture's farms and buyers lie on two lines: a detour
+    farmer = FarmerFactory(village=village_near(center, "-0.03", "-0.06"))
+    eggs = create_listing(farmer, unit="kg", quantity_available=Decimal("100"))
+    cancelled = routed_order(BuyerFactory(village=village_near(center, "0.05", "-0.05")), (eggs, 5))
+    assert Shipment.objects.get(order=cancelled).pickup_date == day["date"]
+
+    def cancel():
+        orders.order_cancel(order_id=cancelled.pk, actor=cancelled.buyer, reason="changed mind")
+
+    solving_while(monkeypatch, cancel)
+    run = run_day(day)
+
+    assert run.status == ScheduleRunStatus.DONE
+    depot = Location(float(center.lat), float(center.lng))
+    total = Decimal(0)
+    for route, stops in stops_by_route().items():
+        places = [depot, *(Location(float(s.lat), float(s.lng)) for s in stops), depot]
+        metres = schedule._matrix(center).matrices(places).distances_m
+        road = sum(metres[i][i + 1] for i in range(len(places) - 1))
+        assert route.distance_km == (Decimal(road) / 1000).quantize(Decimal("0.01"))
+        total += Decimal(road) / 1000
+    assert run.summary["distance_km"] == round(float(total), 2)
