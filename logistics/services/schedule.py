@@ -554,7 +554,10 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
                 for s in still(_behind(day_work, step))
             ]
             _unschedule(left, now)
-            unassigned.append({"shipments": [s.pk for s in left], "reason": "vehicle_unavailable"})
+            if left:
+                unassigned.append(
+                    {"shipments": [s.pk for s in left], "reason": "vehicle_unavailable"}
+                )
             continue
         served = [(step, still(_behind(day_work, step))) for step in planned.stops]
         served = [(step, shipments) for step, shipments in served if shipments]
@@ -614,12 +617,7 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
     _mark_scheduled(scheduled, now)
     notifications.notify_pickups_scheduled(pickups)
     left_over = [(item.reason, still(_unplanned(day_work, item))) for item in plan.unassigned]
-    lock_capacity_of(s for _, shipments in left_over for s in shipments)  # all, at once
-    due_before = orders_due(s.order_id for _, shipments in left_over for s in shipments)
-    _roll_to_next_day(left_over, now)
-    for reason, shipments in left_over:
-        unassigned.append({"shipments": [s.pk for s in shipments], "reason": str(reason)})
-    orders_tell_later_delivery(due_before=due_before, reason="not_planned")  # once an order
+    unassigned += _roll_left_over(left_over, now)
     return {
         "routes": len(written),
         "stops": stops,
@@ -630,6 +628,21 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
         "vehicles_available": len(day_work.problem.vehicles),
         "unassigned": unassigned,
     }
+
+
+def _roll_left_over(left_over: list[tuple[str, list[Shipment]]], now: datetime) -> list[dict]:
+    """The goods the plan left out, each group with its reason, rolled to their next day
+    and reported; a group whose goods all went while the day was solved (a cancelled order)
+    is no longer the day's to report."""
+    left_over = [(reason, shipments) for reason, shipments in left_over if shipments]
+    lock_capacity_of(s for _, shipments in left_over for s in shipments)  # all, at once
+    due_before = orders_due(s.order_id for _, shipments in left_over for s in shipments)
+    _roll_to_next_day(left_over, now)
+    orders_tell_later_delivery(due_before=due_before, reason="not_planned")  # once an order
+    return [
+        {"shipments": [s.pk for s in shipments], "reason": str(reason)}
+        for reason, shipments in left_over
+    ]
 
 
 def _as_kept(

@@ -1383,3 +1383,24 @@ def test_a_route_that_lost_stops_while_the_day_was_solved_measures_the_road_it_d
         assert route.distance_km == (Decimal(road) / 1000).quantize(Decimal("0.01"))
         total += Decimal(road) / 1000
     assert run.summary["distance_km"] == round(float(total), 2)
+
+
+@pytest.mark.django_db
+def test_goods_left_out_and_cancelled_while_the_day_is_solved_are_not_reported_unplanned(
+    day, monkeypatch
+):
+    day["cold"].active = False  # the milk waits for a refrigerated vehicle
+    day["cold"].save()
+    with_milk = day["orders"][1]
+
+    def cancel():
+        orders.order_cancel(order_id=with_milk.pk, actor=with_milk.buyer, reason="changed mind")
+
+    solving_while(monkeypatch, cancel)
+    run = run_day(day)
+
+    assert run.status == ScheduleRunStatus.DONE
+    assert run.summary["unassigned"] == []
+    assert set(Shipment.objects.filter(order=with_milk).values_list("status", flat=True)) == {
+        ShipmentStatus.CANCELLED
+    }
