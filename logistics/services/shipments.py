@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from functools import reduce
+from itertools import groupby
 from operator import or_
 
 from django.conf import settings
@@ -742,7 +743,7 @@ def shipments_cancel_for_order(
     # the stop stays on it.
     lock_capacity_of(shipments)
     on_routes = Stop.objects.filter(shipments__in=shipments).values("route_id")
-    list(
+    routes = list(
         Route.objects.select_for_update(of=("self",))
         .filter(pk__in=on_routes)
         .order_by("pk")
@@ -761,7 +762,43 @@ def shipments_cancel_for_order(
             if not stop.shipments.exists():
                 stop.delete()
         _track(shipment, ShipmentStatus.CANCELLED, now, actor, note)
+    _planned_loads_follow(routes)
     return len(shipments)
+
+
+def _planned_loads_follow(route_ids: list[int]) -> None:
+    """The loads of these routes' stops (routes locked), when still planned, follow the
+    goods left on them (goods cancelled or lighter): what leaves the center for delivery
+    on board, each pickup adding its goods and each delivery taking them off. A stop being
+    recorded right now (its row locked) sets its route out: it is left as it is, and no
+    lock is waited for while the routes are held."""
+    stops = list(
+        Stop.objects.select_for_update(of=("self",), skip_locked=True)
+        .filter(route_id__in=route_ids, route__status=RouteStatus.PLANNED)
+        .prefetch_related("shipments")
+        .order_by("route_id", "sequence")
+    )
+
+    def carried(stop: Stop) -> list[Shipment]:
+        return [s for s in stop.shipments.all() if s.status != ShipmentStatus.CANCELLED]
+
+    changed = []
+    for _route_id, on_route in groupby(stops, key=lambda stop: stop.route_id):
+        route_stops = list(on_route)
+        picked = {
+            s.pk for stop in route_stops if stop.kind == StopKind.PICKUP for s in carried(stop)
+        }
+        loaded = [
+            s for stop in route_stops if stop.kind == StopKind.DELIVERY for s in carried(stop)
+        ]
+        on_board = sum((s.load_kg for s in loaded if s.pk not in picked), Decimal(0))
+        for stop in route_stops:
+            weight = sum((s.load_kg for s in carried(stop)), Decimal(0))
+            on_board += weight if stop.kind == StopKind.PICKUP else -weight
+            if stop.load_kg != on_board:
+                stop.load_kg = on_board
+                changed.append(stop)
+    Stop.objects.bulk_update(changed, ["load_kg"])
 
 
 def shipments_after_line_rejected(*, order: Order, line: OrderLine, actor: User) -> None:
@@ -785,6 +822,15 @@ def shipments_after_line_rejected(*, order: Order, line: OrderLine, actor: User)
         # the line that spoiled may be the one turned down
         shipment.spoils_before_arrival = spoils_before(shipment, shipment.delivery_date)
         shipment.save(update_fields=["weight_kg", "spoils_before_arrival", "updated_at"])
+    on_routes = Stop.objects.filter(shipments__in=lighter).values("route_id")
+    _planned_loads_follow(
+        list(
+            Route.objects.select_for_update(of=("self",))
+            .filter(pk__in=on_routes)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+    )
 
 
 def shipments_flag_late_transfers(*, today=None) -> int:

@@ -1404,3 +1404,26 @@ def test_goods_left_out_and_cancelled_while_the_day_is_solved_are_not_reported_u
     assert set(Shipment.objects.filter(order=with_milk).values_list("status", flat=True)) == {
         ShipmentStatus.CANCELLED
     }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("change", ["cancelled", "line_rejected", "lighter"])
+def test_a_planned_routes_loads_follow_goods_taken_off_it_after_the_plan(day, change):
+    order = day["orders"][0]  # 40 kg from one farm and 30 kg from another, same day
+    if change == "lighter":  # two lines from one farm: one shipment, 15 kg lighter later
+        farm = FarmerFactory(village=village_near(day["center"], "0.03", "-0.02"))
+        beans, peas = (create_listing(farm, unit="kg", title=t) for t in ("beans", "peas"))
+        buyer = BuyerFactory(village=village_near(day["center"], "-0.04", "-0.03"))
+        order = routed_order(buyer, (beans, 15), (peas, 25))
+    run_day(day)
+
+    if change == "cancelled":
+        orders.order_cancel(order_id=order.pk, actor=order.buyer, reason="changed mind")
+    else:
+        line = order.lines.order_by("pk").first()
+        orders.order_line_reject(
+            order_id=order.pk, line_id=line.pk, farmer=line.farmer, reason="hail"
+        )
+
+    assert Stop.objects.exists()
+    assert_loads_are_the_shipments_on_board()
