@@ -734,7 +734,7 @@ def shipments_cancel_for_order(
 ) -> int:
     """Called inside order_cancel (and for one farmer's shipment when their last line in
     the order is rejected): the shipments are cancelled, their booked capacity released and
-    their stops taken off routes not yet on the road."""
+    their stops taken off routes not yet on the road (a route left with none goes too)."""
     shipments = _open_shipments(order, farmer_id)
     # Locks in the order a stop's completion takes them: the capacity of their centers
     # (their bookings go), then the routes their stops are on, in key order, before
@@ -762,6 +762,8 @@ def shipments_cancel_for_order(
             if not stop.shipments.exists():
                 stop.delete()
         _track(shipment, ShipmentStatus.CANCELLED, now, actor, note)
+    # a planned route left with no stop has nothing to drive: it would stay planned for good
+    Route.objects.filter(pk__in=routes, status=RouteStatus.PLANNED, stops__isnull=True).delete()
     _planned_loads_follow(routes)
     return len(shipments)
 

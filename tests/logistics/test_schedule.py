@@ -1427,3 +1427,15 @@ def test_a_planned_routes_loads_follow_goods_taken_off_it_after_the_plan(day, ch
 
     assert Stop.objects.exists()
     assert_loads_are_the_shipments_on_board()
+
+
+@pytest.mark.django_db
+def test_a_planned_route_whose_every_order_is_cancelled_after_the_plan_is_taken_off(day):
+    run_day(day)
+    assert Route.objects.exists()
+
+    for order in day["orders"]:
+        orders.order_cancel(order_id=order.pk, actor=order.buyer, reason="changed mind")
+
+    assert not Stop.objects.exists()
+    assert not Route.objects.exists()
