@@ -532,6 +532,16 @@ def solving_while(monkeypatch, change):
     monkeypatch.setattr(schedule, "solve", solve_and_change)
 
 
+def cancelled_while_solving(monkeypatch, *cancelled):
+    """Each of the `cancelled` orders cancelled by its buyer while the engine solves."""
+
+    def cancel():
+        for order in cancelled:
+            orders.order_cancel(order_id=order.pk, actor=order.buyer, reason="changed mind")
+
+    solving_while(monkeypatch, cancel)
+
+
 def assert_each_shipment_on_one_route_at_most():
     for shipment in Shipment.objects.all():
         assert Counter(shipment.stops.values_list("kind", flat=True)) in (
@@ -636,10 +646,7 @@ def test_a_center_closing_earlier_while_the_day_is_solved_gets_no_route(day, mon
 def test_an_order_cancelled_while_the_day_is_solved_gets_no_stop(day, monkeypatch):
     cancelled = day["orders"][2]
 
-    def cancel():
-        orders.order_cancel(order_id=cancelled.pk, actor=cancelled.buyer, reason="changed mind")
-
-    solving_while(monkeypatch, cancel)
+    cancelled_while_solving(monkeypatch, cancelled)
     run = run_day(day)
 
     assert run.status == ScheduleRunStatus.DONE
@@ -1261,11 +1268,7 @@ def test_a_route_whose_every_order_was_cancelled_while_the_day_was_solved_is_not
     route is written (a van sent out with nothing to do, a driver with an empty list), nor
     counted with its kilometres in the run's summary."""
 
-    def cancel_all():
-        for order in day["orders"]:
-            orders.order_cancel(order_id=order.pk, actor=order.buyer, reason="changed mind")
-
-    solving_while(monkeypatch, cancel_all)
+    cancelled_while_solving(monkeypatch, *day["orders"])
     run = run_day(day)
 
     assert run.status == ScheduleRunStatus.DONE
@@ -1327,10 +1330,7 @@ def assert_loads_are_the_shipments_on_board():
 def test_an_order_cancelled_while_the_day_is_solved_leaves_no_weight_on_board(day, monkeypatch):
     cancelled = day["orders"][2]  # 60 kg, picked up and delivered the same day
 
-    def cancel():
-        orders.order_cancel(order_id=cancelled.pk, actor=cancelled.buyer, reason="changed mind")
-
-    solving_while(monkeypatch, cancel)
+    cancelled_while_solving(monkeypatch, cancelled)
     run = run_day(day)
 
     assert run.status == ScheduleRunStatus.DONE
@@ -1367,10 +1367,7 @@ def test_a_route_that_lost_stops_while_the_day_was_solved_measures_the_road_it_d
     cancelled = routed_order(BuyerFactory(village=village_near(center, "0.05", "-0.05")), (eggs, 5))
     assert Shipment.objects.get(order=cancelled).pickup_date == day["date"]
 
-    def cancel():
-        orders.order_cancel(order_id=cancelled.pk, actor=cancelled.buyer, reason="changed mind")
-
-    solving_while(monkeypatch, cancel)
+    cancelled_while_solving(monkeypatch, cancelled)
     run = run_day(day)
 
     assert run.status == ScheduleRunStatus.DONE
@@ -1393,10 +1390,7 @@ def test_goods_left_out_and_cancelled_while_the_day_is_solved_are_not_reported_u
     day["cold"].save()
     with_milk = day["orders"][1]
 
-    def cancel():
-        orders.order_cancel(order_id=with_milk.pk, actor=with_milk.buyer, reason="changed mind")
-
-    solving_while(monkeypatch, cancel)
+    cancelled_while_solving(monkeypatch, with_milk)
     run = run_day(day)
 
     assert run.status == ScheduleRunStatus.DONE
