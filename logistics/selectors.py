@@ -10,6 +10,8 @@ from logistics.models import (
     Shipment,
     ShipmentStatus,
     Stop,
+    StopKind,
+    StopStatus,
     TrackingEvent,
     Vehicle,
     Village,
@@ -30,7 +32,11 @@ def service_center_list() -> QuerySet[ServiceCenter]:
 def shipment_visible_to(user: User) -> QuerySet[Shipment]:
     """Staff of its origin or destination center, its farmer, its buyer; others see none
     (so they get 404). With what the cash-on-delivery rule reads (orders.cash), in the
-    same statement."""
+    same statement, and every stop of the goods, done, failed or to come."""
+    return _shipments_visible_to(user, stops=Stop.objects.all())
+
+
+def _shipments_visible_to(user: User, *, stops: QuerySet[Stop]) -> QuerySet[Shipment]:
     if user.role == Role.STAFF and user.service_center_id is not None:
         visible = Q(origin_center_id=user.service_center_id) | Q(
             destination_center_id=user.service_center_id
@@ -47,16 +53,20 @@ def shipment_visible_to(user: User) -> QuerySet[Shipment]:
         .prefetch_related(
             "legs",
             Prefetch("events", queryset=TrackingEvent.objects.order_by("occurred_at", "id")),
-            Prefetch("stops", queryset=Stop.objects.order_by("route__date", "sequence")),
+            Prefetch("stops", queryset=stops.order_by("route__date", "sequence")),
         )
         .order_by("-pickup_date", "-id")
     )
 
 
 def pickups_of_farmer(farmer: User) -> QuerySet[Shipment]:
-    """A farmer's upcoming pickups: not yet picked up, from today on."""
+    """A farmer's upcoming pickups: not yet picked up, from today on, each with the pickup
+    stop planned for it, if any. Not a pickup that failed (its window has gone by; the goods
+    wait for the next try's), nor a delivery to the buyer: not the farmer's to wait for."""
     return (
-        shipment_visible_to(farmer)
+        _shipments_visible_to(
+            farmer, stops=Stop.objects.filter(kind=StopKind.PICKUP, status=StopStatus.PENDING)
+        )
         .filter(
             status__in=(ShipmentStatus.PENDING, ShipmentStatus.SCHEDULED),
             pickup_date__gte=timezone.localdate(),
