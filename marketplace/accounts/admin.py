@@ -13,7 +13,11 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from listings.services import listings_pause_for_farmer, listings_refresh_for_farmer
 from marketplace.accounts.models import Role, User
 from marketplace.accounts.phones import PHONE_AS_TYPED_MAX, normalize_phone
-from marketplace.accounts.services import FIELDS_COPIED_TO_LISTINGS, user_tokens_revoke
+from marketplace.accounts.services import (
+    FIELDS_COPIED_TO_LISTINGS,
+    check_place,
+    user_tokens_revoke,
+)
 from marketplace.exceptions import DomainError
 
 
@@ -62,6 +66,20 @@ class UserChangeForm(_PhoneInE164, DjangoUserChangeForm):
                 "A user with listings or orders keeps their role.", code="role_not_allowed"
             )
         return role
+
+    def clean(self) -> dict:
+        """An exact place lies within reach of the village, as user_update_profile has it:
+        goods are picked up and delivered there, and a farmer's listings are found there."""
+        cleaned = super().clean()
+        fields = ("village", "lat", "lng")
+        if any(field in self.errors for field in fields):
+            return cleaned
+        village, lat, lng = (cleaned.get(field) for field in fields)
+        try:
+            check_place(village, lat, lng)
+        except DomainError as error:
+            self.add_error("lat", forms.ValidationError(error.detail, code=error.code))
+        return cleaned
 
 
 class AccessAttemptAdmin(axes_admin.AccessAttemptAdmin):

@@ -58,7 +58,7 @@ def _check_coordinates(lat: Decimal | None, lng: Decimal | None) -> None:
         )
 
 
-def _check_place(village: Village | None, lat: Decimal | None, lng: Decimal | None) -> None:
+def check_place(village: Village | None, lat: Decimal | None, lng: Decimal | None) -> None:
     """An exact place lies where the village's center can reach it (Village.reaches): goods
     are picked up and delivered there."""
     if village is None or lat is None or lng is None:
@@ -88,7 +88,7 @@ def user_register(
     if role not in SELF_REGISTER_ROLES:
         raise DomainError(errors.ROLE_NOT_ALLOWED, "Register as a farmer or a buyer.")
     _check_coordinates(lat, lng)
-    _check_place(village, lat, lng)
+    check_place(village, lat, lng)
     user = User(
         phone=normalize_phone(phone),
         name=name.strip(),
@@ -154,7 +154,7 @@ def user_update_profile(*, user: User, **changes: object) -> User:
     lng = changes.get("lng", user.lng)
     _check_coordinates(lat, lng)  # type: ignore[arg-type]
     if {"village", "lat", "lng"} & set(changes):
-        _check_place(changes.get("village", user.village), lat, lng)  # type: ignore[arg-type]
+        check_place(changes.get("village", user.village), lat, lng)  # type: ignore[arg-type]
     for field, value in changes.items():
         setattr(user, field, value.strip() if isinstance(value, str) else value)
     user.save(update_fields=list(changes))

@@ -575,14 +575,14 @@ def test_two_profile_changes_at_once_never_leave_a_place_far_from_the_village(
     buyer = BuyerFactory(lat=Decimal("30.250000"), lng=Decimal("119.700000"))
     elsewhere = VillageFactory(lat=Decimal("30.600000"), lng=Decimal("119.700000"))  # ~38 km
     moved = threading.Event()
-    check_place = services._check_place
+    check_place = services.check_place
 
     def slow_check_place(village, lat, lng):
         if threading.current_thread().name == "near-old-village":
             moved.wait(timeout=3)  # the move commits meanwhile, unless it waits for this one
         check_place(village, lat, lng)
 
-    monkeypatch.setattr(services, "_check_place", slow_check_place)
+    monkeypatch.setattr(services, "check_place", slow_check_place)
     answers = {}
 
     def patch(name, body, then=None):

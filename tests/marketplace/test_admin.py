@@ -497,3 +497,32 @@ def test_a_password_an_operator_sets_signs_the_user_out_of_every_device(operator
     assert list(BlacklistedToken.objects.values_list("token__user_id", flat=True)) == [farmer.pk]
     assert refresh_with(phone) == (401, "token_not_valid")
     assert refresh_with(kept) == (200, None)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"lat": "0", "lng": "0"},  # a phone with no GPS fix
+        {"village": "far"},  # moved to a village 100 km from the place kept
+    ],
+)
+def test_an_exact_place_the_village_cannot_reach_is_a_form_error(operator, changes):
+    """As through the API (user_update_profile): a farmer's exact place, where their goods
+    are picked up and their listings are found, lies within reach of their village."""
+    near = VillageFactory(lat=Decimal("30.000000"), lng=Decimal("119.600000"))
+    far = VillageFactory(lat=Decimal("30.900000"), lng=Decimal("119.600000"))
+    farmer = FarmerFactory(village=near, lat=Decimal("30.010000"), lng=Decimal("119.600000"))
+    listing = create_listing(farmer)
+    if changes.get("village") == "far":
+        changes = {"village": far.pk}
+
+    response = saved(operator, f"/admin/accounts/user/{farmer.pk}/change/", **changes)
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "lat" in errors, errors
+    assert User.objects.filter(
+        pk=farmer.pk, village=near, lat=Decimal("30.010000"), lng=Decimal("119.600000")
+    ).exists()
+    listing.refresh_from_db()
+    assert (listing.village_id, listing.lat) == (near.pk, Decimal("30.010000"))
