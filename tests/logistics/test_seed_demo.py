@@ -10,6 +10,7 @@ from io import StringIO
 import pytest
 from django.contrib.auth import password_validation
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import transaction
 from django.utils import timezone
 
@@ -504,3 +505,13 @@ def test_simulate_day_orders_for_demo_accounts_only():
     assert OrderLine.objects.filter(farmer=real_farmer).count() == 0
     assert {x.pk: x.quantity_available for x in Listing.objects.filter(farmer=real_farmer)} == stock
     celery_app.control.purge()
+
+
+@pytest.mark.parametrize("count", ["0", "-5"])
+def test_simulate_day_refuses_no_orders_or_fewer(count):
+    """A day of no orders (or fewer) is a typing mistake: said so, nothing placed or planned,
+    rather than "Nothing to plan." as if the county had no produce."""
+    with pytest.raises(CommandError, match="--orders"):
+        call_command("simulate_day", "--orders", count, stdout=StringIO())
+    assert not Order.objects.exists()
+    assert not ScheduleRun.objects.exists()

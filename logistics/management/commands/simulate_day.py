@@ -1,6 +1,7 @@
 """Place a realistic day of orders in the demo county, route them, plan every center's day,
 and print a summary per center."""
 
+import argparse
 import random
 import sys
 from collections import Counter
@@ -26,11 +27,24 @@ def progress(label: str, done: int, total: int, width: int = 30) -> None:
     sys.stdout.flush()
 
 
+def _at_least_one(typed: str) -> int:
+    """argparse's type for --orders: a whole number of orders, 1 or more."""
+    try:
+        count = int(typed)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of 1 or more, not {typed!r}")
+    return count
+
+
 class Command(BaseCommand):
     help = "Simulate a day: orders placed, routed and every center's day planned."
 
     def add_arguments(self, parser):
-        parser.add_argument("--orders", type=int, default=120, help="orders to place")
+        parser.add_argument(
+            "--orders", type=_at_least_one, default=120, help="orders to place (1 or more)"
+        )
         parser.add_argument("--seed", type=int, default=None, help="random seed (repeatable runs)")
 
     def handle(self, *args, orders: int, seed: int | None, **options):
