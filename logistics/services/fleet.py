@@ -6,9 +6,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import ProtectedError
+from django.db.models import F, ProtectedError
+from django.db.models.functions import Round
+from django.utils import timezone
 
-from logistics.models import Route, Vehicle
+from logistics.models import Route, RouteStatus, Vehicle
 from logistics.services.schedule import schedule_days_again
 from marketplace.exceptions import DomainError, violated_constraint
 
@@ -115,7 +117,8 @@ def vehicle_create(
 def vehicle_update(*, vehicle_id: int, changes: Mapping[str, Any]) -> Vehicle:
     """Change some fields of a vehicle; the rules of vehicle_create hold for the result
     (a new shift_end is checked against the shift_start the vehicle already has). Days it
-    is planned on are planned again only when what changed is what plans use."""
+    is planned on are planned again only when what changed is what plans use; a new price
+    per km prices its routes not yet on the road."""
     unknown = set(changes) - UPDATABLE
     if unknown:
         raise TypeError(f"vehicle_update cannot change {sorted(unknown)}")
@@ -133,7 +136,18 @@ def vehicle_update(*, vehicle_id: int, changes: Mapping[str, Any]) -> Vehicle:
         _save(vehicle, update_fields=changed)
     if PLANNED_ON & set(changed):
         _plan_again_days_of(vehicle)
+    if "cost_per_km" in changed:
+        _price_planned_routes(vehicle)
     return vehicle
+
+
+def _price_planned_routes(vehicle: Vehicle) -> None:
+    """A new price per km plans no day again (the plans do not rest on it) but prices the
+    routes not yet on the road, as _store does: their distance at the vehicle's price, to
+    the cent. A route on the road, done, or of a day gone by keeps the cost it set out with."""
+    Route.objects.filter(
+        vehicle=vehicle, status=RouteStatus.PLANNED, date__gte=timezone.localdate()
+    ).update(cost=Round(F("distance_km") * vehicle.cost_per_km, 2))
 
 
 @transaction.atomic

@@ -323,3 +323,38 @@ def test_two_staff_naming_two_vehicles_alike_at_once_one_wins():
 
     assert sorted(outcomes) == ["created", "vehicle_name_taken"]
     assert Vehicle.objects.filter(service_center=center).count() == 1
+
+
+def test_a_new_price_per_km_prices_the_routes_not_yet_on_the_road(staff, van):
+    """A plan does not rest on the price (no day is planned again), but a planned route's
+    cost is its distance at the vehicle's price: it follows the new one. A route on the road
+    or done, and one of a day gone by, keep the cost they set out with."""
+    today = timezone.localdate()
+    routes = {
+        name: Route.objects.create(
+            service_center_id=van.service_center_id,
+            date=today + timedelta(days=days),
+            vehicle=van,
+            status=status,
+            distance_km=Decimal("12.35"),
+            cost=Decimal("18.53"),  # 12.35 km at 1.50
+        )
+        for name, (days, status) in {
+            "yesterday": (-1, RouteStatus.COMPLETED),
+            "on_the_road": (0, RouteStatus.STARTED),
+            "today": (0, RouteStatus.PLANNED),
+            "tomorrow": (1, RouteStatus.PLANNED),
+        }.items()
+    }
+
+    response = staff.patch(vehicle_url(van), {"cost_per_km": "2.10"}, format="json")
+
+    assert response.status_code == 200, response.json()
+    costs = {name: Route.objects.get(pk=route.pk).cost for name, route in routes.items()}
+    assert costs == {
+        "yesterday": Decimal("18.53"),
+        "on_the_road": Decimal("18.53"),
+        "today": Decimal("25.94"),  # 12.35 × 2.10 = 25.935, half up
+        "tomorrow": Decimal("25.94"),
+    }
+    assert runs() == []
