@@ -281,7 +281,8 @@ def _check_no_open_orders(listing: Listing) -> None:
 @transaction.atomic
 def listing_set_status(*, listing: Listing, status: str) -> Listing:
     """Publish, pause, resume or archive, along STATUS_TRANSITIONS. Publishing or resuming a
-    listing with no stock leaves it sold out."""
+    listing with no stock leaves it sold out. A deactivated farmer's listing is not put on
+    sale (listings_pause_for_farmer took it off): an operator's publish is refused."""
     listing = listing_lock(listing.pk)
     if _status_for_stock(status, listing.quantity_available) == listing.status:
         # a retried request changes nothing: also a publish or resume retried once it left
@@ -293,6 +294,15 @@ def listing_set_status(*, listing: Listing, status: str) -> Listing:
             f"A {listing.status} listing cannot become {status}.",
             status_code=409,
             extra={"from": listing.status, "to": status},
+        )
+    if (
+        status == ListingStatus.ACTIVE
+        and not User.objects.filter(pk=listing.farmer_id, is_active=True).exists()
+    ):
+        raise DomainError(
+            errors.FARMER_INACTIVE,
+            "The farmer's account is deactivated: nobody would hand the goods over.",
+            status_code=409,
         )
     listing.status = _status_for_stock(status, listing.quantity_available)
     listing.save(update_fields=["status", "updated_at"])

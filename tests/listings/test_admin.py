@@ -237,3 +237,21 @@ def test_a_listing_ordered_while_the_admin_deletes_it_is_archived_instead(operat
     assert told == [("warning", f"{listing}: ordered meanwhile, so archived instead of deleted.")]
     # the bulk action logs only what it deleted (the single delete view logs before it asks)
     assert LogEntry.objects.filter(action_flag=DELETION).count() == (1 if how == "single" else 0)
+
+
+def test_a_deactivated_farmers_listing_is_not_put_back_on_sale(operator):
+    """A farmer an operator deactivated has their listings paused (listings_pause_for_farmer):
+    nobody would hand the goods over. Publishing one from the admin is refused with the
+    service's reason, and buyers still cannot order it."""
+    listing = make_listing("Leeks")
+    farmer = listing.farmer
+    User.objects.filter(pk=farmer.pk).update(is_active=False)
+    services.listings_pause_for_farmer(farmer=farmer)
+
+    response = act(operator, "publish", listing)
+
+    listing.refresh_from_db()
+    assert listing.status == ListingStatus.PAUSED
+    reported = [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
+    assert [(level, text.split(":")[0]) for level, text in reported] == [("error", "Leeks")]
+    assert User.objects.filter(pk=farmer.pk, is_active=False).exists()
