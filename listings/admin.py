@@ -4,12 +4,14 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
 from listings import services
 from listings.models import Category, Listing, ListingPhoto, ListingStatus
+from marketplace.admin_site import rows_for
 from marketplace.exceptions import DomainError
 
 _ARCHIVED_INSTEAD = "{}: ordered meanwhile, so archived instead of deleted."
@@ -109,6 +111,13 @@ class ListingAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # farmers list produce through the API (listing_create)
+
+    def get_queryset(self, request):
+        return rows_for(
+            request,
+            super().get_queryset(request),
+            lambda center_id: Q(village__service_center_id=center_id),
+        )
 
     def save_model(self, request, obj, form, change) -> None:
         changes = {

@@ -1,10 +1,12 @@
 from django.contrib import admin, messages
+from django.db.models import Q
 
 from listings.models import Listing
 from listings.services import listings_refresh
 from logistics.models import Route, ServiceCenter, Stop, Village
 from logistics.services.schedule import schedule_days_again
 from logistics.services.shipments import stop_unlock
+from marketplace.admin_site import rows_for
 
 # What the listings of a village's farmers copy of it (their place, and words to find them by).
 VILLAGE_FIELDS_IN_LISTINGS = frozenset({"name", "lat", "lng"})
@@ -68,6 +70,13 @@ class StopAdmin(admin.ModelAdmin):
     list_filter = ("status", "kind", "route__service_center")
     list_select_related = ("route",)
     actions = ["unlock"]
+
+    def get_queryset(self, request):
+        return rows_for(
+            request,
+            super().get_queryset(request),
+            lambda center_id: Q(route__service_center_id=center_id),
+        )
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -10,6 +10,7 @@ view, ours and the installed apps' alike, turns those into 400 `bad_request`; th
 stays in the log's traceback.
 """
 
+from collections.abc import Callable
 from decimal import InvalidOperation
 from functools import wraps
 
@@ -17,6 +18,8 @@ from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 from django.core.exceptions import BadRequest, ValidationError
 from django.db import DataError
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
 
 # InvalidOperation: a form comparing a stored number with sNaN, before its field refuses it.
 BAD_VALUE_ERRORS = (ValueError, ValidationError, DataError, InvalidOperation)
@@ -39,3 +42,15 @@ class AdminSite(admin.AdminSite):
 
 class MarketplaceAdminConfig(AdminConfig):
     default_site = "marketplace.admin_site.AdminSite"
+
+
+def rows_for(request: HttpRequest, queryset: QuerySet, of_center: Callable[[int], Q]) -> QuerySet:
+    """`queryset` as the admin user may see it. Operators (superusers) see every center's
+    rows; a center's staff given the admin see their center's (`of_center(center_id)`), as
+    the API shows them, never another center's; anyone else with no center sees none."""
+    user = request.user
+    if user.is_superuser:
+        return queryset
+    if user.service_center_id is None:
+        return queryset.none()
+    return queryset.filter(of_center(user.service_center_id))

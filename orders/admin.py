@@ -9,10 +9,13 @@ records, shown as they are."""
 from decimal import Decimal
 
 from django.contrib import admin, messages
+from django.db.models import Q
 from django.db.models.constants import LOOKUP_SEP
 
 from logistics.models import Shipment
 from logistics.services.shipments import order_hand_over_unlock
+from marketplace.accounts.models import Role, User
+from marketplace.admin_site import rows_for
 from marketplace.exceptions import DomainError
 from orders import selectors, services
 from orders.models import (
@@ -26,6 +29,26 @@ from orders.models import (
 )
 
 OPERATOR_CANCEL_REASON = "cancelled by operator"
+
+
+def _orders_through(center_id: int) -> Q:
+    """Orders through the center, as its staff see them in the API (order_visible_to)."""
+    return Q(pk__in=_ids_of_orders_through(center_id))
+
+
+def _records_of_orders_through(center_id: int) -> Q:
+    return Q(order__in=_ids_of_orders_through(center_id))
+
+
+def _ids_of_orders_through(center_id: int):
+    staff = User(role=Role.STAFF, service_center_id=center_id)
+    return selectors.order_visible_to(staff).values("pk")
+
+
+def _people_of(center_id: int) -> Q:
+    """What the center's people were told: its staff, and farmers and buyers of its
+    villages."""
+    return Q(user__service_center_id=center_id) | Q(user__village__service_center_id=center_id)
 
 
 class ReadOnlyAdminMixin:
@@ -149,7 +172,8 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         # amount_held for refund_due: in the list's one statement, and the page's
-        return selectors.orders_with_amount_held(super().get_queryset(request))
+        orders = selectors.orders_with_amount_held(super().get_queryset(request))
+        return rows_for(request, orders, _orders_through)
 
     @admin.display(description="refund due")
     def refund_due(self, order) -> Decimal:
@@ -200,6 +224,9 @@ class ReviewAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("buyer__phone", "buyer__name", "comment")
     list_select_related = ("order", "buyer")
 
+    def get_queryset(self, request):
+        return rows_for(request, super().get_queryset(request), _records_of_orders_through)
+
 
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
@@ -218,6 +245,9 @@ class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("user__phone", "user__name", "title")
     list_select_related = ("user",)
 
+    def get_queryset(self, request):
+        return rows_for(request, super().get_queryset(request), _people_of)
+
 
 @admin.register(PaymentEvent)
 class PaymentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
@@ -225,3 +255,6 @@ class PaymentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("provider", "kind")
     search_fields = ("event_id",)
     list_select_related = ("order",)
+
+    def get_queryset(self, request):
+        return rows_for(request, super().get_queryset(request), _records_of_orders_through)

@@ -6,6 +6,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm as DjangoAdminPasswordChangeForm
 from django.contrib.auth.forms import AdminUserCreationForm
 from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
+from django.db.models import Q
 from django.db.models.constants import LOOKUP_SEP
 from rest_framework_simplejwt.token_blacklist import admin as token_blacklist_admin
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
@@ -18,6 +19,7 @@ from marketplace.accounts.services import (
     check_place,
     user_tokens_revoke,
 )
+from marketplace.admin_site import rows_for
 from marketplace.exceptions import DomainError
 
 
@@ -193,6 +195,15 @@ class UserAdmin(DjangoUserAdmin):
     )
 
     actions = ("sign_out_everywhere",)
+
+    def get_queryset(self, request):
+        return rows_for(
+            request,
+            super().get_queryset(request),
+            lambda center_id: (
+                Q(service_center_id=center_id) | Q(village__service_center_id=center_id)
+            ),
+        )
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)

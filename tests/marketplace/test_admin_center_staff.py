@@ -1,0 +1,87 @@
+"""Staff of a service center given the admin (is_staff, with view permissions) see there
+what the API shows them: their center's orders, stops, listings and people, never another
+center's. Operators (superusers) see everything."""
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.utils import timezone
+
+from logistics.models import Route, Stop
+from logistics.services.routing import order_route
+from marketplace.accounts.models import User
+from orders.models import Notification, Review
+from tests.factories import (
+    BuyerFactory,
+    FarmerFactory,
+    ServiceCenterFactory,
+    StaffFactory,
+    VillageFactory,
+    create_listing,
+    place_order,
+)
+
+pytestmark = pytest.mark.django_db
+
+PAGES = {
+    "order": "/admin/orders/order/",
+    "stop": "/admin/logistics/stop/",
+    "listing": "/admin/listings/listing/",
+    "user": "/admin/accounts/user/",
+    "notification": "/admin/orders/notification/",
+    "review": "/admin/orders/review/",
+}
+
+
+def _center_with_an_order():
+    center = ServiceCenterFactory()
+    farmer = FarmerFactory(village=VillageFactory(service_center=center))
+    buyer = BuyerFactory(village=VillageFactory(service_center=center))
+    listing = create_listing(farmer)
+    order = place_order(buyer, listing)
+    order_route(order_id=order.pk)
+    route = Route.objects.create(service_center=center, date=timezone.localdate())
+    stop = Stop.objects.create(route=route, sequence=1, kind="pickup", lat=0, lng=0)
+    told = Notification.objects.create(
+        user=buyer, order=order, kind="order_confirmed", title="t", body="b"
+    )
+    review = Review.objects.create(order=order, buyer=buyer, rating=5)
+    return {
+        "order": order,
+        "stop": stop,
+        "listing": listing,
+        "user": farmer,
+        "notification": told,
+        "review": review,
+        "center": center,
+    }
+
+
+def _shown(client: Client, model: str) -> set[int]:
+    response = client.get(PAGES[model])
+    assert response.status_code == 200
+    return {row.pk for row in response.context["cl"].result_list}
+
+
+def test_center_staff_in_the_admin_see_their_centers_rows_only():
+    ours, theirs = _center_with_an_order(), _center_with_an_order()
+    staff = StaffFactory(service_center=ours["center"], is_staff=True)
+    staff.user_permissions.add(
+        *Permission.objects.filter(codename__in=[f"view_{model}" for model in PAGES])
+    )
+    client = Client()
+    client.force_login(staff)
+
+    for model, changelist in PAGES.items():
+        shown = _shown(client, model)
+        assert ours[model].pk in shown, model
+        assert theirs[model].pk not in shown, model
+        page = client.get(f"{changelist}{theirs[model].pk}/change/")
+        assert page.status_code == 302, model  # Django's answer for a row not found
+
+    operator = Client()
+    operator.force_login(
+        User.objects.create_superuser(phone="+8613000000001", password="op-passphrase-1", name="o")
+    )
+    for model in PAGES:
+        assert {ours[model].pk, theirs[model].pk} <= _shown(operator, model)
