@@ -62,10 +62,16 @@ def _shipments_visible_to(user: User, *, stops: QuerySet[Stop]) -> QuerySet[Ship
 def pickups_of_farmer(farmer: User) -> QuerySet[Shipment]:
     """A farmer's upcoming pickups: not yet picked up, from today on, each with the pickup
     stop planned for it, if any. Not a pickup that failed (its window has gone by; the goods
-    wait for the next try's), nor a delivery to the buyer: not the farmer's to wait for."""
+    wait for the next try's), nor one left on a route of a day gone by that never set out,
+    nor a delivery to the buyer: not the farmer's to wait for."""
     return (
         _shipments_visible_to(
-            farmer, stops=Stop.objects.filter(kind=StopKind.PICKUP, status=StopStatus.PENDING)
+            farmer,
+            stops=Stop.objects.filter(
+                kind=StopKind.PICKUP,
+                status=StopStatus.PENDING,
+                route__date__gte=timezone.localdate(),
+            ),
         )
         .filter(
             status__in=(ShipmentStatus.PENDING, ShipmentStatus.SCHEDULED),

@@ -1,7 +1,7 @@
 """A farmer's upcoming pickups (GET /api/v1/my/pickups/): their own, not yet picked up,
 with the time windows of the pickups to come, in a fixed number of queries."""
 
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -82,3 +82,18 @@ def test_my_pickups_show_the_windows_of_the_pickups_to_come_only(client_for):
         (row,) = client_for(farmer).get("/api/v1/my/pickups/").json()["results"]
     assert [stop["id"] for stop in row["stops"]] == [again.pk]
     assert delivery.pk not in [stop["id"] for stop in row["stops"]]
+
+
+def test_a_stop_left_on_a_day_gone_by_is_not_the_pickup_to_come(client_for):
+    """A route planned for yesterday that never set out keeps its stops; the goods wait for
+    a pickup from today on, and the farmer is not shown yesterday's window."""
+    center = ServiceCenterFactory()
+    farmer = FarmerFactory(village=VillageFactory(service_center=center))
+    buyer = BuyerFactory(village=VillageFactory(service_center=center))
+    (shipment,) = _pickups_of(farmer, buyer, 1)
+    stop_for(shipment, center, "pickup", day=timezone.localdate() - timedelta(days=1))
+    planned = stop_for(shipment, center, "pickup", day=shipment.pickup_date)
+
+    (row,) = client_for(farmer).get("/api/v1/my/pickups/").json()["results"]
+
+    assert [stop["id"] for stop in row["stops"]] == [planned.pk]
