@@ -127,10 +127,16 @@ class ShipmentInline(ReadOnlyAdminMixin, admin.TabularInline):
     readonly_fields = fields
 
     def get_queryset(self, request):
-        return (
+        shipments = (
             super()
             .get_queryset(request)
             .select_related("farmer", "origin_center", "destination_center")
+        )
+        # a center's staff: the goods through their center, as the API shows them the order
+        return rows_for(
+            request,
+            shipments,
+            lambda center_id: Q(origin_center_id=center_id) | Q(destination_center_id=center_id),
         )
 
 

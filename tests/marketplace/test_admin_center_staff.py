@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 
-from logistics.models import Route, Stop
+from logistics.models import Route, Shipment, Stop
 from logistics.services.routing import order_route
 from marketplace.accounts.models import User
 from orders.models import Notification, Review
@@ -85,3 +85,30 @@ def test_center_staff_in_the_admin_see_their_centers_rows_only():
     )
     for model in PAGES:
         assert {ours[model].pk, theirs[model].pk} <= _shown(operator, model)
+
+
+def test_center_staff_see_only_their_centers_shipments_of_an_order():
+    """An order of goods from two centers' farms: staff of one see its shipment through their
+    center on the order's page, not the other center's (as in the API)."""
+    ours, theirs, buyers = ServiceCenterFactory(), ServiceCenterFactory(), ServiceCenterFactory()
+    ours_farmer = FarmerFactory(village=VillageFactory(service_center=ours))
+    theirs_farmer = FarmerFactory(village=VillageFactory(service_center=theirs))
+    buyer = BuyerFactory(village=VillageFactory(service_center=buyers))
+    order = place_order(buyer, create_listing(ours_farmer), create_listing(theirs_farmer))
+    order_route(order_id=order.pk)
+    staff = StaffFactory(service_center=ours, is_staff=True)
+    staff.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_order", "view_shipment"])
+    )
+    client = Client()
+    client.force_login(staff)
+
+    page = client.get(f"{PAGES['order']}{order.pk}/change/")
+
+    assert page.status_code == 200
+    [shipments] = [
+        inline.formset
+        for inline in page.context["inline_admin_formsets"]
+        if inline.formset.model is Shipment
+    ]
+    assert [form.instance.farmer_id for form in shipments.forms] == [ours_farmer.pk]
