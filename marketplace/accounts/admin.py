@@ -50,9 +50,10 @@ class UserCreationForm(_PhoneInE164, AdminUserCreationForm):
         # does not show, so Django leaves the rule to the database: a 500 without this.
         cleaned = super().clean()
         if cleaned.get("role") == Role.STAFF and not cleaned.get("service_center"):
+            # on the role when the center is not this admin user's to set (ACCESS_FIELDS)
+            field = "service_center" if "service_center" in self.fields else "role"
             self.add_error(
-                "service_center",
-                forms.ValidationError("Staff work at a service center.", code="required"),
+                field, forms.ValidationError("Staff work at a service center.", code="required")
             )
         return cleaned
 
@@ -195,6 +196,17 @@ class UserAdmin(DjangoUserAdmin):
     )
 
     actions = ("sign_out_everywhere",)
+    # Who may use the admin and what for, and where staff work: an operator's to set. A
+    # center's staff given the user pages (a farmer's name or phone to fix) would otherwise
+    # make themselves operators, grant themselves any permission, or move to another center.
+    ACCESS_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions", "service_center")
+
+    def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        if request.user.is_superuser:
+            return readonly
+        # a role changed, staff would leave their center, or a farmer or buyer join one
+        return readonly + self.ACCESS_FIELDS + (("role",) if obj is not None else ())
 
     def get_queryset(self, request):
         return rows_for(

@@ -20,6 +20,7 @@ from tests.factories import (
     create_listing,
     place_order,
 )
+from tests.marketplace.test_admin import saved
 
 pytestmark = pytest.mark.django_db
 
@@ -112,3 +113,64 @@ def test_center_staff_see_only_their_centers_shipments_of_an_order():
         if inline.formset.model is Shipment
     ]
     assert [form.instance.farmer_id for form in shipments.forms] == [ours_farmer.pk]
+
+
+def test_center_staff_who_may_change_users_cannot_raise_their_own_access():
+    """Staff given the user pages (to fix a farmer's name or phone) do not make themselves
+    operators, give themselves permissions, or move to another center."""
+    center = ServiceCenterFactory()
+    elsewhere = ServiceCenterFactory()
+    staff = StaffFactory(service_center=center, is_staff=True)
+    staff.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_user", "change_user"])
+    )
+    client = Client()
+    client.force_login(staff)
+    url = f"{PAGES['user']}{staff.pk}/change/"
+
+    response = saved(
+        client,
+        url,
+        is_superuser="on",
+        service_center=elsewhere.pk,
+        user_permissions=[str(p.pk) for p in Permission.objects.all()],
+    )
+
+    assert response.status_code in (200, 302)
+    staff.refresh_from_db()
+    assert (staff.is_superuser, staff.service_center_id) == (False, center.pk)
+    assert staff.user_permissions.count() == 2
+
+
+def test_center_staff_adding_a_staff_user_are_told_staff_need_a_center():
+    staff = StaffFactory(service_center=ServiceCenterFactory(), is_staff=True)
+    codenames = ["view_user", "add_user", "change_user"]
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(staff)
+    form = {"phone": "13900000011", "name": "新同事", "role": "staff"}
+    form |= {"password1": "a-good-pass-77", "password2": "a-good-pass-77"}
+
+    response = client.post(f"{PAGES['user']}add/", {**form, "usable_password": "true"})
+
+    assert response.status_code == 200
+    assert "role" in response.context["adminform"].form.errors
+    assert not User.objects.filter(phone="+8613900000011").exists()
+
+
+def test_center_staff_who_may_change_users_leave_roles_as_they_are():
+    """A role is an operator's to change: a staff member turning their own account into a
+    buyer's would keep their center, which only staff have (the database refused: a 500)."""
+    center = ServiceCenterFactory()
+    staff = StaffFactory(service_center=center, is_staff=True)
+    codenames = ["view_user", "change_user"]
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(staff)
+    village = VillageFactory(service_center=center)
+
+    response = saved(client, f"{PAGES['user']}{staff.pk}/change/", role="buyer", village=village.pk)
+
+    assert response.status_code in (200, 302)
+    staff.refresh_from_db()
+    assert (staff.role, staff.service_center_id) == ("staff", center.pk)
