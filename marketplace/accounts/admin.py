@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 from axes import admin as axes_admin
 from axes.models import AccessAttempt
 from django import forms
@@ -98,6 +100,14 @@ admin.site.unregister(AccessAttempt)
 admin.site.register(AccessAttempt, AccessAttemptAdmin)
 
 
+def _people_of(user: str) -> Callable[[int], Q]:
+    """Rows whose `user` is of the center: its staff, or a farmer or buyer of its villages."""
+    return lambda center_id: (
+        Q(**{f"{user}__service_center_id": center_id})
+        | Q(**{f"{user}__village__service_center_id": center_id})
+    )
+
+
 class OutstandingTokenAdmin(token_blacklist_admin.OutstandingTokenAdmin):
     """simplejwt's, without the token itself: a live refresh token shown here would let
     anyone who may view this page act as its user for weeks. Nor filtered by it: Django
@@ -105,6 +115,9 @@ class OutstandingTokenAdmin(token_blacklist_admin.OutstandingTokenAdmin):
     and whether a row is listed would give the token away a character at a time."""
 
     fields = ("jti", "user", "created_at", "expires_at")
+
+    def get_queryset(self, request):
+        return rows_for(request, super().get_queryset(request), _people_of("user"))
 
     def get_readonly_fields(self, *args, **kwargs) -> tuple[str, ...]:
         return self.fields
@@ -118,6 +131,9 @@ class OutstandingTokenAdmin(token_blacklist_admin.OutstandingTokenAdmin):
 class BlacklistedTokenAdmin(token_blacklist_admin.BlacklistedTokenAdmin):
     # The token by its id: a drop-down would list every outstanding token there is.
     raw_id_fields = ("token",)
+
+    def get_queryset(self, request):
+        return rows_for(request, super().get_queryset(request), _people_of("token__user"))
 
 
 admin.site.unregister(OutstandingToken)

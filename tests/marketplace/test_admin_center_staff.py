@@ -6,10 +6,12 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from logistics.models import Route, Shipment, Stop
 from logistics.services.routing import order_route
 from marketplace.accounts.models import User
+from marketplace.accounts.tokens import RefreshToken
 from orders.models import Notification, Review
 from tests.factories import (
     BuyerFactory,
@@ -174,3 +176,24 @@ def test_center_staff_who_may_change_users_leave_roles_as_they_are():
     assert response.status_code in (200, 302)
     staff.refresh_from_db()
     assert (staff.role, staff.service_center_id) == ("staff", center.pk)
+
+
+def test_center_staff_see_the_sign_ins_of_their_centers_people_only():
+    center = ServiceCenterFactory()
+    ours = FarmerFactory(village=VillageFactory(service_center=center))
+    theirs = FarmerFactory(village=VillageFactory(service_center=ServiceCenterFactory()))
+    for user in (ours, theirs):
+        RefreshToken.for_user(user)
+    staff = StaffFactory(service_center=center, is_staff=True)
+    codenames = ["view_outstandingtoken", "view_blacklistedtoken"]
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    for user in (ours, theirs):
+        BlacklistedToken.objects.create(token=OutstandingToken.objects.get(user=user))
+    client = Client()
+    client.force_login(staff)
+
+    tokens = client.get("/admin/token_blacklist/outstandingtoken/")
+    revoked = client.get("/admin/token_blacklist/blacklistedtoken/")
+
+    assert [row.user_id for row in tokens.context["cl"].result_list] == [ours.pk]
+    assert [row.token.user_id for row in revoked.context["cl"].result_list] == [ours.pk]
