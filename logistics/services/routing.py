@@ -211,6 +211,31 @@ def shipments_rebook(changes: Iterable[tuple[Shipment, Decimal]]) -> None:
     Shipment.objects.bulk_update([shipment for shipment, _ in changed], ["booked_kg"])
 
 
+def loads_on_board(stops: Iterable[tuple[bool, list[Shipment]]]) -> list[Decimal]:
+    """The kilograms on board after each of a route's stops, in visiting order, from the
+    goods each serves (whether it picks up, and its shipments): the goods it delivers that
+    no stop of it picks up leave the center on board, a pickup adds its goods and a
+    delivery takes them off."""
+    stops = list(stops)
+    picked = {s.pk for picks_up, shipments in stops if picks_up for s in shipments}
+    on_board = sum(
+        (
+            s.load_kg
+            for picks_up, shipments in stops
+            if not picks_up
+            for s in shipments
+            if s.pk not in picked
+        ),
+        Decimal(0),
+    )
+    loads = []
+    for picks_up, shipments in stops:
+        weight = sum((s.load_kg for s in shipments), Decimal(0))
+        on_board += weight if picks_up else -weight
+        loads.append(on_board)
+    return loads
+
+
 def next_try(day: date) -> timedelta:
     """How far a shipment's day moves when its stop failed or did not fit the plan: a day,
     and never onto a day whose plan already ran, which would not take the goods (a day gone

@@ -53,6 +53,7 @@ from logistics.routing.problem import (
 from logistics.routing.vroom_solver import solve
 from logistics.routing.zones import stops_of
 from logistics.services.routing import (
+    loads_on_board,
     lock_capacity_of,
     next_try,
     orders_due,
@@ -577,8 +578,12 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
             ),
         )
         stops += len(served)
-        for sequence, ((step, shipments), load_g) in enumerate(
-            zip(served, _on_board(served), strict=True), start=1
+        loads = loads_on_board(
+            (step.kind in (StepKind.PICKUP, StepKind.PAIR_PICKUP), shipments)
+            for step, shipments in served
+        )
+        for sequence, ((step, shipments), load) in enumerate(
+            zip(served, loads, strict=True), start=1
         ):
             window = _stop_window(step.kind, center)
             attempts, last_wrong_code = max(
@@ -600,7 +605,7 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
                 window_start=_at(day, window.start),
                 window_end=_at(day, window.end),
                 eta=_at(day, step.arrival_s + step.wait_s),  # when service starts
-                load_kg=Decimal(load_g) / GRAMS_PER_KG,
+                load_kg=load,
             )
             new_stops.append((stop, shipments))
             scheduled.extend(shipments)
@@ -667,26 +672,6 @@ def _as_kept(
         duration_s=back - planned.departure_s,
         return_s=back,
     )
-
-
-def _on_board(kept: list[tuple[PlannedStop, list[Shipment]]]) -> list[int]:
-    """The grams on board after each stop of a route, from the shipments it still serves:
-    the goods of its deliveries leave the center on board (a pair's once picked up), a
-    pickup adds its goods and a delivery takes them off. Not the engine's figures, which
-    still count goods dropped from the plan while it was solved (a cancelled order)."""
-    on_board = sum(
-        _grams(s.load_kg)
-        for step, shipments in kept
-        if step.kind == StepKind.DELIVERY
-        for s in shipments
-    )
-    loads = []
-    for step, shipments in kept:
-        grams = sum(_grams(s.load_kg) for s in shipments)
-        picks_up = step.kind in (StepKind.PICKUP, StepKind.PAIR_PICKUP)
-        on_board += grams if picks_up else -grams
-        loads.append(on_board)
-    return loads
 
 
 def _behind(day_work: _Day, step) -> list[Shipment]:

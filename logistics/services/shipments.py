@@ -32,6 +32,7 @@ from logistics.models import (
 )
 from logistics.services.routing import (
     GRAM,
+    loads_on_board,
     lock_capacity_of,
     next_try,
     orders_due,
@@ -787,18 +788,12 @@ def _planned_loads_follow(route_ids: list[int]) -> None:
     changed = []
     for _route_id, on_route in groupby(stops, key=lambda stop: stop.route_id):
         route_stops = list(on_route)
-        picked = {
-            s.pk for stop in route_stops if stop.kind == StopKind.PICKUP for s in carried(stop)
-        }
-        loaded = [
-            s for stop in route_stops if stop.kind == StopKind.DELIVERY for s in carried(stop)
-        ]
-        on_board = sum((s.load_kg for s in loaded if s.pk not in picked), Decimal(0))
-        for stop in route_stops:
-            weight = sum((s.load_kg for s in carried(stop)), Decimal(0))
-            on_board += weight if stop.kind == StopKind.PICKUP else -weight
-            if stop.load_kg != on_board:
-                stop.load_kg = on_board
+        loads = loads_on_board(
+            (stop.kind == StopKind.PICKUP, carried(stop)) for stop in route_stops
+        )
+        for stop, load in zip(route_stops, loads, strict=True):
+            if stop.load_kg != load:
+                stop.load_kg = load
                 changed.append(stop)
     Stop.objects.bulk_update(changed, ["load_kg"])
 
