@@ -8,9 +8,8 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from logistics.models import ScheduleRun, ScheduleRunZone, ServiceCenter
-from logistics.services.routing import orders_route_batch
+from logistics.services.routing import nightly_day, orders_route_batch
 from logistics.services.schedule import (
-    nightly_day,
     schedule_nightly_request,
     schedule_run_execute,
     schedule_runs_redrive,

@@ -55,12 +55,21 @@ def transfer_days(origin: ServiceCenter, destination: ServiceCenter) -> int:
     return max(1, math.ceil(road_km / settings.TRANSFER_KM_PER_DAY))
 
 
-def first_day_to_plan(now: datetime | None = None) -> date:
-    """The first day whose plan is still to come: tomorrow, or the day after once tonight's
-    nightly plan of tomorrow ran (at NIGHTLY_SCHEDULE_HOUR). A plan runs once and takes the
-    goods on its day then; no day gone by is planned."""
+def nightly_day(now: datetime | None = None) -> date:
+    """The day a nightly message plans: the day after the evening it was sent, the last
+    whose NIGHTLY_SCHEDULE_HOUR has passed. One taken only after midnight (the workers down
+    through the night) plans the day that has begun, still unplanned, not the day after,
+    whose own nightly turn is this evening."""
     local = timezone.localtime(now)
-    return local.date() + timedelta(days=2 if local.hour >= settings.NIGHTLY_SCHEDULE_HOUR else 1)
+    sent_on = local.date() - timedelta(days=local.hour < settings.NIGHTLY_SCHEDULE_HOUR)
+    return sent_on + timedelta(days=1)
+
+
+def first_day_to_plan(now: datetime | None = None) -> date:
+    """The first day whose plan is still to come: the day after the last nightly plan's
+    (tomorrow, or the day after once tonight's plan of tomorrow ran). A plan runs once and
+    takes the goods on its day then; no day gone by is planned."""
+    return nightly_day(now) + timedelta(days=1)
 
 
 def earliest_pickup(placed: datetime, now: datetime, harvest_dates: list[date]) -> date:

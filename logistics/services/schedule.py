@@ -91,16 +91,6 @@ class _Day:
 # --------------------------------------------------------------------------- requesting
 
 
-def nightly_day(now: datetime | None = None) -> date:
-    """The day a nightly message plans: the day after the evening it was sent, the last
-    whose NIGHTLY_SCHEDULE_HOUR has passed. One taken only after midnight (the workers down
-    through the night) plans the day that has begun, still unplanned, not the day after,
-    whose own nightly turn is this evening."""
-    local = timezone.localtime(now)
-    sent_on = local.date() - timedelta(days=local.hour < settings.NIGHTLY_SCHEDULE_HOUR)
-    return sent_on + timedelta(days=1)
-
-
 def schedule_nightly_request(*, center: ServiceCenter, day: date) -> ScheduleRun | None:
     """The nightly beat asks for a center's day to be planned, once: its message delivered
     again (a worker lost before acknowledging it, whose runs had committed and finished)

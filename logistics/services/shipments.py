@@ -32,6 +32,7 @@ from logistics.models import (
 )
 from logistics.services.routing import (
     GRAM,
+    first_day_to_plan,
     loads_on_board,
     lock_capacity_of,
     next_try,
@@ -628,8 +629,7 @@ def _delivery_day_on_arrival(shipment: Shipment) -> date:
     due = shipment.delivery_date
     if not shipment.legs.filter(kind=LegKind.DELIVERY).exists():
         return due if due >= now.date() else now.date() + timedelta(days=1)
-    tonight_planned = now.hour >= settings.NIGHTLY_SCHEDULE_HOUR
-    return max(due, now.date() + timedelta(days=2 if tonight_planned else 1))
+    return max(due, first_day_to_plan(now))
 
 
 def shipment_hand_over(
