@@ -29,6 +29,9 @@ from orders.models import (
 )
 
 OPERATOR_CANCEL_REASON = "cancelled by operator"
+# How to reach the buyer, besides their phone: where the goods go and what they wrote with
+# the order (free text, which may hold an address or a phone number).
+BUYER_PLACE_AND_NOTE = ("delivery_address", "delivery_lat", "delivery_lng", "note")
 
 
 def _orders_through(center_id: int) -> Q:
@@ -180,6 +183,19 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         # amount_held for refund_due: in the list's one statement, and the page's
         orders = selectors.orders_with_amount_held(super().get_queryset(request))
         return rows_for(request, orders, _orders_through)
+
+    def get_exclude(self, request, obj=None):
+        """The buyer's delivery place and note, as the API shows them to staff: only at the
+        center delivering the order, not at one that only picks up some of its goods."""
+        excluded = tuple(super().get_exclude(request, obj) or ())
+        user = request.user
+        if (
+            obj is not None
+            and not user.is_superuser
+            and not selectors.order_delivered_from(obj, user.service_center_id)
+        ):
+            excluded += BUYER_PLACE_AND_NOTE
+        return excluded
 
     @admin.display(description="refund due")
     def refund_due(self, order) -> Decimal:

@@ -85,6 +85,7 @@ def place_order(
     *lines: Listing | tuple[Listing, Decimal | int | str],
     delivery_method: str = "home",
     payment_method: str = "cod",
+    note: str = "",
 ) -> Order:
     """An order placed through the service, as the API places it. A line is a listing (one
     of it) or a (listing, quantity) pair; delivered home, cash on delivery unless told."""
@@ -97,6 +98,7 @@ def place_order(
         lines=requests,
         delivery_method=delivery_method,
         payment_method=payment_method,
+        note=note,
     )
 
 

@@ -182,9 +182,9 @@ class OrderBuyerSerializer(serializers.Serializer):
 
 class OrderSerializer(FieldsOnceModelSerializer):
     """One order as the viewer may see it: the delivery code for its buyer only; for a
-    farmer, their own lines and totals, and the buyer's phone and delivery place once the order
-    was confirmed; for staff, the buyer's phone and delivery place only at the center
-    delivering it."""
+    farmer, their own lines and totals, and the buyer's phone, delivery place and note once the
+    order was confirmed; for staff, the buyer's phone, delivery place and note only at the
+    center delivering it."""
 
     lines = LineSerializer(many=True, read_only=True)
     events = EventSerializer(many=True, read_only=True)
@@ -200,6 +200,11 @@ class OrderSerializer(FieldsOnceModelSerializer):
     # null while the viewer may not know where the buyer lives (to_representation)
     delivery_lat = serializers.DecimalField(9, 6, allow_null=True, read_only=True)
     delivery_lng = serializers.DecimalField(9, 6, allow_null=True, read_only=True)
+    note = serializers.CharField(
+        read_only=True,
+        help_text="What the buyer wrote with the order (it may say how to reach them): blank "
+        "where the buyer's phone is null.",
+    )
     refund_due = serializers.SerializerMethodField(
         help_text="Paid and owed back to the buyer (lines rejected or not delivered, the "
         'order cancelled after payment); "0.00" when nothing is. Null for farmers.'
@@ -240,11 +245,12 @@ class OrderSerializer(FieldsOnceModelSerializer):
         return self.context["request"].user
 
     def _hidden_from_viewer(self, order) -> bool:
-        """How to reach the buyer (phone, delivery address and place) is for whoever
-        brings them their goods. Not a farmer's before the order was confirmed, nor once
-        they rejected every line (the lines a farmer is shown are their own); not for staff
-        of a center that only picks up some farmers' goods, which another center delivers
-        (order_delivered_from: from what order_visible_to fetched, no query)."""
+        """How to reach the buyer (phone, delivery address and place, and their note: free
+        text, which may hold either) is for whoever brings them their goods. Not a farmer's
+        before the order was confirmed, nor once they rejected every line (the lines a
+        farmer is shown are their own); not for staff of a center that only picks up some
+        farmers' goods, which another center delivers (order_delivered_from: from what
+        order_visible_to fetched, no query)."""
         viewer = self._viewer
         if viewer.pk == order.buyer_id:
             return False
@@ -284,7 +290,7 @@ class OrderSerializer(FieldsOnceModelSerializer):
             for shipment in data["shipments"]:
                 shipment["cash_collected"] = None  # the buyer's money, the fee's part too
         if self._hidden_from_viewer(order):
-            data.update(delivery_address="", delivery_lat=None, delivery_lng=None)
+            data.update(delivery_address="", delivery_lat=None, delivery_lng=None, note="")
         return data
 
 

@@ -3,6 +3,7 @@ what the API shows them: their center's orders, stops, listings and people, neve
 center's. Operators (superusers) see everything."""
 
 import pytest
+from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
@@ -115,6 +116,43 @@ def test_center_staff_see_only_their_centers_shipments_of_an_order():
         if inline.formset.model is Shipment
     ]
     assert [form.instance.farmer_id for form in shipments.forms] == [ours_farmer.pk]
+
+
+def _order_fields(client: Client, order) -> set[str]:
+    page = client.get(f"{PAGES['order']}{order.pk}/change/")
+    assert page.status_code == 200
+    return set(flatten_fieldsets(page.context["adminform"].fieldsets))
+
+
+def test_the_buyers_note_and_place_are_for_the_center_delivering_the_order_only():
+    """As in the API: staff of a center that only picks up some of the order's goods do not
+    read where the buyer lives or what they wrote with the order (it may say how to reach
+    them); staff of the center delivering it, and operators, do."""
+    picking_up, delivering = ServiceCenterFactory(), ServiceCenterFactory()
+    farmer = FarmerFactory(village=VillageFactory(service_center=picking_up))
+    buyer = BuyerFactory(village=VillageFactory(service_center=delivering))
+    note, reach = "到了打13900002222", {"delivery_address", "delivery_lat", "delivery_lng", "note"}
+    orders = [place_order(buyer, create_listing(farmer), note=note) for _ in range(2)]
+    order_route(order_id=orders[1].pk)  # one routed, one not: both go by the center's villages
+    clients = {}
+    for name, center in (("picking_up", picking_up), ("delivering", delivering)):
+        staff = StaffFactory(service_center=center, is_staff=True)
+        staff.user_permissions.add(Permission.objects.get(codename="view_order"))
+        clients[name] = Client()
+        clients[name].force_login(staff)
+    clients["operator"] = Client()
+    clients["operator"].force_login(
+        User.objects.create_superuser(phone="+8613000000001", password="op-passphrase-1", name="o")
+    )
+
+    for order in orders:
+        assert reach.isdisjoint(_order_fields(clients["picking_up"], order))
+        page = clients["picking_up"].get(f"{PAGES['order']}{order.pk}/change/")
+        assert note not in page.content.decode()
+        for name in ("delivering", "operator"):
+            assert reach <= _order_fields(clients[name], order), name
+            page = clients[name].get(f"{PAGES['order']}{order.pk}/change/")
+            assert note in page.content.decode(), name
 
 
 def test_center_staff_who_may_change_users_cannot_raise_their_own_access():

@@ -24,6 +24,10 @@ from tests.factories import (
 
 pytestmark = pytest.mark.django_db
 ORDERS = "/api/v1/orders/"
+# Where the buyer is and what they wrote with the order (which may say how to reach them):
+# a farmer reads them, as the buyer's phone, once the order was confirmed.
+REACH = ("delivery_address", "delivery_lat", "delivery_lng", "note")
+NOTE = "到了打13900002222，狗拴在后院"
 
 
 def quantity(listing):
@@ -84,16 +88,12 @@ def test_a_farmer_never_learns_where_the_buyer_of_an_order_cancelled_unconfirmed
     client_for,
 ):
     buyer, listing = BuyerFactory(), create_listing()
-    order = place_order(buyer, (listing, 1))
+    order = place_order(buyer, (listing, 1), note=NOTE)
     services.order_cancel(order_id=order.pk, actor=buyer)
     seen = client_for(listing.farmer).get(f"{ORDERS}{order.pk}/").json()
     assert seen["status"] == "cancelled"
     assert seen["buyer"]["phone"] is None  # the field is there, empty
-    assert [seen[key] for key in ("delivery_address", "delivery_lat", "delivery_lng")] == [
-        "",
-        None,
-        None,
-    ]
+    assert [seen[key] for key in REACH] == ["", None, None, ""]
 
 
 @pytest.mark.parametrize(
@@ -220,7 +220,7 @@ def test_only_the_lines_farmer_rejects(client_for):
 
 def test_a_farmer_who_rejected_every_line_never_learns_where_the_buyer_lives(client_for):
     buyer, kept, rejected = BuyerFactory(), create_listing(), create_listing()
-    order = place_order(buyer, (kept, 1), (rejected, 1))
+    order = place_order(buyer, (kept, 1), (rejected, 1), note=NOTE)
     line = order.lines.get(listing=rejected)
     services.order_line_reject(
         order_id=order.pk, line_id=line.pk, farmer=rejected.farmer, reason="下雨没摘"
@@ -233,10 +233,10 @@ def test_a_farmer_who_rejected_every_line_never_learns_where_the_buyer_lives(cli
 
     assert seen[kept.farmer]["buyer"]["phone"] == buyer.phone
     assert seen[kept.farmer]["delivery_address"] == order.delivery_address
+    assert seen[kept.farmer]["note"] == NOTE
     assert [x["status"] for x in seen[rejected.farmer]["lines"]] == ["rejected"]
     assert seen[rejected.farmer]["buyer"]["phone"] is None
-    place = [seen[rejected.farmer][k] for k in ("delivery_address", "delivery_lat", "delivery_lng")]
-    assert place == ["", None, None]
+    assert [seen[rejected.farmer][key] for key in REACH] == ["", None, None, ""]
 
 
 def test_visibility(client_for):
@@ -246,13 +246,14 @@ def test_visibility(client_for):
     farmer_a = FarmerFactory(village=VillageFactory(service_center=north))
     farmer_b = FarmerFactory(village=VillageFactory(service_center=north))
     a, b = create_listing(farmer_a, price=Decimal("10.00")), create_listing(farmer_b)
-    order = place_order(buyer, (a, 2), (b, 1))
+    order = place_order(buyer, (a, 2), (b, 1), note=NOTE)
     url = f"{ORDERS}{order.pk}/"
 
     mine = client_for(buyer).get(url).json()
     assert len(mine["lines"]) == 2
     assert mine["delivery_code"] == order.delivery_code
     assert mine["buyer"]["phone"] == buyer.phone
+    assert mine["note"] == NOTE
 
     as_farmer = client_for(farmer_a).get(url).json()
     assert [line["listing"] for line in as_farmer["lines"]] == [a.pk]
@@ -262,17 +263,17 @@ def test_visibility(client_for):
         None,
     )
     assert as_farmer["buyer"]["phone"] is None  # not until the order is confirmed
-    place_of = ("delivery_address", "delivery_lat", "delivery_lng")
-    assert [as_farmer[key] for key in place_of] == ["", None, None]
-    assert [mine[key] for key in place_of] == [
+    assert [as_farmer[key] for key in REACH] == ["", None, None, ""]
+    assert [mine[key] for key in REACH] == [
         order.delivery_address,
         f"{order.delivery_lat:.6f}",
         f"{order.delivery_lng:.6f}",
+        NOTE,
     ]
     services.order_transition(order=services.order_lock(order.pk), to_status=OrderStatus.CONFIRMED)
     confirmed = client_for(farmer_a).get(url).json()
     assert confirmed["buyer"]["phone"] == buyer.phone
-    assert [confirmed[key] for key in place_of] == [mine[key] for key in place_of]
+    assert [confirmed[key] for key in REACH] == [mine[key] for key in REACH]
 
     for staff in (StaffFactory(service_center=north), StaffFactory(service_center=south)):
         seen = client_for(staff).get(url)

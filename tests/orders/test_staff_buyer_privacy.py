@@ -1,6 +1,7 @@
-"""Staff see how to reach an order's buyer (phone, delivery address and place) only at the
-center delivering it: a center that only picks up a farmer's goods sees the farmer's side,
-the fields there and null (the address blank), as a farmer sees an order not confirmed."""
+"""Staff see how to reach an order's buyer (phone, delivery address and place, and the
+buyer's note, which may hold either) only at the center delivering it: a center that only
+picks up a farmer's goods sees the farmer's side, the fields there and null (the address and
+note blank), as a farmer sees an order not confirmed."""
 
 from decimal import Decimal
 
@@ -19,12 +20,13 @@ from tests.factories import (
 
 pytestmark = pytest.mark.django_db
 ORDERS = "/api/v1/orders/"
-PLACE = ("delivery_address", "delivery_lat", "delivery_lng")
+REACH = ("delivery_address", "delivery_lat", "delivery_lng", "note")
+NOTE = "到了打13900002222，狗拴在后院"
 
 
 def place_order_to(buyer, *listings, routed: bool):
     """An order of one of each listing, delivered home to an exact place."""
-    order = place_order(buyer, *listings)
+    order = place_order(buyer, *listings, note=NOTE)
     order.delivery_address = "柳树湾东头3号"
     order.delivery_lat, order.delivery_lng = Decimal("30.012345"), Decimal("119.654321")
     order.save(update_fields=["delivery_address", "delivery_lat", "delivery_lng"])
@@ -35,20 +37,20 @@ def place_order_to(buyer, *listings, routed: bool):
 
 def hidden(seen: dict) -> bool:
     """Whether this view of an order hides how to reach its buyer, keeping the fields."""
-    if seen["buyer"]["phone"] is None and [seen[key] for key in PLACE] == ["", None, None]:
+    if seen["buyer"]["phone"] is None and [seen[key] for key in REACH] == ["", None, None, ""]:
         return True
     assert "phone" in seen["buyer"]
     return False
 
 
 def reachable(order) -> list:
-    """The buyer's phone and delivery place as their own view and the delivering center
-    show them."""
-    return [order.buyer.phone, order.delivery_address, "30.012345", "119.654321"]
+    """The buyer's phone, delivery place and note as their own view and the delivering
+    center show them."""
+    return [order.buyer.phone, order.delivery_address, "30.012345", "119.654321", NOTE]
 
 
 def shown(seen: dict) -> list:
-    return [seen["buyer"]["phone"], *(seen[key] for key in PLACE)]
+    return [seen["buyer"]["phone"], *(seen[key] for key in REACH)]
 
 
 @pytest.fixture
