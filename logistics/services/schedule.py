@@ -176,8 +176,9 @@ def schedule_runs_redrive(*, now: datetime | None = None) -> list[int]:
     kill), so their task is sent again; it carries on from where the run is (a split run
     only re-sends its unsolved zones). Each run is re-sent once per stale period, not on
     every sweep: a queued one from when it was last sent (workers far behind would otherwise
-    get one more copy each sweep), a running one from when it restarted. Returns the ids
-    sent again."""
+    get one more copy each sweep), a running one from when it restarted. Each message is
+    sent on its own once the sweep commits: one the broker refuses holds back no other.
+    Returns the ids sent again."""
     now = now or timezone.now()
     stale = now - timedelta(minutes=settings.SCHEDULE_RUN_STALE_MINUTES)
     with transaction.atomic():
@@ -196,7 +197,9 @@ def schedule_runs_redrive(*, now: datetime | None = None) -> list[int]:
             started_at=now
         )
         for run_id in runs:
-            transaction.on_commit(lambda run_id=run_id: _enqueue(run_id))
+            # robust: a message the broker refuses is logged and the next one still sent;
+            # that run is sent again a stale period on, as a lost one is
+            transaction.on_commit(lambda run_id=run_id: _enqueue(run_id), robust=True)
     return runs
 
 

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from logistics.models import (
     CenterDayLoad,
@@ -33,7 +34,12 @@ from logistics.routing import Location, TimeWindow
 from logistics.services import fleet, routing, schedule, shipments
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion
-from logistics.tasks import schedule_center_day, schedule_tomorrow, schedule_zone
+from logistics.tasks import (
+    schedule_center_day,
+    schedule_tomorrow,
+    schedule_zone,
+    sweep_stale_schedule_runs,
+)
 from marketplace.celery import app as celery_app
 from marketplace.exceptions import DomainError
 from orders import services as orders
@@ -1061,6 +1067,32 @@ def test_a_run_waiting_long_in_the_queue_is_sent_again_once_per_period(
     assert len(sent) == 2
     run.refresh_from_db()
     assert (run.status, run.resent_at) == ("queued", later)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_whose_message_the_broker_refuses_holds_back_no_other_run(monkeypatch):
+    """The sweep's messages are sent once it commits, one by one: the broker refusing one
+    (a connection dropped mid-sweep) leaves the others sent, not waiting for the next sweep
+    behind it; the refused run is sent again a stale period on, as a lost message is."""
+    center, today = ServiceCenterFactory(), timezone.localdate()
+    runs = [
+        ScheduleRun.objects.create(service_center=center, date=today + timedelta(days=n))
+        for n in range(3)
+    ]
+    ScheduleRun.objects.update(created_at=timezone.now() - timedelta(minutes=16))
+    refused, sent = runs[0].pk, []
+
+    def send_task(name, args=None, kwargs=None, **options):
+        if list(args) == [refused]:
+            raise KombuOperationalError("Error 104 while writing to socket. Connection reset.")
+        sent.append((name, list(args)))
+
+    monkeypatch.setattr(celery_app, "send_task", send_task)
+
+    assert sweep_stale_schedule_runs() == 3
+
+    assert sent == [(schedule_center_day.name, [run.pk]) for run in runs[1:]]
+    assert set(ScheduleRun.objects.values_list("status", flat=True)) == {"queued"}
 
 
 @pytest.mark.django_db
