@@ -100,7 +100,10 @@ def enqueue_unsolved(run: ScheduleRun) -> None:
     if not indexes:
         indexes = list(run.zones.order_by("-index").values_list("index", flat=True)[:1])
     for index in indexes:
-        transaction.on_commit(partial(_enqueue, run.pk, index))
+        # robust: a message the broker refuses is logged and the next zone's still sent;
+        # the stale-runs sweeper sends the run again, which sends the zones still unsolved
+        # (a lambda: Django's log of a robust callback's failure reads its __qualname__)
+        transaction.on_commit(lambda index=index: _enqueue(run.pk, index), robust=True)
 
 
 def _enqueue(run_id: int, zone: int) -> None:

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from logistics.models import (
     Route,
@@ -157,17 +158,29 @@ def test_a_large_day_is_solved_zone_by_zone_and_stored_once(big_day, zoned):
     assert run.summary["vehicles_available"] == 5
 
 
+def enqueued_by(run, monkeypatch, capture) -> list[tuple[int, int]]:
+    """The zone tasks the run's own task sends again, once it commits: (run, zone)."""
+    enqueued = []
+    with monkeypatch.context() as patch:
+        patch.setattr(schedule_zones, "_enqueue", lambda *args: enqueued.append(args))
+        with capture(execute=True):
+            schedule.schedule_run_execute(run_id=run.pk)
+    return enqueued
+
+
 @pytest.mark.django_db
-def test_redelivered_tasks_do_nothing_twice(big_day, zoned, django_capture_on_commit_callbacks):
+def test_redelivered_tasks_do_nothing_twice(
+    big_day, zoned, monkeypatch, django_capture_on_commit_callbacks
+):
     run = start_run(big_day)
     first = schedule_zones.schedule_zone_solve(run_id=run.pk, zone=0)
     again = schedule_zones.schedule_zone_solve(run_id=run.pk, zone=0)
     assert (first.progress, again.progress) == (42, 42)
     plan = ScheduleRunZone.objects.get(run=run, index=0).plan
     # The run's own task again: no second split, only the four unsolved zones enqueued.
-    with django_capture_on_commit_callbacks() as enqueued:
-        schedule.schedule_run_execute(run_id=run.pk)
-    assert [callback.args for callback in enqueued] == [(run.pk, i) for i in (1, 2, 3, 4)]
+    assert enqueued_by(run, monkeypatch, django_capture_on_commit_callbacks) == [
+        (run.pk, i) for i in (1, 2, 3, 4)
+    ]
     assert ScheduleRunZone.objects.filter(run=run).count() == 5
     for index in (1, 2, 3, 4):
         run = schedule_zones.schedule_zone_solve(run_id=run.pk, zone=index)
@@ -179,6 +192,28 @@ def test_redelivered_tasks_do_nothing_twice(big_day, zoned, django_capture_on_co
     assert set(Route.objects.values_list("pk", flat=True)) == routes
     run.refresh_from_db()
     assert_day_planned(run, big_day["shipments"])
+
+
+@pytest.mark.django_db
+def test_a_zone_whose_message_the_broker_refuses_holds_back_no_other_zone(
+    big_day, zoned, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The zones' messages are sent once the split commits, one by one: the broker refusing
+    one (a connection dropped) leaves the others sent; the refused zone is sent again when
+    the stale-runs sweeper re-sends the run."""
+    sent = []
+
+    def send_task(name, args=None, kwargs=None, **options):
+        if list(args)[1] == 0:
+            raise KombuOperationalError("Error 104 while writing to socket. Connection reset.")
+        sent.append(list(args))
+
+    monkeypatch.setattr(celery_app, "send_task", send_task)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = start_run(big_day)
+
+    assert sent == [[run.pk, index] for index in (1, 2, 3, 4)]
+    assert ScheduleRunZone.objects.filter(run=run).count() == 5
 
 
 @pytest.mark.django_db
@@ -194,9 +229,7 @@ def test_a_run_whose_finishing_task_was_lost_is_finished_by_the_next_one(
     assert (run.status, run.progress) == (ScheduleRunStatus.RUNNING, 90)
     assert not Route.objects.exists()
     # The sweeper re-sends the run's task: every zone is solved, so it sends one to finish.
-    with django_capture_on_commit_callbacks() as enqueued:
-        schedule.schedule_run_execute(run_id=run.pk)
-    assert [callback.args for callback in enqueued] == [(run.pk, 4)]
+    assert enqueued_by(run, monkeypatch, django_capture_on_commit_callbacks) == [(run.pk, 4)]
     run = schedule_zones.schedule_zone_solve(run_id=run.pk, zone=4)
     assert_day_planned(run, big_day["shipments"])
     routes = set(Route.objects.values_list("pk", flat=True))
