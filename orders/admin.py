@@ -185,8 +185,9 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return rows_for(request, orders, _orders_through)
 
     def get_exclude(self, request, obj=None):
-        """The buyer's delivery place and note, as the API shows them to staff: only at the
-        center delivering the order, not at one that only picks up some of its goods."""
+        """The buyer (their phone is in how a user reads), delivery place and note, as the
+        API shows them to staff: only at the center delivering the order, not at one that
+        only picks up some of its goods."""
         excluded = tuple(super().get_exclude(request, obj) or ())
         user = request.user
         if (
@@ -194,8 +195,20 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             and not user.is_superuser
             and not selectors.order_delivered_from(obj, user.service_center_id)
         ):
-            excluded += BUYER_PLACE_AND_NOTE
+            excluded += ("buyer", *BUYER_PLACE_AND_NOTE)
         return excluded
+
+    def get_list_display(self, request):
+        """Center staff's list names the buyer without their phone: it lists the orders
+        their center only picks up for too; the order's page shows it where the API does."""
+        shown = super().get_list_display(request)
+        if request.user.is_superuser:
+            return shown
+        return tuple("buyer_name" if column == "buyer" else column for column in shown)
+
+    @admin.display(description="buyer", ordering="buyer__name")
+    def buyer_name(self, order) -> str:
+        return order.buyer.name
 
     @admin.display(description="refund due")
     def refund_due(self, order) -> Decimal:

@@ -126,8 +126,8 @@ def _order_fields(client: Client, order) -> set[str]:
 
 def test_the_buyers_note_and_place_are_for_the_center_delivering_the_order_only():
     """As in the API: staff of a center that only picks up some of the order's goods do not
-    read where the buyer lives or what they wrote with the order (it may say how to reach
-    them); staff of the center delivering it, and operators, do."""
+    read the buyer's phone, where they live or what they wrote with the order (it may say
+    how to reach them); staff of the center delivering it, and operators, do."""
     picking_up, delivering = ServiceCenterFactory(), ServiceCenterFactory()
     farmer = FarmerFactory(village=VillageFactory(service_center=picking_up))
     buyer = BuyerFactory(village=VillageFactory(service_center=delivering))
@@ -149,10 +149,17 @@ def test_the_buyers_note_and_place_are_for_the_center_delivering_the_order_only(
         assert reach.isdisjoint(_order_fields(clients["picking_up"], order))
         page = clients["picking_up"].get(f"{PAGES['order']}{order.pk}/change/")
         assert note not in page.content.decode()
+        assert buyer.phone not in page.content.decode()
         for name in ("delivering", "operator"):
             assert reach <= _order_fields(clients[name], order), name
             page = clients[name].get(f"{PAGES['order']}{order.pk}/change/")
             assert note in page.content.decode(), name
+            assert buyer.phone in page.content.decode(), name
+    # The list names the buyer; their phone only to operators.
+    for name, phone_shown in (("picking_up", False), ("delivering", False), ("operator", True)):
+        listed = clients[name].get(PAGES["order"]).content.decode()
+        assert buyer.name in listed, name
+        assert (buyer.phone in listed) == phone_shown, name
 
 
 def test_center_staff_who_may_change_users_cannot_raise_their_own_access():
