@@ -8,7 +8,12 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from logistics.models import ScheduleRun, ScheduleRunZone, ServiceCenter
-from logistics.services.routing import nightly_day, orders_route_batch
+from logistics.services.routing import (
+    due_for_routing,
+    nightly_day,
+    orders_give_up_routing,
+    orders_route_batch,
+)
 from logistics.services.schedule import (
     schedule_nightly_request,
     schedule_run_execute,
@@ -43,17 +48,23 @@ def route_order(order_id: int | None) -> int:
 
 @shared_task(soft_time_limit=50, time_limit=60)
 def sweep_unrouted_orders() -> int:
-    """Re-enqueue placed orders that should have been routed by now: a lost message, a
-    Redis restart or a killed worker costs one sweep interval, never an order. Batches of
+    """Give up on placed orders no center has had room for since long enough
+    (orders_give_up_routing), then re-enqueue those that should have been routed by now: a
+    lost message, a Redis restart or a killed worker costs one sweep interval, never an
+    order; one whose last try found no room waits ROUTING_RETRY_MINUTES. Batches of
     ROUTING_SWEEP_BATCH walk the orders by id; rows locked by a routing in progress are
-    skipped (it is routing them), and route_order is idempotent anyway."""
-    cutoff = timezone.now() - timedelta(seconds=settings.ROUTING_SWEEP_GRACE_SECONDS)
+    skipped (it is routing them), and route_order is idempotent anyway. Returns how many
+    orders it re-enqueued."""
+    now = timezone.now()
+    orders_give_up_routing(now=now)
+    cutoff = now - timedelta(seconds=settings.ROUTING_SWEEP_GRACE_SECONDS)
     last_id, enqueued = 0, 0
     while True:
         with transaction.atomic():
             ids = list(
                 Order.objects.select_for_update(skip_locked=True, no_key=True)
                 .filter(status=OrderStatus.PLACED, updated_at__lte=cutoff, pk__gt=last_id)
+                .filter(due_for_routing(now))
                 .order_by("pk")
                 .values_list("pk", flat=True)[: settings.ROUTING_SWEEP_BATCH]
             )

@@ -69,6 +69,10 @@ class Order(models.Model):
     # go only with their order. Staff's list reads "not routed yet" from this column of the
     # order, where probing every order's shipments took most of a busy center's count.
     routed_at = models.DateTimeField(null=True, blank=True, default=None, db_default=None)
+    # When routing last tried the order and could not route it (no center had room in time):
+    # it is tried again ROUTING_RETRY_MINUTES later, not at every sweep, and given up once a
+    # try ROUTING_GIVE_UP_HOURS after it was placed fails too (logistics.services.routing).
+    routing_failed_at = models.DateTimeField(null=True, blank=True, default=None, db_default=None)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -261,6 +265,7 @@ class NotificationKind(models.TextChoices):
     DELIVERY_RESCHEDULED = "delivery_rescheduled"
     REFUND_SENT = "refund_sent"
     READY_FOR_COLLECTION = "ready_for_collection"
+    ORDER_FAILED = "order_failed"
 
 
 class Notification(models.Model):

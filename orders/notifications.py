@@ -35,6 +35,7 @@ from marketplace.accounts.models import User
 from marketplace.celery import pending_taken, send_unless_pending
 from marketplace.db import clip, insert
 from marketplace.exceptions import DomainError
+from orders import selectors
 from orders.models import (
     LineStatus,
     Notification,
@@ -542,6 +543,43 @@ def notify_order_cancelled(
             kind=NotificationKind.ORDER_CANCELLED,
             title="订单已取消",
             body=lambda _, items, __: f"订单 #{order.pk} 已取消：{items} 无需备货。",
+        )
+    return store([buyer, *farmers])
+
+
+# Why an order failed before it went anywhere, as notify_order_failed tells the buyer.
+FAILED_BECAUSE = {
+    "not_routable": "服务站连日无法安排取送",
+}
+
+
+def notify_order_failed(
+    order: Order, *, lines: Iterable[OrderLine], reason: str
+) -> list[Notification]:
+    """The buyer: the order failed (why: a key of FAILED_BECAUSE), nothing is charged, and
+    what they paid is owed back (`refund_due`); and the farmers whose lines it called off
+    (`lines`, now `cancelled`), if they had heard of the order: their goods are back in
+    stock, not to be prepared."""
+    refund_due = selectors.order_amount_held(order.pk)  # a failed order costs nothing
+    refund = f"已付的 ¥{_money(refund_due)} 将退还给您。" if refund_due else ""
+    buyer = _build(
+        user_id=order.buyer_id,
+        kind=NotificationKind.ORDER_FAILED,
+        title="订单未能配送",
+        body=f"订单 #{order.pk} 因{FAILED_BECAUSE[reason]}，已关闭，不收费。{refund}",
+        order=order,
+        data={"order": order.pk, "reason": reason, "refund_due": _money(refund_due)},
+    )
+    farmers = []
+    if _farmers_know(order):
+        farmers = _for_farmers(
+            order,
+            _lines_by_farmer(order, LineStatus.CANCELLED, lines),
+            kind=NotificationKind.ORDER_FAILED,
+            title="订单已关闭",
+            body=lambda _, items, __: (
+                f"订单 #{order.pk} 未能安排取送，已关闭：{items} 无需备货，已退回您的库存。"
+            ),
         )
     return store([buyer, *farmers])
 

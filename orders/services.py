@@ -36,6 +36,7 @@ MAX_LINES = 50
 ROUTE_ORDER_TASK = "logistics.tasks.route_order"
 CENT = Decimal("0.01")
 PAYMENT_EXPIRED_REASON = "payment_expired"  # the reason the expiry sweep cancels with
+NOT_ROUTABLE_REASON = "not_routable"  # the reason routing's give-up fails an order with
 
 # The one table of allowed status changes. Services move orders only through
 # order_transition; nothing else writes Order.status.
@@ -408,6 +409,22 @@ def _restock_lines(order: Order, lines: list[OrderLine]) -> None:
         listing_restock(listing=listings[line.listing_id], quantity=line.quantity)
 
 
+def _call_off_lines(order: Order) -> list[OrderLine]:
+    """Cancel a locked order's active lines and give their stock back; a buyer who has not
+    paid owes nothing now. Returns the lines called off."""
+    active = list(order.lines.filter(status=LineStatus.ACTIVE))
+    _restock_lines(order, active)
+    OrderLine.objects.filter(pk__in=[line.pk for line in active]).update(
+        status=LineStatus.CANCELLED
+    )
+    for line in active:
+        line.status = LineStatus.CANCELLED
+    if order.payment_status == PaymentStatus.UNPAID:
+        order.payment_status = PaymentStatus.NOT_DUE
+        order.save(update_fields=["payment_status", "updated_at"])
+    return active
+
+
 @transaction.atomic
 def order_cancel(
     *,
@@ -430,16 +447,7 @@ def order_cancel(
         raise ConflictError(
             errors.CANNOT_CANCEL, f"An order that is {order.status} can no longer be cancelled."
         )
-    active = list(order.lines.filter(status=LineStatus.ACTIVE))
-    _restock_lines(order, active)
-    OrderLine.objects.filter(pk__in=[line.pk for line in active]).update(
-        status=LineStatus.CANCELLED
-    )
-    for line in active:
-        line.status = LineStatus.CANCELLED
-    if order.payment_status == PaymentStatus.UNPAID:
-        order.payment_status = PaymentStatus.NOT_DUE
-        order.save(update_fields=["payment_status", "updated_at"])
+    active = _call_off_lines(order)
     # Shipments go too, and their stops leave routes not yet on the road. Imported here:
     # logistics builds on orders, so orders cannot import it at module level.
     from logistics.services.shipments import shipments_cancel_for_order  # noqa: PLC0415
@@ -452,6 +460,23 @@ def order_cancel(
         notifications.notify_payment_expired(order)
     else:
         notifications.notify_order_cancelled(order, reason=reason, lines=active)
+    return order
+
+
+@transaction.atomic
+def order_fail_unroutable(*, order_id: int) -> Order:
+    """Routing gave up on a placed order (no center had room for its goods, try after try):
+    it fails (`not_routable`), its lines are called off and their stock given back, a buyer
+    who has not paid owes nothing and one who paid is owed it back (refund_due), and the
+    buyer and the farmers who heard of it are told. Only a placed order fails: its row is
+    locked first, so a repeated or concurrent call, or one for an order routed or cancelled
+    meanwhile, changes nothing and gives nothing back twice."""
+    order = order_lock(order_id)
+    if order.status != OrderStatus.PLACED:
+        return order
+    active = _call_off_lines(order)
+    order = order_transition(order=order, to_status=OrderStatus.FAILED, reason=NOT_ROUTABLE_REASON)
+    notifications.notify_order_failed(order, lines=active, reason=NOT_ROUTABLE_REASON)
     return order
 
 

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Max, Min, OuterRef, QuerySet, Subquery, When
+from django.db.models import Case, Max, Min, OuterRef, Q, QuerySet, Subquery, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from listings.places import pickup_point
@@ -28,7 +30,12 @@ from logistics.models import (
 )
 from orders import notifications
 from orders.models import DeliveryMethod, LineStatus, Order, OrderLine, OrderStatus
-from orders.services import order_lock, order_transition, orders_transition
+from orders.services import (
+    order_fail_unroutable,
+    order_lock,
+    order_transition,
+    orders_transition,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -474,12 +481,21 @@ class _Shipping:
         )
 
 
+def due_for_routing(now: datetime) -> Q:
+    """Placed orders to route now: never tried, or whose last try found no room
+    ROUTING_RETRY_MINUTES ago or more (room comes back slowly: a cancel, a day further on
+    coming within reach), so one no center has room for is not tried at every sweep."""
+    retry_from = now - timedelta(minutes=settings.ROUTING_RETRY_MINUTES)
+    return Q(routing_failed_at__isnull=True) | Q(routing_failed_at__lte=retry_from)
+
+
 def _lock_orders(order_id: int | None, *, more: int, wait: bool) -> list[Order]:
     """The order `order_id` (if given) if it is placed (waiting for its lock, or skipping it
     when another transaction holds it and `wait` is false), then up to `more` other placed
-    orders, oldest first, skipping any another transaction holds: those are being routed,
-    cancelled or changed by it. Ids are locked first, rows read after: when nothing waits
-    (the message of an order a batch already routed) that is two small queries."""
+    orders due for routing, oldest first, skipping any another transaction holds: those are
+    being routed, cancelled or changed by it. Ids are locked first, rows read after: when
+    nothing waits (the message of an order a batch already routed) that is two small
+    queries."""
     placed = Order.objects.filter(status=OrderStatus.PLACED).order_by()
     ids = []
     if order_id is not None:
@@ -492,6 +508,7 @@ def _lock_orders(order_id: int | None, *, more: int, wait: bool) -> list[Order]:
     if more:
         ids += (
             placed.select_for_update(skip_locked=True, no_key=True)
+            .filter(due_for_routing(timezone.now()))
             .order_by("pk")
             .values_list("pk", flat=True)[:more]
         )
@@ -506,7 +523,9 @@ def _route(orders: list[Order]) -> list[Order]:
     centers locked and booked in memory, then one INSERT per table and one UPDATE of the
     orders (confirmed, and `routed_at` now: an order with shipments always has it). An
     order that cannot be routed (no center has room within MAX_DAYS_AHEAD, no active line)
-    is left placed, logged, and the others go on. Returns the routed ones."""
+    is left placed with `routing_failed_at` now, logged, and the others go on (it is tried
+    again later, and given up on in the end: orders_give_up_routing). Returns the routed
+    ones."""
     if not orders:
         return []
     lines = (
@@ -550,10 +569,11 @@ def _route(orders: list[Order]) -> list[Order]:
         centers,
         since=min((x.earliest for xs in shippings.values() for x in xs), default=now.date()),
     )
-    routed = []
+    routed, failed = [], []
     for order in orders:
         if not shippings[order.pk]:
             logger.error("order %s not routed: it has no active line", order.pk)
+            failed.append(order.pk)
             continue
         try:
             for shipping in shippings[order.pk]:
@@ -562,9 +582,12 @@ def _route(orders: list[Order]) -> list[Order]:
             for shipping in shippings[order.pk]:
                 shipping.unbook(capacity)
             logger.error("order %s not routed: %s", order.pk, exc)
+            failed.append(order.pk)
             continue
         routed.append(order)
     capacity.save()
+    if failed:
+        Order.objects.filter(pk__in=failed).update(routing_failed_at=now)
     shipments = Shipment.objects.bulk_create(
         shipping.shipment(now) for order in routed for shipping in shippings[order.pk]
     )
@@ -625,3 +648,33 @@ def orders_route_batch(*, order_id: int | None, size: int) -> list[int]:
     placed after that. Returns the ids routed."""
     more = size if order_id is None else size - 1
     return [order.pk for order in _route(_lock_orders(order_id, more=more, wait=False))]
+
+
+def orders_give_up_routing(*, now: datetime | None = None) -> list[int]:
+    """Fail the placed orders whose last try found no room ROUTING_GIVE_UP_HOURS or more
+    after they were placed (paid, if prepaid; routing counts its lead time from then too):
+    each in a transaction of its own (orders' order_fail_unroutable: restocked once, the
+    buyer told, a payment owed back). An order never tried is not given up, however old
+    (the workers were down): the sweeper sends it to be routed first. One that cannot be
+    failed is logged and left for the next sweep. Returns the ids failed."""
+    now = now or timezone.now()
+    placed_at = Coalesce("paid_at", "created_at")
+    give_up_from = placed_at + timedelta(hours=settings.ROUTING_GIVE_UP_HOURS)
+    due = (
+        Order.objects.filter(status=OrderStatus.PLACED, routing_failed_at__gte=give_up_from)
+        .order_by("pk")
+        .values_list("pk", flat=True)[: settings.ROUTING_SWEEP_BATCH]
+    )
+    failed = []
+    for order_id in due:
+        try:
+            order = order_fail_unroutable(order_id=order_id)
+        except SoftTimeLimitExceeded:
+            raise  # the task's time is up: the next sweep goes on
+        except Exception:
+            logger.exception("order %s could not be given up on; the next sweep tries", order_id)
+            continue
+        if order.status == OrderStatus.FAILED:
+            logger.warning("order %s given up: no room to route it since it was placed", order_id)
+            failed.append(order_id)
+    return failed

@@ -320,6 +320,11 @@ ROUTING_CUTOFF_HOUR = env.int("ROUTING_CUTOFF_HOUR", default=16)  # orders place
 TRANSFER_KM_PER_DAY = env.float("TRANSFER_KM_PER_DAY", default=120.0)
 ROUTING_SWEEP_GRACE_SECONDS = env.int("ROUTING_SWEEP_GRACE_SECONDS", default=60)
 ROUTING_SWEEP_BATCH = env.int("ROUTING_SWEEP_BATCH", default=500)
+# An order routing found no room for (no center's day free within routing's horizon) is
+# tried again this long after, not at every sweep; once a try this many hours after it was
+# placed (paid, if prepaid) fails too, it is given up: failed, restocked, its buyer told.
+ROUTING_RETRY_MINUTES = env.int("ROUTING_RETRY_MINUTES", default=30)
+ROUTING_GIVE_UP_HOURS = env.int("ROUTING_GIVE_UP_HOURS", default=24)
 # Orders one routing task routes together when several wait (one transaction, one set of
 # inserts): measured in bench/ROUTING_RESULTS.md.
 ROUTING_BATCH = env.int("ROUTING_BATCH", default=50)
