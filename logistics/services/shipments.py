@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from functools import reduce
-from itertools import groupby
 from operator import or_
 
 from django.conf import settings
@@ -765,36 +764,54 @@ def shipments_cancel_for_order(
         _track(shipment, ShipmentStatus.CANCELLED, now, actor, note)
     # a planned route left with no stop has nothing to drive: it would stay planned for good
     Route.objects.filter(pk__in=routes, status=RouteStatus.PLANNED, stops__isnull=True).delete()
-    _planned_loads_follow(routes)
+    _planned_routes_follow(routes)
     return len(shipments)
 
 
-def _planned_loads_follow(route_ids: list[int]) -> None:
-    """The loads of these routes' stops (routes locked), when still planned, follow the
-    goods left on them (goods cancelled or lighter): what leaves the center for delivery
-    on board, each pickup adding its goods and each delivery taking them off. A stop being
-    recorded right now (its row locked) sets its route out: it is left as it is, and no
-    lock is waited for while the routes are held."""
-    stops = list(
-        Stop.objects.select_for_update(of=("self",), skip_locked=True)
-        .filter(route_id__in=route_ids, route__status=RouteStatus.PLANNED)
-        .prefetch_related("shipments")
-        .order_by("route_id", "sequence")
-    )
+def _planned_routes_follow(route_ids: list[int]) -> None:
+    """These routes (locked), when still planned, follow the goods left on them (goods
+    cancelled or lighter): their stops are numbered 1, 2, … again in visiting order, and
+    each carries what is on board after it (routing.loads_on_board): what leaves the center
+    for delivery, each pickup adding its goods and each delivery taking them off. A stop
+    being recorded right now (its row locked) sets its route out: it is left as it is (and
+    its route's stops keep their numbers), so no lock is waited for while the routes are
+    held."""
+    routes = Route.objects.filter(pk__in=route_ids, status=RouteStatus.PLANNED).order_by("pk")
+    for route in routes:
+        stops = list(route.stops.order_by("sequence").prefetch_related("shipments"))
+        free = set(
+            Stop.objects.select_for_update(of=("self",), skip_locked=True)
+            .filter(route=route)
+            .values_list("pk", flat=True)
+        )
+        if len(free) == len(stops):
+            _renumber(stops)
+        _loads_follow(stops, free)
+
+
+def _renumber(stops: list[Stop]) -> None:
+    """A route's stops (locked, in visiting order) numbered 1, 2, …: one UPDATE per stop
+    whose number changes, from the first on, so that none takes a number another one
+    still has (the unique constraint is checked row by row, not at the end)."""
+    for sequence, stop in enumerate(stops, start=1):
+        if stop.sequence != sequence:
+            stop.sequence = sequence
+            stop.save(update_fields=["sequence"])
+
+
+def _loads_follow(stops: list[Stop], free: set[int]) -> None:
+    """The loads of a route's `stops` (all of them, in visiting order, their shipments
+    loaded) follow the goods they still serve, on the stops of `free` (locked)."""
 
     def carried(stop: Stop) -> list[Shipment]:
         return [s for s in stop.shipments.all() if s.status != ShipmentStatus.CANCELLED]
 
+    loads = loads_on_board((stop.kind == StopKind.PICKUP, carried(stop)) for stop in stops)
     changed = []
-    for _route_id, on_route in groupby(stops, key=lambda stop: stop.route_id):
-        route_stops = list(on_route)
-        loads = loads_on_board(
-            (stop.kind == StopKind.PICKUP, carried(stop)) for stop in route_stops
-        )
-        for stop, load in zip(route_stops, loads, strict=True):
-            if stop.load_kg != load:
-                stop.load_kg = load
-                changed.append(stop)
+    for stop, load in zip(stops, loads, strict=True):
+        if stop.pk in free and stop.load_kg != load:
+            stop.load_kg = load
+            changed.append(stop)
     Stop.objects.bulk_update(changed, ["load_kg"])
 
 
@@ -820,7 +837,7 @@ def shipments_after_line_rejected(*, order: Order, line: OrderLine, actor: User)
         shipment.spoils_before_arrival = spoils_before(shipment, shipment.delivery_date)
         shipment.save(update_fields=["weight_kg", "spoils_before_arrival", "updated_at"])
     on_routes = Stop.objects.filter(shipments__in=lighter).values("route_id")
-    _planned_loads_follow(
+    _planned_routes_follow(
         list(
             Route.objects.select_for_update(of=("self",))
             .filter(pk__in=on_routes)

@@ -1465,3 +1465,65 @@ def test_a_planned_route_whose_every_order_is_cancelled_after_the_plan_is_taken_
 
     assert not Stop.objects.exists()
     assert not Route.objects.exists()
+
+
+@pytest.fixture
+def two_routes(day):
+    """The day planned on two routes: the van's, with an order from a farm to a buyer off
+    the lines the others lie on (`detour`: 10 kg of eggs and 5 kg from another farm), and
+    the cold truck's, made too small for more than the milk (one farm, one buyer)."""
+    center = day["center"]
+    eggs = create_listing(FarmerFactory(village=village_near(center, "-0.03", "-0.06")), unit="kg")
+    other = day["orders"][0].lines.order_by("pk").first().listing
+    buyer = BuyerFactory(village=village_near(center, "0.05", "-0.05"))
+    day["detour"] = routed_order(buyer, (eggs, 10), (other, 5))
+    day["cold"].capacity_kg = Decimal("25")
+    day["cold"].save()
+    run_day(day)
+    van, cold = (Route.objects.get(vehicle=day[name]) for name in ("van", "cold"))
+    assert (van.stops.count(), cold.stops.count()) == (16, 2)
+    return van, cold
+
+
+def as_shown(route: Route) -> tuple:
+    """A route as the API shows it: its figures and its stops in order."""
+    route.refresh_from_db()
+    stops = route.stops.order_by("sequence")
+    return (
+        route.distance_km,
+        route.duration_min,
+        route.cost,
+        list(stops.values_list("pk", "sequence", "kind", "eta", "load_kg")),
+    )
+
+
+def take_goods_off(day, change):
+    """The detour order cancelled by its buyer, or its eggs turned down by their farmer
+    (their last line in it): the stops of those goods go."""
+    order = day["detour"]
+    if change == "cancelled":
+        orders.order_cancel(order_id=order.pk, actor=order.buyer, reason="changed mind")
+    else:
+        line = order.lines.order_by("pk").first()
+        orders.order_line_reject(
+            order_id=order.pk, line_id=line.pk, farmer=line.farmer, reason="hail"
+        )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("change", ["cancelled", "line_rejected"])
+def test_a_planned_route_that_loses_stops_after_the_plan_numbers_the_rest_1_to_n(
+    day, two_routes, change
+):
+    van, cold = two_routes
+    cold_before = as_shown(cold)
+    in_order = list(van.stops.order_by("sequence").values_list("pk", flat=True))
+
+    take_goods_off(day, change)
+
+    kept = [pk for pk in in_order if Stop.objects.filter(pk=pk).exists()]
+    assert len(kept) == {"cancelled": 12, "line_rejected": 14}[change]
+    assert in_order[: len(kept)] != kept  # one that went was before one left: a gap
+    stops = list(van.stops.order_by("sequence").values_list("pk", "sequence"))
+    assert stops == [(pk, n) for n, pk in enumerate(kept, start=1)]
+    assert as_shown(cold) == cold_before
