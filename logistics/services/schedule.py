@@ -564,11 +564,7 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
             date=day,
             vehicle=vehicle,
             schedule_run=run,
-            distance_km=Decimal(driven.distance_m) / 1000,
-            duration_min=round(driven.duration_s / 60),
-            cost=(Decimal(driven.distance_m) / 1000 * vehicle.cost_per_km).quantize(
-                Decimal("0.01"), rounding=ROUND_HALF_UP
-            ),
+            **_figures(driven.distance_m, driven.duration_s, vehicle),
         )
         stops += len(served)
         loads = loads_on_board(
@@ -647,24 +643,85 @@ def _as_kept(
     planned: PlannedRoute, steps: list[PlannedStop], depot: Location, matrix: GreatCircleMatrix
 ) -> PlannedRoute:
     """The route as driven once some of its stops were dropped (their goods went while the
-    day was solved): from the center through the stops kept and back, measured as the plan
-    was. The stops keep their times (a van early at one waits), so it is back from the last
-    one as planned from there. A route that lost no stop is the plan's."""
+    day was solved), measured as a route always is (_road). A route that lost no stop is
+    the plan's, which the engine measured the same way."""
     if len(steps) == len(planned.stops):
         return planned
-    places = [depot, *(step.location for step in steps), depot]
-    matrices = matrix.matrices(places)
-    legs = range(len(places) - 1)
-    last = steps[-1]
-    back = last.arrival_s + last.wait_s + last.service_s + matrices.durations_s[-2][-1]
+    road = _road(depot, matrix, [(s.location, s.arrival_s + s.wait_s, s.service_s) for s in steps])
     return replace(
         planned,
         stops=tuple(steps),
+        departure_s=road.departure_s,
+        return_s=road.return_s,
+        distance_m=road.distance_m,
+        driving_s=road.driving_s,
+        duration_s=road.return_s - road.departure_s,
+    )
+
+
+@dataclass(frozen=True)
+class _Road:
+    departure_s: int  # seconds from midnight
+    return_s: int
+    distance_m: int
+    driving_s: int
+
+
+def _road(
+    depot: Location, matrix: GreatCircleMatrix, stops: list[tuple[Location, int, int]]
+) -> _Road:
+    """The road of a route from the center through its stops and back, each stop a place,
+    when its service starts and how long it lasts: the stops keep their times (a van early
+    at one, now that one before it went, waits), it leaves the center in time for the
+    first, as the engine has a van leave (it waits at no first stop), and it is back from
+    the last after its service."""
+    places = [depot, *(place for place, _, _ in stops), depot]
+    matrices = matrix.matrices(places)
+    legs = range(len(places) - 1)
+    (_, first_s, _), (_, last_s, last_service_s) = stops[0], stops[-1]
+    return _Road(
+        departure_s=first_s - matrices.durations_s[0][1],
+        return_s=last_s + last_service_s + matrices.durations_s[-2][-1],
         distance_m=sum(matrices.distances_m[i][i + 1] for i in legs),
         driving_s=sum(matrices.durations_s[i][i + 1] for i in legs),
-        duration_s=back - planned.departure_s,
-        return_s=back,
     )
+
+
+def _figures(distance_m: int, duration_s: int, vehicle: Vehicle) -> dict:
+    """A route's distance, duration and cost as stored, from its road."""
+    km = Decimal(distance_m) / 1000
+    return {
+        "distance_km": km,
+        "duration_min": round(duration_s / 60),
+        "cost": (km * vehicle.cost_per_km).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP),
+    }
+
+
+def route_measure(*, route: Route, stops: list[Stop]) -> Route:
+    """A planned route (locked) whose stops changed after the plan (goods cancelled), with
+    `stops` those it has now in visiting order, is measured over them as the plan measured
+    it (_road): its distance, duration and cost are what its stops give. Their ETAs stay:
+    the driver only skips the stops that went, so each is still reached in time, and the
+    farmers told their pickup time keep it."""
+    center = route.service_center
+    midnight = _at(route.date, 0)
+    road = _road(
+        Location(float(center.lat), float(center.lng)),
+        _matrix(center),
+        [
+            (
+                Location(float(stop.lat), float(stop.lng)),
+                int((stop.eta - midnight).total_seconds()),
+                settings.STOP_SERVICE_SECONDS,
+            )
+            for stop in stops
+        ],
+    )
+    figures = _figures(road.distance_m, road.return_s - road.departure_s, route.vehicle)
+    for field_name, value in figures.items():
+        setattr(route, field_name, value)
+    route.save(update_fields=list(figures))
+    return route
 
 
 def _behind(day_work: _Day, step) -> list[Shipment]:

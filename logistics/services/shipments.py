@@ -44,6 +44,7 @@ from logistics.services.routing import (
     spoils_before,
     to_grams,
 )
+from logistics.services.schedule import route_measure
 from marketplace.accounts.models import User
 from marketplace.db import clip
 from marketplace.exceptions import ConflictError, DomainError
@@ -770,13 +771,18 @@ def shipments_cancel_for_order(
 
 def _planned_routes_follow(route_ids: list[int]) -> None:
     """These routes (locked), when still planned, follow the goods left on them (goods
-    cancelled or lighter): their stops are numbered 1, 2, … again in visiting order, and
-    each carries what is on board after it (routing.loads_on_board): what leaves the center
+    cancelled or lighter): their stops are numbered 1, 2, … again in visiting order, the
+    route is measured over them as the plan measured it (schedule.route_measure), and each
+    stop carries what is on board after it (routing.loads_on_board): what leaves the center
     for delivery, each pickup adding its goods and each delivery taking them off. A stop
     being recorded right now (its row locked) sets its route out: it is left as it is (and
     its route's stops keep their numbers), so no lock is waited for while the routes are
     held."""
-    routes = Route.objects.filter(pk__in=route_ids, status=RouteStatus.PLANNED).order_by("pk")
+    routes = (
+        Route.objects.filter(pk__in=route_ids, status=RouteStatus.PLANNED)
+        .select_related("service_center", "vehicle")
+        .order_by("pk")
+    )
     for route in routes:
         stops = list(route.stops.order_by("sequence").prefetch_related("shipments"))
         free = set(
@@ -786,6 +792,8 @@ def _planned_routes_follow(route_ids: list[int]) -> None:
         )
         if len(free) == len(stops):
             _renumber(stops)
+        if all(stop.eta for stop in stops):  # as every plan's (one made by hand has none)
+            route_measure(route=route, stops=stops)
         _loads_follow(stops, free)
 
 

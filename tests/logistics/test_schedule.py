@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from datetime import date, datetime, timedelta
 from datetime import time as time_of_day
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from django.conf import settings
@@ -1526,4 +1526,49 @@ def test_a_planned_route_that_loses_stops_after_the_plan_numbers_the_rest_1_to_n
     assert in_order[: len(kept)] != kept  # one that went was before one left: a gap
     stops = list(van.stops.order_by("sequence").values_list("pk", "sequence"))
     assert stops == [(pk, n) for n, pk in enumerate(kept, start=1)]
+    assert as_shown(cold) == cold_before
+
+
+def measured(route: Route) -> tuple:
+    """A route's distance, duration and cost measured over its stops as they are, as a
+    plan measures a route: from the center through them and back on the center's matrix,
+    leaving in time for the first stop's ETA and back after the last one's service; its
+    distance at its vehicle's price per km."""
+    center = route.service_center
+    stops = list(route.stops.order_by("sequence"))
+    depot = Location(float(center.lat), float(center.lng))
+    places = [depot, *(Location(float(s.lat), float(s.lng)) for s in stops), depot]
+    matrices = schedule._matrix(center).matrices(places)
+    metres = sum(matrices.distances_m[i][i + 1] for i in range(len(places) - 1))
+    leaves = stops[0].eta - timedelta(seconds=matrices.durations_s[0][1])
+    back = stops[-1].eta + timedelta(
+        seconds=settings.STOP_SERVICE_SECONDS + matrices.durations_s[-2][-1]
+    )
+    km = Decimal(metres) / 1000
+    return (
+        km.quantize(Decimal("0.01")),
+        round((back - leaves).total_seconds() / 60),
+        (km * route.vehicle.cost_per_km).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP),
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("change", ["cancelled", "line_rejected"])
+def test_a_planned_route_that_loses_stops_after_the_plan_is_measured_over_those_left(
+    day, two_routes, change
+):
+    van, cold = two_routes
+    for route in (van, cold):  # as planned, each is what its stops measure
+        assert as_shown(route)[:3] == measured(route)
+    cold_before = as_shown(cold)
+    planned_km = van.distance_km
+    etas = dict(van.stops.values_list("pk", "eta"))
+
+    take_goods_off(day, change)
+
+    distance_km, duration_min, cost, stops = as_shown(van)
+    assert (distance_km, duration_min, cost) == measured(van)
+    assert distance_km < planned_km
+    # the stops left keep their times: the driver only skips those that went
+    assert {pk: eta for pk, _, _, eta, _ in stops} == {pk: etas[pk] for pk, *_ in stops}
     assert as_shown(cold) == cold_before
