@@ -402,3 +402,65 @@ def test_a_day_planned_while_its_van_is_changed_never_deadlocks(monkeypatch):
     assert [type(a).__name__ for a in answer] == ["Vehicle"], answer
     assert ScheduleRun.objects.get(pk=run.pk).status == "done"
     assert ScheduleRun.objects.filter(date=day + timedelta(days=3)).count() == 1  # planned again
+
+
+def test_two_pickups_of_a_route_weighed_at_once_never_deadlock_and_both_weights_ride_on(
+    monkeypatch,
+):
+    """Route R: X's pickup, Y's pickup, X's delivery, Y's delivery (1 kg each). X's pickup
+    weighed holds R and the center's day; Y's, recorded then, holds its stop and waits for
+    the day. X's loads follow its weight on R's open stops: waiting for Y's stop would be
+    a deadlock, so it is left to Y's own completion, which carries both weights on."""
+    center = ServiceCenterFactory()
+    village = VillageFactory(service_center=center)
+    staff = StaffFactory(service_center=center)
+    x, y = two_routed_orders(village)
+    route = Route.objects.create(service_center=center, date=timezone.localdate())
+    sx, sy = Shipment.objects.get(order=x), Shipment.objects.get(order=y)
+    stops = []
+    for sequence, (shipment, kind, load) in enumerate(
+        ((sx, "pickup", 1), (sy, "pickup", 2), (sx, "delivery", 1), (sy, "delivery", 0)),
+        start=1,
+    ):
+        stop = Stop.objects.create(
+            route=route,
+            sequence=sequence,
+            kind=kind,
+            lat=shipment.pickup_lat,
+            lng=shipment.pickup_lng,
+            load_kg=Decimal(load),
+        )
+        stop.shipments.add(shipment)
+        stops.append(stop)
+    started = []
+
+    def let_y_in():  # R set out and held, the day's capacity too
+        weighed = Completion(outcome="done", weight_kg=Decimal("0.8"))
+        started.append(
+            in_thread(
+                lambda: shipments.stop_complete(stop_id=stops[1].pk, staff=staff, data=weighed)
+            )
+        )
+        wait_for_lock_waiters(1, timeout=3)  # Y's completion waits, its stop locked
+
+    monkeypatch.setattr(
+        logistics.services.shipments,
+        "_route_follows",
+        _pause_after(1, let_y_in)(logistics.services.shipments._route_follows),
+    )
+    weighed = Completion(outcome="done", weight_kg=Decimal("1.5"))
+    mine = deadlocks_of(
+        lambda: shipments.stop_complete(stop_id=stops[0].pk, staff=staff, data=weighed)
+    )
+    [(completing, answer)] = started
+    completing.join(timeout=30)
+
+    assert mine == [], mine
+    assert [type(a).__name__ for a in answer] == ["Stop"], answer
+    loads = list(route.stops.order_by("sequence").values_list("status", "load_kg"))
+    assert loads == [
+        ("done", Decimal("1.500")),
+        ("done", Decimal("2.300")),
+        ("pending", Decimal("0.800")),
+        ("pending", Decimal("0.000")),
+    ]

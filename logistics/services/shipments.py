@@ -467,6 +467,8 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     if stop.kind == StopKind.PICKUP and data.outcome == "failed":
         _close_deliveries_left_empty(stop, at)
     _route_follows(stop.route_id)
+    if stop.kind == StopKind.PICKUP and data.outcome == "done":
+        _weighed_loads_follow(stop)
     for order_id in sorted({s.order_id for s in shipments}):
         _advance_order(order_id, staff)
     return stop, True
@@ -530,6 +532,26 @@ def _route_follows(route_id: int) -> None:
     if route.status == RouteStatus.STARTED and not open_stops.exists():
         route.status = RouteStatus.COMPLETED
         route.save(update_fields=["status"])
+
+
+def _weighed_loads_follow(pickup: Stop) -> None:
+    """A pickup done (its route locked) brings its goods on board at the weight weighed,
+    more or less than planned: it and the stops of its route not yet recorded carry what is
+    on board after each, those goods at their weighed weight until delivered (as loads
+    follow goods cancelled: _loads_follow). A stop being recorded right now (its row locked)
+    is left as it is: nothing is waited for while the route is held."""
+    stops = list(
+        Stop.objects.filter(route_id=pickup.route_id)
+        .order_by("sequence")
+        .prefetch_related("shipments")
+    )
+    open_stops = Q(status__in=(StopStatus.PENDING, StopStatus.LOCKED)) | Q(pk=pickup.pk)
+    free = (
+        Stop.objects.select_for_update(of=("self",), skip_locked=True)
+        .filter(open_stops, route_id=pickup.route_id)
+        .values_list("pk", flat=True)
+    )
+    _loads_follow(stops, set(free))
 
 
 def _tell_buyers_on_the_way(route: Route) -> None:

@@ -1572,3 +1572,32 @@ def test_a_planned_route_that_loses_stops_after_the_plan_is_measured_over_those_
     # the stops left keep their times: the driver only skips those that went
     assert {pk: eta for pk, _, _, eta, _ in stops} == {pk: etas[pk] for pk, *_ in stops}
     assert as_shown(cold) == cold_before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("weighed", ["27.000", "22.500"])
+def test_a_pickup_weighed_heavier_or_lighter_carries_that_weight_until_delivered(
+    day, two_routes, weighed
+):
+    van, cold = two_routes
+    first = van.stops.get(sequence=1)
+    shipment = first.shipments.get()
+    assert shipment.weight_kg == Decimal("25")
+    delivered_at = van.stops.get(kind="delivery", shipments=shipment).sequence
+    assert delivered_at == 8
+    van_before, cold_before = as_shown(van), as_shown(cold)
+    weighed = Decimal(weighed)
+
+    with on_day(van.date):
+        shipments.stop_complete(
+            stop_id=first.pk,
+            staff=day["staff"],
+            data=Completion(outcome="done", weight_kg=weighed),
+        )
+
+    more = weighed - Decimal("25")  # on board from the farm to the buyer
+    loads = [(pk, load + more if n < delivered_at else load) for pk, n, _, _, load in van_before[3]]
+    assert list(van.stops.order_by("sequence").values_list("pk", "load_kg")) == loads
+    assert loads[0][1] == weighed
+    assert as_shown(van)[:3] == van_before[:3]
+    assert as_shown(cold) == cold_before
