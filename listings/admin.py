@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from listings import services
+from listings.api.serializers import ListingWriteSerializer
 from listings.models import Category, Listing, ListingPhoto, ListingStatus
 from marketplace.admin_site import rows_for
 from marketplace.exceptions import DomainError
@@ -60,6 +61,24 @@ class ListingForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["quantity_available"].show_hidden_initial = True
+
+    def clean(self):
+        """The fields changed are held to the rules a farmer's PATCH is (the write
+        serializer's): a harvest within a year of today, stock and shelf life within their
+        bounds. The columns alone took a harvest typed as 2062, picked up then, or one whose
+        goods spoil past the last date there is (an order of it was a 500)."""
+        cleaned = super().clean()
+        fields = ListingWriteSerializer().fields
+        changed = {
+            name: cleaned[name] for name in self.changed_data if name in fields and name in cleaned
+        }
+        if "category" in changed:
+            changed["category"] = changed["category"].slug
+        checked = ListingWriteSerializer(data=changed, partial=True)
+        if not checked.is_valid():
+            for name, problems in checked.errors.items():
+                self.add_error(name, [str(problem) for problem in problems])
+        return cleaned
 
     def stock_shown(self) -> Decimal | None:
         stock = self["quantity_available"]

@@ -255,3 +255,29 @@ def test_a_deactivated_farmers_listing_is_not_put_back_on_sale(operator):
     reported = [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
     assert [(level, text.split(":")[0]) for level, text in reported] == [("error", "Leeks")]
     assert User.objects.filter(pk=farmer.pk, is_active=False).exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("harvest_date", "2062-11-30"),  # a typo for 2026: picked up in 2062
+        ("harvest_date", "9999-12-31"),  # its goods would spoil past the last date: a 500
+        ("quantity_available", "999999999"),
+        ("min_order_quantity", "5000000"),
+        ("shelf_life_days", "30000"),
+    ],
+)
+def test_an_edit_the_api_would_refuse_is_a_form_error_and_not_saved(operator, field, value):
+    """The admin's form checked only the columns: a harvest years away, a billion in stock,
+    a shelf life of 80 years went in where a farmer's PATCH is 400. Its changed fields are
+    checked by the API's rules now (ListingWriteSerializer), and nothing is saved."""
+    listing = make_listing()
+    before = Listing.objects.filter(pk=listing.pk).values().get()
+
+    response = operator.post(
+        f"{CHANGELIST}{listing.pk}/change/", change_form(listing, **{field: value})
+    )
+
+    assert response.status_code == 200  # the form again, with the error
+    assert list(response.context["adminform"].form.errors) == [field]
+    assert Listing.objects.filter(pk=listing.pk).values().get() == before
