@@ -180,6 +180,12 @@ def listing_create(
     weigh what they weigh; other units need the farmer's weight per unit."""
     if farmer.role != Role.FARMER:
         raise DomainError(errors.NOT_A_FARMER, "Only farmers list produce.", status_code=403)
+    # The farmer's place as it is now, the row locked as a move locks it (user_update_profile,
+    # the admin): a move under way is waited for, and one after this waits in turn, so that
+    # its refresh of the farmer's listings finds this one. Read as the request found it, the
+    # listing kept the village the farmer had left. The village is read after the lock (a
+    # join in the locking statement gives a row that waited for a move no village).
+    farmer = User.objects.select_for_update(no_key=True).get(pk=farmer.pk)
     _check_dates(harvest_date, available_until)
     _check_whole(unit, quantity_available=quantity_available, min_order_quantity=min_order_quantity)
     status = ListingStatus.ACTIVE if publish else ListingStatus.DRAFT

@@ -449,6 +449,35 @@ def test_a_farmer_who_moves_takes_their_listings_along(client_for, api):
     assert api.get(LISTINGS, {"q": "张三丰"}).json()["count"] == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_listing_created_while_its_farmer_moves_goes_where_they_moved(client_for):
+    """An operator (or the farmer's other phone) moves the farmer while a new listing is
+    posted: the move's refresh of the farmer's listings could not see the one not yet
+    committed, which kept the old village and point for good, found there by the search."""
+    from marketplace.accounts.models import User  # noqa: PLC0415
+    from marketplace.accounts.services import user_update_profile  # noqa: PLC0415
+    from tests.factories import VillageFactory  # noqa: PLC0415
+
+    farmer = FarmerFactory()
+    new_village = VillageFactory(lat=Decimal("30.400000"), lng=Decimal("119.900000"))
+    client = client_for(farmer)
+    with transaction.atomic():
+        user_update_profile(user=User.objects.get(pk=farmer.pk), village=new_village)
+        posting, answer = in_thread(lambda: client.post(LISTINGS, body(), format="json"))
+        wait_for_lock_waiters(1, timeout=3)  # the move commits while the post is under way
+    posting.join(timeout=30)
+
+    [response] = answer
+    assert response.status_code == 201, response.json()
+    listing = Listing.objects.get()
+    assert (listing.village_id, listing.lat, listing.lng) == (
+        new_village.pk,
+        Decimal("30.400000"),
+        Decimal("119.900000"),
+    )
+    assert response.json()["village"] == new_village.pk
+
+
 @contextmanager
 def ordering(listing: Listing, quantity: str = "2"):
     """An order of `listing` being placed: its line written, not yet committed."""
