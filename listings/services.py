@@ -289,6 +289,14 @@ def listing_set_status(*, listing: Listing, status: str) -> Listing:
     """Publish, pause, resume or archive, along STATUS_TRANSITIONS. Publishing or resuming a
     listing with no stock leaves it sold out. A deactivated farmer's listing is not put on
     sale (listings_pause_for_farmer took it off): an operator's publish is refused."""
+    # Put on sale: the farmer's row is locked as a deactivation writes it, before it pauses
+    # their listings, and so before the listing (as a deactivation and a move take them): a
+    # deactivation under way is waited for and seen, and one after this finds it on sale.
+    farmer_active = status != ListingStatus.ACTIVE or (
+        User.objects.select_for_update(no_key=True)
+        .filter(pk=listing.farmer_id, is_active=True)
+        .exists()
+    )
     listing = listing_lock(listing.pk)
     if _status_for_stock(status, listing.quantity_available) == listing.status:
         # a retried request changes nothing: also a publish or resume retried once it left
@@ -301,10 +309,7 @@ def listing_set_status(*, listing: Listing, status: str) -> Listing:
             status_code=409,
             extra={"from": listing.status, "to": status},
         )
-    if (
-        status == ListingStatus.ACTIVE
-        and not User.objects.filter(pk=listing.farmer_id, is_active=True).exists()
-    ):
+    if not farmer_active:
         raise DomainError(
             errors.FARMER_INACTIVE,
             "The farmer's account is deactivated: nobody would hand the goods over.",

@@ -478,6 +478,31 @@ def test_a_listing_created_while_its_farmer_moves_goes_where_they_moved(client_f
     assert response.json()["village"] == new_village.pk
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_listing_published_while_its_farmer_is_deactivated_stays_off_sale(client_for):
+    """An operator deactivates a farmer (the admin writes the user, then pauses what they
+    have on sale) while the farmer's phone publishes a paused listing: the publish read the
+    farmer as active, the deactivation not yet committed, after the pause had found nothing
+    on sale. The listing was on sale for a farmer nobody would hear from again."""
+    from marketplace.accounts.models import User  # noqa: PLC0415
+
+    farmer = FarmerFactory()
+    listing = create_listing(farmer)
+    listing_services.listing_set_status(listing=listing, status=ListingStatus.PAUSED)
+    client = client_for(farmer)
+    with transaction.atomic():  # as the admin's save of the user
+        User.objects.filter(pk=farmer.pk).update(is_active=False)
+        assert listing_services.listings_pause_for_farmer(farmer=farmer) == 0
+        publishing, answer = in_thread(lambda: client.post(f"{LISTINGS}{listing.pk}/publish/"))
+        wait_for_lock_waiters(1, timeout=3)
+    publishing.join(timeout=30)
+
+    [response] = answer
+    assert response.status_code == 409, response.json()
+    assert response.json()["code"] == "farmer_inactive"
+    assert Listing.objects.get(pk=listing.pk).status == ListingStatus.PAUSED
+
+
 @contextmanager
 def ordering(listing: Listing, quantity: str = "2"):
     """An order of `listing` being placed: its line written, not yet committed."""
