@@ -122,6 +122,14 @@ def _check_dates(
         )
 
 
+def _farmer_inactive() -> DomainError:
+    return DomainError(
+        errors.FARMER_INACTIVE,
+        "The farmer's account is deactivated: nobody would hand the goods over.",
+        status_code=409,
+    )
+
+
 def listing_place(farmer: User) -> dict[str, Any]:
     """A listing's village and its public point: where the produce waits (the farmer's exact
     place, else their village) rounded to the grid of listings.places. The exact place stays
@@ -177,7 +185,8 @@ def listing_create(
     publish: bool = True,
 ) -> Listing:
     """A farmer lists produce: published at once (or kept as a draft). Kilograms and jin
-    weigh what they weigh; other units need the farmer's weight per unit."""
+    weigh what they weigh; other units need the farmer's weight per unit. A farmer
+    deactivated since the request read them lists nothing (409 `farmer_inactive`)."""
     if farmer.role != Role.FARMER:
         raise DomainError(errors.NOT_A_FARMER, "Only farmers list produce.", status_code=403)
     # The farmer's place as it is now, the row locked as a move locks it (user_update_profile,
@@ -186,6 +195,8 @@ def listing_create(
     # listing kept the village the farmer had left. The village is read after the lock (a
     # join in the locking statement gives a row that waited for a move no village).
     farmer = User.objects.select_for_update(no_key=True).get(pk=farmer.pk)
+    if not farmer.is_active:  # deactivated since the request was signed in
+        raise _farmer_inactive()
     _check_dates(harvest_date, available_until)
     _check_whole(unit, quantity_available=quantity_available, min_order_quantity=min_order_quantity)
     status = ListingStatus.ACTIVE if publish else ListingStatus.DRAFT
@@ -310,11 +321,7 @@ def listing_set_status(*, listing: Listing, status: str) -> Listing:
             extra={"from": listing.status, "to": status},
         )
     if not farmer_active:
-        raise DomainError(
-            errors.FARMER_INACTIVE,
-            "The farmer's account is deactivated: nobody would hand the goods over.",
-            status_code=409,
-        )
+        raise _farmer_inactive()
     listing.status = _status_for_stock(status, listing.quantity_available)
     listing.save(update_fields=["status", "updated_at"])
     return listing

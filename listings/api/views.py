@@ -103,7 +103,16 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             raise DomainError("not_found", "No such listing.", status_code=404)
         return Response(ListingDetailSerializer(found).data, status=status_code)
 
-    @extend_schema(request=ListingCreateSerializer, responses={201: ListingDetailSerializer})
+    @extend_schema(
+        request=ListingCreateSerializer,
+        responses={
+            201: ListingDetailSerializer,
+            409: OpenApiResponse(
+                description="farmer_inactive: the account was deactivated meanwhile; nothing "
+                "was listed"
+            ),
+        },
+    )
     def create(self, request):
         serializer = ListingCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

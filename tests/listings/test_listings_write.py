@@ -503,6 +503,27 @@ def test_a_listing_published_while_its_farmer_is_deactivated_stays_off_sale(clie
     assert Listing.objects.get(pk=listing.pk).status == ListingStatus.PAUSED
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_listing_posted_while_its_farmer_is_deactivated_is_refused(client_for):
+    """The phone's request was signed in before the deactivation committed: the listing
+    went on sale after the deactivation had paused everything the farmer offered."""
+    from marketplace.accounts.models import User  # noqa: PLC0415
+
+    farmer = FarmerFactory()
+    client = client_for(farmer)
+    with transaction.atomic():  # as the admin's save of the user
+        User.objects.filter(pk=farmer.pk).update(is_active=False)
+        assert listing_services.listings_pause_for_farmer(farmer=farmer) == 0
+        posting, answer = in_thread(lambda: client.post(LISTINGS, body(), format="json"))
+        wait_for_lock_waiters(1, timeout=3)
+    posting.join(timeout=30)
+
+    [response] = answer
+    assert response.status_code == 409, response.json()
+    assert response.json()["code"] == "farmer_inactive"
+    assert not Listing.objects.exists()
+
+
 @contextmanager
 def ordering(listing: Listing, quantity: str = "2"):
     """An order of `listing` being placed: its line written, not yet committed."""
