@@ -597,7 +597,8 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
                 load_kg=load,
             )
             new_stops.append((stop, shipments))
-            scheduled.extend(shipments)
+            if step.kind != StepKind.PAIR_DELIVERY:  # a pair's shipments, once
+                scheduled.extend(shipments)
             if stop.kind == StopKind.PICKUP:
                 pickups.append((stop, shipments))
     _write_stops(new_stops)

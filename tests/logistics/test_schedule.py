@@ -151,6 +151,18 @@ def test_a_day_becomes_routes_within_capacity_windows_and_refrigeration(day):
 
 
 @pytest.mark.django_db
+def test_a_same_day_pair_is_tracked_on_a_route_once(day):
+    """A same-day pair's goods are behind two stops (the farm's, the buyer's) and go on a
+    route once: one "on a route" event each, not one per stop."""
+    run_day(day)
+    assert Shipment.objects.filter(stops__isnull=False).exists()
+    for shipment in Shipment.objects.all():
+        assert shipment.stops.count() == 2
+        events = TrackingEvent.objects.filter(shipment=shipment, status=ShipmentStatus.SCHEDULED)
+        assert events.count() == 1, shipment.pk
+
+
+@pytest.mark.django_db
 def test_each_farmer_is_told_when_their_pickup_is_due_and_each_buyer_when_it_sets_out(day):
     run_day(day)
     pickups = Stop.objects.filter(kind="pickup").prefetch_related("shipments")
