@@ -606,9 +606,11 @@ def shipment_receive(
     order = order_lock(order_id)
     shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
     shipment.order = order
-    if shipment.status == ShipmentStatus.AT_CENTER or _transfer_received(shipment):
+    if shipment.crosses_centers and (
+        shipment.status == ShipmentStatus.AT_CENTER or _transfer_received(shipment)
+    ):
         return shipment  # received already: a retry, perhaps after the goods moved on
-    if shipment.status != ShipmentStatus.IN_TRANSFER:
+    if shipment.status != ShipmentStatus.IN_TRANSFER:  # also goods that never cross centers
         raise ConflictError(
             errors.NOT_IN_TRANSFER, f"This shipment is {shipment.status}, not in transfer."
         )

@@ -1085,6 +1085,26 @@ def test_a_receipt_retried_after_the_goods_moved_on_is_answered_as_before(world,
     assert list(shipment.events.values_list("status", "note")) == events
 
 
+def test_goods_of_a_farm_of_the_buyers_center_are_no_transfer_to_receive(
+    world, collected, client_for
+):
+    """Picked up and waiting at the buyer's center, which is their farm's: they never were
+    on their way between centers, so there is nothing to receive (409 not_in_transfer, as
+    once they are handed over), not a 200 as if a transfer had arrived."""
+    _order, shipment = collected
+    south = client_for(world["south_staff"])
+    pickup = stop_for(shipment, world["south"], "pickup")
+    assert complete(south, pickup, outcome="done", weight_kg="2").status_code == 200
+    shipment.refresh_from_db()
+    assert shipment.status == "at_center"
+    events = list(shipment.events.values_list("status", "note"))
+
+    answer = south.post(f"/api/v1/shipments/{shipment.pk}/receive/")
+
+    assert (answer.status_code, answer.json()["code"]) == (409, "not_in_transfer")
+    assert list(shipment.events.values_list("status", "note")) == events
+
+
 @pytest.mark.parametrize(
     "case",  # (now at, due in days from today, delivered in days from today)
     [
