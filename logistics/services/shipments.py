@@ -299,6 +299,10 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
     lock_capacity_of(shipments)
     due_before = orders_due(s.order_id for s in shipments)
     shipments_rebook((s, Decimal(0)) for s in giving_up)  # what they hold, weighed or not
+    if giving_up:  # the legs they will never go are called off, as a cancel does
+        ShipmentLeg.objects.filter(shipment__in=giving_up, status=LegStatus.PENDING).update(
+            status=LegStatus.CANCELLED
+        )
     shipments_move_days([_next_days(s, pickup=pickup) for s in shipments if s not in giving_up])
     failed_farmers: dict[int, list[int]] = {}  # by order: whose goods failed for good
     events = []

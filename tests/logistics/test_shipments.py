@@ -664,6 +664,48 @@ def test_an_order_whose_every_pickup_failed_for_good_fails(world, client_for, se
     assert set(CenterDayLoad.objects.values_list("booked_kg", flat=True)) == {Decimal(0)}
 
 
+def test_goods_failed_for_good_have_no_leg_still_to_go(world, client_for, settings):
+    """Goods that failed for good go nowhere: the legs they had still to go are called off
+    (as a cancel does), not left pending on the days they will never travel; the legs
+    they went stay done."""
+    settings.MAX_STOP_ATTEMPTS = 1
+    shipment, order = world["shipment"], world["order"]
+    north, south = client_for(world["north_staff"]), client_for(world["south_staff"])
+    assert (
+        complete(
+            north, stop_for(shipment, world["north"], "pickup"), outcome="done", weight_kg="8"
+        ).status_code
+        == 200
+    )
+    assert south.post(f"/api/v1/shipments/{shipment.pk}/receive/").status_code == 200
+    delivery = stop_for(shipment, world["south"], "delivery")
+    assert complete(south, delivery, outcome="failed", reason="没人在家").status_code == 200
+
+    shipment.refresh_from_db()
+    assert shipment.status == ShipmentStatus.FAILED
+    assert dict(shipment.legs.values_list("kind", "status")) == {
+        "pickup": LegStatus.DONE,
+        "transfer": LegStatus.DONE,
+        "delivery": LegStatus.CANCELLED,
+    }
+    legs = client_for(world["buyer"]).get(f"/api/v1/orders/{order.pk}/").json()["shipments"][0]
+    assert [leg["status"] for leg in legs["legs"]] == ["done", "done", "cancelled"]
+
+
+def test_goods_failed_for_good_at_the_farm_have_no_leg_still_to_go(world, client_for, settings):
+    settings.MAX_STOP_ATTEMPTS = 1
+    shipment = world["shipment"]
+    stop = stop_for(shipment, world["north"], "pickup")
+    assert (
+        complete(
+            client_for(world["north_staff"]), stop, outcome="failed", reason="没货"
+        ).status_code
+        == 200
+    )
+
+    assert set(shipment.legs.values_list("status", flat=True)) == {LegStatus.CANCELLED}
+
+
 def test_goods_that_failed_for_good_are_not_charged_and_go_back_on_sale(
     world, client_for, settings
 ):
