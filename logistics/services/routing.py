@@ -440,13 +440,20 @@ class _Shipping:
 
     def book(self, capacity: _Capacity) -> None:
         """The pickup at the origin; then, across centers, the delivery at the destination
-        from the day the transfer arrives."""
+        from the day the transfer arrives, or to the buyer's door from the day after: a
+        day's delivery routes are planned the evening before (NIGHTLY_SCHEDULE_HOUR) from
+        the goods at the center then, and goods arriving that day are not yet there."""
         self.pickup = capacity.book(self.origin.pk, self.earliest, self.weight)
-        arrival = self.pickup + timedelta(days=transfer_days(self.origin, self.destination))
         if self.origin.pk == self.destination.pk:
-            self.delivery = arrival
-        else:  # set only once booked: unbook() gives back exactly what was booked
-            self.delivery = capacity.book(self.destination.pk, arrival, self.weight)
+            self.delivery = self.pickup
+            return
+        days = transfer_days(self.origin, self.destination)
+        if self.order.delivery_method == DeliveryMethod.HOME:
+            days += 1
+        # set only once booked: unbook() gives back exactly what was booked
+        self.delivery = capacity.book(
+            self.destination.pk, self.pickup + timedelta(days=days), self.weight
+        )
 
     def unbook(self, capacity: _Capacity) -> None:
         if self.pickup is not None:

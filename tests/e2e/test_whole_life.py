@@ -210,13 +210,14 @@ def test_the_whole_life_of_orders_across_two_centers(celery_worker):
             "delivered"
         }
 
-        # The south center receives the transfers that morning, and delivers them on their day.
+        # The south center receives the transfers that day, and delivers them on their day:
+        # the day after the transfer's, planned the evening of its arrival.
         at_south = signed_in(staff_phone[south.pk])
         for shipment in transfers:
             received = at_south.post(f"/api/v1/shipments/{shipment.pk}/receive/")
             assert received.status_code == 200, received.json()
     delivery_day = transfers.first().delivery_date
-    assert delivery_day == pickup_day + timedelta(days=1)
+    assert delivery_day == pickup_day + timedelta(days=2)
     plan_day(staff[south.pk], south.pk, delivery_day)
     with on_day(delivery_day):
         at_south = signed_in(staff_phone[south.pk])

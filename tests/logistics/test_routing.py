@@ -75,7 +75,9 @@ def test_one_shipment_per_farmer_with_legs_and_dates(county, morning):
     assert (remote.weight_kg, remote.needs_refrigeration) == (Decimal("1.400"), True)
     tomorrow = morning + timedelta(days=1)
     assert (local.pickup_date, local.delivery_date) == (tomorrow, tomorrow)
-    assert (remote.pickup_date, remote.delivery_date) == (tomorrow, tomorrow + timedelta(days=1))
+    # A day of transfer, then to the buyer's door the day after: that day's routes are
+    # planned the evening before, from the goods at the center then.
+    assert (remote.pickup_date, remote.delivery_date) == (tomorrow, tomorrow + timedelta(days=2))
     assert [leg.kind for leg in local.legs.all()] == [LegKind.PICKUP, LegKind.DELIVERY]
     assert [(leg.kind, leg.from_center_id, leg.to_center_id) for leg in remote.legs.all()] == [
         (LegKind.PICKUP, None, county["north"].pk),
@@ -441,7 +443,7 @@ def test_a_transfer_without_room_at_the_destination_gives_its_pickup_day_back(
 ):
     monkeypatch.setattr(routing, "MAX_DAYS_AHEAD", 2)
     tomorrow = morning + timedelta(days=1)
-    full = {tomorrow + timedelta(days=n): Decimal("100.000") for n in (1, 2)}
+    full = {tomorrow + timedelta(days=n): Decimal("100.000") for n in (2, 3)}
     for day, kg in full.items():
         CenterDayLoad.objects.create(center=county["south"], date=day, booked_kg=kg)
     county["south"].daily_capacity_kg = Decimal("100.0")
@@ -453,7 +455,7 @@ def test_a_transfer_without_room_at_the_destination_gives_its_pickup_day_back(
     )
     near = create_listing(FarmerFactory(village=county["south_village"]), unit="kg")
     buyer = BuyerFactory(village=county["south_village"])
-    stuck = place_order(buyer, (far, 90))  # north pickup tomorrow; south full on both days after
+    stuck = place_order(buyer, (far, 90))  # north pickup tomorrow; south full on both days due
     local = place_order(buyer, (near, 5))  # south, tomorrow: still room
 
     assert routing.orders_route_batch(order_id=stuck.pk, size=10) == [local.pk]

@@ -547,24 +547,30 @@ def test_a_failed_delivery_tells_the_buyer_the_new_day_once_for_the_whole_order(
     )
 
 
-def test_a_pickup_moved_within_the_days_its_order_is_due_anyway_tells_nobody(world, client_for):
+def test_a_pickup_moved_within_the_days_its_order_is_due_anyway_tells_nobody(
+    world, client_for, settings
+):
     """The goods of a farmer near the buyer come the day they are picked up, those of a
-    farmer in the north a day later: the near pickup may slip a day unseen by the buyer; a
-    second day makes the order late."""
+    farmer in the north two days later (a day of transfer, then the day planned after it):
+    the near pickup may slip two days unseen by the buyer; a third day makes the order
+    late."""
+    settings.MAX_STOP_ATTEMPTS = 4  # three failures, not yet for good
     south, buyer = world["south"], world["buyer"]
     near = create_listing(FarmerFactory(village=VillageFactory(service_center=south)), unit="kg")
     order = place_home(buyer, (near, 2), (world["listing"], 3))
     close = Shipment.objects.get(order=order, farmer=near.farmer)
     due = Shipment.objects.get(order=order, farmer=world["farmer"]).delivery_date
-    assert close.delivery_date + timedelta(days=1) == due
+    assert close.delivery_date + timedelta(days=2) == due
     staff = client_for(world["south_staff"])
 
-    once = complete(staff, stop_for(close, south, "pickup"), outcome="failed", reason="不在家")
-
-    assert once.status_code == 200
-    close.refresh_from_db()
-    assert close.delivery_date == due
-    assert rescheduled() == []
+    for slipped in (1, 2):
+        failed = complete(
+            staff, stop_for(close, south, "pickup"), outcome="failed", reason="不在家"
+        )
+        assert failed.status_code == 200
+        close.refresh_from_db()
+        assert close.delivery_date == due - timedelta(days=2 - slipped)
+        assert rescheduled() == []
 
     again = complete(staff, stop_for(close, south, "pickup"), outcome="failed", reason="不在家")
 
@@ -1197,6 +1203,33 @@ def test_a_transfer_received_is_delivered_on_a_day_whose_plan_is_still_ahead(
         assert loads[due] == 0
         assert not schedule._day_shipments(south, due).exists()
         assert note == f"transfer received; delivery moved to {delivered:%Y-%m-%d}"
+
+
+def test_goods_crossing_centers_on_their_days_are_delivered_on_the_day_promised(world, client_for):
+    """Picked up on their day, in transfer a day, received at noon the day they arrive: the
+    next day's plan, made that evening, takes them, as routing promised. A delivery day
+    promised on the arrival day itself would be planned while the goods are on the road and
+    missed by every such order."""
+    shipment = world["shipment"]
+    arrival = shipment.pickup_date + timedelta(days=1)  # 45 km: one day of transfer
+    assert shipment.delivery_date == shipment.promised_date == arrival + timedelta(days=1)
+    with on_day(shipment.pickup_date):
+        pickup = stop_for(shipment, world["north"], "pickup", shipment.pickup_date)
+        done = complete(client_for(world["north_staff"]), pickup, outcome="done", weight_kg="8")
+        assert done.status_code == 200, done.json()
+    with on_day(arrival, time(12, 0)):
+        staff = client_for(world["south_staff"])
+        received = staff.post(f"/api/v1/shipments/{shipment.pk}/receive/")
+
+    assert received.status_code == 200, received.json()
+    shipment.refresh_from_db()
+    assert (shipment.status, shipment.delivery_date, shipment.transfer_late) == (
+        ShipmentStatus.AT_CENTER,
+        shipment.promised_date,
+        False,
+    )
+    assert rescheduled() == []
+    assert shipment.events.get(status=ShipmentStatus.AT_CENTER).note == "transfer received"
 
 
 @pytest.mark.parametrize(("due_in", "delivered_in"), [(0, 0), (1, 1), (-2, 1)])
