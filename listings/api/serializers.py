@@ -234,6 +234,17 @@ class ListingWriteSerializer(serializers.Serializer):
     needs_refrigeration = serializers.BooleanField(required=False)
 
 
+class ListingUpdateSerializer(ListingWriteSerializer):
+    quantity_seen = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=3,
+        required=False,
+        help_text="The stock the farmer was shown when they typed the new one. With it, a new "
+        "quantity_available is refused (409 stock_changed, with the stock `now`) when orders "
+        "took some since: it would put what they bought back on sale.",
+    )
+
+
 class ListingCreateSerializer(ListingWriteSerializer):
     publish = serializers.BooleanField(
         required=False, default=True, help_text="false keeps it as a draft"

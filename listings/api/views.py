@@ -13,7 +13,7 @@ from listings.api.serializers import (
     ListingDetailSerializer,
     ListingSearchParamsSerializer,
     ListingSerializer,
-    ListingWriteSerializer,
+    ListingUpdateSerializer,
     OwnListingsParamsSerializer,
 )
 from listings.models import Category, ListingStatus
@@ -121,21 +121,24 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return self._detail(listing, status.HTTP_201_CREATED)
 
     @extend_schema(
-        request=ListingWriteSerializer,
+        request=ListingUpdateSerializer,
         responses={
             200: ListingDetailSerializer,
             409: OpenApiResponse(
                 description="listing_archived: an archived listing is frozen; "
                 "unit_in_open_orders: orders not yet over hold its stock in its unit, which "
-                "stays until they are; nothing was changed"
+                "stays until they are; stock_changed: orders took stock since the "
+                "quantity_seen sent, `now` is the stock; nothing was changed"
             ),
         },
     )
     def partial_update(self, request, pk=None):
         listing = self.get_object()
-        serializer = ListingWriteSerializer(data=request.data, partial=True)
+        serializer = ListingUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        listing = services.listing_update(listing=listing, **serializer.validated_data)
+        changes = dict(serializer.validated_data)
+        stock_seen = changes.pop("quantity_seen", None)
+        listing = services.listing_update(listing=listing, stock_seen=stock_seen, **changes)
         return self._detail(listing)
 
     @extend_schema(responses={200: ListingDetailSerializer, 204: None})

@@ -307,6 +307,28 @@ def test_stock_drives_sold_out_and_back(client_for):
     )
 
 
+def test_a_stock_set_after_orders_took_some_since_it_was_read_is_refused(client_for):
+    """A farmer's phone shows 40; a buyer orders 3; the farmer, counting 45 in the field,
+    sends 45 with the 40 they saw: 409 `stock_changed`, naming the stock now, and nothing
+    changes (45 would put the 3 sold back on sale). Sent again with the 37 they now see,
+    it is taken. Without `quantity_seen` the stock is set as sent, as before."""
+    listing = create_listing(quantity_available=Decimal(40))
+    client = client_for(listing.farmer)
+    url = f"{LISTINGS}{listing.pk}/"
+    place_order(BuyerFactory(), (listing, 3))
+    before = snapshot(listing)
+
+    stale = client.patch(url, {"quantity_available": "45", "quantity_seen": "40"}, format="json")
+
+    assert stale.status_code == 409
+    assert (stale.json()["code"], stale.json()["now"]) == ("stock_changed", "37.000")
+    assert snapshot(listing) == before
+    fresh = client.patch(url, {"quantity_available": "45", "quantity_seen": "37"}, format="json")
+    assert (fresh.status_code, fresh.json()["quantity_available"]) == (200, "45.000")
+    blind = client.patch(url, {"quantity_available": "50"}, format="json")
+    assert (blind.status_code, blind.json()["quantity_available"]) == (200, "50.000")
+
+
 def test_a_draft_is_published_later_and_without_stock_is_sold_out(client_for):
     farmer = FarmerFactory()
     client = client_for(farmer)
