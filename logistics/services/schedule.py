@@ -557,6 +557,10 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
         served = [(step, shipments) for step, shipments in served if shipments]
         if not served:  # everything on it went meanwhile: the vehicle stays at the center
             continue
+        for step, shipments in served:
+            if step.kind != StepKind.PAIR_DELIVERY:  # a pair's shipments, once
+                scheduled.extend(shipments)
+        served = _one_stop_per_visit(served)
         driven = _as_kept(planned, [step for step, _ in served], depot, _matrix(center))
         written.append(driven)
         route = Route.objects.create(
@@ -597,8 +601,6 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
                 load_kg=load,
             )
             new_stops.append((stop, shipments))
-            if step.kind != StepKind.PAIR_DELIVERY:  # a pair's shipments, once
-                scheduled.extend(shipments)
             if stop.kind == StopKind.PICKUP:
                 pickups.append((stop, shipments))
     _write_stops(new_stops)
@@ -622,6 +624,38 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
         "vehicles_used": len({r.vehicle_id for r in written}),
         "vehicles_available": len(day_work.problem.vehicles),
         "unassigned": unassigned,
+    }
+
+
+_PICKING_UP = frozenset({StepKind.PICKUP, StepKind.PAIR_PICKUP})
+
+
+def _one_stop_per_visit(
+    served: list[tuple[PlannedStop, list[Shipment]]],
+) -> list[tuple[PlannedStop, list[Shipment]]]:
+    """The plan's steps one after another at one place as one stop: same-day pairs are
+    solved one per farm and order, so a farm selling to three buyers of its center is three
+    pickups there in a row, and an order of two farms' goods two deliveries at its buyer.
+    The van stops once (one weighing, one code: a delivery stop serves one order), at the
+    first step's time, and the route is measured with one service there (_as_kept)."""
+    visits: list[tuple[PlannedStop, list[Shipment]]] = []
+    for step, shipments in served:
+        if visits and _same_visit(visits[-1], step, shipments):
+            first, goods = visits[-1]
+            visits[-1] = (first, [*goods, *shipments])
+        else:
+            visits.append((step, shipments))
+    return visits
+
+
+def _same_visit(
+    visit: tuple[PlannedStop, list[Shipment]], step: PlannedStop, shipments: list[Shipment]
+) -> bool:
+    first, goods = visit
+    if first.location != step.location or (first.kind in _PICKING_UP) != (step.kind in _PICKING_UP):
+        return False
+    return first.kind in _PICKING_UP or {s.order_id for s in goods} == {
+        s.order_id for s in shipments
     }
 
 
