@@ -297,6 +297,9 @@ def check_order(order):
         # One shipment on its way per farmer with active lines.
         going = [s.farmer_id for s in shipments if s.status not in ("cancelled", "failed")]
         assert sorted(going) == sorted({x.farmer_id for x in active}), order
+    for shipment in shipments:  # goods that go no further have no leg still to go
+        if shipment.status in ("cancelled", "failed", "delivered"):
+            assert not shipment.legs.filter(status="pending").exists(), shipment
 
 
 def check_day_loads():
