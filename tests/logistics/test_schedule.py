@@ -1498,13 +1498,7 @@ def test_a_planned_routes_loads_follow_goods_taken_off_it_after_the_plan(day, ch
         order = routed_order(buyer, (beans, 15), (peas, 25))
     run_day(day)
 
-    if change == "cancelled":
-        orders.order_cancel(order_id=order.pk, actor=order.buyer, reason="changed mind")
-    else:
-        line = order.lines.order_by("pk").first()
-        orders.order_line_reject(
-            order_id=order.pk, line_id=line.pk, farmer=line.farmer, reason="hail"
-        )
+    take_goods_off(day, "cancelled" if change == "cancelled" else "line_rejected", order)
 
     assert Stop.objects.exists()
     assert_loads_are_the_shipments_on_board()
