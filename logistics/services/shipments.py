@@ -471,8 +471,8 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     if stop.kind == StopKind.PICKUP and data.outcome == "failed":
         _close_deliveries_left_empty(stop, at)
     _route_follows(stop.route_id)
-    if stop.kind == StopKind.PICKUP and data.outcome == "done":
-        _weighed_loads_follow(stop)
+    if stop.kind == StopKind.PICKUP:
+        _pickup_loads_follow(stop)
     for order_id in sorted({s.order_id for s in shipments}):
         _advance_order(order_id, staff)
     return stop, True
@@ -538,12 +538,13 @@ def _route_follows(route_id: int) -> None:
         route.save(update_fields=["status"])
 
 
-def _weighed_loads_follow(pickup: Stop) -> None:
-    """A pickup done (its route locked) brings its goods on board at the weight weighed,
-    more or less than planned: it and the stops of its route not yet recorded carry what is
-    on board after each, those goods at their weighed weight until delivered (as loads
-    follow goods cancelled: _loads_follow). A stop being recorded right now (its row locked)
-    is left as it is: nothing is waited for while the route is held."""
+def _pickup_loads_follow(pickup: Stop) -> None:
+    """A pickup recorded (its route locked) brings its goods on board at the weight weighed,
+    more or less than planned, or, failed, none of them: it and the stops of its route not
+    yet recorded carry what is on board after each, those goods at their weighed weight
+    until delivered, or not at all (as loads follow goods cancelled: _loads_follow). A stop
+    being recorded right now (its row locked) is left as it is: nothing is waited for while
+    the route is held."""
     stops = list(
         Stop.objects.filter(route_id=pickup.route_id)
         .order_by("sequence")
@@ -837,10 +838,21 @@ def _renumber(stops: list[Stop]) -> None:
 
 def _loads_follow(stops: list[Stop], free: set[int]) -> None:
     """The loads of a route's `stops` (all of them, in visiting order, their shipments
-    loaded) follow the goods they still serve, on the stops of `free` (locked)."""
+    loaded) follow the goods they still serve, on the stops of `free` (locked): neither
+    goods cancelled nor goods whose pickup on the route failed are on board."""
+    not_loaded = {
+        s.pk
+        for stop in stops
+        if stop.kind == StopKind.PICKUP and stop.status == StopStatus.FAILED
+        for s in stop.shipments.all()
+    }
 
     def carried(stop: Stop) -> list[Shipment]:
-        return [s for s in stop.shipments.all() if s.status != ShipmentStatus.CANCELLED]
+        return [
+            s
+            for s in stop.shipments.all()
+            if s.status != ShipmentStatus.CANCELLED and s.pk not in not_loaded
+        ]
 
     loads = loads_on_board((stop.kind == StopKind.PICKUP, carried(stop)) for stop in stops)
     changed = []

@@ -1627,6 +1627,33 @@ def test_a_planned_route_that_loses_stops_after_the_plan_is_measured_over_those_
 
 
 @pytest.mark.django_db
+def test_a_pickup_failed_on_the_road_takes_its_goods_off_the_loads_until_their_delivery(
+    day, two_routes
+):
+    """The first farm's pickup fails (nobody there): its 25 kg are not on board, so it and
+    the stops after it carry 25 kg less until the stop that would have delivered them
+    (closed: its goods were not picked up), and the same from there on."""
+    van, cold = two_routes
+    first = van.stops.get(sequence=1)
+    shipment = first.shipments.get()
+    delivered_at = van.stops.get(kind="delivery", shipments=shipment).sequence
+    van_before, cold_before = as_shown(van), as_shown(cold)
+
+    with on_day(van.date):
+        shipments.stop_complete(
+            stop_id=first.pk,
+            staff=day["staff"],
+            data=Completion(outcome="failed", reason="nobody there"),
+        )
+
+    less = Decimal("25")
+    loads = [(pk, load - less if n < delivered_at else load) for pk, n, _, _, load in van_before[3]]
+    assert list(van.stops.order_by("sequence").values_list("pk", "load_kg")) == loads
+    assert loads[0][1] == 0
+    assert as_shown(cold) == cold_before
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("weighed", ["27.000", "22.500"])
 def test_a_pickup_weighed_heavier_or_lighter_carries_that_weight_until_delivered(
     day, two_routes, weighed
