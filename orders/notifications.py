@@ -18,7 +18,7 @@ Prepaid orders: farmers hear of one once it is paid (before that it may still ex
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -439,18 +439,21 @@ def notify_line_rejected(order: Order, line: OrderLine) -> list[Notification]:
 
 
 def notify_goods_not_delivered(
-    order: Order, lines: list[OrderLine], *, reason: str, restocked: bool
+    order: Order, lines: list[OrderLine], *, reason: str, restocked: Collection[int]
 ) -> list[Notification]:
     """The buyer: which goods could not be brought after every try, that they are not
     charged, and the new total. Each farmer whose goods they were: which of theirs left the
-    order, and whether they are back in their stock (goods that never left the farm)."""
+    order, and whether they are back in their stock (`restocked`: the farmers whose goods
+    never left the farm). `reason` is staff's, or a day's plan's (a key of
+    NOT_PLANNED_BECAUSE, told in words; the data keeps the key)."""
+    because = NOT_PLANNED_BECAUSE.get(reason, reason)
     titles = "、".join(f"「{line.title}」" for line in lines)
     buyer = _build(
         user_id=order.buyer_id,
         kind=NotificationKind.GOODS_NOT_DELIVERED,
         title="商品未能送达",
         body=(
-            f"订单 #{order.pk} 中的{titles}多次未能取送（{reason}），"
+            f"订单 #{order.pk} 中的{titles}多次未能取送（{because}），"
             f"不收费，订单合计 ¥{order.total}。"
         ),
         order=order,
@@ -461,20 +464,38 @@ def notify_goods_not_delivered(
             "total": _money(order.total),
         },
     )
-    tried = "取货" if restocked else "送达买家"
-    then = "已退回您的库存，可继续出售" if restocked else "不再计入该订单"
-    farmers = _for_farmers(
-        order,
-        _lines_by_farmer(order, LineStatus.CANCELLED, lines),
-        kind=NotificationKind.GOODS_NOT_DELIVERED,
-        title=f"商品未能{tried}",
-        body=lambda farmer_id, items, subtotal: (
-            f"订单 #{order.pk} 中您的 {items} 多次未能{tried}（{reason}），"
-            f"已从订单中取消（¥{subtotal}），{then}。"
-        ),
-        extra={line.farmer_id: {"reason": reason, "restocked": restocked} for line in lines},
-    )
+    farmers = []
+    for back_in_stock in (True, False):
+        theirs = [line for line in lines if (line.farmer_id in restocked) == back_in_stock]
+        if not theirs:
+            continue
+        tried = "取货" if back_in_stock else "送达买家"
+        then = "已退回您的库存，可继续出售" if back_in_stock else "不再计入该订单"
+        farmers += _for_farmers(
+            order,
+            _lines_by_farmer(order, LineStatus.CANCELLED, theirs),
+            kind=NotificationKind.GOODS_NOT_DELIVERED,
+            title=f"商品未能{tried}",
+            body=lambda _, items, subtotal, tried=tried, then=then: (
+                f"订单 #{order.pk} 中您的 {items} 多次未能{tried}（{because}），"
+                f"已从订单中取消（¥{subtotal}），{then}。"
+            ),
+            extra={
+                line.farmer_id: {"reason": reason, "restocked": back_in_stock} for line in theirs
+            },
+        )
     return store([buyer, *farmers])
+
+
+# Why a day's plan left goods out (logistics.routing.UnassignedReason), as the buyer and
+# the farmers are told when that fails them for good.
+NOT_PLANNED_BECAUSE = {
+    "no_vehicle": "服务站当天没有可用车辆",
+    "no_vehicle_with_skills": "服务站没有能运送该商品的车辆（如冷藏车）",
+    "too_heavy": "超出所有车辆的载重",
+    "outside_shifts": "不在任何车辆的工作时间内",
+    "no_room": "车辆运力或时间不足",
+}
 
 
 # Why a delivery moved, as notify_delivery_rescheduled tells the buyer (the key is in data).

@@ -1,7 +1,7 @@
 """Writes of orders: placement, the status machine, cancellation, rejected lines, reviews."""
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -553,26 +553,29 @@ def _total_again(order: Order, *, handed_over: tuple[Decimal, Decimal] | None = 
 
 
 def order_lines_not_delivered(
-    *, order_id: int, farmer_ids: Sequence[int], restock: bool, reason: str
+    *, order_id: int, farmer_ids: Sequence[int], restock_farmer_ids: Collection[int], reason: str
 ) -> Order:
-    """Farmers' goods in the order failed for good (their stop failed too often), inside
-    the stop's completion: their lines are called off and not charged (the total drops as
-    for a rejected line), given back to stock when they never left the farm, and the buyer
-    is told once, of all of them, with the new total; each of those farmers is told of
+    """Farmers' goods in the order failed for good (their stop failed too often, or the
+    day's plans left them out that often), inside that transaction: their lines are called
+    off and not charged (the total drops as for a rejected line), given back to stock for
+    the farmers of `restock_farmer_ids` (goods that never left the farm), and the buyer is
+    told once, of all of them, with the new total; each of those farmers is told of
     theirs."""
     order = order_lock(order_id)
     lines = list(order.lines.filter(farmer_id__in=farmer_ids, status=LineStatus.ACTIVE))
     if not lines:
         return order
-    if restock:
-        _restock_lines(order, lines)
+    if restocked := [line for line in lines if line.farmer_id in restock_farmer_ids]:
+        _restock_lines(order, restocked)
     OrderLine.objects.filter(pk__in=[line.pk for line in lines]).update(status=LineStatus.CANCELLED)
     for line in lines:
         line.status = LineStatus.CANCELLED
     from orders.cash import cash_taken  # noqa: PLC0415 - orders.cash builds on this module
 
     _total_again(order, handed_over=cash_taken(order))
-    notifications.notify_goods_not_delivered(order, lines, reason=reason, restocked=restock)
+    notifications.notify_goods_not_delivered(
+        order, lines, reason=reason, restocked=restock_farmer_ids
+    )
     return order
 
 

@@ -70,6 +70,7 @@ class Shipment(models.Model):
         default=False, help_text="Some produce would pass its shelf life before delivery."
     )
     transfer_late = models.BooleanField(default=False)
+    # failed tries: its stops reported failed and the days plans left it out (failures.py)
     failed_attempts = models.PositiveSmallIntegerField(default=0)
     # Null until the goods are handed to the buyer; a delivery recorded before the column
     # existed stays null (orders.cash reads such an order's fee as the rule would have it).

@@ -5,7 +5,8 @@ per zone (schedule_zones.py), and stored the same way.
 
 Re-running a day replaces its routes not yet on the road and keeps those on the road; the
 shipments of a started route are not planned again, so no stop is ever doubled. What does
-not fit is listed with its reason and rolled to the next day.
+not fit is listed with its reason and rolled to the next day: a failed try, as a failed stop
+is, and the MAX_STOP_ATTEMPTS-th fails the goods for good (failures.py).
 """
 
 import time as clock
@@ -52,9 +53,14 @@ from logistics.routing.problem import (
 )
 from logistics.routing.vroom_solver import solve
 from logistics.routing.zones import stops_of
+from logistics.services.failures import (
+    gives_up,
+    lock_for_failing,
+    order_follow_shipments,
+    shipments_fail_for_good,
+)
 from logistics.services.routing import (
     loads_on_board,
-    lock_capacity_of,
     next_try,
     orders_due,
     orders_tell_later_delivery,
@@ -458,7 +464,8 @@ def _at(day: date, seconds: int) -> datetime:
 
 def _roll_to_next_day(left_over: list[tuple[str, list[Shipment]]], now: datetime) -> None:
     """The shipments the plan left over, each group with its reason, move to their next
-    day all together (shipments_move_days) and are tracked by one INSERT."""
+    day all together (shipments_move_days), the try counted (`failed_attempts`), and are
+    tracked by one INSERT."""
     moves, events = [], []
     for reason, shipments in left_over:
         for shipment in shipments:
@@ -467,6 +474,7 @@ def _roll_to_next_day(left_over: list[tuple[str, list[Shipment]]], now: datetime
             pickup = shipment.pickup_date + move if at_farm else shipment.pickup_date
             if at_farm:
                 shipment.status = ShipmentStatus.PENDING
+            shipment.failed_attempts += 1
             delivery = max(shipment.delivery_date + move, pickup)
             moves.append((shipment, pickup, delivery))
             events.append(
@@ -474,10 +482,11 @@ def _roll_to_next_day(left_over: list[tuple[str, list[Shipment]]], now: datetime
                     shipment=shipment,
                     status=shipment.status,
                     occurred_at=now,
-                    note=f"did not fit the day ({reason}); moved to {delivery:%Y-%m-%d}",
+                    note=f"did not fit the day ({reason}); moved to {delivery:%Y-%m-%d}"
+                    f" (try {shipment.failed_attempts} of {settings.MAX_STOP_ATTEMPTS})",
                 )
             )
-    shipments_move_days(moves, also=["status"])
+    shipments_move_days(moves, also=["status", "failed_attempts"])
     TrackingEvent.objects.bulk_create(events)
     orders_waiting_again(shipment.order_id for shipment, _, _ in moves)
 
@@ -660,18 +669,38 @@ def _same_visit(
 
 
 def _roll_left_over(left_over: list[tuple[str, list[Shipment]]], now: datetime) -> list[dict]:
-    """The goods the plan left out, each group with its reason, rolled to their next day
-    and reported; a group whose goods all went while the day was solved (a cancelled order)
-    is no longer the day's to report."""
+    """The goods the plan left out, each group with its reason, reported: a day left out is
+    a failed try of theirs, as a failed stop is. Those trying again roll to their next day;
+    those whose last try (MAX_STOP_ATTEMPTS) this was fail for good, the plan's reason their
+    reason (failures.shipments_fail_for_good), and are listed as such (`failed_for_good`).
+    A group whose goods all went while the day was solved (a cancelled order) is no longer
+    the day's to report. Locks after the orders and the shipments (_store): the listings of
+    goods going back on sale, then every center's capacity, as a failed stop takes them."""
     left_over = [(reason, shipments) for reason, shipments in left_over if shipments]
-    lock_capacity_of(s for _, shipments in left_over for s in shipments)  # all, at once
-    due_before = orders_due(s.order_id for _, shipments in left_over for s in shipments)
-    _roll_to_next_day(left_over, now)
-    orders_tell_later_delivery(due_before=due_before, reason="not_planned")  # once an order
-    return [
-        {"shipments": [s.pk for s in shipments], "reason": str(reason)}
-        for reason, shipments in left_over
+    every = [s for _, shipments in left_over for s in shipments]
+    giving_up = [
+        (s, str(reason)) for reason, shipments in left_over for s in shipments if gives_up(s)
     ]
+    failed = {s.pk for s, _ in giving_up}
+    lock_for_failing(every, [s for s, _ in giving_up])
+    due_before = orders_due(s.order_id for s in every)
+    shipments_fail_for_good(
+        giving_up, at=now, actor=None, note_prefix="did not fit the day, its last try: "
+    )
+    _roll_to_next_day(
+        [(reason, [s for s in shipments if s.pk not in failed]) for reason, shipments in left_over],
+        now,
+    )
+    orders_tell_later_delivery(due_before=due_before, reason="not_planned")  # once an order
+    for order_id in sorted({s.order_id for s, _ in giving_up}):
+        order_follow_shipments(order_id, None)  # failed, or partly delivered, perhaps
+    report = []
+    for reason, shipments in left_over:
+        item: dict = {"shipments": [s.pk for s in shipments], "reason": str(reason)}
+        if failed_for_good := [s.pk for s in shipments if s.pk in failed]:
+            item["failed_for_good"] = failed_for_good
+        report.append(item)
+    return report
 
 
 def _as_kept(

@@ -5,15 +5,12 @@ TrackingEvent and moves the order through the orders state machine."""
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
-from functools import reduce
-from operator import or_
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, Prefetch, Q
 from django.utils import timezone
 
-from listings.selectors import listings_for_update
 from logistics import errors
 from logistics.contacts import cash_to_collect
 from logistics.models import (
@@ -28,6 +25,14 @@ from logistics.models import (
     StopKind,
     StopStatus,
     TrackingEvent,
+)
+from logistics.services.failures import (
+    BEFORE_PICKUP,
+    FINAL,
+    gives_up,
+    lock_for_failing,
+    order_follow_shipments,
+    shipments_fail_for_good,
 )
 from logistics.services.routing import (
     GRAM,
@@ -49,25 +54,9 @@ from marketplace.accounts.models import User
 from marketplace.db import clip
 from marketplace.exceptions import ConflictError, DomainError
 from orders.cash import CashLedger, with_cash_figures
-from orders.models import (
-    DeliveryMethod,
-    LineStatus,
-    NotificationKind,
-    Order,
-    OrderLine,
-    OrderStatus,
-    PaymentMethod,
-    PaymentStatus,
-)
-from orders.notifications import (
-    notify,
-    notify_out_for_delivery,
-    notify_ready_for_collection,
-)
-from orders.services import order_lines_not_delivered, order_lock, order_transition
-
-FINAL = frozenset({ShipmentStatus.DELIVERED, ShipmentStatus.FAILED, ShipmentStatus.CANCELLED})
-BEFORE_PICKUP = frozenset({ShipmentStatus.PENDING, ShipmentStatus.SCHEDULED})
+from orders.models import DeliveryMethod, LineStatus, Order, OrderLine
+from orders.notifications import notify_out_for_delivery
+from orders.services import order_lock
 
 
 @dataclass(frozen=True)
@@ -114,73 +103,6 @@ def _track_all(shipments: list[Shipment], events: list[TrackingEvent], *also: st
 
 def _finish_legs(shipments: list[Shipment], kinds: tuple[str, ...]) -> None:
     ShipmentLeg.objects.filter(shipment__in=shipments, kind__in=kinds).update(status=LegStatus.DONE)
-
-
-def _tell_buyer_when_ready_for_collection(order: Order, statuses: list[str]) -> None:
-    """An order collected at the buyer's center (locked): its buyer is told once, when the
-    last of its goods still coming is waiting there (a transfer received, a local pickup
-    done), so they come when there is something to collect."""
-    waiting = [s for s in statuses if s not in FINAL]
-    if (
-        order.delivery_method != DeliveryMethod.PICKUP
-        or not waiting
-        or any(s != ShipmentStatus.AT_CENTER for s in waiting)
-        or order.notifications.filter(kind=NotificationKind.READY_FOR_COLLECTION).exists()
-    ):
-        return
-    shipment = order.shipments.select_related("destination_center").exclude(status__in=FINAL)[0]
-    notify_ready_for_collection(order, shipment.destination_center)
-
-
-def _advance_order(order_id: int, actor: User | None) -> None:
-    """The order follows its shipments: on the road after the first pickup; delivered when
-    every shipment is delivered; partially delivered when some failed for good; failed
-    when all did (from confirmed or scheduled, when no pickup ever happened)."""
-    order = order_lock(order_id)
-    statuses = list(
-        Shipment.objects.filter(order_id=order_id)
-        .exclude(status=ShipmentStatus.CANCELLED)
-        .values_list("status", flat=True)
-    )
-    if not statuses:
-        return
-    # A pickup that failed for good picked nothing up: the order may still be called off.
-    picked_up = any(s not in BEFORE_PICKUP | {ShipmentStatus.FAILED} for s in statuses)
-    if order.status in (OrderStatus.CONFIRMED, OrderStatus.SCHEDULED) and picked_up:
-        order = order_transition(
-            order=order, to_status=OrderStatus.IN_TRANSIT, actor=actor, reason="first pickup"
-        )
-    _tell_buyer_when_ready_for_collection(order, statuses)
-    on_its_way = (OrderStatus.CONFIRMED, OrderStatus.SCHEDULED, OrderStatus.IN_TRANSIT)
-    if order.status not in on_its_way or not all(s in FINAL for s in statuses):
-        return  # (every pickup failed for good: from confirmed or scheduled to failed)
-    delivered = statuses.count(ShipmentStatus.DELIVERED)
-    if delivered == len(statuses):
-        final = OrderStatus.DELIVERED
-    elif delivered:
-        final = OrderStatus.PARTIALLY_DELIVERED
-    else:
-        final = OrderStatus.FAILED
-    if delivered and order.payment_method == PaymentMethod.COD:
-        order.payment_status, order.paid_at = PaymentStatus.COLLECTED, timezone.now()
-        order.save(update_fields=["payment_status", "paid_at", "updated_at"])
-    elif not delivered and order.payment_status == PaymentStatus.UNPAID:
-        order.payment_status = PaymentStatus.NOT_DUE  # nothing came: nothing to collect
-        order.save(update_fields=["payment_status", "updated_at"])
-    order = order_transition(
-        order=order, to_status=final, actor=actor, reason="all shipments finished"
-    )
-    if delivered:
-        notify(
-            user=order.buyer,
-            kind=NotificationKind.ORDER_DELIVERED,
-            title="订单已送达" if final == OrderStatus.DELIVERED else "订单部分送达",
-            body=f"订单 #{order.pk} 已送达。"
-            if final == OrderStatus.DELIVERED
-            else f"订单 #{order.pk} 部分送达，未能送达的商品不收费，订单合计 ¥{order.total}。",
-            order=order,
-            data={"order": order.pk, "status": final, "total": f"{order.total:.2f}"},
-        )
 
 
 def _complete_pickup(
@@ -276,8 +198,9 @@ def _cash_shown(stop: Stop, order_ids: set[int]) -> dict[int, Decimal]:
 
 
 def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, at: datetime):
-    """Put the shipments back for the next day; after MAX_STOP_ATTEMPTS they fail for good.
-    A buyer whose order is now due later is told the new day. Their new days and bookings
+    """Put the shipments back for the next day; after MAX_STOP_ATTEMPTS they fail for good
+    (failures.shipments_fail_for_good, as goods a day's plan left out that often). A buyer
+    whose order is now due later is told the new day. Their new days and bookings
     (shipments_move_days), statuses and tracking events are written together, however many
     (a farm's pickup of many orders): only each order costs statements of its own."""
     if not data.reason.strip():
@@ -285,45 +208,21 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
             errors.REASON_REQUIRED, "Say why the stop failed.", extra={"field": "reason"}
         )
     pickup = stop.kind == StopKind.PICKUP
-    giving_up = [s for s in shipments if s.failed_attempts + 1 >= settings.MAX_STOP_ATTEMPTS]
-    if giving_up and pickup:
-        # Their goods go back on sale: every listing at once, in primary-key order, as a
-        # placement or a cancel locks them (order by order, this could deadlock with those).
-        farmers_lines = OrderLine.objects.filter(
-            reduce(or_, (Q(order_id=s.order_id, farmer_id=s.farmer_id) for s in giving_up)),
-            status=LineStatus.ACTIVE,
-        )
-        listings_for_update(sorted(set(farmers_lines.values_list("listing_id", flat=True))))
-    # Their bookings move or go: every center's capacity lock at once, after the listings
-    # and before the route (_route_follows), as a cancel takes them.
-    lock_capacity_of(shipments)
+    giving_up = [s for s in shipments if gives_up(s)]
+    lock_for_failing(shipments, giving_up)  # before the route (_route_follows)
     due_before = orders_due(s.order_id for s in shipments)
-    shipments_rebook((s, Decimal(0)) for s in giving_up)  # what they hold, weighed or not
-    if giving_up:  # the legs they will never go are called off, as a cancel does
-        ShipmentLeg.objects.filter(shipment__in=giving_up, status=LegStatus.PENDING).update(
-            status=LegStatus.CANCELLED
-        )
-    shipments_move_days([_next_days(s, pickup=pickup) for s in shipments if s not in giving_up])
-    failed_farmers: dict[int, list[int]] = {}  # by order: whose goods failed for good
+    # not charged; back in stock if never picked up (a failed pickup's goods)
+    shipments_fail_for_good([(s, data.reason) for s in giving_up], at=at, actor=staff)
+    trying_again = [s for s in shipments if s not in giving_up]
+    shipments_move_days([_next_days(s, pickup=pickup) for s in trying_again])
     events = []
-    for shipment in shipments:
+    for shipment in trying_again:
         shipment.failed_attempts += 1
-        if shipment in giving_up:
-            shipment.status, note = ShipmentStatus.FAILED, data.reason
-            failed_farmers.setdefault(shipment.order_id, []).append(shipment.farmer_id)
-        else:
-            shipment.status = ShipmentStatus.PENDING if pickup else ShipmentStatus.AT_CENTER
-            next_day = shipment.pickup_date if pickup else shipment.delivery_date
-            note = f"stop failed, next try {next_day:%Y-%m-%d}: {data.reason}"
+        shipment.status = ShipmentStatus.PENDING if pickup else ShipmentStatus.AT_CENTER
+        next_day = shipment.pickup_date if pickup else shipment.delivery_date
+        note = f"stop failed, next try {next_day:%Y-%m-%d}: {data.reason}"
         events.append(_event(shipment, shipment.status, at, staff, note))
-    _track_all(shipments, events, "failed_attempts")
-    for order_id, farmer_ids in sorted(failed_farmers.items()):
-        order_lines_not_delivered(  # not charged; back in stock if never picked up
-            order_id=order_id,
-            farmer_ids=farmer_ids,
-            restock=pickup,
-            reason=data.reason.strip(),
-        )  # one order's goods of several farmers at one stop: its buyer is told once
+    _track_all(trying_again, events, "failed_attempts")
     why = "pickup_failed" if pickup else "delivery_failed"
     orders_tell_later_delivery(due_before=due_before, reason=why)
     orders_waiting_again(s.order_id for s in shipments)
@@ -474,7 +373,7 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     if stop.kind == StopKind.PICKUP:
         _pickup_loads_follow(stop)
     for order_id in sorted({s.order_id for s in shipments}):
-        _advance_order(order_id, staff)
+        order_follow_shipments(order_id, staff)
     return stop, True
 
 
@@ -637,7 +536,7 @@ def shipment_receive(
         note,
         center=shipment.destination_center,
     )
-    _advance_order(shipment.order_id, staff)  # goods to collect: all there now, perhaps
+    order_follow_shipments(shipment.order_id, staff)  # goods to collect: all there now, perhaps
     return shipment
 
 
@@ -726,7 +625,7 @@ def _hand_over(
         return shipment, order, True
     shipment.order = order
     _complete_delivery([shipment], staff, _when([shipment], occurred_at))
-    _advance_order(order.pk, staff)
+    order_follow_shipments(order.pk, staff)
     return shipment, order, True
 
 

@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from listings.models import Listing
 from logistics.models import (
     CenterDayLoad,
     Route,
@@ -420,6 +421,192 @@ def test_no_refrigerated_vehicle_means_the_milk_waits_with_a_reason(day):
         day["date"]: Decimal("215.000"),
         day["date"] + timedelta(days=1): Decimal("20.000"),
     }
+
+
+def plan_on_its_eve(center, day: date) -> ScheduleRun:
+    """The day planned as the nightly plan plans it: the evening before, at 21:00."""
+    with on_day(day - timedelta(days=1), time_of_day(21, 0)):
+        run = ScheduleRun.objects.create(service_center=center, date=day)
+        return schedule.schedule_run_execute(run_id=run.pk)
+
+
+def told(kind: str) -> list[tuple[int, int | None]]:
+    """(user, order) of each notification of `kind`, oldest first."""
+    return list(
+        Notification.objects.filter(kind=kind).order_by("pk").values_list("user_id", "order_id")
+    )
+
+
+@pytest.mark.django_db
+def test_cold_goods_no_vehicle_can_carry_fail_for_good_on_the_third_day_left_out(day):
+    """No refrigerated vehicle (as the demo's hill town has none): each day's plan leaves
+    the milk out, a failed try each, as a failed stop is. Rolled twice, it fails for good
+    on the third (MAX_STOP_ATTEMPTS): not charged, back in stock once, its days freed and
+    its legs called off; its buyers told once that it will not come, not a third time that
+    it comes later. An order of nothing else fails; the plain goods planned are untouched."""
+    assert settings.MAX_STOP_ATTEMPTS == 3
+    center, first_day = day["center"], day["date"]
+    mixed = day["orders"][1]  # 50 kg of plain goods (farm 3) and 20 kg of milk (farm 1)
+    milk_listing = OrderLine.objects.get(order=mixed, listing__needs_refrigeration=True).listing
+    only_milk = routed_order(BuyerFactory(village=mixed.buyer.village), (milk_listing, 10))
+    milk = list(Shipment.objects.filter(needs_refrigeration=True).order_by("pk"))
+    assert [s.order_id for s in milk] == [mixed.pk, only_milk.pk]
+    assert {s.pickup_date for s in milk} == {first_day}
+    in_stock = lambda: Listing.objects.get(pk=milk_listing.pk).quantity_available  # noqa: E731
+    stock_before = in_stock()
+    day["cold"].active = False
+    day["cold"].save()
+    plain = set(Shipment.objects.exclude(pk__in=[s.pk for s in milk]))
+
+    runs = [plan_on_its_eve(center, first_day + timedelta(days=n)) for n in range(3)]
+
+    left_out = [  # a same-day pair each (farm and buyer of the center): two jobs
+        {"shipments": [shipment.pk], "reason": "no_vehicle_with_skills"} for shipment in milk
+    ]
+    assert [run.summary["unassigned"] for run in runs] == [
+        left_out,
+        left_out,
+        [{**item, "failed_for_good": item["shipments"]} for item in left_out],
+    ]
+    third_day = first_day + timedelta(days=2)
+    for shipment in Shipment.objects.filter(pk__in=[s.pk for s in milk]):
+        assert (shipment.status, shipment.failed_attempts) == ("failed", 3)
+        assert (shipment.pickup_date, shipment.booked_kg) == (third_day, 0)
+        assert set(shipment.legs.values_list("status", flat=True)) == {"cancelled"}
+        assert list(shipment.events.values_list("status", "note").order_by("pk"))[-3:] == [
+            (
+                "pending",
+                (
+                    "did not fit the day (no_vehicle_with_skills); moved to "
+                    f"{first_day + timedelta(days=1):%Y-%m-%d} (try 1 of 3)"
+                ),
+            ),
+            (
+                "pending",
+                (
+                    "did not fit the day (no_vehicle_with_skills); moved to "
+                    f"{third_day:%Y-%m-%d} (try 2 of 3)"
+                ),
+            ),
+            ("failed", "did not fit the day, its last try: no_vehicle_with_skills"),
+        ]
+    assert in_stock() == stock_before + 30  # 20 kg and 10 kg back on sale, once
+    loads = CenterDayLoad.objects.filter(center=center, date__gt=first_day)
+    assert set(loads.values_list("booked_kg", flat=True)) == {Decimal("0.000")}
+    # the order of milk alone: nothing came, nothing is due
+    only_milk.refresh_from_db()
+    assert (only_milk.status, only_milk.total, only_milk.payment_status) == (
+        OrderStatus.FAILED,
+        Decimal("0.00"),
+        "not_due",
+    )
+    assert set(only_milk.lines.values_list("status", flat=True)) == {"cancelled"}
+    # the other order goes on with its plain goods, planned for the first day, and costs them
+    mixed.refresh_from_db()
+    assert (mixed.status, mixed.subtotal, mixed.delivery_fee, mixed.total) == (
+        OrderStatus.SCHEDULED,
+        Decimal("175.00"),
+        Decimal("0.00"),
+        Decimal("175.00"),
+    )
+    for shipment in plain:
+        now = Shipment.objects.get(pk=shipment.pk)
+        assert (now.status, now.failed_attempts) == ("scheduled", 0)
+        assert (now.pickup_date, now.delivery_date) == (shipment.pickup_date, first_day)
+    buyers = [mixed.buyer_id, only_milk.buyer_id]
+    assert rescheduled() == [
+        (
+            buyer,
+            order.pk,
+            f"{moved_to:%Y-%m-%d}",
+            f"{moved_to - timedelta(days=1):%Y-%m-%d}",
+            "not_planned",
+        )
+        for moved_to in (first_day + timedelta(days=1), third_day)
+        for buyer, order in zip(buyers, (mixed, only_milk), strict=True)
+    ]
+    farm_1 = milk[0].farmer_id
+    assert told("goods_not_delivered") == [
+        (mixed.buyer_id, mixed.pk),
+        (farm_1, mixed.pk),
+        (only_milk.buyer_id, only_milk.pk),
+        (farm_1, only_milk.pk),
+    ]
+    to_buyer = Notification.objects.get(kind="goods_not_delivered", user_id=mixed.buyer_id)
+    assert to_buyer.data["reason"] == "no_vehicle_with_skills"
+    assert "服务站没有能运送该商品的车辆" in to_buyer.body
+    to_farmer = Notification.objects.filter(kind="goods_not_delivered", user_id=farm_1).first()
+    assert to_farmer.data["restocked"] is True
+    assert told("order_failed") == []  # goods_not_delivered said it
+
+    # the day planned again: the goods failed for good are no longer the day's
+    again = plan_on_its_eve(center, third_day)
+    assert again.summary["unassigned"] == []
+    assert in_stock() == stock_before + 30
+    assert len(told("goods_not_delivered")) == 4
+
+
+@pytest.mark.django_db
+def test_cold_goods_picked_up_and_left_out_of_their_delivery_days_fail_without_restock(day):
+    """A failed delivery and days left out count alike: the milk is picked up and waits at
+    the center, its delivery fails once (the buyer was out), then the refrigerated truck
+    is retired and the next two days' plans leave it out. The third try fails it for good:
+    not charged, and not back on sale (it left the farm); its delivery leg called off, its
+    pickup leg done; the order of it alone fails, nothing due."""
+    center, first_day = day["center"], day["date"]
+    milk_listing = OrderLine.objects.get(
+        order=day["orders"][1], listing__needs_refrigeration=True
+    ).listing
+    order = routed_order(BuyerFactory(village=day["orders"][1].buyer.village), (milk_listing, 10))
+    milk = Shipment.objects.get(order=order)
+    stock_after_order = Listing.objects.get(pk=milk_listing.pk).quantity_available
+    plan_on_its_eve(center, first_day)
+    pickup = Stop.objects.get(kind="pickup", shipments=milk)
+    delivery = Stop.objects.get(kind="delivery", shipments=milk)
+    weight = sum(s.weight_kg for s in pickup.shipments.all())
+    with on_day(first_day, time_of_day(10, 0)):
+        shipments.stop_complete(
+            stop_id=pickup.pk, staff=day["staff"], data=Completion("done", weight_kg=weight)
+        )
+        shipments.stop_complete(
+            stop_id=delivery.pk,
+            staff=day["staff"],
+            data=Completion("failed", reason="买家不在家"),
+        )
+    milk.refresh_from_db()
+    assert (milk.status, milk.failed_attempts) == ("at_center", 1)
+    assert milk.delivery_date == first_day + timedelta(days=1)
+    day["cold"].active = False
+    day["cold"].save()
+
+    second, third = (plan_on_its_eve(center, first_day + timedelta(days=n)) for n in (1, 2))
+
+    assert second.summary["unassigned"] == [
+        {"shipments": [milk.pk], "reason": "no_vehicle_with_skills"}
+    ]
+    assert third.summary["unassigned"] == [
+        {"shipments": [milk.pk], "reason": "no_vehicle_with_skills", "failed_for_good": [milk.pk]}
+    ]
+    milk.refresh_from_db()
+    assert (milk.status, milk.failed_attempts, milk.booked_kg) == ("failed", 3, 0)
+    assert dict(milk.legs.values_list("kind", "status")) == {
+        "pickup": "done",
+        "delivery": "cancelled",
+    }
+    assert Listing.objects.get(pk=milk_listing.pk).quantity_available == stock_after_order
+    order.refresh_from_db()
+    assert (order.status, order.total, order.payment_status) == (
+        "failed",
+        Decimal("0.00"),
+        "not_due",
+    )
+    assert [(r[1], r[4]) for r in rescheduled() if r[1] == order.pk] == [
+        (order.pk, "delivery_failed"),
+        (order.pk, "not_planned"),
+    ]
+    assert told("goods_not_delivered") == [(order.buyer_id, order.pk), (milk.farmer_id, order.pk)]
+    to_farmer = Notification.objects.get(kind="goods_not_delivered", user_id=milk.farmer_id)
+    assert (to_farmer.title, to_farmer.data["restocked"]) == ("商品未能送达买家", False)
 
 
 @pytest.mark.django_db

@@ -206,6 +206,40 @@ class TestWhoIsTold:
         services.order_cancel(order_id=order.pk, actor=buyer)  # a retry: nothing new
         assert Notification.objects.count() == 2
 
+    def test_goods_failing_for_good_at_the_farm_and_at_the_center_are_told_once_each(
+        self, two_farmers_order
+    ):
+        """A day's plan leaves out farmer_a's goods still at the farm and farmer_b's waiting
+        at the center, both for the last time: the buyer hears once, of both; only
+        farmer_a's go back in stock, and each farmer is told which it is."""
+        order, buyer, farmer_a, farmer_b = two_farmers_order
+        stock = {line.listing_id: line.listing.quantity_available for line in order.lines.all()}
+        Notification.objects.all().delete()
+        with transaction.atomic():
+            services.order_lines_not_delivered(
+                order_id=order.pk,
+                farmer_ids=[farmer_a.pk, farmer_b.pk],
+                restock_farmer_ids=[farmer_a.pk],
+                reason="no_vehicle_with_skills",
+            )
+        assert told() == [
+            (buyer.pk, NotificationKind.GOODS_NOT_DELIVERED),
+            (farmer_a.pk, NotificationKind.GOODS_NOT_DELIVERED),
+            (farmer_b.pk, NotificationKind.GOODS_NOT_DELIVERED),
+        ]
+        to_a, to_b = (Notification.objects.get(user=f) for f in (farmer_a, farmer_b))
+        assert (to_a.title, to_a.data["restocked"]) == ("商品未能取货", True)
+        assert (to_b.title, to_b.data["restocked"]) == ("商品未能送达买家", False)
+        assert "（服务站没有能运送该商品的车辆（如冷藏车））" in to_b.body
+        back = {
+            line.listing_id: line.listing.quantity_available - stock[line.listing_id]
+            for line in order.lines.select_related("listing")
+        }
+        assert sorted(back.values()) == [Decimal("0"), Decimal("2.5"), Decimal("4")]
+        assert back[order.lines.get(farmer=farmer_b).listing_id] == 0
+        order.refresh_from_db()
+        assert (order.subtotal, order.total) == (Decimal("0.00"), Decimal("0.00"))
+
     def test_cancelling_does_not_tell_a_farmer_whose_goods_already_left_the_order(
         self, two_farmers_order
     ):
@@ -214,7 +248,10 @@ class TestWhoIsTold:
         order, buyer, farmer_a, farmer_b = two_farmers_order
         with transaction.atomic():
             services.order_lines_not_delivered(
-                order_id=order.pk, farmer_ids=[farmer_b.pk], restock=True, reason="路断了"
+                order_id=order.pk,
+                farmer_ids=[farmer_b.pk],
+                restock_farmer_ids=[farmer_b.pk],
+                reason="路断了",
             )
         assert told()[-1] == (farmer_b.pk, NotificationKind.GOODS_NOT_DELIVERED)
         Notification.objects.all().delete()

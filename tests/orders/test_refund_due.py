@@ -105,7 +105,10 @@ def test_goods_not_delivered_after_payment_are_owed_back(client_for, world):
     order = place(world)
     pay(order)
     services.order_lines_not_delivered(
-        order_id=order.pk, farmer_ids=[world["farmer_a"].pk], restock=True, reason="路断了"
+        order_id=order.pk,
+        farmer_ids=[world["farmer_a"].pk],
+        restock_farmer_ids=[world["farmer_a"].pk],
+        reason="路断了",
     )
     # 20.00 of goods and 2.00 of delivery: 39.00 paid, 17.00 due
     assert refund_seen(client_for, world, order) == owed("22.00")
