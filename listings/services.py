@@ -426,11 +426,9 @@ def listings_take_stock(*, takes: Sequence[tuple[Listing, Decimal]]) -> None:
         )
 
 
-def listing_restock(*, listing: Listing, quantity: Decimal) -> Listing:
-    """Give back `quantity` to a listing the caller has locked; a sold-out one is active again."""
-    listing.quantity_available += quantity
-    listing.status = _status_for_stock(listing.status, listing.quantity_available)
-    Listing.objects.filter(pk=listing.pk).update(
-        quantity_available=listing.quantity_available, status=listing.status
-    )
-    return listing
+def listings_restock(*, restocks: Sequence[tuple[Listing, Decimal]]) -> None:
+    """Give back each quantity to its listing, which the caller has locked and lists once:
+    one UPDATE for all of them (a cancel of many farmers' goods), as stock is taken. A
+    sold-out one is active again."""
+    if restocks:
+        listings_take_stock(takes=[(listing, -quantity) for listing, quantity in restocks])

@@ -13,7 +13,7 @@ from psycopg.errors import UniqueViolation
 
 from listings.models import WHOLE_UNITS, Listing, ListingStatus
 from listings.selectors import listings_for_update
-from listings.services import listing_restock, listings_take_stock
+from listings.services import listings_restock, listings_take_stock
 from logistics.models import Shipment, Village
 from marketplace.accounts.models import Role, User
 from marketplace.celery import send_unless_pending
@@ -405,8 +405,7 @@ def orders_transition(
 
 def _restock_lines(order: Order, lines: list[OrderLine]) -> None:
     listings = {x.pk: x for x in listings_for_update([line.listing_id for line in lines])}
-    for line in lines:
-        listing_restock(listing=listings[line.listing_id], quantity=line.quantity)
+    listings_restock(restocks=[(listings[line.listing_id], line.quantity) for line in lines])
 
 
 def _call_off_lines(order: Order) -> list[OrderLine]:

@@ -180,7 +180,7 @@ def test_two_cancels_giving_back_the_same_days_in_opposite_orders_never_deadlock
     assert CenterDayLoad.objects.filter(center=center).count() == 2
     started = []
 
-    def let_the_other_cancel_in():  # B has given back its first shipment's day
+    def let_the_other_cancel_in():  # B has given back its shipments' days
         started.append(
             in_thread(lambda: orders.order_cancel(order_id=a.pk, actor=a.buyer, reason="a"))
         )
@@ -188,8 +188,8 @@ def test_two_cancels_giving_back_the_same_days_in_opposite_orders_never_deadlock
 
     monkeypatch.setattr(
         logistics.services.shipments,
-        "_track",
-        _pause_after(1, let_the_other_cancel_in)(logistics.services.shipments._track),
+        "_track_all",
+        _pause_after(1, let_the_other_cancel_in)(logistics.services.shipments._track_all),
     )
     mine = deadlocks_of(lambda: orders.order_cancel(order_id=b.pk, actor=b.buyer, reason="b"))
     [(cancelling, answer)] = started

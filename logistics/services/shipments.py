@@ -679,22 +679,34 @@ def shipments_cancel_for_order(
         .values_list("pk", flat=True)
     )
     shipments_rebook((s, Decimal(0)) for s in shipments)  # their days freed of what they hold
+    ShipmentLeg.objects.filter(shipment__in=shipments, status=LegStatus.PENDING).update(
+        status=LegStatus.CANCELLED
+    )
+    _stops_drop(shipments)
     now = timezone.now()
     for shipment in shipments:
-        ShipmentLeg.objects.filter(shipment=shipment, status=LegStatus.PENDING).update(
-            status=LegStatus.CANCELLED
-        )
-        for stop in shipment.stops.filter(
-            route__status=RouteStatus.PLANNED, status=StopStatus.PENDING
-        ):
-            stop.shipments.remove(shipment)
-            if not stop.shipments.exists():
-                stop.delete()
-        _track(shipment, ShipmentStatus.CANCELLED, now, actor, note)
+        shipment.status = ShipmentStatus.CANCELLED
+    _track_all(shipments, [_event(s, s.status, now, actor, note) for s in shipments])
     # a planned route left with no stop has nothing to drive: it would stay planned for good
     Route.objects.filter(pk__in=routes, status=RouteStatus.PLANNED, stops__isnull=True).delete()
     _planned_routes_follow(routes)
     return len(shipments)
+
+
+def _stops_drop(shipments: list[Shipment]) -> None:
+    """The shipments (their routes locked) leave the stops they have on routes not yet on
+    the road, and a stop left with none goes: a statement for each, however many
+    shipments and stops (an order of many farms' goods)."""
+    served = Stop.shipments.through.objects.filter(
+        shipment__in=shipments,
+        stop__route__status=RouteStatus.PLANNED,
+        stop__status=StopStatus.PENDING,
+    )
+    stop_ids = set(served.values_list("stop_id", flat=True))
+    if not stop_ids:
+        return
+    Stop.shipments.through.objects.filter(stop_id__in=stop_ids, shipment__in=shipments).delete()
+    Stop.objects.filter(pk__in=stop_ids, shipments__isnull=True).delete()
 
 
 def _planned_routes_follow(route_ids: list[int]) -> None:

@@ -326,6 +326,62 @@ def test_a_failed_delivery_of_3_farmers_goods_costs_as_many_statements_as_of_9(c
     )
 
 
+def test_a_cancel_of_3_farmers_goods_costs_as_many_statements_as_of_9(client_for):
+    """An order of 3 or 9 farms' goods on a planned route (a pickup stop per farm, one
+    delivery stop for them all), beside another buyer's goods, cancelled by its buyer: its
+    shipments, legs, stops and bookings go together, in as many statements whatever their
+    number, and the route keeps the other buyer's stops, numbered 1, 2."""
+    south = ServiceCenterFactory()
+    home = VillageFactory(service_center=south)
+
+    def near():
+        return create_listing(
+            FarmerFactory(village=VillageFactory(service_center=south)), unit="kg"
+        )
+
+    def cancel_of(farmers: int) -> tuple[int, Order, Order, Route]:
+        order = place_home(BuyerFactory(village=home), *[(near(), 1) for _ in range(farmers)])
+        kept = place_home(BuyerFactory(village=home), (near(), 2))
+        cancelled = list(Shipment.objects.filter(order=order).order_by("pk"))
+        other = Shipment.objects.get(order=kept)
+        [day] = {s.pickup_date for s in [*cancelled, other]}
+        route = Route.objects.create(service_center=south, date=day)
+        stops_each(route, "pickup", cancelled)
+        for sequence, (kind, served) in enumerate(
+            (("pickup", [other]), ("delivery", [other]), ("delivery", cancelled)),
+            start=farmers + 1,
+        ):
+            stop = Stop.objects.create(
+                route=route, sequence=sequence, kind=kind, lat=home.lat, lng=home.lng
+            )
+            stop.shipments.set(served)
+        with CaptureQueriesContext(connection) as captured:
+            answer = client_for(order.buyer).post(f"/api/v1/orders/{order.pk}/cancel/")
+        assert answer.status_code == 200, answer.json()
+        return len(captured.captured_queries), order, kept, route
+
+    three, _, _, _ = cancel_of(3)
+    nine, order, kept, route = cancel_of(9)
+
+    assert three == nine
+    assert set(order.shipments.values_list("status", "booked_kg")) == {
+        (ShipmentStatus.CANCELLED, 0)
+    }
+    assert set(order.shipments.values_list("events__status", flat=True)) == {
+        ShipmentStatus.PENDING,
+        ShipmentStatus.CANCELLED,
+    }
+    assert order.shipments.filter(events__status=ShipmentStatus.CANCELLED).count() == 9
+    assert set(order.shipments.values_list("legs__status", flat=True)) == {LegStatus.CANCELLED}
+    assert not Stop.objects.filter(shipments__order=order).exists()
+    assert list(route.stops.values_list("sequence", "kind", "shipments__order")) == [
+        (1, "pickup", kept.pk),
+        (2, "delivery", kept.pk),
+    ]
+    [day] = set(kept.shipments.values_list("pickup_date", flat=True))
+    assert CenterDayLoad.objects.get(center=south, date=day).booked_kg == 4  # the kept 2, twice
+
+
 def test_shipments_filtered_by_a_center_that_does_not_exist_are_none_not_400(world, client_for):
     staff = client_for(world["north_staff"])
     answers = {
