@@ -761,31 +761,34 @@ def _figures(distance_m: int, duration_s: int, vehicle: Vehicle) -> dict:
     }
 
 
-def route_measure(*, route: Route, stops: list[Stop]) -> Route:
-    """A planned route (locked) whose stops changed after the plan (goods cancelled), with
-    `stops` those it has now in visiting order, is measured over them as the plan measured
-    it (_road): its distance, duration and cost are what its stops give. Their ETAs stay:
-    the driver only skips the stops that went, so each is still reached in time, and the
-    farmers told their pickup time keep it."""
-    center = route.service_center
-    midnight = _at(route.date, 0)
-    road = _road(
-        Location(float(center.lat), float(center.lng)),
-        _matrix(center),
-        [
-            (
-                Location(float(stop.lat), float(stop.lng)),
-                int((stop.eta - midnight).total_seconds()),
-                settings.STOP_SERVICE_SECONDS,
-            )
-            for stop in stops
-        ],
+def routes_measure(*, measured: list[tuple[Route, list[Stop]]]) -> None:
+    """Planned routes (locked) whose stops changed after the plan (goods cancelled), each
+    with the stops it has now in visiting order, are measured over them as the plan
+    measured them (_road): their distance, duration and cost are what their stops give,
+    saved in one statement however many routes. Their ETAs stay: the driver only skips the
+    stops that went, so each is still reached in time, and the farmers told their pickup
+    time keep it."""
+    for route, stops in measured:
+        center = route.service_center
+        midnight = _at(route.date, 0)
+        road = _road(
+            Location(float(center.lat), float(center.lng)),
+            _matrix(center),
+            [
+                (
+                    Location(float(stop.lat), float(stop.lng)),
+                    int((stop.eta - midnight).total_seconds()),
+                    settings.STOP_SERVICE_SECONDS,
+                )
+                for stop in stops
+            ],
+        )
+        figures = _figures(road.distance_m, road.return_s - road.departure_s, route.vehicle)
+        for field_name, value in figures.items():
+            setattr(route, field_name, value)
+    Route.objects.bulk_update(
+        [route for route, _ in measured], ["distance_km", "duration_min", "cost"]
     )
-    figures = _figures(road.distance_m, road.return_s - road.departure_s, route.vehicle)
-    for field_name, value in figures.items():
-        setattr(route, field_name, value)
-    route.save(update_fields=list(figures))
-    return route
 
 
 def _behind(day_work: _Day, step) -> list[Shipment]:

@@ -49,7 +49,7 @@ from logistics.services.routing import (
     spoils_before,
     to_grams,
 )
-from logistics.services.schedule import route_measure
+from logistics.services.schedule import routes_measure
 from marketplace.accounts.models import User
 from marketplace.db import clip
 from marketplace.exceptions import ConflictError, DomainError
@@ -455,7 +455,7 @@ def _pickup_loads_follow(pickup: Stop) -> None:
         .filter(open_stops, route_id=pickup.route_id)
         .values_list("pk", flat=True)
     )
-    _loads_follow(stops, set(free))
+    Stop.objects.bulk_update(_loads_follow(stops, set(free)), ["load_kg"])
 
 
 def _tell_buyers_on_the_way(route: Route) -> None:
@@ -711,30 +711,45 @@ def _stops_drop(shipments: list[Shipment]) -> None:
 
 def _planned_routes_follow(route_ids: list[int]) -> None:
     """These routes (locked), when still planned, follow the goods left on them (goods
-    cancelled or lighter): their stops are numbered 1, 2, … again in visiting order, the
-    route is measured over them as the plan measured it (schedule.route_measure), and each
+    cancelled or lighter): their stops are numbered 1, 2, … again in visiting order, each
+    route is measured over them as the plan measured it (schedule.routes_measure), and each
     stop carries what is on board after it (routing.loads_on_board): what leaves the center
     for delivery, each pickup adding its goods and each delivery taking them off. A stop
     being recorded right now (its row locked) sets its route out: it is left as it is (and
     its route's stops keep their numbers), so no lock is waited for while the routes are
-    held."""
-    routes = (
+    held. All the routes' stops are read, locked, measured and loaded together: as many
+    statements for the routes of an order of many farms' goods as for one."""
+    routes = list(
         Route.objects.filter(pk__in=route_ids, status=RouteStatus.PLANNED)
         .select_related("service_center", "vehicle")
         .order_by("pk")
     )
+    if not routes:
+        return
+    stops_of: dict[int, list[Stop]] = {route.pk: [] for route in routes}
+    for stop in (
+        Stop.objects.filter(route__in=routes)
+        .order_by("route_id", "sequence")
+        .prefetch_related("shipments")
+    ):
+        stops_of[stop.route_id].append(stop)
+    free = set(
+        Stop.objects.select_for_update(of=("self",), skip_locked=True)
+        .filter(route__in=routes)
+        .order_by("route_id", "sequence")
+        .values_list("pk", flat=True)
+    )
+    loaded = []
     for route in routes:
-        stops = list(route.stops.order_by("sequence").prefetch_related("shipments"))
-        free = set(
-            Stop.objects.select_for_update(of=("self",), skip_locked=True)
-            .filter(route=route)
-            .values_list("pk", flat=True)
-        )
-        if len(free) == len(stops):
+        stops = stops_of[route.pk]
+        if all(stop.pk in free for stop in stops):
             _renumber(stops)
-        if all(stop.eta for stop in stops):  # as every plan's (one made by hand has none)
-            route_measure(route=route, stops=stops)
-        _loads_follow(stops, free)
+        loaded += _loads_follow(stops, free)
+    # as every plan's stops have ETAs (one made by hand has none)
+    routes_measure(
+        measured=[(r, stops_of[r.pk]) for r in routes if all(s.eta for s in stops_of[r.pk])]
+    )
+    Stop.objects.bulk_update(loaded, ["load_kg"])
 
 
 def _renumber(stops: list[Stop]) -> None:
@@ -747,10 +762,11 @@ def _renumber(stops: list[Stop]) -> None:
             stop.save(update_fields=["sequence"])
 
 
-def _loads_follow(stops: list[Stop], free: set[int]) -> None:
+def _loads_follow(stops: list[Stop], free: set[int]) -> list[Stop]:
     """The loads of a route's `stops` (all of them, in visiting order, their shipments
     loaded) follow the goods they still serve, on the stops of `free` (locked): neither
-    goods cancelled nor goods whose pickup on the route failed are on board."""
+    goods cancelled nor goods whose pickup on the route failed are on board. Returns those
+    whose load changed, to be saved."""
     not_loaded = {
         s.pk
         for stop in stops
@@ -771,7 +787,7 @@ def _loads_follow(stops: list[Stop], free: set[int]) -> None:
         if stop.pk in free and stop.load_kg != load:
             stop.load_kg = load
             changed.append(stop)
-    Stop.objects.bulk_update(changed, ["load_kg"])
+    return changed
 
 
 def shipments_after_line_rejected(*, order: Order, line: OrderLine, actor: User) -> None:

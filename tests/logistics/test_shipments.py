@@ -382,6 +382,52 @@ def test_a_cancel_of_3_farmers_goods_costs_as_many_statements_as_of_9(client_for
     assert CenterDayLoad.objects.get(center=south, date=day).booked_kg == 4  # the kept 2, twice
 
 
+def test_a_cancel_of_goods_on_3_planned_routes_costs_as_many_statements_as_on_1(client_for):
+    """An order of 3 farms' goods picked up by one van, or by three vans of the center (a
+    pickup stop each, after another buyer's pickup on every van): cancelled, each route
+    follows its goods left, its stops renumbered, measured and loaded, in as many
+    statements whatever the number of routes."""
+    south = ServiceCenterFactory()
+    home = VillageFactory(service_center=south)
+
+    def near():
+        return create_listing(
+            FarmerFactory(village=VillageFactory(service_center=south)), unit="kg"
+        )
+
+    def cancel_on(vans: int) -> tuple[int, list[Route]]:
+        order = place_home(BuyerFactory(village=home), *[(near(), 1) for _ in range(3)])
+        cancelled = list(Shipment.objects.filter(order=order).order_by("pk"))
+        routes = []
+        for van in range(vans):
+            kept = place_home(BuyerFactory(village=home), (near(), 2))
+            other = Shipment.objects.get(order=kept)
+            van_of = Vehicle.objects.create(
+                service_center=south, name=f"{vans}-{van}", capacity_kg=500
+            )
+            route = Route.objects.create(
+                service_center=south, date=other.pickup_date, vehicle=van_of
+            )
+            on_it = [other, *cancelled[van::vans]]
+            for sequence, stop in enumerate(stops_each(route, "pickup", on_it), start=1):
+                stop.eta = datetime.combine(route.date, time(8 + sequence), tzinfo=UTC)
+                stop.save(update_fields=["eta"])
+            routes.append(route)
+        with CaptureQueriesContext(connection) as captured:
+            answer = client_for(order.buyer).post(f"/api/v1/orders/{order.pk}/cancel/")
+        assert answer.status_code == 200, answer.json()
+        return len(captured.captured_queries), routes
+
+    one, _ = cancel_on(1)
+    three, routes = cancel_on(3)
+
+    assert one == three
+    for route in routes:
+        route.refresh_from_db()
+        assert list(route.stops.values_list("sequence", "load_kg")) == [(1, 2)]
+        assert route.distance_km > 0  # measured over the kept buyer's pickup alone
+
+
 def test_shipments_filtered_by_a_center_that_does_not_exist_are_none_not_400(world, client_for):
     staff = client_for(world["north_staff"])
     answers = {
