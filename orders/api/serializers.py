@@ -130,8 +130,9 @@ class OrderShipmentSerializer(FieldsOnceModelSerializer):
     """The order's shipments with their legs and tracking events (the contract's order
     detail); GET /api/v1/shipments/{id}/ adds their stops and the farmer's lines."""
 
-    legs = ShipmentLegSerializer(many=True, read_only=True)
-    events = TrackingEventSerializer(many=True, read_only=True)
+    # as order_visible_to lists them
+    legs = ShipmentLegSerializer(many=True, read_only=True, source="legs_listed")
+    events = TrackingEventSerializer(many=True, read_only=True, source="events_listed")
     # null in a farmer's view (OrderSerializer.to_representation): the schema says so too
     cash_collected = serializers.DecimalField(
         12,
