@@ -504,34 +504,37 @@ def test_planning_the_day_again_keeps_the_wrong_codes_entered_at_a_stop(world, c
         status=ShipmentStatus.AT_CENTER, pickup_date=today, delivery_date=today
     )
     Vehicle.objects.create(service_center=south, name="van", capacity_kg=Decimal("300"))
-    staff = client_for(world["south_staff"])
     *bad, next_bad = wrong_codes(order, wrong + 1)
+    # Today planned in the morning, with the van's whole shift ahead: planned later in the
+    # day, a van with no time left for the trip takes nothing.
+    with on_day(today):
+        staff = client_for(world["south_staff"])
 
-    def plan() -> Stop:
-        run = ScheduleRun.objects.create(service_center=south, date=today)
-        schedule.schedule_run_execute(run_id=run.pk)
-        return Stop.objects.get(shipments=shipment, kind="delivery")
+        def plan() -> Stop:
+            run = ScheduleRun.objects.create(service_center=south, date=today)
+            schedule.schedule_run_execute(run_id=run.pk)
+            return Stop.objects.get(shipments=shipment, kind="delivery")
 
-    stop = plan()
-    for code in bad:
-        assert complete(staff, stop, outcome="done", delivery_code=code).status_code == 400
-    assert Route.objects.get(stops=stop).status == RouteStatus.PLANNED
+        stop = plan()
+        for code in bad:
+            assert complete(staff, stop, outcome="done", delivery_code=code).status_code == 400
+        assert Route.objects.get(stops=stop).status == RouteStatus.PLANNED
 
-    again = plan()
-    assert again.pk != stop.pk
-    locked = wrong >= 5
-    assert (again.status, again.wrong_code_attempts, again.last_wrong_code) == (
-        StopStatus.LOCKED if locked else StopStatus.PENDING,
-        wrong,
-        bad[-1],
-    )
-    answer = complete(staff, again, outcome="done", delivery_code=next_bad)
-    if locked:
-        assert (answer.status_code, answer.json()["code"]) == (409, "stop_locked")
-    else:
-        assert answer.json()["attempts_left"] == 5 - wrong - 1
-        retried = complete(staff, again, outcome="done", delivery_code=next_bad)
-        assert retried.json()["attempts_left"] == 5 - wrong - 1  # the last one again: a retry
+        again = plan()
+        assert again.pk != stop.pk
+        locked = wrong >= 5
+        assert (again.status, again.wrong_code_attempts, again.last_wrong_code) == (
+            StopStatus.LOCKED if locked else StopStatus.PENDING,
+            wrong,
+            bad[-1],
+        )
+        answer = complete(staff, again, outcome="done", delivery_code=next_bad)
+        if locked:
+            assert (answer.status_code, answer.json()["code"]) == (409, "stop_locked")
+        else:
+            assert answer.json()["attempts_left"] == 5 - wrong - 1
+            retried = complete(staff, again, outcome="done", delivery_code=next_bad)
+            assert retried.json()["attempts_left"] == 5 - wrong - 1  # the last one again: a retry
 
 
 def test_a_stop_locked_by_wrong_codes_can_still_be_reported_failed(world, client_for):
