@@ -556,16 +556,25 @@ def notify_order_cancelled(
         order=order,
         data={"order": order.pk, "reason": reason},
     )
-    farmers = []
-    if _farmers_know(order):
-        farmers = _for_farmers(
-            order,
-            _lines_by_farmer(order, LineStatus.CANCELLED, lines),
-            kind=NotificationKind.ORDER_CANCELLED,
-            title="订单已取消",
-            body=lambda _, items, __: f"订单 #{order.pk} 已取消：{items} 无需备货。",
-        )
+    farmers = _for_farmers_called_off(
+        order,
+        lines,
+        kind=NotificationKind.ORDER_CANCELLED,
+        title="订单已取消",
+        body=lambda _, items, __: f"订单 #{order.pk} 已取消：{items} 无需备货。",
+    )
     return store([buyer, *farmers])
+
+
+def _for_farmers_called_off(
+    order: Order, lines: Iterable[OrderLine], *, kind: str, title: str, body: FarmerBody
+) -> list[Notification]:
+    """_for_farmers of the farmers whose lines were called off (`lines`, now `cancelled`),
+    if they had heard of the order; none otherwise."""
+    if not _farmers_know(order):
+        return []
+    called_off = _lines_by_farmer(order, LineStatus.CANCELLED, lines)
+    return _for_farmers(order, called_off, kind=kind, title=title, body=body)
 
 
 # Why an order failed before it went anywhere, as notify_order_failed tells the buyer.
@@ -591,17 +600,15 @@ def notify_order_failed(
         order=order,
         data={"order": order.pk, "reason": reason, "refund_due": _money(refund_due)},
     )
-    farmers = []
-    if _farmers_know(order):
-        farmers = _for_farmers(
-            order,
-            _lines_by_farmer(order, LineStatus.CANCELLED, lines),
-            kind=NotificationKind.ORDER_FAILED,
-            title="订单已关闭",
-            body=lambda _, items, __: (
-                f"订单 #{order.pk} 未能安排取送，已关闭：{items} 无需备货，已退回您的库存。"
-            ),
-        )
+    farmers = _for_farmers_called_off(
+        order,
+        lines,
+        kind=NotificationKind.ORDER_FAILED,
+        title="订单已关闭",
+        body=lambda _, items, __: (
+            f"订单 #{order.pk} 未能安排取送，已关闭：{items} 无需备货，已退回您的库存。"
+        ),
+    )
     return store([buyer, *farmers])
 
 
