@@ -76,9 +76,11 @@ def _parse_error(detail: str) -> DomainError:
     return DomainError(errors.PARSE_ERROR, detail)
 
 
-_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
-_HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+# Matched whole (fullmatch): `$` also matches before a final newline, and "CNY\n" passed as
+# a currency, to fail the insert into its three-character column with a 500.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+_CURRENCY = re.compile(r"[A-Z]{3}")
 _MAX_AMOUNT = Decimal("1e10")  # PaymentEvent.amount: 12 digits, 2 after the point
 _CENT = Decimal("0.01")
 _MAX_ID = 2**63 - 1  # bigint primary keys
@@ -94,7 +96,7 @@ def _signature_parts(header: str) -> tuple[int, list[str]]:
             timestamps.append(value)
         elif key == "v1":
             signatures.append(value)
-    if len(timestamps) != 1 or not _TIMESTAMP.match(timestamps[0]) or not signatures:
+    if len(timestamps) != 1 or not _TIMESTAMP.fullmatch(timestamps[0]) or not signatures:
         raise _invalid_signature("X-Signature must read t=<unix time>,v1=<hex HMAC-SHA256>.")
     return int(timestamps[0]), signatures
 
@@ -133,7 +135,7 @@ class SandboxProvider:
         signed = f"{timestamp}.".encode() + raw_body
         expected = hmac.new(self._secret, signed, hashlib.sha256).hexdigest()
         # Each candidate is compared in constant time, and all of them are compared.
-        matches = [hmac.compare_digest(expected, s) for s in signatures if _HEX_SHA256.match(s)]
+        matches = [hmac.compare_digest(expected, s) for s in signatures if _HEX_SHA256.fullmatch(s)]
         if not any(matches):
             raise _invalid_signature("The signature does not match the body.")
         if abs(time.time() - timestamp) > self._tolerance:
@@ -227,7 +229,7 @@ def _amount(payload: dict[str, Any]) -> Decimal:
 
 def _currency(payload: dict[str, Any]) -> str:
     value = payload.get("currency")
-    if not isinstance(value, str) or not _CURRENCY.match(value):
+    if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
         raise _parse_error("`currency` must be a three-letter code such as CNY.")
     return value
 

@@ -347,6 +347,9 @@ class TestWebhook:
             changed(amount="NaN"),
             changed(amount="-25.00"),
             changed(currency="cny"),
+            # `$` matches before a final newline: four characters, beyond the column's three
+            changed(currency="CNY\n"),
+            changed(currency="USD\n", type="payment.failed"),
             changed(extra=float("nan")),
             # text PostgreSQL cannot store, anywhere in the payload it keeps
             changed(id="evt\x001"),
