@@ -58,6 +58,9 @@ RETRY_FIRST = timedelta(minutes=1)
 RETRY_LONGEST = timedelta(minutes=30)
 MAX_ATTEMPTS = 6
 SEND_WITHIN = timedelta(days=1)
+# A sender's claim on the notifications it is sending (their `retry_at` meanwhile): longer
+# than the send task's time limit, so only a sender that crashed loses its claim.
+SENDING_LEASE = timedelta(minutes=2)
 
 
 # --------------------------------------------------------------------------- backends
@@ -167,17 +170,18 @@ def notifications_due(*, now: datetime | None = None) -> QuerySet[Notification]:
 def notifications_send_due(*, limit: int) -> int:
     """Send up to `limit` due notifications, each once; returns how many were sent.
 
-    Their rows are locked in id order, skipping rows another sender holds, and stay locked
-    while they are sent and marked, so two senders never send one twice; the locks are held
-    across the backend calls on purpose (the task's time limit bounds them). User and order
-    are joined without locks. When `limit` rows were due, more may be: the sender is woken
-    before these are sent, so another worker takes the next rows meanwhile. A notification
-    the backend refuses (any exception: it may be this one's fault, e.g. a bad number) is
-    logged and given a later `retry_at`; the others go on. Out of time, the sender stops
-    after marking what went out. Only a crash between the sends and the commit sends any
-    twice."""
+    They are claimed first, in a transaction of their own: their rows locked in id order,
+    skipping rows another sender is claiming, and given a `retry_at` SENDING_LEASE ahead,
+    so no other sender finds them due while this one sends them. No row stays locked while
+    the backend sends (a user marking them read would wait for the gateway, up to the
+    task's time limit). User and order are joined without locks. When `limit` rows were
+    due, more may be: the sender is woken once these are claimed, so another worker takes
+    the next rows meanwhile. A notification the backend refuses (any exception: it may be
+    this one's fault, e.g. a bad number) is logged and given a later `retry_at`; the others
+    go on. Out of time, the sender stops after marking what went out, and gives back the
+    ones it did not try. A crash before the sent ones are marked sends them again once
+    their lease is over (the sweeper finds them due again): only then is one sent twice."""
     now = timezone.now()
-    sent: list[int] = []
     with transaction.atomic():
         # The ids first, from the notifications alone (the partial index `notification_unsent`
         # in id order): joined in the same statement, the planner may join every unsent row
@@ -187,31 +191,37 @@ def notifications_send_due(*, limit: int) -> int:
             .select_for_update(skip_locked=True)
             .values_list("pk", flat=True)[:limit]
         )
-        due = list(
-            Notification.objects.filter(pk__in=ids).select_related("user", "order").order_by("pk")
-        )
-        if len(ids) == limit:
-            wake_sender()
-        backend = get_backend()
-        for notification in due:
-            try:
-                with transaction.atomic():  # an adapter's database error spoils its try only
-                    backend.send(notification)
-            except SoftTimeLimitExceeded:
-                # The task's time is up (the gateway hangs on this one, or is slow): what
-                # went out is marked sent, this one counts as a failed try (so it goes
-                # behind the others), and the rest wait for the next run. Raised on, the
-                # batch would roll back and the next run send the same messages again.
-                logger.warning("notification %s: the sender ran out of time", notification.pk)
-                _failed(notification, now)
-                break
-            except Exception:
-                logger.warning("notification %s not sent", notification.pk, exc_info=True)
-                _failed(notification, now)
-                continue
-            sent.append(notification.pk)
-        if sent:
-            Notification.objects.filter(pk__in=sent).update(sent_at=now)
+        Notification.objects.filter(pk__in=ids).update(retry_at=now + SENDING_LEASE)
+    if len(ids) == limit:
+        wake_sender()
+    due = list(
+        Notification.objects.filter(pk__in=ids).select_related("user", "order").order_by("pk")
+    )
+    backend = get_backend()
+    sent: list[int] = []
+    tried = 0
+    for notification in due:
+        tried += 1
+        try:
+            with transaction.atomic():  # an adapter's database error spoils its try only
+                backend.send(notification)
+        except SoftTimeLimitExceeded:
+            # The task's time is up (the gateway hangs on this one, or is slow): what
+            # went out is marked sent, this one counts as a failed try (so it goes
+            # behind the others), and the rest wait for the next run. Raised on, the
+            # ones sent would stay unmarked and be sent again once their lease is over.
+            logger.warning("notification %s: the sender ran out of time", notification.pk)
+            _failed(notification, now)
+            break
+        except Exception:
+            logger.warning("notification %s not sent", notification.pk, exc_info=True)
+            _failed(notification, now)
+            continue
+        sent.append(notification.pk)
+    if sent:
+        Notification.objects.filter(pk__in=sent).update(sent_at=now, retry_at=None)
+    if untried := [notification.pk for notification in due[tried:]]:
+        Notification.objects.filter(pk__in=untried).update(retry_at=None)  # due again
     return len(sent)
 
 

@@ -51,6 +51,13 @@ class RefusesBBackend:
         RefusesBBackend.sent.append(notification.pk)
 
 
+class DyingBackend:
+    """The worker dies while the gateway sends."""
+
+    def send(self, notification: Notification) -> None:
+        raise SystemExit(1)
+
+
 class SlowGatewayBackend:
     """Delivers every message at once but "slow", on which the gateway hangs until the
     task's soft time limit strikes."""
@@ -616,6 +623,22 @@ class TestSendingInProcess:
         ]
         assert rows.get(pk=slow.pk).retry_at is not None
 
+    def test_what_a_sender_that_died_claimed_is_due_again_once_its_claim_is_over(self, settings):
+        """No lock stands for the claim of a sender sending: its lease does. A worker that
+        died before marking what it sent leaves it to be sent again after the lease."""
+        settings.NOTIFICATION_BACKEND = f"{__name__}.DyingBackend"
+        (notification,) = notify_each("x")
+
+        with pytest.raises(SystemExit):
+            notifications.send_notifications()
+
+        notification.refresh_from_db()
+        assert (notification.sent_at, notification.attempts) == (None, 0)
+        assert list(notifications.notifications_due()) == []  # claimed: no other sender
+        later = notification.retry_at + timedelta(seconds=1)
+        assert list(notifications.notifications_due(now=later)) == [notification]
+        assert notification.retry_at - notification.created_at >= notifications.SENDING_LEASE
+
     def test_a_database_error_in_the_backend_holds_up_no_other(self, settings):
         """An adapter that keeps the provider's receipt in the database, whose statement
         fails for one message: that one counts as a failed try, the others are sent."""
@@ -703,6 +726,65 @@ def test_a_sender_skips_the_rows_another_holds_instead_of_waiting(recording):
 
     assert notifications.send_notifications() == 1
     assert [pk for pk, _ in recording] == [first.pk, third.pk, second.pk]
+
+
+class HangingGatewayBackend:
+    """The gateway takes its time over each message: until the test lets it go."""
+
+    sending = threading.Event()
+    release = threading.Event()
+    sent: list[int] = []
+
+    def send(self, notification: Notification) -> None:
+        HangingGatewayBackend.sending.set()
+        HangingGatewayBackend.release.wait(10)
+        HangingGatewayBackend.sent.append(notification.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_marking_read_does_not_wait_for_a_slow_gateway_sending_them(settings, client_for):
+    """The sender held its rows locked while the gateway sent them (up to the task's 50 s
+    for a batch): a buyer marking them read, one or all, waited that long for an answer."""
+    settings.NOTIFICATION_BACKEND = f"{__name__}.HangingGatewayBackend"
+    HangingGatewayBackend.sending.clear()
+    HangingGatewayBackend.release.clear()
+    HangingGatewayBackend.sent = []
+    first, second = notify_each("a", "b")
+    buyer = first.user
+
+    def sender() -> None:
+        try:
+            notifications.send_notifications()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    gateway_gives_up = threading.Timer(3, HangingGatewayBackend.release.set)
+    gateway_gives_up.start()
+    try:
+        assert HangingGatewayBackend.sending.wait(10)
+        client = client_for(buyer)
+        started = time.monotonic()
+        one = client.post(f"{NOTIFICATIONS}{first.pk}/read/")
+        every = client.post(f"{NOTIFICATIONS}read-all/")
+        waited = time.monotonic() - started
+    finally:
+        HangingGatewayBackend.release.set()
+        gateway_gives_up.cancel()
+        thread.join(20)
+
+    assert waited < 1.5
+    assert (one.status_code, one.json()["read_at"] is not None) == (200, True)
+    assert every.json() == {"marked": 1}
+    # and each was still sent once, and marked so
+    assert HangingGatewayBackend.sent == [first.pk, second.pk]
+    rows = Notification.objects.filter(pk__in=[first.pk, second.pk]).order_by("pk")
+    assert [(n.sent_at is not None, n.read_at is not None, n.retry_at) for n in rows] == [
+        (True, True, None),
+        (True, True, None),
+    ]
+    assert notifications.send_notifications() == 0
 
 
 def wait_until_sent(notification_ids, timeout: float = 20) -> list[Notification]:
