@@ -30,6 +30,7 @@ from orders.models import (
     OrderLine,
     OrderStatus,
     PaymentEvent,
+    PaymentMethod,
 )
 
 NOTHING = Decimal("0.00")
@@ -77,9 +78,11 @@ def order_refund_due(order: Order) -> Decimal:
     """What is owed back to the buyer: what they paid and were not paid back
     (`amount_held`, which order_visible_to annotates) beyond what the order costs now. That
     is its total, lower once lines were rejected or not delivered; nothing once it was
-    cancelled or expired, or failed. 0.00 when nothing is owed (cash on delivery: nothing
-    is paid before; a refund beyond what was due, for goods the buyer was unhappy with)."""
-    costs = NOTHING if order.status in NOTHING_DUE else order.total
+    cancelled or expired, or failed; and nothing of a cash-on-delivery order, which is paid
+    in cash at the door: money the provider reports for one was paid on top. 0.00 when
+    nothing is owed (a refund beyond what was due, for goods the buyer was unhappy with)."""
+    paid_by_provider = order.payment_method == PaymentMethod.PREPAID
+    costs = order.total if paid_by_provider and order.status not in NOTHING_DUE else NOTHING
     return max(order.amount_held - costs, NOTHING)
 
 

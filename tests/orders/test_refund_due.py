@@ -171,6 +171,19 @@ def test_cash_on_delivery_owes_nothing_back(client_for, world):
     assert refund_seen(client_for, world, order) == owed("0.00")
 
 
+def test_money_the_provider_reports_for_a_cash_order_is_all_owed_back(client_for, world):
+    """The buyer pays a cash-on-delivery order in cash at the door: a payment the provider
+    reports for it anyway was paid on top of that, and owed back whole. It read as paying
+    for the order ("0.00" owed) while the driver still collected the total in cash."""
+    order = place(world, payment_method="cod")
+    pay(order)
+    assert refund_seen(client_for, world, order) == owed("39.00")
+    refund(order, "9.00")
+    assert refund_seen(client_for, world, order) == owed("30.00")
+    services.order_cancel(order_id=order.pk, actor=world["buyer"])
+    assert refund_seen(client_for, world, order) == owed("30.00")
+
+
 def test_the_list_shows_each_orders_refund(client_for, world):
     paid_and_cancelled, unpaid = place(world), place(world)
     pay(paid_and_cancelled)
