@@ -54,6 +54,12 @@ def _people_of(center_id: int) -> Q:
     return Q(user__service_center_id=center_id) | Q(user__village__service_center_id=center_id)
 
 
+def _delivers(user: User, order: Order) -> bool:
+    """Whether the admin user acts for the center delivering the order (operators for
+    every center): as the API, only they read how to reach its buyer and call it off."""
+    return user.is_superuser or selectors.order_delivered_from(order, user.service_center_id)
+
+
 class ReadOnlyAdminMixin:
     """Shown, never added, changed or deleted here."""
 
@@ -189,12 +195,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         API shows them to staff: only at the center delivering the order, not at one that
         only picks up some of its goods."""
         excluded = tuple(super().get_exclude(request, obj) or ())
-        user = request.user
-        if (
-            obj is not None
-            and not user.is_superuser
-            and not selectors.order_delivered_from(obj, user.service_center_id)
-        ):
+        if obj is not None and not _delivers(request.user, obj):
             excluded += ("buyer", *BUYER_PLACE_AND_NOTE)
         return excluded
 
@@ -220,10 +221,22 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Cancel selected orders (and restock)", permissions=["cancel"])
     def cancel(self, request, queryset) -> None:
+        """As the API's cancel: center staff call off only the orders their center
+        delivers, not those it only picks up some goods of (their farmer rejects a line,
+        or their stop fails)."""
         cancelled = 0
-        for order_id, status in queryset.order_by("pk").values_list("pk", "status"):
-            if status == OrderStatus.CANCELLED:
+        selected = queryset.order_by("pk").select_related("delivery_village")
+        for order in selected.prefetch_related("shipments"):
+            order_id = order.pk
+            if order.status == OrderStatus.CANCELLED:
                 self.message_user(request, f"Order {order_id} was already cancelled.")
+                continue
+            if not _delivers(request.user, order):
+                self.message_user(
+                    request,
+                    f"Order {order_id}: only staff of the center delivering it cancel it.",
+                    messages.ERROR,
+                )
                 continue
             try:
                 services.order_cancel(

@@ -5,6 +5,7 @@ center's. Operators (superusers) see everything."""
 import pytest
 from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
 from django.test import Client
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
@@ -242,3 +243,47 @@ def test_center_staff_see_the_sign_ins_of_their_centers_people_only():
 
     assert [row.user_id for row in tokens.context["cl"].result_list] == [ours.pk]
     assert [row.token.user_id for row in revoked.context["cl"].result_list] == [ours.pk]
+
+
+def test_center_staff_cancel_in_the_admin_only_the_orders_their_center_delivers():
+    """As in the API (403 there): staff of a center that only picks up an order's goods do
+    not call it off for the center delivering it; that center's staff do."""
+    picking_up, delivering = ServiceCenterFactory(), ServiceCenterFactory()
+    farmer = FarmerFactory(village=VillageFactory(service_center=picking_up))
+    buyer = BuyerFactory(village=VillageFactory(service_center=delivering))
+    listing = create_listing(farmer, quantity_available=10)
+    order = place_order(buyer, (listing, 2))
+    order_route(order_id=order.pk)
+    clients = {}
+    for name, center in (("picking_up", picking_up), ("delivering", delivering)):
+        staff = StaffFactory(service_center=center, is_staff=True)
+        staff.user_permissions.add(
+            *Permission.objects.filter(codename__in=["view_order", "change_order"])
+        )
+        clients[name] = Client()
+        clients[name].force_login(staff)
+
+    def cancel(client: Client):
+        return client.post(
+            PAGES["order"], {"action": "cancel", "_selected_action": [order.pk]}, follow=True
+        )
+
+    refused = cancel(clients["picking_up"])
+
+    assert [(m.tags, str(m)) for m in get_messages(refused.wsgi_request)] == [
+        ("error", f"Order {order.pk}: only staff of the center delivering it cancel it.")
+    ]
+    order.refresh_from_db()
+    assert order.status == "confirmed"
+    assert list(order.events.values_list("to_status", flat=True)) == ["placed", "confirmed"]
+    assert Shipment.objects.get(order=order).status == "pending"
+    listing.refresh_from_db()
+    assert listing.quantity_available == 8
+
+    done = cancel(clients["delivering"])
+
+    assert [str(m) for m in get_messages(done.wsgi_request)] == ["1 order(s) cancelled."]
+    order.refresh_from_db()
+    assert order.status == "cancelled"
+    listing.refresh_from_db()
+    assert listing.quantity_available == 10
