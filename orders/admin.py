@@ -257,7 +257,19 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         permissions=["unlock_hand_over"],
     )
     def unlock_hand_over(self, request, queryset) -> None:
-        ids = list(queryset.values_list("pk", flat=True))
+        """By the staff of the center handing the order over (where the wrong codes were
+        tried, and who review them with the buyer), or an operator."""
+        ids = []
+        selected = queryset.order_by("pk").select_related("delivery_village")
+        for order in selected.prefetch_related("shipments"):
+            if _delivers(request.user, order):
+                ids.append(order.pk)
+            else:
+                self.message_user(
+                    request,
+                    f"Order {order.pk}: only staff of the center delivering it unlock it.",
+                    messages.ERROR,
+                )
         opened = [pk for pk in ids if order_hand_over_unlock(order_id=pk)]
         if opened:
             self.message_user(request, f"{len(opened)} order(s) unlocked.", messages.SUCCESS)

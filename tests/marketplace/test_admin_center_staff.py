@@ -14,7 +14,7 @@ from logistics.models import Route, Shipment, Stop
 from logistics.services.routing import order_route
 from marketplace.accounts.models import User
 from marketplace.accounts.tokens import RefreshToken
-from orders.models import Notification, Review
+from orders.models import Notification, Order, Review
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -287,3 +287,39 @@ def test_center_staff_cancel_in_the_admin_only_the_orders_their_center_delivers(
     assert order.status == "cancelled"
     listing.refresh_from_db()
     assert listing.quantity_available == 10
+
+
+def test_only_staff_of_the_center_handing_an_order_over_unlock_its_hand_over():
+    """The wrong codes were tried at the counter of the center delivering the order, whose
+    staff review them with the buyer: staff of a center that only picks up some of its
+    goods do not undo that lock."""
+    picking_up, delivering = ServiceCenterFactory(), ServiceCenterFactory()
+    farmer = FarmerFactory(village=VillageFactory(service_center=picking_up))
+    buyer = BuyerFactory(village=VillageFactory(service_center=delivering))
+    order = place_order(buyer, create_listing(farmer), delivery_method="pickup")
+    order_route(order_id=order.pk)
+    Order.objects.filter(pk=order.pk).update(
+        hand_over_wrong_codes=5, hand_over_last_wrong_code="123456"
+    )
+    clients = {}
+    for name, center in (("picking_up", picking_up), ("delivering", delivering)):
+        staff = StaffFactory(service_center=center, is_staff=True)
+        staff.user_permissions.add(
+            *Permission.objects.filter(codename__in=["view_order", "change_order"])
+        )
+        clients[name] = Client()
+        clients[name].force_login(staff)
+    action = {"action": "unlock_hand_over", "_selected_action": [order.pk]}
+
+    refused = clients["picking_up"].post(PAGES["order"], action, follow=True)
+
+    assert [(m.tags, str(m)) for m in get_messages(refused.wsgi_request)] == [
+        ("error", f"Order {order.pk}: only staff of the center delivering it unlock it.")
+    ]
+    locked = Order.objects.values_list("hand_over_wrong_codes", "hand_over_last_wrong_code")
+    assert locked.get(pk=order.pk) == (5, "123456")
+
+    done = clients["delivering"].post(PAGES["order"], action, follow=True)
+
+    assert [str(m) for m in get_messages(done.wsgi_request)] == ["1 order(s) unlocked."]
+    assert locked.get(pk=order.pk) == (0, "")
