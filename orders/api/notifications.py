@@ -1,5 +1,6 @@
 """GET /api/v1/notifications/ (own only), mark one read, mark all read."""
 
+from django.db.models import Q
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, viewsets
@@ -20,7 +21,7 @@ class NotificationSerializer(serializers.ModelSerializer):
 
 class NotificationFilter(filters.FilterSet):
     unread = BooleanFilter(method="filter_unread", label="only unread (true) or read")
-    order = IdFilter(field_name="order_id")
+    order = IdFilter(method="filter_order", label="about this order")
 
     class Meta:
         model = Notification
@@ -28,6 +29,12 @@ class NotificationFilter(filters.FilterSet):
 
     def filter_unread(self, queryset, name, value):
         return queryset.filter(read_at__isnull=value)
+
+    def filter_order(self, queryset, name, value):
+        """The notifications about the order: its own, and a day's pickups it shares with the
+        farmer's other orders (one notification with no `order`; `data.orders` names them)."""
+        shared = Q(order__isnull=True, data__orders__contains=[value])
+        return queryset.filter(Q(order_id=value) | shared)
 
 
 class NotificationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):

@@ -450,6 +450,34 @@ class TestApi:
         half = stranger.get(NOTIFICATIONS, {"order": f"{order.pk}.5"})
         assert [(e["field"], e["code"]) for e in half.json()["errors"]] == [("order", "invalid")]
 
+    def test_filtering_by_an_order_finds_the_pickup_day_it_shares_with_others(self, client_for):
+        """A day's pickups of one farmer's goods for several orders are one notification,
+        with no one `order` (`data.orders` names them): each of those orders finds it, as an
+        order picked up alone finds its own."""
+        farmer, buyer = FarmerFactory(), BuyerFactory()
+        listing = create_listing(farmer)
+        shared, other, alone = (place_order(buyer, (listing, "1")) for _ in range(3))
+        eta = timezone.make_aware(datetime.combine(date(2026, 5, 2), time_of_day(8, 10)))
+
+        def stop(pk: int, *orders: Order):
+            shipments = [SimpleNamespace(farmer_id=farmer.pk, order_id=o.pk) for o in orders]
+            return SimpleNamespace(pk=pk, route_id=7, eta=eta + timedelta(days=pk)), shipments
+
+        notifications.notify_pickups_scheduled([stop(1, shared, other), stop(2, alone)])
+        client = client_for(farmer)
+
+        def pickups_of(order: Order) -> list[list[int]]:
+            answer = client.get(NOTIFICATIONS, {"order": order.pk, "kind": "pickup_scheduled"})
+            assert answer.status_code == 200
+            return [n["data"]["orders"] for n in answer.json()["results"]]
+
+        assert pickups_of(shared) == [[shared.pk, other.pk]]
+        assert pickups_of(other) == [[shared.pk, other.pk]]
+        assert pickups_of(alone) == [[alone.pk]]
+        placed = client.get(NOTIFICATIONS, {"order": shared.pk}).json()["results"]
+        assert [n["kind"] for n in placed] == ["pickup_scheduled", "order_placed"]
+        assert client_for(buyer).get(NOTIFICATIONS, {"order": shared.pk}).json()["count"] == 1
+
     def test_mark_read_is_idempotent_and_filters_follow(self, client_for, two_farmers_order):
         order, buyer, _, _ = two_farmers_order
         services.order_cancel(order_id=order.pk, actor=buyer)
