@@ -266,6 +266,7 @@ class NotificationKind(models.TextChoices):
     REFUND_SENT = "refund_sent"
     READY_FOR_COLLECTION = "ready_for_collection"
     ORDER_FAILED = "order_failed"
+    PAYMENT_TO_REFUND = "payment_to_refund"
 
 
 class Notification(models.Model):

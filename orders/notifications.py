@@ -428,6 +428,21 @@ def notify_refund_sent(order: Order, amount: Decimal) -> list[Notification]:
     )
 
 
+def notify_payment_to_refund(
+    order: Order, amount: Decimal, refund_due: Decimal
+) -> list[Notification]:
+    """The buyer: money the provider took for an order that no longer waited for it (called
+    off, expired, paid already), which is owed back to them."""
+    return _tell_buyer(
+        order,
+        kind=NotificationKind.PAYMENT_TO_REFUND,
+        title="收到款项，将退款",
+        body=f"订单 #{order.pk} 收到付款 ¥{_money(amount)}，该订单无需此款项，"
+        f"¥{_money(refund_due)} 将退还给您。",
+        data={"order": order.pk, "amount": _money(amount), "refund_due": _money(refund_due)},
+    )
+
+
 def notify_line_rejected(order: Order, line: OrderLine) -> list[Notification]:
     """The buyer: which line, why, and the new total."""
     reason = f"：{line.reject_reason}" if line.reject_reason else ""

@@ -362,8 +362,9 @@ def payment_record(*, notice: PaymentNotice) -> Order:
     - An order no longer awaiting payment is not placed again. A cancelled (or expired)
       one not yet paid is marked paid all the same, so it reads "cancelled, paid": a refund
       is owed, as for an order paid and then cancelled. One already paid by another event
-      is left as it is. The event is kept as evidence either way. Other kinds of event are
-      kept and change nothing.
+      is left as it is. The event is kept as evidence either way, and the buyer is told
+      that what is owed back (refund_due) will be. Other kinds of event are kept and change
+      nothing.
     - An unknown order id is `unknown_order` with 400, not 404: the endpoint exists, the
       notice is what is wrong, and a provider (or an operator reading its delivery log)
       should not take it for a missing webhook URL.
@@ -389,6 +390,9 @@ def payment_record(*, notice: PaymentNotice) -> Order:
         )
         if order.status == OrderStatus.CANCELLED and order.payment_status != PaymentStatus.PAID:
             _mark_paid(order)
+        order.amount_held = selectors.order_amount_held(order.pk)
+        if (refund_due := selectors.order_refund_due(order)) > 0:
+            notifications.notify_payment_to_refund(order, notice.amount, refund_due)
         return order
     _mark_paid(order)
     order = order_transition(

@@ -355,3 +355,35 @@ def test_the_schema_says_refund_due_is_a_decimal_string_or_null(api):
         True,
         True,
     )
+
+
+def told_to_refund(order: Order) -> list[tuple[int, dict]]:
+    told = Notification.objects.filter(order=order, kind="payment_to_refund").order_by("id")
+    return list(told.values_list("user_id", "data"))
+
+
+def test_a_buyer_whose_payment_came_after_the_cancel_is_told_it_will_be_paid_back(world):
+    """The money reached the provider after the order was called off: the buyer, who sees
+    "cancelled" and was charged all the same, is told once that it is owed back; its
+    farmers, who never heard of the unpaid order, are told nothing."""
+    order = place(world)
+    services.order_cancel(order_id=order.pk, actor=world["buyer"], reason="不要了")
+    pay(order)
+    pay(order)  # the provider sends the same event again: told once
+
+    assert told_to_refund(order) == [
+        (world["buyer"].pk, {"order": order.pk, "amount": "39.00", "refund_due": "39.00"})
+    ]
+    assert not Notification.objects.filter(
+        user__in=[world["farmer_a"], world["farmer_b"]], order=order
+    ).exists()
+
+
+def test_a_buyer_who_paid_twice_is_told_the_second_payment_will_be_paid_back(world):
+    order = place(world)
+    pay(order, event_id="evt_1")
+    assert told_to_refund(order) == []  # the payment the order waited for
+    pay(order, event_id="evt_2")
+    assert told_to_refund(order) == [
+        (world["buyer"].pk, {"order": order.pk, "amount": "39.00", "refund_due": "39.00"})
+    ]
