@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from logistics import selectors
 from logistics.contacts import stop_cash_collected
 from logistics.models import Shipment, ShipmentStatus, Stop
+from logistics.services.fleet import MAX_CAPACITY_KG
 from logistics.services.shipments import (
     Completion,
     shipment_hand_over,
@@ -233,8 +234,15 @@ class MyPickupsView(ListAPIView):
 class StopCompletionSerializer(serializers.Serializer):
     outcome = serializers.ChoiceField(choices=["done", "failed"])
     # Goods picked up weigh something: a farm that hands over nothing is a failed pickup.
+    # And no more than the largest vehicle a center may have carries: more is a slip of the
+    # finger, which would also overflow the loads of the route's stops after it.
     weight_kg = serializers.DecimalField(
-        max_digits=10, decimal_places=3, min_value=Decimal("0.001"), required=False, default=None
+        max_digits=10,
+        decimal_places=3,
+        min_value=Decimal("0.001"),
+        max_value=MAX_CAPACITY_KG,
+        required=False,
+        default=None,
     )
     delivery_code = serializers.RegexField(r"^[0-9]{6}$", required=False, default="")
     reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")

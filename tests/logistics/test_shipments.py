@@ -1157,6 +1157,38 @@ def test_a_pickup_needs_its_weight_and_occurred_at_is_kept(world, client_for):
     assert timezone.localtime(event.occurred_at).isoformat() == offline
 
 
+def test_a_pickup_weighed_past_what_any_vehicle_carries_is_400_and_changes_nothing(
+    world, client_for
+):
+    """No vehicle carries more than the largest a center may have (20 t): a weight beyond
+    it is a slip of the finger, 400 naming weight_kg, and nothing changes. 9999999.999 kg
+    fits the column but not the route's loads (goods on board for a delivery after it):
+    it was a 500 (numeric field overflow)."""
+    shipment = world["shipment"]
+    pickup = stop_for(shipment, world["north"], "pickup")
+    neighbour = BuyerFactory(village=VillageFactory(service_center=world["north"]))
+    waiting = Shipment.objects.get(order=place_home(neighbour, (world["listing"], 1)))
+    Shipment.objects.filter(pk=waiting.pk).update(status=ShipmentStatus.AT_CENTER)
+    delivery = Stop.objects.create(
+        route=pickup.route, sequence=2, kind="delivery", lat=waiting.delivery_lat, lng=0
+    )
+    delivery.shipments.add(waiting)
+    before = recorded(shipment, pickup, delivery)
+    north = client_for(world["north_staff"])
+
+    for kg in ("9999999.999", "20000.001"):
+        refused = complete(north, pickup, outcome="done", weight_kg=kg)
+        assert refused.status_code == 400, (kg, refused.content)
+        errors = [(e["field"], e["code"]) for e in refused.json()["errors"]]
+        assert errors == [("weight_kg", "max_value")], kg
+    assert recorded(shipment, pickup, delivery) == before
+
+    done = complete(north, pickup, outcome="done", weight_kg="20000")
+    assert done.status_code == 200, done.json()
+    # on board after it: what it picked up and the goods for the delivery after it
+    assert Stop.objects.get(pk=pickup.pk).load_kg == Decimal("20001")
+
+
 def test_what_a_completion_lacks_or_gets_wrong_names_its_field(world, client_for):
     """Errors name the field they are about, as a validation error does: a missing weight,
     reason or delivery code, and a wrong code (on a stop and on a hand-over). Nothing
