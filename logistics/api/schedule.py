@@ -41,6 +41,7 @@ class ScheduleRunSerializer(serializers.ModelSerializer):
             "status",
             "progress",
             "summary",
+            "asked_again",
             "error",
             "created_at",
             "started_at",
@@ -67,7 +68,10 @@ class ScheduleView(APIView):
         body = ScheduleRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         run = schedule_run_request(
-            center=center, day=body.validated_data["date"], requested_by=request.user
+            center=center,
+            day=body.validated_data["date"],
+            requested_by=request.user,
+            again_after_running=True,
         )
         return Response(ScheduleRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 

@@ -165,6 +165,12 @@ class ScheduleRun(models.Model):
         db_default=False,
         help_text="the nightly plan of its day (one per center and day)",
     )
+    asked_again = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="staff asked for its day while it was solving it, after it read the day: "
+        "a new run of the day follows it once it is done",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -123,12 +123,19 @@ def schedule_run_request(
     requested_by: User | None,
     enqueue: bool = True,
     nightly: bool = False,
+    again_after_running: bool = False,
 ) -> ScheduleRun:
     """Staff (or the nightly beat) ask for a day to be planned. A request while one for the
     same center and day is queued or running joins it instead of starting a second; if that
     one finished between the two (an empty day takes milliseconds), this one tries anew:
     each collision means another request's run was written, so the loop always moves on.
-    With enqueue=False a new run gets no task: its caller carries it out (simulate_day)."""
+    With enqueue=False a new run gets no task: its caller carries it out (simulate_day).
+
+    A run already running read the day before the request: with again_after_running (staff
+    asking, who want the day as it is now) it is marked `asked_again`, and a new run follows
+    it once it is done (_store). Marking it waits for a run being stored, then finds it done
+    and starts the next. Requests made under other locks (a vehicle or the center changed)
+    do not: the storing checks those changes itself, and waits for those locks."""
     active = ScheduleRun.objects.filter(
         service_center=center,
         date=day,
@@ -153,6 +160,11 @@ def schedule_run_request(
             if nightly and not joined.nightly:
                 ScheduleRun.objects.filter(pk=joined.pk).update(nightly=True)
                 joined.nightly = True
+            if again_after_running and joined.status == ScheduleRunStatus.RUNNING:
+                running = ScheduleRun.objects.filter(pk=joined.pk, status=ScheduleRunStatus.RUNNING)
+                if not running.update(asked_again=True):
+                    continue  # done meanwhile: the next run starts from the day as it is now
+                joined.asked_again = True
             return joined
     raise RuntimeError(f"no run for {day} after {_REQUEST_ATTEMPTS} attempts")
 
@@ -613,10 +625,11 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
             if stop.kind == StopKind.PICKUP:
                 pickups.append((stop, shipments))
     _write_stops(new_stops)
-    if any(item["reason"] == "vehicle_unavailable" for item in unassigned):
-        # Those goods wait on the day for a plan with the vehicles as they are now. A
-        # request to plan it again made while this run solved joined this one, so a new run
-        # is asked for once this one is done (robust: the sweeper re-sends a lost message).
+    if run.asked_again or any(item["reason"] == "vehicle_unavailable" for item in unassigned):
+        # Those goods wait on the day for a plan with the vehicles as they are now, or staff
+        # asked for the day as it is now while this run solved it as it was. A request to
+        # plan it again made while this run solved joined this one, so a new run is asked
+        # for once this one is done (robust: the sweeper re-sends a lost message).
         transaction.on_commit(
             lambda: schedule_run_request(center=center, day=day, requested_by=None), robust=True
         )

@@ -1494,6 +1494,98 @@ def test_a_vehicle_changed_while_its_day_is_solved_has_the_day_planned_again(
 
 
 @pytest.mark.django_db
+def test_staff_asking_for_a_day_while_it_is_solved_get_a_new_plan_after_the_run(
+    day, client_for, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Staff's request joins the run solving the day (202, that run), which read the day
+    before they asked: an order routed onto the day meanwhile has no place in its plan, nor
+    in its summary. A new run follows it, once it is done, which plans that order."""
+    run = ScheduleRun.objects.create(service_center=day["center"], date=day["date"])
+    staff = client_for(day["staff"])
+    url = f"/api/v1/service-centers/{day['center'].pk}/schedule/"
+    asked = {}
+
+    def order_and_ask():
+        farmer = FarmerFactory(village=village_near(day["center"], "0.03", "0.03"))
+        buyer = BuyerFactory(village=village_near(day["center"], "-0.03", "0.03"))
+        asked["order"] = routed_order(buyer, (create_listing(farmer, unit="kg"), 5))
+        asked["answer"] = staff.post(url, {"date": str(day["date"])}, format="json")
+
+    solving_while(monkeypatch, order_and_ask)
+    with django_capture_on_commit_callbacks(execute=True):
+        schedule.schedule_run_execute(run_id=run.pk)
+
+    assert (asked["answer"].status_code, asked["answer"].json()["id"]) == (202, run.pk)
+    late = Shipment.objects.get(order=asked["order"])
+    assert late.pickup_date == day["date"]
+    assert (late.status, late.stops.count()) == (ShipmentStatus.PENDING, 0)
+    assert asked["answer"].json()["asked_again"] is True
+    again = ScheduleRun.objects.get(status=ScheduleRunStatus.QUEUED)
+    assert (again.service_center_id, again.date) == (day["center"].pk, day["date"])
+    monkeypatch.undo()  # the engine as it is
+    assert schedule.schedule_run_execute(run_id=again.pk).summary["unassigned"] == []
+    late.refresh_from_db()
+    assert (late.status, late.stops.count()) == (ShipmentStatus.SCHEDULED, 2)
+    celery_app.control.purge()  # its message: no worker here
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_asking_for_a_day_while_it_is_stored_wait_for_it_and_start_the_next(day, monkeypatch):
+    """The request comes while the run writes its plan (the run's row locked): it waits,
+    finds the run done, and starts the next run, of the day as it is now."""
+    storing, go_on = threading.Event(), threading.Event()
+    mark_scheduled = schedule._mark_scheduled
+
+    def paused(*args, **kwargs):  # the run stops inside its storing transaction
+        storing.set()
+        go_on.wait(30)
+        return mark_scheduled(*args, **kwargs)
+
+    monkeypatch.setattr(schedule, "_mark_scheduled", paused)
+    first, ran = in_thread(lambda: run_day(day))
+    assert storing.wait(30)
+    request, asked = in_thread(
+        lambda: schedule.schedule_run_request(
+            center=day["center"],
+            day=day["date"],
+            requested_by=day["staff"],
+            enqueue=False,
+            again_after_running=True,
+        )
+    )
+    assert wait_for_lock_waiters(1) == 1
+    go_on.set()
+    first.join(60)
+    request.join(60)
+
+    [run], [next_run] = ran, asked
+    assert isinstance(run, ScheduleRun), run
+    assert isinstance(next_run, ScheduleRun), next_run
+    assert (run.status, run.asked_again) == (ScheduleRunStatus.DONE, False)
+    assert next_run.pk != run.pk
+    assert ScheduleRun.objects.get(pk=next_run.pk).status == ScheduleRunStatus.QUEUED
+
+
+@pytest.mark.django_db
+def test_a_request_for_a_day_queued_but_not_yet_solved_joins_it_and_asks_for_nothing_more(
+    day, client_for, django_capture_on_commit_callbacks
+):
+    """A run still queued reads the day when it starts, after the request: it is the plan
+    asked for, and no run follows it."""
+    run = ScheduleRun.objects.create(service_center=day["center"], date=day["date"])
+    url = f"/api/v1/service-centers/{day['center'].pk}/schedule/"
+    joined = client_for(day["staff"]).post(url, {"date": str(day["date"])}, format="json")
+    assert (joined.status_code, joined.json()["id"], joined.json()["asked_again"]) == (
+        202,
+        run.pk,
+        False,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert schedule.schedule_run_execute(run_id=run.pk).status == ScheduleRunStatus.DONE
+    assert list(ScheduleRun.objects.values_list("pk", flat=True)) == [run.pk]
+
+
+@pytest.mark.django_db
 def test_goods_rolled_past_their_shelf_life_are_flagged_as_spoiling(day):
     shipment = Shipment.objects.filter(needs_refrigeration=False).order_by("pk").first()
     assert shipment.spoils_before_arrival is False

@@ -208,6 +208,7 @@ def test_select_sets_each_annotation_read_with_the_row_its_parameters_first():
         ("orders_order", "routed_at"),
         ("logistics_stop", "last_wrong_code"),
         ("logistics_schedulerun", "nightly"),
+        ("logistics_schedulerun", "asked_again"),
         ("logistics_shipment", "booked_kg"),
         ("logistics_shipment", "cash_collected"),
     ],
