@@ -368,7 +368,7 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     stop.occurred_at = at
     stop.save(update_fields=["status", "occurred_at", "weight_kg", "reason"])
     if stop.kind == StopKind.PICKUP and data.outcome == "failed":
-        _close_deliveries_left_empty(stop, at)
+        _deliveries_follow_failed_pickup(stop, at)
     _route_follows(stop.route_id)
     if stop.kind == StopKind.PICKUP:
         _pickup_loads_follow(stop)
@@ -392,17 +392,21 @@ def _count_wrong_code(stop: Stop, code: str) -> None:
 NOT_PICKED_UP = "its goods were not picked up"
 
 
-def _close_deliveries_left_empty(pickup: Stop, at: datetime) -> None:
-    """A pickup failed: a delivery later on the same route of none but goods still at a farm
-    (that one, or another that failed too) has nothing to bring, so it is closed as failed,
-    and the driver is not sent to the buyer empty-handed. The goods themselves were moved
-    by the failed pickup; the buyer was told their new day then. Its orders are locked
+def _deliveries_follow_failed_pickup(pickup: Stop, at: datetime) -> None:
+    """A pickup failed: its goods are not on board. A delivery later on the same route that
+    still brings other goods (on board, or to be picked up at a pickup of the route not yet
+    recorded: another farm's goods of the order) goes on without them: they leave it, to be
+    delivered on the day they now wait for, so it is done with the code for what it brings,
+    and takes the cash for that. One (pending) of none but goods still at a farm (that one,
+    or another that failed too) has nothing to bring, so it is closed as failed, naming
+    them, and the driver is not sent to the buyer empty-handed. The goods themselves were
+    moved by the failed pickup; the buyer was told their new day then. Its orders are locked
     already (the same orders as the pickup's goods)."""
-    not_on_board = {ShipmentStatus.PENDING, ShipmentStatus.SCHEDULED, *FINAL}
+    not_on_board = {*BEFORE_PICKUP, *FINAL}
     later = Stop.objects.filter(
         route_id=pickup.route_id,
         kind=StopKind.DELIVERY,
-        status=StopStatus.PENDING,
+        status__in=(StopStatus.PENDING, StopStatus.LOCKED),
         shipments__stops=pickup,
     )
     deliveries = (
@@ -411,15 +415,29 @@ def _close_deliveries_left_empty(pickup: Stop, at: datetime) -> None:
         .prefetch_related("shipments")
         .order_by("pk")
     )
+    to_pick_up = set(
+        Stop.shipments.through.objects.filter(
+            stop__route_id=pickup.route_id,
+            stop__kind=StopKind.PICKUP,
+            stop__status=StopStatus.PENDING,
+        ).values_list("shipment_id", flat=True)
+    )
+    left_at_farm = {
+        s.pk for s in pickup.shipments.all() if s.status in (*BEFORE_PICKUP, ShipmentStatus.FAILED)
+    }
     for delivery in deliveries:
-        if any(s.status not in not_on_board for s in delivery.shipments.all()):
-            continue  # other goods of the order are on board: it still goes
-        delivery.status, delivery.occurred_at, delivery.reason = (
-            StopStatus.FAILED,
-            at,
-            NOT_PICKED_UP,
-        )
-        delivery.save(update_fields=["status", "occurred_at", "reason"])
+        if any(
+            s.status not in not_on_board or (s.status in BEFORE_PICKUP and s.pk in to_pick_up)
+            for s in delivery.shipments.all()
+        ):
+            delivery.shipments.remove(*left_at_farm)
+        elif delivery.status == StopStatus.PENDING:
+            delivery.status, delivery.occurred_at, delivery.reason = (
+                StopStatus.FAILED,
+                at,
+                NOT_PICKED_UP,
+            )
+            delivery.save(update_fields=["status", "occurred_at", "reason"])
 
 
 def _route_follows(route_id: int) -> None:

@@ -2009,6 +2009,73 @@ def two_farmer_order():
     }
 
 
+def one_route_of_two_farms_to_their_buyer(w) -> tuple[Stop, Stop, Stop]:
+    """Today's route of the order's two farms, then its buyer: a pickup at each farm and
+    one delivery stop of both farms' goods (one order at one place: one stop, one code)."""
+    route = Route.objects.create(service_center=w["center"], date=timezone.localdate())
+    pickup_a, pickup_b = stops_each(route, "pickup", [w["sa"], w["sb"]])
+    delivery = Stop.objects.create(
+        route=route, sequence=3, kind="delivery", lat=w["sa"].delivery_lat, lng=0
+    )
+    delivery.shipments.add(w["sa"], w["sb"])
+    return pickup_a, pickup_b, delivery
+
+
+@pytest.mark.parametrize("failed_first", [True, False])
+def test_a_farm_out_leaves_the_other_farms_goods_of_the_order_to_deliver(
+    two_farmer_order, client_for, failed_first
+):
+    """Farm A's pickup fails, farm B's goods are picked up (after it, or before it): the
+    delivery stop goes on with B's goods, without A's (back at the farm for another day),
+    and takes their cash, as for B's goods alone (15.00 and one farm's fee, 5.00). It was
+    closed as empty while B was still to come, B's goods then left at the center with no
+    delivery; or refused (409 shipment_not_ready, A's goods not there), so it could only
+    fail, moving B's goods to another day too."""
+    w = two_farmer_order
+    staff = client_for(w["staff"])
+    pickup_a, pickup_b, delivery = one_route_of_two_farms_to_their_buyer(w)
+
+    def fail_a():
+        failed = complete(staff, pickup_a, outcome="failed", reason="农户不在")
+        assert failed.status_code == 200, failed.json()
+
+    if failed_first:
+        fail_a()
+        assert Stop.objects.get(pk=delivery.pk).status == StopStatus.PENDING
+    assert complete(staff, pickup_b, outcome="done", weight_kg="5").status_code == 200
+    if not failed_first:
+        fail_a()
+    done = complete(staff, delivery, outcome="done", delivery_code=w["order"].delivery_code)
+
+    assert done.status_code == 200, done.json()
+    assert (done.json()["status"], done.json()["cash_collected"]) == ("done", "20.00")
+    sa, sb = (Shipment.objects.get(pk=w[s].pk) for s in ("sa", "sb"))
+    assert (sa.status, sa.failed_attempts) == (ShipmentStatus.PENDING, 1)  # another day
+    assert (sb.status, sb.cash_collected) == (ShipmentStatus.DELIVERED, Decimal("20.00"))
+    assert list(Stop.objects.get(pk=delivery.pk).shipments.all()) == [sb]
+    assert Route.objects.get(pk=delivery.route_id).status == RouteStatus.COMPLETED
+
+
+def test_a_delivery_left_with_only_goods_whose_pickups_failed_is_closed(
+    two_farmer_order, client_for
+):
+    """Both farms out: A's goods leave the delivery while B's are still to come; once B's
+    pickup fails too, nothing is left to bring, and the delivery closes (failed), naming
+    B's goods, with why."""
+    w = two_farmer_order
+    staff = client_for(w["staff"])
+    pickup_a, pickup_b, delivery = one_route_of_two_farms_to_their_buyer(w)
+    for pickup in (pickup_a, pickup_b):
+        assert complete(staff, pickup, outcome="failed", reason="农户不在").status_code == 200
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.reason) == (StopStatus.FAILED, shipments.NOT_PICKED_UP)
+    assert list(delivery.shipments.all()) == [w["sb"]]
+    assert Route.objects.get(pk=delivery.route_id).status == RouteStatus.COMPLETED
+    assert set(Shipment.objects.filter(order=w["order"]).values_list("status", flat=True)) == {
+        ShipmentStatus.PENDING
+    }
+
+
 def test_a_delivery_stop_failing_for_good_tells_the_buyer_once_with_the_true_total(
     two_farmer_order, client_for, settings
 ):
