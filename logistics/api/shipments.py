@@ -247,6 +247,19 @@ class StopCompletionSerializer(serializers.Serializer):
     delivery_code = serializers.RegexField(r"^[0-9]{6}$", required=False, default="")
     reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
     occurred_at = occurred_at_field()
+    not_picked_up = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        default=tuple,
+        max_length=1000,
+        help_text="At a pickup done: the ids of its shipments not handed over (a farmer of "
+        "a stop shared with other farms was out). They fail as a failed pickup's goods do, "
+        "with `reason`; some of the stop's goods, not all (nothing picked up: report the "
+        "stop failed).",
+    )
+
+    def validate_not_picked_up(self, ids: list[int]) -> tuple[int, ...]:
+        return tuple(dict.fromkeys(ids))
 
 
 class StopResultSerializer(serializers.ModelSerializer):
@@ -287,6 +300,7 @@ class StopCompleteView(APIView):
             400: OpenApiResponse(
                 description="invalid_delivery_code (with `attempts_left`), "
                 "delivery_code_required, weight_required, reason_required, "
+                "not_at_this_stop, nothing_picked_up (`not_picked_up`), "
                 "before_last_event: a time before what is recorded of the goods"
             ),
             409: OpenApiResponse(

@@ -2,6 +2,7 @@
 at the destination center, failed stops put back, cancellations. Every change writes a
 TrackingEvent and moves the order through the orders state machine."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -66,6 +67,9 @@ class Completion:
     delivery_code: str = ""
     reason: str = ""
     occurred_at: datetime | None = None
+    # At a pickup done: the ids of the stop's shipments not handed over (a farmer of a stop
+    # shared with other farms was out), which fail as a failed pickup's do, with `reason`.
+    not_picked_up: tuple[int, ...] = ()
 
 
 def _event(
@@ -361,13 +365,13 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
             return stop, False  # committed: the attempt counts even though the answer is 400
         _complete_delivery(shipments, staff, at, stop)
     elif data.outcome == "done":
-        _complete_pickup(stop, shipments, staff, data, at)
+        _pick_up(stop, shipments, staff, data, at)
     else:
         _fail(stop, shipments, staff, data, at)
     stop.status = StopStatus.DONE if data.outcome == "done" else StopStatus.FAILED
     stop.occurred_at = at
     stop.save(update_fields=["status", "occurred_at", "weight_kg", "reason"])
-    if stop.kind == StopKind.PICKUP and data.outcome == "failed":
+    if stop.kind == StopKind.PICKUP and (data.outcome == "failed" or data.not_picked_up):
         _deliveries_follow_failed_pickup(stop, at)
     _route_follows(stop.route_id)
     if stop.kind == StopKind.PICKUP:
@@ -375,6 +379,39 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     for order_id in sorted({s.order_id for s in shipments}):
         order_follow_shipments(order_id, staff)
     return stop, True
+
+
+def _pick_up(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, at: datetime):
+    """A pickup done: its goods picked up, weighed together, but those named not handed
+    over (`not_picked_up`), which fail first as a failed pickup's do. The locks of both
+    are taken at once, as a failed stop takes them: the listings of goods going back on
+    sale, then the capacity of every center of the stop's goods, in id order."""
+    left = _left_at_farm(shipments, data.not_picked_up)
+    if left:
+        lock_for_failing(shipments, [s for s in left if gives_up(s)])
+        _fail(stop, left, staff, data, at)
+    _complete_pickup(stop, [s for s in shipments if s not in left], staff, data, at)
+
+
+def _left_at_farm(shipments: list[Shipment], not_picked_up: Sequence[int]) -> list[Shipment]:
+    """Of a pickup's shipments (to pick up, locked), those named not handed over: some of
+    them, not all (a pickup of nothing is reported failed)."""
+    if not not_picked_up:
+        return []
+    if others := set(not_picked_up) - {s.pk for s in shipments}:
+        raise DomainError(
+            errors.NOT_AT_THIS_STOP,
+            f"Not picked up at this stop: {', '.join(map(str, sorted(others)))}.",
+            extra={"field": "not_picked_up"},
+        )
+    left = [s for s in shipments if s.pk in not_picked_up]
+    if len(left) == len(shipments):
+        raise DomainError(
+            errors.NOTHING_PICKED_UP,
+            "Nothing was picked up here: report the stop failed.",
+            extra={"field": "not_picked_up"},
+        )
+    return left
 
 
 def _count_wrong_code(stop: Stop, code: str) -> None:
@@ -393,15 +430,16 @@ NOT_PICKED_UP = "its goods were not picked up"
 
 
 def _deliveries_follow_failed_pickup(pickup: Stop, at: datetime) -> None:
-    """A pickup failed: its goods are not on board. A delivery later on the same route that
-    still brings other goods (on board, or to be picked up at a pickup of the route not yet
-    recorded: another farm's goods of the order) goes on without them: they leave it, to be
-    delivered on the day they now wait for, so it is done with the code for what it brings,
-    and takes the cash for that. One (pending) of none but goods still at a farm (that one,
-    or another that failed too) has nothing to bring, so it is closed as failed, naming
-    them, and the driver is not sent to the buyer empty-handed. The goods themselves were
-    moved by the failed pickup; the buyer was told their new day then. Its orders are locked
-    already (the same orders as the pickup's goods)."""
+    """A pickup failed, or was done without some of its goods (`not_picked_up`): those
+    goods are not on board. A delivery later on the same route that still brings other
+    goods (on board, or to be picked up at a pickup of the route not yet recorded: another
+    farm's goods of the order) goes on without them: they leave it, to be delivered on the
+    day they now wait for, so it is done with the code for what it brings, and takes the
+    cash for that. One (pending) of none but goods still at a farm (that one, or another
+    that failed too) has nothing to bring, so it is closed as failed, naming them, and the
+    driver is not sent to the buyer empty-handed. The goods themselves were moved by the
+    failed pickup; the buyer was told their new day then. Its orders are locked already
+    (the same orders as the pickup's goods)."""
     not_on_board = {*BEFORE_PICKUP, *FINAL}
     later = Stop.objects.filter(
         route_id=pickup.route_id,
@@ -788,8 +826,10 @@ def _loads_follow(stops: list[Stop], free: set[int]) -> list[Stop]:
     not_loaded = {
         s.pk
         for stop in stops
-        if stop.kind == StopKind.PICKUP and stop.status == StopStatus.FAILED
+        if stop.kind == StopKind.PICKUP and stop.status in (StopStatus.DONE, StopStatus.FAILED)
         for s in stop.shipments.all()
+        # a pickup done leaves behind the goods it names not picked up (never weighed)
+        if stop.status == StopStatus.FAILED or s.picked_up_weight_kg is None
     }
 
     def carried(stop: Stop) -> list[Shipment]:

@@ -2056,6 +2056,82 @@ def test_a_farm_out_leaves_the_other_farms_goods_of_the_order_to_deliver(
     assert Route.objects.get(pk=delivery.route_id).status == RouteStatus.COMPLETED
 
 
+def test_a_farmer_out_at_a_stop_shared_with_another_farm_leaves_only_their_goods(
+    two_farmer_order, client_for
+):
+    """Farms at one place share a pickup stop. Farmer A is out, B hands over 5 kg: the
+    stop is done for B's goods and names A's as not picked up (`not_picked_up`, with the
+    reason), which fail as a failed pickup's do (back at the farm for another day, a try
+    counted) and leave the buyer's delivery, done with B's goods and their cash. Recorded
+    as done, A's goods were taken as picked up (a share of B's 5 kg) though they were
+    never on board; reported failed, B's goods handed over were left at the farm too."""
+    w = two_farmer_order
+    staff = client_for(w["staff"])
+    route = Route.objects.create(service_center=w["center"], date=timezone.localdate())
+    shared = Stop.objects.create(
+        route=route, sequence=1, kind="pickup", lat=w["sa"].pickup_lat, lng=w["sa"].pickup_lng
+    )
+    shared.shipments.add(w["sa"], w["sb"])
+    delivery = Stop.objects.create(
+        route=route, sequence=2, kind="delivery", lat=w["sa"].delivery_lat, lng=0
+    )
+    delivery.shipments.add(w["sa"], w["sb"])
+    body = {"outcome": "done", "weight_kg": "5", "not_picked_up": [w["sa"].pk]}
+
+    assert complete(staff, shared, **body).json()["code"] == "reason_required"
+    assert Shipment.objects.get(pk=w["sa"].pk).status == ShipmentStatus.PENDING
+    done = complete(staff, shared, **body, reason="农户不在")
+
+    assert done.status_code == 200, done.json()
+    assert (done.json()["status"], done.json()["weight_kg"], done.json()["reason"]) == (
+        "done",
+        "5.000",
+        "农户不在",
+    )
+    sa, sb = (Shipment.objects.get(pk=w[s].pk) for s in ("sa", "sb"))
+    assert (sa.status, sa.picked_up_weight_kg, sa.failed_attempts) == (
+        ShipmentStatus.PENDING,
+        None,
+        1,
+    )
+    assert sa.pickup_date == w["sa"].pickup_date + timedelta(days=1)
+    assert (sb.status, sb.picked_up_weight_kg) == (ShipmentStatus.AT_CENTER, Decimal("5.000"))
+    assert Stop.objects.get(pk=shared.pk).load_kg == Decimal("5.000")  # B's goods on board
+    assert list(Stop.objects.get(pk=delivery.pk).shipments.all()) == [sb]
+    delivered = complete(staff, delivery, outcome="done", delivery_code=w["order"].delivery_code)
+    assert (delivered.status_code, delivered.json()["cash_collected"]) == (200, "20.00")
+
+
+@pytest.mark.parametrize(
+    ("left", "code"),
+    [("all", "nothing_picked_up"), ("other", "not_at_this_stop")],
+)
+def test_goods_named_not_picked_up_must_be_some_of_the_stops(
+    two_farmer_order, client_for, left, code
+):
+    """Naming every farm's goods is a failed pickup (say so: `outcome` failed), and goods
+    of another stop are none of this one's: 400 naming `not_picked_up`, nothing changes."""
+    w = two_farmer_order
+    stop = stop_for(w["sa"], w["center"], "pickup")
+    stop.shipments.add(w["sb"])
+    ids = [w["sa"].pk, w["sb"].pk] if left == "all" else [w["sa"].pk, 10**9]
+    before = recorded(w["sa"], stop), recorded(w["sb"], stop)
+    refused = complete(
+        client_for(w["staff"]),
+        stop,
+        outcome="done",
+        weight_kg="5",
+        reason="农户不在",
+        not_picked_up=ids,
+    )
+    assert (refused.status_code, refused.json()["code"], refused.json()["field"]) == (
+        400,
+        code,
+        "not_picked_up",
+    )
+    assert (recorded(w["sa"], stop), recorded(w["sb"], stop)) == before
+
+
 def test_a_delivery_left_with_only_goods_whose_pickups_failed_is_closed(
     two_farmer_order, client_for
 ):
