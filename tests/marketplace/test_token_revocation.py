@@ -406,13 +406,16 @@ def test_the_schema_shows_what_login_and_refresh_answer(api):
 # --- pruning
 
 
-def test_pruning_deletes_the_expired_tokens_only_blacklisted_or_not():
+def test_pruning_deletes_the_expired_tokens_only_blacklisted_or_not(settings):
+    """Once expired for longer than an access token lives: none made from them is left."""
     farmer = FarmerFactory()
     now = timezone.now()
+    access_lifetime = settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"]
     tokens = {}
     for name, expires_at in [
-        ("expired", now - timedelta(seconds=1)),
+        ("expired", now - access_lifetime - timedelta(seconds=1)),
         ("expired and revoked", now - timedelta(days=3)),
+        ("expired, its access tokens live", now - access_lifetime + timedelta(seconds=60)),
         ("live", now + timedelta(seconds=60)),
         ("live and revoked", now + timedelta(days=29)),
     ]:
@@ -424,11 +427,35 @@ def test_pruning_deletes_the_expired_tokens_only_blacklisted_or_not():
 
     assert prune_expired_tokens() == 2
     assert sorted(OutstandingToken.objects.values_list("jti", flat=True)) == [
+        "expired, its access tokens live",
         "live",
         "live and revoked",
     ]
     assert blacklisted() == ["live and revoked"]
     assert prune_expired_tokens() == 0
+
+
+def test_a_logged_out_refresh_token_pruned_as_it_expires_revives_no_access_token_of_it(api):
+    """An access token made from a refresh token in its last minutes lives on past it (for
+    JWT_ACCESS_MINUTES from when it was made), and a logout refuses it by that refresh
+    token's blacklist row. Pruning the refresh token once it expired took the row along, and
+    the logged-out access token worked again until its own end."""
+    farmer = FarmerFactory()
+    phone = login(api, farmer)
+    access = api.post(REFRESH, {"refresh": phone["refresh"]}, format="json").json()["access"]
+    assert api.post(LOGOUT, {"refresh": phone["refresh"]}, format="json").status_code == 204
+    # the refresh token ran out a minute ago; the access token made from it has ~59 to go
+    OutstandingToken.objects.filter(jti=jti(phone["refresh"])).update(
+        expires_at=timezone.now() - timedelta(minutes=1)
+    )
+
+    pruned = prune_expired_tokens()
+
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+    answer = api.get(ME)
+    assert answer.status_code == 401
+    assert answer.json()["code"] == "signed_out"
+    assert (pruned, blacklisted()) == (0, [jti(phone["refresh"])])
 
 
 def test_the_beat_prunes_expired_tokens_daily():
