@@ -229,7 +229,8 @@ def listing_update(
     """The owner edits a listing. Restocking a sold-out listing makes it active again and
     selling the stock down to zero makes it sold out; an archived listing is frozen.
     `stock_seen`, the stock the editor was shown: a new stock is refused (409
-    `stock_changed`) when orders took some since, which it would put back on sale."""
+    `stock_changed`) when orders took some since, which it would put back on sale. An edit
+    that changes nothing writes nothing (updated_at stays)."""
     unknown = set(changes) - EDITABLE_FIELDS
     if unknown:
         raise TypeError(f"not editable: {sorted(unknown)}")
@@ -269,11 +270,20 @@ def listing_update(
         quantity_available=changes.get("quantity_available", listing.quantity_available),
         min_order_quantity=changes.get("min_order_quantity", listing.min_order_quantity),
     )
-    for field, value in changes.items():
-        setattr(listing, field, value.strip() if isinstance(value, str) else value)
-    listing.status = _status_for_stock(listing.status, listing.quantity_available)
+    changed = set()
+    for field, sent in changes.items():
+        value = sent.strip() if isinstance(sent, str) else sent
+        if getattr(listing, field) != value:
+            setattr(listing, field, value)
+            changed.add(field)
+    status = _status_for_stock(listing.status, listing.quantity_available)
+    if not changed and status == listing.status:
+        # What it holds already (a form saved untouched, a retried edit): nothing is written,
+        # so updated_at, and the ETags of the listing and the pages showing it, stay.
+        return listing
+    listing.status = status
     listing.save()
-    if SEARCHED_FIELDS & set(changes):
+    if SEARCHED_FIELDS & changed:
         _reindex(listing)
     return listing
 

@@ -329,6 +329,31 @@ def test_a_stock_set_after_orders_took_some_since_it_was_read_is_refused(client_
     assert (blind.status_code, blind.json()["quantity_available"]) == (200, "50.000")
 
 
+def test_an_edit_that_changes_nothing_leaves_the_listing_and_its_etag_as_they_were(client_for, api):
+    """A PATCH sending what the listing already holds (a form saved untouched, a retry of an
+    edit that went through) changed nothing but `updated_at`, and so the ETag of the
+    listing and of every search page showing it: phones downloaded them again for nothing.
+    It is answered as the listing is; a real change still moves both."""
+    listing = create_listing(quantity_available=Decimal(40))
+    client = client_for(listing.farmer)
+    url = f"{LISTINGS}{listing.pk}/"
+    detail, page = api.get(url), api.get(LISTINGS)
+    before = snapshot(listing)
+
+    same = {"title": " 西红柿 ", "price": "3.5", "quantity_available": "40.000", "unit": "jin"}
+    for sent in ({}, same, {**same, "quantity_seen": "40"}):
+        answer = client.patch(url, sent, format="json")
+        assert answer.status_code == 200, sent
+        assert answer.json()["updated_at"] == detail.json()["updated_at"]
+
+    assert snapshot(listing) == before
+    assert api.get(url, HTTP_IF_NONE_MATCH=detail["ETag"]).status_code == 304
+    assert api.get(LISTINGS, HTTP_IF_NONE_MATCH=page["ETag"]).status_code == 304
+    changed = client.patch(url, {**same, "price": "3.60"}, format="json")
+    assert changed.json()["updated_at"] != detail.json()["updated_at"]
+    assert api.get(url, HTTP_IF_NONE_MATCH=detail["ETag"]).status_code == 200
+
+
 def test_a_draft_is_published_later_and_without_stock_is_sold_out(client_for):
     farmer = FarmerFactory()
     client = client_for(farmer)
