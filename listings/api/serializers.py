@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from listings.models import Category, Listing, ListingPhoto, ListingStatus, Unit
 from listings.selectors import ORDERINGS, ListingSearch, Near
-from marketplace.api.serializers import SlugRelatedField
+from marketplace.api.serializers import SlugRelatedField, TextLineField
 
 MAX_QUANTITY = Decimal("1000000")
 MAX_RADIUS_KM = 200.0
@@ -210,7 +210,7 @@ class ListingWriteSerializer(serializers.Serializer):
     request cannot forge them."""
 
     category = SlugRelatedField(slug_field="slug", queryset=Category.objects.all())
-    title = serializers.CharField(max_length=120)
+    title = TextLineField(max_length=120)
     description = serializers.CharField(max_length=4000, required=False, allow_blank=True)
     unit = serializers.ChoiceField(choices=Unit.choices)
     unit_weight_kg = serializers.DecimalField(

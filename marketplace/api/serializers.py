@@ -1,6 +1,7 @@
 """Serializer helpers shared by the apps' APIs."""
 
 import copy
+import unicodedata
 from typing import Any
 
 from rest_framework import serializers
@@ -73,3 +74,26 @@ class PrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         if isinstance(data, bool) or not str(data).isdecimal():
             self.fail("incorrect_type", data_type=type(data).__name__)
         return super().to_internal_value(data)
+
+
+class TextLineField(serializers.CharField):
+    """One line of text that people read: a name, a title. DRF's CharField trims spaces and
+    refuses it blank, but takes what shows as nothing (zero-width spaces, a byte-order mark:
+    format characters, which trimming keeps) and control characters (a new line, a tab, a
+    terminal escape), which break the lines of a message, a driver's stop or a load list.
+    Refused "blank" when nothing in it shows, `control_characters_not_allowed` for a control
+    character; format characters within visible text (an emoji joined by U+200D) are kept."""
+
+    default_error_messages = {
+        "control_characters_not_allowed": "Control characters (new lines, tabs) are not allowed."
+    }
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if any(unicodedata.category(char) == "Cc" for char in value):
+            self.fail("control_characters_not_allowed")
+        if not self.allow_blank and all(
+            char.isspace() or unicodedata.category(char) == "Cf" for char in value
+        ):
+            self.fail("blank")
+        return value

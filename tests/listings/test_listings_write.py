@@ -124,6 +124,10 @@ def test_kg_and_jin_weigh_what_they_weigh_other_units_need_a_weight(client_for):
         ({"harvest_date": "2001-01-01"}, "harvest_date", "out_of_range"),
         ({"harvest_date": "yesterday"}, "harvest_date", "invalid"),
         ({"title": ""}, "title", "blank"),
+        # nothing a buyer could read: zero-width spaces, a byte-order mark, a word joiner
+        ({"title": "\u200b\ufeff\u2060"}, "title", "blank"),
+        ({"title": "红富士\n苹果"}, "title", "control_characters_not_allowed"),
+        ({"title": "苹果\x1b[2J"}, "title", "control_characters_not_allowed"),
     ],
 )
 def test_bad_values_are_400_naming_the_field(client_for, overrides, field, code):
@@ -135,6 +139,20 @@ def test_bad_values_are_400_naming_the_field(client_for, overrides, field, code)
         "detail": response.json()["errors"][0]["detail"],
     }
     assert not Listing.objects.exists()
+
+
+def test_a_title_with_nothing_visible_is_refused_on_an_edit_too(client_for):
+    listing = create_listing(title="西红柿")
+    before = snapshot(listing)
+    url = f"{LISTINGS}{listing.pk}/"
+    for title, code in (("\u200b", "blank"), ("西红\t柿", "control_characters_not_allowed")):
+        response = client_for(listing.farmer).patch(url, {"title": title}, format="json")
+        assert response.status_code == 400
+        assert response.json()["errors"][0]["code"] == code
+    assert snapshot(listing) == before
+    # format characters within visible text are kept: an emoji sequence joined by U+200D
+    taken = client_for(listing.farmer).patch(url, {"title": "西红柿 👨\u200d🌾"}, format="json")
+    assert (taken.status_code, taken.json()["title"]) == (200, "西红柿 👨\u200d🌾")
 
 
 def test_available_until_before_harvest_is_400(client_for):

@@ -143,6 +143,43 @@ def test_register_names_every_missing_field(api):
     }
 
 
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("\u200b", "blank"),  # a zero-width space: DRF's trim and blank check keep it
+        ("\ufeff\u2060\u200b ", "blank"),
+        ("王\n秀英", "control_characters_not_allowed"),
+        ("王秀英\x1b[31m", "control_characters_not_allowed"),
+    ],
+)
+def test_a_name_with_nothing_visible_or_a_control_character_is_400_and_creates_nothing(
+    api, name, code
+):
+    """A farmer shown to buyers, and to drivers on their stops, with no name at all, or one
+    breaking across lines of a message."""
+    response = api.post(REGISTER, register_body(VillageFactory(), name=name), format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"field": "name", "code": code, "detail": response.json()["errors"][0]["detail"]}
+    ]
+    assert not User.objects.exists()
+
+
+def test_a_profile_name_with_nothing_visible_is_400_and_nothing_changes(client_for):
+    farmer = FarmerFactory(name="王秀英")
+    for name, code in (("\u2060\u200b", "blank"), ("王\r秀英", "control_characters_not_allowed")):
+        response = client_for(farmer).patch(ME, {"name": name}, format="json")
+        assert response.status_code == 400
+        assert (response.json()["errors"][0]["field"], response.json()["errors"][0]["code"]) == (
+            "name",
+            code,
+        )
+    farmer.refresh_from_db()
+    assert farmer.name == "王秀英"
+    taken = client_for(farmer).patch(ME, {"name": "Zoë 王"}, format="json")
+    assert (taken.status_code, taken.json()["name"]) == (200, "Zoë 王")
+
+
 def test_register_unknown_village_and_weak_password(api):
     response = api.post(REGISTER, register_body(VillageFactory(), village=999999), format="json")
     assert response.status_code == 400

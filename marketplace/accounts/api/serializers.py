@@ -12,7 +12,7 @@ from marketplace.accounts.phones import PHONE_AS_TYPED_MAX, normalize_phone
 from marketplace.accounts.services import SELF_REGISTER_ROLE_CHOICES
 from marketplace.accounts.tokens import RefreshToken, RevocableRefreshToken
 from marketplace.api.authentication import JWTAuthentication
-from marketplace.api.serializers import PrimaryKeyRelatedField
+from marketplace.api.serializers import PrimaryKeyRelatedField, TextLineField
 from marketplace.exceptions import DomainError
 
 
@@ -52,7 +52,7 @@ class UserSerializer(serializers.ModelSerializer):
 class RegisterSerializer(serializers.Serializer):
     phone = serializers.CharField(max_length=PHONE_AS_TYPED_MAX)
     password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
-    name = serializers.CharField(max_length=100)
+    name = TextLineField(max_length=100)
     role = serializers.ChoiceField(choices=SELF_REGISTER_ROLE_CHOICES)
     village = PrimaryKeyRelatedField(queryset=Village.objects.all())
     address = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
@@ -66,7 +66,7 @@ class RegisterSerializer(serializers.Serializer):
 
 
 class ProfileUpdateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100, required=False)
+    name = TextLineField(max_length=100, required=False)
     village = PrimaryKeyRelatedField(queryset=Village.objects.all(), required=False)
     address = serializers.CharField(max_length=255, required=False, allow_blank=True)
     lat = serializers.DecimalField(
