@@ -48,6 +48,9 @@ def lockout_username(request, credentials: dict | None = None) -> str | None:
     one number count together."""
     source = credentials or getattr(request, "data", None) or request.POST
     value = source.get("phone") or source.get("username") if hasattr(source, "get") else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # as the log in's CharField reads a JSON number: its digits, a phone to try
+        value = str(value)
     if not isinstance(value, str) or not value:
         return None
     try:

@@ -254,6 +254,31 @@ def test_guesses_at_one_phone_spread_over_addresses_are_throttled(api, monkeypat
     assert api.post(TOKEN, login, format="json", REMOTE_ADDR="2001:db8::ff").status_code == 200
 
 
+def test_a_phone_sent_as_a_json_number_counts_against_that_phone_too(api, monkeypatch):
+    """The log in reads a number as its digits (13912348888, 8613912348888), as it reads
+    text: sent so, the guesses counted against no phone, and went on past the limit from
+    address after address."""
+    monkeypatch.setattr(LoginPhoneThrottle, "THROTTLE_RATES", {"login_phone": "3/hour"})
+    FarmerFactory(phone="+8613912347777")
+    spellings = [13912347777, 8613912347777, "+8613912347777"]
+    answers = [
+        api.post(
+            TOKEN,
+            {"phone": phone, "password": f"guess-{n}"},
+            format="json",
+            REMOTE_ADDR=f"2001:db8::{n + 1:x}",
+        ).status_code
+        for n, phone in enumerate(spellings)
+    ]
+    right = api.post(
+        TOKEN, {"phone": 13912347777, "password": PASSWORD}, format="json", REMOTE_ADDR="::9"
+    )
+    assert answers == [401] * 3
+    assert right.status_code == 429
+    assert (right.status_code, right.json()["code"]) == (429, "throttled")
+    assert AccessAttempt.objects.count() == 3  # the throttled one was never tried
+
+
 def test_one_address_trying_many_phones_is_throttled(api, monkeypatch):
     monkeypatch.setattr(LoginThrottle, "THROTTLE_RATES", {"login": "3/hour"})
     farmers = [FarmerFactory() for _ in range(4)]
