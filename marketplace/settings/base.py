@@ -150,6 +150,12 @@ MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(BASE_DIR / "media")))
 LISTING_PHOTO_MAX_BYTES = env.int("LISTING_PHOTO_MAX_BYTES", default=5 * 1024 * 1024)
 # Uploaded files above this size are spooled to a temporary file instead of held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # 2.5 MiB
+# A multipart body longer than a photo and its form fields is refused before it is read.
+FILE_UPLOAD_HANDLERS = [
+    "marketplace.api.uploads.BodySizeLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 # A request body without its files (JSON, form fields) may be at most this large.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # 2.5 MiB
 # One photo per upload request; a body carrying many files is refused outright.

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
 from django.db import connection, connections, transaction
 from django.utils import timezone
 from PIL import ExifTags, Image, ImageCms
@@ -232,6 +233,29 @@ class TestUpload:
         upload = SimpleUploadedFile("photo.jpg", b"x" * 1001, "image/jpeg")
         response = owner.post(url(listing), {"image": upload}, format="multipart")
         assert_problem(response, 400, errors.IMAGE_TOO_LARGE)  # not invalid_image
+
+    @pytest.mark.parametrize("key", [None, "photo-big-1"])
+    def test_a_body_too_large_for_any_photo_is_refused_before_it_is_read(
+        self, listing, owner, settings, monkeypatch, key
+    ):
+        """Django limits a body's form fields, not its files: a file of any size was read
+        whole (to a temporary file, or hashed first under an Idempotency-Key) before its
+        size was checked, so one farmer's upload of gigabytes filled the server's disk. A
+        body larger than the largest photo and the fields around it is refused from its
+        Content-Length, as any body too large is."""
+        settings.LISTING_PHOTO_MAX_BYTES = 1_000
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
+        received = []
+        for handler in (MemoryFileUploadHandler, TemporaryFileUploadHandler):
+            monkeypatch.setattr(
+                handler, "receive_data_chunk", lambda self, raw, start: received.append(raw)
+            )
+        upload = SimpleUploadedFile("photo.jpg", b"x" * 50_000, "image/jpeg")
+        headers = {} if key is None else {"HTTP_IDEMPOTENCY_KEY": key}
+        response = owner.post(url(listing), {"image": upload}, format="multipart", **headers)
+        assert_problem(response, 413, "request_too_large")
+        assert received == []
+        assert_nothing_stored(listing)
 
     def test_too_many_pixels_is_refused_from_the_header(self, listing, owner):
         # 42 megapixels in a few KB: a small decompression bomb.
