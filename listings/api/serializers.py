@@ -74,6 +74,13 @@ class ListingSearchParamsSerializer(serializers.Serializer):
         choices=ListingStatus.choices, required=False, allow_blank=True
     )
 
+    def to_internal_value(self, data):
+        # An empty parameter is none (a search form sends the fields left blank), as an
+        # empty filter of the villages or notifications (django-filter's) and an empty
+        # page_size are.
+        given = {name: value for name, value in data.items() if str(value).strip()}
+        return super().to_internal_value(given)
+
     def validate_near(self, value: str | None) -> tuple[float, float] | None:
         if value is None:
             return None

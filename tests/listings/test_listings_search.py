@@ -149,6 +149,37 @@ def test_filters(api):
         assert set(ids(api.get(LISTINGS, params))) == {x.pk for x in expected}, params
 
 
+def test_a_parameter_left_empty_filters_nothing_as_in_every_other_list(api):
+    """A search form sends the fields left blank (`?category=&min_price=&max_price=5`):
+    each empty one is no filter, as an empty filter of the villages (`service_center=`) or
+    notifications is, and an empty page_size is the default. The search answered 400 for
+    most of them, and so never ran."""
+    cheap = create_listing(price=Decimal("2.00"))
+    create_listing(category="fruit", title="苹果", price=Decimal("9.00"))
+    empty = dict.fromkeys(
+        (
+            "q",
+            "category",
+            "farmer",
+            "village",
+            "service_center",
+            "min_price",
+            "max_price",
+            "organic",
+            "available_on",
+            "near",
+            "radius_km",
+            "ordering",
+            "status",
+        ),
+        "",
+    )
+    assert ids(api.get(LISTINGS, empty)) == ids(api.get(LISTINGS))
+    assert ids(api.get(LISTINGS, {**empty, "max_price": "5"})) == [cheap.pk]
+    assert ids(api.get(LISTINGS, {**empty, "category": " ", "q": "西红柿"})) == [cheap.pk]
+    assert api.get("/api/v1/villages/", {"service_center": ""}).status_code == 200
+
+
 def test_orderings(api):
     old = create_listing(price=Decimal("5.00"), harvest_date=TODAY - timedelta(days=5))
     new = create_listing(price=Decimal("3.00"), harvest_date=TODAY - timedelta(days=1))
@@ -230,7 +261,8 @@ def test_the_schema_gives_near_the_lat_lng_form_the_search_takes(api):
     parameters = schema["paths"][LISTINGS]["get"]["parameters"]
     pattern = next(p for p in parameters if p["name"] == "near")["schema"]["pattern"]
     taken = ("30.2,119.6", "-90,-180", "90.0,180.000", "0,0", "-33.8688,151.2093", "89.99,179.9")
-    refused = ("", "30.2", "a,b", "91,10", "90.5,0", "10,180.1", "10,-181", "1,2,3", "30,")
+    # (an empty near is none: the search unfiltered, as for any parameter left empty)
+    refused = ("30.2", "a,b", "91,10", "90.5,0", "10,180.1", "10,-181", "1,2,3", "30,")
     for near in taken + refused:
         status = api.get(LISTINGS, {"near": near}).status_code
         assert (status, bool(re.match(pattern, near))) == (
