@@ -102,7 +102,14 @@ def _bounding_box(near: Near) -> Q:
     reach = math.sin(angle) / max(math.cos(math.radians(near.lat)), 1e-12)
     if reach < 1:
         dlng = math.degrees(math.asin(reach))
-        box &= Q(lng__gte=near.lng - dlng, lng__lte=near.lng + dlng)
+        west, east = near.lng - dlng, near.lng + dlng
+        # Past ±180° the circle goes on at the other end of the longitudes.
+        if west < -180:
+            box &= Q(lng__gte=west + 360) | Q(lng__lte=east)
+        elif east > 180:
+            box &= Q(lng__gte=west) | Q(lng__lte=east - 360)
+        else:
+            box &= Q(lng__gte=west, lng__lte=east)
     return box
 
 

@@ -433,6 +433,23 @@ def test_near_finds_a_listing_inside_the_radius_at_its_east_rim(api):
         assert [row["id"] for row in response.json()["results"]] == found, radius
 
 
+@pytest.mark.parametrize(
+    ("near", "farm_lng"), [("-16.5,179.95", "-179.95"), ("-16.5,-179.95", "179.95")]
+)
+def test_near_finds_a_listing_across_the_antimeridian(api, near, farm_lng):
+    """A farm 10.7 km away, on the other side of the 180th meridian (Fiji's Taveuni): the
+    box around the circle ran past ±180° of longitude, where no place is, and left out the
+    places on the other side, whose distance the search measures right."""
+    village = VillageFactory(lat=Decimal("-16.500000"), lng=Decimal(farm_lng))
+    across = create_listing(FarmerFactory(village=village))
+    response = api.get(LISTINGS, {"near": near, "radius_km": "20", "ordering": "distance"})
+    assert [(row["id"], row["distance_km"]) for row in response.json()["results"]] == [
+        (across.pk, 10.7)
+    ]
+    narrow = api.get(LISTINGS, {"near": near, "radius_km": "10"})
+    assert narrow.json()["count"] == 0
+
+
 def test_listings_indexed_before_full_width_folding_are_found_after_reindex_listings(
     api, monkeypatch
 ):
