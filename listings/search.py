@@ -15,7 +15,9 @@ import unicodedata
 from django.contrib.postgres.search import SearchQuery
 
 CONFIG = "simple"
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# Ideographs: the basic plane's, 〇 (a numeral in dates and names), and the supplementary
+# and tertiary planes' (extensions B to H), in which many names and places are written.
+_CJK = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff"
 _TOKEN = re.compile(rf"[{_CJK}]+|[0-9a-z\u00c0-\u024f]+")
 _IS_CJK = re.compile(rf"[{_CJK}]")
 MAX_QUERY_TERMS = 16

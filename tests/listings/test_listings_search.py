@@ -450,6 +450,19 @@ def test_near_finds_a_listing_across_the_antimeridian(api, near, farm_lng):
     assert narrow.json()["count"] == 0
 
 
+def test_rare_chinese_characters_are_searched_as_any_other(api):
+    """Names and places are often written with rare characters outside Unicode's basic
+    plane (𠮷, CJK extension B): they were left out of the search text and of the query, so
+    a search for one found every listing there is (a query of nothing searchable filters
+    nothing), and 王𠮷 found every 王."""
+    rare = create_listing(FarmerFactory(name="王𠮷"), title="新米")
+    create_listing(FarmerFactory(name="王芳"), title="新米")
+    create_listing(title="二〇二六年新茶")
+    for q in ("𠮷", "王𠮷", "新米 𠮷"):
+        assert ids(api.get(LISTINGS, {"q": q})) == [rare.pk], q
+    assert len(ids(api.get(LISTINGS, {"q": "二〇二六"}))) == 1
+
+
 def test_listings_indexed_before_full_width_folding_are_found_after_reindex_listings(
     api, monkeypatch
 ):
