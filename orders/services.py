@@ -69,6 +69,7 @@ CANCELLABLE = frozenset(
 class LineRequest:
     listing_id: int
     quantity: Decimal
+    seen_price: Decimal | None = None  # the unit price the buyer saw, when they say it
 
 
 def delivery_fee(*, delivery_method: str, subtotal: Decimal, farmer_count: int) -> Decimal:
@@ -106,7 +107,7 @@ def _check_lines(buyer: User, lines: list[LineRequest], listings: dict[int, List
     """Every rule that holds for one line, checked on locked rows. Short lines are collected
     and refused together, so the buyer learns about all of them at once."""
     today = timezone.localdate()
-    short = []
+    short, repriced = [], []
     for line in lines:
         listing = listings.get(line.listing_id)
         if listing is None:
@@ -140,6 +141,14 @@ def _check_lines(buyer: User, lines: list[LineRequest], listings: dict[int, List
                 f"Listing {listing.pk} sells whole {listing.unit}s.",
                 extra={"listing": listing.pk, "unit": listing.unit},
             )
+        if line.seen_price is not None and line.seen_price != listing.price:
+            repriced.append(
+                {
+                    "listing": listing.pk,
+                    "seen": f"{line.seen_price:.2f}",
+                    "price": str(listing.price),
+                }
+            )
         if line.quantity > listing.quantity_available:
             short.append(
                 {
@@ -148,6 +157,12 @@ def _check_lines(buyer: User, lines: list[LineRequest], listings: dict[int, List
                     "available": str(listing.quantity_available),
                 }
             )
+    if repriced:  # the buyer agreed to other prices: they look again, stock and all
+        raise ConflictError(
+            errors.PRICE_CHANGED,
+            "The price of some lines changed since they were shown; nothing was ordered.",
+            extra={"lines": repriced},
+        )
     if short:
         raise ConflictError(
             errors.INSUFFICIENT_STOCK,

@@ -31,6 +31,11 @@ class LineInputSerializer(FieldsOnceSerializer):
     quantity = serializers.DecimalField(
         max_digits=12, decimal_places=3, min_value=Decimal("0.001"), max_value=Decimal("1000000")
     )
+    # The price per unit the buyer was shown: given, an order at another price is 409
+    # price_changed (the farmer changed it since) instead of charging the price of now.
+    unit_price = serializers.DecimalField(
+        max_digits=10, decimal_places=2, min_value=Decimal("0.00"), required=False
+    )
 
 
 class OrderPlaceSerializer(FieldsOnceSerializer):
@@ -66,7 +71,11 @@ class OrderPlaceSerializer(FieldsOnceSerializer):
                 }
             )
         attrs["lines"] = [
-            LineRequest(listing_id=line["listing"], quantity=line["quantity"])
+            LineRequest(
+                listing_id=line["listing"],
+                quantity=line["quantity"],
+                seen_price=line.get("unit_price"),
+            )
             for line in attrs["lines"]
         ]
         return attrs

@@ -82,8 +82,10 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             403: OpenApiResponse(description="permission_denied: only buyers place orders"),
             409: OpenApiResponse(
                 description="insufficient_stock: `lines` names every short line, each with "
-                "its `listing`, what was `requested` and what is `available`; nothing was "
-                "ordered"
+                "its `listing`, what was `requested` and what is `available`; price_changed: "
+                "`lines` names every line whose `unit_price` given (the price the buyer saw) "
+                "is not the listing's price now, each with its `listing`, the price `seen` "
+                "and the `price` now; nothing was ordered either way"
             ),
         },
     )

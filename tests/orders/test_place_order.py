@@ -174,6 +174,55 @@ def test_short_lines_are_409_naming_every_one_and_nothing_changes(client_for):
     assert Order.objects.filter(buyer=buyer).count() == 0
 
 
+def test_a_line_priced_otherwise_than_the_buyer_saw_is_409_naming_every_one(client_for):
+    """A line may carry the `unit_price` its buyer saw: the farmer changed the price since
+    (3.50 to 35.00), so the order is refused, naming every such line with the price now,
+    and nothing changes. A line without it, or with the price as it is, takes the price of
+    the moment as before."""
+    buyer = BuyerFactory()
+    same = create_listing(price=Decimal("4.00"), quantity_available=Decimal("10"))
+    raised = create_listing(price=Decimal("35.00"), quantity_available=Decimal("10"))
+    lowered = create_listing(price=Decimal("2.00"), quantity_available=Decimal("10"))
+    unseen = create_listing(price=Decimal("6.00"), quantity_available=Decimal("10"))
+    body = order_body((same, 1), (raised, 1), (lowered, 1), (unseen, 1))
+    for line, seen in zip(body["lines"], ["4.00", "3.50", "2.5", None], strict=True):
+        if seen is not None:
+            line["unit_price"] = seen
+
+    response = client_for(buyer).post(ORDERS, body, format="json")
+
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "price_changed"
+    assert response.json()["lines"] == [
+        {"listing": raised.pk, "seen": "3.50", "price": "35.00"},
+        {"listing": lowered.pk, "seen": "2.50", "price": "2.00"},
+    ]
+    assert stock(same, raised, lowered, unseen) == [Decimal("10.000")] * 4
+    assert Order.objects.filter(buyer=buyer).count() == 0
+
+    body["lines"][1]["unit_price"], body["lines"][2]["unit_price"] = "35", "2.00"
+    placed = client_for(buyer).post(ORDERS, body, format="json")
+    assert placed.status_code == 201, placed.content
+    assert [line["unit_price"] for line in placed.json()["lines"]] == [
+        "4.00",
+        "35.00",
+        "2.00",
+        "6.00",
+    ]
+
+
+@pytest.mark.parametrize("seen", ["-1.00", "0.001", "abc", "100000000.00"])
+def test_a_price_seen_that_no_listing_can_have_is_400(client_for, seen):
+    buyer = BuyerFactory()
+    listing = create_listing(price=Decimal("4.00"), quantity_available=Decimal("10"))
+    body = order_body((listing, 1))
+    body["lines"][0]["unit_price"] = seen
+    response = client_for(buyer).post(ORDERS, body, format="json")
+    assert response.status_code == 400, response.content
+    assert stock(listing) == [Decimal("10.000")]
+    assert Order.objects.filter(buyer=buyer).count() == 0
+
+
 def test_the_last_unit_makes_the_listing_sold_out(client_for):
     listing = create_listing(quantity_available=Decimal("3"))
     other = create_listing(category="eggs", quantity_available=Decimal("10"))
