@@ -33,6 +33,14 @@ class OrderFilter(filters.FilterSet):
         model = Order
         fields = ("status", "payment_method", "delivery_method")
 
+    def __init__(self, data=None, *args, **kwargs):
+        # A blank value is no value (a form sends the fields left blank), as each filter of
+        # one value takes it: `?status=` filters nothing, `?status=&status=placed` placed.
+        if data is not None and "status" in data:
+            data = data.copy()
+            data.setlist("status", [value for value in data.getlist("status") if value.strip()])
+        super().__init__(data, *args, **kwargs)
+
 
 class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Buyers place and follow orders; farmers see their lines; staff see their center's."""

@@ -417,6 +417,22 @@ def test_list_filters_by_status_and_date_with_constant_queries(
     assert [q["sql"] for q in captured.captured_queries if "DISTINCT" in q["sql"]] == []
 
 
+def test_a_filter_left_empty_filters_nothing_as_in_every_other_list(client_for):
+    """A form sends the fields left blank: `?status=` is no status asked for, as an empty
+    filter of the listings, villages or notifications is, not a 400."""
+    buyer = BuyerFactory()
+    listing = create_listing()
+    orders = [place_order(buyer, (listing, 1)) for _ in range(2)]
+    services.order_cancel(order_id=orders[0].pk, actor=buyer)
+    client = client_for(buyer)
+
+    every = client.get(ORDERS, {"status": "", "payment_method": "", "created_after": ""})
+    assert every.status_code == 200, every.content
+    assert [o["id"] for o in every.json()["results"]] == [orders[1].pk, orders[0].pk]
+    cancelled = client.get(ORDERS, {"status": ["", "cancelled"]})
+    assert [o["id"] for o in cancelled.json()["results"]] == [orders[0].pk]
+
+
 def test_an_order_of_4_farms_goods_is_answered_with_as_many_querysets_as_of_1(
     client_for, monkeypatch
 ):
