@@ -1,5 +1,6 @@
 """Logistics tasks: each takes ids, loads rows and calls one service; all are idempotent."""
 
+import logging
 from datetime import timedelta
 
 from celery import shared_task
@@ -21,9 +22,12 @@ from logistics.services.schedule import (
 )
 from logistics.services.schedule_zones import schedule_zone_solve, schedule_zones_prune
 from logistics.services.shipments import shipments_flag_late_transfers
+from logistics.services.stranded import shipments_roll_stranded
 from marketplace.celery import pending_taken
 from orders.models import Order, OrderStatus
 from orders.services import ROUTE_ORDER_TASK, wake_router
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -82,6 +86,13 @@ def flag_late_transfers() -> int:
 
 
 @shared_task(soft_time_limit=240, time_limit=300)
+def roll_stranded_shipments() -> int:
+    """Hourly: goods left on a day gone by (no plan of it ran, or their route never set out)
+    move on to the next day to plan (shipments_roll_stranded). Returns how many moved."""
+    return shipments_roll_stranded()
+
+
+@shared_task(soft_time_limit=240, time_limit=300)
 def schedule_center_day(run_id: int) -> str:
     """Plan one center's day (a ScheduleRun); a run already done is left alone, and so is
     one deleted (with its center) after its message was sent."""
@@ -114,13 +125,20 @@ def prune_schedule_zones() -> int:
     return schedule_zones_prune()
 
 
-@shared_task(soft_time_limit=50, time_limit=60)
+@shared_task(soft_time_limit=240, time_limit=300)
 def schedule_tomorrow() -> int:
     """Nightly: one schedule run per center for tomorrow (nightly_day: today when the
     message is taken after midnight), each its own task, so the centers spread over however
     many workers run; once per center and day, however often this message is delivered.
-    Returns how many runs it asked for."""
+    Goods left on a day gone by move first, onto the day planned where its nightly plan is
+    still to come (shipments_roll_stranded), so tonight's plan takes them; a sweep that
+    fails is logged and the plans are asked for all the same (the hourly sweep moves what it
+    left, onto a later day). Returns how many runs it asked for."""
     day = nightly_day()
+    try:
+        shipments_roll_stranded(planning=day)
+    except Exception:
+        logger.exception("goods stranded on a day gone by not moved before planning %s", day)
     runs = [
         schedule_nightly_request(center=center, day=day)
         for center in ServiceCenter.objects.order_by("pk")

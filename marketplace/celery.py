@@ -103,6 +103,11 @@ app.conf.beat_schedule = {
         "task": "logistics.tasks.prune_schedule_zones",
         "schedule": crontab(hour=4, minute=11),
     },
+    "roll-stranded-shipments": {
+        "task": "logistics.tasks.roll_stranded_shipments",
+        "schedule": crontab(minute=37),  # hourly: goods left on a day gone by move on
+        "options": {"expires": 60 * 60},
+    },
     "flag-late-transfers": {
         "task": "logistics.tasks.flag_late_transfers",
         "schedule": crontab(minute=7),  # hourly

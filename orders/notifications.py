@@ -529,6 +529,7 @@ RESCHEDULED_BECAUSE = {
     "delivery_failed": "上次配送未成功",
     "not_planned": "当日未能排上车辆",
     "transfer_late": "货物转运到站较晚",
+    "day_missed": "原定当天未能取送",
 }
 
 

@@ -252,12 +252,14 @@ def loads_on_board(stops: Iterable[tuple[bool, list[Shipment]]]) -> list[Decimal
     return loads
 
 
-def next_try(day: date) -> timedelta:
+def next_try(day: date, *, first_open: date | None = None) -> timedelta:
     """How far a shipment's day moves when its stop failed or did not fit the plan: a day,
     and never onto a day whose plan already ran, which would not take the goods (a day gone
     by, today, and tomorrow once tonight's nightly plan ran at NIGHTLY_SCHEDULE_HOUR: a
-    failure a phone told late, a past day planned again), as a transfer received late."""
-    return max(timedelta(days=1), first_day_to_plan() - day)
+    failure a phone told late, a past day planned again), as a transfer received late.
+    `first_open`: the first day whose plan is still to come, when the caller knows better
+    than the clock (first_day_to_plan): the nightly plan about to plan its day."""
+    return max(timedelta(days=1), (first_open or first_day_to_plan()) - day)
 
 
 def shipment_move_days(

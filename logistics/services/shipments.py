@@ -727,26 +727,40 @@ def shipments_cancel_for_order(
     # the cancelled stop gone (and can complete the route) or has set the route out, and
     # the stop stays on it.
     lock_capacity_of(shipments)
+    routes = lock_routes_of(shipments)
+    shipments_rebook((s, Decimal(0)) for s in shipments)  # their days freed of what they hold
+    ShipmentLeg.objects.filter(shipment__in=shipments, status=LegStatus.PENDING).update(
+        status=LegStatus.CANCELLED
+    )
+    now = timezone.now()
+    for shipment in shipments:
+        shipment.status = ShipmentStatus.CANCELLED
+    _track_all(shipments, [_event(s, s.status, now, actor, note) for s in shipments])
+    shipments_leave_planned_routes(shipments, routes)  # loads without the goods cancelled
+    return len(shipments)
+
+
+def lock_routes_of(shipments: list[Shipment]) -> list[int]:
+    """The routes the shipments (locked, their centers' capacity locked) have stops on,
+    locked in key order, before reading whether those set out; their ids."""
     on_routes = Stop.objects.filter(shipments__in=shipments).values("route_id")
-    routes = list(
+    return list(
         Route.objects.select_for_update(of=("self",))
         .filter(pk__in=on_routes)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    shipments_rebook((s, Decimal(0)) for s in shipments)  # their days freed of what they hold
-    ShipmentLeg.objects.filter(shipment__in=shipments, status=LegStatus.PENDING).update(
-        status=LegStatus.CANCELLED
-    )
+
+
+def shipments_leave_planned_routes(shipments: list[Shipment], route_ids: list[int]) -> None:
+    """The shipments (locked, the routes they are on locked: lock_routes_of) leave their
+    stops on routes not yet on the road (_stops_drop); a planned route left with no stop
+    goes (it has nothing to drive: it would stay planned for good), and the others follow
+    the goods left on them (_planned_routes_follow): a cancel, goods stranded on a day gone
+    by (stranded.py)."""
     _stops_drop(shipments)
-    now = timezone.now()
-    for shipment in shipments:
-        shipment.status = ShipmentStatus.CANCELLED
-    _track_all(shipments, [_event(s, s.status, now, actor, note) for s in shipments])
-    # a planned route left with no stop has nothing to drive: it would stay planned for good
-    Route.objects.filter(pk__in=routes, status=RouteStatus.PLANNED, stops__isnull=True).delete()
-    _planned_routes_follow(routes)
-    return len(shipments)
+    Route.objects.filter(pk__in=route_ids, status=RouteStatus.PLANNED, stops__isnull=True).delete()
+    _planned_routes_follow(route_ids)
 
 
 def _stops_drop(shipments: list[Shipment]) -> None:

@@ -344,6 +344,9 @@ PICKUP_WINDOW_START = time.fromisoformat(env("PICKUP_WINDOW_START", default="07:
 PICKUP_WINDOW_END = time.fromisoformat(env("PICKUP_WINDOW_END", default="11:00"))
 STOP_SERVICE_SECONDS = env.int("STOP_SERVICE_SECONDS", default=300)
 NIGHTLY_SCHEDULE_HOUR = env.int("NIGHTLY_SCHEDULE_HOUR", default=21)  # plans tomorrow
+# Orders whose goods stranded on a day gone by one transaction of the hourly sweeper moves
+# on (logistics.services.stranded).
+STRANDED_SWEEP_BATCH = env.int("STRANDED_SWEEP_BATCH", default=100)
 # A day with more stops than this is split into zones of about SCHEDULE_ZONE_STOPS stops,
 # one Celery task each (logistics.services.schedule_zones); bench/SCALE_RESULTS.md measured
 # why: 1,000 stops take > 130 s as one solve, 7-28 s as four zones on two cores.

@@ -12,6 +12,7 @@ SWEEPERS = [
     "expire-unpaid-orders",
     "redrive-stale-schedule-runs",
     "make-overdue-listing-photo-thumbnails",
+    "roll-stranded-shipments",
 ]
 
 
@@ -49,3 +50,11 @@ def test_the_nightly_plan_never_expires():
     planned: the nightly plan is no sweep that a later one stands in for."""
     entry = celery_app.conf.beat_schedule["schedule-tomorrow"]
     assert "expires" not in entry.get("options", {})
+
+
+def test_goods_stranded_on_a_day_gone_by_are_swept_hourly():
+    """A lost nightly plan, or a route never driven, leaves goods on a day gone by: the
+    sweeper moves them on within the hour (and the nightly plan runs it first)."""
+    entry = celery_app.conf.beat_schedule["roll-stranded-shipments"]
+    assert entry["task"] == "logistics.tasks.roll_stranded_shipments"
+    assert _period(entry["schedule"]) == timedelta(hours=1)
