@@ -289,14 +289,23 @@ class Notification(models.Model):
     retry_at = models.DateTimeField(
         null=True, blank=True, help_text="after a failed send: not before this"
     )
+    given_up_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        default=None,
+        db_default=None,
+        help_text="no more tries: its last one failed, or it was not sent within a day",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["user", "-created_at"], name="notification_user_newest"),
-            # The sender's queue: what is still unsent, oldest first.
+            # The sender's queue: what may still be sent, oldest first (given up: out).
             models.Index(
-                fields=["id"], condition=models.Q(sent_at__isnull=True), name="notification_unsent"
+                fields=["id"],
+                condition=models.Q(sent_at__isnull=True, given_up_at__isnull=True),
+                name="notification_unsent",
             ),
         ]
 

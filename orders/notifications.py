@@ -162,6 +162,7 @@ def notifications_due(*, now: datetime | None = None) -> QuerySet[Notification]:
     return Notification.objects.filter(
         Q(retry_at__isnull=True) | Q(retry_at__lte=now),
         sent_at__isnull=True,
+        given_up_at__isnull=True,
         attempts__lt=MAX_ATTEMPTS,
         created_at__gte=now - SEND_WITHIN,
     ).order_by("pk")
@@ -228,7 +229,21 @@ def notifications_send_due(*, limit: int) -> int:
 def _failed(notification: Notification, now: datetime) -> None:
     attempts = notification.attempts + 1
     wait = min(RETRY_FIRST * 2 ** (attempts - 1), RETRY_LONGEST)
-    Notification.objects.filter(pk=notification.pk).update(attempts=attempts, retry_at=now + wait)
+    Notification.objects.filter(pk=notification.pk).update(
+        attempts=attempts,
+        retry_at=now + wait,
+        given_up_at=now if attempts >= MAX_ATTEMPTS else None,  # its last try
+    )
+
+
+def notifications_give_up_stale(*, now: datetime | None = None) -> int:
+    """Notifications not sent within SEND_WITHIN (never tried: the gateway or the workers
+    were down that long) are given up, which takes them out of the sender's queue (the
+    partial index `notification_unsent`) as a last try failed does. Returns how many."""
+    now = now or timezone.now()
+    return Notification.objects.filter(
+        sent_at__isnull=True, given_up_at__isnull=True, created_at__lt=now - SEND_WITHIN
+    ).update(given_up_at=now)
 
 
 def notification_mark_read(*, user: User, notification_id: int) -> Notification:
@@ -263,7 +278,9 @@ def send_notifications() -> int:
 @shared_task(soft_time_limit=20, time_limit=30)
 def send_unsent_notifications() -> bool:
     """The sweeper: when something is due (a message was lost, or a retry's time has come),
-    wake the sender. Returns whether anything was due."""
+    wake the sender. Returns whether anything was due. What is too old to send is given up
+    first (notifications_give_up_stale)."""
+    notifications_give_up_stale()
     if not notifications_due().exists():
         return False
     wake_sender()

@@ -631,6 +631,34 @@ class TestSendingInProcess:
         notification.refresh_from_db()
         assert notification.sent_at is None
 
+    def test_given_up_notifications_leave_the_senders_queue(self, settings):
+        """The sender's queue (the partial index it walks every minute, oldest first) holds
+        only what may still be sent: a notification given up on, its last try failed or
+        unsent for a day (a gateway down that long), is marked given up and leaves it, so
+        the queue does not grow by every number that never takes a message."""
+        settings.NOTIFICATION_BACKEND = f"{__name__}.FailingBackend"
+        refused, stale, fresh = notify_each("refused", "stale", "fresh")
+        Notification.objects.filter(pk=refused.pk).update(attempts=notifications.MAX_ATTEMPTS - 1)
+        a_day_ago = timezone.now() - notifications.SEND_WITHIN - timedelta(seconds=1)
+        Notification.objects.filter(pk=stale.pk).update(created_at=a_day_ago)
+
+        notifications.send_notifications()  # refused and fresh tried, both refused
+        assert notifications.send_unsent_notifications() is False  # fresh waits for its retry
+
+        rows = {n.pk: n for n in Notification.objects.all()}
+        assert rows[refused.pk].given_up_at is not None
+        assert rows[refused.pk].attempts == notifications.MAX_ATTEMPTS
+        assert rows[stale.pk].given_up_at is not None  # never tried: too old
+        assert rows[stale.pk].attempts == 0
+        assert (rows[fresh.pk].given_up_at, rows[fresh.pk].attempts) == (None, 1)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'notification_unsent'"
+            )
+            (definition,) = cursor.fetchone()
+        assert "sent_at IS NULL" in definition
+        assert "given_up_at IS NULL" in definition
+
     def test_out_of_time_keeps_what_went_out_and_puts_the_slow_one_behind(self, settings):
         """The gateway hangs on one message until the task's soft time limit: those sent
         before it are marked sent (never sent again), it counts as a failed try, and the
