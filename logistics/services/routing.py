@@ -385,12 +385,17 @@ def orders_waiting_again(order_ids) -> None:
     """Orders on a route (scheduled) none of whose shipments is on one any more (a failed
     pickup, a day that did not fit, a vehicle gone) wait for a plan again: confirmed."""
     for order_id in sorted(set(order_ids)):
-        order = order_lock(order_id)
-        on_a_route = Shipment.objects.filter(order_id=order_id, status=ShipmentStatus.SCHEDULED)
-        if order.status == OrderStatus.SCHEDULED and not on_a_route.exists():
-            order_transition(
-                order=order, to_status=OrderStatus.CONFIRMED, reason="waits for the next plan"
-            )
+        order_waiting_again(order_lock(order_id))
+
+
+def order_waiting_again(order: Order) -> None:
+    """orders_waiting_again of one order the caller holds locked (a farmer's goods turned
+    down, which were its only ones on a route)."""
+    on_a_route = Shipment.objects.filter(order_id=order.pk, status=ShipmentStatus.SCHEDULED)
+    if order.status == OrderStatus.SCHEDULED and not on_a_route.exists():
+        order_transition(
+            order=order, to_status=OrderStatus.CONFIRMED, reason="waits for the next plan"
+        )
 
 
 def _legs(shipment: Shipment, delivery_method: str) -> list[ShipmentLeg]:

@@ -41,6 +41,7 @@ from logistics.services.routing import (
     loads_on_board,
     lock_capacity_of,
     next_try,
+    order_waiting_again,
     orders_due,
     orders_tell_later_delivery,
     orders_waiting_again,
@@ -865,13 +866,15 @@ def _loads_follow(stops: list[Stop], free: set[int]) -> list[Stop]:
 def shipments_after_line_rejected(*, order: Order, line: OrderLine, actor: User) -> None:
     """Called inside order_line_reject while the order goes on with other lines: the
     farmer's shipment is cancelled when that was their last line in the order, and is
-    otherwise lighter by the line, its booked days with it. Before the first pickup only
-    (an order on the road can no longer be changed)."""
+    otherwise lighter by the line, its booked days with it; an order whose only goods on a
+    route were that farmer's waits for a plan again (confirmed). Before the first pickup
+    only (an order on the road can no longer be changed)."""
     others = order.lines.filter(farmer_id=line.farmer_id, status=LineStatus.ACTIVE)
     if not others.exists():
         shipments_cancel_for_order(
             order=order, actor=actor, farmer_id=line.farmer_id, note="the farmer's lines rejected"
         )
+        order_waiting_again(order)
         return
     # What the lines left weigh, as routing weighed them: the bookings follow the difference.
     left = to_grams(sum((x.weight_kg for x in others), Decimal(0)))

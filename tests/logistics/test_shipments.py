@@ -1093,6 +1093,39 @@ def test_a_rejected_line_lightens_its_farmers_shipment_and_the_last_one_cancels_
     )
 
 
+def test_an_order_whose_only_goods_on_a_route_are_turned_down_waits_for_a_plan_again(
+    world, client_for
+):
+    """Scheduled means some of the order's goods are on a vehicle route. The north farm's
+    goods were (its pickup day planned), the buyer's own village's not yet: once the north
+    farmer turns their line down, nothing of the order is on a route, and it is confirmed
+    again (waiting for a plan), as after a failed pickup."""
+    north, buyer, farmer = world["north"], world["buyer"], world["farmer"]
+    Vehicle.objects.create(service_center=north, name="van", capacity_kg=Decimal("300"))
+    eggs = create_listing(FarmerFactory(village=buyer.village), unit="kg")
+    order = place_order(buyer, (world["listing"], 3), (eggs, 2))
+    order_route(order_id=order.pk)
+    mine = Shipment.objects.get(order=order, farmer=farmer)
+    run = ScheduleRun.objects.create(service_center=north, date=mine.pickup_date)
+    assert schedule.schedule_run_execute(run_id=run.pk).status == "done"
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.SCHEDULED
+    line = order.lines.get(farmer=farmer)
+
+    answer = client_for(farmer).post(
+        f"/api/v1/orders/{order.pk}/lines/{line.pk}/reject/", {"reason": "卖完了"}, format="json"
+    )
+
+    assert (answer.status_code, answer.json()["status"]) == (200, OrderStatus.CONFIRMED)
+    assert sorted(Shipment.objects.filter(order=order).values_list("status", flat=True)) == [
+        ShipmentStatus.CANCELLED,
+        ShipmentStatus.PENDING,
+    ]
+    assert list(order.events.values_list("to_status", "reason"))[-2:] == [
+        (OrderStatus.SCHEDULED, "on a vehicle route"),
+        (OrderStatus.CONFIRMED, "waits for the next plan"),
+    ]
+
+
 def test_a_weighed_pickup_shared_between_shipments_adds_up_and_none_is_negative(world, client_for):
     """Nine orders of 1 kg and one of 1 g at one farm, weighed 9.006 kg together: shares
     rounded half up would give the first nine 1.001 kg each and leave the last -0.003."""
