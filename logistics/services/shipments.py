@@ -883,9 +883,17 @@ def shipments_after_line_rejected(*, order: Order, line: OrderLine, actor: User)
     shipments_rebook((s, min(s.held_kg, left)) for s in lighter)
     for shipment in lighter:
         shipment.weight_kg = min(shipment.weight_kg, left)
-        # the line that spoiled may be the one turned down
+        # the line that spoiled, or the one needing cold, may be the one turned down
         shipment.spoils_before_arrival = spoils_before(shipment, shipment.delivery_date)
-        shipment.save(update_fields=["weight_kg", "spoils_before_arrival", "updated_at"])
+        shipment.needs_refrigeration = any(x.needs_refrigeration for x in others)
+        shipment.save(
+            update_fields=[
+                "weight_kg",
+                "spoils_before_arrival",
+                "needs_refrigeration",
+                "updated_at",
+            ]
+        )
     on_routes = Stop.objects.filter(shipments__in=lighter).values("route_id")
     _planned_routes_follow(
         list(

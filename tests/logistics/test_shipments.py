@@ -1126,6 +1126,34 @@ def test_an_order_whose_only_goods_on_a_route_are_turned_down_waits_for_a_plan_a
     ]
 
 
+def test_goods_left_once_the_cold_line_is_turned_down_go_on_a_plain_van(world, client_for):
+    """The farmer turns down the milk and keeps the eggs: what is left needs no cold, so
+    the center's plain van takes it (else a center with no refrigerated vehicle would leave
+    it out day after day, until it failed for good)."""
+    north, buyer, farmer = world["north"], world["buyer"], world["farmer"]
+    Vehicle.objects.create(service_center=north, name="van", capacity_kg=Decimal("300"))
+    milk = create_listing(farmer, unit="kg", needs_refrigeration=True)
+    eggs = create_listing(farmer, unit="kg", category="eggs")
+    order = place_order(buyer, (milk, 2), (eggs, 3))
+    order_route(order_id=order.pk)
+    shipment = Shipment.objects.get(order=order)
+    assert shipment.needs_refrigeration is True
+    line = order.lines.get(listing=milk)
+
+    answer = client_for(farmer).post(
+        f"/api/v1/orders/{order.pk}/lines/{line.pk}/reject/", {"reason": "坏了"}, format="json"
+    )
+
+    assert answer.status_code == 200
+    shipment.refresh_from_db()
+    assert (shipment.weight_kg, shipment.needs_refrigeration) == (Decimal("3.000"), False)
+    run = ScheduleRun.objects.create(service_center=north, date=shipment.pickup_date)
+    run = schedule.schedule_run_execute(run_id=run.pk)
+    assert (run.status, run.summary["unassigned"]) == ("done", [])
+    shipment.refresh_from_db()
+    assert shipment.status == ShipmentStatus.SCHEDULED
+
+
 def test_a_weighed_pickup_shared_between_shipments_adds_up_and_none_is_negative(world, client_for):
     """Nine orders of 1 kg and one of 1 g at one farm, weighed 9.006 kg together: shares
     rounded half up would give the first nine 1.001 kg each and leave the last -0.003."""
