@@ -16,6 +16,14 @@ CENTER_FIELDS_IN_PLANS = frozenset(
 )
 
 
+def _of_their_center(request, center_id: int | None) -> bool:
+    """Whether the admin user may change a row of this center: operators (superusers) any
+    center's; a center's staff their own only, as the API lets them change only their
+    fleet. Another center's hours, place and villages are its day plans' (a change plans
+    its days again): they see them, as anyone sees centers and villages, read only."""
+    return request.user.is_superuser or center_id == request.user.service_center_id
+
+
 def _village_saved(village: Village, changed: list[str]) -> None:
     if VILLAGE_FIELDS_IN_LISTINGS & set(changed):
         listings_refresh(listings=Listing.objects.filter(farmer__village=village))
@@ -32,6 +40,14 @@ class ServiceCenterAdmin(admin.ModelAdmin):
     list_display = ("name", "county", "lat", "lng", "opens_at", "closes_at", "average_speed_kmh")
     search_fields = ("name", "county")
     inlines = [VillageInline]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or _of_their_center(request, obj.pk))
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or _of_their_center(request, obj.pk))
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
@@ -54,6 +70,20 @@ class VillageAdmin(admin.ModelAdmin):
     list_filter = ("service_center", "county")
     search_fields = ("name", "county")
     list_select_related = ("service_center",)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or _of_their_center(request, obj.service_center_id))
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or _of_their_center(request, obj.service_center_id))
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        """A center's staff add villages to their own center and move none to another."""
+        if db_field.name == "service_center" and not request.user.is_superuser:
+            kwargs["queryset"] = ServiceCenter.objects.filter(pk=request.user.service_center_id)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)

@@ -323,3 +323,42 @@ def test_only_staff_of_the_center_handing_an_order_over_unlock_its_hand_over():
 
     assert [str(m) for m in get_messages(done.wsgi_request)] == ["1 order(s) unlocked."]
     assert locked.get(pk=order.pk) == (0, "")
+
+
+def test_center_staff_who_may_change_centers_change_their_own_only():
+    """Staff given the center and village pages (to set their center's hours) change their
+    own center and its villages; another center's, which its day plans rely on, they only
+    see: its form is refused (403) and nothing changes."""
+    ours, theirs = ServiceCenterFactory(), ServiceCenterFactory(name="石门镇")
+    their_village = VillageFactory(service_center=theirs, name="李家村")
+    codenames = [
+        f"{verb}_{model}" for verb in ("view", "change") for model in ("servicecenter", "village")
+    ]
+    staff = StaffFactory(service_center=ours, is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(staff)
+
+    own = saved(client, f"/admin/logistics/servicecenter/{ours.pk}/change/", name="我们的站")
+    assert own.status_code == 302
+    ours.refresh_from_db()
+    assert ours.name == "我们的站"
+
+    center_page = f"/admin/logistics/servicecenter/{theirs.pk}/change/"
+    assert client.get(center_page).status_code == 200  # shown, read only
+    assert saved(client, center_page, name="改了").status_code == 403
+    village_page = f"/admin/logistics/village/{their_village.pk}/change/"
+    assert client.get(village_page).status_code == 200
+    assert saved(client, village_page, name="改了").status_code == 403
+    # nor do they move a village of theirs to another center
+    our_village = VillageFactory(service_center=ours)
+    moved = saved(
+        client, f"/admin/logistics/village/{our_village.pk}/change/", service_center=theirs.pk
+    )
+    assert moved.status_code == 200  # the form again, the center refused
+    assert "service_center" in moved.context["adminform"].form.errors
+    theirs.refresh_from_db()
+    their_village.refresh_from_db()
+    our_village.refresh_from_db()
+    assert (theirs.name, their_village.name) == ("石门镇", "李家村")
+    assert our_village.service_center_id == ours.pk
