@@ -24,6 +24,7 @@ from marketplace.accounts.models import Role, User
 from orders.models import (
     PAYMENT_SUCCEEDED,
     REFUND_SUCCEEDED,
+    LineStatus,
     Notification,
     Order,
     OrderEvent,
@@ -142,14 +143,18 @@ def order_visible_to(user: User) -> QuerySet[Order]:
 
 def _not_routed_in_villages_of(center: int) -> Q:
     """Orders not routed yet (`routed_at` is set with their shipments) delivered to or
-    holding goods from the center's villages. "Not routed" is a column of the order, where
-    a probe of the shipments for every order took most of a busy center's count
-    (BENCHMARKS.md). Villages are matched by id, not through a join: with one, PostgreSQL
-    checks the whole filter once per table, building the shipments' subquery twice."""
+    holding goods (not turned down) from the center's villages. "Not routed" is a column
+    of the order, where a probe of the shipments for every order took most of a busy
+    center's count (BENCHMARKS.md). Villages are matched by id, not through a join: with
+    one, PostgreSQL checks the whole filter once per table, building the shipments'
+    subquery twice."""
     villages = Village.objects.filter(service_center_id=center).values("pk")
     listings = Listing.objects.filter(village__in=villages).values("pk")
+    # A line its farmer turned down takes their goods, and their center, out of the order.
     holds_their_goods = Exists(
-        OrderLine.objects.filter(order_id=OuterRef("pk"), listing__in=listings)
+        OrderLine.objects.filter(order_id=OuterRef("pk"), listing__in=listings).exclude(
+            status=LineStatus.REJECTED
+        )
     )
     return Q(routed_at__isnull=True) & (Q(delivery_village__in=villages) | holds_their_goods)
 

@@ -96,6 +96,33 @@ def test_a_routed_order_cancelled_and_its_farmer_moved_is_seen_by_its_shipments_
     assert seen_by(client_for(StaffFactory(service_center=centers["east"])), order) == (404, [])
 
 
+def test_an_order_not_routed_is_no_longer_seen_by_the_center_of_a_farmer_who_turned_it_down(
+    client_for, centers
+):
+    """Before routing, a center sees an order by the goods of its villages' farmers in it:
+    once the north farmer turned their line down, the north has nothing to do with the
+    order (a line of the east farmer keeps it going to the south), and no longer sees its
+    buyer, lines and totals; the south, which delivers it, and the east, whose goods it
+    holds, still do."""
+    buyer = BuyerFactory(village=VillageFactory(service_center=centers["south"]))
+    north = create_listing(FarmerFactory(village=VillageFactory(service_center=centers["north"])))
+    east = create_listing(FarmerFactory(village=VillageFactory(service_center=centers["east"])))
+    order = place_order(buyer, north, east)
+    line = order.lines.get(listing=north)
+    services.order_line_reject(
+        order_id=order.pk, line_id=line.pk, farmer=north.farmer, reason="霜冻"
+    )
+    assert Order.objects.values_list("status", "routed_at").get(pk=order.pk) == (
+        OrderStatus.PLACED,
+        None,
+    )
+
+    assert seen_by(client_for(StaffFactory(service_center=centers["north"])), order) == (404, [])
+    for name in ("south", "east"):
+        staff = client_for(StaffFactory(service_center=centers[name]))
+        assert seen_by(staff, order) == (200, [order.pk])
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_marks_the_orders_routed_before_it_and_no_other(centers):
     """Orders routed before the column (this one since cancelled) get the time of their
