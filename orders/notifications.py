@@ -582,20 +582,27 @@ def notify_delivery_rescheduled(
 
 
 def notify_order_cancelled(
-    order: Order, *, lines: Iterable[OrderLine], reason: str = ""
+    order: Order, *, lines: Iterable[OrderLine], reason: str = "", rejected: OrderLine | None = None
 ) -> list[Notification]:
     """The buyer; and the farmers whose lines the cancel called off (`lines`, now
     `cancelled`), if they had heard of the order. A rejected line's farmer already knows,
     and so does one whose goods failed for good before (their lines were cancelled then,
     and they were told `goods_not_delivered`).
     The reason goes to the buyer only: typed by a buyer or staff, it is not a message to
-    send farmers (once a real SMS backend is plugged in, a free channel to their phones)."""
-    because = f"（{reason}）" if reason else ""
+    send farmers (once a real SMS backend is plugged in, a free channel to their phones).
+    A cancel by the last line `rejected` tells the buyer which line went and why, in the
+    words of the other messages (`reason` is the event's)."""
+    if rejected is not None:
+        why = f"：{rejected.reject_reason}" if rejected.reject_reason else ""
+        body = f"订单 #{order.pk} 已取消：「{rejected.title}」被农户拒绝{why}。订单中已无其他商品。"
+    else:
+        because = f"（{reason}）" if reason else ""
+        body = f"订单 #{order.pk} 已取消{because}。"
     buyer = _build(
         user_id=order.buyer_id,
         kind=NotificationKind.ORDER_CANCELLED,
         title="订单已取消",
-        body=f"订单 #{order.pk} 已取消{because}。",
+        body=body,
         order=order,
         data={"order": order.pk, "reason": reason},
     )

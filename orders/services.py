@@ -445,13 +445,14 @@ def order_cancel(
     order_id: int,
     actor: User | None,
     reason: str = "",
-    farmer: User | None = None,
+    rejected: OrderLine | None = None,
     expired: bool = False,
 ) -> Order:
     """The buyer (before the first pickup) or staff call an order off. What was taken from
     stock is given back exactly once: the order row is locked first, so a second, concurrent
     cancel waits and then finds the order already cancelled. A cancel that is one farmer's
-    doing (their last line rejected) names the `farmer` in its event. `expired`: the expiry
+    doing (their last line `rejected`) names that farmer in its event, and the buyer is
+    told which line went and why. `expired`: the expiry
     sweep's, of an order left unpaid (the buyer alone is told so); said by the caller, not
     read from the reason, which is whatever a buyer or staff typed."""
     order = order_lock(order_id)
@@ -468,12 +469,16 @@ def order_cancel(
 
     shipments_cancel_for_order(order=order, actor=actor)
     order = order_transition(
-        order=order, to_status=OrderStatus.CANCELLED, actor=actor, reason=reason, farmer=farmer
+        order=order,
+        to_status=OrderStatus.CANCELLED,
+        actor=actor,
+        reason=reason,
+        farmer=rejected.farmer if rejected else None,
     )
     if expired:
         notifications.notify_payment_expired(order)
     else:
-        notifications.notify_order_cancelled(order, reason=reason, lines=active)
+        notifications.notify_order_cancelled(order, reason=reason, lines=active, rejected=rejected)
     return order
 
 
@@ -531,7 +536,7 @@ def order_line_reject(
             f"last line rejected: {line.reject_reason}",
             OrderEvent._meta.get_field("reason").max_length,
         )
-        return order_cancel(order_id=order.pk, actor=farmer, reason=event_reason, farmer=farmer)
+        return order_cancel(order_id=order.pk, actor=farmer, reason=event_reason, rejected=line)
     _total_again(order)
     # Imported here: logistics builds on orders (as in order_cancel).
     from logistics.services.shipments import shipments_after_line_rejected  # noqa: PLC0415

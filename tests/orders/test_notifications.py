@@ -282,6 +282,11 @@ class TestWhoIsTold:
         (notification,) = Notification.objects.all()
         assert (notification.user_id, notification.kind) == (buyer.pk, "order_cancelled")
         assert notification.data == {"order": order.pk, "reason": "last line rejected: 卖完了"}
+        # told in the words of every other message, not the event log's English
+        assert (
+            notification.body
+            == f"订单 #{order.pk} 已取消：「韭菜」被农户拒绝：卖完了。订单中已无其他商品。"
+        )
 
     def test_prepaid_farmers_hear_of_it_once_paid(self):
         buyer, farmer = BuyerFactory(), FarmerFactory()
