@@ -5,8 +5,11 @@ The checks themselves are django-health-check's; this view names them and answer
 """
 
 import asyncio
+import contextlib
 import datetime
 import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.http import JsonResponse
@@ -22,9 +25,14 @@ logger = logging.getLogger(__name__)
 
 
 def _checks() -> dict[str, object]:
+    budget = datetime.timedelta(seconds=settings.HEALTH_CHECK_TIMEOUT_SECONDS)
+    database = Database()
+    redis = Redis(client_factory=lambda: RedisClient.from_url(settings.REDIS_URL))
+    # Each check is reported down once its budget (and a second) is spent.
+    database.timeout = redis.timeout = budget
     return {
-        "database": Database(),
-        "redis": Redis(client_factory=lambda: RedisClient.from_url(settings.REDIS_URL)),
+        "database": database,
+        "redis": redis,
         # The ping returns on the first answer, or at this timeout; the queue check after it
         # (which queues the worker that answered consumes) returns on that worker's answer,
         # or at Celery's default 1 s, since django-health-check's Ping gives it no timeout of
@@ -38,6 +46,19 @@ def _checks() -> dict[str, object]:
 
 
 class HealthView(HealthCheckView):
+    @contextlib.contextmanager
+    def get_executor(self) -> Iterator[ThreadPoolExecutor]:
+        """Threads for the checks that block (the database, the worker), left behind once
+        the page is answered. The event loop's own executor is waited for when the loop
+        closes: a server that takes the connection and never answers (a hung PostgreSQL, a
+        Redis broker refusing, which Celery's ping retries for seconds) held the answer
+        until it gave up, past every budget, though its check was reported down."""
+        executor = ThreadPoolExecutor(thread_name_prefix="health-check")
+        try:
+            yield executor
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+
     async def get(self, request, *args, **kwargs):
         checks = _checks()
         with self.get_executor() as executor:

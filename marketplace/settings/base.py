@@ -361,6 +361,9 @@ SCHEDULE_RUN_MAX_RESTARTS = env.int("SCHEDULE_RUN_MAX_RESTARTS", default=3)
 
 IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=24 * 60 * 60)
 
+# Seconds /health/ gives the database and Redis each to answer; the page answers within
+# this and a second (the worker's own timeout and its queue check within theirs).
+HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=3.0)
 HEALTH_CHECK_WORKER_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_WORKER_TIMEOUT_SECONDS", default=1.0)
 
 LOGGING = {

@@ -1,5 +1,7 @@
 """`/health/` against the real PostgreSQL, Redis and a real Celery worker process."""
 
+import socket
+import threading
 import time
 import uuid
 
@@ -76,6 +78,41 @@ def test_health_database_down(api, celery_worker, monkeypatch):
     assert (checks["redis"]["status"], checks["worker"]["status"]) == ("up", "up")
     monkeypatch.undo()
     connection.close()
+
+
+def test_health_answers_in_time_when_the_database_takes_the_connection_and_never_answers(
+    api, celery_worker, settings, monkeypatch
+):
+    """A PostgreSQL that hangs (or a proxy in front of a dead one) takes the connection and
+    never answers. The check is reported down at its budget and the page answers then: the
+    check's thread, still waiting, is not waited for. It held the page until the server
+    answered, forever here, past the compose health check's 5 s and gunicorn's timeout."""
+    settings.HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel takes connections; nothing ever reads or answers them
+        monkeypatch.setitem(connection.settings_dict, "HOST", "127.0.0.1")
+        monkeypatch.setitem(connection.settings_dict, "PORT", str(silent.getsockname()[1]))
+        monkeypatch.setitem(connection.settings_dict, "OPTIONS", {})
+        connection.close()
+        # Ends the waiting connection (a reset), so a page that waits for it still answers.
+        give_up = threading.Timer(20, silent.close)
+        give_up.start()
+        try:
+            started = time.monotonic()
+            response = api.get("/health/")
+            elapsed = time.monotonic() - started
+        finally:
+            give_up.cancel()
+    monkeypatch.undo()
+    connection.close()
+    assert elapsed < 4.5, f"{elapsed:.1f} s: the page waited for the hung check"
+    assert response.status_code == 503
+    assert response.json()["checks"] == {
+        "database": {"status": "down", "error": "ServiceUnavailable"},
+        "redis": {"status": "up"},
+        "worker": {"status": "up"},
+    }
 
 
 def test_health_worker_down_when_no_worker_consumes_our_queue(api, celery_worker, monkeypatch):
