@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -149,16 +150,34 @@ def run_processes(port: int) -> dict[str, list[str]]:
     }
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def start(argv: list[str], env: dict[str, str] | None) -> subprocess.Popen:
+    """One of the processes `run` supervises. On Linux it is sent SIGTERM when the launcher
+    dies, however it dies: killed outright (SIGKILL, the out-of-memory killer), the launcher
+    stops nothing itself, and its web server, worker and beat went on without it (the next
+    `run` found the port taken, or started a second beat: every periodic task twice). The
+    embedded Redis and PostgreSQL are left running: the next launcher reuses them."""
+    preexec_fn = None
+    if sys.platform.startswith("linux"):
+        launcher = os.getpid()
+
+        def preexec_fn() -> None:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != launcher:  # it died before the signal was asked for
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    return subprocess.Popen(argv, cwd=BASE_DIR, env=env, preexec_fn=preexec_fn)  # noqa: S603, PLW1509 - no threads here
+
+
 def command_run(port: int) -> int:
     """The whole system: migrate, load the demo county, then web + worker + beat."""
     with services() as service_env:
         env = {**os.environ, **service_env, "DJANGO_SETTINGS_MODULE": "marketplace.settings.dev"}
         _manage(env, "migrate", "--no-input")
         _manage(env, "seed_demo")
-        running = {
-            name: subprocess.Popen(argv, cwd=BASE_DIR, env=env)  # noqa: S603
-            for name, argv in run_processes(port).items()
-        }
+        running = {name: start(argv, env) for name, argv in run_processes(port).items()}
         print(  # noqa: T201
             f"\nMarketplace is up:\n"
             f"  API docs  http://127.0.0.1:{port}/api/docs/\n"

@@ -4,9 +4,11 @@ command."""
 import ipaddress
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -238,3 +240,44 @@ def test_make_run_serves_this_machine_only():
     address = web[web.index("runserver") + 1]
     host, port = address.rsplit(":", 1)
     assert (ipaddress.ip_address(host).is_loopback, port) == (True, "8123")
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie, dead and not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal")
+def test_make_run_killed_outright_stops_the_processes_it_started():
+    """Killed outright (SIGKILL, an IDE's stop button, the out-of-memory killer), the
+    launcher runs no clean-up: its web server, worker and beat went on without it, so the
+    next `make run` found its port taken, or on another port started a second beat, and
+    every periodic task ran twice. They now end with it."""
+    launcher_code = (
+        "import sys, time\n"
+        "from marketplace import embedded\n"
+        "child = embedded.start([sys.executable, '-c', 'import time; time.sleep(300)'], None)\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    launcher = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-c", launcher_code], cwd=BASE_DIR, stdout=subprocess.PIPE, text=True
+    )
+    child = int(launcher.stdout.readline())
+    try:
+        assert _running(child)
+        launcher.kill()
+        launcher.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _running(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(child)
+    finally:
+        launcher.kill()
+        launcher.stdout.close()
+        if _running(child):
+            os.kill(child, signal.SIGKILL)
