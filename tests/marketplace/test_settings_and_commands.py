@@ -281,3 +281,70 @@ def test_make_run_killed_outright_stops_the_processes_it_started():
         launcher.stdout.close()
         if _running(child):
             os.kill(child, signal.SIGKILL)
+
+
+def _embedded_servers(data_dir: Path, redis_port: int) -> list[int]:
+    """Pids of the PostgreSQL and Redis servers still running for the embedded data folder."""
+    import psutil  # noqa: PLC0415 - pgserver's dependency
+
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if str(data_dir / "postgres") in cmdline or (
+            redis_port and f"redis-server 127.0.0.1:{redis_port}" in cmdline
+        ):
+            found.append(process.info["pid"])
+    return [pid for pid in found if _running(pid)]
+
+
+def test_the_servers_of_a_launcher_killed_outright_are_stopped_by_the_next_one():
+    """A launcher killed outright leaves the embedded PostgreSQL and Redis running, for the
+    next one to reuse. That next one used them and left them running too, and so did every
+    one after: pgserver stops its server when the last process on its list of users exits,
+    and the killed launcher stayed on that list; Redis was stopped only by the launcher that
+    started it. The next launcher now stops both when it is done."""
+    data_dir = Path(tempfile.mkdtemp(prefix="emb-", dir="/tmp"))  # a socket path is short
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "marketplace.settings.dev",
+        "EMBEDDED_DATA_DIR": str(data_dir),
+    }
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    hold = "import os, time; print(os.getpid(), flush=True); time.sleep(300)"
+    killed = subprocess.Popen(  # noqa: S603
+        [*LAUNCHER, sys.executable, "-c", hold],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    redis_port = 0
+    try:
+        held_by = int(killed.stdout.readline())  # the services are up
+        redis_port = int((data_dir / "redis" / "port").read_text().split()[0])
+        killed.kill()
+        killed.wait(timeout=10)
+        os.kill(held_by, signal.SIGKILL)
+        assert len(_embedded_servers(data_dir, redis_port)) >= 2  # postgres (+ its own), redis
+        after = subprocess.run(  # noqa: S603
+            [*LAUNCHER, sys.executable, "-c", "print('done')"],
+            cwd=BASE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert (after.returncode, after.stdout) == (0, "done\n"), after.stderr
+        deadline = time.monotonic() + 10
+        while _embedded_servers(data_dir, redis_port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _embedded_servers(data_dir, redis_port) == []
+        assert not (data_dir / "postgres" / "postmaster.pid").exists()
+    finally:
+        killed.kill()
+        killed.stdout.close()
+        for pid in _embedded_servers(data_dir, redis_port):
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(data_dir, ignore_errors=True)
