@@ -1,6 +1,11 @@
 """Production: refuses to start without a real secret key and payment webhook secret;
 passes `check --deploy`."""
 
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
@@ -13,7 +18,13 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
 SECRET_KEY = env("SECRET_KEY", default="")
-if len(SECRET_KEY) < 50:
+# Django's own measure of a key (check --deploy's security.W009), which nothing runs at start:
+# 50+ characters, 5+ different ones, not one startproject made for development.
+if (
+    len(SECRET_KEY) < SECRET_KEY_MIN_LENGTH
+    or len(set(SECRET_KEY)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+    or SECRET_KEY.startswith(SECRET_KEY_INSECURE_PREFIX)
+):
     raise ImproperlyConfigured("SECRET_KEY must be set to a random value of 50+ characters.")
 PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET", default="")
 if len(PAYMENT_WEBHOOK_SECRET) < 32 or PAYMENT_WEBHOOK_SECRET == _DEV_PAYMENT_WEBHOOK_SECRET:

@@ -55,7 +55,17 @@ def test_production_passes_check_deploy_cleanly():
     assert "System check identified no issues (0 silenced)." in result.stdout
 
 
-@pytest.mark.parametrize("key", ["", "too-short"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "too-short",
+        # long enough, yet what Django's check --deploy calls insecure, never run at start
+        "x" * 50,
+        "abab" * 20,
+        "django-insecure-" + "q7Rt2vLp9WzKs4" * 3,
+    ],
+)
 def test_production_refuses_to_start_without_a_real_secret_key(key):
     result = manage("check", SECRET_KEY=key)
     assert result.returncode != 0
