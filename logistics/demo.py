@@ -391,7 +391,6 @@ def seed_vehicles(centers: dict[str, ServiceCenter]) -> Seeded[Vehicle]:
     return Seeded(rows, len(rows) - before)
 
 
-@transaction.atomic
 def refuse_unless_allowed() -> None:
     """The demo county's staff, farmers and buyers sign in with passwords printed in the
     README: loaded into a production database they would be open doors. Production settings
@@ -403,6 +402,7 @@ def refuse_unless_allowed() -> None:
         )
 
 
+@transaction.atomic
 def seed_demo_county() -> dict[str, Seeded]:
     """Seed every kind of demo data in one transaction; returns each step's result."""
     centers = seed_service_centers()

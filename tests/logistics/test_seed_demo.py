@@ -284,6 +284,26 @@ def test_second_run_changes_nothing():
     assert "(3 new)" not in output
 
 
+def test_a_seed_stopped_half_way_leaves_nothing_behind(monkeypatch):
+    """Ctrl-C (or any failure) during a seed undoes all of it: one transaction, as its
+    docstring says. The decorator sat on refuse_unless_allowed, put between them, so a seed
+    stopped at the vehicles left the centers, villages, people and listings written."""
+    Listing.objects.all().delete()
+    User.objects.all().delete()
+    Vehicle.objects.all().delete()
+    Village.objects.all().delete()
+    ServiceCenter.objects.all().delete()
+
+    def stopped(centers):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("logistics.demo.seed_vehicles", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        _seed()
+
+    assert [len(rows) for rows in _snapshot().values()] == [0, 0, 0, 0, 0]
+
+
 def test_summary_prints_the_counts_and_the_demo_logins(county):
     output = county
 
