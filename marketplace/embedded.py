@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import hashlib
 import os
 import signal
 import socket
@@ -51,9 +52,10 @@ def _redis_answers(port: int) -> bool:
 @contextlib.contextmanager
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
     # pgserver keeps its process bookkeeping under the runtime dir; keep it beside the data.
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir / "run"))
-    (data_dir / "run").mkdir(mode=0o700, exist_ok=True)
-    (data_dir / "run").chmod(0o700)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(_runtime_dir(data_dir)))
+    runtime_dir = Path(os.environ["XDG_RUNTIME_DIR"])
+    runtime_dir.mkdir(mode=0o700, exist_ok=True)
+    runtime_dir.chmod(0o700)
     import pgserver  # noqa: PLC0415 - only needed when no DATABASE_URL is given
 
     _forget_killed_postgres_users(data_dir / "postgres")
@@ -62,8 +64,23 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")  # noqa: S608 - a constant
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {DATABASE_NAME};")
-    socket_dir = data_dir / "postgres"
+    socket_dir = server.get_postmaster_info().socket_dir  # the data folder's, if short enough
     yield f"postgres://postgres@/{DATABASE_NAME}?host={socket_dir}"
+
+
+# A Unix socket's path is at most 103 bytes on macOS (107 on Linux).
+SOCKET_PATH_MAX = 103
+
+
+def _runtime_dir(data_dir: Path) -> Path:
+    """pgserver's runtime folder, beside the data. It also holds the server's socket when
+    the data folder's path is too long for one (a clone deep in a workspace); then it is a
+    short folder of its own in /tmp, named after the data folder, or that would be too long
+    as well and pgserver could not start."""
+    if len(str(data_dir / "postgres" / ".s.PGSQL.5432").encode()) <= SOCKET_PATH_MAX:
+        return data_dir / "run"
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+    return Path("/tmp") / f"marketplace-{digest}"  # noqa: S108 - short; embedded_postgres makes it 0700
 
 
 def _forget_killed_postgres_users(pgdata: Path) -> None:

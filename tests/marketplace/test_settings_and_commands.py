@@ -169,6 +169,37 @@ def test_without_a_database_url_commands_reach_the_embedded_postgresql():
     ]
 
 
+def test_the_embedded_postgresql_starts_in_a_data_folder_too_deep_for_a_socket():
+    """A Unix socket's path holds about 100 bytes; a clone deep in a workspace puts the
+    data folder's past that. pgserver then puts the socket in its runtime folder, but the
+    launcher kept that one in the data folder too, so `make run` stopped with "Could not
+    find a suitable socket path"; and the URL it gave named the data folder's socket."""
+    top = Path(tempfile.mkdtemp(prefix="emb-", dir="/tmp"))
+    data_dir = top / ("deep" * 25)
+    show = (
+        "from django.db import connection\n"
+        "with connection.cursor() as cursor:\n"
+        "    cursor.execute('SHOW data_directory')\n"
+        "    print(cursor.fetchone()[0])"
+    )
+    try:
+        result = manage(
+            "shell",
+            "--verbosity",
+            "0",
+            "-c",
+            show,
+            settings="dev",
+            unset=["DATABASE_URL"],
+            launcher=LAUNCHER,
+            EMBEDDED_DATA_DIR=str(data_dir),
+        )
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+        shutil.rmtree(embedded._runtime_dir(data_dir), ignore_errors=True)
+    assert (result.returncode, result.stdout) == (0, f"{data_dir / 'postgres'}\n"), result.stderr
+
+
 def test_development_keeps_no_connection_past_its_request():
     """runserver answers each request on a new thread; a connection kept past the request
     would stay open with its thread, and they piled up to PostgreSQL's limit."""
