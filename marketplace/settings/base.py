@@ -16,8 +16,16 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 SECRET_KEY = env("SECRET_KEY", default="")
 DEBUG = env.bool("DEBUG", default=False)
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+
+def _trimmed(items: list[str]) -> list[str]:
+    """A comma-separated variable's items, trimmed: django-environ keeps the space after a
+    comma (`a.example, b.example`), and a host or origin so written matches no request."""
+    return [item.strip() for item in items if item.strip()]
+
+
+ALLOWED_HOSTS = _trimmed(env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"]))
+CSRF_TRUSTED_ORIGINS = _trimmed(env.list("CSRF_TRUSTED_ORIGINS", default=[]))
 
 INSTALLED_APPS = [
     "marketplace.admin_site.MarketplaceAdminConfig",  # django.contrib.admin, 400 on bad values

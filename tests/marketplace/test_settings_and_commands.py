@@ -82,6 +82,34 @@ def test_production_loads_no_demo_accounts_unless_told_to(given, allowed):
     assert (result.returncode, result.stdout.split()[-1]) == (0, allowed), result.stderr
 
 
+def test_hosts_and_origins_listed_with_spaces_after_the_commas_are_served():
+    """ALLOWED_HOSTS=market.example.cn, www.market.example.cn, as people write a list: the
+    second host kept its leading space, so every request to it was 400 (DisallowedHost), and
+    an origin so listed was never trusted for CSRF."""
+    read = (
+        "from django.conf import settings; from django.test import Client; "
+        "print(settings.ALLOWED_HOSTS, settings.CSRF_TRUSTED_ORIGINS); "
+        "print(Client().get('/no-such-page/', HTTP_HOST='www.market.example.cn').status_code)"
+    )
+    result = manage(
+        "shell",
+        "--verbosity",
+        "0",
+        "-c",
+        read,
+        settings="dev",
+        ALLOWED_HOSTS="market.example.cn, www.market.example.cn ,",
+        CSRF_TRUSTED_ORIGINS=" https://market.example.cn,  https://www.market.example.cn",
+    )
+    assert result.returncode == 0, result.stderr
+    hosts, status = result.stdout.splitlines()
+    assert hosts == (
+        "['market.example.cn', 'www.market.example.cn'] "
+        "['https://market.example.cn', 'https://www.market.example.cn']"
+    )
+    assert status == "404"
+
+
 def test_production_answers_json_only_even_with_debug_set_in_the_environment():
     env = {"SECRET_KEY": STRONG_KEY, "PAYMENT_WEBHOOK_SECRET": "w" * 32, "DEBUG": "true"}
     read = (
