@@ -8,6 +8,7 @@ Shape (RFC 9457 problem details with a `code` member):
 `field` member, also kept at the top level); domain errors may add members of their own.
 """
 
+import logging
 import re
 from http import HTTPStatus
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -22,7 +25,12 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from marketplace.accounts.errors import LOGIN_LOCKED, LOGIN_LOCKED_DETAIL
 from marketplace.exceptions import DomainError
 
+logger = logging.getLogger(__name__)
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+SERVICE_UNAVAILABLE = "service_unavailable"
+SERVICE_UNAVAILABLE_DETAIL = "The service is unavailable for a moment; try again shortly."
+SERVICE_UNAVAILABLE_RETRY_AFTER = 30  # seconds
 REQUEST_TOO_LARGE = "request_too_large"
 REQUEST_TOO_LARGE_DETAIL = "The request body is too large."
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -94,6 +102,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, RequestDataTooBig):  # as the idempotency middleware answers it
         body = problem(413, REQUEST_TOO_LARGE, REQUEST_TOO_LARGE_DETAIL)
         return Response(body, status=413, content_type=PROBLEM_CONTENT_TYPE)
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        # Redis holds the throttles' counts, which run before the view: nothing was done,
+        # and the client may try again. Its text (host and port) goes to the log only.
+        logger.error("Redis unreachable; answered 503", exc_info=exc)
+        body = problem(503, SERVICE_UNAVAILABLE, SERVICE_UNAVAILABLE_DETAIL)
+        return Response(
+            body,
+            status=503,
+            content_type=PROBLEM_CONTENT_TYPE,
+            headers={"Retry-After": str(SERVICE_UNAVAILABLE_RETRY_AFTER)},
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

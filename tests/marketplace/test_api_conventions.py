@@ -2,6 +2,10 @@
 
 import json
 import re
+import socket
+import threading
+import time
+from decimal import Decimal
 
 import pytest
 import yaml
@@ -612,3 +616,76 @@ def test_the_schema_describes_no_body_by_how_its_serializer_builds_its_fields(ap
     for name in ("OrderPlaceRequest", "LineInputRequest", "Line", "ShipmentLeg", "TrackingEvent"):
         assert "description" not in schemas[name], name
     assert "work out its fields once" not in json.dumps(schemas)
+
+
+def test_with_redis_down_a_throttled_request_is_503_to_retry_later_and_does_nothing(
+    api, client_for, settings
+):
+    """Redis holds the throttles' counts: with it down, a log in, a sign-up, an order or a
+    cancel was 500 server_error, which a phone on a flaky network takes for a bug, not a
+    moment to retry. It is 503 service_unavailable with Retry-After; the throttle runs
+    before the view, so nothing was done (no order, stock as it was)."""
+    buyer = BuyerFactory()
+    listing = create_listing(quantity_available=Decimal("10"))
+    client = client_for(buyer)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]  # nothing listens once the socket closes
+    settings.CACHES = {
+        "default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{closed}/0"}
+    }
+    order = {
+        "lines": [{"listing": listing.pk, "quantity": "2"}],
+        "delivery_method": "home",
+        "payment_method": "cod",
+    }
+    login = {"phone": buyer.phone, "password": "a-good-pass-00"}
+    for response in (
+        client.post("/api/v1/orders/", order, format="json"),
+        api.post("/api/v1/auth/token/", login, format="json"),
+    ):
+        assert response.status_code == 503
+        assert response["Content-Type"] == "application/problem+json"
+        assert response["Retry-After"] == "30"
+        assert response.json() == {
+            "type": "about:blank",
+            "title": "Service Unavailable",
+            "status": 503,
+            "code": "service_unavailable",
+            "detail": "The service is unavailable for a moment; try again shortly.",
+        }
+    assert not Order.objects.exists()
+    assert Listing.objects.get(pk=listing.pk).quantity_available == Decimal("10")
+
+
+def test_with_redis_hung_a_throttled_request_is_503_in_seconds(client_for, settings):
+    """A Redis that takes the connection and never answers (hung, or a proxy in front of a
+    dead one): the throttle gives up at redis-py's socket timeout (5 s), and the request is
+    503 as with Redis down, nothing done."""
+    buyer = BuyerFactory()
+    listing = create_listing(quantity_available=Decimal("10"))
+    client = client_for(buyer)
+    order = {
+        "lines": [{"listing": listing.pk, "quantity": "2"}],
+        "delivery_method": "home",
+        "payment_method": "cod",
+    }
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel takes connections; nothing ever reads or answers them
+        port = silent.getsockname()[1]
+        settings.CACHES = {
+            "default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{port}/0"}
+        }
+        give_up = threading.Timer(30, silent.close)  # a request that waits still ends
+        give_up.start()
+        try:
+            started = time.monotonic()
+            response = client.post("/api/v1/orders/", order, format="json")
+            elapsed = time.monotonic() - started
+        finally:
+            give_up.cancel()
+    assert elapsed < 15, f"{elapsed:.1f} s waiting for a Redis that does not answer"
+    assert (response.status_code, response.json()["code"]) == (503, "service_unavailable")
+    assert not Order.objects.exists()
+    assert Listing.objects.get(pk=listing.pk).quantity_available == Decimal("10")
