@@ -27,7 +27,11 @@ if (
 ):
     raise ImproperlyConfigured("SECRET_KEY must be set to a random value of 50+ characters.")
 PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET", default="")
-if len(PAYMENT_WEBHOOK_SECRET) < 32 or PAYMENT_WEBHOOK_SECRET == _DEV_PAYMENT_WEBHOOK_SECRET:
+if (
+    len(PAYMENT_WEBHOOK_SECRET) < 32
+    or len(set(PAYMENT_WEBHOOK_SECRET)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+    or PAYMENT_WEBHOOK_SECRET == _DEV_PAYMENT_WEBHOOK_SECRET
+):
     raise ImproperlyConfigured(
         "PAYMENT_WEBHOOK_SECRET must be set to the provider's signing secret (32+ characters)."
     )

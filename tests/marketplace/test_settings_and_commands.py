@@ -22,6 +22,7 @@ from tests.factories import ServiceCenterFactory, StaffFactory
 BASE_DIR = Path(__file__).resolve().parents[2]
 LAUNCHER = [sys.executable, "-m", "marketplace.embedded", "exec", "--"]
 STRONG_KEY = "k3y-" + "x8Qz!vR2#mW9" * 5
+STRONG_WEBHOOK_SECRET = "wh-" + "Jq3vN8sPz2Lk" * 3
 
 
 def manage(*args, settings="production", unset=("SECRET_KEY",), launcher=(), **env):
@@ -49,7 +50,7 @@ def test_production_passes_check_deploy_cleanly():
         "WARNING",
         SECRET_KEY=STRONG_KEY,
         ALLOWED_HOSTS="market.example.cn",
-        PAYMENT_WEBHOOK_SECRET="w" * 32,
+        PAYMENT_WEBHOOK_SECRET=STRONG_WEBHOOK_SECRET,
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "System check identified no issues (0 silenced)." in result.stdout
@@ -74,7 +75,7 @@ def test_production_refuses_to_start_without_a_real_secret_key(key):
 
 @pytest.mark.parametrize(("given", "allowed"), [(None, "False"), ("true", "True")])
 def test_production_loads_no_demo_accounts_unless_told_to(given, allowed):
-    env = {"SECRET_KEY": STRONG_KEY, "PAYMENT_WEBHOOK_SECRET": "w" * 32}
+    env = {"SECRET_KEY": STRONG_KEY, "PAYMENT_WEBHOOK_SECRET": STRONG_WEBHOOK_SECRET}
     if given is not None:
         env["DEMO_DATA_ALLOWED"] = given
     read = "from django.conf import settings; print(settings.DEMO_DATA_ALLOWED)"
@@ -111,7 +112,11 @@ def test_hosts_and_origins_listed_with_spaces_after_the_commas_are_served():
 
 
 def test_production_answers_json_only_even_with_debug_set_in_the_environment():
-    env = {"SECRET_KEY": STRONG_KEY, "PAYMENT_WEBHOOK_SECRET": "w" * 32, "DEBUG": "true"}
+    env = {
+        "SECRET_KEY": STRONG_KEY,
+        "PAYMENT_WEBHOOK_SECRET": STRONG_WEBHOOK_SECRET,
+        "DEBUG": "true",
+    }
     read = (
         "from django.conf import settings; "
         "print(settings.DEBUG, settings.REST_FRAMEWORK['DEFAULT_RENDERER_CLASSES'])"

@@ -138,7 +138,7 @@ def test_production_limits_orders_and_the_benchmark_never_reaches_its_rate():
     production = throttle_rate(
         "marketplace.settings.production",
         SECRET_KEY="k3y-" + "x8Qz!vR2#mW9" * 5,
-        PAYMENT_WEBHOOK_SECRET="s" * 32,
+        PAYMENT_WEBHOOK_SECRET="wh-" + "Jq3vN8sPz2Lk" * 3,
     )
     assert production == "60/hour"
     # the benchmark's settings refuse any database but a *_bench one; this one is never opened

@@ -782,7 +782,16 @@ def manage_production(**env):
 
 
 @pytest.mark.parametrize(
-    "secret", ["", "too-short", "dev-only-insecure-payment-webhook-secret"], ids=str
+    "secret",
+    [
+        "",
+        "too-short",
+        "dev-only-insecure-payment-webhook-secret",
+        # long enough, yet guessable: anyone who knows the secret signs "paid" for any order
+        "s" * 32,
+        "ab" * 20,
+    ],
+    ids=str,
 )
 def test_production_refuses_to_start_without_a_real_webhook_secret(secret):
     result = manage_production(PAYMENT_WEBHOOK_SECRET=secret)
@@ -791,5 +800,5 @@ def test_production_refuses_to_start_without_a_real_webhook_secret(secret):
 
 
 def test_production_starts_with_a_real_webhook_secret():
-    result = manage_production(PAYMENT_WEBHOOK_SECRET="s" * 32)
+    result = manage_production(PAYMENT_WEBHOOK_SECRET="wh-" + "Jq3vN8sPz2Lk" * 3)
     assert result.returncode == 0, result.stderr
