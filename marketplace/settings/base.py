@@ -110,6 +110,11 @@ if env.bool("DB_PREPARED_STATEMENTS", default=True):
 # about 590 ms of a 1.2 s count; a request's queries never win that time back.
 _options = DATABASES["default"].setdefault("OPTIONS", {})
 _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
+# A new connection gives up after this many seconds (a URL's own connect_timeout wins):
+# libpq waits without end by default, so a database that takes the connection and never
+# answers (hung, or a proxy in front of a dead one) held a request, or a /health/ thread,
+# for good.
+_options.setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=10))
 if env("DATABASE_NAME", default=""):
     # Overrides the name in DATABASE_URL; the test suite points its Celery worker at the
     # test database this way.

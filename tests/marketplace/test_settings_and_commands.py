@@ -5,9 +5,11 @@ import ipaddress
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -193,6 +195,7 @@ def test_without_a_database_url_commands_reach_the_embedded_postgresql():
         socket_dir,
         str(
             [
+                ("connect_timeout", 10),
                 ("host", socket_dir),
                 ("options", "-c jit=off"),
                 ("prepare_threshold", 5),
@@ -231,6 +234,32 @@ def test_the_embedded_postgresql_starts_in_a_data_folder_too_deep_for_a_socket()
         shutil.rmtree(top, ignore_errors=True)
         shutil.rmtree(embedded._runtime_dir(data_dir), ignore_errors=True)
     assert (result.returncode, result.stdout) == (0, f"{data_dir / 'postgres'}\n"), result.stderr
+
+
+def test_a_database_that_takes_the_connection_and_never_answers_is_given_up_on():
+    """A PostgreSQL that hangs (or a proxy in front of a dead one) takes the connection and
+    never answers. libpq waits for it without end unless told a connect_timeout: a request
+    held its web worker until gunicorn killed it, and each /health/ left a thread waiting
+    for good. A new connection now gives up after DATABASE_CONNECT_TIMEOUT (10 s)."""
+    from django.db.backends.postgresql.base import DatabaseWrapper  # noqa: PLC0415
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel takes connections; nothing ever reads or answers them
+        params = {**connection.settings_dict, "HOST": "127.0.0.1"}
+        params["PORT"] = str(silent.getsockname()[1])
+        wrapper = DatabaseWrapper(params)
+        give_up = threading.Timer(40, silent.close)  # a connection that waits still ends
+        give_up.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(Exception) as refused:  # noqa: PT011 - psycopg's, then Django's
+                wrapper.get_new_connection(wrapper.get_connection_params())
+        finally:
+            give_up.cancel()
+        elapsed = time.monotonic() - started
+    assert 9 < elapsed < 20, f"{elapsed:.1f} s"
+    assert "timeout" in str(refused.value).lower()
 
 
 def test_development_keeps_no_connection_past_its_request():
