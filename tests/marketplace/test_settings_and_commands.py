@@ -335,6 +335,31 @@ def test_create_staff_refuses_an_odd_center_or_a_long_name_and_fills_a_blank_one
     assert User.objects.get().name == "石门镇服务中心 staff"
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("李\n明", "Control characters"),
+        ("李明\x1b[31m", "Control characters"),
+        ("\u200b\ufeff", "may not be blank"),
+    ],
+)
+def test_create_staff_refuses_a_name_of_control_characters_or_nothing_visible(name, why):
+    """As register and /me/ refuse them (TextLineField): a new line or a terminal escape
+    breaks the lines it is printed in, and a zero-width name shows nobody. The command
+    stored them as given."""
+    center = ServiceCenterFactory()
+    with pytest.raises(CommandError, match=f"invalid_name: .*{why}"):
+        call_command(
+            "create_staff",
+            phone="13700000092",
+            password="a-good-pass-92",
+            center=str(center.pk),
+            name=name,
+        )
+    assert not User.objects.exists()
+
+
 def test_make_run_serves_this_machine_only():
     """`make run` serves the dev settings, whose SECRET_KEY signs every JWT and is in this
     repository: on the network, anyone could sign tokens for any user. Its web server

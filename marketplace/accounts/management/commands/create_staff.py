@@ -1,7 +1,11 @@
 from django.core.management.base import BaseCommand, CommandError
+from rest_framework.exceptions import ValidationError
 
 from logistics.models import ServiceCenter
+from marketplace.accounts import errors
+from marketplace.accounts.models import User
 from marketplace.accounts.services import user_create_staff
+from marketplace.api.serializers import TextLineField
 from marketplace.exceptions import DomainError
 
 
@@ -27,9 +31,20 @@ class Command(BaseCommand):
             user = user_create_staff(
                 phone=phone,
                 password=password,
-                name=name.strip() or f"{service_center.name} staff",
+                name=self._name(name) or f"{service_center.name} staff",
                 service_center=service_center,
             )
         except DomainError as exc:
             raise CommandError(f"{exc.code}: {exc.detail}") from exc
         self.stdout.write(f"Created staff {user.phone} at {service_center.name} (id {user.pk}).")
+
+    def _name(self, name: str) -> str:
+        """The name read as register and /me/ read one (TextLineField): no control
+        characters (a new line, a terminal escape), something visible; blank for none."""
+        if not name.strip():
+            return ""
+        field = TextLineField(max_length=User._meta.get_field("name").max_length)
+        try:
+            return field.run_validation(name)
+        except ValidationError as exc:
+            raise CommandError(f"{errors.INVALID_NAME}: {exc.detail[0]}") from exc
