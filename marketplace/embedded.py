@@ -189,6 +189,11 @@ def services() -> Iterator[dict[str, str]]:
         yield env
 
 
+# What `run` does before it starts anything: the demo county only where demo data is
+# allowed (DEMO_DATA_ALLOWED=false in .env makes seed_demo refuse, and run stopped there).
+SETUP = (("migrate", "--no-input"), ("seed_demo", "--if-allowed"))
+
+
 def _manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True)  # noqa: S603
 
@@ -238,8 +243,8 @@ def command_run(port: int) -> int:
     """The whole system: migrate, load the demo county, then web + worker + beat."""
     with services() as service_env:
         env = {**os.environ, **service_env, "DJANGO_SETTINGS_MODULE": "marketplace.settings.dev"}
-        _manage(env, "migrate", "--no-input")
-        _manage(env, "seed_demo")
+        for argv in SETUP:
+            _manage(env, *argv)
         running = {name: start(argv, env) for name, argv in run_processes(port).items()}
         print(  # noqa: T201
             f"\nMarketplace is up:\n"

@@ -360,6 +360,23 @@ def test_create_staff_refuses_a_name_of_control_characters_or_nothing_visible(na
     assert not User.objects.exists()
 
 
+def test_make_run_where_demo_data_is_off_sets_up_without_the_demo_county():
+    """DEMO_DATA_ALLOWED=false in .env (as production has it): seed_demo refuses, and
+    `make run`, which runs it after migrate, stopped there with a traceback. Its set-up now
+    asks for the demo county only where it is allowed, and goes on without it."""
+    (seed,) = [argv for argv in embedded.SETUP if argv[0] == "seed_demo"]
+    result = manage(*seed, settings="dev", unset=[], DEMO_DATA_ALLOWED="false")
+    assert result.returncode == 0, result.stderr
+    assert "Demo data is off here" in result.stdout
+
+
+@pytest.mark.django_db
+def test_seed_demo_if_allowed_seeds_nothing_where_demo_data_is_off(settings):
+    settings.DEMO_DATA_ALLOWED = False
+    call_command("seed_demo", "--if-allowed")
+    assert not User.objects.exists()
+
+
 def test_make_run_serves_this_machine_only():
     """`make run` serves the dev settings, whose SECRET_KEY signs every JWT and is in this
     repository: on the network, anyone could sign tokens for any user. Its web server
