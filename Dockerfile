@@ -41,11 +41,12 @@ WORKDIR /app
 COPY . .
 
 # Static files are collected into the image and served by whitenoise. Production settings
-# refuse to load without a 50+ character SECRET_KEY, so this one command gets a throwaway
-# value; it is not kept in the image (no ENV), and the real key comes from the environment.
-# media/ (MEDIA_ROOT) and .data/ are the only places the app user may write.
-RUN SECRET_KEY=build-only-collectstatic-key-never-used-at-runtime-0123456789abcdef \
-        PAYMENT_WEBHOOK_SECRET=build-only-webhook-secret-never-used-at-runtime \
+# refuse to load without a real SECRET_KEY and webhook secret, so this one command gets
+# random ones, drawn for it and gone with it: no value written here (public with the code)
+# could ever be taken at runtime, and none is kept in the image (no ENV). The real ones come
+# from the environment. media/ (MEDIA_ROOT) and .data/ are the only places the app user may write.
+RUN SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(64))')" \
+        PAYMENT_WEBHOOK_SECRET="$(python -c 'import secrets; print(secrets.token_urlsafe(48))')" \
         python manage.py collectstatic --noinput \
     && mkdir -p /app/media /app/.data \
     && chown app:app /app/media /app/.data

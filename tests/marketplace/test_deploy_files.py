@@ -4,7 +4,10 @@ No Docker engine runs in the suite, so these read the file as compose reads it (
 its merge keys) and check what the README and the settings promise of it.
 """
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -86,3 +89,40 @@ def test_env_example_lists_every_variable_the_settings_read():
         read |= set(re.findall(r"\benv(?:\.\w+)?\(\s*\"([A-Z][A-Z0-9_]*)\"", module.read_text()))
     assert "SECRET_KEY" in read
     assert sorted(read - documented_variables()) == []
+
+
+def test_the_image_build_names_no_secret_and_gives_collectstatic_ones_production_takes():
+    """The Dockerfile's collectstatic runs under production settings, which refuse to load
+    without a real SECRET_KEY and webhook secret. Written into the Dockerfile, such values
+    are public with the code, and production would take them at runtime if anyone passed
+    them on: they are drawn at random for that one command instead. Its RUN line, run here by
+    a shell as Docker's does, with `check` for collectstatic: two builds draw two different
+    pairs, and production starts with each."""
+    dockerfile = (BASE_DIR / "Dockerfile").read_text()
+    run = re.search(r"^RUN (SECRET_KEY=.*?collectstatic --noinput)", dockerfile, re.M | re.S)
+    assert run is not None
+    command = run.group(1).replace("\\\n", " ")
+    assert "build-only" not in command
+    environment = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "DJANGO_SETTINGS_MODULE": "marketplace.settings.production",
+    }
+
+    def build(then: str) -> str:
+        done = subprocess.run(  # noqa: S603
+            ["/bin/sh", "-c", command.replace("python manage.py collectstatic --noinput", then)],
+            cwd=BASE_DIR,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    secrets = 'os.environ["SECRET_KEY"], os.environ["PAYMENT_WEBHOOK_SECRET"]'
+    show = f"python -c 'import os; print({secrets})'"
+    assert build(show) != build(show)
+    assert "System check identified no issues" in build("python manage.py check")
