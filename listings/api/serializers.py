@@ -40,11 +40,26 @@ def _field_error(field: str, message: str, code: str) -> serializers.ValidationE
 
 
 class OwnListingsParamsSerializer(serializers.Serializer):
-    """Query parameters of GET /api/v1/listings/?mine=true; an unknown status is a 400."""
+    """Query parameters of GET /api/v1/listings/?mine=true; an unknown status is a 400, and
+    so is a search parameter (q, category, …), which this list does not read: answered
+    all the same, it listed every listing of the farmer as if it matched."""
 
     status = serializers.ChoiceField(
         choices=ListingStatus.choices, required=False, allow_blank=True
     )
+
+    def validate(self, attrs: dict) -> dict:
+        searched = [
+            name
+            for name in ListingSearchParamsSerializer().fields
+            if name not in self.fields and self.initial_data.get(name, "") != ""
+        ]
+        if searched:
+            message = "Not read with mine=true, whose listings are chosen by status only."
+            raise serializers.ValidationError(
+                {name: serializers.ErrorDetail(message, code="not_with_mine") for name in searched}
+            )
+        return attrs
 
 
 class ListingSearchParamsSerializer(serializers.Serializer):

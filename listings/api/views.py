@@ -69,7 +69,12 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         parameters=[
             ListingSearchParamsSerializer,
-            OpenApiParameter("mine", bool, description="A farmer's own listings, any status"),
+            OpenApiParameter(
+                "mine",
+                bool,
+                description="A farmer's own listings, any status; with it, a search "
+                "parameter (q, category, …) is 400 not_with_mine",
+            ),
             OpenApiParameter(
                 "status", str, enum=ListingStatus.values, description="With mine=true: one status"
             ),

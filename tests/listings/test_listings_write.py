@@ -459,6 +459,36 @@ def test_mine_with_an_unknown_status_is_400(client_for, status):
 
 
 @pytest.mark.parametrize(
+    "search",
+    [
+        {"q": "白菜"},
+        {"category": "fruit"},
+        {"min_price": "abc"},
+        {"organic": "true", "available_on": "xyz"},
+        {"near": "30.2,119.6", "ordering": "distance"},
+    ],
+)
+def test_mine_with_a_search_parameter_is_400_not_every_own_listing(client_for, search):
+    """With mine=true only status is read: ?mine=true&q=白菜 answered every listing of the
+    farmer, 萝卜 too, and a value no search takes (?mine=true&min_price=abc) 200 all the
+    same. A search parameter is now 400 naming it; an empty one is none given."""
+    farmer = FarmerFactory()
+    create_listing(farmer, title="白菜")
+    create_listing(farmer, title="萝卜")
+    client = client_for(farmer)
+
+    response = client.get(LISTINGS, {"mine": "true", **search})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "validation_error"
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+        (name, "not_with_mine") for name in search
+    ]
+    empty = client.get(LISTINGS, {"mine": "true", **dict.fromkeys(search, "")})
+    assert (empty.status_code, empty.json()["count"]) == (200, 2)
+
+
+@pytest.mark.parametrize(
     ("category", "code"),
     [
         ("fruit\x00", "null_characters_not_allowed"),
