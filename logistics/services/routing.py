@@ -285,7 +285,7 @@ def shipments_move_days(
         return
     shipments = [shipment for shipment, _, _ in moves]
     lock_capacity_of(shipments)
-    first_to_spoil = _first_to_spoil(shipments)
+    spoil_days = first_to_spoil(shipments)
     loads: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
     now = timezone.now()
     for shipment, pickup, delivery in moves:
@@ -297,7 +297,7 @@ def shipments_move_days(
                 loads[new] += shipment.held_kg
         shipment.pickup_date, shipment.delivery_date = pickup, delivery
         shipment.spoils_before_arrival = _spoiled(
-            first_to_spoil.get((shipment.order_id, shipment.farmer_id)), delivery
+            spoil_days.get((shipment.order_id, shipment.farmer_id)), delivery
         )
         shipment.updated_at = now  # bulk_update leaves auto_now to us
     fields = ["pickup_date", "delivery_date", "spoils_before_arrival", "updated_at", *also]
@@ -313,7 +313,7 @@ def shipments_move_days(
     )
 
 
-def _first_to_spoil(shipments: list[Shipment]) -> dict[tuple[int, int], date]:
+def first_to_spoil(shipments: list[Shipment]) -> dict[tuple[int, int], date]:
     """The first day the goods of each shipment (its farmer's lines still ordered) pass
     their shelf life, by (order id, farmer id); no entry when none of them spoils. Some of
     them spoil before a delivery after that day (spoils_before, for many at once)."""
@@ -335,7 +335,7 @@ def _first_to_spoil(shipments: list[Shipment]) -> dict[tuple[int, int], date]:
 def spoils_before(shipment: Shipment, delivery: date) -> bool:
     """Whether some of the shipment's goods (its farmer's lines still ordered) pass their
     shelf life before `delivery`, as routing first flagged it for its first day."""
-    first = _first_to_spoil([shipment]).get((shipment.order_id, shipment.farmer_id))
+    first = first_to_spoil([shipment]).get((shipment.order_id, shipment.farmer_id))
     return _spoiled(first, delivery)
 
 

@@ -60,6 +60,7 @@ from logistics.services.failures import (
     shipments_fail_for_good,
 )
 from logistics.services.routing import (
+    first_to_spoil,
     loads_on_board,
     next_try,
     orders_due,
@@ -239,17 +240,29 @@ def _started_shipment_ids(center: ServiceCenter, day: date) -> QuerySet[Shipment
     ).values("pk")
 
 
-def _priority(shipments: list[Shipment]) -> int:
+def _priority(shipments: list[Shipment], spoil_days: dict[tuple[int, int], date]) -> int:
     """What the engine serves first when the day cannot take everything: perishables
-    (refrigerated or spoiling goods) outrank the rest, and goods running late gain 10 a day.
+    outrank the rest, and goods running late gain 10 a day. Perishables are refrigerated
+    goods and goods that keep no longer than their delivery day (`spoil_days`, by order and
+    farmer: first_to_spoil): left out, they would reach their buyer spoiled, a day later at
+    least, while goods that keep lose nothing by waiting (those spoiling before arrival
+    already are among them: every day more only makes it worse).
     Goods are late by the days their delivery has slipped past the date promised to the
     buyer: every day they missed (a pickup or delivery that did not fit its day, a failed
     stop, a transfer that came late) moved their delivery on, so this counts a pickup that
     missed its day as much as a delivery past its promise. Days in normal transit between
     the pickup and the promised delivery are no delay."""
-    urgent = any(s.needs_refrigeration or s.spoils_before_arrival for s in shipments)
+    urgent = any(
+        s.needs_refrigeration or _spoils_by(spoil_days.get((s.order_id, s.farmer_id)), s)
+        for s in shipments
+    )
     late = max((s.delivery_date - s.promised_date).days for s in shipments)
     return min(100, (60 if urgent else 0) + 10 * max(0, late))
+
+
+def _spoils_by(first_spoiled: date | None, shipment: Shipment) -> bool:
+    """Whether the goods are past their shelf life if their delivery moves a day on."""
+    return first_spoiled is not None and first_spoiled <= shipment.delivery_date
 
 
 def _skills(shipments: list[Shipment]) -> frozenset[Skill]:
@@ -366,6 +379,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
     working = (_from_now(spec, day) for spec in specs if spec is not None)
     vehicles = tuple(spec for spec in working if spec is not None)
     shipments = list(_day_shipments(center, day).select_related("order").prefetch_related("legs"))
+    spoil_days = first_to_spoil(shipments)
     home_delivery = {
         s.pk for s in shipments if any(leg.kind == LegKind.DELIVERY for leg in s.legs.all())
     }
@@ -405,7 +419,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
                 amount_g=sum(_grams(s.load_kg) for s in group),
                 service_s=settings.STOP_SERVICE_SECONDS,
                 windows=(pickup_window,),
-                priority=_priority(group),
+                priority=_priority(group, spoil_days),
                 skills=_skills(group),
             )
         )
@@ -421,7 +435,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
                 amount_g=sum(_grams(s.load_kg) for s in group),
                 service_s=settings.STOP_SERVICE_SECONDS,
                 windows=(delivery_window,),
-                priority=_priority(group),
+                priority=_priority(group, spoil_days),
                 skills=_skills(group),
             )
         )
@@ -454,7 +468,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
                 pickup=pickup,
                 delivery=drop,
                 amount_g=amount,
-                priority=_priority(group),
+                priority=_priority(group, spoil_days),
                 skills=_skills(group),
             )
         )

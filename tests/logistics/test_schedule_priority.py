@@ -108,7 +108,9 @@ def test_a_delivery_past_its_promised_date_goes_before_one_in_normal_transit():
     near_buyer = BuyerFactory(village=village_at(center, 3, 0))
     far_buyer = BuyerFactory(village=village_at(center, 12, 180))
 
-    far_farm = create_listing(FarmerFactory(village=village_at(far_center, 2, 0)), unit="kg")
+    far_farm = create_listing(
+        FarmerFactory(village=village_at(far_center, 2, 0)), unit="kg", shelf_life_days=30
+    )
     in_transit = shipment_of(near_buyer, far_farm, 60)
     day = in_transit.delivery_date
     assert (day - in_transit.pickup_date).days >= 2  # days on the road between the centers
@@ -141,3 +143,32 @@ def test_a_delivery_past_its_promised_date_goes_before_one_in_normal_transit():
 
     assert served(run) == {late.pk}
     assert run.summary["unassigned"] == [{"shipments": [in_transit.pk], "reason": "no_room"}]
+
+
+def test_goods_that_spoil_if_they_miss_the_day_go_before_goods_that_keep():
+    """A van with room for one of two 60 kg pickups: potatoes that keep for weeks near the
+    center, and lettuce farther out whose last good day is its delivery day. Left out, the
+    lettuce would reach its buyer spoiled the next day, while the potatoes lose nothing by
+    waiting: the lettuce goes, though it is dearer to reach."""
+    center = ServiceCenterFactory(lat=Decimal("30.200000"), lng=Decimal("119.600000"))
+    Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal(100))
+    buyer = BuyerFactory(village=village_at(center, 1, 0))  # collects at the center
+    near = FarmerFactory(village=village_at(center, 2, 90))
+    potatoes = create_listing(near, unit="kg", shelf_life_days=60)
+    keeps = shipment_of(buyer, potatoes, 60, delivery_method="pickup")
+    day = keeps.pickup_date
+    assert keeps.delivery_date == day
+    far = FarmerFactory(village=village_at(center, 15, 270))
+    lettuce = create_listing(
+        far, unit="kg", harvest_date=day - timedelta(days=2), shelf_life_days=2
+    )
+    spoils = shipment_of(buyer, lettuce, 60, delivery_method="pickup")
+    assert (spoils.pickup_date, spoils.delivery_date) == (day, day)
+    assert spoils.spoils_before_arrival is False  # on its day it is still good
+
+    run = plan(center, day)
+
+    assert served(run) == {spoils.pk}
+    assert run.summary["unassigned"] == [{"shipments": [keeps.pk], "reason": "no_room"}]
+    keeps.refresh_from_db()
+    assert (keeps.pickup_date, keeps.spoils_before_arrival) == (day + timedelta(days=1), False)
