@@ -371,7 +371,10 @@ def _loads(group: list[Shipment], vehicles: tuple[VehicleSpec, ...]) -> list[lis
 def _gather(center: ServiceCenter, day: date) -> _Day:
     """The day's farm pickups (grouped by farm), deliveries (grouped by order: one code per
     stop) and same-day farm-to-buyer pairs inside this center; goods needing a refrigerated
-    vehicle apart from the rest, and no stop more than a vehicle can carry (_loads). The
+    vehicle apart from the rest, goods of a higher priority apart from those of a lower one
+    (a farm's perishables are not left out with the goods that keep beside them, too heavy
+    together: served one after another, the two are one stop again, _one_stop_per_visit),
+    and no stop more than a vehicle can carry (_loads). The
     vehicles are those with time to work while the center is open (_spec), from now on
     when the day is today (_from_now)."""
     depot, hours = Location(float(center.lat), float(center.lng)), _opening_hours(center)
@@ -397,18 +400,18 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
             and s.delivery_date == day
             and s.pk in home_delivery
         )
-        cold = s.needs_refrigeration
+        cold, rank = s.needs_refrigeration, _priority([s], spoil_days)
         if same_day_pair:
             pairs[(s.pickup_lat, s.pickup_lng, s.order_id, cold)].append(s)
         elif s.status in PLANNABLE:
-            farms[(s.pickup_lat, s.pickup_lng, cold)].append(s)
+            farms[(s.pickup_lat, s.pickup_lng, cold, rank)].append(s)
         elif s.pk in home_delivery:
-            drops[(s.order_id, cold)].append(s)
+            drops[(s.order_id, cold, rank)].append(s)
         # a hand-over at the center needs no vehicle
     result = _Day(problem=Problem(depot=depot, vehicles=()))
     jobs, pair_jobs, next_id = [], [], 1
     farm_loads = [
-        (lat, lng, load) for (lat, lng, _), at in farms.items() for load in _loads(at, vehicles)
+        (lat, lng, load) for (lat, lng, _, _), at in farms.items() for load in _loads(at, vehicles)
     ]
     for lat, lng, group in farm_loads:
         jobs.append(

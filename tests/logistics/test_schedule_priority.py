@@ -8,7 +8,14 @@ from decimal import Decimal
 
 import pytest
 
-from logistics.models import ScheduleRun, ServiceCenter, Shipment, ShipmentStatus, Vehicle
+from logistics.models import (
+    ScheduleRun,
+    ServiceCenter,
+    Shipment,
+    ShipmentStatus,
+    Stop,
+    Vehicle,
+)
 from logistics.services import schedule, shipments
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion
@@ -172,3 +179,36 @@ def test_goods_that_spoil_if_they_miss_the_day_go_before_goods_that_keep():
     assert run.summary["unassigned"] == [{"shipments": [keeps.pk], "reason": "no_room"}]
     keeps.refresh_from_db()
     assert (keeps.pickup_date, keeps.spoils_before_arrival) == (day + timedelta(days=1), False)
+
+
+def test_a_farms_perishables_are_not_left_out_with_its_goods_that_keep():
+    """A 25 kg van; two farms with 10 kg of lettuce each, a farm with 4 kg of potatoes, and
+    a farm with 1 kg of lettuce and 20 kg of potatoes, all lettuce in its last good day.
+    The van takes all the lettuce: the mixed farm's lettuce is not left out with the
+    potatoes beside it (one stop for all its goods, 21 kg, would not fit beside the rest)
+    while another farm's potatoes ride."""
+    center = ServiceCenterFactory(lat=Decimal("30.200000"), lng=Decimal("119.600000"))
+    Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal(25))
+    buyer = BuyerFactory(village=village_at(center, 1, 0))  # collects at the center
+    farms = [FarmerFactory(village=village_at(center, 3, 90 * n)) for n in range(4)]
+    potatoes = [create_listing(farm, unit="kg", shelf_life_days=60) for farm in farms[2:]]
+    keeps = shipment_of(buyer, potatoes[0], 4, delivery_method="pickup")
+    day = keeps.pickup_date
+
+    def lettuce(farm):
+        return create_listing(
+            farm, unit="kg", harvest_date=day - timedelta(days=2), shelf_life_days=2
+        )
+
+    greens = [shipment_of(buyer, lettuce(farm), 10, delivery_method="pickup") for farm in farms[:2]]
+    mixed_lettuce = shipment_of(buyer, lettuce(farms[3]), 1, delivery_method="pickup")
+    mixed_potatoes = shipment_of(buyer, potatoes[1], 20, delivery_method="pickup")
+    everything = [keeps, *greens, mixed_lettuce, mixed_potatoes]
+    assert {(s.pickup_date, s.delivery_date) for s in everything} == {(day, day)}
+
+    run = plan(center, day)
+
+    assert served(run) == {keeps.pk, mixed_lettuce.pk} | {s.pk for s in greens}
+    assert run.summary["unassigned"] == [{"shipments": [mixed_potatoes.pk], "reason": "no_room"}]
+    [stop] = Stop.objects.filter(shipments=mixed_lettuce)
+    assert list(stop.shipments.all()) == [mixed_lettuce]
