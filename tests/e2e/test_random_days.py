@@ -58,6 +58,10 @@ DAYS = 5
 
 @pytest.fixture
 def county():
+    return make_county()
+
+
+def make_county() -> dict:
     """Two centers 45 km apart, each with a van, staff, three farmers with two listings
     each, and three buyers."""
     centers, staff, farmers, buyers, listings = [], {}, [], [], []
