@@ -19,7 +19,16 @@ from tests.e2e.test_random_days import Play, make_county
 from tests.factories import create_listing, place_order
 from tests.logistics.plan_checks import day_before, plan_violations, route_violations
 
-FLEETS = ("mixed", "too_small", "none_cold", "early_end", "late_shift", "zoned", "short_hours")
+FLEETS = (
+    "mixed",
+    "too_small",
+    "none_cold",
+    "early_end",
+    "late_shift",
+    "zoned",
+    "short_hours",
+    "zoned_small",
+)
 
 
 def fleet(county, kind: str, rng: random.Random) -> None:
@@ -30,12 +39,12 @@ def fleet(county, kind: str, rng: random.Random) -> None:
             center.opens_at, center.closes_at = time(8, 0), time(10, 30)
             center.save()
     for center in county["centers"]:
-        for n in range(rng.randint(1, 3)):
+        for n in range(rng.randint(1, 4 if kind == "zoned_small" else 3)):
             Vehicle.objects.create(
                 service_center=center,
                 name=f"{kind} {n}",
                 capacity_kg=Decimal(
-                    rng.choice([15, 25, 40] if kind == "too_small" else [150, 400])
+                    rng.choice([15, 25, 40] if kind.endswith("small") else [150, 400])
                 ),
                 refrigerated=kind != "none_cold" and rng.random() < 0.5,
                 shift_start=time(12, 0) if kind == "late_shift" else time(rng.choice([7, 8]), 0),
@@ -91,7 +100,7 @@ def plan_and_check(play: Play, day) -> None:
 def test_every_plan_of_random_days_keeps_its_promises(client_for, settings, seed):
     settings.ROUTING_CUTOFF_HOUR = 16
     kind = FLEETS[seed % len(FLEETS)]
-    if kind == "zoned":
+    if kind.startswith("zoned"):
         settings.SCHEDULE_ZONE_THRESHOLD, settings.SCHEDULE_ZONE_STOPS = 4, 3
     rng = random.Random(seed)
     county = make_county()

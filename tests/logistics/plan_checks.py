@@ -352,6 +352,7 @@ def _reason_violations(run: ScheduleRun, before: dict[int, Before]) -> list[str]
         )
         if max(v.shift_start, center.opens_at, *now) < min(v.shift_end, center.closes_at)
     ]
+    idle = [v for v in vehicles if not Route.objects.filter(date=day, vehicle=v).exists()]
     found = []
     for item in run.summary["unassigned"]:
         reason = item["reason"]
@@ -370,7 +371,35 @@ def _reason_violations(run: ScheduleRun, before: dict[int, Before]) -> list[str]
             }[UnassignedReason(reason)]
             if not true:
                 found.append(f"shipment {pk} ({b.load_kg} kg, cold {b.cold}) left out: {reason}")
+            found += [
+                f"shipment {pk} ({b.load_kg} kg) left out ({reason}) while {v.name} stayed idle"
+                for v in idle
+                if reason == UnassignedReason.NO_ROOM
+                and not b.pair
+                and v in roomy
+                and _reaches(v, center, b, now)
+            ]
     return found
+
+
+def _reaches(vehicle: Vehicle, center: ServiceCenter, b: Before, now: list[time]) -> bool:
+    """Whether the vehicle, with nothing else to do, serves the goods in their stop's window
+    and is back within its shift while the center is open."""
+    day = date(2000, 1, 1)
+    start = _at(day, max(vehicle.shift_start, center.opens_at, *now))
+    end = _at(day, min(vehicle.shift_end, center.closes_at))
+    window = (
+        (center.opens_at, center.closes_at)
+        if b.delivers
+        else (settings.PICKUP_WINDOW_START, settings.PICKUP_WINDOW_END)
+    )
+    depot = Location(float(center.lat), float(center.lng))
+    there = Location(float(b.place[0]), float(b.place[1]))
+    matrix = GreatCircleMatrix(float(center.detour_factor), float(center.average_speed_kmh))
+    travel = timedelta(seconds=matrix.matrices([depot, there]).durations_s[0][1])
+    served = max(start + travel, _at(day, window[0]))
+    service = timedelta(seconds=settings.STOP_SERVICE_SECONDS)
+    return served <= _at(day, window[1]) and served + service + travel <= end
 
 
 def _rolled(pk: int, b: Before, reason: str) -> list[str]:
