@@ -82,6 +82,20 @@ def produce(county, rng: random.Random) -> list:
     return sacks
 
 
+def set_out(play: Play, day, rng: random.Random) -> None:
+    """Perhaps a route sets out: its first stop is recorded (failed, nobody there)."""
+    route = Route.objects.filter(date=day, status="planned").order_by("pk").first()
+    if route is None or rng.random() < 0.5:
+        return
+    stop = route.stops.get(sequence=1)
+    staff = play.client(play.county["staff"][route.service_center_id])
+    answer = staff.post(
+        f"/api/v1/stops/{stop.pk}/complete/", {"outcome": "failed", "reason": "nobody there"}
+    )
+    assert answer.status_code == 200, answer.json()
+    assert Route.objects.get(pk=route.pk).status in ("started", "completed")
+
+
 def plan_and_check(play: Play, day) -> None:
     for center in play.county["centers"]:
         before = day_before(center, day)
@@ -127,6 +141,7 @@ def test_every_plan_of_random_days_keeps_its_promises(client_for, settings, seed
                 assert route_violations(route) == [], day
         if rng.random() < 0.5:
             with on_day(day, time(rng.choice([7, 8, 10]), rng.randint(0, 59))):
+                set_out(play, day, rng)
                 plan_and_check(play, day)  # staff plan their day again in the morning
         with on_day(day, time(11, 0)):
             play.drive(day)
