@@ -49,6 +49,7 @@ from logistics.routing.problem import (
     Skill,
     StepKind,
     TimeWindow,
+    UnassignedReason,
     VehicleSpec,
 )
 from logistics.routing.vroom_solver import solve
@@ -481,6 +482,68 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
         depot=result.problem.depot, vehicles=vehicles, jobs=tuple(jobs), pairs=tuple(pair_jobs)
     )
     return result
+
+
+def _solve(day_work: _Day, matrix: GreatCircleMatrix) -> tuple[_Day, Plan]:
+    """The day's plan, and the day as it was solved. A stop of several shipments (a farm's
+    goods for several buyers, an order's of several farms) is as heavy as they are together,
+    up to the largest vehicle able to take them (_loads): when the plan leaves such a stop
+    out for want of room while a vehicle gets no route, that vehicle may be too small for
+    the stop but not for its shipments, so the day is solved again with each of them a
+    stop of its own (_left_out_apart), and that plan is kept if it serves more."""
+    plan = solve(day_work.problem, matrix)
+    apart = _left_out_apart(day_work, plan)
+    if apart is None:
+        return day_work, plan
+    again = solve(apart.problem, matrix)
+    return (apart, again) if _worth(apart, again) > _worth(day_work, plan) else (day_work, plan)
+
+
+def _left_out_apart(day_work: _Day, plan: Plan) -> _Day | None:
+    """The day with each stop of several shipments that the plan left out for want of room
+    split into one stop per shipment, when a vehicle of the day got no route; None when
+    there is no such stop or no such vehicle."""
+    used = {route.vehicle_id for route in plan.routes}
+    if all(vehicle.id in used for vehicle in day_work.problem.vehicles):
+        return None
+    split = {
+        item.job_id
+        for item in plan.unassigned
+        if not item.is_pair
+        and item.reason == UnassignedReason.NO_ROOM
+        and len(day_work.job_shipments[item.job_id]) > 1
+    }
+    if not split:
+        return None
+    apart = _Day(problem=day_work.problem, pair_shipments=day_work.pair_shipments)
+    jobs, next_id = [], max([*day_work.job_shipments, *day_work.pair_shipments]) + 1
+    for job in day_work.problem.jobs:
+        if job.id not in split:
+            jobs.append(job)
+            apart.job_shipments[job.id] = day_work.job_shipments[job.id]
+            continue
+        for shipment in day_work.job_shipments[job.id]:
+            jobs.append(replace(job, id=next_id, amount_g=_grams(shipment.load_kg)))
+            apart.job_shipments[next_id] = [shipment]
+            next_id += 1
+    apart.problem = replace(day_work.problem, jobs=tuple(jobs))
+    return apart
+
+
+def _worth(day_work: _Day, plan: Plan) -> tuple[int, int]:
+    """What a plan serves, as the engine weighs it: its shipments' priorities first, then
+    how many they are."""
+    jobs = {job.id: job.priority for job in day_work.problem.jobs}
+    pairs = {pair.id: pair.priority for pair in day_work.problem.pairs}
+    served = [
+        (pairs[step.job_id], len(day_work.pair_shipments[step.job_id]))
+        if step.kind == StepKind.PAIR_PICKUP
+        else (jobs[step.job_id], len(day_work.job_shipments[step.job_id]))
+        for route in plan.routes
+        for step in route.stops
+        if step.kind != StepKind.PAIR_DELIVERY  # a pair once
+    ]
+    return sum(priority * n for priority, n in served), sum(n for _, n in served)
 
 
 # --------------------------------------------------------------------------- storing
@@ -974,7 +1037,7 @@ def schedule_run_execute(*, run_id: int) -> ScheduleRun:
         if stops_of(day_work.problem) > settings.SCHEDULE_ZONE_THRESHOLD:
             return schedule_zones.schedule_run_split(run_id=run_id, day_work=day_work)
         started = clock.monotonic()
-        plan = solve(day_work.problem, _matrix(run.service_center))
+        day_work, plan = _solve(day_work, _matrix(run.service_center))
         solve_seconds = round(clock.monotonic() - started, 2)
         _progress(run_id, 80)
         with transaction.atomic():

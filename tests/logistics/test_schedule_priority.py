@@ -212,3 +212,32 @@ def test_a_farms_perishables_are_not_left_out_with_its_goods_that_keep():
     assert run.summary["unassigned"] == [{"shipments": [mixed_potatoes.pk], "reason": "no_room"}]
     [stop] = Stop.objects.filter(shipments=mixed_lettuce)
     assert list(stop.shipments.all()) == [mixed_lettuce]
+
+
+def test_a_farms_goods_too_heavy_together_for_the_idle_van_go_on_it_apart():
+    """A 40 kg truck filled by a farm's 40 kg of lettuce, and a 15 kg van. Another farm has
+    9 kg and 7 kg of potatoes for two buyers, 16 kg together: more than the van holds, so as
+    one stop it fits no vehicle left, and both were left out "no room" while the van stayed
+    at the center. The van takes the 9 kg; only the 7 kg waits."""
+    center = ServiceCenterFactory(lat=Decimal("30.200000"), lng=Decimal("119.600000"))
+    Vehicle.objects.create(service_center=center, name="truck", capacity_kg=Decimal(40))
+    van = Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal(15))
+    buyers = [BuyerFactory(village=village_at(center, 1, 90 * n)) for n in range(2)]
+    farms = [FarmerFactory(village=village_at(center, 3, 120 * n)) for n in range(2)]
+    potatoes = create_listing(farms[1], unit="kg", shelf_life_days=60)
+    heavier = shipment_of(buyers[0], potatoes, 9, delivery_method="pickup")
+    lighter = shipment_of(buyers[1], potatoes, 7, delivery_method="pickup")
+    day = heavier.pickup_date
+    lettuce = create_listing(
+        farms[0], unit="kg", harvest_date=day - timedelta(days=2), shelf_life_days=2
+    )
+    greens = shipment_of(buyers[0], lettuce, 40, delivery_method="pickup")
+    assert {s.pickup_date for s in (heavier, lighter, greens)} == {day}
+
+    run = plan(center, day)
+
+    assert served(run) == {greens.pk, heavier.pk}
+    assert Stop.objects.get(shipments=heavier).route.vehicle == van
+    assert run.summary["unassigned"] == [{"shipments": [lighter.pk], "reason": "no_room"}]
+    lighter.refresh_from_db()
+    assert (lighter.pickup_date, lighter.failed_attempts) == (day + timedelta(days=1), 1)
