@@ -11,9 +11,11 @@ is, and the MAX_STOP_ATTEMPTS-th fails the goods for good (failures.py).
 
 import time as clock
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -484,22 +486,25 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
     return result
 
 
-def _solve(day_work: _Day, matrix: GreatCircleMatrix) -> tuple[_Day, Plan]:
+def _solve(
+    day_work: _Day, solver: Callable[[Problem], Plan], *, first_new_id: int | None = None
+) -> tuple[_Day, Plan]:
     """The day's plan, and the day as it was solved. A stop of several shipments (a farm's
     goods for several buyers, an order's of several farms) is as heavy as they are together,
     up to the largest vehicle able to take them (_loads): when the plan leaves such a stop
     out for want of room while a vehicle gets no route, that vehicle may be too small for
     the stop but not for its shipments, so the day is solved again with each of them a
-    stop of its own (_left_out_apart), and that plan is kept if it serves more."""
-    plan = solve(day_work.problem, matrix)
-    apart = _left_out_apart(day_work, plan)
+    stop of its own (_left_out_apart, numbered from `first_new_id`: a zone's are apart
+    from every other zone's), and that plan is kept if it serves more."""
+    plan = solver(day_work.problem)
+    apart = _left_out_apart(day_work, plan, first_new_id)
     if apart is None:
         return day_work, plan
-    again = solve(apart.problem, matrix)
+    again = solver(apart.problem)
     return (apart, again) if _worth(apart, again) > _worth(day_work, plan) else (day_work, plan)
 
 
-def _left_out_apart(day_work: _Day, plan: Plan) -> _Day | None:
+def _left_out_apart(day_work: _Day, plan: Plan, first_new_id: int | None) -> _Day | None:
     """The day with each stop of several shipments that the plan left out for want of room
     split into one stop per shipment, when a vehicle of the day got no route; None when
     there is no such stop or no such vehicle."""
@@ -516,7 +521,8 @@ def _left_out_apart(day_work: _Day, plan: Plan) -> _Day | None:
     if not split:
         return None
     apart = _Day(problem=day_work.problem, pair_shipments=day_work.pair_shipments)
-    jobs, next_id = [], max([*day_work.job_shipments, *day_work.pair_shipments]) + 1
+    jobs = []
+    next_id = first_new_id or max([*day_work.job_shipments, *day_work.pair_shipments]) + 1
     for job in day_work.problem.jobs:
         if job.id not in split:
             jobs.append(job)
@@ -1037,7 +1043,7 @@ def schedule_run_execute(*, run_id: int) -> ScheduleRun:
         if stops_of(day_work.problem) > settings.SCHEDULE_ZONE_THRESHOLD:
             return schedule_zones.schedule_run_split(run_id=run_id, day_work=day_work)
         started = clock.monotonic()
-        day_work, plan = _solve(day_work, _matrix(run.service_center))
+        day_work, plan = _solve(day_work, partial(solve, matrix=_matrix(run.service_center)))
         solve_seconds = round(clock.monotonic() - started, 2)
         _progress(run_id, 80)
         with transaction.atomic():

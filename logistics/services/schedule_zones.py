@@ -41,7 +41,7 @@ from logistics.routing.codec import plan_from_data, problem_from_data, to_data
 from logistics.routing.problem import Problem
 from logistics.routing.vroom_solver import solve
 from logistics.routing.zones import merge, second_pass, split, stops_of
-from logistics.services.schedule import _Day, _fail, _lock_run, _matrix, _store
+from logistics.services.schedule import _Day, _fail, _lock_run, _matrix, _solve, _store
 
 # VROOM stops and answers with its best plan so far after this long: well inside the zone
 # task's soft time limit (240 s), so a slow zone still yields a plan instead of a killed task,
@@ -140,13 +140,14 @@ def _solve_zone(row: ScheduleRunZone) -> tuple[ScheduleRun, bool]:
     """Solve the zone and save its plan under the run's lock; True with the run if this plan
     was the last one the run waited for."""
     started = clock.monotonic()
-    plan = solve(
-        problem_from_data(row.problem),
-        _matrix(row.run.service_center),
+    solver = partial(
+        solve,
+        matrix=_matrix(row.run.service_center),
         exploration_level=ZONE_EXPLORATION_LEVEL,
         threads=ZONE_THREADS,
         timeout_s=ZONE_ENGINE_TIMEOUT_S,
     )
+    zone_day, plan = _solve(_zone_day(row), solver, first_new_id=_first_free_id(row))
     seconds = round(clock.monotonic() - started, 2)
     with transaction.atomic():
         run = ScheduleRun.objects.select_for_update().get(pk=row.run_id)
@@ -154,13 +155,33 @@ def _solve_zone(row: ScheduleRunZone) -> tuple[ScheduleRun, bool]:
         if run.status != ScheduleRunStatus.RUNNING or row.plan is not None:
             return run, False
         row.plan, row.solve_seconds, row.solved_at = to_data(plan), seconds, timezone.now()
-        row.save(update_fields=["plan", "solve_seconds", "solved_at"])
+        # solved with some stops apart (_solve): the zone is that day now, for the merge
+        row.problem = to_data(zone_day.problem)
+        row.shipments = _shipment_ids(zone_day.problem, zone_day)
+        row.save(update_fields=["plan", "solve_seconds", "solved_at", "problem", "shipments"])
         zones = run.zones.count()
         solved = run.zones.filter(plan__isnull=False).count()
         run.progress = PROGRESS_SPLIT + (PROGRESS_SOLVED - PROGRESS_SPLIT) * solved // zones
         run.restarts = 0  # it moves on: a long day of many zones is not a killed run
         run.save(update_fields=["progress", "restarts"])
         return run, solved == zones
+
+
+def _zone_day(row: ScheduleRunZone) -> _Day:
+    """The zone as split, with its shipments (read now) behind every job id."""
+    return _day_of([row])
+
+
+def _first_free_id(row: ScheduleRunZone) -> int:
+    """Where the zone numbers stops it splits apart (_solve): past every job and pair id of
+    the day, in a range of its own (as many ids as the day has shipments), so zones solved
+    at once never give two stops one id."""
+    zones = list(
+        ScheduleRunZone.objects.filter(run_id=row.run_id).values_list("shipments", flat=True)
+    )
+    ids = [job_id for zone in zones for key in ("jobs", "pairs") for job_id, _ in zone[key]]
+    shipments = sum(len(pks) for zone in zones for key in ("jobs", "pairs") for _, pks in zone[key])
+    return max(ids, default=0) + 1 + row.index * (shipments + 1)
 
 
 def _finish(run_id: int) -> ScheduleRun:

@@ -16,7 +16,7 @@ from logistics.models import (
     Stop,
     Vehicle,
 )
-from logistics.services import schedule, shipments
+from logistics.services import schedule, schedule_zones, shipments
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion
 from tests.clock import on_day
@@ -241,3 +241,35 @@ def test_a_farms_goods_too_heavy_together_for_the_idle_van_go_on_it_apart():
     assert run.summary["unassigned"] == [{"shipments": [lighter.pk], "reason": "no_room"}]
     lighter.refresh_from_db()
     assert (lighter.pickup_date, lighter.failed_attempts) == (day + timedelta(days=1), 1)
+
+
+def test_a_zone_puts_goods_too_heavy_together_on_its_idle_van_apart(settings):
+    """The same day split into zones (the truck's and the van's share of the day's work in
+    one zone: the lettuce and the potatoes lie the same way from the center): the van takes
+    the 9 kg there too."""
+    settings.SCHEDULE_ZONE_THRESHOLD, settings.SCHEDULE_ZONE_STOPS = 1, 3
+    center = ServiceCenterFactory(lat=Decimal("30.200000"), lng=Decimal("119.600000"))
+    Vehicle.objects.create(service_center=center, name="truck", capacity_kg=Decimal(40))
+    van = Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal(15))
+    buyer = BuyerFactory(village=village_at(center, 1, 0))
+    farms = [FarmerFactory(village=village_at(center, 3 + n, 90)) for n in range(2)]
+    potatoes = create_listing(farms[1], unit="kg", shelf_life_days=60)
+    heavier = shipment_of(buyer, potatoes, 9, delivery_method="pickup")
+    lighter = shipment_of(
+        BuyerFactory(village=buyer.village), potatoes, 7, delivery_method="pickup"
+    )
+    day = heavier.pickup_date
+    lettuce = create_listing(
+        farms[0], unit="kg", harvest_date=day - timedelta(days=2), shelf_life_days=2
+    )
+    greens = shipment_of(buyer, lettuce, 40, delivery_method="pickup")
+
+    run = plan(center, day)
+    zones = list(run.zones.order_by("index"))
+    assert len(zones) == 1
+    run = schedule_zones.schedule_zone_solve(run_id=run.pk, zone=0)
+
+    assert run.status == "done"
+    assert served(run) == {greens.pk, heavier.pk}
+    assert Stop.objects.get(shipments=heavier).route.vehicle == van
+    assert run.summary["unassigned"] == [{"shipments": [lighter.pk], "reason": "no_room"}]
