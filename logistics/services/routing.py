@@ -262,6 +262,18 @@ def next_try(day: date, *, first_open: date | None = None) -> timedelta:
     return max(timedelta(days=1), (first_open or first_day_to_plan()) - day)
 
 
+def next_days(
+    shipment: Shipment, *, at_farm: bool, first_open: date | None = None
+) -> tuple[date, date]:
+    """A shipment's (pickup, delivery) days for its next try: the day it missed (its
+    pickup's while the goods are at the farm, else its delivery's) moved by next_try, the
+    delivery as far (a delivery's pickup stays as it was)."""
+    missed = shipment.pickup_date if at_farm else shipment.delivery_date
+    move = next_try(missed, first_open=first_open)
+    pickup = shipment.pickup_date + move if at_farm else shipment.pickup_date
+    return pickup, max(shipment.delivery_date + move, pickup)
+
+
 def shipment_move_days(
     shipment: Shipment, *, pickup_date: date, delivery_date: date, also: Sequence[str] = ()
 ) -> None:

@@ -65,7 +65,7 @@ from logistics.services.failures import (
 from logistics.services.routing import (
     first_to_spoil,
     loads_on_board,
-    next_try,
+    next_days,
     orders_due,
     orders_tell_later_delivery,
     orders_waiting_again,
@@ -568,12 +568,10 @@ def _roll_to_next_day(left_over: list[tuple[str, list[Shipment]]], now: datetime
     for reason, shipments in left_over:
         for shipment in shipments:
             at_farm = shipment.status in PLANNABLE
-            move = next_try(shipment.pickup_date if at_farm else shipment.delivery_date)
-            pickup = shipment.pickup_date + move if at_farm else shipment.pickup_date
+            pickup, delivery = next_days(shipment, at_farm=at_farm)
             if at_farm:
                 shipment.status = ShipmentStatus.PENDING
             shipment.failed_attempts += 1
-            delivery = max(shipment.delivery_date + move, pickup)
             moves.append((shipment, pickup, delivery))
             events.append(
                 TrackingEvent(

@@ -40,7 +40,7 @@ from logistics.services.routing import (
     first_day_to_plan,
     loads_on_board,
     lock_capacity_of,
-    next_try,
+    next_days,
     order_waiting_again,
     orders_due,
     orders_tell_later_delivery,
@@ -236,14 +236,8 @@ def _fail(stop: Stop, shipments: list[Shipment], staff: User, data: Completion, 
 
 def _next_days(shipment: Shipment, *, pickup: bool) -> tuple[Shipment, date, date]:
     """A shipment whose pickup (or delivery) failed and its (pickup, delivery) days for the
-    next try: the failed day's next_try, the delivery moving as far (a delivery's pickup
-    stays as it was)."""
-    move = next_try(shipment.pickup_date if pickup else shipment.delivery_date)
-    return (
-        shipment,
-        shipment.pickup_date + move if pickup else shipment.pickup_date,
-        shipment.delivery_date + move,
-    )
+    next try (next_days)."""
+    return (shipment, *next_days(shipment, at_farm=pickup))
 
 
 def _on_route_day(stop: Stop, at: datetime) -> None:

@@ -31,7 +31,7 @@ from logistics.services.failures import BEFORE_PICKUP
 from logistics.services.routing import (
     first_day_to_plan,
     lock_capacity_of,
-    next_try,
+    next_days,
     nightly_day,
     orders_due,
     orders_tell_later_delivery,
@@ -170,9 +170,9 @@ def _move_on(
     for shipment in shipments:
         at_farm = shipment.status in BEFORE_PICKUP
         missed = shipment.pickup_date if at_farm else shipment.delivery_date
-        move = next_try(missed, first_open=first_open[_center(shipment)])
-        pickup = shipment.pickup_date + move if at_farm else shipment.pickup_date
-        delivery = max(shipment.delivery_date + move, pickup)
+        pickup, delivery = next_days(
+            shipment, at_farm=at_farm, first_open=first_open[_center(shipment)]
+        )
         if at_farm:
             shipment.status = ShipmentStatus.PENDING  # off its route, if it was on one
         moves.append((shipment, pickup, delivery))
