@@ -224,21 +224,27 @@ def test_the_register_limit_counts_an_address_the_client_cannot_write(api, monke
     assert answers == [201, 201, 429]
 
 
-def test_guesses_at_one_phone_spread_over_addresses_are_throttled(api, monkeypatch):
-    """The lock-out counts a phone's failures per address; spread over addresses (an IPv6
-    /64, a botnet) they would go on without end. Each spelling of the phone counts."""
-    monkeypatch.setattr(LoginPhoneThrottle, "THROTTLE_RATES", {"login_phone": "4/hour"})
-    FarmerFactory(phone="+8613912348888")
-    spellings = ["+8613912348888", "13912348888", "+86 139 1234 8888", "008613912348888"]
-    answers = [
+def wrong_guesses_from_addresses(api, phones) -> list[int]:
+    """A wrong password for each phone (or spelling of one), each from an address of its
+    own; the answers' status codes."""
+    return [
         api.post(
             TOKEN,
             {"phone": phone, "password": f"guess-{n}"},
             format="json",
             REMOTE_ADDR=f"2001:db8::{n + 1:x}",
         ).status_code
-        for n, phone in enumerate(spellings)
+        for n, phone in enumerate(phones)
     ]
+
+
+def test_guesses_at_one_phone_spread_over_addresses_are_throttled(api, monkeypatch):
+    """The lock-out counts a phone's failures per address; spread over addresses (an IPv6
+    /64, a botnet) they would go on without end. Each spelling of the phone counts."""
+    monkeypatch.setattr(LoginPhoneThrottle, "THROTTLE_RATES", {"login_phone": "4/hour"})
+    FarmerFactory(phone="+8613912348888")
+    spellings = ["+8613912348888", "13912348888", "+86 139 1234 8888", "008613912348888"]
+    answers = wrong_guesses_from_addresses(api, spellings)
     right = api.post(
         TOKEN,
         {"phone": "+8613912348888", "password": PASSWORD},
@@ -261,20 +267,11 @@ def test_a_phone_sent_as_a_json_number_counts_against_that_phone_too(api, monkey
     monkeypatch.setattr(LoginPhoneThrottle, "THROTTLE_RATES", {"login_phone": "3/hour"})
     FarmerFactory(phone="+8613912347777")
     spellings = [13912347777, 8613912347777, "+8613912347777"]
-    answers = [
-        api.post(
-            TOKEN,
-            {"phone": phone, "password": f"guess-{n}"},
-            format="json",
-            REMOTE_ADDR=f"2001:db8::{n + 1:x}",
-        ).status_code
-        for n, phone in enumerate(spellings)
-    ]
+    answers = wrong_guesses_from_addresses(api, spellings)
     right = api.post(
         TOKEN, {"phone": 13912347777, "password": PASSWORD}, format="json", REMOTE_ADDR="::9"
     )
     assert answers == [401] * 3
-    assert right.status_code == 429
     assert (right.status_code, right.json()["code"]) == (429, "throttled")
     assert AccessAttempt.objects.count() == 3  # the throttled one was never tried
 

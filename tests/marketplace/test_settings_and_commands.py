@@ -44,6 +44,21 @@ def manage(*args, settings="production", unset=("SECRET_KEY",), launcher=(), **e
     )
 
 
+def embedded_shell(data_dir: Path, code: str) -> subprocess.CompletedProcess:
+    """`manage.py shell -c code` under the embedded launcher, its data in `data_dir`."""
+    return manage(
+        "shell",
+        "--verbosity",
+        "0",
+        "-c",
+        code,
+        settings="dev",
+        unset=["DATABASE_URL"],
+        launcher=LAUNCHER,
+        EMBEDDED_DATA_DIR=str(data_dir),
+    )
+
+
 def test_production_passes_check_deploy_cleanly():
     result = manage(
         "check",
@@ -176,17 +191,7 @@ def test_without_a_database_url_commands_reach_the_embedded_postgresql():
         "print(sorted(connection.settings_dict['OPTIONS'].items()))"
     )
     try:
-        result = manage(
-            "shell",
-            "--verbosity",
-            "0",
-            "-c",
-            show,
-            settings="dev",
-            unset=["DATABASE_URL"],
-            launcher=LAUNCHER,
-            EMBEDDED_DATA_DIR=str(data_dir),
-        )
+        result = embedded_shell(data_dir, show)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     assert result.returncode == 0, result.stderr
@@ -219,17 +224,7 @@ def test_the_embedded_postgresql_starts_in_a_data_folder_too_deep_for_a_socket()
         "    print(cursor.fetchone()[0])"
     )
     try:
-        result = manage(
-            "shell",
-            "--verbosity",
-            "0",
-            "-c",
-            show,
-            settings="dev",
-            unset=["DATABASE_URL"],
-            launcher=LAUNCHER,
-            EMBEDDED_DATA_DIR=str(data_dir),
-        )
+        result = embedded_shell(data_dir, show)
     finally:
         shutil.rmtree(top, ignore_errors=True)
         shutil.rmtree(embedded._runtime_dir(data_dir), ignore_errors=True)
