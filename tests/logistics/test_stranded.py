@@ -412,6 +412,22 @@ def test_a_sweep_that_fails_keeps_no_nightly_plan_from_being_asked_for(
     celery_app.control.purge()  # the run's message: no worker here
 
 
+def capacity_held_elsewhere(center) -> tuple[threading.Thread, threading.Event]:
+    """Another connection's transaction holding the center's capacity lock, once it holds
+    it, until the event given back is set."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold_capacity():
+        with transaction.atomic():
+            lock_centers_capacity([center.pk])
+            held.set()
+            release.wait(30)
+
+    holder, _ = in_thread(hold_capacity)
+    assert held.wait(10)
+    return holder, release
+
+
 @pytest.mark.django_db(transaction=True)
 class TestRaces:
     def test_a_cancel_of_an_order_the_sweeper_waits_for_leaves_it_cancelled(self, county):
@@ -466,16 +482,7 @@ class TestRaces:
         plan_on_its_eve(center, day)
         (route,) = Route.objects.all()
         (delivery,) = Stop.objects.filter(kind=StopKind.DELIVERY, shipments__order=single)
-        held, release = threading.Event(), threading.Event()
-
-        def hold_capacity():
-            with transaction.atomic():
-                lock_centers_capacity([center.pk])
-                held.set()
-                release.wait(30)
-
-        holder, _ = in_thread(hold_capacity)
-        assert held.wait(10)
+        holder, release = capacity_held_elsewhere(center)
         with on_day(day + timedelta(days=2)):
             before = the_state()
             sweep, answer = in_thread(shipments_roll_stranded)
@@ -510,16 +517,7 @@ class TestRaces:
         )
         plan_on_its_eve(center, day)
         next_day = day + timedelta(days=3)
-        held, release = threading.Event(), threading.Event()
-
-        def hold_capacity():
-            with transaction.atomic():
-                lock_centers_capacity([center.pk])
-                held.set()
-                release.wait(30)
-
-        holder, _ = in_thread(hold_capacity)
-        assert held.wait(10)
+        holder, release = capacity_held_elsewhere(center)
         with on_day(day + timedelta(days=2)):
             sweep, swept = in_thread(shipments_roll_stranded)
             assert wait_for_lock_waiters(1) == 1  # the sweeper, holding the orders
