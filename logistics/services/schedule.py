@@ -9,6 +9,7 @@ not fit is listed with its reason and rolled to the next day: a failed try, as a
 is, and the MAX_STOP_ATTEMPTS-th fails the goods for good (failures.py).
 """
 
+import logging
 import time as clock
 from collections import defaultdict
 from collections.abc import Callable
@@ -76,6 +77,8 @@ from marketplace.exceptions import violated_constraint
 from orders import notifications
 from orders.models import Order, OrderStatus
 from orders.services import orders_transition
+
+logger = logging.getLogger(__name__)
 
 GRAMS_PER_KG = 1000
 PLANNABLE = (ShipmentStatus.PENDING, ShipmentStatus.SCHEDULED)
@@ -978,6 +981,13 @@ def _progress(run_id: int, percent: int) -> None:
     )
 
 
+def _failed_by(run_id: int, exc: Exception) -> str:
+    """What a run failed by, as staff read it (`error`): the exception's kind; its text,
+    which may name a host, an address or a port, goes to the log, as /health/ does."""
+    logger.warning("schedule run %s failed: %s: %s", run_id, type(exc).__name__, exc)
+    return f"{type(exc).__name__} (the worker's log has the details)"
+
+
 def _fail(run_id: int, reason: str) -> None:
     """Record why a run failed; a run already done stays done."""
     ScheduleRun.objects.filter(
@@ -1054,6 +1064,6 @@ def schedule_run_execute(*, run_id: int) -> ScheduleRun:
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "progress", "summary", "finished_at"])
     except Exception as exc:
-        _fail(run_id, f"{type(exc).__name__}: {exc}")
+        _fail(run_id, _failed_by(run_id, exc))
         raise
     return run

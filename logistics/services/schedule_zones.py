@@ -41,7 +41,15 @@ from logistics.routing.codec import plan_from_data, problem_from_data, to_data
 from logistics.routing.problem import Problem
 from logistics.routing.vroom_solver import solve
 from logistics.routing.zones import merge, second_pass, split, stops_of
-from logistics.services.schedule import _Day, _fail, _lock_run, _matrix, _solve, _store
+from logistics.services.schedule import (
+    _Day,
+    _fail,
+    _failed_by,
+    _lock_run,
+    _matrix,
+    _solve,
+    _store,
+)
 
 # VROOM stops and answers with its best plan so far after this long: well inside the zone
 # task's soft time limit (240 s), so a slow zone still yields a plan instead of a killed task,
@@ -132,7 +140,7 @@ def schedule_zone_solve(*, run_id: int, zone: int) -> ScheduleRun:
             return row.run
         return _finish(run_id)
     except Exception as exc:
-        _fail(run_id, f"zone {zone}: {type(exc).__name__}: {exc}")
+        _fail(run_id, f"zone {zone}: {_failed_by(run_id, exc)}")
         raise
 
 

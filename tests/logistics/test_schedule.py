@@ -3,6 +3,7 @@ and refrigeration; what does not fit rolls over with a reason; re-runs never dou
 
 import csv
 import io
+import logging
 import threading
 import time
 from collections import Counter
@@ -940,16 +941,33 @@ def test_a_stop_completed_while_the_day_is_stored_again_waits_for_it(day, monkey
 
 
 @pytest.mark.django_db
-def test_a_failed_run_says_why(day, monkeypatch):
+def test_a_failed_run_says_what_failed_and_leaves_its_text_to_the_log(day, monkeypatch):
+    """Staff read a run's `error`: what went wrong, not the exception's text, which may name
+    a host, an address or a port (a database refusing the connection). That goes to the
+    worker's log, as /health/ does with its checks' errors."""
+
     def broken(*args, **kwargs):
-        raise RuntimeError("engine crashed")
+        raise RuntimeError("could not connect to db-primary.internal:5432")
 
     monkeypatch.setattr(schedule, "solve", broken)
+    logged: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    logging.getLogger(schedule.__name__).addHandler(handler)
     run = ScheduleRun.objects.create(service_center=day["center"], date=day["date"])
-    with pytest.raises(RuntimeError):
-        schedule.schedule_run_execute(run_id=run.pk)
+    try:
+        with pytest.raises(RuntimeError):
+            schedule.schedule_run_execute(run_id=run.pk)
+    finally:
+        logging.getLogger(schedule.__name__).removeHandler(handler)
     run.refresh_from_db()
-    assert (run.status, run.error) == (ScheduleRunStatus.FAILED, "RuntimeError: engine crashed")
+    assert (run.status, run.error) == (
+        ScheduleRunStatus.FAILED,
+        "RuntimeError (the worker's log has the details)",
+    )
+    assert logged == [
+        f"schedule run {run.pk} failed: RuntimeError: could not connect to db-primary.internal:5432"
+    ]
     assert not Route.objects.exists()
 
 
