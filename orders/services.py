@@ -513,6 +513,7 @@ def order_line_reject(
     line = order.lines.filter(pk=line_id, farmer=farmer).first()
     if line is None:
         raise DomainError("not_found", "No such line.", status_code=404)
+    line.farmer = farmer  # its farmer, held: a cancel by this line names them, read nothing
     if line.status != LineStatus.ACTIVE:
         if line.status == LineStatus.REJECTED:
             return order  # a retry: already rejected

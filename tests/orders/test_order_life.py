@@ -500,3 +500,18 @@ def test_the_orders_holding_a_centers_listings_are_read_from_one_index():
         c["columns"] for c in found.values() if c["index"] and c["columns"][0] == "listing_id"
     ]
     assert sorted(on_listing) == [["listing_id", "order_id"]]
+
+
+def test_rejecting_the_last_line_reads_no_user_it_holds_already():
+    """The cancel it leads to names the line's farmer in its event: the farmer rejecting
+    it, in hand, not read again."""
+    listing = create_listing()
+    order = place_order(BuyerFactory(), (listing, 1))
+    with CaptureQueriesContext(connection) as captured:
+        services.order_line_reject(
+            order_id=order.pk, line_id=order.lines.get().pk, farmer=listing.farmer, reason="x"
+        )
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.CANCELLED
+    assert OrderEvent.objects.get(order=order, to_status="cancelled").farmer_id == listing.farmer_id
+    read_users = [q["sql"] for q in captured.captured_queries if 'FROM "accounts_user"' in q["sql"]]
+    assert read_users == []
