@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import fcntl
 import hashlib
 import os
 import signal
@@ -239,9 +240,34 @@ def start(argv: list[str], env: dict[str, str] | None) -> subprocess.Popen:
     return subprocess.Popen(argv, cwd=BASE_DIR, env=env, preexec_fn=preexec_fn)  # noqa: S603, PLW1509 - no threads here
 
 
+@contextlib.contextmanager
+def one_run_per_data_dir(data_dir: Path) -> Iterator[None]:
+    """Held while `run` runs: a second `run` on the same data folder (another terminal, on
+    another port) started a second beat, so every periodic task ran twice, both writing one
+    schedule file. It now stops before it starts anything, naming the first one's pid. The
+    lock is the kernel's, so it goes with the process however it ends (SIGKILL included);
+    the processes `run` starts do not inherit it."""
+    path = data_dir / "run.lock"
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise SystemExit(
+                f"Another `run` (pid {owner}) is using {data_dir}: stop it first, or give "
+                "this one a data folder of its own (EMBEDDED_DATA_DIR)."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+
+
 def command_run(port: int) -> int:
     """The whole system: migrate, load the demo county, then web + worker + beat."""
-    with services() as service_env:
+    with one_run_per_data_dir(_data_dir()), services() as service_env:
         env = {**os.environ, **service_env, "DJANGO_SETTINGS_MODULE": "marketplace.settings.dev"}
         for argv in SETUP:
             _manage(env, *argv)

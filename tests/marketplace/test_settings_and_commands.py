@@ -423,6 +423,54 @@ def test_make_run_killed_outright_stops_the_processes_it_started():
             os.kill(child, signal.SIGKILL)
 
 
+def test_a_second_make_run_on_the_same_data_folder_starts_nothing(tmp_path):
+    """A second `make run` on the data folder of a running one (another terminal, another
+    port) started its own web server, worker and beat: every periodic task twice, two
+    beats writing one schedule file. It now stops at once, naming the first one; and once
+    the first is gone, killed outright or not, the next starts."""
+    holder_code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from marketplace import embedded\n"
+        "with embedded.one_run_per_data_dir(Path(sys.argv[1])):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(300)\n"
+    )
+    holder = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-c", holder_code, str(tmp_path)],
+        cwd=BASE_DIR,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        second = subprocess.run(  # noqa: S603
+            [
+                sys.executable,
+                "-m",
+                "marketplace.embedded",
+                "run",
+                "--port",
+                str(embedded._free_port()),
+            ],
+            cwd=BASE_DIR,
+            env={**os.environ, "EMBEDDED_DATA_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1
+        assert f"Another `run` (pid {holder.pid}) is using {tmp_path}" in second.stderr
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["run.lock"]  # nothing ran
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+        holder.stdout.close()
+    with embedded.one_run_per_data_dir(tmp_path):  # the kernel let go of the killed one's
+        assert (tmp_path / "run.lock").read_text() == f"{os.getpid()}\n"
+
+
 def _embedded_servers(data_dir: Path, redis_port: int) -> list[int]:
     """Pids of the PostgreSQL and Redis servers still running for the embedded data folder."""
     import psutil  # noqa: PLC0415 - pgserver's dependency
