@@ -1,15 +1,19 @@
 """`/health/`: database, Redis and a Celery worker, each up or down; 200 only when all are up.
 
 The checks themselves are django-health-check's; this view names them and answers 503
-(not 500) when one is down, so load balancers and orchestrators read it correctly.
+(not 500) when one is down, so load balancers and orchestrators read it correctly. The page
+answers anyone, so each process checks at most once per HEALTH_CHECK_CACHE_SECONDS and
+answers the report it has in between.
 """
 
 import asyncio
 import contextlib
 import datetime
 import logging
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 from django.conf import settings
 from django.http import JsonResponse
@@ -22,6 +26,19 @@ from redis.asyncio import Redis as RedisClient
 from marketplace.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
+
+
+class _Report(NamedTuple):
+    checked_at: float  # time.monotonic()
+    body: dict
+    status: int
+
+
+# The last report of this process. Every call checked afresh: a ping broadcast to every
+# worker, a database and a Redis connection, and on a hung server a thread left behind
+# each; a loop asking for the page (it needs no login) kept the workers answering pings and
+# piled up threads. A report is replaced whole, so threads read one or the other.
+_last: _Report | None = None
 
 
 def _checks() -> dict[str, object]:
@@ -60,6 +77,19 @@ class HealthView(HealthCheckView):
             executor.shutdown(wait=False, cancel_futures=True)
 
     async def get(self, request, *args, **kwargs):
+        """The report of the last HEALTH_CHECK_CACHE_SECONDS, or a new one; its `Age`
+        header says how many seconds ago it was checked."""
+        global _last  # noqa: PLW0603 - the process's one report
+        last = _last
+        now = time.monotonic()
+        if last is None or now - last.checked_at >= settings.HEALTH_CHECK_CACHE_SECONDS:
+            body, status = await self._check()
+            last = _last = _Report(time.monotonic(), body, status)
+        response = JsonResponse(last.body, status=last.status)
+        response["Age"] = str(int(time.monotonic() - last.checked_at))
+        return response
+
+    async def _check(self) -> tuple[dict, int]:
         checks = _checks()
         with self.get_executor() as executor:
             results = await asyncio.gather(
@@ -75,7 +105,4 @@ class HealthView(HealthCheckView):
             else:
                 report[name] = {"status": "up"}
         healthy = all(item["status"] == "up" for item in report.values())
-        return JsonResponse(
-            {"status": "up" if healthy else "down", "checks": report},
-            status=200 if healthy else 503,
-        )
+        return {"status": "up" if healthy else "down", "checks": report}, (200 if healthy else 503)

@@ -378,6 +378,9 @@ IDEMPOTENCY_KEY_TTL_SECONDS = env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=24 
 # this and a second (the worker's own timeout and its queue check within theirs).
 HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=3.0)
 HEALTH_CHECK_WORKER_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_WORKER_TIMEOUT_SECONDS", default=1.0)
+# Seconds each web process answers /health/ from its last report before it checks again
+# (0: every call checks): the page needs no login, and each check pings every worker.
+HEALTH_CHECK_CACHE_SECONDS = env.float("HEALTH_CHECK_CACHE_SECONDS", default=5.0)
 
 LOGGING = {
     "version": 1,

@@ -8,6 +8,7 @@ import uuid
 import pytest
 from django.db import connection
 
+from marketplace import health
 from marketplace.celery import app as celery_app
 from marketplace.tasks import ping
 
@@ -64,6 +65,36 @@ def test_health_redis_down(api, celery_worker, settings):
     checks = response.json()["checks"]
     assert checks["redis"]["status"] == "down"
     assert (checks["database"]["status"], checks["worker"]["status"]) == ("up", "up")
+
+
+@pytest.fixture
+def no_health_report_yet():
+    health._last = None
+    yield
+    health._last = None
+
+
+def test_health_answers_its_last_report_until_its_time_is_up(
+    api, celery_worker, settings, no_health_report_yet
+):
+    """The page needs no login, and each check pinged every worker and opened a database
+    and a Redis connection (leaving a thread behind on a hung server): a loop asking for it
+    kept the workers answering. A process now answers its last report for
+    HEALTH_CHECK_CACHE_SECONDS, saying how old it is, a down one as an up one."""
+    settings.HEALTH_CHECK_CACHE_SECONDS = 60.0
+    assert api.get("/health/").status_code == 200
+    redis_url, settings.REDIS_URL = settings.REDIS_URL, f"redis://127.0.0.1:{closed_port()}/0"
+    again = api.get("/health/")  # Redis is down now, and not asked
+    assert (again.status_code, again.json()["status"], again["Age"]) == (200, "up", "0")
+
+    settings.HEALTH_CHECK_CACHE_SECONDS = 0.0  # its time is up: checked afresh
+    down = api.get("/health/")
+    assert (down.status_code, down.json()["checks"]["redis"]["status"]) == (503, "down")
+
+    settings.HEALTH_CHECK_CACHE_SECONDS = 60.0
+    settings.REDIS_URL = redis_url  # up again, not asked either
+    still = api.get("/health/")
+    assert (still.status_code, still.json()["checks"]["redis"]["status"]) == (503, "down")
 
 
 def test_health_database_down(api, celery_worker, monkeypatch):
