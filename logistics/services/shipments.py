@@ -9,7 +9,7 @@ from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Prefetch, Q
+from django.db.models import Max, Prefetch
 from django.utils import timezone
 
 from logistics import errors
@@ -369,8 +369,9 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     if stop.kind == StopKind.PICKUP and (data.outcome == "failed" or data.not_picked_up):
         _deliveries_follow_failed_pickup(stop, at)
     _route_follows(stop.route_id)
-    if stop.kind == StopKind.PICKUP:
-        _pickup_loads_follow(stop)
+    # Any stop, not only a pickup: a writer that held the route while this one was being
+    # recorded (goods cancelled, another pickup weighed) left it as it was.
+    _routes_follow([stop.route_id], recorded=stop)
     for order_id in sorted({s.order_id for s in shipments}):
         order_follow_shipments(order_id, staff)
     return stop, True
@@ -486,27 +487,6 @@ def _route_follows(route_id: int) -> None:
     if route.status == RouteStatus.STARTED and not open_stops.exists():
         route.status = RouteStatus.COMPLETED
         route.save(update_fields=["status"])
-
-
-def _pickup_loads_follow(pickup: Stop) -> None:
-    """A pickup recorded (its route locked) brings its goods on board at the weight weighed,
-    more or less than planned, or, failed, none of them: it and the stops of its route not
-    yet recorded carry what is on board after each, those goods at their weighed weight
-    until delivered, or not at all (as loads follow goods cancelled: _loads_follow). A stop
-    being recorded right now (its row locked) is left as it is: nothing is waited for while
-    the route is held."""
-    stops = list(
-        Stop.objects.filter(route_id=pickup.route_id)
-        .order_by("sequence")
-        .prefetch_related("shipments")
-    )
-    open_stops = Q(status__in=(StopStatus.PENDING, StopStatus.LOCKED)) | Q(pk=pickup.pk)
-    free = (
-        Stop.objects.select_for_update(of=("self",), skip_locked=True)
-        .filter(open_stops, route_id=pickup.route_id)
-        .values_list("pk", flat=True)
-    )
-    Stop.objects.bulk_update(_loads_follow(stops, set(free)), ["load_kg"])
 
 
 def _tell_buyers_on_the_way(route: Route) -> None:
@@ -751,11 +731,12 @@ def shipments_leave_planned_routes(shipments: list[Shipment], route_ids: list[in
     """The shipments (locked, the routes they are on locked: lock_routes_of) leave their
     stops on routes not yet on the road (_stops_drop); a planned route left with no stop
     goes (it has nothing to drive: it would stay planned for good), and the others follow
-    the goods left on them (_planned_routes_follow): a cancel, goods stranded on a day gone
-    by (stranded.py)."""
+    the goods left on them (_routes_follow): a cancel, goods stranded on a day gone by
+    (stranded.py). On a route already on the road the goods keep their stops (the driver
+    skips them), and only its loads follow."""
     _stops_drop(shipments)
     Route.objects.filter(pk__in=route_ids, status=RouteStatus.PLANNED, stops__isnull=True).delete()
-    _planned_routes_follow(route_ids)
+    _routes_follow(route_ids)
 
 
 def _stops_drop(shipments: list[Shipment]) -> None:
@@ -774,18 +755,25 @@ def _stops_drop(shipments: list[Shipment]) -> None:
     Stop.objects.filter(pk__in=stop_ids, shipments__isnull=True).delete()
 
 
-def _planned_routes_follow(route_ids: list[int]) -> None:
-    """These routes (locked), when still planned, follow the goods left on them (goods
-    cancelled or lighter): their stops are numbered 1, 2, … again in visiting order, each
-    route is measured over them as the plan measured it (schedule.routes_measure), and each
-    stop carries what is on board after it (routing.loads_on_board): what leaves the center
-    for delivery, each pickup adding its goods and each delivery taking them off. A stop
-    being recorded right now (its row locked) sets its route out: it is left as it is (and
-    its route's stops keep their numbers), so no lock is waited for while the routes are
-    held. All the routes' stops are read, locked, measured and loaded together: as many
-    statements for the routes of an order of many farms' goods as for one."""
+def _routes_follow(route_ids: list[int], *, recorded: Stop | None = None) -> None:
+    """These routes (locked) follow the goods left on them (goods cancelled, lighter, or
+    weighed at a pickup of theirs, or not picked up): each stop not yet recorded (and the
+    stop being `recorded`, by whoever holds it) carries what is on board after it
+    (routing.loads_on_board): what leaves the center for delivery, each pickup adding its
+    goods and each delivery taking them off. A route's stops are numbered 1, 2, … again in
+    visiting order once some went, and a route still planned is measured over them as the
+    plan measured it (schedule.routes_measure).
+
+    A stop being recorded at this moment (its row locked, waiting for its route) is left as
+    it is: waiting for it while holding the routes would deadlock with its completion, which
+    takes its stop before its route. So every completion, once it holds its route, does this
+    for its route: the last writer to hold the route sees every stop of it free and brings
+    them all along, numbers included, whichever came first (a cancel, another pickup
+    weighed, another stop recorded). All the routes' stops are read, locked, measured and
+    loaded together: as many statements for the routes of an order of many farms' goods as
+    for one."""
     routes = list(
-        Route.objects.filter(pk__in=route_ids, status=RouteStatus.PLANNED)
+        Route.objects.filter(pk__in=route_ids)
         .select_related("service_center", "vehicle")
         .order_by("pk")
     )
@@ -804,15 +792,27 @@ def _planned_routes_follow(route_ids: list[int]) -> None:
         .order_by("route_id", "sequence")
         .values_list("pk", flat=True)
     )
+    # a stop recorded keeps the load it had then, but the one being recorded now
+    to_load = {
+        stop.pk
+        for stops in stops_of.values()
+        for stop in stops
+        if stop.pk in free
+        and (stop.status in (StopStatus.PENDING, StopStatus.LOCKED) or stop == recorded)
+    }
     loaded = []
     for route in routes:
         stops = stops_of[route.pk]
         if all(stop.pk in free for stop in stops):
             _renumber(stops)
-        loaded += _loads_follow(stops, free)
+        loaded += _loads_follow(stops, to_load)
     # as every plan's stops have ETAs (one made by hand has none)
     routes_measure(
-        measured=[(r, stops_of[r.pk]) for r in routes if all(s.eta for s in stops_of[r.pk])]
+        measured=[
+            (r, stops_of[r.pk])
+            for r in routes
+            if r.status == RouteStatus.PLANNED and all(s.eta for s in stops_of[r.pk])
+        ]
     )
     Stop.objects.bulk_update(loaded, ["load_kg"])
 
@@ -889,7 +889,7 @@ def shipments_after_line_rejected(*, order: Order, line: OrderLine, actor: User)
             ]
         )
     on_routes = Stop.objects.filter(shipments__in=lighter).values("route_id")
-    _planned_routes_follow(
+    _routes_follow(
         list(
             Route.objects.select_for_update(of=("self",))
             .filter(pk__in=on_routes)
