@@ -1,11 +1,24 @@
 """Reads of logistics, with who may see what."""
 
 from django.contrib.postgres.aggregates import ArrayAgg
-from django.db.models import Prefetch, Q, QuerySet, Value
+from django.db.models import (
+    Count,
+    DecimalField,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from logistics.models import (
     Route,
+    ScheduleRun,
     ServiceCenter,
     Shipment,
     ShipmentStatus,
@@ -151,4 +164,42 @@ def load_list_stops(route_id: int) -> QuerySet[Stop]:
         Stop.objects.filter(route_id=route_id)
         .prefetch_related(Prefetch("shipments", queryset=shipments))
         .order_by("sequence")
+    )
+
+
+def _of_run(rows: QuerySet, run_field: str, figure, output_field) -> Coalesce:
+    """One figure of a run's routes or stops (`rows`, by `run_field`), 0 when it has none:
+    a subquery of the runs' own statement."""
+    per_run = (
+        rows.filter(**{run_field: OuterRef("pk")})
+        .order_by()
+        .values(run_field)
+        .annotate(figure=figure)
+        .values("figure")
+    )
+    return Coalesce(
+        Subquery(per_run, output_field=output_field), Value(0), output_field=output_field
+    )
+
+
+def schedule_runs_of_staff(staff: User) -> QuerySet[ScheduleRun]:
+    """The runs of the staff member's center (others' answer 404), each with what its
+    routes are now (`now_*`), read when asked: goods cancelled or turned down after the
+    plan take stops, kilometres and routes off, failed stops are counted, and a later plan
+    of the day replaces those not yet on the road. The run's `summary` is what the plan
+    made. Subqueries of the runs' own statement: as many queries whatever a page holds."""
+    routes, stops = Route.objects.all(), Stop.objects.all()
+    whole, money = IntegerField(), DecimalField(max_digits=12, decimal_places=2)
+    open_stops = Q(status__in=(StopStatus.PENDING, StopStatus.LOCKED))
+    return ScheduleRun.objects.filter(service_center_id=staff.service_center_id).annotate(
+        now_routes=_of_run(routes, "schedule_run", Count("pk"), whole),
+        now_vehicles_used=_of_run(routes, "schedule_run", Count("vehicle", distinct=True), whole),
+        now_distance_km=_of_run(routes, "schedule_run", Sum("distance_km"), money),
+        now_duration_min=_of_run(routes, "schedule_run", Sum("duration_min"), whole),
+        now_cost=_of_run(routes, "schedule_run", Sum("cost"), money),
+        now_stops=_of_run(stops, "route__schedule_run", Count("pk"), whole),
+        now_stops_open=_of_run(stops, "route__schedule_run", Count("pk", filter=open_stops), whole),
+        now_stops_failed=_of_run(
+            stops, "route__schedule_run", Count("pk", filter=Q(status=StopStatus.FAILED)), whole
+        ),
     )

@@ -7,6 +7,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from logistics import selectors
 from logistics.models import ScheduleRun, ServiceCenter
 from logistics.services.schedule import schedule_run_request
 from marketplace.api.permissions import IsCenterStaff
@@ -31,7 +32,40 @@ class ScheduleRequestSerializer(serializers.Serializer):
         return day
 
 
+class RunRoutesNowSerializer(serializers.Serializer):
+    """What a run's routes are now (logistics.selectors.schedule_runs_of_staff)."""
+
+    routes = serializers.IntegerField(source="now_routes")
+    vehicles_used = serializers.IntegerField(source="now_vehicles_used")
+    stops = serializers.IntegerField(source="now_stops")
+    stops_open = serializers.IntegerField(
+        source="now_stops_open", help_text="Not yet recorded: pending, or locked for review."
+    )
+    stops_failed = serializers.IntegerField(source="now_stops_failed")
+    distance_km = serializers.DecimalField(
+        source="now_distance_km", max_digits=12, decimal_places=2
+    )
+    duration_min = serializers.IntegerField(source="now_duration_min")
+    cost = serializers.DecimalField(source="now_cost", max_digits=12, decimal_places=2)
+
+
 class ScheduleRunSerializer(serializers.ModelSerializer):
+    summary = serializers.JSONField(
+        read_only=True,
+        help_text="What the plan made when it was stored: its routes, stops, distance_km, "
+        "duration_min and driving_min, vehicles_used of vehicles_available, and the goods "
+        "it left out (unassigned, with reasons). It is the run's record and does not change "
+        "after; routes_now gives its routes as they are now.",
+    )
+    routes_now = RunRoutesNowSerializer(
+        source="*",
+        read_only=True,
+        help_text="The run's routes as they are now, read when asked: goods cancelled or "
+        "turned down after the plan take their stops, kilometres (and a route left with "
+        "none) off; stops recorded on the road are counted open or failed; a later plan of "
+        "the day replaces the routes not yet on the road (this run's then count 0).",
+    )
+
     class Meta:
         model = ScheduleRun
         fields = (
@@ -41,6 +75,7 @@ class ScheduleRunSerializer(serializers.ModelSerializer):
             "status",
             "progress",
             "summary",
+            "routes_now",
             "asked_again",
             "error",
             "created_at",
@@ -73,6 +108,7 @@ class ScheduleView(APIView):
             requested_by=request.user,
             again_after_running=True,
         )
+        run = selectors.schedule_runs_of_staff(request.user).get(pk=run.pk)
         return Response(ScheduleRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -86,4 +122,4 @@ class ScheduleRunViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, views
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return ScheduleRun.objects.none()
-        return ScheduleRun.objects.filter(service_center_id=self.request.user.service_center_id)
+        return selectors.schedule_runs_of_staff(self.request.user)

@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -1977,3 +1978,111 @@ def test_a_pickup_weighed_heavier_or_lighter_carries_that_weight_until_delivered
     assert loads[0][1] == weighed
     assert as_shown(van)[:3] == van_before[:3]
     assert as_shown(cold) == cold_before
+
+
+# A run as staff read it: its summary is what the plan made when it was stored, and
+# `routes_now` what its routes are when asked, after goods went or stops were recorded.
+
+
+def run_as_read(client_for, day, run: ScheduleRun) -> dict:
+    """A run as its center's staff read it."""
+    answer = client_for(day["staff"]).get(f"/api/v1/schedule-runs/{run.pk}/")
+    assert answer.status_code == 200, answer.json()
+    return answer.json()
+
+
+def routes_as_stored(run: ScheduleRun) -> dict:
+    """A run's routes and stops as the tables hold them, as `routes_now` shows them."""
+    routes = Route.objects.filter(schedule_run=run)
+    stops = Stop.objects.filter(route__schedule_run=run)
+    totals = routes.aggregate(km=Sum("distance_km"), min=Sum("duration_min"), cost=Sum("cost"))
+    return {
+        "routes": routes.count(),
+        "vehicles_used": routes.values("vehicle").distinct().count(),
+        "stops": stops.count(),
+        "stops_open": stops.filter(status__in=("pending", "locked")).count(),
+        "stops_failed": stops.filter(status="failed").count(),
+        "distance_km": str(totals["km"] or Decimal("0.00")),
+        "duration_min": totals["min"] or 0,
+        "cost": str(totals["cost"] or Decimal("0.00")),
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("change", ["cancelled", "line_rejected"])
+def test_a_run_read_after_goods_went_shows_its_routes_as_they_are_and_its_plan_as_made(
+    day, two_routes, client_for, change
+):
+    """The detour's goods go after the plan: the van's stops for them go and it drives
+    less. The summary, the plan as made, still says what the plan made; routes_now what
+    the routes are."""
+    run = ScheduleRun.objects.get()
+    planned = run_as_read(client_for, day, run)
+    assert planned["routes_now"] == routes_as_stored(run)
+    assert (planned["routes_now"]["routes"], planned["routes_now"]["stops"]) == (
+        planned["summary"]["routes"],
+        planned["summary"]["stops"],
+    )
+    assert float(planned["routes_now"]["distance_km"]) == planned["summary"]["distance_km"]
+
+    take_goods_off(day, change)
+
+    now = run_as_read(client_for, day, run)
+    assert now["summary"] == planned["summary"]
+    assert now["routes_now"] == routes_as_stored(run)
+    assert now["routes_now"]["stops"] < planned["routes_now"]["stops"]
+    assert Decimal(now["routes_now"]["distance_km"]) < Decimal(planned["routes_now"]["distance_km"])
+
+
+@pytest.mark.django_db
+def test_a_run_read_after_a_stop_failed_counts_it_failed_not_open(day, client_for):
+    run = run_day(day)
+    first = Stop.objects.filter(route__schedule_run=run, sequence=1).order_by("pk").first()
+    before = run_as_read(client_for, day, run)["routes_now"]
+
+    with on_day(day["date"]):
+        shipments.stop_complete(
+            stop_id=first.pk,
+            staff=day["staff"],
+            data=Completion(outcome="failed", reason="nobody there"),
+        )
+
+    after = run_as_read(client_for, day, run)["routes_now"]
+    assert after == routes_as_stored(run)
+    assert (after["stops_open"], after["stops_failed"]) == (before["stops_open"] - 1, 1)
+
+
+@pytest.mark.django_db
+def test_a_run_whose_day_was_planned_again_has_no_routes_now(day, client_for):
+    first = run_day(day)
+    again = run_day(day)
+
+    assert run_as_read(client_for, day, first)["routes_now"] == {
+        "routes": 0,
+        "vehicles_used": 0,
+        "stops": 0,
+        "stops_open": 0,
+        "stops_failed": 0,
+        "distance_km": "0.00",
+        "duration_min": 0,
+        "cost": "0.00",
+    }
+    assert run_as_read(client_for, day, again)["routes_now"] == routes_as_stored(again)
+    assert run_as_read(client_for, day, again)["routes_now"]["routes"] > 0
+
+
+@pytest.mark.django_db
+def test_the_runs_list_reads_its_figures_in_as_many_queries_for_any_number_of_runs(
+    day, client_for, django_assert_num_queries
+):
+    staff = client_for(day["staff"])
+    run_day(day)
+    with django_assert_num_queries(3):  # the user, the count, the page
+        one = staff.get("/api/v1/schedule-runs/")
+    run_day(day)
+    run_day(day)
+    with django_assert_num_queries(3):
+        three = staff.get("/api/v1/schedule-runs/")
+    assert (one.json()["count"], three.json()["count"]) == (1, 3)
+    newest = three.json()["results"][0]
+    assert newest["routes_now"]["routes"] == newest["summary"]["routes"] > 0
