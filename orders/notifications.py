@@ -591,20 +591,25 @@ def notify_order_cancelled(
     The reason goes to the buyer only: typed by a buyer or staff, it is not a message to
     send farmers (once a real SMS backend is plugged in, a free channel to their phones).
     A cancel by the last line `rejected` tells the buyer which line went and why, in the
-    words of the other messages (`reason` is the event's)."""
+    words of the other messages (`reason` is the event's). A buyer who paid is told that
+    what they paid is owed back (`refund_due`), as when the payment comes after the cancel
+    (notify_payment_to_refund): which of the two came first is a race the buyer never sees."""
     if rejected is not None:
         why = f"：{rejected.reject_reason}" if rejected.reject_reason else ""
         body = f"订单 #{order.pk} 已取消：「{rejected.title}」被农户拒绝{why}。订单中已无其他商品。"
     else:
         because = f"（{reason}）" if reason else ""
         body = f"订单 #{order.pk} 已取消{because}。"
+    refund_due = selectors.order_amount_held(order.pk)  # a cancelled order costs nothing
+    if refund_due:
+        body += f"已付的 ¥{_money(refund_due)} 将退还给您。"
     buyer = _build(
         user_id=order.buyer_id,
         kind=NotificationKind.ORDER_CANCELLED,
         title="订单已取消",
         body=body,
         order=order,
-        data={"order": order.pk, "reason": reason},
+        data={"order": order.pk, "reason": reason, "refund_due": _money(refund_due)},
     )
     farmers = _for_farmers_called_off(
         order,

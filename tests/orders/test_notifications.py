@@ -281,7 +281,11 @@ class TestWhoIsTold:
 
         (notification,) = Notification.objects.all()
         assert (notification.user_id, notification.kind) == (buyer.pk, "order_cancelled")
-        assert notification.data == {"order": order.pk, "reason": "last line rejected: 卖完了"}
+        assert notification.data == {
+            "order": order.pk,
+            "reason": "last line rejected: 卖完了",
+            "refund_due": "0.00",  # cash on delivery: nothing was paid
+        }
         # told in the words of every other message, not the event log's English
         assert (
             notification.body

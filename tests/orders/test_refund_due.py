@@ -387,3 +387,59 @@ def test_a_buyer_who_paid_twice_is_told_the_second_payment_will_be_paid_back(wor
     assert told_to_refund(order) == [
         (world["buyer"].pk, {"order": order.pk, "amount": "39.00", "refund_due": "39.00"})
     ]
+
+
+def told_of_refund(order: Order) -> list[tuple[int, str, str]]:
+    """Whom a notification about the order told that money would be paid back, how much,
+    and in which kind of notification."""
+    told = Notification.objects.filter(order=order, data__has_key="refund_due").order_by("id")
+    return [
+        (n.user_id, n.kind, n.data["refund_due"]) for n in told if n.data["refund_due"] != "0.00"
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("first", ["payment", "cancel"])
+def test_a_payment_and_a_cancel_at_once_tell_the_buyer_once_of_the_refund(
+    world, monkeypatch, first
+):
+    """The buyer pays and calls the order off at the same moment. Whichever takes the
+    order's lock first, the other waits for it, and the order ends cancelled, paid, with all
+    39.00 owed back; and the buyer is told so once: by the payment that finds the order
+    cancelled (payment_to_refund), or by the cancel of the order paid (order_cancelled)."""
+    order = place(world)
+    first_inside = threading.Event()
+    slowed = "notify_payment_received" if first == "payment" else "notify_order_cancelled"
+    tell = getattr(payments.notifications, slowed)
+
+    def tell_slowly(*args, **kwargs):
+        told = tell(*args, **kwargs)
+        first_inside.set()
+        time.sleep(0.5)  # its transaction still open, the order still locked
+        return told
+
+    monkeypatch.setattr(payments.notifications, slowed, tell_slowly)
+    calls = {
+        "payment": lambda: pay(order),
+        "cancel": lambda: services.order_cancel(order_id=order.pk, actor=world["buyer"]),
+    }
+
+    def run_first() -> None:
+        try:
+            calls[first]()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run_first)
+    thread.start()
+    assert first_inside.wait(10)
+    calls["cancel" if first == "payment" else "payment"]()  # waits for the order's lock
+    thread.join(10)
+
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == (OrderStatus.CANCELLED, "paid")
+    kind = "order_cancelled" if first == "payment" else "payment_to_refund"
+    assert told_of_refund(order) == [(world["buyer"].pk, kind, "39.00")]
+    if first == "payment":
+        told = Notification.objects.get(order=order, kind="order_cancelled", user=world["buyer"])
+        assert told.body == f"订单 #{order.pk} 已取消。已付的 ¥39.00 将退还给您。"
