@@ -17,12 +17,16 @@ from rest_framework_simplejwt.tokens import RefreshToken
 import listings.services
 import orders.services
 from listings.models import Listing
-from orders.models import Order, OrderLine, OrderStatus
-from tests.factories import BuyerFactory, create_listing, place_order
+from orders.models import Notification, Order, OrderLine, OrderStatus
+from tests.factories import BuyerFactory, FarmerFactory, create_listing, place_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORDERS = "/api/v1/orders/"
 THREADS = 32  # concurrent connections; PostgreSQL allows 100 by default
+
+
+def quantity(listing):
+    return Listing.objects.get(pk=listing.pk).quantity_available
 
 
 def token(user):
@@ -176,3 +180,78 @@ def test_negative_control_without_the_lock_the_race_oversells(monkeypatch):
     codes = Counter(run_concurrently([post_order(t, [listing.pk]) for t in buyers]))
     taken = Decimal("10") - Listing.objects.get(pk=listing.pk).quantity_available
     assert codes[201] > taken  # more orders than units taken: an oversell
+
+
+def post_as(user, url, body):
+    access = token(user)
+
+    def call():
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+        answer = client.post(url, body, format="json")
+        return answer.status_code, answer.json().get("code")
+
+    return call
+
+
+def two_farmers_order():
+    """2 of farmer A's listing and 3 of farmer B's (10 each in stock), cash on delivery."""
+    buyer, farmer_a, farmer_b = BuyerFactory(), FarmerFactory(), FarmerFactory()
+    a = create_listing(farmer_a, quantity_available=Decimal("10"))
+    b = create_listing(farmer_b, quantity_available=Decimal("10"))
+    order = place_order(buyer, (a, 2), (b, 3))
+    return order, buyer, (farmer_a, a), (farmer_b, b)
+
+
+def told(order):
+    notices = Notification.objects.filter(order=order).exclude(kind="order_placed")
+    return Counter(notices.values_list("user_id", "kind"))
+
+
+def test_a_farmer_rejecting_their_line_while_the_buyer_cancels_gives_each_line_back_once():
+    """Either the rejection comes first (the cancel calls off the other line) or the cancel
+    does (the rejection finds its line cancelled: 409 line_not_active); each listing gets
+    its stock back once, the order is cancelled once, and each person is told once."""
+    outcomes = set()
+    for _ in range(4):
+        order, buyer, (farmer_a, a), (farmer_b, b) = two_farmers_order()
+        line_a = order.lines.get(farmer=farmer_a)
+        rejected, cancelled = run_concurrently(
+            [
+                post_as(farmer_a, f"{ORDERS}{order.pk}/lines/{line_a.pk}/reject/", {"reason": "x"}),
+                post_as(buyer, f"{ORDERS}{order.pk}/cancel/", {}),
+            ]
+        )
+        assert cancelled == (200, None)
+        assert [quantity(a), quantity(b)] == [Decimal("10.000")] * 2
+        assert Order.objects.get(pk=order.pk).status == OrderStatus.CANCELLED
+        assert order.events.filter(to_status=OrderStatus.CANCELLED).count() == 1
+        if rejected == (200, None):  # the rejection first: farmer A knows already
+            expected = {(buyer.pk, "line_rejected"): 1, (buyer.pk, "order_cancelled"): 1}
+        else:
+            assert rejected == (409, "line_not_active")
+            expected = {(buyer.pk, "order_cancelled"): 1, (farmer_a.pk, "order_cancelled"): 1}
+        assert told(order) == {**expected, (farmer_b.pk, "order_cancelled"): 1}
+        outcomes.add(rejected)
+    assert outcomes <= {(200, None), (409, "line_not_active")}
+
+
+def test_two_farmers_rejecting_the_last_two_lines_at_once_cancel_the_order_once():
+    """The second rejection to take the order's lock finds no line left and cancels the
+    order, naming its farmer; each line's stock comes back once."""
+    for _ in range(4):
+        order, buyer, (farmer_a, a), (farmer_b, b) = two_farmers_order()
+        line_a, line_b = order.lines.get(farmer=farmer_a), order.lines.get(farmer=farmer_b)
+        answers = run_concurrently(
+            [
+                post_as(farmer, f"{ORDERS}{order.pk}/lines/{line.pk}/reject/", {"reason": "x"})
+                for farmer, line in ((farmer_a, line_a), (farmer_b, line_b))
+            ]
+        )
+        assert answers == [(200, None), (200, None)]
+        assert [quantity(a), quantity(b)] == [Decimal("10.000")] * 2
+        assert Order.objects.get(pk=order.pk).status == OrderStatus.CANCELLED
+        (cancel,) = order.events.filter(to_status=OrderStatus.CANCELLED)
+        assert cancel.farmer_id in (farmer_a.pk, farmer_b.pk)
+        assert (cancel.actor_id, cancel.reason) == (cancel.farmer_id, "last line rejected: x")
+        assert told(order) == {(buyer.pk, "line_rejected"): 1, (buyer.pk, "order_cancelled"): 1}
