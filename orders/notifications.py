@@ -305,6 +305,13 @@ def _money(value: Decimal) -> str:
     return f"{value:.2f}"
 
 
+def _refund_due_now(order: Order) -> Decimal:
+    """What the buyer of the order (locked, its total as it is now) is owed back, as the
+    order shows it (orders.selectors.order_refund_due)."""
+    order.amount_held = selectors.order_amount_held(order.pk)
+    return selectors.order_refund_due(order)
+
+
 def _lines_by_farmer(
     order: Order, status: str, lines: Iterable[OrderLine] | None = None
 ) -> dict[int, list[OrderLine]]:
@@ -460,22 +467,31 @@ def notify_payment_to_refund(
     )
 
 
+def _paid_too_much(refund_due: Decimal) -> str:
+    """The sentence telling a buyer whose order now costs less than they paid what comes
+    back; none when nothing does."""
+    return f"多付的 ¥{_money(refund_due)} 将退还给您。" if refund_due else ""
+
+
 def notify_line_rejected(order: Order, line: OrderLine) -> list[Notification]:
-    """The buyer: which line, why, and the new total."""
+    """The buyer: which line, why, the new total, and what of their money is owed back
+    (`refund_due`) when they paid for it already."""
     reason = f"：{line.reject_reason}" if line.reject_reason else ""
+    refund_due = _refund_due_now(order)
     return _tell_buyer(
         order,
         kind=NotificationKind.LINE_REJECTED,
         title="商品无法供应",
         body=(
             f"订单 #{order.pk} 中的「{line.title}」被农户拒绝{reason}。"
-            f"该商品不收费，订单合计 ¥{order.total}。"
+            f"该商品不收费，订单合计 ¥{order.total}。{_paid_too_much(refund_due)}"
         ),
         data={
             "order": order.pk,
             "line": line.pk,
             "reason": line.reject_reason,
             "total": _money(order.total),
+            "refund_due": _money(refund_due),
         },
     )
 
@@ -487,16 +503,18 @@ def notify_goods_not_delivered(
     charged, and the new total. Each farmer whose goods they were: which of theirs left the
     order, and whether they are back in their stock (`restocked`: the farmers whose goods
     never left the farm). `reason` is staff's, or a day's plan's (a key of
-    NOT_PLANNED_BECAUSE, told in words; the data keeps the key)."""
+    NOT_PLANNED_BECAUSE, told in words; the data keeps the key). A buyer who paid for
+    them already is told what of their money is owed back (`refund_due`)."""
     because = NOT_PLANNED_BECAUSE.get(reason, reason)
     titles = "、".join(f"「{line.title}」" for line in lines)
+    refund_due = _refund_due_now(order)
     buyer = _build(
         user_id=order.buyer_id,
         kind=NotificationKind.GOODS_NOT_DELIVERED,
         title="商品未能送达",
         body=(
             f"订单 #{order.pk} 中的{titles}多次未能取送（{because}），"
-            f"不收费，订单合计 ¥{order.total}。"
+            f"不收费，订单合计 ¥{order.total}。{_paid_too_much(refund_due)}"
         ),
         order=order,
         data={
@@ -504,6 +522,7 @@ def notify_goods_not_delivered(
             "lines": [line.pk for line in lines],
             "reason": reason,
             "total": _money(order.total),
+            "refund_due": _money(refund_due),
         },
     )
     farmers = []
@@ -600,7 +619,7 @@ def notify_order_cancelled(
     else:
         because = f"（{reason}）" if reason else ""
         body = f"订单 #{order.pk} 已取消{because}。"
-    refund_due = selectors.order_amount_held(order.pk)  # a cancelled order costs nothing
+    refund_due = _refund_due_now(order)  # all that was paid: a cancelled order costs nothing
     if refund_due:
         body += f"已付的 ¥{_money(refund_due)} 将退还给您。"
     buyer = _build(

@@ -187,6 +187,7 @@ class TestWhoIsTold:
             "line": eggs.pk,
             "reason": "鸡不下蛋",
             "total": "24.00",
+            "refund_due": "0.00",  # cash on delivery: nothing was paid
         }
         # A retried rejection tells nobody again.
         services.order_line_reject(order_id=order.pk, line_id=eggs.pk, farmer=farmer_b, reason="x")

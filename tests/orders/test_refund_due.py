@@ -443,3 +443,30 @@ def test_a_payment_and_a_cancel_at_once_tell_the_buyer_once_of_the_refund(
     if first == "payment":
         told = Notification.objects.get(order=order, kind="order_cancelled", user=world["buyer"])
         assert told.body == f"订单 #{order.pk} 已取消。已付的 ¥39.00 将退还给您。"
+
+
+def test_a_buyer_who_paid_for_goods_taken_out_of_the_order_is_told_what_comes_back(world):
+    """39.00 paid; farmer B turns down their line (12.00 of goods and 2.00 of the fee), then
+    farmer A's goods fail for good: each time the buyer is told the new total and what of
+    their money is owed back now, as a cancel or a failed order tells them."""
+    order = place(world)
+    pay(order)
+    line_b = order.lines.get(listing=world["b"])
+    services.order_line_reject(
+        order_id=order.pk, line_id=line_b.pk, farmer=world["farmer_b"], reason="坏了"
+    )
+    services.order_lines_not_delivered(
+        order_id=order.pk,
+        farmer_ids=[world["farmer_a"].pk],
+        restock_farmer_ids=[world["farmer_a"].pk],
+        reason="路断了",
+    )
+
+    assert told_of_refund(order) == [
+        (world["buyer"].pk, "line_rejected", "14.00"),
+        (world["buyer"].pk, "goods_not_delivered", "39.00"),
+    ]
+    rejected = Notification.objects.get(order=order, kind="line_rejected")
+    assert rejected.body.endswith("该商品不收费，订单合计 ¥25.00。多付的 ¥14.00 将退还给您。")
+    failed = Notification.objects.get(order=order, kind="goods_not_delivered", user=world["buyer"])
+    assert failed.body.endswith("不收费，订单合计 ¥0.00。多付的 ¥39.00 将退还给您。")
