@@ -473,6 +473,33 @@ def _paid_too_much(refund_due: Decimal) -> str:
     return f"多付的 ¥{_money(refund_due)} 将退还给您。" if refund_due else ""
 
 
+def notify_order_delivered(order: Order) -> list[Notification]:
+    """The buyer: their order (locked) delivered, or partly, the goods not brought not
+    charged: the new total, and what of their money is owed back (`refund_due`) when they
+    paid for more."""
+    refund_due = _refund_due_now(order)
+    if order.status == OrderStatus.DELIVERED:
+        title, body = "订单已送达", f"订单 #{order.pk} 已送达。"
+    else:
+        title = "订单部分送达"
+        body = (
+            f"订单 #{order.pk} 部分送达，未能送达的商品不收费，订单合计 ¥{_money(order.total)}。"
+            f"{_paid_too_much(refund_due)}"
+        )
+    return _tell_buyer(
+        order,
+        kind=NotificationKind.ORDER_DELIVERED,
+        title=title,
+        body=body,
+        data={
+            "order": order.pk,
+            "status": order.status,
+            "total": _money(order.total),
+            "refund_due": _money(refund_due),
+        },
+    )
+
+
 def notify_line_rejected(order: Order, line: OrderLine) -> list[Notification]:
     """The buyer: which line, why, the new total, and what of their money is owed back
     (`refund_due`) when they paid for it already."""

@@ -30,7 +30,7 @@ from orders.models import (
     PaymentMethod,
     PaymentStatus,
 )
-from orders.notifications import notify, notify_ready_for_collection
+from orders.notifications import notify_order_delivered, notify_ready_for_collection
 from orders.services import order_lines_not_delivered, order_lock, order_transition
 
 FINAL = frozenset({ShipmentStatus.DELIVERED, ShipmentStatus.FAILED, ShipmentStatus.CANCELLED})
@@ -170,13 +170,4 @@ def order_follow_shipments(order_id: int, actor: User | None) -> None:
         order=order, to_status=final, actor=actor, reason="all shipments finished"
     )
     if delivered:
-        notify(
-            user=order.buyer,
-            kind=NotificationKind.ORDER_DELIVERED,
-            title="订单已送达" if final == OrderStatus.DELIVERED else "订单部分送达",
-            body=f"订单 #{order.pk} 已送达。"
-            if final == OrderStatus.DELIVERED
-            else f"订单 #{order.pk} 部分送达，未能送达的商品不收费，订单合计 ¥{order.total}。",
-            order=order,
-            data={"order": order.pk, "status": final, "total": f"{order.total:.2f}"},
-        )
+        notify_order_delivered(order)

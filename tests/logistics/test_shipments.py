@@ -43,6 +43,7 @@ from tests.factories import (
     VillageFactory,
     create_listing,
     place_order,
+    provider_notice,
 )
 from tests.listings.test_photos import wait_for_lock_waiters
 from tests.orders.test_payments import in_thread
@@ -2048,17 +2049,21 @@ def test_a_failed_pickup_closes_the_routes_delivery_of_nothing_but_its_goods(wor
 
 
 @pytest.fixture
-def two_farmer_order():
-    """Cash on delivery, home: 8 kg × 10.00 from A, 5 kg × 3.00 from B = 95.00 + 7.00 fee
-    = 102.00, everyone in one center, routed."""
+def two_farmer_order(request):
+    """Cash on delivery (or, parametrized indirectly, "prepaid" and paid), home: 8 kg ×
+    10.00 from A, 5 kg × 3.00 from B = 95.00 + 7.00 fee = 102.00, everyone in one center,
+    routed."""
     center = ServiceCenterFactory()
     village = VillageFactory(service_center=center)
     fa, fb = FarmerFactory(village=village), FarmerFactory(village=village)
     buyer = BuyerFactory(village=village)
     a = create_listing(fa, unit="kg", price=Decimal("10.00"))
     b = create_listing(fb, unit="kg", price=Decimal("3.00"))
-    order = place_order(buyer, (a, 8), (b, 5))
+    payment_method = getattr(request, "param", "cod")
+    order = place_order(buyer, (a, 8), (b, 5), payment_method=payment_method)
     assert order.total == Decimal("102.00")
+    if payment_method == "prepaid":
+        order = provider_notice(order, "102.00")
     order_route(order_id=order.pk)
     return {
         "center": center,
@@ -2270,10 +2275,51 @@ def test_a_partially_delivered_order_is_not_announced_as_delivered(
     assert (order.status, order.total) == ("partially_delivered", Decimal("85.00"))
 
     told = Notification.objects.get(user=w["buyer"], kind="order_delivered")
-    assert (told.title, told.body, told.data["total"]) == (
+    assert (told.title, told.body, told.data) == (
         "订单部分送达",
         f"订单 #{order.pk} 部分送达，未能送达的商品不收费，订单合计 ¥85.00。",
-        "85.00",
+        {
+            "order": order.pk,
+            "status": "partially_delivered",
+            "total": "85.00",
+            "refund_due": "0.00",
+        },
+    )
+
+
+@pytest.mark.parametrize("two_farmer_order", ["prepaid"], indirect=True)
+def test_a_buyer_who_paid_for_goods_partly_delivered_is_told_what_comes_back(
+    two_farmer_order, client_for, settings
+):
+    """Paid 102.00; farm B's goods never came (15.00 and B's 2.00 of the fee): the notice of
+    the delivery tells the buyer the 17.00 comes back, as a line turned down or a cancel
+    does. It gave only the new total."""
+    settings.MAX_STOP_ATTEMPTS = 1
+    w = two_farmer_order
+    staff = client_for(w["staff"])
+    complete(staff, stop_for(w["sb"], w["center"], "pickup"), outcome="failed", reason="没货")
+    complete(staff, stop_for(w["sa"], w["center"], "pickup"), outcome="done", weight_kg="8")
+    order = w["order"]
+    delivery = stop_for(w["sa"], w["center"], "delivery")
+    done = complete(staff, delivery, outcome="done", delivery_code=order.delivery_code)
+    assert done.status_code == 200
+    order.refresh_from_db()
+    assert (order.status, order.total, order.payment_status) == (
+        "partially_delivered",
+        Decimal("85.00"),
+        "paid",
+    )
+
+    told = Notification.objects.get(user=w["buyer"], kind="order_delivered")
+    said = f"订单 #{order.pk} 部分送达，未能送达的商品不收费，订单合计 ¥85.00。"
+    assert (told.body, told.data) == (
+        said + "多付的 ¥17.00 将退还给您。",
+        {
+            "order": order.pk,
+            "status": "partially_delivered",
+            "total": "85.00",
+            "refund_due": "17.00",
+        },
     )
 
 
