@@ -496,9 +496,9 @@ def _solve(
     goods for several buyers, an order's of several farms) is as heavy as they are together,
     up to the largest vehicle able to take them (_loads): when the plan leaves such a stop
     out for want of room while a vehicle gets no route, that vehicle may be too small for
-    the stop but not for its shipments, so the day is solved again with each of them a
-    stop of its own (_left_out_apart, numbered from `first_new_id`: a zone's are apart
-    from every other zone's), and that plan is kept if it serves more."""
+    the stop but not for its shipments, so the day is solved again with each shipment of
+    every such stop a stop of its own (_left_out_apart, numbered from `first_new_id`: a
+    zone's are apart from every other zone's), and that plan is kept if it serves more."""
     plan = solver(day_work.problem)
     apart = _left_out_apart(day_work, plan, first_new_id)
     if apart is None:
@@ -508,21 +508,24 @@ def _solve(
 
 
 def _left_out_apart(day_work: _Day, plan: Plan, first_new_id: int | None) -> _Day | None:
-    """The day with each stop of several shipments that the plan left out for want of room
-    split into one stop per shipment, when a vehicle of the day got no route; None when
-    there is no such stop or no such vehicle."""
+    """The day with every stop of several shipments split into one stop per shipment, when
+    the plan left such a stop out for want of room while a vehicle of the day got no route;
+    None when there is no such stop or no such vehicle. Every one, not only those left out:
+    the engine serves as many stops as it can (by priority, then number), whatever each
+    carries, so a stop of two shipments still whole counts as one beside the split ones,
+    and the engine traded it for one of them: two stops either way, the cheaper plan. Each
+    shipment a stop, what the engine counts is what the day serves."""
     used = {route.vehicle_id for route in plan.routes}
     if all(vehicle.id in used for vehicle in day_work.problem.vehicles):
         return None
-    split = {
-        item.job_id
-        for item in plan.unassigned
-        if not item.is_pair
+    if not any(
+        not item.is_pair
         and item.reason == UnassignedReason.NO_ROOM
         and len(day_work.job_shipments[item.job_id]) > 1
-    }
-    if not split:
+        for item in plan.unassigned
+    ):
         return None
+    split = {job_id for job_id, shipments in day_work.job_shipments.items() if len(shipments) > 1}
     apart = _Day(problem=day_work.problem, pair_shipments=day_work.pair_shipments)
     jobs = []
     next_id = first_new_id or max([*day_work.job_shipments, *day_work.pair_shipments]) + 1

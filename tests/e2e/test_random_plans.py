@@ -29,6 +29,9 @@ FLEETS = (
     "short_hours",
     "zoned_small",
 )
+# Every fleet, and days the checker once failed: 63 (zoned_small: a farm's 1 kg left out
+# with another farm's goods while a 25 kg van stayed at the center).
+SEEDS = (*range(14), 63)
 
 
 def fleet(county, kind: str, rng: random.Random) -> None:
@@ -110,7 +113,7 @@ def plan_and_check(play: Play, day) -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("seed", range(14))
+@pytest.mark.parametrize("seed", SEEDS)
 def test_every_plan_of_random_days_keeps_its_promises(client_for, settings, seed):
     settings.ROUTING_CUTOFF_HOUR = 16
     kind = FLEETS[seed % len(FLEETS)]

@@ -273,3 +273,37 @@ def test_a_zone_puts_goods_too_heavy_together_on_its_idle_van_apart(settings):
     assert served(run) == {greens.pk, heavier.pk}
     assert Stop.objects.get(shipments=heavier).route.vehicle == van
     assert run.summary["unassigned"] == [{"shipments": [lighter.pk], "reason": "no_room"}]
+
+
+def test_an_idle_van_takes_what_it_can_carry_of_goods_too_heavy_together_for_it():
+    """A 40 kg truck and a 25 kg van. A farm on one side of the center has 31 kg and 7 kg
+    for two buyers (38 kg), a farm farther out on the other side 36 kg and 1 kg (37 kg): as
+    a stop each, the truck takes the near one, the far one fits no vehicle left, and the van
+    stays at the center. Solved again with only the stop left out apart, the engine served
+    two stops either way (the truck with the far farm's two, or with the near farm's while
+    the van took the 1 kg) and kept the cheaper plan, one trip, worth no more than the
+    first: the far farm's 1 kg left out "no room" while the van stood idle. Only the 31 kg
+    or the 36 kg, too heavy for the van, waits."""
+    center = ServiceCenterFactory(lat=Decimal("30.200000"), lng=Decimal("119.600000"))
+    Vehicle.objects.create(service_center=center, name="truck", capacity_kg=Decimal(40))
+    Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal(25))
+    buyers = [BuyerFactory(village=village_at(center, 1, 90 * n)) for n in range(2)]
+    near, far = (
+        create_listing(FarmerFactory(village=village_at(center, km, angle)), unit="kg")
+        for km, angle in ((2, 135), (4, 315))
+    )
+    near_heavy = shipment_of(buyers[0], near, 31, delivery_method="pickup")
+    near_light = shipment_of(buyers[1], near, 7, delivery_method="pickup")
+    far_heavy = shipment_of(buyers[0], far, 36, delivery_method="pickup")
+    far_light = shipment_of(buyers[1], far, 1, delivery_method="pickup")
+    everything = [near_heavy, near_light, far_heavy, far_light]
+    day = near_heavy.pickup_date
+    assert {s.pickup_date for s in everything} == {day}
+
+    run = plan(center, day)
+
+    [(left_out, reason)] = [
+        (pk, item["reason"]) for item in run.summary["unassigned"] for pk in item["shipments"]
+    ]
+    assert (left_out, reason) in {(near_heavy.pk, "no_room"), (far_heavy.pk, "no_room")}
+    assert served(run) == {s.pk for s in everything} - {left_out}
