@@ -38,7 +38,7 @@ from logistics.models import (
     Shipment,
 )
 from logistics.routing.codec import plan_from_data, problem_from_data, to_data
-from logistics.routing.problem import Problem
+from logistics.routing.problem import Plan, Problem
 from logistics.routing.vroom_solver import solve
 from logistics.routing.zones import merge, second_pass, split, stops_of
 from logistics.services.schedule import (
@@ -51,10 +51,11 @@ from logistics.services.schedule import (
     _store,
 )
 
-# VROOM stops and answers with its best plan so far after this long: well inside the zone
-# task's soft time limit (240 s), so a slow zone still yields a plan instead of a killed task,
-# even when the same task then finishes the day with the second pass (at most its own
-# timeout more) and stores it.
+# VROOM stops and answers with its best plan so far after this long, counted over every
+# solve of the zone (a second one when its stops are solved again apart: schedule._solve):
+# well inside the zone task's soft time limit (240 s), so a slow zone still yields a plan
+# instead of a killed task, even when the same task then finishes the day with the second
+# pass (at most its own timeout more) and stores it.
 ZONE_ENGINE_TIMEOUT_S = 150
 SECOND_PASS_TIMEOUT_S = 30
 # One thread per zone task: the parallelism comes from the workers, one zone each, as
@@ -148,13 +149,19 @@ def _solve_zone(row: ScheduleRunZone) -> tuple[ScheduleRun, bool]:
     """Solve the zone and save its plan under the run's lock; True with the run if this plan
     was the last one the run waited for."""
     started = clock.monotonic()
-    solver = partial(
-        solve,
-        matrix=_matrix(row.run.service_center),
-        exploration_level=ZONE_EXPLORATION_LEVEL,
-        threads=ZONE_THREADS,
-        timeout_s=ZONE_ENGINE_TIMEOUT_S,
-    )
+    deadline = started + ZONE_ENGINE_TIMEOUT_S
+    matrix = _matrix(row.run.service_center)
+
+    def solver(problem: Problem) -> Plan:
+        # The zone solved again (_solve) has what its first solve left of the engine's time.
+        return solve(
+            problem,
+            matrix=matrix,
+            exploration_level=ZONE_EXPLORATION_LEVEL,
+            threads=ZONE_THREADS,
+            timeout_s=max(0.0, deadline - clock.monotonic()),
+        )
+
     zone_day, plan = _solve(_zone_day(row), solver, first_new_id=_first_free_id(row))
     seconds = round(clock.monotonic() - started, 2)
     with transaction.atomic():

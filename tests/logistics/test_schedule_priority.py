@@ -3,6 +3,7 @@ a pickup that missed its day, a delivery past the date promised to its buyer; go
 in normal transit between two centers are not late."""
 
 import math
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -307,3 +308,46 @@ def test_an_idle_van_takes_what_it_can_carry_of_goods_too_heavy_together_for_it(
     ]
     assert (left_out, reason) in {(near_heavy.pk, "no_room"), (far_heavy.pk, "no_room")}
     assert served(run) == {s.pk for s in everything} - {left_out}
+
+
+def test_a_zone_solved_again_has_what_its_first_solve_left_of_the_engines_time(
+    settings, monkeypatch
+):
+    """A zone solved again with its stops apart (the day of the test above) gives the engine
+    no more time in all than the zone has (ZONE_ENGINE_TIMEOUT_S, inside the task's soft
+    time limit with the second pass): each solve was given all of it, so a slow first solve
+    and a slow second one together outlasted the task, which was killed and failed the day.
+    Here the first solve takes a second: the second solve is given the rest, to the same
+    deadline."""
+    settings.SCHEDULE_ZONE_THRESHOLD, settings.SCHEDULE_ZONE_STOPS = 1, 3
+    center = ServiceCenterFactory(lat=Decimal("30.200000"), lng=Decimal("119.600000"))
+    Vehicle.objects.create(service_center=center, name="truck", capacity_kg=Decimal(40))
+    van = Vehicle.objects.create(service_center=center, name="van", capacity_kg=Decimal(15))
+    buyer = BuyerFactory(village=village_at(center, 1, 0))
+    farms = [FarmerFactory(village=village_at(center, 3 + n, 90)) for n in range(2)]
+    potatoes = create_listing(farms[1], unit="kg", shelf_life_days=60)
+    heavier = shipment_of(buyer, potatoes, 9, delivery_method="pickup")
+    shipment_of(BuyerFactory(village=buyer.village), potatoes, 7, delivery_method="pickup")
+    day = heavier.pickup_date
+    lettuce = create_listing(
+        farms[0], unit="kg", harvest_date=day - timedelta(days=2), shelf_life_days=2
+    )
+    shipment_of(buyer, lettuce, 40, delivery_method="pickup")
+    deadlines = []  # when each solve of the zone was told to stop, as the engine was asked
+    engine = schedule_zones.solve
+
+    def slow_engine(problem, *, timeout_s, **options):
+        deadlines.append(time.monotonic() + timeout_s)
+        plan = engine(problem, timeout_s=timeout_s, **options)
+        time.sleep(1 if len(deadlines) == 1 else 0)
+        return plan
+
+    monkeypatch.setattr(schedule_zones, "solve", slow_engine)
+
+    run = plan(center, day)
+    run = schedule_zones.schedule_zone_solve(run_id=run.pk, zone=0)
+
+    assert run.status == "done"
+    assert Stop.objects.get(shipments=heavier).route.vehicle == van  # solved again apart
+    first, again = deadlines
+    assert again <= first + 0.05
