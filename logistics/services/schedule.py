@@ -82,6 +82,13 @@ logger = logging.getLogger(__name__)
 
 GRAMS_PER_KG = 1000
 PLANNABLE = (ShipmentStatus.PENDING, ShipmentStatus.SCHEDULED)
+# VROOM stops and answers with its best plan so far after this long, counted over every
+# solve of a day planned in one piece (a second one when its stops are solved again apart:
+# _solve). A day of 500 stops is solved in ~26 s at the level chosen for its size
+# (vroom_solver.EXPLORATION_BY_STOPS), but solved again a shipment a stop it has more
+# stops, as many as its shipments: the two stay inside the task's soft time limit (240 s),
+# as a zone's do (schedule_zones.ZONE_ENGINE_TIMEOUT_S).
+DAY_ENGINE_TIMEOUT_S = 150
 
 
 def _seconds(moment: time) -> int:
@@ -505,6 +512,18 @@ def _solve(
         return day_work, plan
     again = solver(apart.problem)
     return (apart, again) if _worth(apart, again) > _worth(day_work, plan) else (day_work, plan)
+
+
+def _engine_within(seconds: float, solver: Callable[..., Plan]) -> Callable[[Problem], Plan]:
+    """`solver` (taking `timeout_s`) with every solve it makes from now on told to stop by
+    `seconds` from now, when the engine answers with its best plan so far: a day solved
+    again (_solve) has what its first solve left."""
+    deadline = clock.monotonic() + seconds
+
+    def solve_by_the_deadline(problem: Problem) -> Plan:
+        return solver(problem, timeout_s=max(0.0, deadline - clock.monotonic()))
+
+    return solve_by_the_deadline
 
 
 def _left_out_apart(day_work: _Day, plan: Plan, first_new_id: int | None) -> _Day | None:
@@ -1054,7 +1073,10 @@ def schedule_run_execute(*, run_id: int) -> ScheduleRun:
         if stops_of(day_work.problem) > settings.SCHEDULE_ZONE_THRESHOLD:
             return schedule_zones.schedule_run_split(run_id=run_id, day_work=day_work)
         started = clock.monotonic()
-        day_work, plan = _solve(day_work, partial(solve, matrix=_matrix(run.service_center)))
+        solver = _engine_within(
+            DAY_ENGINE_TIMEOUT_S, partial(solve, matrix=_matrix(run.service_center))
+        )
+        day_work, plan = _solve(day_work, solver)
         solve_seconds = round(clock.monotonic() - started, 2)
         _progress(run_id, 80)
         with transaction.atomic():

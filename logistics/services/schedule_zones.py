@@ -38,11 +38,12 @@ from logistics.models import (
     Shipment,
 )
 from logistics.routing.codec import plan_from_data, problem_from_data, to_data
-from logistics.routing.problem import Plan, Problem
+from logistics.routing.problem import Problem
 from logistics.routing.vroom_solver import solve
 from logistics.routing.zones import merge, second_pass, split, stops_of
 from logistics.services.schedule import (
     _Day,
+    _engine_within,
     _fail,
     _failed_by,
     _lock_run,
@@ -149,19 +150,15 @@ def _solve_zone(row: ScheduleRunZone) -> tuple[ScheduleRun, bool]:
     """Solve the zone and save its plan under the run's lock; True with the run if this plan
     was the last one the run waited for."""
     started = clock.monotonic()
-    deadline = started + ZONE_ENGINE_TIMEOUT_S
-    matrix = _matrix(row.run.service_center)
-
-    def solver(problem: Problem) -> Plan:
-        # The zone solved again (_solve) has what its first solve left of the engine's time.
-        return solve(
-            problem,
-            matrix=matrix,
+    solver = _engine_within(
+        ZONE_ENGINE_TIMEOUT_S,
+        partial(
+            solve,
+            matrix=_matrix(row.run.service_center),
             exploration_level=ZONE_EXPLORATION_LEVEL,
             threads=ZONE_THREADS,
-            timeout_s=max(0.0, deadline - clock.monotonic()),
-        )
-
+        ),
+    )
     zone_day, plan = _solve(_zone_day(row), solver, first_new_id=_first_free_id(row))
     seconds = round(clock.monotonic() - started, 2)
     with transaction.atomic():
