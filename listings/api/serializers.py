@@ -84,7 +84,8 @@ class ListingSearchParamsSerializer(serializers.Serializer):
     )
     ordering = serializers.ChoiceField(choices=list(ORDERINGS), required=False, default=None)
     # Read with mine=true only (OwnListingsParamsSerializer); a value that is no status is
-    # refused here too, rather than the search quietly run without it.
+    # refused here too, rather than the search quietly run without it, and so is a status
+    # the search does not list (validate_status).
     status = serializers.ChoiceField(
         choices=ListingStatus.choices, required=False, allow_blank=True
     )
@@ -109,6 +110,18 @@ class ListingSearchParamsSerializer(serializers.Serializer):
         if not (-90 <= lat <= 90 and -180 <= lng <= 180):
             raise serializers.ValidationError("Coordinates out of range.", code="invalid_near")
         return lat, lng
+
+    def validate_status(self, value: str) -> str:
+        """The search lists active listings only: ?status=paused answered them all the same,
+        as if paused ones were what it showed. Another farmer's are never public, and one's
+        own are ?mine=true&status=…; active is what the search lists, so it is taken."""
+        if value != ListingStatus.ACTIVE:
+            raise serializers.ValidationError(
+                "The search lists active listings only; a farmer's own of any status are "
+                "listed with mine=true.",
+                code="mine_required",
+            )
+        return value
 
     def validate(self, attrs):
         low, high = attrs["min_price"], attrs["max_price"]

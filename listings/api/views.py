@@ -76,11 +76,22 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                 "parameter (q, category, …) is 400 not_with_mine",
             ),
             OpenApiParameter(
-                "status", str, enum=ListingStatus.values, description="With mine=true: one status"
+                "status",
+                str,
+                enum=ListingStatus.values,
+                description="With mine=true: one status. Without it, any but active (what "
+                "the search lists) is 400 mine_required",
             ),
         ],
         responses={
             200: ListingSerializer(many=True),
+            400: OpenApiResponse(
+                description="validation_error: a parameter not valid (`errors` names each, "
+                "with its code): not_with_mine, a search parameter with mine=true; "
+                "mine_required, a status but active without mine=true; near_required, "
+                "radius_km or ordering=distance without near; invalid_range, min_price "
+                "above max_price"
+            ),
             401: OpenApiResponse(
                 description="not_authenticated: mine=true with no bearer token; "
                 "token_not_valid, signed_out, …: a bearer token no longer good"

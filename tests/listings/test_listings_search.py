@@ -254,6 +254,28 @@ def test_invalid_parameters_are_400_with_a_code(api, params, field, code):
     assert (body["errors"][0]["field"], body["errors"][0]["code"]) == (field, code)
 
 
+@pytest.mark.parametrize("status", ["paused", "draft", "sold_out", "archived"])
+def test_a_status_the_public_does_not_see_is_400_mine_required_not_ignored(api, client_for, status):
+    """The public search lists active listings only: ?status=paused answered them all the
+    same, as if paused ones were what was shown. A status other than active is now 400
+    mine_required, to anyone, the listing's farmer too; active, or none, is the search."""
+    farmer = FarmerFactory()
+    active = create_listing(farmer)
+    create_listing(farmer, publish=False)
+
+    for asker in (api, client_for(farmer)):
+        response = asker.get(LISTINGS, {"status": status})
+        assert response.status_code == 400
+        assert response.json()["code"] == "validation_error"
+        assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+            ("status", "mine_required")
+        ]
+        assert ids(asker.get(LISTINGS, {"status": "active"})) == [active.pk]
+        assert ids(asker.get(LISTINGS, {"status": ""})) == [active.pk]
+    mine = client_for(farmer).get(LISTINGS, {"mine": "true", "status": "draft"})
+    assert (mine.status_code, mine.json()["count"]) == (200, 1)
+
+
 def test_the_schema_gives_near_the_lat_lng_form_the_search_takes(api):
     """near is "lat,lng" in degrees: the schema's pattern takes only what the search does, a
     latitude within 90 and a longitude within 180 (it took any text, which was 400)."""
