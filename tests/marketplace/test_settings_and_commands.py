@@ -290,6 +290,69 @@ def test_create_staff_by_center_name_and_id(capsys):
 
 
 @pytest.mark.django_db
+def test_create_staff_refuses_digits_that_are_one_centers_id_and_anothers_name():
+    """--center 2 where center 2 is 城关 and another center is named "2": the digits were
+    taken for the id whatever the names, so staff meant for "2" went to 城关. Such digits are
+    refused, naming both, and id:2 or name:2 says which; digits that are only an id (or only
+    a name) still choose it."""
+    by_id = ServiceCenterFactory(name="城关服务中心")
+    by_name = ServiceCenterFactory(name=str(by_id.pk))
+    with pytest.raises(CommandError, match=rf"ambiguous.*id:{by_id.pk}.*name:{by_id.pk}"):
+        call_command(
+            "create_staff", phone="13700000091", password="a-good-pass-91", center=str(by_id.pk)
+        )
+    assert not User.objects.exists()
+
+    call_command(
+        "create_staff", phone="13700000091", password="a-good-pass-91", center=f"id:{by_id.pk}"
+    )
+    call_command(
+        "create_staff", phone="13700000090", password="a-good-pass-90", center=f"name:{by_id.pk}"
+    )
+    call_command(
+        "create_staff", phone="13700000089", password="a-good-pass-89", center=str(by_name.pk)
+    )
+    assert dict(User.objects.values_list("phone", "service_center")) == {
+        "+8613700000091": by_id.pk,
+        "+8613700000090": by_name.pk,
+        "+8613700000089": by_name.pk,
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "center",
+    [
+        "{arabic_indic}",
+        "{full_width}",
+        "+{pk}",
+        " {pk}",
+        "{pk}_0",
+        "id:",
+        "id:x",
+        "id:{full_width}",
+        "id:" + "9" * 30,
+        "9" * 30,
+        "name:",
+    ],
+)
+def test_create_staff_takes_an_id_only_in_ascii_digits(center):
+    """int() read Arabic-Indic and full-width digits, a sign, spaces and underscores (1_0 is
+    10) as an id: such a --center chose a center by an id it does not spell."""
+    found = ServiceCenterFactory(name="石门镇服务中心")
+    ServiceCenterFactory(name="另一个服务中心", pk=10 * found.pk)
+    digits = str(found.pk)
+    center = center.format(
+        pk=digits,
+        arabic_indic=digits.translate({ord("0") + d: 0x0660 + d for d in range(10)}),
+        full_width=digits.translate({ord("0") + d: 0xFF10 + d for d in range(10)}),
+    )
+    with pytest.raises(CommandError, match="No service center"):
+        call_command("create_staff", phone="13700000088", password="a-good-pass-88", center=center)
+    assert not User.objects.exists()
+
+
+@pytest.mark.django_db
 def test_create_staff_refuses_unknown_center_and_taken_phone():
     existing = StaffFactory(phone="+8613700000097")
     with pytest.raises(CommandError, match="No service center"):

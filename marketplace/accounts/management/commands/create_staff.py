@@ -15,18 +15,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--phone", required=True)
         parser.add_argument("--password", required=True)
-        parser.add_argument("--center", required=True, help="Service center id or exact name.")
+        parser.add_argument(
+            "--center",
+            required=True,
+            help="Service center: id:<id>, name:<exact name>, or either alone (digits that "
+            "are one center's id and another's name are refused as ambiguous).",
+        )
         parser.add_argument("--name", default="", help="Defaults to '<center> staff'.")
 
     def handle(self, *args, phone, password, center, name, **options):
-        try:
-            lookup = {"pk": int(center)}
-        except ValueError:
-            lookup = {"name": center}
-        try:
-            service_center = ServiceCenter.objects.get(**lookup)
-        except ServiceCenter.DoesNotExist as exc:
-            raise CommandError(f"No service center {center!r}.") from exc
+        service_center = self._center(center)
         try:
             user = user_create_staff(
                 phone=phone,
@@ -37,6 +35,33 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise CommandError(f"{exc.code}: {exc.detail}") from exc
         self.stdout.write(f"Created staff {user.phone} at {service_center.name} (id {user.pk}).")
+
+    def _center(self, given: str) -> ServiceCenter:
+        """The center `given` names: `id:<id>` by id, `name:<name>` by name, and otherwise
+        by name or, when it is ASCII digits, by id. Digits that are one center's id and
+        another's name are refused: int() took them for the id whatever the names (and took
+        ١, ２, +7 and 1_0 for ids too)."""
+        kind, _, value = given.partition(":")
+        if kind in ("id", "name") and value:
+            lookups = [(kind, value)]
+        else:
+            lookups = [("name", given)]
+            if given.isascii() and given.isdigit():
+                lookups.insert(0, ("id", given))
+        found = {}
+        for field, value in lookups:
+            if field == "id" and not (value.isascii() and value.isdigit()):
+                continue
+            key = "pk" if field == "id" else field
+            for center in ServiceCenter.objects.filter(**{key: value}):
+                found.setdefault(center.pk, (center, f"{field}:{value}"))
+        if not found:
+            raise CommandError(f"No service center {given!r}.")
+        if len(found) > 1:
+            named = " and ".join(f"{spelt} ({center.name})" for center, spelt in found.values())
+            raise CommandError(f"--center {given!r} is ambiguous: {named}; give one of these.")
+        ((center, _),) = found.values()
+        return center
 
     def _name(self, name: str) -> str:
         """The name read as register and /me/ read one (TextLineField): no control
