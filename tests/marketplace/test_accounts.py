@@ -1,15 +1,18 @@
 """Registration, login, refresh and the own profile, over HTTP."""
 
+import re
 import threading
 import time
+import warnings
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from axes.models import AccessAttempt, AccessLog
 from django.contrib.auth import get_user_model
+from django.core.cache import CacheKeyWarning
 from django.db import connection
-from django.test import Client
+from django.test import Client, RequestFactory
 from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework.throttling import ScopedRateThrottle
@@ -258,6 +261,35 @@ def test_guesses_at_one_phone_spread_over_addresses_are_throttled(api, monkeypat
     other = FarmerFactory()  # another phone is not held back by this one's guesses
     login = {"phone": other.phone, "password": PASSWORD}
     assert api.post(TOKEN, login, format="json", REMOTE_ADDR="2001:db8::ff").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("phone", "other"),
+    [
+        ("é\x15\U000196b5 \U0006d538", "é\x15\U000196b5 \U0006d539"),  # control, astral
+        ("用户名" * 40, "用户" * 40),  # read to the first 32 characters, as axes files it
+        ("+86 139 1234 6666", "+86 139 1234 6667"),
+    ],
+)
+def test_a_phones_login_throttle_key_is_safe_for_any_cache_and_counts_that_phone(
+    api, monkeypatch, phone, other
+):
+    """The throttle's key held the phone as sent when it read as no phone: spaces, control
+    characters and any Unicode, which Django warns of (CacheKeyWarning: memcached refuses
+    such keys) and the schema fuzz raised by the dozen. The phone part is now a hash, and a
+    phone's log-ins count together as before."""
+    monkeypatch.setattr(LoginPhoneThrottle, "THROTTLE_RATES", {"login_phone": "2/hour"})
+    request = RequestFactory().post(TOKEN, {"phone": phone})
+    key = LoginPhoneThrottle().get_cache_key(request, None)
+    assert re.fullmatch(r"throttle_login_phone_[0-9a-f]{64}", key)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheKeyWarning)
+        answers = wrong_guesses_from_addresses(api, [phone] * 3)
+        another = api.post(TOKEN, {"phone": other, "password": "x"}, format="json")
+    # refused as a wrong password (401) or as no phone (400, past the field's length), and
+    # the third 429; another phone is not held back by this one's log-ins
+    assert another.status_code in (400, 401)
+    assert answers == [another.status_code, another.status_code, 429]
 
 
 def test_a_phone_sent_as_a_json_number_counts_against_that_phone_too(api, monkeypatch):

@@ -1,3 +1,5 @@
+import hashlib
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -55,13 +57,18 @@ class LoginThrottle(SimpleRateThrottle):
 
 class LoginPhoneThrottle(SimpleRateThrottle):
     """Log-in attempts naming one phone, in any spelling, from any address
-    (LOGIN_PHONE_THROTTLE_RATE)."""
+    (LOGIN_PHONE_THROTTLE_RATE). The key holds the phone's SHA-256, not the phone: what is
+    sent as one may be any text (spaces, control characters, any Unicode), which no cache
+    key should hold (Django warns, memcached refuses), and the key names nobody."""
 
     scope = "login_phone"
 
     def get_cache_key(self, request, view) -> str | None:
         phone = lockout_username(request)
-        return None if phone is None else self.cache_format % {"scope": self.scope, "ident": phone}
+        if phone is None:
+            return None
+        ident = hashlib.sha256(phone.encode("utf-8", "surrogatepass")).hexdigest()
+        return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
 @extend_schema_view(
