@@ -94,6 +94,21 @@ def _decode_smaller(image: Image.Image, long_side: int) -> None:
 
 # Modes an integer box reduce() averages (not palette indices nor 16-bit greys).
 _REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "CMYK"})
+# Greys of 0 to 65535, as Pillow opens a 16-bit greyscale PNG.
+_SIXTEEN_BIT_GREY = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+
+
+def _to_8_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit grey image as 8-bit "L", its shades scaled: convert() clips every value
+    above 255 to white rather than scaling, so such a PNG was stored as a white page. Its
+    info (orientation, a transparent grey) goes with it, the grey scaled as well."""
+    if image.mode not in _SIXTEEN_BIT_GREY:
+        return image
+    grey = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
+    grey.info = dict(image.info)
+    if isinstance(transparent := grey.info.get("transparency"), int):
+        grey.info["transparency"] = transparent >> 8
+    return grey
 
 
 def _reduce_early(image: Image.Image, long_side: int) -> Image.Image:
@@ -146,7 +161,8 @@ def process_photo(upload: UploadedFile) -> ProcessedImage:
     try:
         with Image.open(upload) as source:
             _decode_smaller(source, MAX_LONG_SIDE)
-            image = ImageOps.exif_transpose(_reduce_early(source, MAX_LONG_SIDE))
+            image = _reduce_early(_to_8_bit(source), MAX_LONG_SIDE)
+            image = ImageOps.exif_transpose(image)
             image = _to_srgb(image)
             image.thumbnail((MAX_LONG_SIDE, MAX_LONG_SIDE), Image.Resampling.LANCZOS)
     except Image.DecompressionBombError:

@@ -607,6 +607,26 @@ def test_a_photo_uploaded_while_the_broker_is_down_is_kept_and_answered_201(
 
 
 @pytest.mark.django_db
+def test_a_16_bit_grey_png_keeps_its_shades(listing, owner):
+    """A 16-bit greyscale PNG (a scanner's, an editing app's) is read as 0 to 65535:
+    converted to 8-bit as is, every shade above 255 of 65535 was clipped to white, and the
+    photo stored a white page. Its shades are now scaled to 8 bits, and so is the
+    thumbnail made from it."""
+    row = (16384).to_bytes(2, "little") * 100 + (49152).to_bytes(2, "little") * 100
+    image = Image.frombytes("I;16", (200, 100), row * 100)  # a quarter grey, three quarters
+    buffer = BytesIO()
+    image.save(buffer, "PNG")
+    upload = SimpleUploadedFile("scan.png", buffer.getvalue(), content_type="image/png")
+
+    response = owner.post(url(listing), {"image": upload}, format="multipart")
+
+    assert response.status_code == 201, response.content
+    with Image.open(ListingPhoto.objects.get(listing=listing).image.path) as stored:
+        assert_close(stored.getpixel((50, 50)), (64, 64, 64), tolerance=3)
+        assert_close(stored.getpixel((150, 50)), (192, 192, 192), tolerance=3)
+
+
+@pytest.mark.django_db
 def test_a_jpeg_whose_colour_profile_cannot_be_read_is_kept_as_it_is(listing, owner):
     """lcms refuses some broken profiles with an OSError rather than its own error: the
     pixels are kept as they are, as for any broken profile."""
