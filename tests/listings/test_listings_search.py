@@ -485,6 +485,31 @@ def test_rare_chinese_characters_are_searched_as_any_other(api):
     assert len(ids(api.get(LISTINGS, {"q": "二〇二六"}))) == 1
 
 
+def test_words_in_every_script_are_searched_not_left_out(api):
+    """Uyghur (Arabic script), Tibetan, Mongolian and Korean are written in counties of
+    China: only Chinese characters and Latin letters went into the search text and the
+    query, so a search in them found every listing there is (a query of nothing searchable
+    filters nothing), and a farmer named in them was found by no search."""
+    apple = create_listing(FarmerFactory(name="ئەخمەت"), title="ئالما 苹果")
+    tibetan = create_listing(title="ཀུ་ཤུ་དམར་པོ")  # red apples, its vowels marks
+    mongolian = create_listing(title="ᠠᠯᠮᠤᠷᠠᠳ")
+    korean = create_listing(title="사과 10kg")
+    vietnamese = create_listing(title="Rau muống")  # ố: beyond Latin Extended-B
+    create_listing(title="大白菜")
+    for q, found in (
+        ("ئالما", [apple]),
+        ("ئەخمەت", [apple]),
+        ("ཀུ", [tibetan]),
+        ("ཤུ་དམར", [tibetan]),
+        ("ᠠᠯᠮᠤ", [mongolian]),
+        ("사과", [korean]),
+        ("muống", [vietnamese]),
+        ("яблоко", []),
+    ):
+        assert ids(api.get(LISTINGS, {"q": q})) == [listing.pk for listing in found], q
+    assert len(ids(api.get(LISTINGS, {"q": "！？ 🍎"}))) == 6  # nothing searchable: no filter
+
+
 def test_listings_indexed_before_full_width_folding_are_found_after_reindex_listings(
     api, monkeypatch
 ):
