@@ -76,21 +76,30 @@ class PrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         return super().to_internal_value(data)
 
 
+# Embeddings and overrides (U+202A to U+202E) and isolates (U+2066 to U+2069), of the
+# Unicode bidirectional algorithm; its marks (U+200E, U+200F, U+061C) turn nothing around.
+DIRECTION_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 class TextLineField(serializers.CharField):
     """One line of text that people read: a name, a title. DRF's CharField trims spaces and
     refuses it blank, but takes what shows as nothing (zero-width spaces, a byte-order mark:
     format characters, which trimming keeps) and control characters (a new line, a tab, a
     terminal escape), which break the lines of a message, a driver's stop or a load list.
     Refused "blank" when nothing in it shows, `control_characters_not_allowed` for a control
-    character; format characters within visible text (an emoji joined by U+200D) are kept."""
+    character or a text direction override, embedding or isolate (it turns the text after it
+    around, to the end of the line a client shows it in: a name, a quantity, a price);
+    other format characters within visible text (an emoji joined by U+200D, a right-to-left
+    mark) are kept."""
 
     default_error_messages = {
-        "control_characters_not_allowed": "Control characters (new lines, tabs) are not allowed."
+        "control_characters_not_allowed": "Control characters (new lines, tabs, text direction "
+        "overrides) are not allowed."
     }
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
-        if any(unicodedata.category(char) == "Cc" for char in value):
+        if any(unicodedata.category(char) == "Cc" or char in DIRECTION_CONTROLS for char in value):
             self.fail("control_characters_not_allowed")
         if not self.allow_blank and all(
             char.isspace() or unicodedata.category(char) == "Cf" for char in value

@@ -128,6 +128,10 @@ def test_kg_and_jin_weigh_what_they_weigh_other_units_need_a_weight(client_for):
         ({"title": "\u200b\ufeff\u2060"}, "title", "blank"),
         ({"title": "红富士\n苹果"}, "title", "control_characters_not_allowed"),
         ({"title": "苹果\x1b[2J"}, "title", "control_characters_not_allowed"),
+        # a text direction override or isolate turns what follows it around: "特价 100元"
+        # shown for this, and a name or price after it on the same line reversed too
+        ({"title": "\u202e元001 价特"}, "title", "control_characters_not_allowed"),
+        ({"title": "苹果\u2067"}, "title", "control_characters_not_allowed"),
     ],
 )
 def test_bad_values_are_400_naming_the_field(client_for, overrides, field, code):
@@ -153,6 +157,9 @@ def test_a_title_with_nothing_visible_is_refused_on_an_edit_too(client_for):
     # format characters within visible text are kept: an emoji sequence joined by U+200D
     taken = client_for(listing.farmer).patch(url, {"title": "西红柿 👨\u200d🌾"}, format="json")
     assert (taken.status_code, taken.json()["title"]) == (200, "西红柿 👨\u200d🌾")
+    # and a right-to-left mark, which a word of Uyghur beside numbers may need
+    marked = client_for(listing.farmer).patch(url, {"title": "ئالما\u200f 5"}, format="json")
+    assert (marked.status_code, marked.json()["title"]) == (200, "ئالما\u200f 5")
 
 
 def test_available_until_before_harvest_is_400(client_for):

@@ -153,6 +153,8 @@ def test_register_names_every_missing_field(api):
         ("\ufeff\u2060\u200b ", "blank"),
         ("王\n秀英", "control_characters_not_allowed"),
         ("王秀英\x1b[31m", "control_characters_not_allowed"),
+        ("王\u202e秀英", "control_characters_not_allowed"),  # the line after it reversed
+        ("\u2066王秀英", "control_characters_not_allowed"),
     ],
 )
 def test_a_name_with_nothing_visible_or_a_control_character_is_400_and_creates_nothing(
