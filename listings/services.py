@@ -1,6 +1,6 @@
 """Writes of listings. Views, tasks, admin and commands all come through here."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -64,6 +64,18 @@ EDITABLE_FIELDS = frozenset(
     }
 )
 SEARCHED_FIELDS = frozenset({"title", "description", "category"})
+
+
+# Called with a listing just locked, before a write: raises to refuse it (the API's
+# If-Match, which must see the listing as no other write can change it any more).
+Precondition = Callable[[Listing], None]
+
+
+def _locked(listing_id: int, precondition: Precondition | None) -> Listing:
+    listing = listing_lock(listing_id)
+    if precondition is not None:
+        precondition(listing)
+    return listing
 
 
 def _status_for_stock(status: str, quantity: Decimal) -> str:
@@ -224,17 +236,22 @@ def listing_create(
 
 @transaction.atomic
 def listing_update(
-    *, listing: Listing, stock_seen: Decimal | None = None, **changes: Any
+    *,
+    listing: Listing,
+    stock_seen: Decimal | None = None,
+    precondition: Precondition | None = None,
+    **changes: Any,
 ) -> Listing:
     """The owner edits a listing. Restocking a sold-out listing makes it active again and
     selling the stock down to zero makes it sold out; an archived listing is frozen.
     `stock_seen`, the stock the editor was shown: a new stock is refused (409
     `stock_changed`) when orders took some since, which it would put back on sale. An edit
-    that changes nothing writes nothing (updated_at stays)."""
+    that changes nothing writes nothing (updated_at stays). `precondition` is called with
+    the listing once locked, before anything (the API's If-Match)."""
     unknown = set(changes) - EDITABLE_FIELDS
     if unknown:
         raise TypeError(f"not editable: {sorted(unknown)}")
-    listing = listing_lock(listing.pk)
+    listing = _locked(listing.pk, precondition)
     if listing.status == ListingStatus.ARCHIVED:
         raise DomainError(
             errors.LISTING_ARCHIVED, "An archived listing cannot be changed.", status_code=409
@@ -306,7 +323,9 @@ def _check_no_open_orders(listing: Listing) -> None:
 
 
 @transaction.atomic
-def listing_set_status(*, listing: Listing, status: str) -> Listing:
+def listing_set_status(
+    *, listing: Listing, status: str, precondition: Precondition | None = None
+) -> Listing:
     """Publish, pause, resume or archive, along STATUS_TRANSITIONS. Publishing or resuming a
     listing with no stock leaves it sold out. A deactivated farmer's listing is not put on
     sale (listings_pause_for_farmer took it off): an operator's publish is refused."""
@@ -318,7 +337,7 @@ def listing_set_status(*, listing: Listing, status: str) -> Listing:
         .filter(pk=listing.farmer_id, is_active=True)
         .exists()
     )
-    listing = listing_lock(listing.pk)
+    listing = _locked(listing.pk, precondition)
     if _status_for_stock(status, listing.quantity_available) == listing.status:
         # a retried request changes nothing: also a publish or resume retried once it left
         # the listing sold out
@@ -338,12 +357,12 @@ def listing_set_status(*, listing: Listing, status: str) -> Listing:
 
 
 @transaction.atomic
-def listing_delete(*, listing: Listing) -> Listing | None:
+def listing_delete(*, listing: Listing, precondition: Precondition | None = None) -> Listing | None:
     """Delete a listing nobody ordered; archive one that orders refer to (they keep
     pointing at it). Returns the archived listing, or None when it was deleted. The row is
     locked first, as a placement locks it: an order being placed commits its lines before
     the check for them, or finds the listing gone."""
-    listing_lock(listing.pk)
+    _locked(listing.pk, precondition)
     files = [
         (field.storage, field.name)
         for photo in ListingPhoto.objects.filter(listing=listing)

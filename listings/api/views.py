@@ -1,8 +1,13 @@
+import hashlib
+
+from django.utils.http import parse_etags
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ErrorDetail, ValidationError
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from listings import selectors, services
@@ -20,6 +25,18 @@ from listings.models import Category, ListingStatus
 from marketplace.api.filters import TRUE_OR_FALSE, true_or_false
 from marketplace.api.permissions import IsFarmer
 from marketplace.exceptions import DomainError
+
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="The listing's ETag as last read (weak or strong), or *: the change is made "
+    "only if the listing is still so, else 412 precondition_failed",
+)
+PRECONDITION_FAILED = OpenApiResponse(
+    description="precondition_failed: the listing changed since the If-Match ETag was read "
+    "(another phone's edit, an order, a photo); `etag` is its ETag now; nothing was changed"
+)
 
 
 class CategoryViewSet(viewsets.ReadOnlyModelViewSet):
@@ -113,6 +130,34 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         rows = selectors.listing_page(list(ids), near=search.near)
         return self.get_paginated_response(ListingSerializer(rows, many=True).data)
 
+    def _etag(self, listing_id: int) -> str:
+        """The ETag a GET of the listing answers now: ConditionalGetMiddleware's, the MD5 of
+        the JSON body."""
+        found = selectors.listing_detail_queryset(user=self.request.user).get(pk=listing_id)
+        body = JSONRenderer().render(ListingDetailSerializer(found).data)
+        return f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
+
+    def _if_match(self):
+        """If-Match as a precondition of the service, checked once it has locked the listing:
+        checked before, an edit of the farmer's other phone committed meanwhile would pass
+        and be written over. It was not read at all. A weak tag matches as a strong one:
+        only gzip makes them weak, and its opaque part is the MD5 of the same body."""
+        header = self.request.headers.get("If-Match")
+        if header is None or header.strip() == "*":  # * : any listing there is
+            return None
+        sent = {tag.removeprefix("W/") for tag in parse_etags(header)}
+
+        def still_as_read(listing) -> None:
+            if (now := self._etag(listing.pk)) not in sent:
+                raise DomainError(
+                    "precondition_failed",
+                    "The listing changed since it was read; read it again.",
+                    status_code=status.HTTP_412_PRECONDITION_FAILED,
+                    extra={"etag": now},
+                )
+
+        return still_as_read
+
     def _detail(self, listing, status_code=status.HTTP_200_OK) -> Response:
         fresh = selectors.listing_detail_queryset(user=self.request.user).filter(pk=listing.pk)
         if (found := fresh.first()) is None:  # deleted (by another phone) since this wrote
@@ -138,8 +183,10 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     @extend_schema(
         request=ListingUpdateSerializer,
+        parameters=[IF_MATCH],
         responses={
             200: ListingDetailSerializer,
+            412: PRECONDITION_FAILED,
             409: OpenApiResponse(
                 description="listing_archived: an archived listing is frozen; "
                 "unit_in_open_orders: orders not yet over hold its stock in its unit, which "
@@ -154,33 +201,52 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         serializer.is_valid(raise_exception=True)
         changes = dict(serializer.validated_data)
         stock_seen = changes.pop("quantity_seen", None)
-        listing = services.listing_update(listing=listing, stock_seen=stock_seen, **changes)
+        listing = services.listing_update(
+            listing=listing, stock_seen=stock_seen, precondition=self._if_match(), **changes
+        )
         return self._detail(listing)
 
-    @extend_schema(responses={200: ListingDetailSerializer, 204: None})
+    @extend_schema(
+        parameters=[IF_MATCH],
+        responses={200: ListingDetailSerializer, 204: None, 412: PRECONDITION_FAILED},
+    )
     def destroy(self, request, pk=None):
         """Deletes a listing nobody ordered (204); archives one that orders refer to (200)."""
-        archived = services.listing_delete(listing=self.get_object())
+        archived = services.listing_delete(listing=self.get_object(), precondition=self._if_match())
         if archived is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return self._detail(archived)
 
     def _set_status(self, new_status: str) -> Response:
-        listing = services.listing_set_status(listing=self.get_object(), status=new_status)
+        listing = services.listing_set_status(
+            listing=self.get_object(), status=new_status, precondition=self._if_match()
+        )
         return self._detail(listing)
 
-    @extend_schema(request=None, responses=ListingDetailSerializer)
+    @extend_schema(
+        request=None,
+        parameters=[IF_MATCH],
+        responses={200: ListingDetailSerializer, 412: PRECONDITION_FAILED},
+    )
     @action(detail=True, methods=["post"])
     def publish(self, request, pk=None):
         """Draft or paused → active (sold out when there is no stock)."""
         return self._set_status(ListingStatus.ACTIVE)
 
-    @extend_schema(request=None, responses=ListingDetailSerializer)
+    @extend_schema(
+        request=None,
+        parameters=[IF_MATCH],
+        responses={200: ListingDetailSerializer, 412: PRECONDITION_FAILED},
+    )
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
         return self._set_status(ListingStatus.PAUSED)
 
-    @extend_schema(request=None, responses=ListingDetailSerializer)
+    @extend_schema(
+        request=None,
+        parameters=[IF_MATCH],
+        responses={200: ListingDetailSerializer, 412: PRECONDITION_FAILED},
+    )
     @action(detail=True, methods=["post"])
     def archive(self, request, pk=None):
         return self._set_status(ListingStatus.ARCHIVED)

@@ -439,8 +439,9 @@ def test_the_schema_lists_the_framework_errors_an_operation_can_get_beside_its_o
     removed = answers("delete", "/api/v1/listings/{id}/photos/{photo_id}/")
     assert removed["409"].startswith("listing_archived: ")  # as test_photos answers it
     patch = answers("patch", "/api/v1/listings/{id}/")
-    assert set(patch) == {*("200", "400", "401", "403", "404", "409", "413", "415", "422")}
+    assert set(patch) == {*("200", "400", "401", "403", "404", "409", "412", "413", "415", "422")}
     assert patch["409"].startswith("listing_archived: ")
+    assert patch["412"].startswith("precondition_failed: ")  # an If-Match no longer met
     assert "; idempotency_key_in_use: " in patch["409"]
     assert set(answers("post", "/api/v1/stops/{id}/complete/")) == {
         *("200", "400", "401", "403", "404", "409", "413", "415", "422"),
