@@ -9,6 +9,7 @@ from marketplace.api.serializers import (
     FieldsOnceModelSerializer,
     FieldsOnceSerializer,
     PrimaryKeyRelatedField,
+    TextLineField,
 )
 from orders.models import (
     DeliveryMethod,
@@ -45,9 +46,7 @@ class OrderPlaceSerializer(FieldsOnceSerializer):
     delivery_village = PrimaryKeyRelatedField(
         queryset=Village.objects.all(), required=False, allow_null=True, default=None
     )
-    delivery_address = serializers.CharField(
-        max_length=255, required=False, allow_blank=True, default=""
-    )
+    delivery_address = TextLineField(max_length=255, required=False, allow_blank=True, default="")
     delivery_lat = serializers.DecimalField(
         max_digits=9, decimal_places=6, min_value=-90, max_value=90, required=False, default=None
     )

@@ -710,3 +710,27 @@ def test_two_profile_changes_at_once_never_leave_a_place_far_from_the_village(
     else:
         assert answers["move"] == 400
     assert buyer.lat is None or buyer.village.reaches(buyer.lat, buyer.lng)
+
+
+def test_an_address_breaking_lines_is_400_on_sign_up_and_on_the_profile(api, client_for):
+    """A buyer's address goes onto drivers' stops and into messages, as their name does."""
+    refused = api.post(
+        REGISTER, register_body(VillageFactory(), address="村口\n左转第二家"), format="json"
+    )
+    assert refused.status_code == 400
+    assert [(e["field"], e["code"]) for e in refused.json()["errors"]] == [
+        ("address", "control_characters_not_allowed")
+    ]
+    assert not User.objects.exists()
+
+    buyer = BuyerFactory(address="村口第二家")
+    for address in ("村口\r第二家", "\u2066村口第二家"):
+        response = client_for(buyer).patch(ME, {"address": address}, format="json")
+        assert response.status_code == 400
+        assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+            ("address", "control_characters_not_allowed")
+        ]
+    buyer.refresh_from_db()
+    assert buyer.address == "村口第二家"
+    cleared = client_for(buyer).patch(ME, {"address": ""}, format="json")
+    assert (cleared.status_code, cleared.json()["address"]) == (200, "")

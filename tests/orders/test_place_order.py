@@ -533,3 +533,18 @@ def test_an_order_placed_while_the_broker_is_down_is_answered_201(broker_down, c
         replay = client.post(ORDERS, order_body((listing, 2)), format="json", **headers)
         assert (replay.status_code, replay.content) == (201, answer.content)
         assert Order.objects.count() == 1
+
+
+@pytest.mark.parametrize("address", ["村口\n左转第二家", "村口\x1b[2J", "\u202e号01村口"])
+def test_a_delivery_address_breaking_lines_is_400_and_nothing_is_ordered(client_for, address):
+    """The address is printed on a driver's stop and sent in messages: a new line, a
+    terminal escape or a text direction override broke them (or reversed the rest)."""
+    tomatoes = create_listing(quantity_available=Decimal("10"))
+    response = client_for(BuyerFactory()).post(
+        ORDERS, order_body((tomatoes, 1), delivery_address=address), format="json"
+    )
+    assert response.status_code == 400
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+        ("delivery_address", "control_characters_not_allowed")
+    ]
+    assert (Order.objects.count(), stock(tomatoes)) == (0, [Decimal("10.000")])

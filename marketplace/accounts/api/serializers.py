@@ -55,7 +55,7 @@ class RegisterSerializer(serializers.Serializer):
     name = TextLineField(max_length=100)
     role = serializers.ChoiceField(choices=SELF_REGISTER_ROLE_CHOICES)
     village = PrimaryKeyRelatedField(queryset=Village.objects.all())
-    address = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
+    address = TextLineField(max_length=255, required=False, default="", allow_blank=True)
     lat = serializers.DecimalField(
         max_digits=9, decimal_places=6, min_value=-90, max_value=90, required=False, default=None
     )
@@ -68,7 +68,7 @@ class RegisterSerializer(serializers.Serializer):
 class ProfileUpdateSerializer(serializers.Serializer):
     name = TextLineField(max_length=100, required=False)
     village = PrimaryKeyRelatedField(queryset=Village.objects.all(), required=False)
-    address = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    address = TextLineField(max_length=255, required=False, allow_blank=True)
     lat = serializers.DecimalField(
         max_digits=9,
         decimal_places=6,
