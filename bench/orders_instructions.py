@@ -23,7 +23,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,14 +31,13 @@ WARM_UP = 10
 
 
 def place(requests: int) -> None:
-    """The measured process: WARM_UP + `requests` keyed placements, answered 201."""
+    """The measured process: WARM_UP + `requests` keyed placements, answered 201, each the
+    request bench/orders_profile.py times (orders_profile.post_order)."""
     sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.orders_settings")
-    import django  # noqa: PLC0415
-
-    django.setup()
     from django.db import connection  # noqa: PLC0415
     from django.test import Client  # noqa: PLC0415
+
+    from bench.orders_profile import drop_queued_tasks, post_order  # noqa: PLC0415 - sets Django up
 
     if not connection.settings_dict["NAME"].endswith("_bench"):
         raise SystemExit("refusing a database whose name does not end in _bench")
@@ -47,17 +45,8 @@ def place(requests: int) -> None:
     hot = [int(x["id"]) for x in fixture["hot"]]
     client, rng = Client(HTTP_HOST="127.0.0.1"), random.Random(5)
     for _ in range(WARM_UP + requests):
-        buyer = rng.choice(fixture["buyers"])
-        lines = [{"listing": pk, "quantity": "1"} for pk in rng.sample(hot, rng.randint(1, 3))]
-        answer = client.post(
-            "/api/v1/orders/",
-            data=json.dumps({"lines": lines, "delivery_method": "home", "payment_method": "cod"}),
-            content_type="application/json",
-            HTTP_AUTHORIZATION=f"Bearer {buyer['token']}",
-            HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex,  # a new order each time, never a replay
-        )
-        if answer.status_code != 201:
-            raise SystemExit(f"{answer.status_code}: {answer.content[:300]!r}")
+        post_order(client, rng, hot, fixture["buyers"], keyed=True)
+    drop_queued_tasks()
 
 
 def instructions(requests: int) -> int:

@@ -42,7 +42,37 @@ from bench import orders_variants  # noqa: E402
 FIXTURE = ROOT / ".data" / "orders_bench_fixture.json"
 
 
-def main() -> None:  # noqa: PLR0912, PLR0915 - one linear script
+def post_order(
+    client: Client, rng: random.Random, hot: list[int], buyers: list[dict], *, keyed: bool
+):
+    """One POST /api/v1/orders/ by a buyer picked by `rng`: 1–3 distinct hot listings, 1 kg
+    each, home delivery, cash on delivery, with a new Idempotency-Key when `keyed` (never a
+    replay). (buyer, answer); anything but a 201 ends the script."""
+    buyer = rng.choice(buyers)
+    lines = [{"listing": pk, "quantity": "1"} for pk in rng.sample(hot, rng.randint(1, 3))]
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {buyer['token']}"}
+    if keyed:
+        headers["HTTP_IDEMPOTENCY_KEY"] = uuid.uuid4().hex
+    answer = client.post(
+        "/api/v1/orders/",
+        data=json.dumps({"lines": lines, "delivery_method": "home", "payment_method": "cod"}),
+        content_type="application/json",
+        **headers,
+    )
+    if answer.status_code != 201:
+        raise SystemExit(f"{answer.status_code}: {answer.content[:300]!r}")
+    return buyer, answer
+
+
+def drop_queued_tasks() -> None:
+    """The notification tasks the orders placed enqueued: the bench's own queue, which no
+    worker reads."""
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    if queue.startswith("orders-bench"):
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
+
+
+def main() -> None:  # noqa: PLR0915 - one linear script
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--html", type=Path, help="also write the pyinstrument HTML here")
@@ -83,20 +113,8 @@ def main() -> None:  # noqa: PLR0912, PLR0915 - one linear script
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def one(keyed: bool) -> None:
-        buyer = rng.choice(buyers)
-        lines = [{"listing": pk, "quantity": "1"} for pk in rng.sample(hot, rng.randint(1, 3))]
-        headers = {"HTTP_AUTHORIZATION": f"Bearer {buyer['token']}"}
-        if keyed:
-            headers["HTTP_IDEMPOTENCY_KEY"] = uuid.uuid4().hex
-        answer = client.post(
-            "/api/v1/orders/",
-            data=json.dumps({"lines": lines, "delivery_method": "home", "payment_method": "cod"}),
-            content_type="application/json",
-            **headers,
-        )
-        if answer.status_code != 201:
-            raise SystemExit(f"{answer.status_code}: {answer.content[:300]!r}")
+    def one(keyed: bool) -> tuple[dict, dict]:
+        buyer, answer = post_order(client, rng, hot, buyers, keyed=keyed)
         return buyer, answer.json()
 
     # The answer to the POST must be what a GET of the same order answers (the variants
@@ -138,10 +156,7 @@ def main() -> None:  # noqa: PLR0912, PLR0915 - one linear script
             f"({', '.join(f'{k} {v / n:.1f}' for k, v in statements.most_common())}), "
             f"{1000 * sql_seconds[0] / n:.2f} ms wall in them"
         )
-    # The notification tasks these orders enqueued: the bench's own queue, no worker reads it.
-    queue = settings.CELERY_TASK_DEFAULT_QUEUE
-    if queue.startswith("orders-bench"):
-        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
+    drop_queued_tasks()
     if args.show_sql:
         print("\n".join(captured[-20:]))
     if profiler is None:
