@@ -467,6 +467,12 @@ def notify_payment_to_refund(
     )
 
 
+def _paid_back(refund_due: Decimal) -> str:
+    """The sentence telling a buyer whose order costs nothing now (called off, failed) that
+    what they paid comes back; none when they paid nothing."""
+    return f"已付的 ¥{_money(refund_due)} 将退还给您。" if refund_due else ""
+
+
 def _paid_too_much(refund_due: Decimal) -> str:
     """The sentence telling a buyer whose order now costs less than they paid what comes
     back; none when nothing does."""
@@ -647,8 +653,7 @@ def notify_order_cancelled(
         because = f"（{reason}）" if reason else ""
         body = f"订单 #{order.pk} 已取消{because}。"
     refund_due = _refund_due_now(order)  # all that was paid: a cancelled order costs nothing
-    if refund_due:
-        body += f"已付的 ¥{_money(refund_due)} 将退还给您。"
+    body += _paid_back(refund_due)
     buyer = _build(
         user_id=order.buyer_id,
         kind=NotificationKind.ORDER_CANCELLED,
@@ -692,12 +697,12 @@ def notify_order_failed(
     (`lines`, now `cancelled`), if they had heard of the order: their goods are back in
     stock, not to be prepared."""
     refund_due = selectors.order_amount_held(order.pk)  # a failed order costs nothing
-    refund = f"已付的 ¥{_money(refund_due)} 将退还给您。" if refund_due else ""
     buyer = _build(
         user_id=order.buyer_id,
         kind=NotificationKind.ORDER_FAILED,
         title="订单未能配送",
-        body=f"订单 #{order.pk} 因{FAILED_BECAUSE[reason]}，已关闭，不收费。{refund}",
+        body=f"订单 #{order.pk} 因{FAILED_BECAUSE[reason]}，已关闭，不收费。"
+        + _paid_back(refund_due),
         order=order,
         data={"order": order.pk, "reason": reason, "refund_due": _money(refund_due)},
     )
