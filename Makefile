@@ -8,6 +8,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 EMBEDDED := $(BIN)/python -m marketplace.embedded exec --
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist), each with its own test database, Celery queue and worker.
+# Most of the suite's time is spent waiting on workers, engines and other processes, so two
+# halve it even on two cores; more would crowd PostgreSQL's 100 connections (a race test opens
+# 32). 0 runs everything in this one process.
+TEST_PROCESSES ?= 2
 
 .PHONY: run test lint format lock install clean
 
@@ -23,7 +28,7 @@ run: install
 	$(BIN)/python -m marketplace.embedded run
 
 test: install
-	$(EMBEDDED) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(EMBEDDED) $(BIN)/python -m pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
