@@ -16,9 +16,11 @@ Stages:
              the depot into k = ceil(stops/250) zones, regular vans shared by zone weight,
              refrigerated jobs with the refrigerated van as one more small task); the tasks
              run on ProcessPoolExecutor(2), threads=1 each (as two Celery workers would, one
-             task per zone), then the app's second pass (logistics.routing.zones.second_pass:
-             plain work the zones left out offered to the refrigerated van, one more solve)
-             and merged with logistics.routing.zones.merge.
+             task per zone), then what the app does after the zones
+             (logistics.routing.exchange.after_zones: work a zone left out offered to the
+             zones whose routes stop at its place, then the second pass: plain work still
+             left out offered to the refrigerated van) and merged with
+             logistics.routing.zones.merge.
 3. centers — 20 independent ~150-stop days on 1 and on 2 worker processes, threads=1 each.
 
 Nothing here touches the database or Django settings: only the routing dataclasses.
@@ -41,6 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from logistics.routing.exchange import Exchange, after_zones  # noqa: E402
 from logistics.routing.matrix import GreatCircleMatrix  # noqa: E402
 from logistics.routing.problem import (  # noqa: E402
     Job,
@@ -54,7 +57,7 @@ from logistics.routing.problem import (  # noqa: E402
     VehicleSpec,
 )
 from logistics.routing.vroom_solver import exploration_level_for, solve  # noqa: E402
-from logistics.routing.zones import SecondPass, merge, second_pass, split  # noqa: E402
+from logistics.routing.zones import SecondPass, merge, split  # noqa: E402
 
 RESULTS = ROOT / "bench" / "SCALE_RESULTS.md"
 DEPOT = (30.2, 119.6)
@@ -242,10 +245,10 @@ def _zone_task(args) -> tuple[Plan, float]:
 
 def zoned_solve(
     problem: Problem, k: int, level: int, workers: int, timeout_s: float
-) -> tuple[Run, list, SecondPass]:
+) -> tuple[Run, list, Exchange, SecondPass]:
     """The app's split (logistics.routing.zones.split) solved one task per zone on
-    `workers` processes, the app's second pass (the plain work the zones left out offered to
-    the refrigerated vehicles, one more solve), and the plans merged with the app's merge."""
+    `workers` processes, what the app does after the zones (the exchange between zones and
+    the second pass), and the plans merged with the app's merge."""
     started = time.monotonic()
     parts = split(problem, k)
     # largest first, so the small refrigerated task fills in at the end
@@ -253,7 +256,7 @@ def zoned_solve(
     with ProcessPoolExecutor(max_workers=workers) as pool:
         answers = list(pool.map(_zone_task, [(parts[i], level, timeout_s) for i in order]))
     plans = [plan for _, (plan, _) in sorted(zip(order, answers, strict=True))]
-    refill = second_pass(
+    swap, refill = after_zones(
         parts,
         plans,
         partial(solve, matrix=matrix(), exploration_level=level, threads=1, timeout_s=timeout_s),
@@ -276,7 +279,7 @@ def zoned_solve(
         (n_stops(parts[i]), len(parts[i].vehicles), sec, len(p.unassigned))
         for i, (p, sec) in zip(order, answers, strict=True)
     ]
-    return merged, detail, refill
+    return merged, detail, swap, refill
 
 
 # ---------------------------------------------------------------------------- centers
@@ -498,9 +501,10 @@ def main() -> None:  # noqa: PLR0912, PLR0915 - one linear script, stage after s
             f"k = ceil(stops / {ZONE_STOPS}) geographic zones (angle around the depot, cut at the "
             "widest angular gap, equal stop counts), regular vans shared by zone weight; the "
             "refrigerated jobs with the one refrigerated van are one more (small) task. "
-            "Seconds include process start-up, the split, the matrices and the second pass "
-            "(the plain work the zones left out offered to the refrigerated vehicles, as the "
-            "app does; `taken/offered` after the tasks) — the wall clock of the whole zoned "
+            "Seconds include process start-up, the split, the matrices and what the app does "
+            "after the zones (work a zone left out offered to the zones whose routes stop at "
+            "its place, then the plain work still left out to the refrigerated vehicles; "
+            "`taken/offered` of each after the tasks) — the wall clock of the whole zoned "
             "solve.",
             "",
             "| stops | k | level | seconds | cost | routes | unassigned | gap to best single | goal | tasks (stops/vans/s/unassigned) | load before |",
@@ -521,7 +525,7 @@ def main() -> None:  # noqa: PLR0912, PLR0915 - one linear script, stage after s
                     )
                     continue
                 before = load()
-                r, detail, refill = zoned_solve(days[size], k, level, 2, args.run_bound)
+                r, detail, swap, refill = zoned_solve(days[size], k, level, 2, args.run_bound)
                 target = goal_s.get(size)
                 g = 100 * (r.cost - best[size].cost) / best[size].cost
                 met = (
@@ -542,6 +546,7 @@ def main() -> None:  # noqa: PLR0912, PLR0915 - one linear script, stage after s
                     flush=True,
                 )
                 tasks = ", ".join(f"{a}/{b}/{c:.1f}/{d}" for a, b, c, d in detail)
+                tasks += f"; between zones {swap.taken}/{swap.offered}"
                 tasks += f"; second pass {refill.taken}/{refill.offered}"
                 lines.append(
                     f"| {size} | {k} | {level} | {r.seconds:.1f} | {r.cost:,.1f} | {r.routes} | "

@@ -7,8 +7,10 @@ ScheduleRunZone per zone (the zone's problem and the shipments behind its job id
 transaction with the run locked; a `schedule_zone` task per zone is enqueued once that
 commits. Each zone task solves its zone with no transaction open, then saves the plan under
 the run's row lock; whichever saves the last plan finishes the day: with no transaction open,
-the second pass (logistics.routing.zones.second_pass) offers the plain work the zones left
-out to the refrigerated vehicles, which the split kept for refrigerated work alone; then,
+each zone is offered what the others left out at the places its routes stop at
+(logistics.routing.exchange), then the second pass (logistics.routing.zones.second_pass)
+offers the plain work still left out to the refrigerated vehicles, which the split kept for
+refrigerated work alone; then,
 under the run's lock, it merges the plans, stores the routes through the same `_store` as a
 day solved in one piece, and marks the run done. Hence:
 - a zone solved twice (a redelivered task) is saved and stored once: the second finds its
@@ -38,9 +40,10 @@ from logistics.models import (
     Shipment,
 )
 from logistics.routing.codec import plan_from_data, problem_from_data, to_data
+from logistics.routing.exchange import after_zones
 from logistics.routing.problem import Problem
 from logistics.routing.vroom_solver import solve
-from logistics.routing.zones import merge, second_pass, split, stops_of
+from logistics.routing.zones import merge, split, stops_of
 from logistics.services.schedule import (
     _Day,
     _engine_within,
@@ -58,6 +61,8 @@ from logistics.services.schedule import (
 # instead of a killed task, even when the same task then finishes the day with the second
 # pass (at most its own timeout more) and stores it.
 ZONE_ENGINE_TIMEOUT_S = 150
+# The engine's time for every solve of the passes after the zones (exchange, second_pass),
+# all told.
 SECOND_PASS_TIMEOUT_S = 30
 # One thread per zone task: the parallelism comes from the workers, one zone each, as
 # bench/routing_scale.py measured it (two processes, threads=1).
@@ -205,16 +210,19 @@ def _finish(run_id: int) -> ScheduleRun:
         .order_by("index")
     )
     started = clock.monotonic()
-    refill = second_pass(
-        [problem_from_data(zone.problem) for zone in zones],
-        [plan_from_data(zone.plan) for zone in zones],
+    solve_again = _engine_within(
+        SECOND_PASS_TIMEOUT_S,
         partial(
             solve,
             matrix=_matrix(zones[0].run.service_center),
             exploration_level=ZONE_EXPLORATION_LEVEL,
             threads=ZONE_THREADS,
-            timeout_s=SECOND_PASS_TIMEOUT_S,
         ),
+    )
+    swap, refill = after_zones(
+        [problem_from_data(zone.problem) for zone in zones],
+        [plan_from_data(zone.plan) for zone in zones],
+        solve_again,
     )
     seconds = round(clock.monotonic() - started, 2)
     with transaction.atomic():
@@ -235,7 +243,9 @@ def _finish(run_id: int) -> ScheduleRun:
         summary["second_pass"] = {
             "offered": refill.offered,  # plain work the zones left out
             "taken": refill.taken,  # of it, now on a refrigerated vehicle
-            "solve_seconds": seconds,
+            # work left out, offered to another zone whose routes stop at its place
+            "between_zones": {"offered": swap.offered, "taken": swap.taken},
+            "solve_seconds": seconds,  # of both
         }
         run.status, run.progress, run.summary = ScheduleRunStatus.DONE, 100, summary
         run.finished_at = timezone.now()
