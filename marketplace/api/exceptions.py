@@ -9,8 +9,6 @@ Shape (RFC 9457 problem details with a `code` member):
 """
 
 import logging
-import re
-from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -23,35 +21,16 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from marketplace.accounts.errors import LOGIN_LOCKED, LOGIN_LOCKED_DETAIL
+from marketplace.api.problems import PROBLEM_CONTENT_TYPE, encodable, problem
 from marketplace.exceptions import DomainError
 
 logger = logging.getLogger(__name__)
 
-PROBLEM_CONTENT_TYPE = "application/problem+json"
 SERVICE_UNAVAILABLE = "service_unavailable"
 SERVICE_UNAVAILABLE_DETAIL = "The service is unavailable for a moment; try again shortly."
 SERVICE_UNAVAILABLE_RETRY_AFTER = 30  # seconds
 REQUEST_TOO_LARGE = "request_too_large"
 REQUEST_TOO_LARGE_DETAIL = "The request body is too large."
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _encodable(text: str) -> str:
-    """An error may repeat what the client sent (`"…" is not a valid choice.`), and JSON
-    can carry an unpaired surrogate (`"\\ud800"`) that UTF-8 cannot encode: the answer
-    could not be written, a 500. Each one is repeated as U+FFFD, the replacement character."""
-    return _SURROGATE.sub("\ufffd", text)
-
-
-def problem(status_code: int, code: str, detail: str, **members: Any) -> dict[str, Any]:
-    return {
-        "type": "about:blank",
-        "title": HTTPStatus(status_code).phrase,
-        "status": status_code,
-        "code": code,
-        "detail": _encodable(str(detail)),
-        **members,
-    }
 
 
 def _flatten_validation(detail: Any, prefix: str = "") -> list[dict[str, str]]:
@@ -72,7 +51,7 @@ def _flatten_validation(detail: Any, prefix: str = "") -> list[dict[str, str]]:
         return errors
     field = prefix.rstrip(".") or None
     code = getattr(detail, "code", "invalid")
-    return [{"field": field, "code": code, "detail": _encodable(str(detail))}]
+    return [{"field": field, "code": code, "detail": encodable(str(detail))}]
 
 
 def _validation_problem(exc: exceptions.ValidationError) -> dict[str, Any]:
