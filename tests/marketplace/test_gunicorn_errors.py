@@ -6,6 +6,7 @@ Each worker class runs in a real gunicorn (once for the module) on the test data
 is sent raw bytes over a socket, as a client or a scanner on the internet would send them.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -66,7 +67,7 @@ def send(port: int, request: bytes, *, close: bool = True) -> Answer:
 
 
 @pytest.fixture(scope="module", params=sorted(WORKER_CLASSES))
-def gunicorn_port(request, django_db_setup, django_db_blocker):
+def gunicorn_port(request, django_db_setup):
     """A gunicorn with the project's worker class on the test database; its port."""
     port = free_port()
     threads = "2" if request.param == "gthread" else "1"
@@ -81,7 +82,9 @@ def gunicorn_port(request, django_db_setup, django_db_blocker):
     with log_path.open("ab") as log:
         process = subprocess.Popen(  # noqa: S603 - our own gunicorn, fixed arguments
             [
-                sys.executable, "-m", "gunicorn", "marketplace.wsgi:application",
+                # the console script, as the Dockerfile runs it (no `-m`: the worker class is
+                # found on the path gunicorn gives itself)
+                str(Path(sys.executable).with_name("gunicorn")), "marketplace.wsgi:application",
                 "--bind", f"127.0.0.1:{port}",
                 "--workers", "1",
                 "--worker-class", WORKER_CLASSES[request.param],
@@ -110,7 +113,8 @@ def gunicorn_port(request, django_db_setup, django_db_blocker):
             time.sleep(0.1)
         yield port
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # gone already when it failed to start
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
