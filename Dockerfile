@@ -56,10 +56,14 @@ USER app
 EXPOSE 8000
 
 # gunicorn reads its worker count from WEB_CONCURRENCY (default 3, set above; override at
-# run time). The timeout is generous for a slow request, short enough to recycle a stuck worker.
+# run time). Its sync worker, as the project's class (marketplace/gunicorn_workers.py): what
+# gunicorn refuses itself (a request line or headers too large, a malformed request) is
+# answered as the API's problem+json, not an HTML page; for threads, use ….GThread with --threads.
+# The timeout is generous for a slow request, short enough to recycle a stuck worker.
 # The heartbeat files go to /dev/shm, not the container's overlay filesystem.
 CMD ["gunicorn", "marketplace.wsgi:application", \
      "--bind", "0.0.0.0:8000", \
+     "--worker-class", "marketplace.gunicorn_workers.Sync", \
      "--timeout", "60", \
      "--graceful-timeout", "30", \
      "--keep-alive", "5", \

@@ -71,6 +71,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS)
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
+from marketplace.gunicorn_workers import WORKER_CLASS_PATHS  # noqa: E402
+
 FIXTURE = ROOT / ".data" / "orders_bench_fixture.json"
 RESULTS_MD = ROOT / "bench" / "ORDERS_RESULTS.md"
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -420,7 +422,7 @@ def gunicorn(config: ServerConfig, db_name: str, log_path: Path, token: str, var
         "bench.orders_wsgi:application" if variants else "marketplace.wsgi:application",
         "--bind", f"127.0.0.1:{port}",
         "--workers", str(config.workers),
-        "--worker-class", config.worker_class,
+        "--worker-class", WORKER_CLASS_PATHS[config.worker_class],  # ours: errors as problem+json
         "--threads", str(config.threads),
         "--timeout", "60",
         "--keep-alive", "5",

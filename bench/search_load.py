@@ -48,6 +48,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
+from marketplace.gunicorn_workers import WORKER_CLASS_PATHS  # noqa: E402
+
 SCENARIOS: dict[str, dict[str, str]] = {
     "text_zh": {"q": "西红柿"},
     "text_en": {"q": "tomato"},
@@ -304,7 +306,7 @@ def gunicorn(config: ServerConfig, log_path: Path):
         "marketplace.wsgi:application",
         "--bind", f"127.0.0.1:{port}",
         "--workers", str(config.workers),
-        "--worker-class", config.worker_class,
+        "--worker-class", WORKER_CLASS_PATHS[config.worker_class],  # ours: errors as problem+json
         "--threads", str(config.threads),
         "--timeout", "60",
         "--keep-alive", "5",

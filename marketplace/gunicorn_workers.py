@@ -146,3 +146,10 @@ class Sync(ProblemErrorsMixin, SyncWorker):
 
 class GThread(ProblemErrorsMixin, ThreadWorker):
     """gunicorn's gthread worker (a pool of `--threads` threads per process)."""
+
+
+# gunicorn's own names of the two (`--worker-class sync`), as the benchmarks take them, to ours.
+WORKER_CLASS_PATHS = {
+    "sync": f"{__name__}.{Sync.__name__}",
+    "gthread": f"{__name__}.{GThread.__name__}",
+}

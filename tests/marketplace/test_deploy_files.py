@@ -4,6 +4,7 @@ No Docker engine runs in the suite, so these read the file as compose reads it (
 its merge keys) and check what the README and the settings promise of it.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -11,6 +12,9 @@ import sys
 from pathlib import Path
 
 import yaml
+from gunicorn.config import Config
+
+from marketplace import gunicorn_workers
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 MEDIA_ROOT_IN_IMAGE = "/app/media"  # Dockerfile: WORKDIR /app, media/ owned by the app user
@@ -126,3 +130,27 @@ def test_the_image_build_names_no_secret_and_gives_collectstatic_ones_production
     show = f"python -c 'import os; print({secrets})'"
     assert build(show) != build(show)
     assert "System check identified no issues" in build("python manage.py check")
+
+
+def image_command() -> list[str]:
+    """The Dockerfile's CMD, in its JSON (exec) form, as Docker reads it."""
+    dockerfile = (BASE_DIR / "Dockerfile").read_text()
+    cmd = re.search(r"^CMD (\[.*?\])$", dockerfile, re.M | re.S)
+    assert cmd is not None
+    return json.loads(cmd.group(1).replace("\\\n", " "))
+
+
+def test_the_web_container_serves_with_the_projects_sync_worker():
+    """gunicorn's own worker classes answer what gunicorn refuses itself (a request line or
+    headers too large, a malformed request) with an HTML page; the project's write the API's
+    problem+json. The web service runs the image's command, whose class gunicorn loads as
+    given: the sync worker, as before, with no threads."""
+    command = image_command()
+    assert command[:2] == ["gunicorn", "marketplace.wsgi:application"]
+    worker_class = command[command.index("--worker-class") + 1]
+    assert worker_class == "marketplace.gunicorn_workers.Sync"
+    assert "--threads" not in command
+    cfg = Config()
+    cfg.set("worker_class", worker_class)
+    assert cfg.worker_class is gunicorn_workers.Sync
+    assert "command" not in compose()["services"]["web"]
