@@ -1,6 +1,7 @@
 """The test suite: the same PostgreSQL, Redis and Celery as production, tuned for speed."""
 
 import os
+from urllib.parse import urlsplit, urlunsplit
 
 from .base import *  # noqa: F403
 from .base import env
@@ -16,6 +17,19 @@ TEST_RUN_ID = env("TEST_RUN_ID", default=str(os.getpid()))
 CELERY_TASK_DEFAULT_QUEUE = f"test-{TEST_RUN_ID}"
 CACHES["default"]["KEY_PREFIX"] = f"test-{TEST_RUN_ID}"  # noqa: F405
 MEDIA_ROOT = BASE_DIR / ".data" / "test-media"  # noqa: F405
+# `make test` runs the suite in several processes (pytest-xdist: gw0, gw1, …). Process gwN
+# takes the Redis database N after the one given, and so do the Celery workers it starts (they
+# inherit PYTEST_XDIST_WORKER): a broadcast, such as the health page's worker ping, which takes the
+# first worker that answers, reaches only the process's own workers, never another's that
+# consumes another queue (Redis's publish/subscribe spans databases; kombu names its fanout
+# channels by database).
+if (_process := env("PYTEST_XDIST_WORKER", default="")).startswith("gw"):
+    _url = urlsplit(REDIS_URL)  # noqa: F405
+    _db = (int(_url.path.strip("/") or 0) + int(_process[2:])) % 16
+    REDIS_URL = urlunsplit(_url._replace(path=f"/{_db}"))
+    CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
+    CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+    CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL)
 # The suite registers many users from one address and places hundreds of orders at once;
 # throttling has no place in those tests (the throttles' own tests set low rates).
 REST_FRAMEWORK = {
