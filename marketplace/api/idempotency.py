@@ -112,16 +112,19 @@ def _user_id(request: HttpRequest, view_class: type | None) -> int | None:
 
 
 def _view(request: HttpRequest) -> Callable | None:
-    """The view the request goes to; None for no view."""
+    """The view the request goes to; None for no view. A path no view answers is 404
+    whatever the key, with nothing run and nothing stored: a path missing its final slash
+    is redirected to the slashed one from that 404 (APPEND_SLASH), where the same request
+    under the same key must run, not meet a 422 for a key its redirect used."""
     try:
         return get_resolver(getattr(request, "urlconf", None)).resolve(request.path_info).func
     except Resolver404:
         return None
 
 
-def _view_class(view: Callable | None) -> type | None:
+def _view_class(view: Callable) -> type | None:
     """The class of a view (DRF's viewsets name it `cls`, other class-based views
-    `view_class`); None for no view or a function."""
+    `view_class`); None for a function."""
     return getattr(view, "cls", None) or getattr(view, "view_class", None)
 
 
@@ -296,7 +299,7 @@ class IdempotencyMiddleware:
                 "Idempotency-Key must be 1 to 255 visible ASCII characters.",
             )
         view = _view(request)
-        if view is not None and not _takes_method(view, request.method):
+        if view is None or not _takes_method(view, request.method):
             return self.get_response(request)
         view_class = _view_class(view)
         user_id = _user_id(request, view_class) if _view_reads_the_user(view_class) else None

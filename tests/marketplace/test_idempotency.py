@@ -216,6 +216,28 @@ def test_a_method_the_endpoint_does_not_take_is_405_whatever_its_key_says():
 
 
 @pytest.mark.django_db
+def test_a_path_no_view_answers_is_404_whatever_its_key_and_the_key_stays_free():
+    """A cancel posted without its final slash is redirected to the slashed path (Django's
+    APPEND_SLASH, from the 404 answered under it): nothing ran there, so nothing is stored,
+    and the same request sent to the slashed path with the same key cancels the order,
+    rather than 422 for a key "used" by the path that does not exist."""
+    buyer = BuyerFactory()
+    order = place_order(buyer, (create_listing(), 1))
+    client, url = signed_in(buyer), f"{ORDERS}{order.pk}/cancel/"
+    slashless = client.post(url.rstrip("/"), {}, format="json", HTTP_IDEMPOTENCY_KEY="s")
+    assert (slashless.status_code, slashless["Location"]) == (301, url)
+    nowhere = client.post("/api/v1/nowhere/", {}, format="json", HTTP_IDEMPOTENCY_KEY="n")
+    assert (nowhere.status_code, nowhere.json()["code"]) == (404, "not_found")
+    assert not IdempotencyRecord.objects.exists()
+    assert Order.objects.get(pk=order.pk).status == "placed"
+
+    cancelled = client.post(url, {}, format="json", HTTP_IDEMPOTENCY_KEY="s")
+
+    assert (cancelled.status_code, cancelled.json()["status"]) == (200, "cancelled")
+    assert Order.objects.get(pk=order.pk).status == "cancelled"
+
+
+@pytest.mark.django_db
 def test_a_request_refused_for_its_media_type_runs_under_its_key_once_sent_as_json():
     """Nothing ran for the 415: the same bytes sent again as JSON under the same key are
     placed, not answered the stored 415 for a day."""
