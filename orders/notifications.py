@@ -257,9 +257,13 @@ def notification_mark_read(*, user: User, notification_id: int) -> Notification:
     return notification
 
 
-def notification_mark_all_read(*, user: User) -> int:
-    """Mark every unread notification of the user read; returns how many were unread."""
+def notification_mark_all_read(*, user: User, newest_seen: int | None = None) -> int:
+    """Mark every unread notification of the user read, or, given `newest_seen` (the id of
+    the newest one the app showed), those up to it: one told since the app read its list,
+    or while the request waited for a network, stays unread. Returns how many it marked."""
     unread = Notification.objects.filter(user=user, read_at__isnull=True)
+    if newest_seen is not None:
+        unread = unread.filter(pk__lte=newest_seen)
     return unread.update(read_at=timezone.now())
 
 

@@ -7,7 +7,7 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from marketplace.api.filters import BooleanFilter, IdFilter
+from marketplace.api.filters import BIGGEST_ID, BooleanFilter, IdFilter
 from orders import notifications, selectors
 from orders.models import Notification
 
@@ -17,6 +17,16 @@ class NotificationSerializer(serializers.ModelSerializer):
         model = Notification
         fields = ("id", "kind", "order", "title", "body", "data", "created_at", "read_at")
         read_only_fields = fields
+
+
+class ReadAllSerializer(serializers.Serializer):
+    newest_seen = serializers.IntegerField(
+        min_value=1,
+        max_value=BIGGEST_ID,
+        required=False,
+        help_text="The id of the newest notification the app showed: only it and older ones "
+        "are marked, so one told since stays unread. Without it, every unread one is.",
+    )
 
 
 class NotificationFilter(filters.FilterSet):
@@ -57,10 +67,16 @@ class NotificationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(self.get_serializer(notification).data)
 
     @extend_schema(
-        request=None,
+        request=ReadAllSerializer,
         responses=inline_serializer("ReadAll", {"marked": serializers.IntegerField()}),
     )
     @action(detail=False, methods=["post"], url_path="read-all")
     def read_all(self, request):
-        """Mark every unread notification read; `marked` says how many were unread."""
-        return Response({"marked": notifications.notification_mark_all_read(user=request.user)})
+        """Mark every unread notification read, or those up to `newest_seen`; `marked` says
+        how many."""
+        serializer = ReadAllSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        marked = notifications.notification_mark_all_read(
+            user=request.user, newest_seen=serializer.validated_data.get("newest_seen")
+        )
+        return Response({"marked": marked})

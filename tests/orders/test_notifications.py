@@ -540,6 +540,41 @@ class TestApi:
         assert client.get(NOTIFICATIONS, {"unread": "true"}).json()["count"] == 0
         assert Notification.objects.filter(user=farmer_a, read_at__isnull=True).count() == 2
 
+    def test_read_all_up_to_the_newest_seen_leaves_later_ones_unread(
+        self, client_for, two_farmers_order
+    ):
+        """The app marks read what it showed: a notification that came after its list was
+        read (the order cancelled meanwhile), or while a retry of the request waited for a
+        network, stays unread for the buyer to see."""
+        order, buyer, _, _ = two_farmers_order
+        client = client_for(buyer)
+        shown = client.get(NOTIFICATIONS).json()["results"]
+        assert [n["kind"] for n in shown] == ["order_placed"]
+        services.order_cancel(order_id=order.pk, actor=buyer)  # told after the list was read
+
+        response = client.post(
+            f"{NOTIFICATIONS}read-all/", {"newest_seen": shown[0]["id"]}, format="json"
+        )
+
+        assert (response.status_code, response.json()) == (200, {"marked": 1})
+        unread = client.get(NOTIFICATIONS, {"unread": "true"}).json()["results"]
+        assert [n["kind"] for n in unread] == ["order_cancelled"]
+        assert client.post(f"{NOTIFICATIONS}read-all/", {}, format="json").json() == {"marked": 1}
+
+    @pytest.mark.parametrize("seen", [0, -1, "abc", 1.5, True, 2**63])
+    def test_read_all_with_a_newest_seen_that_is_no_id_is_400_and_marks_nothing(
+        self, client_for, two_farmers_order, seen
+    ):
+        _, buyer, _, _ = two_farmers_order
+
+        response = client_for(buyer).post(
+            f"{NOTIFICATIONS}read-all/", {"newest_seen": seen}, format="json"
+        )
+
+        assert response.status_code == 400
+        assert [e["field"] for e in response.json()["errors"]] == ["newest_seen"]
+        assert Notification.objects.filter(user=buyer, read_at__isnull=True).count() == 1
+
     def test_someone_elses_notification_is_404_and_stays_unread(
         self, client_for, two_farmers_order
     ):
