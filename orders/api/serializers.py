@@ -303,12 +303,15 @@ class OrderSerializer(FieldsOnceModelSerializer):
         return data
 
 
+# A reason is one line of the buyer's message (a cancel's, a rejected line's), ahead of the
+# order's new total and what is paid back, and of its events: a new line or a terminal escape
+# breaks the message, and a direction override turns its total around (TextLineField).
 class ReasonSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    reason = TextLineField(max_length=255, required=False, allow_blank=True, default="")
 
 
 class RejectSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=255)
+    reason = TextLineField(max_length=255)
     restock = serializers.BooleanField(
         required=False,
         default=True,

@@ -143,6 +143,41 @@ def test_no_line_is_rejected_while_the_buyer_is_paying(client_for):
     assert quantity(b) == Decimal("99.000")
 
 
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "没货了\u202e 00.91",  # turned the rest of the buyer's message around: its new total
+        "没货了\u2067明天",
+        "没货了\n明天",
+        "没货了\x1b[2J",
+    ],
+)
+@pytest.mark.parametrize("by", ["farmer", "buyer"])
+def test_a_reason_with_a_control_character_or_direction_override_is_refused(client_for, by, reason):
+    """A farmer's reason for a rejected line, and a buyer's or staff's for a cancel, go into
+    the buyer's message (and the order's events), ahead of its total and what is paid back:
+    refused as names and titles are, and nothing changes."""
+    listing, other = create_listing(), create_listing()
+    order = place_order(BuyerFactory(), (listing, 2), (other, 1))
+    line = order.lines.get(listing=listing)
+    if by == "farmer":
+        client, url = client_for(listing.farmer), f"{ORDERS}{order.pk}/lines/{line.pk}/reject/"
+    else:
+        client, url = client_for(order.buyer), f"{ORDERS}{order.pk}/cancel/"
+
+    answer = client.post(url, {"reason": reason}, format="json")
+
+    assert answer.status_code == 400
+    assert [(e["field"], e["code"]) for e in answer.json()["errors"]] == [
+        ("reason", "control_characters_not_allowed")
+    ]
+    fresh = Order.objects.get(pk=order.pk)
+    assert (fresh.status, fresh.total) == (OrderStatus.PLACED, order.total)
+    assert set(fresh.lines.values_list("status", flat=True)) == {LineStatus.ACTIVE}
+    assert OrderEvent.objects.filter(order=order).count() == 1
+    assert (quantity(listing), quantity(other)) == (Decimal("98.000"), Decimal("99.000"))
+
+
 def test_rejecting_the_last_line_cancels_the_order(client_for):
     listing = create_listing()
     order = place_order(BuyerFactory(), (listing, 2))
