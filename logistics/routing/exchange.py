@@ -1,19 +1,22 @@
-"""Work one zone left out, offered to another zone whose routes stop at its place anyway.
+"""Work one zone left out, offered to another zone whose routes stop at its place anyway, or
+which has a vehicle with nothing to do.
 
 Each zone of a split day (logistics.routing.zones) is solved alone, so the engine's rule of
 serving the higher priority first holds within a zone, not across zones: a farm's
 perishables could be left out for want of room in their zone while a vehicle of another
 zone stopped at that same farm (a pair's pickup takes it there) and carried goods that keep
-from elsewhere, as heavy or heavier. `exchange` offers each plain zone, in turn, what the
-other plain zones left out at the places its routes stop at, and solves it again with that
-work added; the new plan replaces the zone's only if it serves more priority, or as much
+from elsewhere, as heavy or heavier; or for want of room in their zone while a vehicle of
+another zone, which its own zone did not need, stayed at the center. `exchange` offers each
+plain zone, in turn, what the other plain zones left out at the places its routes stop at
+(all of it, when one of its vehicles has no route), and solves it again with that work
+added; the new plan replaces the zone's only if it serves more priority, or as much
 and more stops (logistics.routing.improve's order), so the goods that keep may make way for
 the perishables, never the other way round. The work taken moves to that zone; what the
 zone leaves out now stays in it, left out, for the next zone's offer and the refrigerated
 vehicles' (zones.second_pass).
 
-Only places a route stops at anyway: that costs the zone no detour for the goods it takes,
-and keeps the solves to the zones where it can pay, on a large day too. Nothing here knows
+Only places a route stops at anyway, or a vehicle left idle: that keeps the solves to the
+zones where taking the work can pay, on a large day too. Nothing here knows
 Django or the engine (it is handed a solve function)."""
 
 from collections.abc import Callable, Sequence
@@ -35,7 +38,8 @@ def exchange(
     zones: Sequence[Problem], plans: Sequence[Plan], solve: Callable[[Problem], Plan]
 ) -> Exchange:
     """The zones and their plans once each plain zone, in order, was offered the work the
-    other plain zones left out at the places its routes stop at (see the module)."""
+    other plain zones left out at the places its routes stop at, or all of it when one of
+    its vehicles has no route (see the module)."""
     if len(zones) != len(plans):
         raise ValueError(f"{len(zones)} zones but {len(plans)} plans")
     zones, plans = list(zones), list(plans)
@@ -44,12 +48,13 @@ def exchange(
     offered = taken = 0
     for z in plain:
         stops_at = {stop.location for route in plans[z].routes for stop in route.stops}
+        idle = {v.id for v in zones[z].vehicles} - {route.vehicle_id for route in plans[z].routes}
         offer = {
             _key(item): y
             for y in plain
             if y != z
             for item in plans[y].unassigned
-            if _place(zones[y], _key(item)) in stops_at
+            if idle or _place(zones[y], _key(item)) in stops_at
         }
         if not offer:
             continue

@@ -119,3 +119,22 @@ def test_no_zone_is_solved_again_when_no_route_stops_where_work_was_left_out():
     assert exchange(away, plans, refused) == (away, plans, 0, 0)
     with pytest.raises(ValueError, match="2 zones but 1 plans"):
         exchange(away, plans[:1], refused)
+
+
+def test_a_zone_with_a_vehicle_it_did_not_need_takes_what_another_zone_left_out():
+    """Zone 0's 5 kg fit one of its two vans; its routes never go to the farm where zone 1
+    left 8 kg of perishables out."""
+    zones, plans = two_zones(own_priority=0)
+    [left] = plans[1].unassigned
+    roomy = Problem(depot=DEPOT, vehicles=(van(1), van(5)), jobs=(pickup(2, ELSEWHERE, 5),))
+    zones[0], plans[0] = roomy, engine(roomy)
+    assert len(plans[0].routes) == 1
+    assert FARM not in {stop.location for stop in plans[0].routes[0].stops}
+
+    after = exchange(zones, plans, engine)
+
+    assert (after.offered, after.taken) == (1, 1)
+    assert served(after.plans[0]) == {2, left.job_id}
+    assert after.plans[0].unassigned == ()
+    assert after.plans[1].unassigned == ()
+    assert {job.id for job in after.zones[0].jobs} == {2, left.job_id}
