@@ -25,6 +25,7 @@ from logistics.services.shipments import (
 from marketplace.accounts.models import Role
 from marketplace.api.filters import IdFilter
 from marketplace.api.permissions import IsCenterStaff, IsFarmer
+from marketplace.api.serializers import TextLineField
 from marketplace.exceptions import DomainError
 from orders.api.serializers import ShipmentLegSerializer, TrackingEventSerializer
 from orders.cash import CashLedger
@@ -245,7 +246,8 @@ class StopCompletionSerializer(serializers.Serializer):
         default=None,
     )
     delivery_code = serializers.RegexField(r"^[0-9]{6}$", required=False, default="")
-    reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    # one line of the buyer's message when goods do not arrive: no new line, no direction override
+    reason = TextLineField(max_length=255, required=False, allow_blank=True, default="")
     occurred_at = occurred_at_field()
     not_picked_up = serializers.ListField(
         child=serializers.IntegerField(min_value=1),

@@ -572,6 +572,31 @@ def test_a_failed_pickup_goes_back_for_the_next_day(world, client_for):
     assert Shipment.objects.get(pk=shipment.pk).order.status == OrderStatus.CONFIRMED
 
 
+@pytest.mark.parametrize("reason", ["农户不在家\u202e 00.91", "农户\n不在家", "农户不在家\x1b[2J"])
+def test_a_stop_failed_with_a_control_character_in_its_reason_is_refused(world, client_for, reason):
+    """Staff's reason goes into the buyer's message of goods not delivered, ahead of what is
+    paid back, and into the order's tracking: refused as a cancel's reason is, and the stop,
+    its goods and their events stay as they were."""
+    shipment = world["shipment"]
+    stop = stop_for(shipment, world["north"], "pickup")
+    events = shipment.events.count()
+
+    response = complete(client_for(world["north_staff"]), stop, outcome="failed", reason=reason)
+
+    assert response.status_code == 400
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+        ("reason", "control_characters_not_allowed")
+    ]
+    assert Stop.objects.get(pk=stop.pk).status == StopStatus.PENDING
+    fresh = Shipment.objects.get(pk=shipment.pk)
+    assert (fresh.status, fresh.pickup_date, fresh.failed_attempts) == (
+        shipment.status,
+        shipment.pickup_date,
+        0,
+    )
+    assert fresh.events.count() == events
+
+
 def test_a_stop_failed_with_the_longest_reason_allowed_keeps_it_whole(world, client_for):
     """The stop keeps staff's reason whole; the tracking event quoting it after the next
     day is cut to fit its note."""
