@@ -3,7 +3,8 @@ from django.db.models import Q
 
 from listings.models import Listing
 from listings.services import listings_refresh
-from logistics.models import Route, ServiceCenter, Stop, Village
+from logistics import selectors
+from logistics.models import Route, ScheduleRun, ServiceCenter, Stop, Village
 from logistics.services.schedule import schedule_days_again
 from logistics.services.shipments import stop_unlock
 from marketplace.admin_site import rows_for
@@ -130,3 +131,84 @@ class StopAdmin(admin.ModelAdmin):
             self.message_user(request, f"{len(opened)} stop(s) unlocked.", messages.SUCCESS)
         if skipped:
             self.message_user(request, f"{skipped} stop(s) were not locked.", messages.WARNING)
+
+
+@admin.register(ScheduleRun)
+class ScheduleRunAdmin(admin.ModelAdmin):
+    """View-only (staff plan days through the API): each run with its summary, what the plan
+    made, beside what its routes are now (the API's `routes_now`)."""
+
+    list_display = (
+        "id",
+        "service_center",
+        "date",
+        "status",
+        "progress",
+        "routes_now",
+        "stops_now",
+        "stops_open_now",
+        "stops_failed_now",
+        "distance_km_now",
+        "duration_min_now",
+        "finished_at",
+    )
+    list_filter = ("status", "service_center", "date")
+    list_select_related = ("service_center", "requested_by")
+    readonly_fields = (
+        "routes_now",
+        "vehicles_used_now",
+        "stops_now",
+        "stops_open_now",
+        "stops_failed_now",
+        "distance_km_now",
+        "duration_min_now",
+        "cost_now",
+    )
+
+    def get_queryset(self, request):
+        return rows_for(
+            request,
+            selectors.schedule_runs_now(super().get_queryset(request)),
+            lambda center_id: Q(service_center_id=center_id),
+        )
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="routes now", ordering="now_routes")
+    def routes_now(self, run: ScheduleRun) -> int:
+        return run.now_routes
+
+    @admin.display(description="vehicles used now", ordering="now_vehicles_used")
+    def vehicles_used_now(self, run: ScheduleRun) -> int:
+        return run.now_vehicles_used
+
+    @admin.display(description="stops now", ordering="now_stops")
+    def stops_now(self, run: ScheduleRun) -> int:
+        return run.now_stops
+
+    @admin.display(description="stops open", ordering="now_stops_open")
+    def stops_open_now(self, run: ScheduleRun) -> int:
+        return run.now_stops_open
+
+    @admin.display(description="stops failed", ordering="now_stops_failed")
+    def stops_failed_now(self, run: ScheduleRun) -> int:
+        return run.now_stops_failed
+
+    @admin.display(description="km now", ordering="now_distance_km")
+    def distance_km_now(self, run: ScheduleRun):
+        return run.now_distance_km
+
+    @admin.display(description="minutes now", ordering="now_duration_min")
+    def duration_min_now(self, run: ScheduleRun) -> int:
+        return run.now_duration_min
+
+    @admin.display(description="cost now", ordering="now_cost")
+    def cost_now(self, run: ScheduleRun):
+        return run.now_cost

@@ -184,14 +184,20 @@ def _of_run(rows: QuerySet, run_field: str, figure, output_field) -> Coalesce:
 
 def schedule_runs_of_staff(staff: User) -> QuerySet[ScheduleRun]:
     """The runs of the staff member's center (others' answer 404), each with what its
-    routes are now (`now_*`), read when asked: goods cancelled or turned down after the
-    plan take stops, kilometres and routes off, failed stops are counted, and a later plan
-    of the day replaces those not yet on the road. The run's `summary` is what the plan
-    made. Subqueries of the runs' own statement: as many queries whatever a page holds."""
+    routes are now (schedule_runs_now)."""
+    return schedule_runs_now(ScheduleRun.objects.filter(service_center_id=staff.service_center_id))
+
+
+def schedule_runs_now(runs: QuerySet[ScheduleRun]) -> QuerySet[ScheduleRun]:
+    """The runs, each with what its routes are now (`now_*`), read when asked: goods
+    cancelled or turned down after the plan take stops, kilometres and routes off, failed
+    stops are counted, and a later plan of the day replaces those not yet on the road. The
+    run's `summary` is what the plan made. Subqueries of the runs' own statement: as many
+    queries whatever a page holds."""
     routes, stops = Route.objects.all(), Stop.objects.all()
     whole, money = IntegerField(), DecimalField(max_digits=12, decimal_places=2)
     open_stops = Q(status__in=(StopStatus.PENDING, StopStatus.LOCKED))
-    return ScheduleRun.objects.filter(service_center_id=staff.service_center_id).annotate(
+    return runs.annotate(
         now_routes=_of_run(routes, "schedule_run", Count("pk"), whole),
         now_vehicles_used=_of_run(routes, "schedule_run", Count("vehicle", distinct=True), whole),
         now_distance_km=_of_run(routes, "schedule_run", Sum("distance_km"), money),

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-from logistics.models import Route, Shipment, Stop
+from logistics.models import Route, ScheduleRun, Shipment, Stop, StopStatus
 from logistics.services.routing import order_route
 from marketplace.accounts.models import User
 from marketplace.accounts.tokens import RefreshToken
@@ -35,6 +35,7 @@ PAGES = {
     "user": "/admin/accounts/user/",
     "notification": "/admin/orders/notification/",
     "review": "/admin/orders/review/",
+    "schedulerun": "/admin/logistics/schedulerun/",
 }
 
 
@@ -45,7 +46,10 @@ def _center_with_an_order():
     listing = create_listing(farmer)
     order = place_order(buyer, listing)
     order_route(order_id=order.pk)
-    route = Route.objects.create(service_center=center, date=timezone.localdate())
+    run = ScheduleRun.objects.create(service_center=center, date=timezone.localdate())
+    route = Route.objects.create(
+        service_center=center, date=run.date, schedule_run=run, distance_km="12.50"
+    )
     stop = Stop.objects.create(route=route, sequence=1, kind="pickup", lat=0, lng=0)
     told = Notification.objects.create(
         user=buyer, order=order, kind="order_confirmed", title="t", body="b"
@@ -58,6 +62,7 @@ def _center_with_an_order():
         "user": farmer,
         "notification": told,
         "review": review,
+        "schedulerun": run,
         "center": center,
     }
 
@@ -362,3 +367,25 @@ def test_center_staff_who_may_change_centers_change_their_own_only():
     our_village.refresh_from_db()
     assert (theirs.name, their_village.name) == ("石门镇", "李家村")
     assert our_village.service_center_id == ours.pk
+
+
+def test_a_schedule_run_in_the_admin_shows_what_its_routes_are_now():
+    """As the API's routes_now: a stop failed on the road counts as failed, not open."""
+    ours = _center_with_an_order()
+    run, stop = ours["schedulerun"], ours["stop"]
+    Stop.objects.create(route=stop.route, sequence=2, kind="delivery", lat=0, lng=0)
+    Stop.objects.filter(pk=stop.pk).update(status=StopStatus.FAILED)
+    staff = StaffFactory(service_center=ours["center"], is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_schedulerun"))
+    client = Client()
+    client.force_login(staff)
+
+    [row] = client.get(PAGES["schedulerun"]).context["cl"].result_list
+    page = client.get(f"{PAGES['schedulerun']}{run.pk}/change/")
+
+    assert (row.now_routes, row.now_stops, row.now_stops_open, row.now_stops_failed) == (1, 2, 1, 1)
+    assert str(row.now_distance_km) == "12.50"
+    assert page.status_code == 200
+    shown = page.content.decode()
+    assert "Stops failed:" in shown
+    assert "12.50" in shown
