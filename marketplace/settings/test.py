@@ -23,7 +23,8 @@ MEDIA_ROOT = BASE_DIR / ".data" / "test-media"  # noqa: F405
 # first worker that answers, reaches only the process's own workers, never another's that
 # consumes another queue (Redis's publish/subscribe spans databases; kombu names its fanout
 # channels by database).
-if (_process := env("PYTEST_XDIST_WORKER", default="")).startswith("gw"):
+# pytest-xdist sets it, no operator: not one of .env.example's variables.
+if (_process := os.environ.get("PYTEST_XDIST_WORKER", "")).startswith("gw"):
     _url = urlsplit(REDIS_URL)  # noqa: F405
     _db = (int(_url.path.strip("/") or 0) + int(_process[2:])) % 16
     REDIS_URL = urlunsplit(_url._replace(path=f"/{_db}"))
