@@ -13,6 +13,7 @@ from logistics import selectors
 from logistics.models import Vehicle
 from logistics.services.fleet import vehicle_create, vehicle_deactivate, vehicle_update
 from marketplace.accounts.models import Role
+from marketplace.api.serializers import TextLineField
 
 
 class VehicleSerializer(serializers.ModelSerializer):
@@ -34,7 +35,8 @@ class VehicleSerializer(serializers.ModelSerializer):
 class VehicleInputSerializer(serializers.Serializer):
     """Types only; the rules (capacity range, shift order, unique name) are the service's."""
 
-    name = serializers.CharField(max_length=60)
+    # one line that shows: it heads the route a driver reads, and its map
+    name = TextLineField(max_length=60)
     capacity_kg = serializers.DecimalField(max_digits=8, decimal_places=1)
     # Defaults given, else a form-encoded POST would read a missing box as False.
     refrigerated = serializers.BooleanField(required=False, default=False)

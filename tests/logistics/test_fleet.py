@@ -128,6 +128,33 @@ def test_an_invalid_vehicle_is_400_with_a_code_and_nothing_is_added(
     assert list(Vehicle.objects.values_list("name", flat=True)) == ["金杯面包车"]
 
 
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("金杯\n面包车", "control_characters_not_allowed"),
+        ("金杯\t面包车", "control_characters_not_allowed"),
+        ("小货车\x1b[31m", "control_characters_not_allowed"),
+        ("小\u202e货车", "control_characters_not_allowed"),  # the rest of the line reversed
+        ("\u200b\u2060", "blank"),  # nothing that shows
+    ],
+)
+def test_a_vehicle_name_is_one_line_that_shows_when_added_or_changed(
+    staff, center, van, name, code
+):
+    """The name heads the route a driver reads and its map: a new line, a control character
+    or a text direction override would break or turn it around, as in a user's name."""
+    added = staff.post(vehicles_url(center), {"name": name, "capacity_kg": "2000"}, format="json")
+    renamed = staff.patch(vehicle_url(van), {"name": name}, format="json")
+
+    for response in (added, renamed):
+        assert response.status_code == 400
+        assert response.json()["code"] == "validation_error"
+        assert response.json()["errors"] == [
+            {"field": "name", "code": code, "detail": response.json()["errors"][0]["detail"]}
+        ]
+    assert list(Vehicle.objects.values_list("name", flat=True)) == ["金杯面包车"]
+
+
 def test_the_largest_capacity_is_accepted_and_names_are_unique_per_center_only(center, staff, van):
     other = ServiceCenterFactory()
     vehicle_create(center_id=other.pk, name="小货车", capacity_kg=Decimal(2000))
