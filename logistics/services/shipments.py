@@ -382,19 +382,24 @@ def _pick_up(stop: Stop, shipments: list[Shipment], staff: User, data: Completio
     over (`not_picked_up`), which fail first as a failed pickup's do. The locks of both
     are taken at once, as a failed stop takes them: the listings of goods going back on
     sale, then the capacity of every center of the stop's goods, in id order."""
-    left = _left_at_farm(shipments, data.not_picked_up)
+    left = _left_at_farm(stop, shipments, data.not_picked_up)
     if left:
         lock_for_failing(shipments, [s for s in left if gives_up(s)])
         _fail(stop, left, staff, data, at)
     _complete_pickup(stop, [s for s in shipments if s not in left], staff, data, at)
 
 
-def _left_at_farm(shipments: list[Shipment], not_picked_up: Sequence[int]) -> list[Shipment]:
+def _left_at_farm(
+    stop: Stop, shipments: list[Shipment], not_picked_up: Sequence[int]
+) -> list[Shipment]:
     """Of a pickup's shipments (to pick up, locked), those named not handed over: some of
-    them, not all (a pickup of nothing is reported failed)."""
+    them, not all (a pickup of nothing is reported failed). Goods cancelled after the route
+    set out are the stop's too (its route lists them): named, they are skipped, as they are
+    when not named; only goods of no shipment of the stop are refused."""
     if not not_picked_up:
         return []
-    if others := set(not_picked_up) - {s.pk for s in shipments}:
+    at_stop = set(stop.shipments.values_list("pk", flat=True))
+    if others := set(not_picked_up) - at_stop:
         raise DomainError(
             errors.NOT_AT_THIS_STOP,
             f"Not picked up at this stop: {', '.join(map(str, sorted(others)))}.",

@@ -2223,6 +2223,53 @@ def test_goods_named_not_picked_up_must_be_some_of_the_stops(
     assert (recorded(w["sa"], stop), recorded(w["sb"], stop)) == before
 
 
+def test_goods_cancelled_after_the_route_set_out_may_be_named_not_picked_up(
+    two_farmer_order, client_for
+):
+    """A stop keeps the goods cancelled after its route set out (the route lists them): a
+    driver who did not hear of it names them not picked up, as the farmer handed nothing
+    over for them. They are the stop's, not another stop's: skipped, as they are at a
+    pickup done, and the rest is picked up; with every other farm's goods named too, nothing
+    was picked up."""
+    w = two_farmer_order
+    staff = client_for(w["staff"])
+    route = Route.objects.create(
+        service_center=w["center"], date=timezone.localdate(), status=RouteStatus.STARTED
+    )
+    shared = Stop.objects.create(
+        route=route, sequence=1, kind="pickup", lat=w["sa"].pickup_lat, lng=w["sa"].pickup_lng
+    )
+    shared.shipments.add(w["sa"], w["sb"])
+    line_b = w["order"].lines.get(farmer=w["sb"].farmer)
+    orders.order_line_reject(
+        order_id=w["order"].pk, line_id=line_b.pk, farmer=w["sb"].farmer, reason="卖完了"
+    )
+    listed = client_for(w["staff"]).get(f"/api/v1/routes/{route.pk}/").json()
+    assert listed["stops"][0]["shipments"] == [w["sa"].pk, w["sb"].pk]
+    body = {"outcome": "done", "weight_kg": "8", "reason": "B 的货取消了"}
+
+    before = recorded(w["sa"], shared), recorded(w["sb"], shared)
+    everything = complete(staff, shared, **body, not_picked_up=[w["sa"].pk, w["sb"].pk])
+    assert (everything.status_code, everything.json()["code"]) == (400, "nothing_picked_up")
+    assert (recorded(w["sa"], shared), recorded(w["sb"], shared)) == before
+
+    done = complete(staff, shared, **body, not_picked_up=[w["sb"].pk])
+
+    assert done.status_code == 200, done.json()
+    assert (done.json()["status"], done.json()["weight_kg"]) == ("done", "8.000")
+    sa, sb = (Shipment.objects.get(pk=w[s].pk) for s in ("sa", "sb"))
+    assert (sa.status, sa.picked_up_weight_kg, sa.failed_attempts) == (
+        ShipmentStatus.AT_CENTER,
+        Decimal("8.000"),
+        0,
+    )
+    assert (sb.status, sb.picked_up_weight_kg, sb.failed_attempts) == (
+        ShipmentStatus.CANCELLED,
+        None,
+        0,
+    )
+
+
 def test_a_delivery_left_with_only_goods_whose_pickups_failed_is_closed(
     two_farmer_order, client_for
 ):
