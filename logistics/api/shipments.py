@@ -257,7 +257,7 @@ class StopCompletionSerializer(serializers.Serializer):
         help_text="At a pickup done: the ids of its shipments not handed over (a farmer of "
         "a stop shared with other farms was out). They fail as a failed pickup's goods do, "
         "with `reason`; some of the stop's goods, not all (nothing picked up: report the "
-        "stop failed).",
+        "stop failed). Not at a delivery: goods the buyer did not take make it failed.",
     )
 
     def validate_not_picked_up(self, ids: list[int]) -> tuple[int, ...]:

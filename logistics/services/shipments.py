@@ -348,6 +348,14 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     )
     at = _when(shipments, data.occurred_at)
     if data.outcome == "done" and stop.kind == StopKind.DELIVERY:
+        if data.not_picked_up:
+            # A pickup's: unread here, goods the buyer did not take would be delivered
+            raise DomainError(
+                errors.NOT_AT_THIS_STOP,
+                "A delivery picks nothing up: goods the buyer did not take make the "
+                "delivery failed.",
+                extra={"field": "not_picked_up"},
+            )
         if not data.delivery_code:
             raise DomainError(
                 errors.CODE_REQUIRED,

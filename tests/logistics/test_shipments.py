@@ -2270,6 +2270,43 @@ def test_goods_cancelled_after_the_route_set_out_may_be_named_not_picked_up(
     )
 
 
+def test_goods_named_not_picked_up_at_a_delivery_done_are_refused_not_delivered(
+    two_farmer_order, client_for
+):
+    """`not_picked_up` is a pickup's: at a delivery, a driver naming goods the buyer did not
+    take would have had them recorded as delivered, their cash as taken, the field unread.
+    400 `not_at_this_stop` naming `not_picked_up`, nothing changes, no wrong code counted
+    (a delivery the buyer turned down is reported failed)."""
+    w = two_farmer_order
+    staff = client_for(w["staff"])
+    pickup_a, pickup_b, delivery = one_route_of_two_farms_to_their_buyer(w)
+    for pickup in (pickup_a, pickup_b):
+        assert complete(staff, pickup, outcome="done", weight_kg="5").status_code == 200
+    before = recorded(w["sa"], delivery), recorded(w["sb"], delivery)
+
+    refused = complete(
+        staff,
+        delivery,
+        outcome="done",
+        delivery_code=w["order"].delivery_code,
+        not_picked_up=[w["sb"].pk],
+        reason="买家不要",
+    )
+
+    assert (refused.status_code, refused.json()["code"], refused.json()["field"]) == (
+        400,
+        "not_at_this_stop",
+        "not_picked_up",
+    )
+    assert (recorded(w["sa"], delivery), recorded(w["sb"], delivery)) == before
+    assert Shipment.objects.filter(order=w["order"], cash_collected__isnull=False).count() == 0
+    # no list, or an empty one, is a delivery as ever
+    done = complete(
+        staff, delivery, outcome="done", delivery_code=w["order"].delivery_code, not_picked_up=[]
+    )
+    assert (done.status_code, done.json()["cash_collected"]) == (200, "102.00")
+
+
 def test_a_delivery_left_with_only_goods_whose_pickups_failed_is_closed(
     two_farmer_order, client_for
 ):
