@@ -197,7 +197,9 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     )
     def partial_update(self, request, pk=None):
         listing = self.get_object()
-        serializer = ListingUpdateSerializer(data=request.data, partial=True)
+        serializer = ListingUpdateSerializer(
+            data=request.data, partial=True, context={"listing": listing}
+        )
         serializer.is_valid(raise_exception=True)
         changes = dict(serializer.validated_data)
         stock_seen = changes.pop("quantity_seen", None)

@@ -175,6 +175,36 @@ def test_available_until_before_harvest_is_400(client_for):
     assert not Listing.objects.exists()
 
 
+def test_an_edit_sending_a_harvest_date_over_a_year_old_that_the_listing_holds_goes_through(
+    client_for,
+):
+    """Rice or dried beans keep for years: a listing made within the year of its harvest
+    stays on offer past it. A form saved with only the price changed sends the harvest date
+    the listing holds, which the year's limit refused (400 out_of_range): the farmer could
+    change nothing without moving the harvest. The limit is for a date being set."""
+    today = timezone.localdate()
+    farmer = FarmerFactory()
+    listing = create_listing(farmer, category="grain", shelf_life_days=730)
+    harvested = today - timedelta(days=400)
+    Listing.objects.filter(pk=listing.pk).update(harvest_date=harvested)
+    url = f"{LISTINGS}{listing.pk}/"
+
+    kept = client_for(farmer).patch(
+        url, {"harvest_date": str(harvested), "price": "4.20"}, format="json"
+    )
+
+    assert kept.status_code == 200, kept.json()
+    assert (kept.json()["harvest_date"], kept.json()["price"]) == (str(harvested), "4.20")
+    before = snapshot(listing)
+    moved = client_for(farmer).patch(
+        url, {"harvest_date": str(harvested - timedelta(days=1)), "price": "5"}, format="json"
+    )
+    assert moved.status_code == 400
+    assert moved.json()["errors"][0]["field"] == "harvest_date"
+    assert moved.json()["errors"][0]["code"] == "out_of_range"
+    assert snapshot(listing) == before
+
+
 @pytest.mark.parametrize(
     ("patch", "field"),
     [({"harvest_date": "+5"}, "harvest_date"), ({"available_until": "-5"}, "available_until")],
