@@ -140,6 +140,13 @@ def user_update_profile(*, user: User, **changes: object) -> User:
         .select_related("village")
         .get(pk=user.pk)
     )
+    # What the profile holds already is no change, whatever one's role: a profile screen
+    # saves all it read, a farmer's blank buyer_kind and staff's null village with it.
+    sent = {
+        field: value.strip() if isinstance(value, str) else value
+        for field, value in changes.items()
+    }
+    changes = {field: value for field, value in sent.items() if getattr(user, field) != value}
     if "village" in changes and user.role == Role.STAFF:
         raise DomainError(
             errors.ROLE_NOT_ALLOWED,
@@ -156,8 +163,8 @@ def user_update_profile(*, user: User, **changes: object) -> User:
     if {"village", "lat", "lng"} & set(changes):
         check_place(changes.get("village", user.village), lat, lng)  # type: ignore[arg-type]
     for field, value in changes.items():
-        setattr(user, field, value.strip() if isinstance(value, str) else value)
-    user.save(update_fields=list(changes))
+        setattr(user, field, value)
+    user.save(update_fields=list(changes))  # nothing changed: no statement
     if user.role == Role.FARMER and FIELDS_COPIED_TO_LISTINGS & set(changes):
         listings_refresh_for_farmer(farmer=user)
     return user

@@ -599,6 +599,42 @@ def test_a_profile_field_not_for_ones_role_is_refused_naming_it(client_for):
     assert (staff.village_id, farmer.buyer_kind) == (None, "")
 
 
+@pytest.mark.parametrize("make", [FarmerFactory, BuyerFactory, StaffFactory])
+def test_a_profile_sent_back_as_read_with_a_new_name_is_saved(client_for, make):
+    """A profile screen saves the whole profile it read: a farmer's holds the blank
+    buyer_kind, staff's the null village too, which were refused (400 invalid_choice, null)
+    although they are what the profile holds, so a farmer or staff member could not change
+    their name. What the profile holds already is no change, whatever one's role."""
+    user = make()
+    client = client_for(user)
+    profile = client.get(ME).json()
+
+    response = client.patch(ME, {**profile, "name": "新名字"}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert response.json() == {**profile, "name": "新名字"}
+    user.refresh_from_db()
+    assert user.name == "新名字"
+
+
+@pytest.mark.parametrize(
+    ("make", "sent", "field", "code"),
+    [
+        (FarmerFactory, {"village": None}, "village", "null"),
+        (BuyerFactory, {"village": None}, "village", "null"),
+        (BuyerFactory, {"buyer_kind": ""}, "buyer_kind", "invalid_choice"),
+    ],
+)
+def test_a_village_or_buyer_kind_taken_away_is_400(client_for, make, sent, field, code):
+    user = make()
+    before = (user.village_id, user.buyer_kind, user.name)
+    response = client_for(user).patch(ME, {**sent, "name": "新名字"}, format="json")
+    assert response.status_code == 400
+    assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [(field, code)]
+    user.refresh_from_db()
+    assert (user.village_id, user.buyer_kind, user.name) == before
+
+
 def test_staff_me_shows_their_center(client_for):
     staff = StaffFactory()
     body = client_for(staff).get(ME).json()

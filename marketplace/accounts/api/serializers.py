@@ -66,8 +66,15 @@ class RegisterSerializer(serializers.Serializer):
 
 
 class ProfileUpdateSerializer(serializers.Serializer):
+    """A profile screen saves all it read: a farmer's blank `buyer_kind` and staff's null
+    `village` are what their profile holds, so they are taken (and change nothing);
+    blanking a buyer's kind or nulling a farmer's or buyer's village is refused as before.
+    The context's `user` is whose profile it is."""
+
     name = TextLineField(max_length=100, required=False)
-    village = PrimaryKeyRelatedField(queryset=Village.objects.all(), required=False)
+    village = PrimaryKeyRelatedField(
+        queryset=Village.objects.all(), required=False, allow_null=True
+    )
     address = TextLineField(max_length=255, required=False, allow_blank=True)
     lat = serializers.DecimalField(
         max_digits=9,
@@ -85,7 +92,19 @@ class ProfileUpdateSerializer(serializers.Serializer):
         required=False,
         allow_null=True,
     )
-    buyer_kind = serializers.ChoiceField(choices=BuyerKind.choices, required=False)
+    buyer_kind = serializers.ChoiceField(
+        choices=BuyerKind.choices, required=False, allow_blank=True
+    )
+
+    def validate_village(self, value: Village | None) -> Village | None:
+        if value is None and self.context["user"].village_id is not None:
+            self.fields["village"].fail("null")
+        return value
+
+    def validate_buyer_kind(self, value: str) -> str:
+        if value == "" and self.context["user"].buyer_kind != "":
+            self.fields["buyer_kind"].fail("invalid_choice", input=value)
+        return value
 
 
 class TokenObtainSerializer(jwt_serializers.TokenObtainPairSerializer):

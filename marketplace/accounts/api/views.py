@@ -208,7 +208,8 @@ class MeView(APIView):
 
     @extend_schema(request=ProfileUpdateSerializer, responses=UserSerializer)
     def patch(self, request):
-        serializer = ProfileUpdateSerializer(data=request.data, partial=True)
+        me = self._me(request)
+        serializer = ProfileUpdateSerializer(data=request.data, partial=True, context={"user": me})
         serializer.is_valid(raise_exception=True)
-        services.user_update_profile(user=self._me(request), **serializer.validated_data)
+        services.user_update_profile(user=me, **serializer.validated_data)
         return Response(UserSerializer(self._me(request)).data)
