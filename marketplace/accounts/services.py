@@ -58,9 +58,11 @@ def _check_coordinates(lat: Decimal | None, lng: Decimal | None) -> None:
         )
 
 
-def check_place(village: Village | None, lat: Decimal | None, lng: Decimal | None) -> None:
+def check_place(
+    village: Village | None, lat: Decimal | None, lng: Decimal | None, *, field: str = "lat"
+) -> None:
     """An exact place lies where the village's center can reach it (Village.reaches): goods
-    are picked up and delivered there."""
+    are picked up and delivered there. `field` is the one the error names: what was set."""
     if village is None or lat is None or lng is None:
         return
     if not village.reaches(lat, lng):
@@ -68,7 +70,7 @@ def check_place(village: Village | None, lat: Decimal | None, lng: Decimal | Non
         raise DomainError(
             errors.PLACE_TOO_FAR,
             f"The place is more than {limit} km from the village.",
-            extra={"field": "lat", "max_km": limit},
+            extra={"field": field, "max_km": limit},
         )
 
 
@@ -161,7 +163,9 @@ def user_update_profile(*, user: User, **changes: object) -> User:
     lng = changes.get("lng", user.lng)
     _check_coordinates(lat, lng)  # type: ignore[arg-type]
     if {"village", "lat", "lng"} & set(changes):
-        check_place(changes.get("village", user.village), lat, lng)  # type: ignore[arg-type]
+        # a move to a village far from the place kept names the village, as the one set
+        named = "lat" if {"lat", "lng"} & set(changes) else "village"
+        check_place(changes.get("village", user.village), lat, lng, field=named)  # type: ignore[arg-type]
     for field, value in changes.items():
         setattr(user, field, value)
     user.save(update_fields=list(changes))  # nothing changed: no statement

@@ -392,7 +392,13 @@ def test_me_patch_refuses_a_place_far_from_the_village_and_changes_nothing(clien
     )
     elsewhere = VillageFactory(lat=Decimal("30.600000"), lng=Decimal("119.700000"))  # ~38 km
     moved = client.patch(ME, {"village": elsewhere.pk}, format="json")
-    assert (moved.status_code, moved.json()["code"]) == (400, "place_too_far")
+    # the village is what was changed, and what the app shows the error beside
+    assert (moved.status_code, moved.json()["code"], moved.json()["field"]) == (
+        400,
+        "place_too_far",
+        "village",
+    )
+    assert moved.json()["errors"][0]["field"] == "village"
     farmer.refresh_from_db()
     assert (farmer.lat, farmer.lng, farmer.village_id, farmer.name) == (
         Decimal("30.250000"),
@@ -706,10 +712,10 @@ def test_two_profile_changes_at_once_never_leave_a_place_far_from_the_village(
     moved = threading.Event()
     check_place = services.check_place
 
-    def slow_check_place(village, lat, lng):
+    def slow_check_place(village, lat, lng, **named):
         if threading.current_thread().name == "near-old-village":
             moved.wait(timeout=3)  # the move commits meanwhile, unless it waits for this one
-        check_place(village, lat, lng)
+        check_place(village, lat, lng, **named)
 
     monkeypatch.setattr(services, "check_place", slow_check_place)
     answers = {}
