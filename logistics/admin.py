@@ -133,6 +133,17 @@ class StopAdmin(admin.ModelAdmin):
             self.message_user(request, f"{skipped} stop(s) were not locked.", messages.WARNING)
 
 
+def _now(figure: str, description: str):
+    """A column of the run's routes as they are now: selectors.schedule_runs_now's
+    `now_<figure>` annotation."""
+
+    @admin.display(description=description, ordering=f"now_{figure}")
+    def show(self, run: ScheduleRun):
+        return getattr(run, f"now_{figure}")
+
+    return show
+
+
 @admin.register(ScheduleRun)
 class ScheduleRunAdmin(admin.ModelAdmin):
     """View-only (staff plan days through the API): each run with its summary, what the plan
@@ -181,34 +192,11 @@ class ScheduleRunAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.display(description="routes now", ordering="now_routes")
-    def routes_now(self, run: ScheduleRun) -> int:
-        return run.now_routes
-
-    @admin.display(description="vehicles used now", ordering="now_vehicles_used")
-    def vehicles_used_now(self, run: ScheduleRun) -> int:
-        return run.now_vehicles_used
-
-    @admin.display(description="stops now", ordering="now_stops")
-    def stops_now(self, run: ScheduleRun) -> int:
-        return run.now_stops
-
-    @admin.display(description="stops open", ordering="now_stops_open")
-    def stops_open_now(self, run: ScheduleRun) -> int:
-        return run.now_stops_open
-
-    @admin.display(description="stops failed", ordering="now_stops_failed")
-    def stops_failed_now(self, run: ScheduleRun) -> int:
-        return run.now_stops_failed
-
-    @admin.display(description="km now", ordering="now_distance_km")
-    def distance_km_now(self, run: ScheduleRun):
-        return run.now_distance_km
-
-    @admin.display(description="minutes now", ordering="now_duration_min")
-    def duration_min_now(self, run: ScheduleRun) -> int:
-        return run.now_duration_min
-
-    @admin.display(description="cost now", ordering="now_cost")
-    def cost_now(self, run: ScheduleRun):
-        return run.now_cost
+    routes_now = _now("routes", "routes now")
+    vehicles_used_now = _now("vehicles_used", "vehicles used now")
+    stops_now = _now("stops", "stops now")
+    stops_open_now = _now("stops_open", "stops open")
+    stops_failed_now = _now("stops_failed", "stops failed")
+    distance_km_now = _now("distance_km", "km now")
+    duration_min_now = _now("duration_min", "minutes now")
+    cost_now = _now("cost", "cost now")
