@@ -7,7 +7,7 @@ from logistics import selectors
 from logistics.models import Route, ScheduleRun, ServiceCenter, Stop, Village
 from logistics.services.schedule import schedule_days_again
 from logistics.services.shipments import stop_unlock
-from marketplace.admin_site import rows_for
+from marketplace.admin_site import ReadOnlyAdminMixin, rows_for
 
 # What the listings of a village's farmers copy of it (their place, and words to find them by).
 VILLAGE_FIELDS_IN_LISTINGS = frozenset({"name", "lat", "lng"})
@@ -93,7 +93,7 @@ class VillageAdmin(admin.ModelAdmin):
 
 
 @admin.register(Stop)
-class StopAdmin(admin.ModelAdmin):
+class StopAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """View-only (stops are written by plans and completed through the API); a delivery stop
     locked by too many wrong codes is opened again here, after staff reviewed it."""
 
@@ -108,15 +108,6 @@ class StopAdmin(admin.ModelAdmin):
             super().get_queryset(request),
             lambda center_id: Q(route__service_center_id=center_id),
         )
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_unlock_permission(self, request) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
@@ -145,7 +136,7 @@ def _now(figure: str, description: str):
 
 
 @admin.register(ScheduleRun)
-class ScheduleRunAdmin(admin.ModelAdmin):
+class ScheduleRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """View-only (staff plan days through the API): each run with its summary, what the plan
     made, beside what its routes are now (the API's `routes_now`)."""
 
@@ -182,15 +173,6 @@ class ScheduleRunAdmin(admin.ModelAdmin):
             selectors.schedule_runs_now(super().get_queryset(request)),
             lambda center_id: Q(service_center_id=center_id),
         )
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     routes_now = _now("routes", "routes now")
     vehicles_used_now = _now("vehicles_used", "vehicles used now")

@@ -54,3 +54,16 @@ def rows_for(request: HttpRequest, queryset: QuerySet, of_center: Callable[[int]
     if user.service_center_id is None:
         return queryset.none()
     return queryset.filter(of_center(user.service_center_id))
+
+
+class ReadOnlyAdminMixin:
+    """Shown, never added, changed or deleted here."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

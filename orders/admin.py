@@ -15,7 +15,7 @@ from django.db.models.constants import LOOKUP_SEP
 from logistics.models import Shipment
 from logistics.services.shipments import order_hand_over_unlock
 from marketplace.accounts.models import Role, User
-from marketplace.admin_site import rows_for
+from marketplace.admin_site import ReadOnlyAdminMixin, rows_for
 from marketplace.exceptions import DomainError
 from orders import selectors, services
 from orders.models import (
@@ -58,19 +58,6 @@ def _delivers(user: User, order: Order) -> bool:
     """Whether the admin user acts for the center delivering the order (operators for
     every center): as the API, only they read how to reach its buyer and call it off."""
     return user.is_superuser or selectors.order_delivered_from(order, user.service_center_id)
-
-
-class ReadOnlyAdminMixin:
-    """Shown, never added, changed or deleted here."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class OrderLineInline(ReadOnlyAdminMixin, admin.TabularInline):
