@@ -24,7 +24,15 @@ from dataclasses import replace
 from typing import NamedTuple
 
 from logistics.routing.problem import Location, Plan, Problem
-from logistics.routing.zones import SecondPass, _cold_zone, _key, _served, _unassigned, second_pass
+from logistics.routing.zones import (
+    SecondPass,
+    _cold_zone,
+    _key,
+    _served,
+    _unassigned,
+    _with_left_out,
+    second_pass,
+)
 
 
 class Exchange(NamedTuple):
@@ -59,7 +67,7 @@ def exchange(
         if not offer:
             continue
         offered += len(offer)
-        widened = _with(zones[z], zones, offer)
+        widened = _with_left_out(zones, z, set(offer))
         again = solve(widened)
         if _score(widened, again) <= _score(zones[z], plans[z]):
             continue
@@ -90,16 +98,6 @@ def _place(zone: Problem, key: tuple[bool, int]) -> Location:
     if is_pair:
         return next(pair.pickup.location for pair in zone.pairs if pair.id == job_id)
     return next(job.location for job in zone.jobs if job.id == job_id)
-
-
-def _with(zone: Problem, zones: Sequence[Problem], offer: dict[tuple[bool, int], int]) -> Problem:
-    """The zone with the offered jobs and pairs of the other zones added."""
-    others = [zones[y] for y in sorted(set(offer.values()))]
-    return replace(
-        zone,
-        jobs=zone.jobs + tuple(j for o in others for j in o.jobs if (False, j.id) in offer),
-        pairs=zone.pairs + tuple(p for o in others for p in o.pairs if (True, p.id) in offer),
-    )
 
 
 def _without(zone: Problem, keys: set[tuple[bool, int]]) -> Problem:

@@ -273,9 +273,10 @@ def second_pass(
     return SecondPass(result, len(left), len(served & left))
 
 
-def _with_left_out(zones: Sequence[Problem], cold: int, left: set[tuple[bool, int]]) -> Problem:
-    """The refrigerated zone with the work the other zones left out (`left`) added."""
-    zone, others = zones[cold], [zone for z, zone in enumerate(zones) if z != cold]
+def _with_left_out(zones: Sequence[Problem], target: int, left: set[tuple[bool, int]]) -> Problem:
+    """Zone `target` with the work the other zones left out (`left`: their jobs and pairs,
+    by key) added."""
+    zone, others = zones[target], [zone for z, zone in enumerate(zones) if z != target]
     return Problem(
         depot=zone.depot,
         vehicles=zone.vehicles,
