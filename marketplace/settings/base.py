@@ -310,6 +310,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = env(
     "CELERY_BEAT_SCHEDULE_FILENAME", default=str(BASE_DIR / ".data" / "celerybeat-schedule")
 )
+# Only the beat holding the database's beat lock sends (marketplace/beat.py); another waits,
+# trying for the lock this often, and takes over once the first is gone.
+CELERY_BEAT_SCHEDULER = "marketplace.beat:SingleBeatScheduler"
+BEAT_LOCK_POLL_SECONDS = env.float("BEAT_LOCK_POLL_SECONDS", default=5.0)
 LOGIN_LOG_RETENTION_DAYS = env.int("LOGIN_LOG_RETENTION_DAYS", default=30)
 
 # --- Orders (the delivery fee rule is documented in orders.services.delivery_fee)
