@@ -98,21 +98,14 @@ class ShipmentSerializer(serializers.ModelSerializer):
         return data
 
 
-# A phone's clock may run a little fast; a time further ahead did not happen yet. A device
-# offline for longer than OFFLINE_AT_MOST is not telling of this round of deliveries.
+# A phone's clock may run a little fast; a time further ahead did not happen yet. (How far
+# back a time may go is the services': a replay of what is recorded is taken at any time.)
 CLOCK_SLACK = timedelta(minutes=5)
-OFFLINE_AT_MOST = timedelta(days=30)
 
 
 def _not_in_future(value: datetime | None) -> datetime | None:
     if value is not None and value > timezone.now() + CLOCK_SLACK:
         raise serializers.ValidationError("That time has not come yet.", code="in_future")
-    return value
-
-
-def _not_long_ago(value: datetime | None) -> datetime | None:
-    if value is not None and value < timezone.now() - OFFLINE_AT_MOST:
-        raise serializers.ValidationError("That time is too long ago.", code="too_long_ago")
     return value
 
 
@@ -129,8 +122,9 @@ class OccurredAtField(serializers.DateTimeField):
 
 def occurred_at_field() -> serializers.DateTimeField:
     """When it happened on the road: given by a device that was offline (kept as told), or
-    now when left out; never more than CLOCK_SLACK ahead of now nor OFFLINE_AT_MOST ago."""
-    return OccurredAtField(required=False, default=None, validators=[_not_in_future, _not_long_ago])
+    now when left out; never more than CLOCK_SLACK ahead of now. The services refuse one
+    more than OFFLINE_AT_MOST ago (400 `too_long_ago`) but in a replay of what is recorded."""
+    return OccurredAtField(required=False, default=None, validators=[_not_in_future])
 
 
 class OccurredAtSerializer(serializers.Serializer):
@@ -181,7 +175,8 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         responses={
             200: ShipmentSerializer,
             400: OpenApiResponse(
-                description="before_last_event: a time before what is recorded of the goods"
+                description="before_last_event: a time before what is recorded of the goods; "
+                "too_long_ago: a time more than 30 days ago (a receipt replayed: any time)"
             ),
             409: OpenApiResponse(description="not_in_transfer: the goods are not on their way"),
         },
@@ -198,7 +193,8 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             400: OpenApiResponse(
                 description="invalid_delivery_code (checked once the goods wait at the "
                 "center; `attempts_left` before the order's hand-over locks); "
-                "before_last_event: a time before what is recorded of the goods"
+                "before_last_event: a time before what is recorded of the goods; "
+                "too_long_ago: a time more than 30 days ago (a hand-over replayed: any time)"
             ),
             409: OpenApiResponse(
                 description="not_for_hand_over: the order is delivered home; "
@@ -303,7 +299,8 @@ class StopCompleteView(APIView):
                 description="invalid_delivery_code (with `attempts_left`), "
                 "delivery_code_required, weight_required, reason_required, "
                 "not_at_this_stop, nothing_picked_up (`not_picked_up`), "
-                "before_last_event: a time before what is recorded of the goods"
+                "before_last_event: a time before what is recorded of the goods, "
+                "too_long_ago: a time more than 30 days ago (a completion replayed: any time)"
             ),
             409: OpenApiResponse(
                 description="stop_locked: too many wrong codes, staff review it; "

@@ -253,6 +253,21 @@ def _on_route_day(stop: Stop, at: datetime) -> None:
         )
 
 
+# A device offline for longer than this is not telling of this round of deliveries.
+OFFLINE_AT_MOST = timedelta(days=30)
+
+
+def _not_long_ago(occurred_at: datetime | None) -> None:
+    """A change told at a time more than OFFLINE_AT_MOST ago is 400 `too_long_ago`, before
+    anything else is checked. Checked once a replay of what is recorded has been answered
+    (each service returns it first), so a device uploading its day again weeks on is
+    answered as before, whatever time it tells."""
+    if occurred_at is not None and occurred_at < timezone.now() - OFFLINE_AT_MOST:
+        raise DomainError(
+            errors.TOO_LONG_AGO, "That time is too long ago.", extra={"field": "occurred_at"}
+        )
+
+
 def _when(shipments: list[Shipment], occurred_at: datetime | None) -> datetime:
     """The time a change of `shipments` (their orders loaded) is recorded at: as told by a
     device that was offline, or now. A shipment's story never goes back: a time told before
@@ -327,9 +342,10 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
     )
     if stop is None:  # taken off its route while this waited: its goods were cancelled
         raise DomainError("not_found", "No such stop.", status_code=404)
+    if stop.status == (StopStatus.DONE if data.outcome == "done" else StopStatus.FAILED):
+        return stop, True  # the same completion again (an offline device retrying)
+    _not_long_ago(data.occurred_at)
     if stop.status in (StopStatus.DONE, StopStatus.FAILED):
-        if stop.status == (StopStatus.DONE if data.outcome == "done" else StopStatus.FAILED):
-            return stop, True  # the same completion again (an offline device retrying)
         raise ConflictError(errors.STOP_ALREADY_COMPLETED, f"This stop is already {stop.status}.")
     _on_route_day(stop, data.occurred_at or timezone.now())
     # Locked against guessing the code: it may still be reported failed (that tells nothing
@@ -525,8 +541,9 @@ def stop_complete(*, stop_id: int, staff: User, data: Completion) -> Stop:
     delivery before its pickup, or before a transfer is received; a second pickup). A stop
     reported failed is accepted whatever its goods, and puts back only those that are there.
     Either way only from the route's day on, by the completion's time (409
-    `before_route_day`), and never at a time before what is already recorded of its goods
-    (400 `before_last_event`); a replay of what is recorded is answered as before."""
+    `before_route_day`), never at a time before what is already recorded of its goods
+    (400 `before_last_event`) nor more than OFFLINE_AT_MOST ago (400 `too_long_ago`); a
+    replay of what is recorded is answered as before, whatever time it tells."""
     stop, accepted = _complete(stop_id=stop_id, staff=staff, data=data)
     if not accepted:
         left = max(0, settings.MAX_DELIVERY_CODE_ATTEMPTS - stop.wrong_code_attempts)
@@ -547,7 +564,8 @@ def shipment_receive(
     delivered from tomorrow, as one received after its day (_delivery_day_on_arrival), and
     the buyer is told when that makes the order due later. Receiving it again changes
     nothing, also once the goods moved on (a phone's retry after the driver delivered
-    them); a time before the shipment's latest event is 400 `before_last_event`. The order
+    them), whatever time it tells; a time before the shipment's latest event is 400
+    `before_last_event`, one more than OFFLINE_AT_MOST ago 400 `too_long_ago`. The order
     is locked before its shipment, as elsewhere: a hand-over or a stop of the same order
     recorded at the same time waits, never deadlocks."""
     order_id = Shipment.objects.filter(pk=shipment_id).values_list("order_id", flat=True).get()
@@ -558,6 +576,7 @@ def shipment_receive(
         shipment.status == ShipmentStatus.AT_CENTER or _transfer_received(shipment)
     ):
         return shipment  # received already: a retry, perhaps after the goods moved on
+    _not_long_ago(occurred_at)
     if shipment.status != ShipmentStatus.IN_TRANSFER:  # also goods that never cross centers
         raise ConflictError(
             errors.NOT_IN_TRANSFER, f"This shipment is {shipment.status}, not in transfer."
@@ -610,8 +629,9 @@ def shipment_hand_over(
     """Staff at the buyer's service center hand a pickup-at-center order's goods to the
     buyer, who shows the order's 6-digit code: the shipment is delivered and the order
     follows (delivered, cash collected). Only goods waiting at the center; handing them
-    over again changes nothing; a time before the shipment's latest event is 400
-    `before_last_event`. The order is locked before its shipment, as elsewhere.
+    over again changes nothing, whatever time it tells; a time before the shipment's
+    latest event is 400 `before_last_event`, one more than OFFLINE_AT_MOST ago 400
+    `too_long_ago`. The order is locked before its shipment, as elsewhere.
 
     The code is checked last, once the goods are here to hand over (or were handed over:
     a retry too must show it): checked first, a wrong code's 400 against a right one's 409
@@ -641,6 +661,17 @@ def _hand_over(
     order_id = Shipment.objects.filter(pk=shipment_id).values_list("order_id", flat=True).get()
     order = order_lock(order_id)
     shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
+    locked = order.hand_over_wrong_codes >= settings.MAX_DELIVERY_CODE_ATTEMPTS
+    if (
+        order.delivery_method == DeliveryMethod.PICKUP
+        and shipment.status == ShipmentStatus.DELIVERED
+        and (delivery_code == order.delivery_code or locked)
+    ):
+        # Handed over already: a replay is answered as recorded, whatever its time, and
+        # once the hand-over is locked whatever its code (as a stop done is), which tells
+        # nothing of it: the goods were handed over before the lock.
+        return shipment, order, True
+    _not_long_ago(occurred_at)
     if order.delivery_method != DeliveryMethod.PICKUP:
         raise ConflictError(
             errors.NOT_FOR_HAND_OVER, "This order is delivered to the buyer, not collected."
@@ -651,11 +682,7 @@ def _hand_over(
             f"This shipment is {shipment.status}, not waiting at the center.",
             extra={"shipments": {shipment.pk: shipment.status}},
         )
-    if order.hand_over_wrong_codes >= settings.MAX_DELIVERY_CODE_ATTEMPTS:
-        if shipment.status == ShipmentStatus.DELIVERED:
-            # handed over before the lock: a replay is answered as recorded, whatever the
-            # code (as a stop done is), which tells nothing of it
-            return shipment, order, True
+    if locked:
         raise ConflictError(
             errors.HAND_OVER_LOCKED, "Too many wrong codes: staff must review this hand-over."
         )
@@ -665,8 +692,6 @@ def _hand_over(
             order.hand_over_last_wrong_code = delivery_code
             order.save(update_fields=["hand_over_wrong_codes", "hand_over_last_wrong_code"])
         return shipment, order, False  # committed: the attempt counts though the answer is 400
-    if shipment.status == ShipmentStatus.DELIVERED:
-        return shipment, order, True
     shipment.order = order
     _complete_delivery([shipment], staff, _when([shipment], occurred_at))
     order_follow_shipments(order.pk, staff)

@@ -1703,6 +1703,96 @@ def test_goods_are_not_handed_over_before_they_arrived(world, collected, client_
     assert shipment.events.get(status="delivered").occurred_at == arrived
 
 
+def test_what_is_recorded_replayed_a_month_on_is_answered_as_before(world, collected, client_for):
+    """A phone offline for weeks uploads its day again: every completion, failed report,
+    receipt and hand-over it tells exactly as recorded is 200 as before, whatever time it
+    tells (longer ago than OFFLINE_AT_MOST by then), and nothing changes."""
+    shipment, order = world["shipment"], world["order"]
+    collected_order, at_center = collected
+    placed = order.created_at
+    first_day = timezone.localdate(placed)
+    pickup = stop_for(shipment, world["north"], "pickup", day=first_day)
+    delivery = stop_for(shipment, world["south"], "delivery", day=first_day)
+    own_pickup = stop_for(at_center, world["south"], "pickup", day=first_day)
+
+    def at(minutes: int) -> str:
+        return (placed + timedelta(minutes=minutes)).isoformat()
+
+    pickup_done = {"outcome": "done", "weight_kg": "8", "occurred_at": at(60)}
+    received = {"occurred_at": at(120)}
+    delivery_failed = {"outcome": "failed", "reason": "没人在家", "occurred_at": at(150)}
+    own_done = {"outcome": "done", "weight_kg": "2", "occurred_at": at(60)}
+    handed = {"delivery_code": collected_order.delivery_code, "occurred_at": at(90)}
+    receive = f"/api/v1/shipments/{shipment.pk}/receive/"
+    hand_over = f"/api/v1/shipments/{at_center.pk}/hand-over/"
+
+    def tell_all(north, south) -> list:
+        answers = [
+            complete(north, pickup, **pickup_done),
+            south.post(receive, received, format="json"),
+            complete(south, delivery, **delivery_failed),
+            complete(south, own_pickup, **own_done),
+            south.post(hand_over, handed, format="json"),
+        ]
+        return [(answer.status_code, answer.json()["status"]) for answer in answers]
+
+    told = [(200, "done"), (200, "at_center"), (200, "failed"), (200, "done"), (200, "delivered")]
+    with time_machine.travel(placed + timedelta(hours=3), tick=True):
+        assert tell_all(client_for(world["north_staff"]), client_for(world["south_staff"])) == told
+    before = (recorded(shipment, pickup, delivery), recorded(at_center, own_pickup))
+
+    with time_machine.travel(placed + timedelta(days=31), tick=True):
+        again = tell_all(client_for(world["north_staff"]), client_for(world["south_staff"]))
+
+    assert again == told
+    assert (recorded(shipment, pickup, delivery), recorded(at_center, own_pickup)) == before
+
+
+def test_a_new_outcome_told_longer_ago_than_a_device_stays_offline_is_400(
+    world, collected, client_for
+):
+    """Only a replay of what is recorded is taken whatever its time: a stop reported the
+    other way, a stop still to record, a receipt or a hand-over still to happen, told more
+    than OFFLINE_AT_MOST back, are 400 `too_long_ago` (before any 409 of theirs, as the
+    time was checked first), nothing changed: no wrong code counted either."""
+    shipment, order = world["shipment"], world["order"]
+    collected_order, at_center = collected
+    north, south = client_for(world["north_staff"]), client_for(world["south_staff"])
+    pickup = stop_for(shipment, world["north"], "pickup")
+    delivery = stop_for(shipment, world["south"], "delivery")
+    own_pickup = stop_for(at_center, world["south"], "pickup")
+    assert complete(north, pickup, outcome="done", weight_kg="8").status_code == 200
+    assert complete(south, own_pickup, outcome="done", weight_kg="2").status_code == 200
+    long_ago = (timezone.now() - timedelta(days=31)).isoformat()
+    receive = f"/api/v1/shipments/{shipment.pk}/receive/"
+    hand_over = f"/api/v1/shipments/{at_center.pk}/hand-over/"
+    wrong = wrong_codes(collected_order, 1)[0]
+    before = (recorded(shipment, pickup, delivery), recorded(at_center, own_pickup))
+
+    answers = [
+        complete(north, pickup, outcome="failed", reason="没人", occurred_at=long_ago),
+        complete(south, delivery, outcome="failed", reason="没人", occurred_at=long_ago),
+        complete(
+            south, delivery, outcome="done", delivery_code=order.delivery_code, occurred_at=long_ago
+        ),
+        south.post(receive, {"occurred_at": long_ago}, format="json"),
+        south.post(
+            hand_over,
+            {"delivery_code": collected_order.delivery_code, "occurred_at": long_ago},
+            format="json",
+        ),
+        south.post(hand_over, {"delivery_code": wrong, "occurred_at": long_ago}, format="json"),
+    ]
+
+    for answer in answers:
+        assert answer.status_code == 400, answer.content
+        assert [(e["field"], e["code"]) for e in answer.json()["errors"]] == [
+            ("occurred_at", "too_long_ago")
+        ]
+    assert (recorded(shipment, pickup, delivery), recorded(at_center, own_pickup)) == before
+    assert Order.objects.get(pk=collected_order.pk).hand_over_wrong_codes == 0
+
+
 def test_now_never_goes_back_before_a_time_told_a_little_ahead(world, client_for):
     """A phone four minutes fast records the pickup (within the slack allowed); a receipt
     recorded right after without a time is kept at the pickup's time, not before it."""
