@@ -8,13 +8,16 @@ from django.db.models import F, Q
 
 from logistics.models.geography import ServiceCenter
 from logistics.models.shipments import Shipment
+from marketplace.text import validate_text_line
 
 
 class Vehicle(models.Model):
     service_center = models.ForeignKey(
         ServiceCenter, on_delete=models.CASCADE, related_name="vehicles"
     )
-    name = models.CharField(max_length=60)
+    # one line that shows (it heads the route a driver reads, and its map): any form of
+    # the model, the admin's too, refuses what the API and the services refuse
+    name = models.CharField(max_length=60, validators=[validate_text_line])
     capacity_kg = models.DecimalField(max_digits=8, decimal_places=1)
     refrigerated = models.BooleanField(default=False)
     shift_start = models.TimeField(default=time(7, 0))

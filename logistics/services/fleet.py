@@ -13,6 +13,7 @@ from django.utils import timezone
 from logistics.models import Route, RouteStatus, Vehicle
 from logistics.services.schedule import schedule_days_again
 from marketplace.exceptions import DomainError, violated_constraint
+from marketplace.text import check_text_line
 
 # Error codes (stable: clients branch on them). They belong in logistics/errors.py; they
 # live here while that module is being edited by the scheduling work.
@@ -49,6 +50,14 @@ def _check(vehicle: Vehicle) -> None:
             "shift_start must be before shift_end (a shift does not cross midnight).",
             extra={"field": "shift_end"},
         )
+
+
+def _name(given: str) -> str:
+    """The name as stored: trimmed, one line that shows (it heads the route a driver reads,
+    and its map), as the API's TextLineField has it, with its codes."""
+    name = given.strip()
+    check_text_line(name, field="name")
+    return name
 
 
 def _plan_again_days_of(vehicle: Vehicle) -> list:
@@ -97,10 +106,11 @@ def vehicle_create(
     active: bool = True,
 ) -> Vehicle:
     """Add a vehicle to a center's fleet: capacity above 0 and at most MAX_CAPACITY_KG, a
-    shift that starts before it ends, a name no other vehicle of the center has."""
+    shift that starts before it ends, a name of one line that shows (400
+    `control_characters_not_allowed` or `blank`) no other vehicle of the center has."""
     vehicle = Vehicle(
         service_center_id=center_id,
-        name=name.strip(),
+        name=_name(name),
         capacity_kg=capacity_kg,
         refrigerated=refrigerated,
         shift_start=shift_start,
@@ -127,7 +137,7 @@ def vehicle_update(*, vehicle_id: int, changes: Mapping[str, Any]) -> Vehicle:
     # nothing, and plans no day again.
     changed = []
     for field, given in changes.items():
-        value = given.strip() if field == "name" else given
+        value = _name(given) if field == "name" else given
         if getattr(vehicle, field) != value:
             setattr(vehicle, field, value)
             changed.append(field)

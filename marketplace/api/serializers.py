@@ -1,11 +1,17 @@
 """Serializer helpers shared by the apps' APIs."""
 
 import copy
-import unicodedata
 from typing import Any
 
 from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
+
+from marketplace.text import (
+    CONTROL_CHARACTERS_DETAIL,
+    CONTROL_CHARACTERS_NOT_ALLOWED,
+    has_control_characters,
+    shows_nothing,
+)
 
 
 class FieldsOnce:
@@ -76,11 +82,6 @@ class PrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         return super().to_internal_value(data)
 
 
-# Embeddings and overrides (U+202A to U+202E) and isolates (U+2066 to U+2069), of the
-# Unicode bidirectional algorithm; its marks (U+200E, U+200F, U+061C) turn nothing around.
-DIRECTION_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
 class TextLineField(serializers.CharField):
     """One line of text that people read: a name, a title. DRF's CharField trims spaces and
     refuses it blank, but takes what shows as nothing (zero-width spaces, a byte-order mark:
@@ -90,19 +91,14 @@ class TextLineField(serializers.CharField):
     character or a text direction override, embedding or isolate (it turns the text after it
     around, to the end of the line a client shows it in: a name, a quantity, a price);
     other format characters within visible text (an emoji joined by U+200D, a right-to-left
-    mark) are kept."""
+    mark) are kept. The rule is marketplace.text's, which models and services share."""
 
-    default_error_messages = {
-        "control_characters_not_allowed": "Control characters (new lines, tabs, text direction "
-        "overrides) are not allowed."
-    }
+    default_error_messages = {CONTROL_CHARACTERS_NOT_ALLOWED: CONTROL_CHARACTERS_DETAIL}
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
-        if any(unicodedata.category(char) == "Cc" or char in DIRECTION_CONTROLS for char in value):
-            self.fail("control_characters_not_allowed")
-        if not self.allow_blank and all(
-            char.isspace() or unicodedata.category(char) == "Cf" for char in value
-        ):
+        if has_control_characters(value):
+            self.fail(CONTROL_CHARACTERS_NOT_ALLOWED)
+        if not self.allow_blank and shows_nothing(value):
             self.fail("blank")
         return value

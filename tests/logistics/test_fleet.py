@@ -7,10 +7,11 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.forms import modelform_factory
 from django.utils import timezone
 
 from logistics.models import Route, RouteStatus, ScheduleRun, ScheduleRunStatus, Vehicle
-from logistics.services.fleet import vehicle_create
+from logistics.services.fleet import vehicle_create, vehicle_update
 from marketplace.exceptions import DomainError
 from tests.factories import (
     BuyerFactory,
@@ -128,16 +129,16 @@ def test_an_invalid_vehicle_is_400_with_a_code_and_nothing_is_added(
     assert list(Vehicle.objects.values_list("name", flat=True)) == ["金杯面包车"]
 
 
-@pytest.mark.parametrize(
-    ("name", "code"),
-    [
-        ("金杯\n面包车", "control_characters_not_allowed"),
-        ("金杯\t面包车", "control_characters_not_allowed"),
-        ("小货车\x1b[31m", "control_characters_not_allowed"),
-        ("小\u202e货车", "control_characters_not_allowed"),  # the rest of the line reversed
-        ("\u200b\u2060", "blank"),  # nothing that shows
-    ],
-)
+NAMES_NOT_ONE_LINE_THAT_SHOWS = [
+    ("金杯\n面包车", "control_characters_not_allowed"),
+    ("金杯\t面包车", "control_characters_not_allowed"),
+    ("小货车\x1b[31m", "control_characters_not_allowed"),
+    ("小\u202e货车", "control_characters_not_allowed"),  # the rest of the line reversed
+    ("\u200b\u2060", "blank"),  # nothing that shows
+]
+
+
+@pytest.mark.parametrize(("name", "code"), NAMES_NOT_ONE_LINE_THAT_SHOWS)
 def test_a_vehicle_name_is_one_line_that_shows_when_added_or_changed(
     staff, center, van, name, code
 ):
@@ -153,6 +154,42 @@ def test_a_vehicle_name_is_one_line_that_shows_when_added_or_changed(
             {"field": "name", "code": code, "detail": response.json()["errors"][0]["detail"]}
         ]
     assert list(Vehicle.objects.values_list("name", flat=True)) == ["金杯面包车"]
+
+
+@pytest.mark.parametrize(("name", "code"), NAMES_NOT_ONE_LINE_THAT_SHOWS)
+def test_the_fleet_services_refuse_a_name_the_api_refuses(center, van, name, code):
+    """Whoever calls them (the API, a shell, a command): the same code, naming the field,
+    which the API answers 400 as it answers the field's own error."""
+    with pytest.raises(DomainError) as added:
+        vehicle_create(center_id=center.pk, name=name, capacity_kg=Decimal(2000))
+    with pytest.raises(DomainError) as renamed:
+        vehicle_update(vehicle_id=van.pk, changes={"name": name, "capacity_kg": Decimal(900)})
+
+    for refused in (added, renamed):
+        assert (refused.value.code, refused.value.extra) == (code, {"field": "name"})
+    assert list(Vehicle.objects.values_list("name", "capacity_kg")) == [("金杯面包车", 800)]
+
+
+@pytest.mark.parametrize(("name", "code"), NAMES_NOT_ONE_LINE_THAT_SHOWS)
+def test_a_form_of_vehicles_refuses_such_a_name_as_a_form_error(center, van, name, code):
+    """The rule is the model field's too (its validator), so a form made of the model, as
+    the admin makes one, shows it as the field's error, for a new vehicle and a renamed
+    one, and saves nothing."""
+    vehicle_form = modelform_factory(
+        Vehicle, fields=("service_center", "name", "capacity_kg", "shift_start", "shift_end")
+    )
+    data = {
+        "service_center": center.pk,
+        "name": name,
+        "capacity_kg": "900",
+        "shift_start": "07:00",
+        "shift_end": "18:00",
+    }
+
+    for form in (vehicle_form(data), vehicle_form(data, instance=van)):
+        assert not form.is_valid()
+        assert [error.code for error in form.errors.as_data()["name"]] == [code]
+    assert list(Vehicle.objects.values_list("name", "capacity_kg")) == [("金杯面包车", 800)]
 
 
 def test_the_largest_capacity_is_accepted_and_names_are_unique_per_center_only(center, staff, van):
