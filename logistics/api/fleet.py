@@ -13,7 +13,7 @@ from logistics import selectors
 from logistics.models import Vehicle
 from logistics.services.fleet import vehicle_create, vehicle_deactivate, vehicle_update
 from marketplace.accounts.models import Role
-from marketplace.api.serializers import TextLineField
+from marketplace.api.serializers import TextLineField, TimeOfDayField
 
 
 class VehicleSerializer(serializers.ModelSerializer):
@@ -40,8 +40,9 @@ class VehicleInputSerializer(serializers.Serializer):
     capacity_kg = serializers.DecimalField(max_digits=8, decimal_places=1)
     # Defaults given, else a form-encoded POST would read a missing box as False.
     refrigerated = serializers.BooleanField(required=False, default=False)
-    shift_start = serializers.TimeField(required=False)
-    shift_end = serializers.TimeField(required=False)
+    # the center's local time (TIME_ZONE): one with a UTC offset or Z is 400
+    shift_start = TimeOfDayField(required=False)
+    shift_end = TimeOfDayField(required=False)
     cost_per_km = serializers.DecimalField(max_digits=6, decimal_places=2, required=False)
     active = serializers.BooleanField(required=False, default=True)
 

@@ -1,6 +1,7 @@
 """Serializer helpers shared by the apps' APIs."""
 
 import copy
+from datetime import time
 from typing import Any
 
 from rest_framework import serializers
@@ -102,3 +103,33 @@ class TextLineField(serializers.CharField):
         if not self.allow_blank and shows_nothing(value):
             self.fail("blank")
         return value
+
+
+# A time of day sent with a UTC offset or a Z (TimeOfDayField).
+TIME_ZONE_NOT_ALLOWED = "time_zone_not_allowed"
+
+
+class TimeOfDayField(serializers.TimeField):
+    """A time of day at a service center (a vehicle's shift): local wall-clock time in
+    TIME_ZONE, "07:30" or "07:30:00". DRF's field (Django's parse_time) drops a UTC offset
+    or a `Z` without a word, so "10:00+05:00" was taken as 10:00 local time, not the time
+    the client meant (13:00 in Shanghai): refused 400 `time_zone_not_allowed` instead."""
+
+    default_error_messages = {
+        TIME_ZONE_NOT_ALLOWED: "A time of day is the service center's local time, without a "
+        "UTC offset or Z (for example 07:30)."
+    }
+
+    def to_internal_value(self, value):
+        if _with_offset(value):
+            self.fail(TIME_ZONE_NOT_ALLOWED)
+        return super().to_internal_value(value)
+
+
+def _with_offset(value) -> bool:
+    """A time of day (or its ISO 8601 text) with a UTC offset or a Z."""
+    try:
+        told = value if isinstance(value, time) else time.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False  # no ISO 8601 time: DRF's field answers it
+    return told.tzinfo is not None

@@ -103,6 +103,37 @@ def test_a_new_vehicle_gets_the_default_shift_and_cost(center, staff):
     assert response.json()["active"] is True
 
 
+@pytest.mark.parametrize("field", ["shift_start", "shift_end"])
+@pytest.mark.parametrize("given", ["10:00+05:00", "10:00Z", "10:00:00-03:30", "10:00:00.5+08:00"])
+def test_a_shift_with_a_utc_offset_is_400_and_nothing_changes(center, staff, van, field, given):
+    """A shift is the center's local time of day (TIME_ZONE): one sent with an offset or a
+    Z would be taken as that wall-clock time here, its offset dropped (10:00+05:00 as
+    10:00 in Shanghai), so it is refused with a code of its own."""
+    body = {"name": "小货车", "capacity_kg": "2000", "shift_start": "06:00", "shift_end": "20:00"}
+    added = staff.post(vehicles_url(center), {**body, field: given}, format="json")
+    changed = staff.patch(vehicle_url(van), {field: given}, format="json")
+
+    for response in (added, changed):
+        assert response.status_code == 400, response.content
+        assert response.json()["code"] == "validation_error"
+        assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+            (field, "time_zone_not_allowed")
+        ]
+    assert list(Vehicle.objects.values_list("name", "shift_start", "shift_end")) == [
+        ("金杯面包车", time(7, 0), time(18, 0))
+    ]
+
+
+@pytest.mark.parametrize(("given", "taken"), [("10:00", "10:00:00"), ("10:00:00", "10:00:00")])
+def test_a_shift_of_local_time_is_taken_as_given(center, staff, given, taken):
+    body = {"name": "小货车", "capacity_kg": "2000", "shift_start": given, "shift_end": "19:30"}
+
+    response = staff.post(vehicles_url(center), body, format="json")
+
+    assert response.status_code == 201, response.json()
+    assert (response.json()["shift_start"], response.json()["shift_end"]) == (taken, "19:30:00")
+
+
 @pytest.mark.parametrize(
     ("changes", "code"),
     [
