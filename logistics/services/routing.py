@@ -571,6 +571,10 @@ def _route(orders: list[Order]) -> list[Order]:
     for order in orders:
         center = order.delivery_village.service_center
         order.delivery_village.service_center = centers.setdefault(center.pk, center)
+    # The clock is read once the centers are held: a day's plan reads the day under the
+    # center's lock (schedule._day_shipments_locked), so a routing it waited for has its
+    # goods read, and one that waited for it finds that day closed (first_day_to_plan).
+    lock_centers_capacity(centers)
     now = timezone.now()
     shippings = {
         order.pk: [
@@ -590,7 +594,6 @@ def _route(orders: list[Order]) -> list[Order]:
         ]
         for order in orders
     }
-    lock_centers_capacity(centers)
     capacity = _Capacity(
         centers,
         since=min((x.earliest for xs in shippings.values() for x in xs), default=now.date()),

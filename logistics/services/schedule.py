@@ -66,6 +66,7 @@ from logistics.services.failures import (
 from logistics.services.routing import (
     first_to_spoil,
     loads_on_board,
+    lock_centers_capacity,
     next_days,
     orders_due,
     orders_tell_later_delivery,
@@ -298,6 +299,18 @@ def _day_shipments(center: ServiceCenter, day: date) -> QuerySet[Shipment]:
     )
 
 
+def _day_shipments_locked(center: ServiceCenter, day: date) -> list[Shipment]:
+    """The day's shipments as a plan takes them, read holding the center's capacity lock
+    (lock_centers_capacity), in a transaction of its own: only for the read, and waiting for
+    no other lock while it holds this one. Whoever puts goods on a day of the center holds
+    that lock from before it reads the clock (first_day_to_plan) until it commits (a
+    routing, a failed stop): one doing so now is waited for and its goods read; one taking
+    the lock after this read finds tomorrow's nightly plan made, and uses the day after."""
+    with transaction.atomic():
+        lock_centers_capacity([center.pk])
+        return list(_day_shipments(center, day).select_related("order").prefetch_related("legs"))
+
+
 def _day_vehicles(center: ServiceCenter, day: date) -> QuerySet[Vehicle]:
     """The center's active vehicles not already on the road that day. (One subquery: an
     exclude across `routes` would test the day and the status on different routes, and a
@@ -394,7 +407,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
     specs = (_spec(v, depot, hours) for v in _day_vehicles(center, day))
     working = (_from_now(spec, day) for spec in specs if spec is not None)
     vehicles = tuple(spec for spec in working if spec is not None)
-    shipments = list(_day_shipments(center, day).select_related("order").prefetch_related("legs"))
+    shipments = _day_shipments_locked(center, day)
     spoil_days = first_to_spoil(shipments)
     home_delivery = {
         s.pk for s in shipments if any(leg.kind == LegKind.DELIVERY for leg in s.legs.all())
