@@ -117,14 +117,19 @@ def schedule_nightly_request(*, center: ServiceCenter, day: date) -> ScheduleRun
     again (a worker lost before acknowledging it, whose runs had committed and finished)
     finds the day's nightly run and asks for none (None), so the day's routes are not
     written again, nor its farmers told their pickup times twice. The run it joins, if
-    staff asked for one already, counts as the nightly one. A nightly run that failed is not
-    asked for again by the beat (the sweeper re-sends runs queued or running only): staff
-    plan the day again, from the app or the admin's run list."""
+    staff asked for one already, counts as the nightly one; one already running is asked
+    again (`asked_again`: a run follows it once stored), as it may have read the day before
+    the nightly hour, when routing still booked goods onto it, and one found done meanwhile
+    is not joined. A nightly run that failed is not asked for again by the beat (the
+    sweeper re-sends runs queued or running only): staff plan the day again, from the app
+    or the admin's run list."""
     if ScheduleRun.objects.filter(service_center=center, date=day, nightly=True).exists():
         return None
     try:
         with transaction.atomic():
-            return schedule_run_request(center=center, day=day, requested_by=None, nightly=True)
+            return schedule_run_request(
+                center=center, day=day, requested_by=None, nightly=True, again_after_running=True
+            )
     except IntegrityError as error:  # a twin of this message got there first
         if violated_constraint(error) != _ONE_NIGHTLY_RUN:
             raise
@@ -172,14 +177,14 @@ def schedule_run_request(
             if violated_constraint(error) != _ONE_ACTIVE_RUN:
                 raise
         if (joined := active.first()) is not None:
-            if nightly and not joined.nightly:
-                ScheduleRun.objects.filter(pk=joined.pk).update(nightly=True)
-                joined.nightly = True
             if again_after_running and joined.status == ScheduleRunStatus.RUNNING:
                 running = ScheduleRun.objects.filter(pk=joined.pk, status=ScheduleRunStatus.RUNNING)
                 if not running.update(asked_again=True):
                     continue  # done meanwhile: the next run starts from the day as it is now
                 joined.asked_again = True
+            if nightly and not joined.nightly:  # not before: a run done meanwhile is not it
+                ScheduleRun.objects.filter(pk=joined.pk).update(nightly=True)
+                joined.nightly = True
             return joined
     raise RuntimeError(f"no run for {day} after {_REQUEST_ATTEMPTS} attempts")
 

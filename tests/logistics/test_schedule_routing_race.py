@@ -17,6 +17,8 @@ import logistics.services.routing
 from logistics.models import CenterDayLoad, Route, ScheduleRun, Shipment, ShipmentStatus, Vehicle
 from logistics.services import schedule
 from logistics.services.routing import order_route
+from logistics.tasks import schedule_tomorrow
+from marketplace.celery import app as celery_app
 from orders.models import OrderStatus
 from tests.clock import on_day
 from tests.factories import (
@@ -155,3 +157,96 @@ def test_an_order_whose_routing_reaches_the_lock_after_the_plan_read_goes_a_day_
         day: KG("10.000"),
         after: KG("10.000"),
     }
+
+
+def test_a_staff_run_the_nightly_plan_joins_after_it_read_the_day_is_followed_by_another(
+    eve, monkeypatch
+):
+    """Staff asked for tomorrow's plan at 20:55; it read the day and is still solving it at
+    21:00, when the nightly message joins it as the nightly plan. An order routed at 20:58,
+    tomorrow still open then, came after its read: the nightly message asks for the day
+    again (`asked_again`), and the run that follows once it is stored puts those goods on
+    the route too. Negative control: without asking again the goods were left on the day,
+    on no route, until the stranded sweeper moved them on after it."""
+    center, day, early, late = eve["center"], eve["day"], eve["early"], eve["late"]
+    solving, go = threading.Event(), threading.Event()
+    real_solve = schedule._solve
+
+    def paused_solve(*args, **kwargs):
+        solving.set()
+        go.wait(30)
+        return real_solve(*args, **kwargs)
+
+    monkeypatch.setattr(schedule, "_solve", paused_solve)
+    eve_of = day - timedelta(days=1)
+    with on_day(eve_of, time_of_day(20, 55)) as clock:
+        staff_run = schedule.schedule_run_request(
+            center=center, day=day, requested_by=None, enqueue=False
+        )
+        planning, planned = in_thread(lambda: schedule.schedule_run_execute(run_id=staff_run.pk))
+        assert solving.wait(10)
+        clock.move_to(_at(eve_of, 20, 58, 0))
+        assert _goods(order_route(order_id=late.pk)) == (
+            day,
+            day,
+            ShipmentStatus.PENDING,
+            OrderStatus.CONFIRMED,
+        )
+        clock.move_to(_at(eve_of, 21, 0, 0))
+        assert schedule_tomorrow() == 1  # joined
+        go.set()
+        planning.join(120)
+        monkeypatch.setattr(schedule, "_solve", real_solve)
+        staff_run.refresh_from_db()
+        following = ScheduleRun.objects.exclude(pk=staff_run.pk).get(date=day)
+        following = schedule.schedule_run_execute(run_id=following.pk)
+    celery_app.control.purge()  # the runs' messages: carried out here, no worker
+
+    assert [getattr(a, "status", a) for a in planned] == ["done"], planned
+    assert (staff_run.nightly, staff_run.asked_again) == (True, True)
+    assert (following.status, following.nightly) == ("done", False)
+    assert (following.summary["routes"], following.summary["unassigned"]) == (1, [])
+    assert _goods(late) == (day, day, ShipmentStatus.SCHEDULED, OrderStatus.SCHEDULED)
+    assert _goods(early) == (day, day, ShipmentStatus.SCHEDULED, OrderStatus.SCHEDULED)
+    assert _on_routes(day) == [early.pk, late.pk]
+
+
+def test_the_nightly_plan_coming_while_a_staff_run_is_stored_asks_for_one_of_its_own(
+    eve, monkeypatch
+):
+    """The nightly message comes while staff's run of tomorrow writes its plan (the run's
+    row locked): it waits, finds that run done, and asks for a nightly run of its own, of
+    the day as it is now; the staff run is not counted as the nightly one."""
+    center, day = eve["center"], eve["day"]
+    storing, go = threading.Event(), threading.Event()
+    mark_scheduled = schedule._mark_scheduled
+
+    def paused(*args, **kwargs):  # the run stops inside its storing transaction
+        storing.set()
+        go.wait(30)
+        return mark_scheduled(*args, **kwargs)
+
+    monkeypatch.setattr(schedule, "_mark_scheduled", paused)
+    eve_of = day - timedelta(days=1)
+    with on_day(eve_of, time_of_day(20, 59, 50)) as clock:
+        staff_run = schedule.schedule_run_request(
+            center=center, day=day, requested_by=None, enqueue=False
+        )
+        planning, planned = in_thread(lambda: schedule.schedule_run_execute(run_id=staff_run.pk))
+        assert storing.wait(30)
+        clock.move_to(_at(eve_of, 21, 0, 0))
+        nightly, asked = in_thread(schedule_tomorrow)
+        waiting = wait_for_lock_waiters(1)
+        go.set()
+        planning.join(60)
+        nightly.join(60)
+    celery_app.control.purge()  # the new run's message: no worker here
+
+    assert [getattr(a, "status", a) for a in planned] == ["done"], planned
+    assert asked == [1]
+    assert waiting == 1
+    runs = ScheduleRun.objects.filter(date=day).order_by("pk")
+    assert list(runs.values_list("pk", "status", "nightly", "asked_again")) == [
+        (staff_run.pk, "done", False, False),
+        (runs.last().pk, "queued", True, False),
+    ]
