@@ -309,8 +309,9 @@ def _day_shipments_locked(center: ServiceCenter, day: date) -> list[Shipment]:
     (lock_centers_capacity), in a transaction of its own: only for the read, and waiting for
     no other lock while it holds this one. Whoever puts goods on a day of the center holds
     that lock from before it reads the clock (first_day_to_plan) until it commits (a
-    routing, a failed stop): one doing so now is waited for and its goods read; one taking
-    the lock after this read finds tomorrow's nightly plan made, and uses the day after."""
+    routing, a failed stop, a transfer received): one doing so now is waited for and its
+    goods read; one taking the lock after this read finds tomorrow's nightly plan made, and
+    uses the day after."""
     with transaction.atomic():
         lock_centers_capacity([center.pk])
         return list(_day_shipments(center, day).select_related("order").prefetch_related("legs"))

@@ -566,8 +566,8 @@ def shipment_receive(
     nothing, also once the goods moved on (a phone's retry after the driver delivered
     them), whatever time it tells; a time before the shipment's latest event is 400
     `before_last_event`, one more than OFFLINE_AT_MOST ago 400 `too_long_ago`. The order
-    is locked before its shipment, as elsewhere: a hand-over or a stop of the same order
-    recorded at the same time waits, never deadlocks."""
+    is locked before its shipment, as elsewhere, then the centers' capacity: a hand-over or
+    a stop of the same order recorded at the same time waits, never deadlocks."""
     order_id = Shipment.objects.filter(pk=shipment_id).values_list("order_id", flat=True).get()
     order = order_lock(order_id)
     shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
@@ -584,6 +584,9 @@ def shipment_receive(
     at = _when([shipment], occurred_at)
     _finish_legs([shipment], (LegKind.TRANSFER,))
     note = "transfer received"
+    # Held before the clock is read, as a routing does: a plan reading the delivery day
+    # waits for this receipt, or this receipt finds that day's plan made (first_day_to_plan).
+    lock_capacity_of([shipment])
     if (day := _delivery_day_on_arrival(shipment)) != shipment.delivery_date:
         due_before = orders_due([shipment.order_id])
         shipment_move_days(shipment, pickup_date=shipment.pickup_date, delivery_date=day)

@@ -14,9 +14,18 @@ import pytest
 from django.utils import timezone
 
 import logistics.services.routing
-from logistics.models import CenterDayLoad, Route, ScheduleRun, Shipment, ShipmentStatus, Vehicle
-from logistics.services import schedule
-from logistics.services.routing import order_route
+from logistics.models import (
+    CenterDayLoad,
+    Route,
+    ScheduleRun,
+    Shipment,
+    ShipmentStatus,
+    Stop,
+    Vehicle,
+)
+from logistics.services import schedule, shipments
+from logistics.services.routing import order_route, shipment_move_days
+from logistics.services.shipments import Completion
 from logistics.tasks import schedule_tomorrow
 from marketplace.celery import app as celery_app
 from orders.models import OrderStatus
@@ -25,10 +34,12 @@ from tests.factories import (
     BuyerFactory,
     FarmerFactory,
     ServiceCenterFactory,
+    StaffFactory,
     create_listing,
     place_order,
 )
 from tests.listings.test_photos import wait_for_lock_waiters
+from tests.logistics.test_shipments import stop_for
 from tests.logistics.test_stranded import near
 from tests.orders.test_payments import in_thread
 
@@ -59,10 +70,12 @@ def _at(day, hour: int, minute: int, second: int) -> datetime:
     return timezone.make_aware(datetime.combine(day, time_of_day(hour, minute, second)))
 
 
-def _pause(monkeypatch, name: str, *, before: bool) -> tuple[threading.Event, threading.Event]:
-    """`logistics.services.routing.name` wrapped: on its first call it sets the first event
-    given back (before or after the real call) and waits for the second."""
-    real = getattr(logistics.services.routing, name)
+def _pause(
+    monkeypatch, name: str, *, before: bool, module=logistics.services.routing
+) -> tuple[threading.Event, threading.Event]:
+    """`module.name` wrapped: on its first call it sets the first event given back (before
+    or after the real call) and waits for the second."""
+    real = getattr(module, name)
     reached, go = threading.Event(), threading.Event()
 
     def wrapped(*args, **kwargs):
@@ -75,7 +88,7 @@ def _pause(monkeypatch, name: str, *, before: bool) -> tuple[threading.Event, th
             go.wait(30)
         return result
 
-    monkeypatch.setattr(logistics.services.routing, name, wrapped)
+    monkeypatch.setattr(module, name, wrapped)
     return reached, go
 
 
@@ -250,3 +263,59 @@ def test_the_nightly_plan_coming_while_a_staff_run_is_stored_asks_for_one_of_its
         (staff_run.pk, "done", False, False),
         (runs.last().pk, "queued", True, False),
     ]
+
+
+def test_a_transfer_received_while_the_nightly_plan_reads_its_day_is_delivered_by_it(
+    monkeypatch, settings
+):
+    """Goods due at the buyer's center tomorrow are received there at 20:59:50, tomorrow's
+    plan still to come then, so they keep their day; the receipt commits after 21:00, when
+    tomorrow's nightly plan reads the day. The receipt holds the centers' capacity locks
+    from before it reads the clock, so the plan's read waits for it and the delivery is on
+    the route. Negative control: a receipt reading the clock without the locks (as it did
+    when its day did not move) left the goods at the center, on no route, until the
+    stranded sweeper moved them on."""
+    settings.NIGHTLY_SCHEDULE_HOUR = 21
+    north = ServiceCenterFactory(lat=KG("30.400000"), lng=KG("119.600000"))
+    south = ServiceCenterFactory(lat=KG("30.000000"), lng=KG("119.600000"))
+    Vehicle.objects.create(service_center=south, name="van", capacity_kg=KG("300"))
+    listing = create_listing(FarmerFactory(village=near(north, "0.01", "0.03")), unit="kg")
+    buyer = BuyerFactory(village=near(south, "-0.01", "0.01"))
+    order = order_route(order_id=place_order(buyer, (listing, 8)).pk)
+    shipment = Shipment.objects.get(order=order)
+    shipments.stop_complete(
+        stop_id=stop_for(shipment, north, "pickup").pk,
+        staff=StaffFactory(service_center=north),
+        data=Completion(outcome="done", weight_kg=KG("8")),
+    )
+    day = timezone.localdate() + timedelta(days=5)
+    shipment.refresh_from_db()
+    assert shipment.status == ShipmentStatus.IN_TRANSFER
+    shipment_move_days(shipment, pickup_date=day - timedelta(days=1), delivery_date=day)
+    staff = StaffFactory(service_center=south)
+    received, go = _pause(monkeypatch, "_track", before=False, module=shipments)
+    with on_day(day - timedelta(days=1), time_of_day(20, 59, 50)) as clock:
+        receiving, answer = in_thread(
+            lambda: shipments.shipment_receive(shipment_id=shipment.pk, staff=staff)
+        )
+        assert received.wait(10)
+        clock.move_to(_at(day - timedelta(days=1), 21, 0, 5))
+        run = ScheduleRun.objects.create(service_center=south, date=day, nightly=True)
+        planning, planned = in_thread(lambda: schedule.schedule_run_execute(run_id=run.pk))
+        waiting = wait_for_lock_waiters(1, timeout=3)
+        go.set()
+        receiving.join(30)
+        planning.join(120)
+
+    assert [type(a).__name__ for a in answer] == ["Shipment"], answer
+    assert [getattr(a, "status", a) for a in planned] == ["done"], planned
+    shipment.refresh_from_db()
+    assert (shipment.status, shipment.delivery_date) == (ShipmentStatus.AT_CENTER, day)
+    assert list(
+        Stop.objects.filter(shipments=shipment, route__date=day).values_list(
+            "kind", "route__service_center_id"
+        )
+    ) == [("delivery", south.pk)]
+    run.refresh_from_db()
+    assert (run.summary["routes"], run.summary["unassigned"]) == (1, [])
+    assert waiting == 1  # the plan's read waited for the receipt
