@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from logistics.maps import KM_PER_DEGREE, MapStop, RouteMap, draw_route_map
-from logistics.models import Route, RouteStatus, Shipment, Stop
+from logistics.models import Route, RouteStatus, Shipment, Stop, Vehicle
 from logistics.services.fleet import vehicle_create
 from logistics.services.routing import order_route
 from orders import services as orders
@@ -646,7 +646,8 @@ def test_a_name_with_a_control_character_still_gives_a_well_formed_map(client_fo
     than a document no SVG viewer reads."""
     center = ServiceCenterFactory(name="Center\x01 north")
     staff = client_for(StaffFactory(service_center=center))
-    van = vehicle_create(center_id=center.pk, name="Van\x08 1", capacity_kg=Decimal(800))
+    # stored before the API, the admin and the services refused it (as a migration keeps it)
+    van = Vehicle.objects.create(service_center=center, name="Van\x08 1", capacity_kg=800)
     route = Route.objects.create(service_center=center, date=timezone.localdate(), vehicle=van)
     response = staff.get(f"/api/v1/routes/{route.pk}/map.svg")
     assert response.status_code == 200
