@@ -94,6 +94,9 @@ def _job(data: dict) -> Job:
         location=_location(data["location"]),
         amount_g=data["amount_g"],
         service_s=data["service_s"],
+        # zones stored before these were kept: a service per job, as they were solved
+        setup_s=data.get("setup_s", 0),
+        visit=data.get("visit", 0),
         windows=tuple(_window(w) for w in data["windows"]),
         priority=data["priority"],
         skills=_skills(data["skills"]),

@@ -1,10 +1,11 @@
 """The problem as VROOM sees it, and VROOM's answer as we read it.
 
-`EngineModel` indexes a Problem once (locations deduplicated into matrix rows, vehicles,
-jobs and pairs by rank) and builds `vroom.Input`s from it: the whole problem, or a part of
-it with initial routes (what the improvement loop in improve.py re-solves). Engine ids are
-ranks — vehicle i is `problem.vehicles[i]`, job j is `problem.jobs[j]`, shipment p is
-`problem.pairs[p]` — so ids chosen by callers can never collide inside the engine.
+`EngineModel` indexes a Problem once (locations deduplicated into matrix rows, one per
+visit: Job.visit; vehicles, jobs and pairs by rank) and builds `vroom.Input`s from it: the
+whole problem, or a part of it with initial routes (what the improvement loop in
+improve.py re-solves). Engine ids are ranks — vehicle i is `problem.vehicles[i]`, job j is
+`problem.jobs[j]`, shipment p is `problem.pairs[p]` — so ids chosen by callers can never
+collide inside the engine.
 """
 
 from collections.abc import Iterable, Sequence
@@ -43,7 +44,7 @@ class EngineStep:
     type: str  # "job", "pickup" or "delivery"
     rank: int
     arrival: int
-    service: int
+    service: int  # its setup (0 when the step before was of the same visit) and service
     load: int
     waiting: int = 0  # before service may start: the job's window opens later
 
@@ -80,18 +81,41 @@ class EngineModel:
     def __init__(self, problem: Problem, matrices: Matrices, index: dict[Location, int]) -> None:
         self.problem = problem
         self.index = index
-        self.durations = np.asarray(matrices.durations_s, dtype=np.int64)
-        self.distances = np.asarray(matrices.distances_m, dtype=np.int64)
+        durations = np.asarray(matrices.durations_s, dtype=np.int64)
+        distances = np.asarray(matrices.distances_m, dtype=np.int64)
         n = len(index)
-        if self.durations.shape != (n, n) or self.distances.shape != (n, n):
+        if durations.shape != (n, n) or distances.shape != (n, n):
             raise EngineError(f"the matrix provider answered the wrong shape for {n} locations")
-        if (self.durations < 0).any() or (self.distances < 0).any():
+        if (durations < 0).any() or (distances < 0).any():
             raise EngineError("the matrix provider answered negative values")
-        self.job_location = [index[job.location] for job in problem.jobs]
-        self.pair_location = [
-            (index[pair.pickup.location], index[pair.delivery.location]) for pair in problem.pairs
+        # The engine's locations are visits, not places: VROOM pays a job's setup unless the
+        # step before was at the same location, so jobs of one kind and visit at a place
+        # share one (one setup for a farm's pickups one after another), while two visits at
+        # one place (two orders' deliveries to one buyer, a pickup beside a delivery, the
+        # depot's vehicles beside a job there) are locations of their own, zero apart. On a
+        # day without two visits at one place the locations are the places, in their order.
+        rows: dict[tuple, int] = {}
+
+        def row(place: Location, visit: tuple) -> int:
+            return rows.setdefault((index[place], *visit), len(rows))
+
+        row(problem.depot, ("vehicle",))
+        starts = [row(v.start, ("vehicle",)) for v in problem.vehicles]
+        ends = [row(v.end, ("vehicle",)) for v in problem.vehicles]
+        self.vehicle_location = list(zip(starts, ends, strict=True))
+        self.job_location = [
+            row(job.location, (job.kind is JobKind.PICKUP, job.visit)) for job in problem.jobs
         ]
-        self.vehicle_location = [(index[v.start], index[v.end]) for v in problem.vehicles]
+        self.pair_location = [
+            (
+                row(pair.pickup.location, (True, pair.pickup.visit)),
+                row(pair.delivery.location, (False, pair.delivery.visit)),
+            )
+            for pair in problem.pairs
+        ]
+        places = [key[0] for key in rows]
+        self.durations = durations[np.ix_(places, places)]
+        self.distances = distances[np.ix_(places, places)]
         self.tasks: list[Task] = [(TaskKind.JOB, j) for j in range(len(problem.jobs))] + [
             (TaskKind.PAIR, p) for p in range(len(problem.pairs))
         ]
@@ -182,6 +206,7 @@ class EngineModel:
         return vroom.Job(
             rank,
             location=remap[self.job_location[rank]],
+            default_setup=job.setup_s,
             default_service=job.service_s,
             skills={SKILL_IDS[s] for s in job.skills},
             priority=job.priority,
@@ -197,12 +222,14 @@ class EngineModel:
             vroom.ShipmentStep(
                 rank,
                 location=remap[pickup],
+                default_setup=pair.pickup.setup_s,
                 default_service=pair.pickup.service_s,
                 time_windows=_windows(pair.pickup.windows),
             ),
             vroom.ShipmentStep(
                 rank,
                 location=remap[delivery],
+                default_setup=pair.delivery.setup_s,
                 default_service=pair.delivery.service_s,
                 time_windows=_windows(pair.delivery.windows),
             ),
@@ -265,7 +292,7 @@ def read_answer(solution: Solution) -> EngineAnswer:
                 type=step["type"],
                 rank=int(step["id"]),
                 arrival=int(step["arrival"]),
-                service=int(step.get("service", 0)),
+                service=int(step.get("setup", 0)) + int(step.get("service", 0)),
                 load=int(step["load"][0]) if step.get("load") else 0,
                 waiting=int(step.get("waiting_time", 0)),
             )

@@ -51,7 +51,15 @@ class JobKind(StrEnum):
 @dataclass(frozen=True)
 class Job:
     """One stop to make: a pickup whose goods ride back to the depot, or a delivery whose
-    goods leave the depot on board."""
+    goods leave the depot on board.
+
+    Its time there is `setup_s`, paid when the vehicle comes to it from elsewhere (to park,
+    find the farmer, weigh), and `service_s`, paid by every job. Jobs of one kind at one
+    location with the same `visit` are one visit when served one after another (a farm's
+    shipments solved a stop each; goods of one order for one buyer): the setup is paid by
+    the first of them only. Jobs of different visits at one place (two orders for one buyer,
+    each its own code) each pay theirs.
+    """
 
     id: int
     kind: JobKind
@@ -61,6 +69,8 @@ class Job:
     windows: tuple[TimeWindow, ...] = ()
     priority: int = 0  # 0..100; higher is served first when not everything fits
     skills: frozenset[Skill] = frozenset()
+    setup_s: int = 0
+    visit: int = 0
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,7 @@ class PlannedStop:
     kind: StepKind
     location: Location
     arrival_s: int
-    service_s: int
+    service_s: int  # time spent here: its setup (when arriving from elsewhere) and service
     load_g: int  # on board after this stop
     wait_s: int = 0  # from arrival until the window opens: service starts at arrival + wait
 

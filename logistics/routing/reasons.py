@@ -45,17 +45,23 @@ def _reachable(model: EngineModel, vehicle: int, kind: TaskKind, rank: int) -> b
     if kind is TaskKind.JOB:
         job, here = model.problem.jobs[rank], model.job_location[rank]
         served = _earliest_service(job, spec.shift.start + int(travel[start, here]))
-        return served is not None and served + job.service_s + travel[here, end] <= spec.shift.end
+        return (
+            served is not None
+            and served + job.setup_s + job.service_s + travel[here, end] <= spec.shift.end
+        )
     pair = model.problem.pairs[rank]
     pickup_at, delivery_at = model.pair_location[rank]
     picked = _earliest_service(pair.pickup, spec.shift.start + int(travel[start, pickup_at]))
     if picked is None:
         return False
-    arrival = picked + pair.pickup.service_s + int(travel[pickup_at, delivery_at])
+    arrival = (
+        picked + pair.pickup.setup_s + pair.pickup.service_s + int(travel[pickup_at, delivery_at])
+    )
     delivered = _earliest_service(pair.delivery, arrival)
     return (
         delivered is not None
-        and delivered + pair.delivery.service_s + travel[delivery_at, end] <= spec.shift.end
+        and delivered + pair.delivery.setup_s + pair.delivery.service_s + travel[delivery_at, end]
+        <= spec.shift.end
     )
 
 

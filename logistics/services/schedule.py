@@ -100,6 +100,16 @@ def _grams(kg: Decimal) -> int:
     return int((kg * GRAMS_PER_KG).to_integral_value())
 
 
+def _time_at_a_place() -> dict[str, int]:
+    """A stop's time, as a job's: STOP_SERVICE_SECONDS when the vehicle comes to its place
+    (the engine's setup), and nothing more per job. Jobs the route serves one after another
+    as one stop (_one_stop_per_visit: pickups at one farm, deliveries of one order at its
+    buyer; the same `visit` to the engine) pay it once, as the stop does: a farm's shipments
+    solved a stop each (_left_out_apart), or its goods for several same-day buyers (a pair
+    each), take one service there, as they would as one stop of several shipments."""
+    return {"setup_s": settings.STOP_SERVICE_SECONDS, "service_s": 0}
+
+
 @dataclass
 class _Day:
     """What a center has to do on a day, with the shipments behind every job id."""
@@ -452,7 +462,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
                 kind=JobKind.PICKUP,
                 location=Location(float(lat), float(lng)),
                 amount_g=sum(_grams(s.load_kg) for s in group),
-                service_s=settings.STOP_SERVICE_SECONDS,
+                **_time_at_a_place(),
                 windows=(pickup_window,),
                 priority=_priority(group, spoil_days),
                 skills=_skills(group),
@@ -468,7 +478,8 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
                 kind=JobKind.DELIVERY,
                 location=Location(float(first.delivery_lat), float(first.delivery_lng)),
                 amount_g=sum(_grams(s.load_kg) for s in group),
-                service_s=settings.STOP_SERVICE_SECONDS,
+                **_time_at_a_place(),
+                visit=first.order_id,  # a delivery stop serves one order (_same_visit)
                 windows=(delivery_window,),
                 priority=_priority(group, spoil_days),
                 skills=_skills(group),
@@ -486,7 +497,7 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
             kind=JobKind.PICKUP,
             location=Location(float(lat), float(lng)),
             amount_g=amount,
-            service_s=settings.STOP_SERVICE_SECONDS,
+            **_time_at_a_place(),
             windows=(pickup_window,),
         )
         drop = Job(
@@ -494,7 +505,8 @@ def _gather(center: ServiceCenter, day: date) -> _Day:
             kind=JobKind.DELIVERY,
             location=Location(float(first.delivery_lat), float(first.delivery_lng)),
             amount_g=amount,
-            service_s=settings.STOP_SERVICE_SECONDS,
+            **_time_at_a_place(),
+            visit=first.order_id,
             windows=(delivery_window,),
         )
         pair_jobs.append(
@@ -702,14 +714,20 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
                     {"shipments": [s.pk for s in left], "reason": "vehicle_unavailable"}
                 )
             continue
-        served = [(step, still(_behind(day_work, step))) for step in planned.stops]
+        # One stop per visit as planned, then what is still there: a visit whose first
+        # step's goods went keeps that step's time (the van still comes then, and the
+        # engine had the visit's later steps pay no setup there).
+        visits = _one_stop_per_visit([(step, _behind(day_work, step)) for step in planned.stops])
+        served = [(step, still(shipments)) for step, shipments in visits]
         served = [(step, shipments) for step, shipments in served if shipments]
         if not served:  # everything on it went meanwhile: the vehicle stays at the center
             continue
-        for step, shipments in served:
-            if step.kind != StepKind.PAIR_DELIVERY:  # a pair's shipments, once
-                scheduled.extend(shipments)
-        served = _one_stop_per_visit(served)
+        scheduled.extend(
+            s
+            for step in planned.stops
+            if step.kind != StepKind.PAIR_DELIVERY  # a pair's shipments, once
+            for s in still(_behind(day_work, step))
+        )
         driven = _as_kept(planned, [step for step, _ in served], depot, _matrix(center))
         written.append(driven)
         route = Route.objects.create(
@@ -787,11 +805,14 @@ def _one_stop_per_visit(
     solved one per farm and order, so a farm selling to three buyers of its center is three
     pickups there in a row, and an order of two farms' goods two deliveries at its buyer.
     The van stops once (one weighing, one code: a delivery stop serves one order), at the
-    first step's time, and the route is measured with one service there (_as_kept)."""
+    first step's time, for the time the steps took together: the engine had them one visit
+    (the same `visit` of their jobs, _gather), paying the place's setup at the first one
+    only, and the route is measured with one service there (_as_kept)."""
     visits: list[tuple[PlannedStop, list[Shipment]]] = []
     for step, shipments in served:
         if visits and _same_visit(visits[-1], step, shipments):
             first, goods = visits[-1]
+            first = replace(first, service_s=first.service_s + step.service_s)
             visits[-1] = (first, [*goods, *shipments])
         else:
             visits.append((step, shipments))

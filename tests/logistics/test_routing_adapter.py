@@ -174,10 +174,13 @@ def _replay_loads(route, vehicle, jobs, pairs):
 
 def _replay_times(route, vehicle, *, jobs, pairs, index, durations):
     """Arrival = previous service end + travel; service starts at max(arrival, window
-    start) inside a window; the route leaves and returns within the shift, and lasts from
-    leaving to coming back: its driving, its service and its waiting."""
+    start) inside a window and lasts the job's service, after its setup when the stop
+    before was not of the same visit (kind and `visit` at the same place); the route leaves
+    and returns within the shift, and lasts from leaving to coming back: its driving, its
+    service and its waiting."""
     assert vehicle.shift.start <= route.departure_s
     clock, here, driving = route.departure_s, index[vehicle.start], 0
+    visit = None
     for stop in route.stops:
         clock += durations[here][index[stop.location]]
         driving += durations[here][index[stop.location]]
@@ -187,7 +190,8 @@ def _replay_times(route, vehicle, *, jobs, pairs, index, durations):
         starts = [max(clock, w.start) for w in windows if clock <= w.end]
         assert starts, f"{stop} arrives after all of its windows {windows}"
         assert stop.arrival_s + stop.wait_s == min(starts), f"service start at {stop}"
-        assert stop.service_s == job.service_s
+        was, visit = visit, (stop.location, job.kind, job.visit)
+        assert stop.service_s == job.service_s + (0 if visit == was else job.setup_s)
         clock, here = min(starts) + stop.service_s, index[stop.location]
     clock += durations[here][index[vehicle.end]]
     driving += durations[here][index[vehicle.end]]
@@ -330,6 +334,45 @@ def test_a_route_lasts_its_driving_service_and_waiting_not_its_driving_alone():
     assert route.duration_s == driving + 300 + 600 + wait
     assert plan.summary["duration_s"] == route.duration_s
     assert plan.summary["driving_s"] == driving
+
+
+def test_jobs_of_one_visit_pay_the_places_setup_once():
+    """Three pickups at one farm (setup 300 s, service 60 s each) and one at another farm:
+    the farm's pickups, one after another, pay its setup once. A delivery at the farm is a
+    visit of its own (another order's goods) and pays its own, wherever it comes."""
+    farm, other = Location(30.05, 119.62), Location(30.04, 119.66)
+
+    def job(job_id, kind, where, visit=0):
+        return Job(
+            id=job_id,
+            kind=kind,
+            location=where,
+            amount_g=1000,
+            setup_s=300,
+            service_s=60,
+            visit=visit,
+        )
+
+    pickups = (*(job(n, JobKind.PICKUP, farm) for n in (1, 2, 3)), job(4, JobKind.PICKUP, other))
+    problem = Problem(depot=DEPOT, vehicles=(van(1),), jobs=pickups)
+
+    plan = solve(problem, MATRIX)
+
+    replay(problem, plan)
+    [route] = plan.routes
+    at_farm = [s for s in route.stops if s.location == farm]
+    assert [s.service_s for s in at_farm] == [360, 60, 60]
+    first = at_farm[0].arrival_s
+    assert [s.arrival_s for s in at_farm] == [first, first + 360, first + 420]
+    assert route.duration_s == route.driving_s + 2 * 360 + 2 * 60
+
+    also = replace(problem, jobs=(*pickups, job(5, JobKind.DELIVERY, farm, visit=7)))
+    plan = solve(also, MATRIX)
+
+    replay(also, plan)
+    [route] = plan.routes
+    [delivery] = [s for s in route.stops if s.kind is StepKind.DELIVERY]
+    assert delivery.service_s == 360
 
 
 # --- what was left out, and why --------------------------------------------------------

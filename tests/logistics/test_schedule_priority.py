@@ -4,12 +4,15 @@ in normal transit between two centers are not late."""
 
 import math
 import time
-from datetime import timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 
 from logistics.models import (
+    Route,
     ScheduleRun,
     ServiceCenter,
     Shipment,
@@ -17,6 +20,7 @@ from logistics.models import (
     Stop,
     Vehicle,
 )
+from logistics.routing import Location
 from logistics.services import schedule, schedule_zones, shipments
 from logistics.services.routing import order_route
 from logistics.services.shipments import Completion
@@ -30,6 +34,7 @@ from tests.factories import (
     create_listing,
     place_order,
 )
+from tests.logistics.plan_checks import day_before, plan_violations
 
 pytestmark = pytest.mark.django_db
 
@@ -308,6 +313,56 @@ def test_an_idle_van_takes_what_it_can_carry_of_goods_too_heavy_together_for_it(
     ]
     assert (left_out, reason) in {(near_heavy.pk, "no_room"), (far_heavy.pk, "no_room")}
     assert served(run) == {s.pk for s in everything} - {left_out}
+
+
+def test_a_van_serving_a_farms_goods_apart_stops_there_once():
+    """A 40 kg truck filled by a farm's 40 kg of lettuce, and a 12 kg van whose shift leaves
+    time to drive to the other farm, stop there once (STOP_SERVICE_SECONDS) and come back,
+    with two minutes to spare. That farm has 13 kg, 4 kg and 3 kg of potatoes for three
+    buyers, 20 kg together: solved again a shipment a stop, the van takes the 4 kg and the
+    3 kg, two stops there one after another. Each paid a whole service, so the van had time
+    for one of them only; the place's time is paid once per arrival, so it takes both, one
+    stop on its route, and its duration and its return are one service's."""
+    center = ServiceCenterFactory(lat=Decimal("30.200000"), lng=Decimal("119.600000"))
+    Vehicle.objects.create(service_center=center, name="truck", capacity_kg=Decimal(40))
+    farms = [FarmerFactory(village=village_at(center, 3, 120 * n)) for n in range(2)]
+    depot = Location(float(center.lat), float(center.lng))
+    farm = Location(float(farms[1].village.lat), float(farms[1].village.lng))
+    drive = schedule._matrix(center).matrices([depot, farm]).durations_s[0][1]
+    out = time_of_day(7, 0)
+    back = datetime.combine(date.min, out) + timedelta(
+        seconds=2 * drive + settings.STOP_SERVICE_SECONDS + 120
+    )
+    van = Vehicle.objects.create(
+        service_center=center,
+        name="van",
+        capacity_kg=Decimal(12),
+        shift_start=out,
+        shift_end=back.time(),
+    )
+    buyers = [BuyerFactory(village=village_at(center, 1, 90 * n)) for n in range(3)]
+    potatoes = create_listing(farms[1], unit="kg", shelf_life_days=60)
+    heavy, *light = (
+        shipment_of(buyer, potatoes, kg, delivery_method="pickup")
+        for buyer, kg in zip(buyers, (13, 4, 3), strict=True)
+    )
+    day = heavy.pickup_date
+    lettuce = create_listing(
+        farms[0], unit="kg", harvest_date=day - timedelta(days=2), shelf_life_days=2
+    )
+    greens = shipment_of(buyers[0], lettuce, 40, delivery_method="pickup")
+    before = day_before(center, day)
+
+    run = plan(center, day)
+
+    assert served(run) == {greens.pk, *(s.pk for s in light)}
+    assert run.summary["unassigned"] == [{"shipments": [heavy.pk], "reason": "no_room"}]
+    [route] = Route.objects.filter(schedule_run=run, vehicle=van)
+    [stop] = route.stops.all()
+    assert set(stop.shipments.all()) == set(light)
+    assert stop.eta == schedule._at(day, 7 * 3600 + drive)
+    assert route.duration_min == round((2 * drive + settings.STOP_SERVICE_SECONDS) / 60)
+    assert plan_violations(run, before) == []
 
 
 def a_van_too_small_for_a_farms_goods_together(center: ServiceCenter) -> Shipment:
