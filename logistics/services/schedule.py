@@ -549,7 +549,11 @@ def _engine_within(seconds: float, solver: Callable[..., Plan]) -> Callable[[Pro
     """`solver` (taking `timeout_s`) with every solve it makes from now on told to stop by
     `seconds` from now, when the engine answers with its best plan so far: a day solved
     again (_solve) has what its first solve left."""
-    deadline = clock.monotonic() + seconds
+    return _engine_by(clock.monotonic() + seconds, solver)
+
+
+def _engine_by(deadline: float, solver: Callable[..., Plan]) -> Callable[[Problem], Plan]:
+    """`solver` with every solve told to stop by `deadline` (time.monotonic())."""
 
     def solve_by_the_deadline(problem: Problem) -> Plan:
         return solver(problem, timeout_s=max(0.0, deadline - clock.monotonic()))

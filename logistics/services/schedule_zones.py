@@ -46,6 +46,7 @@ from logistics.routing.vroom_solver import solve
 from logistics.routing.zones import merge, split, stops_of
 from logistics.services.schedule import (
     _Day,
+    _engine_by,
     _engine_within,
     _fail,
     _failed_by,
@@ -62,7 +63,7 @@ from logistics.services.schedule import (
 # pass (at most its own timeout more) and stores it.
 ZONE_ENGINE_TIMEOUT_S = 150
 # The engine's time for every solve of the passes after the zones (exchange, second_pass),
-# all told.
+# all told: the exchange starts another pass only while twice its last pass's time is left.
 SECOND_PASS_TIMEOUT_S = 30
 # One thread per zone task: the parallelism comes from the workers, one zone each, as
 # bench/routing_scale.py measured it (two processes, threads=1).
@@ -210,8 +211,9 @@ def _finish(run_id: int) -> ScheduleRun:
         .order_by("index")
     )
     started = clock.monotonic()
-    solve_again = _engine_within(
-        SECOND_PASS_TIMEOUT_S,
+    deadline = started + SECOND_PASS_TIMEOUT_S
+    solve_again = _engine_by(
+        deadline,
         partial(
             solve,
             matrix=_matrix(zones[0].run.service_center),
@@ -223,6 +225,7 @@ def _finish(run_id: int) -> ScheduleRun:
         [problem_from_data(zone.problem) for zone in zones],
         [plan_from_data(zone.plan) for zone in zones],
         solve_again,
+        deadline=deadline,
     )
     seconds = round(clock.monotonic() - started, 2)
     with transaction.atomic():

@@ -1,6 +1,8 @@
 """Work one zone left out, offered to a zone whose routes stop at its place anyway
 (logistics.routing.exchange), with the real engine."""
 
+import time
+
 import pytest
 
 from logistics.routing import (
@@ -8,7 +10,11 @@ from logistics.routing import (
     Job,
     JobKind,
     Location,
+    Plan,
+    PlannedRoute,
+    PlannedStop,
     Problem,
+    StepKind,
     TimeWindow,
     Unassigned,
     UnassignedReason,
@@ -138,3 +144,126 @@ def test_a_zone_with_a_vehicle_it_did_not_need_takes_what_another_zone_left_out(
     assert after.plans[0].unassigned == ()
     assert after.plans[1].unassigned == ()
     assert {job.id for job in after.zones[0].jobs} == {2, left.job_id}
+
+
+def three_kinds_of_work() -> tuple[list[Problem], list]:
+    """Zone 0 has a 10 kg van, which takes one of the farm's two 8 kg of perishables, and a
+    5 kg van too small for the other. Zone 1's 10 kg van takes 4 kg at the farm and 5 kg
+    elsewhere, goods that keep, and has no room for zone 0's perishables beside them."""
+    zones = [
+        Problem(
+            depot=DEPOT,
+            vehicles=(van(1), van(2, capacity_kg=5)),
+            jobs=(pickup(1, FARM, 8, priority=60), pickup(2, FARM, 8, priority=60)),
+        ),
+        Problem(
+            depot=DEPOT,
+            vehicles=(van(3),),
+            jobs=(pickup(3, FARM, 4), pickup(4, ELSEWHERE, 5)),
+        ),
+    ]
+    plans = [engine(zone) for zone in zones]
+    assert len(served(plans[0])) == 1
+    assert {route.vehicle_id for route in plans[0].routes} == {1}
+    assert served(plans[1]) == {3, 4}
+    return zones, plans
+
+
+def test_what_a_later_zone_leaves_out_is_offered_to_an_earlier_one_in_another_pass():
+    """Zone 1 takes zone 0's perishables at the farm and leaves its own goods that keep
+    out; zone 0, whose turn came first, is offered them in a second pass, and its idle 5 kg
+    van takes one (4 kg or 5 kg: not both). One pass left both out while that van stayed at
+    the center."""
+    zones, plans = three_kinds_of_work()
+    [left] = plans[0].unassigned
+
+    after = exchange(zones, plans, engine)
+
+    assert served(after.plans[1]) == {left.job_id}
+    assert {item.job_id for item in after.plans[1].unassigned} in ({3}, {4})
+    [kept] = {3, 4} - {item.job_id for item in after.plans[1].unassigned}
+    assert served(after.plans[0]) == {1, 2, kept} - {left.job_id}
+    assert {route.vehicle_id for route in after.plans[0].routes} == {1, 2}
+    assert after.plans[0].unassigned == ()
+    assert after.taken == 2
+    assert {job.id for job in after.zones[0].jobs} == {1, 2, kept} - {left.job_id}
+    day = merge(after.plans)  # every job once, served or left out
+    assert sorted([*served(day), *(item.job_id for item in day.unassigned)]) == [1, 2, 3, 4]
+
+
+def test_no_pass_after_the_first_once_the_deadline_is_near():
+    zones, plans = three_kinds_of_work()
+
+    after = exchange(zones, plans, engine, deadline=time.monotonic())
+
+    assert after.taken == 1
+    assert {item.job_id for item in after.plans[1].unassigned} == {3, 4}
+
+
+def test_work_a_zone_gave_away_is_not_offered_back_to_it():
+    """A stand-in engine (a van each takes the most urgent job, wherever it is). Zone 0
+    takes zone 1's job 3 at the farm; zone 2 then takes zone 3's job 8 elsewhere and leaves
+    its own job 5 at the farm out, which zone 0 takes in a second pass, leaving job 3 out.
+    Job 3 is not offered back to zone 1, which gave it away: zone 1 is solved only once,
+    when offered zone 0's job 1, and not again for the same offer."""
+    solves = []
+
+    def most_urgent(problem: Problem) -> Plan:
+        solves.append(({v.id for v in problem.vehicles}, {job.id for job in problem.jobs}))
+        return urgent_first(problem)
+
+    zones = [
+        Problem(depot=DEPOT, vehicles=(van(10),), jobs=(pickup(1, FARM, 1, 20),)),
+        Problem(
+            depot=DEPOT,
+            vehicles=(van(11),),
+            jobs=(pickup(2, FARM, 1, 60), pickup(3, FARM, 1, 30)),
+        ),
+        Problem(
+            depot=DEPOT,
+            vehicles=(van(12), van(13)),
+            jobs=(pickup(6, ELSEWHERE, 1, 60), pickup(5, FARM, 1, 40)),
+        ),
+        Problem(
+            depot=DEPOT,
+            vehicles=(van(14),),
+            jobs=(pickup(7, ELSEWHERE, 1, 80), pickup(8, ELSEWHERE, 1, 70)),
+        ),
+    ]
+    plans = [urgent_first(zone) for zone in zones]
+
+    after = exchange(zones, plans, most_urgent)
+
+    assert solves == [({10}, {1, 3}), ({11}, {1, 2}), ({12, 13}, {1, 5, 6, 8}), ({10}, {1, 3, 5})]
+    assert [served(plan) for plan in after.plans] == [{5}, {2}, {6, 8}, {7}]
+    assert [{item.job_id for item in plan.unassigned} for plan in after.plans] == [
+        {1, 3},
+        set(),
+        set(),
+        set(),
+    ]
+    assert (after.offered, after.taken) == (5, 3)
+
+
+def urgent_first(problem: Problem) -> Plan:
+    """Each van takes one job, the most urgent first."""
+    jobs = sorted(problem.jobs, key=lambda job: (-job.priority, job.id))
+    taken = jobs[: len(problem.vehicles)]
+    return Plan(
+        routes=tuple(
+            PlannedRoute(
+                vehicle_id=vehicle.id,
+                stops=(PlannedStop(job.id, StepKind.PICKUP, job.location, 0, 0, 0),),
+                departure_s=0,
+                return_s=0,
+                distance_m=0,
+                duration_s=0,
+                cost=0.0,
+            )
+            for vehicle, job in zip(problem.vehicles, taken, strict=False)
+        ),
+        unassigned=tuple(
+            Unassigned(job.id, UnassignedReason.NO_ROOM) for job in jobs[len(taken) :]
+        ),
+        summary={},
+    )

@@ -352,3 +352,38 @@ def test_zones_of_runs_finished_long_ago_are_pruned_and_the_runs_stay():
 
     assert set(ScheduleRunZone.objects.values_list("run_id", flat=True)) == {recent.pk, running.pk}
     assert ScheduleRun.objects.filter(pk__in=[old_done.pk, old_failed.pk]).count() == 2
+
+
+@pytest.mark.django_db
+def test_the_passes_after_the_zones_share_one_deadline(big_day, zoned, monkeypatch):
+    """The exchange between zones, pass after pass, and the refrigerated vehicles' pass
+    share SECOND_PASS_TIMEOUT_S: the exchange is told the deadline every solve of theirs
+    is told to stop by, so it starts no pass it has no time for."""
+    seen: dict[str, float] = {}
+    stops_by: list[float] = []
+    after_zones, engine = schedule_zones.after_zones, schedule_zones.solve
+
+    def told(zones, plans, solve, *, deadline):
+        seen["deadline"], seen["from"] = deadline, time.monotonic()
+        return after_zones(zones, plans, solve, deadline=deadline)
+
+    def solve(problem, *, timeout_s=None, **options):
+        if seen:
+            stops_by.append(time.monotonic() + timeout_s)
+        return engine(problem, timeout_s=timeout_s, **options)
+
+    monkeypatch.setattr(schedule_zones, "after_zones", told)
+    monkeypatch.setattr(schedule_zones, "solve", solve)
+    Vehicle.objects.filter(pk__in=[van.pk for van in big_day["vans"]]).update(
+        shift_end=time_of_day(8, 30)
+    )
+    run = start_run(big_day)
+    for index in range(5):
+        run = schedule_zones.schedule_zone_solve(run_id=run.pk, zone=index)
+
+    assert_day_planned(run, big_day["shipments"])
+    assert seen["deadline"] - seen["from"] == pytest.approx(
+        schedule_zones.SECOND_PASS_TIMEOUT_S, abs=0.5
+    )
+    assert stops_by
+    assert all(deadline <= seen["deadline"] + 0.05 for deadline in stops_by)
