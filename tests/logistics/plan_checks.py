@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from itertools import pairwise
 
 from django.conf import settings
 from django.db.models import Min
@@ -124,6 +125,7 @@ def plan_violations(run: ScheduleRun, before: dict[int, Before]) -> list[str]:
     places: dict[tuple[int, Decimal, Decimal], list[int]] = {}  # what a route took where
     for route in routes:
         found += route_violations(route, not_before=run.started_at)
+        found += _visit_violations(route)
         for stop in route.stops.all():
             for shipment in stop.shipments.all():
                 served.setdefault(shipment.pk, []).append((route, stop.kind, stop.sequence))
@@ -166,6 +168,23 @@ def route_violations(route: Route, *, not_before: datetime | None = None) -> lis
         if stop.kind == StopKind.DELIVERY and len({s.order_id for s in goods}) > 1:
             found.append(f"{name} stop {stop.sequence}: delivers several orders")
     return found + _time_violations(route, stops, name, not_before)
+
+
+def _visit_violations(route: Route) -> list[str]:
+    """A plan stops once per visit: the engine pays a place's service once for what a
+    vehicle does there one step after another (pickups at one place, deliveries of one order
+    to its buyer), so two stops of one visit in a row would each be given a service (and an
+    ETA) the plan did not give them. Checked on the plan as made: a stop that went since can
+    leave two stops of a visit side by side."""
+    stops = sorted(route.stops.all(), key=lambda s: s.sequence)
+    found = []
+    for before, stop in pairwise(stops):
+        if (before.lat, before.lng, before.kind) != (stop.lat, stop.lng, stop.kind):
+            continue
+        orders = [{s.order_id for s in x.shipments.all()} for x in (before, stop)]
+        if stop.kind == StopKind.PICKUP or orders[0] == orders[1]:
+            found.append(f"route {route.pk} stop {stop.sequence}: one visit with the stop before")
+    return found
 
 
 def _load_violations(name: str, vehicle, stops: list) -> list[str]:
