@@ -74,6 +74,14 @@ def check_place(
         )
 
 
+def _check_buyer_kind(role: str, buyer_kind: str) -> None:
+    """Only buyers have a kind (a farmer's or staff's is blank), at sign-up as in a profile."""
+    if buyer_kind and role != Role.BUYER:
+        raise DomainError(
+            errors.ROLE_NOT_ALLOWED, "Only buyers have a buyer kind.", extra={"field": "buyer_kind"}
+        )
+
+
 def user_register(
     *,
     phone: str,
@@ -86,9 +94,11 @@ def user_register(
     lng: Decimal | None = None,
     buyer_kind: str = "",
 ) -> User:
-    """A farmer or buyer signs up. Staff are made by operators (`user_create_staff`)."""
+    """A farmer or buyer signs up. Staff are made by operators (`user_create_staff`).
+    Only a buyer has a kind: a farmer's is refused, as a profile change refuses it."""
     if role not in SELF_REGISTER_ROLES:
         raise DomainError(errors.ROLE_NOT_ALLOWED, "Register as a farmer or a buyer.")
+    _check_buyer_kind(role, buyer_kind)
     _check_coordinates(lat, lng)
     check_place(village, lat, lng)
     user = User(
@@ -155,10 +165,7 @@ def user_update_profile(*, user: User, **changes: object) -> User:
             "Staff belong to a service center, not a village.",
             extra={"field": "village"},
         )
-    if "buyer_kind" in changes and user.role != Role.BUYER:
-        raise DomainError(
-            errors.ROLE_NOT_ALLOWED, "Only buyers have a buyer kind.", extra={"field": "buyer_kind"}
-        )
+    _check_buyer_kind(user.role, changes.get("buyer_kind", ""))  # type: ignore[arg-type]
     lat = changes.get("lat", user.lat)
     lng = changes.get("lng", user.lng)
     _check_coordinates(lat, lng)  # type: ignore[arg-type]

@@ -75,6 +75,19 @@ def test_register_buyer_gets_default_kind(api):
     assert response.json()["buyer_kind"] == "household"
 
 
+def test_register_farmer_with_a_buyer_kind_is_400_naming_it_and_creates_nothing(api):
+    """As `/me/` refuses a farmer's buyer kind, so does sign-up, rather than dropping it."""
+    response = api.post(REGISTER, register_body(VillageFactory(), buyer_kind="shop"), format="json")
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["code"], body["field"], body["detail"]) == (
+        "role_not_allowed",
+        "buyer_kind",
+        "Only buyers have a buyer kind.",
+    )
+    assert not User.objects.exists()
+
+
 def test_duplicate_phone_in_any_spelling_is_400_phone_taken(api):
     village = VillageFactory()
     assert api.post(REGISTER, register_body(village), format="json").status_code == 201
