@@ -76,6 +76,7 @@ class UserChangeForm(_PhoneInE164, DjangoUserChangeForm):
         """An exact place lies within reach of the village, as user_update_profile has it:
         goods are picked up and delivered there, and a farmer's listings are found there."""
         cleaned = super().clean()
+        self._check_role_rules(cleaned)
         fields = ("village", "lat", "lng")
         if any(field in self.errors for field in fields):
             return cleaned
@@ -85,6 +86,19 @@ class UserChangeForm(_PhoneInE164, DjangoUserChangeForm):
         except DomainError as error:
             self.add_error("lat", forms.ValidationError(error.detail, code=error.code))
         return cleaned
+
+    def _check_role_rules(self, cleaned: dict) -> None:
+        """The database's rules naming the role (user_farmer_buyer_have_village,
+        user_only_buyers_have_kind), as form errors: where the role is read only (center
+        staff, ACCESS_FIELDS), Django leaves every rule naming it to the database, a 500."""
+        role = cleaned.get("role", self.instance.role)
+        lives_in_village = role in (Role.FARMER, Role.BUYER)
+        if lives_in_village and "village" in cleaned and cleaned["village"] is None:
+            error = forms.ValidationError("Farmers and buyers live in a village.", code="required")
+            self.add_error("village", error)
+        if role != Role.BUYER and cleaned.get("buyer_kind"):
+            error = forms.ValidationError("Only buyers have a buyer kind.", code="role_not_allowed")
+            self.add_error("buyer_kind", error)
 
 
 class AccessAttemptAdmin(axes_admin.AccessAttemptAdmin):

@@ -229,6 +229,39 @@ def test_center_staff_who_may_change_users_leave_roles_as_they_are():
     assert (staff.role, staff.service_center_id) == ("staff", center.pk)
 
 
+@pytest.mark.parametrize(
+    ("make", "changes", "field"),
+    [
+        (FarmerFactory, {"village": ""}, "village"),
+        (BuyerFactory, {"village": ""}, "village"),
+        (FarmerFactory, {"buyer_kind": "shop"}, "buyer_kind"),
+        (StaffFactory, {"buyer_kind": "canteen"}, "buyer_kind"),
+    ],
+)
+def test_center_staff_breaking_a_rule_of_the_users_role_get_a_form_error(make, changes, field):
+    """The role is read only to center staff, and Django then leaves the rules naming it to
+    the database (a farmer or buyer lives in a village, only buyers have a kind): a 500."""
+    center = ServiceCenterFactory()
+    staff = StaffFactory(service_center=center, is_staff=True)
+    staff.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_user", "change_user"])
+    )
+    client = Client()
+    client.force_login(staff)
+    if make is StaffFactory:
+        user = make(service_center=center)
+    else:
+        user = make(village=VillageFactory(service_center=center))
+    before = User.objects.filter(pk=user.pk).values_list("village", "buyer_kind", "name").get()
+
+    response = saved(client, f"{PAGES['user']}{user.pk}/change/", name="新名字", **changes)
+
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == [field]
+    after = User.objects.filter(pk=user.pk).values_list("village", "buyer_kind", "name").get()
+    assert after == before
+
+
 def test_center_staff_see_the_sign_ins_of_their_centers_people_only():
     center = ServiceCenterFactory()
     ours = FarmerFactory(village=VillageFactory(service_center=center))
