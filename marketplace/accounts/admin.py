@@ -149,6 +149,14 @@ class BlacklistedTokenAdmin(token_blacklist_admin.BlacklistedTokenAdmin):
     def get_queryset(self, request):
         return rows_for(request, super().get_queryset(request), _people_of("token__user"))
 
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        """A center's staff revoke their center's people's tokens only: typed by id, any
+        other would be taken (and its user signed out)."""
+        if db_field.name == "token":
+            tokens = OutstandingToken.objects.all()
+            kwargs["queryset"] = rows_for(request, tokens, _people_of("user"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
 
 admin.site.unregister(OutstandingToken)
 admin.site.register(OutstandingToken, OutstandingTokenAdmin)

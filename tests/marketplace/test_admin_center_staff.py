@@ -283,6 +283,30 @@ def test_center_staff_see_the_sign_ins_of_their_centers_people_only():
     assert [row.token.user_id for row in revoked.context["cl"].result_list] == [ours.pk]
 
 
+def test_center_staff_revoke_the_sign_ins_of_their_centers_people_only():
+    """A refresh token is revoked here by its id: one of another center's people is not
+    theirs to revoke (that user would be signed out), though its id is easy to guess."""
+    center = ServiceCenterFactory()
+    ours = FarmerFactory(village=VillageFactory(service_center=center))
+    theirs = FarmerFactory(village=VillageFactory(service_center=ServiceCenterFactory()))
+    for user in (ours, theirs):
+        RefreshToken.for_user(user)
+    staff = StaffFactory(service_center=center, is_staff=True)
+    codenames = ["view_outstandingtoken", "view_blacklistedtoken", "add_blacklistedtoken"]
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(staff)
+    add = "/admin/token_blacklist/blacklistedtoken/add/"
+
+    refused = client.post(add, {"token": OutstandingToken.objects.get(user=theirs).pk})
+    done = client.post(add, {"token": OutstandingToken.objects.get(user=ours).pk})
+
+    assert refused.status_code == 200
+    assert list(refused.context["adminform"].form.errors) == ["token"]
+    assert done.status_code == 302
+    assert list(BlacklistedToken.objects.values_list("token__user", flat=True)) == [ours.pk]
+
+
 def test_center_staff_cancel_in_the_admin_only_the_orders_their_center_delivers():
     """As in the API (403 there): staff of a center that only picks up an order's goods do
     not call it off for the center delivering it; that center's staff do."""
