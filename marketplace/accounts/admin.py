@@ -14,6 +14,7 @@ from rest_framework_simplejwt.token_blacklist import admin as token_blacklist_ad
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from listings.services import listings_pause_for_farmer, listings_refresh_for_farmer
+from logistics.models import Village
 from marketplace.accounts.models import Role, User
 from marketplace.accounts.phones import PHONE_AS_TYPED_MAX, normalize_phone
 from marketplace.accounts.services import (
@@ -254,6 +255,14 @@ class UserAdmin(DjangoUserAdmin):
                 Q(service_center_id=center_id) | Q(village__service_center_id=center_id)
             ),
         )
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        """A center's staff place farmers and buyers in their own center's villages: one of
+        another center's village is that center's (as VillageAdmin moves no village)."""
+        if db_field.name == "village" and not request.user.is_superuser:
+            center_id = request.user.service_center_id
+            kwargs["queryset"] = Village.objects.filter(service_center_id=center_id)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)

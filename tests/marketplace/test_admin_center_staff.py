@@ -262,6 +262,32 @@ def test_center_staff_breaking_a_rule_of_the_users_role_get_a_form_error(make, c
     assert after == before
 
 
+def test_center_staff_move_or_add_no_farmer_or_buyer_to_another_centers_village():
+    """As with villages (VillageAdmin): a farmer or buyer of another center's village is
+    that center's, whose staff then see them; an operator moves people across centers."""
+    center, elsewhere = ServiceCenterFactory(), ServiceCenterFactory()
+    ours, theirs = VillageFactory(service_center=center), VillageFactory(service_center=elsewhere)
+    farmer = FarmerFactory(village=ours)
+    staff = StaffFactory(service_center=center, is_staff=True)
+    codenames = ["view_user", "add_user", "change_user"]
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(staff)
+    form = {"phone": "13900000012", "name": "新农户", "role": "farmer", "usable_password": "true"}
+    form |= {"password1": "a-good-pass-77", "password2": "a-good-pass-77"}
+
+    moved = saved(client, f"{PAGES['user']}{farmer.pk}/change/", village=theirs.pk)
+    added = client.post(f"{PAGES['user']}add/", {**form, "village": theirs.pk})
+
+    for response in (moved, added):
+        assert response.status_code == 200
+        assert list(response.context["adminform"].form.errors) == ["village"]
+    assert User.objects.get(pk=farmer.pk).village_id == ours.pk
+    assert not User.objects.filter(phone="+8613900000012").exists()
+    assert client.post(f"{PAGES['user']}add/", {**form, "village": ours.pk}).status_code == 302
+    assert User.objects.get(phone="+8613900000012").village_id == ours.pk
+
+
 def test_center_staff_see_the_sign_ins_of_their_centers_people_only():
     center = ServiceCenterFactory()
     ours = FarmerFactory(village=VillageFactory(service_center=center))
