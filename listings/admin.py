@@ -60,7 +60,8 @@ class ListingForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["quantity_available"].show_hidden_initial = True
+        if "quantity_available" in self.fields:  # not for whoever may only view the listing
+            self.fields["quantity_available"].show_hidden_initial = True
 
     def clean(self):
         """The fields changed are held to the rules a farmer's PATCH is (the write

@@ -97,6 +97,28 @@ def test_center_staff_in_the_admin_see_their_centers_rows_only():
         assert {ours[model].pk, theirs[model].pk} <= _shown(operator, model)
 
 
+def test_center_staff_who_may_only_view_read_the_page_of_each_of_their_rows():
+    """Every field read only (no change permission): the listing's form, which marks its
+    stock field, had none to mark (a 500)."""
+    ours = _center_with_an_order()
+    staff = StaffFactory(service_center=ours["center"], is_staff=True)
+    staff.user_permissions.add(
+        *Permission.objects.filter(codename__in=[f"view_{model}" for model in PAGES])
+    )
+    client = Client()
+    client.force_login(staff)
+
+    pages = {
+        model: client.get(f"{changelist}{ours[model].pk}/change/").status_code
+        for model, changelist in PAGES.items()
+    }
+
+    assert pages == dict.fromkeys(PAGES, 200)
+    assert (
+        "西红柿" in client.get(f"{PAGES['listing']}{ours['listing'].pk}/change/").content.decode()
+    )
+
+
 def test_center_staff_see_only_their_centers_shipments_of_an_order():
     """An order of goods from two centers' farms: staff of one see its shipment through their
     center on the order's page, not the other center's (as in the API)."""
