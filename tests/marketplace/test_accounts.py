@@ -75,6 +75,17 @@ def test_register_buyer_gets_default_kind(api):
     assert response.json()["buyer_kind"] == "household"
 
 
+@pytest.mark.parametrize(("role", "stored"), [("farmer", ""), ("buyer", "household")])
+def test_register_with_a_blank_buyer_kind_is_as_without_one(api, role, stored):
+    """A sign-up form sends its empty kind box as "" (a farmer's, as `/me/` reads it back):
+    blank is no kind given, as `/me/` takes a farmer's blank kind, not 400 `invalid_choice`."""
+    body = register_body(VillageFactory(), role=role, buyer_kind="")
+    response = api.post(REGISTER, body, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["buyer_kind"] == stored
+    assert User.objects.get().buyer_kind == stored
+
+
 def test_register_farmer_with_a_buyer_kind_is_400_naming_it_and_creates_nothing(api):
     """As `/me/` refuses a farmer's buyer kind, so does sign-up, rather than dropping it."""
     response = api.post(REGISTER, register_body(VillageFactory(), buyer_kind="shop"), format="json")

@@ -62,7 +62,10 @@ class RegisterSerializer(serializers.Serializer):
     lng = serializers.DecimalField(
         max_digits=9, decimal_places=6, min_value=-180, max_value=180, required=False, default=None
     )
-    buyer_kind = serializers.ChoiceField(choices=BuyerKind.choices, required=False, default="")
+    # blank (a form's empty box, a farmer's kind as /me/ reads it) is no kind given
+    buyer_kind = serializers.ChoiceField(
+        choices=BuyerKind.choices, required=False, default="", allow_blank=True
+    )
 
 
 class ProfileUpdateSerializer(serializers.Serializer):
