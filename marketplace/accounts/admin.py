@@ -1,7 +1,8 @@
 from collections.abc import Callable
 
 from axes import admin as axes_admin
-from axes.models import AccessAttempt
+from axes.attempts import get_cool_off_threshold
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -102,17 +103,55 @@ class UserChangeForm(_PhoneInE164, DjangoUserChangeForm):
             self.add_error("buyer_kind", error)
 
 
-class AccessAttemptAdmin(axes_admin.AccessAttemptAdmin):
-    @admin.action(description="Clean up expired attempts")
+def _center_people(center_id: int) -> Q:
+    """Users of the center: its staff, and the farmers and buyers of its villages."""
+    return Q(service_center_id=center_id) | Q(village__service_center_id=center_id)
+
+
+def _tried_by_center_people(center_id: int) -> Q:
+    """django-axes' rows naming the phone of one of the center's people. `username` is the
+    phone tried, in E.164 when it reads as one (lockout_username, so any spelling of a
+    user's phone is the phone as stored), or the user's own phone on a sign-in."""
+    return Q(username__in=User.objects.filter(_center_people(center_id)).values("phone"))
+
+
+class _LoginRecordsOfCenter:
+    """The phones tried and the addresses they came from: a center's staff see their
+    center's people's; a phone that is nobody's, only operators."""
+
+    def get_queryset(self, request):
+        return rows_for(request, super().get_queryset(request), _tried_by_center_people)
+
+
+class AccessAttemptAdmin(_LoginRecordsOfCenter, axes_admin.AccessAttemptAdmin):
+    @admin.action(description="Clean up expired attempts", permissions=["delete"])
     def cleanup_expired_attempts(self, request, queryset) -> None:
-        # django-axes' own reads request.axes_attempt_time, which only its login handling
-        # sets: unset (None) means now.
+        """django-axes' own deletes every expired attempt there is, whoever runs it and
+        whatever is selected (so a center's staff cleared the others'): here those the
+        admin user may see, and only for whoever may delete them."""
+        # Expired: past the cool-off (AXES_USE_ATTEMPT_EXPIRATION is off). axes' threshold
+        # reads request.axes_attempt_time, which only its login handling sets: None is now.
         request.axes_attempt_time = None
-        super().cleanup_expired_attempts(request, queryset)
+        expired = self.get_queryset(request).filter(
+            attempt_time__lte=get_cool_off_threshold(request)
+        )
+        _, deleted = expired.delete()
+        count = deleted.get(AccessAttempt._meta.label, 0)
+        self.message_user(request, f"Cleaned up {count} expired access attempts.")
 
 
-admin.site.unregister(AccessAttempt)
+class AccessLogAdmin(_LoginRecordsOfCenter, axes_admin.AccessLogAdmin):
+    pass
+
+
+class AccessFailureLogAdmin(_LoginRecordsOfCenter, axes_admin.AccessFailureLogAdmin):
+    pass
+
+
+admin.site.unregister([AccessAttempt, AccessLog, AccessFailureLog])
 admin.site.register(AccessAttempt, AccessAttemptAdmin)
+admin.site.register(AccessLog, AccessLogAdmin)
+admin.site.register(AccessFailureLog, AccessFailureLogAdmin)
 
 
 def _people_of(user: str) -> Callable[[int], Q]:
@@ -251,9 +290,7 @@ class UserAdmin(DjangoUserAdmin):
         return rows_for(
             request,
             super().get_queryset(request),
-            lambda center_id: (
-                Q(service_center_id=center_id) | Q(village__service_center_id=center_id)
-            ),
+            _center_people,
         )
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
