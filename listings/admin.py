@@ -3,6 +3,7 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.contrib.auth import get_permission_codename
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.http import HttpResponseRedirect
@@ -155,6 +156,19 @@ class ListingAdmin(admin.ModelAdmin):
             self.message_user(request, error.detail, messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
 
+    def get_deleted_objects(self, objs, request):
+        """A listing's photos go with it, files and all. They have no admin page of their
+        own, so Django asks no permission for them: here whoever may not delete photos
+        deletes no listing that has some, on its delete page or through the action."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        photos = ListingPhoto._meta
+        codename = get_permission_codename("delete", photos)
+        if photos.verbose_name_plural in counts and not request.user.has_perm(
+            f"{photos.app_label}.{codename}"
+        ):
+            perms_needed.add(photos.verbose_name)
+        return deleted, counts, perms_needed, protected
+
     def delete_model(self, request, obj) -> None:
         # The admin has checked that no order refers to it; one being placed may yet, and
         # listing_delete then archives it instead (response_delete says so).
@@ -165,7 +179,9 @@ class ListingAdmin(admin.ModelAdmin):
         """Django's bulk delete (its confirmation page first), each listing then going
         through listing_delete: one ordered since the page was shown is archived, and the
         messages say which were deleted and which archived."""
-        if not request.POST.get("post"):
+        confirmed = request.POST.get("post")
+        if not confirmed or self.get_deleted_objects(queryset, request)[2]:
+            # Django's: the page first, or 403 for whoever may not delete what goes with them
             return django_delete_selected(self, request, queryset)
         deleted, archived = [], []
         for listing in queryset.order_by("pk"):

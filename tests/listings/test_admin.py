@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.admin.models import DELETION, LogEntry
+from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
@@ -17,7 +18,7 @@ from PIL import Image
 from listings import photos, services
 from listings.models import Category, Listing, ListingStatus
 from marketplace.accounts.models import User
-from tests.factories import BuyerFactory, FarmerFactory, place_order
+from tests.factories import BuyerFactory, FarmerFactory, StaffFactory, place_order
 from tests.listings.test_listings_write import ordering
 from tests.listings.test_photos import wait_for_lock_waiters
 from tests.orders.test_payments import in_thread
@@ -213,6 +214,35 @@ def test_deleting_in_the_admin_deletes_a_listing_nobody_ordered(operator):
     )
     assert b"Are you sure" in confirm.content  # Django's confirmation page, nothing deleted
     assert list(Listing.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+@pytest.mark.parametrize("may_delete_photos", [False, True])
+def test_a_listing_with_photos_is_deleted_by_whoever_may_delete_photos_only(
+    listing_with_photo, may_delete_photos
+):
+    """Its photos go with it: Django's rule for what a delete takes along (the delete
+    page's, and its action's before it deletes) holds for the bulk action with `post` sent
+    straight away too, which went through without asking."""
+    listing = listing_with_photo
+    staff = StaffFactory(service_center=listing.village.service_center, is_staff=True)
+    codenames = ["view_listing", "delete_listing"]
+    codenames += ["delete_listingphoto"] if may_delete_photos else []
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(staff)
+    bulk = {"action": "delete_selected", "_selected_action": [listing.pk], "post": "yes"}
+
+    if not may_delete_photos:
+        asked = client.post(CHANGELIST, {**bulk, "post": ""})  # the confirmation page says why
+        assert set(asked.context["perms_lacking"]) == {"listing photo"}
+        assert client.post(CHANGELIST, bulk).status_code == 403
+        assert client.post(f"{CHANGELIST}{listing.pk}/delete/", {"post": "yes"}).status_code == 403
+        assert listing.photos.count() == 1
+        assert Listing.objects.filter(pk=listing.pk).exists()
+        assert not LogEntry.objects.exists()
+    else:
+        assert client.post(CHANGELIST, bulk).status_code == 302
+        assert not Listing.objects.filter(pk=listing.pk).exists()
 
 
 @pytest.mark.django_db(transaction=True)
