@@ -5,6 +5,7 @@ from listings.models import Listing
 from listings.services import listings_refresh
 from logistics import selectors
 from logistics.models import Route, ScheduleRun, ServiceCenter, Stop, Village
+from logistics.models.routes import whole_minutes
 from logistics.services.schedule import schedule_days_again
 from logistics.services.shipments import stop_unlock
 from marketplace.admin_site import ReadOnlyAdminMixin, rows_for
@@ -152,6 +153,7 @@ class ScheduleRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "stops_failed_now",
         "distance_km_now",
         "duration_min_now",
+        "driving_min_now",
         "finished_at",
     )
     list_filter = ("status", "service_center", "date")
@@ -164,6 +166,7 @@ class ScheduleRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "stops_failed_now",
         "distance_km_now",
         "duration_min_now",
+        "driving_min_now",
         "cost_now",
     )
 
@@ -182,3 +185,8 @@ class ScheduleRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     distance_km_now = _now("distance_km", "km now")
     duration_min_now = _now("duration_min", "minutes now")
     cost_now = _now("cost", "cost now")
+
+    @admin.display(description="driving minutes now", ordering="now_driving_s")
+    def driving_min_now(self, run: ScheduleRun) -> int | None:
+        """As the API's routes_now: none when a route of the run has no driving figure."""
+        return whole_minutes(run.now_driving_s)

@@ -2,8 +2,10 @@
 
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.db.models import (
+    Case,
     Count,
     DecimalField,
+    Exists,
     IntegerField,
     OuterRef,
     Prefetch,
@@ -12,6 +14,7 @@ from django.db.models import (
     Subquery,
     Sum,
     Value,
+    When,
 )
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -182,6 +185,21 @@ def _of_run(rows: QuerySet, run_field: str, figure, output_field) -> Coalesce:
     )
 
 
+def _driving_of_run(routes: QuerySet[Route]) -> Case:
+    """The driving seconds of a run's routes, 0 when it has none; null when one of them
+    has no figure (stored before routes kept it): a sum of the others would pass for the
+    run's."""
+    whole = IntegerField()
+    return Case(
+        When(
+            Exists(routes.filter(schedule_run=OuterRef("pk"), driving_s__isnull=True)),
+            then=Value(None),
+        ),
+        default=_of_run(routes, "schedule_run", Sum("driving_s"), whole),
+        output_field=whole,
+    )
+
+
 def schedule_runs_of_staff(staff: User) -> QuerySet[ScheduleRun]:
     """The runs of the staff member's center (others' answer 404), each with what its
     routes are now (schedule_runs_now)."""
@@ -192,8 +210,9 @@ def schedule_runs_now(runs: QuerySet[ScheduleRun]) -> QuerySet[ScheduleRun]:
     """The runs, each with what its routes are now (`now_*`), read when asked: goods
     cancelled or turned down after the plan take stops, kilometres and routes off, failed
     stops are counted, and a later plan of the day replaces those not yet on the road. The
-    run's `summary` is what the plan made. Subqueries of the runs' own statement: as many
-    queries whatever a page holds."""
+    run's `summary` is what the plan made. Driving is in seconds (`now_driving_s`), shown
+    in minutes rounded as the summary rounds them (whole_minutes). Subqueries of the runs'
+    own statement: as many queries whatever a page holds."""
     routes, stops = Route.objects.all(), Stop.objects.all()
     whole, money = IntegerField(), DecimalField(max_digits=12, decimal_places=2)
     open_stops = Q(status__in=(StopStatus.PENDING, StopStatus.LOCKED))
@@ -202,6 +221,7 @@ def schedule_runs_now(runs: QuerySet[ScheduleRun]) -> QuerySet[ScheduleRun]:
         now_vehicles_used=_of_run(routes, "schedule_run", Count("vehicle", distinct=True), whole),
         now_distance_km=_of_run(routes, "schedule_run", Sum("distance_km"), money),
         now_duration_min=_of_run(routes, "schedule_run", Sum("duration_min"), whole),
+        now_driving_s=_driving_of_run(routes),
         now_cost=_of_run(routes, "schedule_run", Sum("cost"), money),
         now_stops=_of_run(stops, "route__schedule_run", Count("pk"), whole),
         now_stops_open=_of_run(stops, "route__schedule_run", Count("pk", filter=open_stops), whole),

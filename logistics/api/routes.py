@@ -141,6 +141,12 @@ class RouteStopSerializer(serializers.ModelSerializer):
 
 class RouteSerializer(serializers.ModelSerializer):
     vehicle = RouteVehicleSerializer(read_only=True, allow_null=True)
+    driving_min = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text="Of duration_min, the minutes driving from the center through its stops "
+        "and back; null for a route stored before routes kept their driving time.",
+    )
     stops = RouteStopSerializer(many=True, read_only=True)
     # set by to_representation, from the stops' contacts
     cash_to_collect = serializers.DecimalField(
@@ -167,6 +173,7 @@ class RouteSerializer(serializers.ModelSerializer):
             "status",
             "distance_km",
             "duration_min",
+            "driving_min",
             "cost",
             "cash_to_collect",
             "cash_collected",

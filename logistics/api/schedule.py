@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from logistics import selectors
 from logistics.models import ScheduleRun, ServiceCenter
+from logistics.models.routes import whole_minutes
 from logistics.services.schedule import schedule_run_request
 from marketplace.api.permissions import IsCenterStaff
 from marketplace.exceptions import DomainError
@@ -46,7 +47,16 @@ class RunRoutesNowSerializer(serializers.Serializer):
         source="now_distance_km", max_digits=12, decimal_places=2
     )
     duration_min = serializers.IntegerField(source="now_duration_min")
+    driving_min = serializers.SerializerMethodField(
+        help_text="Of duration_min, the driving: its routes' driving seconds, rounded to "
+        "minutes as the summary's driving_min. Null when one of its routes has none (stored "
+        "before routes kept their driving time).",
+    )
     cost = serializers.DecimalField(source="now_cost", max_digits=12, decimal_places=2)
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_driving_min(self, run: ScheduleRun) -> int | None:
+        return whole_minutes(run.now_driving_s)
 
 
 class ScheduleRunSerializer(serializers.ModelSerializer):

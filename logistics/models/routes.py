@@ -72,6 +72,15 @@ class Route(models.Model):
         help_text="From leaving the center to coming back, in minutes: driving, service at "
         "the stops and waiting for their time windows.",
     )
+    # Null on routes stored before routes kept it: their driving was not recorded apart.
+    driving_s = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        default=None,
+        db_default=None,
+        help_text="Of its duration, the seconds driving from the center through its stops "
+        "and back.",
+    )
     cost = models.DecimalField(max_digits=10, decimal_places=2, default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -81,6 +90,15 @@ class Route(models.Model):
 
     def __str__(self) -> str:
         return f"Route {self.pk} {self.date}"
+
+    @property
+    def driving_min(self) -> int | None:
+        return whole_minutes(self.driving_s)
+
+
+def whole_minutes(seconds: int | None) -> int | None:
+    """Seconds as whole minutes, as a run's summary rounds its routes' (None stays None)."""
+    return None if seconds is None else round(seconds / 60)
 
 
 class StopKind(models.TextChoices):

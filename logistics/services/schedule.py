@@ -739,7 +739,7 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
             date=day,
             vehicle=vehicle,
             schedule_run=run,
-            **_figures(driven.distance_m, driven.duration_s, vehicle),
+            **_figures(driven.distance_m, driven.duration_s, driven.driving_s, vehicle),
         )
         stops += len(served)
         loads = loads_on_board(
@@ -917,12 +917,13 @@ def _road(
     )
 
 
-def _figures(distance_m: int, duration_s: int, vehicle: Vehicle) -> dict:
-    """A route's distance, duration and cost as stored, from its road."""
+def _figures(distance_m: int, duration_s: int, driving_s: int, vehicle: Vehicle) -> dict:
+    """A route's distance, duration, driving time and cost as stored, from its road."""
     km = Decimal(distance_m) / 1000
     return {
         "distance_km": km,
         "duration_min": round(duration_s / 60),
+        "driving_s": driving_s,
         "cost": (km * vehicle.cost_per_km).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP),
     }
 
@@ -930,10 +931,10 @@ def _figures(distance_m: int, duration_s: int, vehicle: Vehicle) -> dict:
 def routes_measure(*, measured: list[tuple[Route, list[Stop]]]) -> None:
     """Planned routes (locked) whose stops changed after the plan (goods cancelled), each
     with the stops it has now in visiting order, are measured over them as the plan
-    measured them (_road): their distance, duration and cost are what their stops give,
-    saved in one statement however many routes. Their ETAs stay: the driver only skips the
-    stops that went, so each is still reached in time, and the farmers told their pickup
-    time keep it."""
+    measured them (_road): their distance, duration, driving time and cost are what their
+    stops give, saved in one statement however many routes. Their ETAs stay: the driver
+    only skips the stops that went, so each is still reached in time, and the farmers told
+    their pickup time keep it."""
     for route, stops in measured:
         center = route.service_center
         midnight = _at(route.date, 0)
@@ -949,11 +950,13 @@ def routes_measure(*, measured: list[tuple[Route, list[Stop]]]) -> None:
                 for stop in stops
             ],
         )
-        figures = _figures(road.distance_m, road.return_s - road.departure_s, route.vehicle)
+        figures = _figures(
+            road.distance_m, road.return_s - road.departure_s, road.driving_s, route.vehicle
+        )
         for field_name, value in figures.items():
             setattr(route, field_name, value)
     Route.objects.bulk_update(
-        [route for route, _ in measured], ["distance_km", "duration_min", "cost"]
+        [route for route, _ in measured], ["distance_km", "duration_min", "driving_s", "cost"]
     )
 
 

@@ -229,9 +229,9 @@ def _time_violations(
     route: Route, stops: list, name: str, not_before: datetime | None
 ) -> list[str]:
     """Each ETA (when service starts) inside its stop's window and the vehicle's shift, each
-    stop reachable from the one before, and the route's distance, duration and cost what
-    its stops give, measured as the plan measures them (great circle, the center's detour
-    and speed)."""
+    stop reachable from the one before, and the route's distance, duration, driving time
+    and cost what its stops give, measured as the plan measures them (great circle, the
+    center's detour and speed)."""
     if not stops:
         return []
     found = []
@@ -268,6 +268,9 @@ def _time_violations(
     km = Decimal(sum(m.distances_m[i][i + 1] for i in legs)) / 1000
     if abs(route.distance_km - km) > Decimal("0.01"):
         found.append(f"{name}: distance {route.distance_km} km, its stops {km} km")
+    driving_s = sum(m.durations_s[i][i + 1] for i in legs)
+    if route.driving_s != driving_s:
+        found.append(f"{name}: driving {route.driving_s} s, its stops {driving_s} s")
     minutes = (back - departure).total_seconds() / 60
     if abs(route.duration_min - minutes) > 1:
         found.append(f"{name}: duration {route.duration_min} min, its stops {minutes:.1f}")
@@ -448,6 +451,9 @@ def _summary_violations(run: ScheduleRun, routes: list[Route]) -> list[str]:
     km = sum((route.distance_km for route in routes), Decimal(0))
     if abs(Decimal(str(summary["distance_km"])) - km) > Decimal("0.02"):
         found.append(f"summary distance {summary['distance_km']} km, routes {km}")
+    driving_min = round(sum(route.driving_s for route in routes) / 60)
+    if summary["driving_min"] != driving_min:
+        found.append(f"summary driving {summary['driving_min']} min, routes {driving_min}")
     if summary["vehicles_used"] != len({route.vehicle_id for route in routes}):
         found.append(f"summary vehicles_used {summary['vehicles_used']}")
     return found

@@ -86,6 +86,7 @@ def world():
         vehicle=vehicle,
         distance_km=Decimal("41.27"),
         duration_min=95,
+        driving_s=1470,  # 24.5 minutes: rounded half to even, as a run's summary rounds
         cost=Decimal("49.52"),
     )
     day = datetime.combine(route.date, datetime.min.time(), tzinfo=SHANGHAI)
@@ -158,6 +159,7 @@ def test_route_detail_has_vehicle_and_stops_in_visiting_order(world, client_for)
         "status": "planned",
         "distance_km": "41.27",
         "duration_min": 95,
+        "driving_min": 24,
         "cost": "49.52",
         "cash_to_collect": "90.75",  # its two deliveries' (77.00 + 13.75, below)
         "cash_collected": "0.00",
@@ -292,6 +294,17 @@ def test_the_schema_says_a_routes_duration_is_its_whole_time_out(api):
     duration = schema["components"]["schemas"]["Route"]["properties"]["duration_min"]
     assert duration["type"] == "integer"
     assert all(word in duration["description"] for word in ("driving", "service", "waiting"))
+
+
+def test_the_schema_says_a_routes_driving_is_part_of_its_time_out_and_may_be_unknown(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    schemas = schema["components"]["schemas"]
+    driving = schemas["Route"]["properties"]["driving_min"]
+    assert (driving["type"], driving["nullable"]) == ("integer", True)
+    assert all(word in driving["description"] for word in ("duration_min", "null"))
+    now = schemas["RunRoutesNow"]["properties"]["driving_min"]
+    assert (now["type"], now["nullable"]) == ("integer", True)
+    assert "null" in now["description"].lower()
 
 
 def test_the_schema_describes_a_stops_contacts(api):

@@ -662,6 +662,7 @@ def test_a_route_lasts_from_leaving_the_center_to_coming_back(settings):
     whole = driving + 2 * settings.STOP_SERVICE_SECONDS
     assert round(whole / 60) != round(driving / 60)
     assert route.duration_min == round(whole / 60)
+    assert (route.driving_s, route.driving_min) == (driving, round(driving / 60))
     assert (run.summary["duration_min"], run.summary["driving_min"]) == (
         round(whole / 60),
         round(driving / 60),
@@ -1757,14 +1758,19 @@ def test_a_route_that_lost_stops_while_the_day_was_solved_measures_the_road_it_d
 
     assert run.status == ScheduleRunStatus.DONE
     depot = Location(float(center.lat), float(center.lng))
-    total = Decimal(0)
+    total, total_driving = Decimal(0), 0
     for route, stops in stops_by_route().items():
         places = [depot, *(Location(float(s.lat), float(s.lng)) for s in stops), depot]
-        metres = schedule._matrix(center).matrices(places).distances_m
-        road = sum(metres[i][i + 1] for i in range(len(places) - 1))
+        matrices = schedule._matrix(center).matrices(places)
+        legs = range(len(places) - 1)
+        road = sum(matrices.distances_m[i][i + 1] for i in legs)
+        driving = sum(matrices.durations_s[i][i + 1] for i in legs)
         assert route.distance_km == (Decimal(road) / 1000).quantize(Decimal("0.01"))
+        assert route.driving_s == driving
         total += Decimal(road) / 1000
+        total_driving += driving
     assert run.summary["distance_km"] == round(float(total), 2)
+    assert run.summary["driving_min"] == round(total_driving / 60)
 
 
 @pytest.mark.django_db
@@ -1839,6 +1845,7 @@ def as_shown(route: Route) -> tuple:
     return (
         route.distance_km,
         route.duration_min,
+        route.driving_s,
         route.cost,
         list(stops.values_list("pk", "sequence", "kind", "eta", "load_kg")),
     )
@@ -1880,16 +1887,17 @@ def test_a_planned_route_that_loses_stops_after_the_plan_numbers_the_rest_1_to_n
 
 
 def measured(route: Route) -> tuple:
-    """A route's distance, duration and cost measured over its stops as they are, as a
-    plan measures a route: from the center through them and back on the center's matrix,
-    leaving in time for the first stop's ETA and back after the last one's service; its
-    distance at its vehicle's price per km."""
+    """A route's distance, duration, driving seconds and cost measured over its stops as
+    they are, as a plan measures a route: from the center through them and back on the
+    center's matrix, leaving in time for the first stop's ETA and back after the last one's
+    service, driving each leg; its distance at its vehicle's price per km."""
     center = route.service_center
     stops = list(route.stops.order_by("sequence"))
     depot = Location(float(center.lat), float(center.lng))
     places = [depot, *(Location(float(s.lat), float(s.lng)) for s in stops), depot]
     matrices = schedule._matrix(center).matrices(places)
     metres = sum(matrices.distances_m[i][i + 1] for i in range(len(places) - 1))
+    driving = sum(matrices.durations_s[i][i + 1] for i in range(len(places) - 1))
     leaves = stops[0].eta - timedelta(seconds=matrices.durations_s[0][1])
     back = stops[-1].eta + timedelta(
         seconds=settings.STOP_SERVICE_SECONDS + matrices.durations_s[-2][-1]
@@ -1898,6 +1906,7 @@ def measured(route: Route) -> tuple:
     return (
         km.quantize(Decimal("0.01")),
         round((back - leaves).total_seconds() / 60),
+        driving,
         (km * route.vehicle.cost_per_km).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP),
     )
 
@@ -1909,16 +1918,17 @@ def test_a_planned_route_that_loses_stops_after_the_plan_is_measured_over_those_
 ):
     van, cold = two_routes
     for route in (van, cold):  # as planned, each is what its stops measure
-        assert as_shown(route)[:3] == measured(route)
+        assert as_shown(route)[:4] == measured(route)
     cold_before = as_shown(cold)
-    planned_km = van.distance_km
+    planned_km, planned_driving_s = van.distance_km, van.driving_s
     etas = dict(van.stops.values_list("pk", "eta"))
 
     take_goods_off(day, change)
 
-    distance_km, duration_min, cost, stops = as_shown(van)
-    assert (distance_km, duration_min, cost) == measured(van)
+    distance_km, duration_min, driving_s, cost, stops = as_shown(van)
+    assert (distance_km, duration_min, driving_s, cost) == measured(van)
     assert distance_km < planned_km
+    assert driving_s < planned_driving_s
     # the stops left keep their times: the driver only skips those that went
     assert {pk: eta for pk, _, _, eta, _ in stops} == {pk: etas[pk] for pk, *_ in stops}
     assert as_shown(cold) == cold_before
@@ -1945,9 +1955,11 @@ def test_a_pickup_failed_on_the_road_takes_its_goods_off_the_loads_until_their_d
         )
 
     less = Decimal("25")
-    loads = [(pk, load - less if n < delivered_at else load) for pk, n, _, _, load in van_before[3]]
+    loads = [(pk, load - less if n < delivered_at else load) for pk, n, _, _, load in van_before[4]]
     assert list(van.stops.order_by("sequence").values_list("pk", "load_kg")) == loads
     assert loads[0][1] == 0
+    # on the road: it keeps the figures it set out with, as planned (no stop left it)
+    assert as_shown(van)[:4] == van_before[:4] == measured(van)
     assert as_shown(cold) == cold_before
 
 
@@ -1973,10 +1985,10 @@ def test_a_pickup_weighed_heavier_or_lighter_carries_that_weight_until_delivered
         )
 
     more = weighed - Decimal("25")  # on board from the farm to the buyer
-    loads = [(pk, load + more if n < delivered_at else load) for pk, n, _, _, load in van_before[3]]
+    loads = [(pk, load + more if n < delivered_at else load) for pk, n, _, _, load in van_before[4]]
     assert list(van.stops.order_by("sequence").values_list("pk", "load_kg")) == loads
     assert loads[0][1] == weighed
-    assert as_shown(van)[:3] == van_before[:3]
+    assert as_shown(van)[:4] == van_before[:4]
     assert as_shown(cold) == cold_before
 
 
@@ -1992,10 +2004,13 @@ def run_as_read(client_for, day, run: ScheduleRun) -> dict:
 
 
 def routes_as_stored(run: ScheduleRun) -> dict:
-    """A run's routes and stops as the tables hold them, as `routes_now` shows them."""
+    """A run's routes and stops as the tables hold them, as `routes_now` shows them: its
+    driving minutes rounded from the seconds of all its routes, as its summary rounds them,
+    and null if one of them has no such figure."""
     routes = Route.objects.filter(schedule_run=run)
     stops = Stop.objects.filter(route__schedule_run=run)
     totals = routes.aggregate(km=Sum("distance_km"), min=Sum("duration_min"), cost=Sum("cost"))
+    driving = list(routes.values_list("driving_s", flat=True))
     return {
         "routes": routes.count(),
         "vehicles_used": routes.values("vehicle").distinct().count(),
@@ -2004,6 +2019,7 @@ def routes_as_stored(run: ScheduleRun) -> dict:
         "stops_failed": stops.filter(status="failed").count(),
         "distance_km": str(totals["km"] or Decimal("0.00")),
         "duration_min": totals["min"] or 0,
+        "driving_min": None if None in driving else round(sum(driving) / 60),
         "cost": str(totals["cost"] or Decimal("0.00")),
     }
 
@@ -2024,6 +2040,7 @@ def test_a_run_read_after_goods_went_shows_its_routes_as_they_are_and_its_plan_a
         planned["summary"]["stops"],
     )
     assert float(planned["routes_now"]["distance_km"]) == planned["summary"]["distance_km"]
+    assert planned["routes_now"]["driving_min"] == planned["summary"]["driving_min"] > 0
 
     take_goods_off(day, change)
 
@@ -2032,6 +2049,7 @@ def test_a_run_read_after_goods_went_shows_its_routes_as_they_are_and_its_plan_a
     assert now["routes_now"] == routes_as_stored(run)
     assert now["routes_now"]["stops"] < planned["routes_now"]["stops"]
     assert Decimal(now["routes_now"]["distance_km"]) < Decimal(planned["routes_now"]["distance_km"])
+    assert now["routes_now"]["driving_min"] < planned["routes_now"]["driving_min"]
 
 
 @pytest.mark.django_db
@@ -2065,10 +2083,33 @@ def test_a_run_whose_day_was_planned_again_has_no_routes_now(day, client_for):
         "stops_failed": 0,
         "distance_km": "0.00",
         "duration_min": 0,
+        "driving_min": 0,
         "cost": "0.00",
     }
     assert run_as_read(client_for, day, again)["routes_now"] == routes_as_stored(again)
     assert run_as_read(client_for, day, again)["routes_now"]["routes"] > 0
+
+
+@pytest.mark.django_db
+def test_a_run_with_a_route_stored_before_routes_kept_their_driving_has_no_driving_now(
+    day, two_routes, client_for
+):
+    """A route stored before routes kept their driving time has none (null); a run with
+    such a route has no driving time now either, rather than that of its other routes."""
+    run = ScheduleRun.objects.get()
+    old, new = sorted(two_routes, key=lambda route: route.pk)
+    Route.objects.filter(pk=old.pk).update(driving_s=None)
+
+    now = run_as_read(client_for, day, run)["routes_now"]
+    routes = client_for(day["staff"]).get("/api/v1/routes/").json()["results"]
+
+    assert now == routes_as_stored(run)
+    assert (now["driving_min"], now["routes"]) == (None, 2)
+    assert [(r["id"], r["driving_min"]) for r in routes] == [
+        (old.pk, None),
+        (new.pk, round(new.driving_s / 60)),
+    ]
+    assert new.driving_s > 0
 
 
 @pytest.mark.django_db

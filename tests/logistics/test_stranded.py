@@ -264,6 +264,10 @@ def test_a_route_never_driven_follows_the_goods_left_on_it(county, settings):
         route.refresh_from_db()
         assert route.distance_km == (Decimal(road.distance_m) / 1000).quantize(Decimal("0.01"))
         assert route.duration_min == round((road.return_s - road.departure_s) / 60)
+        depot = Location(float(center.lat), float(center.lng))
+        places = [depot, *(Location(float(s.lat), float(s.lng)) for s in kept), depot]
+        seconds = schedule._matrix(center).matrices(places).durations_s
+        assert route.driving_s == sum(seconds[i][i + 1] for i in range(len(places) - 1))
         assert Order.objects.get(pk=mixed.pk).status == OrderStatus.CONFIRMED
         assert Order.objects.get(pk=single.pk).status == OrderStatus.SCHEDULED
 

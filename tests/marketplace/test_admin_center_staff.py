@@ -2,6 +2,8 @@
 what the API shows them: their center's orders, stops, listings and people, never another
 center's. Operators (superusers) see everything."""
 
+import re
+
 import pytest
 from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.auth.models import Permission
@@ -48,7 +50,11 @@ def _center_with_an_order():
     order_route(order_id=order.pk)
     run = ScheduleRun.objects.create(service_center=center, date=timezone.localdate())
     route = Route.objects.create(
-        service_center=center, date=run.date, schedule_run=run, distance_km="12.50"
+        service_center=center,
+        date=run.date,
+        schedule_run=run,
+        distance_km="12.50",
+        driving_s=1470,
     )
     stop = Stop.objects.create(route=route, sequence=1, kind="pickup", lat=0, lng=0)
     told = Notification.objects.create(
@@ -485,12 +491,17 @@ def test_a_schedule_run_in_the_admin_shows_what_its_routes_are_now():
     client = Client()
     client.force_login(staff)
 
-    [row] = client.get(PAGES["schedulerun"]).context["cl"].result_list
+    listed = client.get(PAGES["schedulerun"])
+    [row] = listed.context["cl"].result_list
     page = client.get(f"{PAGES['schedulerun']}{run.pk}/change/")
 
     assert (row.now_routes, row.now_stops, row.now_stops_open, row.now_stops_failed) == (1, 2, 1, 1)
     assert str(row.now_distance_km) == "12.50"
+    assert row.now_driving_s == 1470
     assert page.status_code == 200
     shown = page.content.decode()
     assert "Stops failed:" in shown
     assert "12.50" in shown
+    # 24.5 minutes of driving, rounded as the run's summary and the API round them
+    assert re.search(r'Driving minutes now:</label>\s*<div class="readonly">24</div>', shown)
+    assert '<td class="field-driving_min_now">24</td>' in listed.content.decode()
