@@ -80,6 +80,14 @@ class ListingForm(forms.ModelForm):
         if not checked.is_valid():
             for name, problems in checked.errors.items():
                 self.add_error(name, [str(problem) for problem in problems])
+        if "harvest_date" in changed and "harvest_date" in cleaned and self.instance.pk:
+            # listing_update checks it again under its locks; here for the form's error
+            try:
+                services.listing_check_harvest(
+                    listing=self.instance, harvest_date=cleaned["harvest_date"]
+                )
+            except DomainError as error:
+                self.add_error("harvest_date", error.detail)
         return cleaned
 
     def stock_shown(self) -> Decimal | None:

@@ -7,6 +7,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.contrib.postgres.search import SearchRank
+from django.db import connection
 from django.db.models import (
     Count,
     DecimalField,
@@ -257,3 +258,39 @@ def listing_lock(listing_id: int) -> Listing:
 
 _LONG_TEXTS = frozenset({"description", "search_vector"})
 _LOCK = f'WHERE "id" = ANY(%s::bigint[]) ORDER BY "id" FOR UPDATE OF "{Listing._meta.db_table}"'
+
+
+# The first key of the (int, int) advisory locks on a listing's harvest date (routing's
+# capacity locks are 7301).
+HARVEST_LOCK_SPACE = 7302
+_LOCK_HARVESTS_READ = f"""SELECT pg_advisory_xact_lock_shared(%s, line.listing_id::integer)
+FROM (SELECT DISTINCT listing_id FROM "{OrderLine._meta.db_table}"
+      WHERE order_id = ANY(%s::bigint[]) AND status = %s) AS line
+ORDER BY line.listing_id"""  # noqa: S608 - the table name is our own model's
+
+
+def harvests_lock_for_routing(order_ids: Sequence[int]) -> None:
+    """The harvest dates of these orders' active lines' listings, held for reading for the
+    rest of the transaction (shared: routings never wait for each other here), so a harvest
+    moved later (listing_harvest_lock) waits for the pickup days routing books from them,
+    and routing waits for such a move: it reads the date that move leaves. Call it before
+    reading the dates. An advisory lock, not the listing's row: a share lock on the row
+    would hold off every order placed of the listing (FOR UPDATE) until routing commits.
+    Taken in listing id order (PostgreSQL calls a volatile function of the select list
+    after its ORDER BY): a routing queued behind a move waiting at one listing holds only
+    lower ones, so no ring of waits forms."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _LOCK_HARVESTS_READ, [HARVEST_LOCK_SPACE, list(order_ids), LineStatus.ACTIVE]
+        )
+
+
+def listing_harvest_lock(listing_id: int) -> None:
+    """The listing's harvest date, held against routing (harvests_lock_for_routing) for the
+    rest of the transaction: once this returns, every routing that read the date has
+    committed its pickup days, and none reads it until this transaction ends. One listing
+    per transaction, taken after its row lock: locks go orders, listing rows, these, then
+    centers' capacity (routing takes these between its orders and its capacity, and
+    nobody holding capacity or these waits for a listing row), so no wait comes round."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [HARVEST_LOCK_SPACE, listing_id])

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib.postgres.search import SearchVector
 from django.db import connection, transaction
-from django.db.models import ProtectedError, QuerySet, Value
+from django.db.models import F, ProtectedError, QuerySet, Value
 from django.utils import timezone
 
 from listings import errors
@@ -21,7 +21,8 @@ from listings.models import (
 )
 from listings.places import public_point
 from listings.search import CONFIG, segment
-from listings.selectors import listing_lock
+from listings.selectors import listing_harvest_lock, listing_lock
+from logistics.models import ShipmentStatus
 from marketplace.accounts.models import Role, User
 from marketplace.exceptions import DomainError
 from orders.models import LineStatus, OrderLine, OrderStatus
@@ -246,8 +247,9 @@ def listing_update(
     selling the stock down to zero makes it sold out; an archived listing is frozen.
     `stock_seen`, the stock the editor was shown: a new stock is refused (409
     `stock_changed`) when orders took some since, which it would put back on sale. An edit
-    that changes nothing writes nothing (updated_at stays). `precondition` is called with
-    the listing once locked, before anything (the API's If-Match)."""
+    that changes nothing writes nothing (updated_at stays). A harvest moved later than the
+    pickup day of goods routed is refused (listing_check_harvest). `precondition` is called
+    with the listing once locked, before anything (the API's If-Match)."""
     unknown = set(changes) - EDITABLE_FIELDS
     if unknown:
         raise TypeError(f"not editable: {sorted(unknown)}")
@@ -287,6 +289,11 @@ def listing_update(
         quantity_available=changes.get("quantity_available", listing.quantity_available),
         min_order_quantity=changes.get("min_order_quantity", listing.min_order_quantity),
     )
+    if changes.get("harvest_date", listing.harvest_date) > listing.harvest_date:
+        # Held until this commits: routings that read the date have committed their pickup
+        # days, which the check finds, and routings to come read the new date.
+        listing_harvest_lock(listing.pk)
+        listing_check_harvest(listing=listing, harvest_date=changes["harvest_date"])
     changed = set()
     for field, sent in changes.items():
         value = sent.strip() if isinstance(sent, str) else sent
@@ -303,6 +310,51 @@ def listing_update(
     if SEARCHED_FIELDS & changed:
         _reindex(listing)
     return listing
+
+
+# Goods still at the farm: their pickup is yet to be done.
+_AT_THE_FARM = (ShipmentStatus.PENDING, ShipmentStatus.SCHEDULED)
+
+
+def listing_check_harvest(*, listing: Listing, harvest_date: date) -> None:
+    """A harvest moved later than the pickup day of the listing's goods routed and still at
+    the farm (their line active, their order open) is refused (409 `harvest_after_pickup`,
+    naming each such line with its order and pickup day): a driver would call for produce
+    not yet harvested. The farmer turns those lines down or keeps the date. listing_update
+    checks it holding listing_harvest_lock (routing books pickups from the harvest under
+    the lock this waits for); the admin's form checks it first, for a form error."""
+    if harvest_date <= listing.harvest_date:
+        return
+    # One filter() call: the shipment joined is the line's farmer's of the line's order.
+    waiting = list(
+        OrderLine.objects.filter(
+            listing=listing,
+            status=LineStatus.ACTIVE,
+            order__status__in=OPEN_ORDER_STATUSES,
+            order__shipments__farmer_id=F("farmer_id"),
+            order__shipments__status__in=_AT_THE_FARM,
+            order__shipments__pickup_date__lt=harvest_date,
+        )
+        .order_by("order_id", "pk")
+        .values_list("order_id", "pk", "order__shipments__pickup_date")
+    )
+    if not waiting:
+        return
+    days = ", ".join(f"order {order} on {day}" for order, _, day in waiting)
+    raise DomainError(
+        errors.HARVEST_AFTER_PICKUP,
+        f"Goods of this listing are to be picked up before {harvest_date}: {days}. Turn "
+        "those lines down (POST /api/v1/orders/{id}/lines/{line_id}/reject/) or harvest by "
+        f"{min(day for _, _, day in waiting)}; nothing was changed.",
+        status_code=409,
+        extra={
+            "field": "harvest_date",
+            "orders": [
+                {"order": order, "line": line, "pickup_date": day.isoformat()}
+                for order, line, day in waiting
+            ],
+        },
+    )
 
 
 def _check_no_open_orders(listing: Listing) -> None:

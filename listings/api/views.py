@@ -191,7 +191,10 @@ class ListingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                 description="listing_archived: an archived listing is frozen; "
                 "unit_in_open_orders: orders not yet over hold its stock in its unit, which "
                 "stays until they are; stock_changed: orders took stock since the "
-                "quantity_seen sent, `now` is the stock; nothing was changed"
+                "quantity_seen sent, `now` is the stock; harvest_after_pickup: goods routed "
+                "and still at the farm are to be picked up before the new harvest_date, "
+                "`orders` names each such line's order, line and pickup_date (turn them "
+                "down, or keep the date); nothing was changed"
             ),
         },
     )

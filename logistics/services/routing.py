@@ -17,6 +17,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from listings.places import pickup_point
+from listings.selectors import harvests_lock_for_routing
 from logistics.geo import distance_km
 from logistics.models import (
     CenterDayLoad,
@@ -554,6 +555,10 @@ def _route(orders: list[Order]) -> list[Order]:
     ones."""
     if not orders:
         return []
+    # The harvest dates the pickups are booked from, held until this commits: a farmer's
+    # harvest moved later waits for these pickup days and finds them (listing_update), or
+    # is read here as moved.
+    harvests_lock_for_routing([order.pk for order in orders])
     lines = (
         OrderLine.objects.filter(order__in=orders, status=LineStatus.ACTIVE)
         .select_related("listing__village__service_center", "farmer")

@@ -1,6 +1,7 @@
 """The listings admin: its pages render, and its actions go through listing_set_status."""
 
 import shutil
+from datetime import timedelta
 from decimal import Decimal
 from io import BytesIO
 from pathlib import Path
@@ -17,6 +18,8 @@ from PIL import Image
 
 from listings import photos, services
 from listings.models import Category, Listing, ListingStatus
+from logistics.models import Shipment
+from logistics.services.routing import order_route
 from marketplace.accounts.models import User
 from tests.factories import BuyerFactory, FarmerFactory, StaffFactory, place_order
 from tests.listings.test_listings_write import ordering
@@ -311,3 +314,30 @@ def test_an_edit_the_api_would_refuse_is_a_form_error_and_not_saved(operator, fi
     assert response.status_code == 200  # the form again, with the error
     assert list(response.context["adminform"].form.errors) == [field]
     assert Listing.objects.filter(pk=listing.pk).values().get() == before
+
+
+def test_a_harvest_moved_past_a_pickup_day_is_a_form_error_and_not_saved(operator):
+    """As a farmer's PATCH is 409 `harvest_after_pickup`: goods routed have their pickup
+    day before the new harvest. The form says why, on the harvest date, and saves nothing;
+    a harvest on the pickup day is saved."""
+    listing = make_listing()
+    order = order_route(order_id=place_order(BuyerFactory(village=listing.village), listing).pk)
+    pickup = Shipment.objects.get(order=order).pickup_date
+    before = Listing.objects.filter(pk=listing.pk).values().get()
+    page = f"{CHANGELIST}{listing.pk}/change/"
+    late = pickup + timedelta(days=1)
+
+    response = operator.post(page, change_form(listing, harvest_date=str(late), title="Leeks"))
+
+    assert response.status_code == 200  # the form again, with the error
+    said = (
+        f"Goods of this listing are to be picked up before {late}: order {order.pk} on "
+        f"{pickup}. Turn those lines down (POST /api/v1/orders/{{id}}/lines/{{line_id}}/"
+        f"reject/) or harvest by {pickup}; nothing was changed."
+    )
+    assert response.context["adminform"].form.errors == {"harvest_date": [said]}
+    assert Listing.objects.filter(pk=listing.pk).values().get() == before
+
+    saved = operator.post(page, change_form(listing, harvest_date=str(pickup)))
+    assert saved.status_code == 302, saved.content
+    assert Listing.objects.get(pk=listing.pk).harvest_date == pickup

@@ -8,6 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from listings.selectors import HARVEST_LOCK_SPACE
 from logistics.models import CenterDayLoad, LegKind, Shipment, ShipmentStatus
 from logistics.services import routing
 from logistics.services.routing import order_route
@@ -320,12 +321,35 @@ def test_capacity_locks_are_taken_per_center_in_id_order_before_any_booking(coun
     with CaptureQueriesContext(connection) as queries:
         order_route(order_id=order.pk)
     sql = [q["sql"] for q in queries.captured_queries]
-    locks = [i for i, s in enumerate(sql) if "pg_advisory_xact_lock" in s]
+    locks = [i for i, s in enumerate(sql) if "pg_advisory_xact_lock(" in s]  # not _shared
     first_booking = next(i for i, s in enumerate(sql) if "logistics_centerdayload" in s)
     assert len(locks) == 2
     assert max(locks) < first_booking
     locked = [sql[i].split(",")[-1].strip(" )") for i in locks]
     assert locked == [str(pk) for pk in sorted([county["north"].pk, county["south"].pk])]
+
+
+def test_the_harvest_dates_are_read_holding_their_listings_harvest_locks(county, morning):
+    """Shared, in one statement for the batch, before the lines (and their listings'
+    harvest dates) are read: a harvest moved later waits for the pickups booked from it."""
+    buyer = BuyerFactory(village=county["south_village"])
+    far = create_listing(FarmerFactory(village=county["north_village"]))
+    near = create_listing(FarmerFactory(village=county["south_village"]))
+    order = place_order(buyer, (far, 1), (near, 1))
+    with CaptureQueriesContext(connection) as queries:
+        order_route(order_id=order.pk)
+    sql = [q["sql"] for q in queries.captured_queries]
+    shared = [i for i, s in enumerate(sql) if "pg_advisory_xact_lock_shared" in s]
+    lines_read = next(i for i, s in enumerate(sql) if '"listings_listing"."harvest_date"' in s)
+    assert len(shared) == 1
+    assert shared[0] < lines_read
+    with connection.cursor() as cursor:  # still held: the test's transaction goes on
+        cursor.execute(
+            "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = %s"
+            " AND mode = 'ShareLock' AND pid = pg_backend_pid() ORDER BY objid",
+            [HARVEST_LOCK_SPACE],
+        )
+        assert [row[0] for row in cursor.fetchall()] == sorted([far.pk, near.pk])
 
 
 # ------------------------------------------------------------------ batches (the task's way)

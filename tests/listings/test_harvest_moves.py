@@ -1,0 +1,214 @@
+"""A listing's harvest moved later than the pickup day of its goods already routed (and not
+yet picked up) would send a driver for produce not yet harvested: refused, 409
+`harvest_after_pickup` naming those orders' lines and days, nothing changed. The farmer
+turns those lines down or keeps the date. Routing reads the harvest under a lock that such
+a move waits for, and the other way round, so neither slips past the other."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from listings.models import Listing
+from listings.services import listing_update
+from logistics.models import Shipment, ShipmentStatus
+from logistics.services.routing import order_route
+from orders import services as orders
+from orders.models import OrderStatus
+from tests.factories import BuyerFactory, FarmerFactory, StaffFactory, create_listing, place_order
+from tests.listings.test_photos import wait_for_lock_waiters
+from tests.logistics.test_shipments import complete, stop_for
+from tests.orders.test_payments import in_thread
+
+pytestmark = pytest.mark.django_db
+
+LISTINGS = "/api/v1/listings/"
+DAY = timedelta(days=1)
+
+
+def snapshot(listing):
+    return Listing.objects.filter(pk=listing.pk).values().get()
+
+
+def routed(*lines):
+    """An order of `lines` (listings) by a buyer of the first one's village, routed: its
+    goods have their pickup day. The order and its first line."""
+    order = place_order(BuyerFactory(village=lines[0].village), *[(x, 2) for x in lines])
+    order = order_route(order_id=order.pk)
+    assert order.status == OrderStatus.CONFIRMED
+    return order, order.lines.order_by("pk").first()
+
+
+def pickup_day(order):
+    return Shipment.objects.get(order=order).pickup_date  # one farmer's goods
+
+
+def move_harvest(client, listing, day, **also):
+    return client.patch(
+        f"{LISTINGS}{listing.pk}/", {"harvest_date": str(day), **also}, format="json"
+    )
+
+
+def test_a_harvest_moved_past_the_pickup_day_of_goods_routed_is_refused(client_for):
+    farmer = FarmerFactory()
+    listing = create_listing(farmer, unit="kg")
+    (first, first_line), (second, second_line) = routed(listing), routed(listing)
+    waiting = place_order(BuyerFactory(village=listing.village), (listing, 1))  # not routed
+    days = pickup_day(first), pickup_day(second)
+    assert days[0] > listing.harvest_date  # the lead time: a day or two from now
+    before = snapshot(listing)
+
+    refused = move_harvest(client_for(farmer), listing, max(days) + DAY, price="4.00")
+
+    assert refused.status_code == 409, refused.json()
+    detail = (
+        f"Goods of this listing are to be picked up before {max(days) + DAY}: order "
+        f"{first.pk} on {days[0]}, order {second.pk} on {days[1]}. Turn those lines down "
+        f"(POST /api/v1/orders/{{id}}/lines/{{line_id}}/reject/) or harvest by {min(days)}; "
+        "nothing was changed."
+    )
+    assert refused.json() == {
+        "type": "about:blank",
+        "title": "Conflict",
+        "status": 409,
+        "code": "harvest_after_pickup",
+        "detail": detail,
+        "field": "harvest_date",
+        "errors": [{"field": "harvest_date", "code": "harvest_after_pickup", "detail": detail}],
+        "orders": [
+            {"order": first.pk, "line": first_line.pk, "pickup_date": str(days[0])},
+            {"order": second.pk, "line": second_line.pk, "pickup_date": str(days[1])},
+        ],
+    }
+    assert snapshot(listing) == before
+    assert waiting.pk not in [x["order"] for x in refused.json()["orders"]]
+
+
+def test_a_harvest_moved_up_to_the_pickup_day_or_earlier_goes_through(client_for):
+    farmer = FarmerFactory()
+    listing = create_listing(farmer, unit="kg")
+    order, _ = routed(listing)
+    client = client_for(farmer)
+
+    on_the_day = move_harvest(client, listing, pickup_day(order))
+    assert (on_the_day.status_code, on_the_day.json()["harvest_date"]) == (
+        200,
+        str(pickup_day(order)),
+    )
+    earlier = move_harvest(client, listing, timezone.localdate() - 3 * DAY)
+    assert (earlier.status_code, earlier.json()["harvest_date"]) == (
+        200,
+        str(timezone.localdate() - 3 * DAY),
+    )
+
+
+def test_a_harvest_moved_later_with_no_goods_routed_goes_through_and_routing_waits_for_it(
+    client_for,
+):
+    """Orders placed but not yet routed have no pickup day: the harvest moves, and their
+    pickup is booked from it."""
+    farmer = FarmerFactory()
+    listing = create_listing(farmer, unit="kg")
+    placed = place_order(BuyerFactory(village=listing.village), (listing, 2))
+    later = timezone.localdate() + 9 * DAY
+
+    assert move_harvest(client_for(farmer), listing, later).status_code == 200
+
+    order_route(order_id=placed.pk)
+    assert pickup_day(placed) == later
+
+
+def _reject_the_line(order, line, client_for):
+    orders.order_line_reject(
+        order_id=order.pk, line_id=line.pk, farmer=line.farmer, reason="not ripe yet"
+    )
+
+
+def _cancel(order, line, client_for):
+    orders.order_cancel(order_id=order.pk, actor=order.buyer)
+
+
+def _pick_up(order, line, client_for):
+    """Picked up early, on a route of today (its day is ahead)."""
+    shipment = Shipment.objects.get(order=order)
+    staff = client_for(StaffFactory(service_center=shipment.origin_center))
+    stop = stop_for(shipment, shipment.origin_center, "pickup")
+    done = complete(staff, stop, outcome="done", weight_kg="4.000")
+    assert done.status_code == 200, done.json()
+    # picked up, and at the center (the buyer's too): it crosses no other
+    assert Shipment.objects.get(pk=shipment.pk).status == ShipmentStatus.AT_CENTER
+
+
+@pytest.mark.parametrize("goods_gone", [_reject_the_line, _cancel, _pick_up])
+def test_a_harvest_moves_past_the_pickup_of_goods_no_longer_waiting_at_the_farm(
+    client_for, goods_gone
+):
+    """The line turned down (the farmer's other listing still goes in that shipment), the
+    order cancelled, or the goods picked up already: nobody calls for them any more."""
+    farmer = FarmerFactory()
+    listing, other = create_listing(farmer, unit="kg"), create_listing(farmer, unit="kg")
+    order, line = routed(listing, other)
+    later = pickup_day(order) + 5 * DAY
+    client = client_for(farmer)
+    assert move_harvest(client, listing, later).status_code == 409
+
+    goods_gone(order, line, client_for)
+    moved = move_harvest(client, listing, later)
+
+    assert (moved.status_code, moved.json()["harvest_date"]) == (200, str(later))
+
+
+def test_only_the_listings_own_goods_count_not_another_farmers_in_the_order(client_for):
+    """The order's other farm still waits for its pickup; this farmer's goods were picked
+    up: the harvest moves."""
+    farmer = FarmerFactory()
+    listing = create_listing(farmer, unit="kg")
+    neighbour = create_listing(FarmerFactory(village=listing.village), unit="kg")
+    order, _ = routed(listing, neighbour)
+    later = max(s.pickup_date for s in Shipment.objects.filter(order=order)) + 5 * DAY
+    ours = Shipment.objects.get(order=order, farmer=farmer)
+    staff = client_for(StaffFactory(service_center=ours.origin_center))
+    stop = stop_for(ours, ours.origin_center, "pickup")
+    assert complete(staff, stop, outcome="done", weight_kg="2.000").status_code == 200
+    assert Shipment.objects.get(order=order, farmer=neighbour.farmer).status == "pending"
+
+    moved = move_harvest(client_for(farmer), listing, later)
+
+    assert (moved.status_code, moved.json()["harvest_date"]) == (200, str(later))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_harvest_moved_while_its_order_is_routed_waits_for_it_and_is_refused(client_for):
+    """The routing read the harvest as it was and books a pickup before the new one; the
+    move waits for it to commit, then finds the pickup."""
+    farmer = FarmerFactory()
+    listing = create_listing(farmer, unit="kg")
+    placed = place_order(BuyerFactory(village=listing.village), (listing, 2))
+    later = timezone.localdate() + 9 * DAY
+    client = client_for(farmer)
+    with transaction.atomic():
+        order_route(order_id=placed.pk)  # its shipment written, not yet committed
+        moving, answer = in_thread(lambda: move_harvest(client, listing, later))
+        assert wait_for_lock_waiters(1) == 1  # the move waits for the routing
+    moving.join(timeout=30)
+
+    [response] = answer
+    assert (response.status_code, response.json()["code"]) == (409, "harvest_after_pickup")
+    assert Listing.objects.get(pk=listing.pk).harvest_date == listing.harvest_date
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_order_routed_while_the_harvest_moves_waits_and_is_picked_up_after_it():
+    farmer = FarmerFactory()
+    listing = create_listing(farmer, unit="kg")
+    placed = place_order(BuyerFactory(village=listing.village), (listing, 2))
+    later = timezone.localdate() + 9 * DAY
+    with transaction.atomic():
+        listing_update(listing=listing, harvest_date=later)  # not yet committed
+        routing, answer = in_thread(lambda: order_route(order_id=placed.pk))
+        assert wait_for_lock_waiters(1) == 1  # the routing waits for the move
+    routing.join(timeout=30)
+
+    assert [type(a).__name__ for a in answer] == ["Order"], answer
+    assert pickup_day(placed) == later
