@@ -1,7 +1,5 @@
-from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, viewsets
@@ -98,17 +96,6 @@ class ShipmentSerializer(serializers.ModelSerializer):
         return data
 
 
-# A phone's clock may run a little fast; a time further ahead did not happen yet. (How far
-# back a time may go is the services': a replay of what is recorded is taken at any time.)
-CLOCK_SLACK = timedelta(minutes=5)
-
-
-def _not_in_future(value: datetime | None) -> datetime | None:
-    if value is not None and value > timezone.now() + CLOCK_SLACK:
-        raise serializers.ValidationError("That time has not come yet.", code="in_future")
-    return value
-
-
 class OccurredAtField(serializers.DateTimeField):
     """DRF's, answering 400 where it raised OverflowError: a time without a zone in the
     first hours of year 1 is before year 1 in UTC."""
@@ -122,9 +109,10 @@ class OccurredAtField(serializers.DateTimeField):
 
 def occurred_at_field() -> serializers.DateTimeField:
     """When it happened on the road: given by a device that was offline (kept as told), or
-    now when left out; never more than CLOCK_SLACK ahead of now. The services refuse one
-    more than OFFLINE_AT_MOST ago (400 `too_long_ago`) but in a replay of what is recorded."""
-    return OccurredAtField(required=False, default=None, validators=[_not_in_future])
+    now when left out. The services refuse one more than CLOCK_SLACK ahead (400 `in_future`)
+    or more than OFFLINE_AT_MOST ago (400 `too_long_ago`) but in a replay of what is
+    recorded, answered as before whatever time it tells."""
+    return OccurredAtField(required=False, default=None)
 
 
 class OccurredAtSerializer(serializers.Serializer):
@@ -176,7 +164,8 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             200: ShipmentSerializer,
             400: OpenApiResponse(
                 description="before_last_event: a time before what is recorded of the goods; "
-                "too_long_ago: a time more than 30 days ago (a receipt replayed: any time)"
+                "too_long_ago / in_future: a time more than 30 days ago / 5 minutes ahead "
+                "(a receipt replayed: any time)"
             ),
             409: OpenApiResponse(description="not_in_transfer: the goods are not on their way"),
         },
@@ -194,7 +183,8 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
                 description="invalid_delivery_code (checked once the goods wait at the "
                 "center; `attempts_left` before the order's hand-over locks); "
                 "before_last_event: a time before what is recorded of the goods; "
-                "too_long_ago: a time more than 30 days ago (a hand-over replayed: any time)"
+                "too_long_ago / in_future: a time more than 30 days ago / 5 minutes ahead "
+                "(a hand-over replayed: any time)"
             ),
             409: OpenApiResponse(
                 description="not_for_hand_over: the order is delivered home; "
@@ -300,7 +290,8 @@ class StopCompleteView(APIView):
                 "delivery_code_required, weight_required, reason_required, "
                 "not_at_this_stop, nothing_picked_up (`not_picked_up`), "
                 "before_last_event: a time before what is recorded of the goods, "
-                "too_long_ago: a time more than 30 days ago (a completion replayed: any time)"
+                "too_long_ago / in_future: a time more than 30 days ago / 5 minutes ahead "
+                "(a completion replayed: any time)"
             ),
             409: OpenApiResponse(
                 description="stop_locked: too many wrong codes, staff review it; "

@@ -255,14 +255,24 @@ def _on_route_day(stop: Stop, at: datetime) -> None:
 
 # A device offline for longer than this is not telling of this round of deliveries.
 OFFLINE_AT_MOST = timedelta(days=30)
+# A phone's clock may run a little fast; a time further ahead did not happen yet.
+CLOCK_SLACK = timedelta(minutes=5)
 
 
-def _not_long_ago(occurred_at: datetime | None) -> None:
-    """A change told at a time more than OFFLINE_AT_MOST ago is 400 `too_long_ago`, before
-    anything else is checked. Checked once a replay of what is recorded has been answered
-    (each service returns it first), so a device uploading its day again weeks on is
-    answered as before, whatever time it tells."""
-    if occurred_at is not None and occurred_at < timezone.now() - OFFLINE_AT_MOST:
+def _in_time(occurred_at: datetime | None) -> None:
+    """A change told at a time more than CLOCK_SLACK ahead is 400 `in_future`, one more
+    than OFFLINE_AT_MOST ago 400 `too_long_ago`, before anything else is checked. Checked
+    once a replay of what is recorded has been answered (each service returns it first), so
+    a device uploading its day again, weeks on or with its clock running ahead, is answered
+    as before, whatever time it tells."""
+    if occurred_at is None:
+        return
+    now = timezone.now()
+    if occurred_at > now + CLOCK_SLACK:
+        raise DomainError(
+            errors.IN_FUTURE, "That time has not come yet.", extra={"field": "occurred_at"}
+        )
+    if occurred_at < now - OFFLINE_AT_MOST:
         raise DomainError(
             errors.TOO_LONG_AGO, "That time is too long ago.", extra={"field": "occurred_at"}
         )
@@ -344,7 +354,7 @@ def _complete(*, stop_id: int, staff: User, data: Completion) -> tuple[Stop, boo
         raise DomainError("not_found", "No such stop.", status_code=404)
     if stop.status == (StopStatus.DONE if data.outcome == "done" else StopStatus.FAILED):
         return stop, True  # the same completion again (an offline device retrying)
-    _not_long_ago(data.occurred_at)
+    _in_time(data.occurred_at)
     if stop.status in (StopStatus.DONE, StopStatus.FAILED):
         raise ConflictError(errors.STOP_ALREADY_COMPLETED, f"This stop is already {stop.status}.")
     _on_route_day(stop, data.occurred_at or timezone.now())
@@ -542,7 +552,8 @@ def stop_complete(*, stop_id: int, staff: User, data: Completion) -> Stop:
     reported failed is accepted whatever its goods, and puts back only those that are there.
     Either way only from the route's day on, by the completion's time (409
     `before_route_day`), never at a time before what is already recorded of its goods
-    (400 `before_last_event`) nor more than OFFLINE_AT_MOST ago (400 `too_long_ago`); a
+    (400 `before_last_event`) nor more than OFFLINE_AT_MOST ago (400 `too_long_ago`) or
+    CLOCK_SLACK ahead (400 `in_future`); a
     replay of what is recorded is answered as before, whatever time it tells."""
     stop, accepted = _complete(stop_id=stop_id, staff=staff, data=data)
     if not accepted:
@@ -576,7 +587,7 @@ def shipment_receive(
         shipment.status == ShipmentStatus.AT_CENTER or _transfer_received(shipment)
     ):
         return shipment  # received already: a retry, perhaps after the goods moved on
-    _not_long_ago(occurred_at)
+    _in_time(occurred_at)
     if shipment.status != ShipmentStatus.IN_TRANSFER:  # also goods that never cross centers
         raise ConflictError(
             errors.NOT_IN_TRANSFER, f"This shipment is {shipment.status}, not in transfer."
@@ -674,7 +685,7 @@ def _hand_over(
         # once the hand-over is locked whatever its code (as a stop done is), which tells
         # nothing of it: the goods were handed over before the lock.
         return shipment, order, True
-    _not_long_ago(occurred_at)
+    _in_time(occurred_at)
     if order.delivery_method != DeliveryMethod.PICKUP:
         raise ConflictError(
             errors.NOT_FOR_HAND_OVER, "This order is delivered to the buyer, not collected."

@@ -1748,13 +1748,54 @@ def test_what_is_recorded_replayed_a_month_on_is_answered_as_before(world, colle
     assert (recorded(shipment, pickup, delivery), recorded(at_center, own_pickup)) == before
 
 
-def test_a_new_outcome_told_longer_ago_than_a_device_stays_offline_is_400(
+def test_what_is_recorded_replayed_by_a_phone_whose_clock_runs_ahead_is_answered_as_before(
     world, collected, client_for
+):
+    """Recorded by one phone; another, whose clock runs an hour ahead (a wrong time zone),
+    uploads the same day from its offline queue: every completion, failed report, receipt
+    and hand-over it tells exactly as recorded is 200 as before, whatever time it tells
+    (more than five minutes ahead too), and nothing changes."""
+    shipment = world["shipment"]
+    collected_order, at_center = collected
+    pickup = stop_for(shipment, world["north"], "pickup")
+    delivery = stop_for(shipment, world["south"], "delivery")
+    own_pickup = stop_for(at_center, world["south"], "pickup")
+    receive = f"/api/v1/shipments/{shipment.pk}/receive/"
+    hand_over = f"/api/v1/shipments/{at_center.pk}/hand-over/"
+
+    def tell_all(north, south, **at) -> list:
+        answers = [
+            complete(north, pickup, outcome="done", weight_kg="8", **at),
+            south.post(receive, at, format="json"),
+            complete(south, delivery, outcome="failed", reason="没人在家", **at),
+            complete(south, own_pickup, outcome="done", weight_kg="2", **at),
+            south.post(
+                hand_over, {"delivery_code": collected_order.delivery_code, **at}, format="json"
+            ),
+        ]
+        return [(answer.status_code, answer.json().get("status")) for answer in answers]
+
+    told = [(200, "done"), (200, "at_center"), (200, "failed"), (200, "done"), (200, "delivered")]
+    north, south = client_for(world["north_staff"]), client_for(world["south_staff"])
+    assert tell_all(north, south) == told
+    before = (recorded(shipment, pickup, delivery), recorded(at_center, own_pickup))
+
+    ahead = (timezone.now() + timedelta(hours=1)).isoformat()
+    assert tell_all(north, south, occurred_at=ahead) == told
+    assert (recorded(shipment, pickup, delivery), recorded(at_center, own_pickup)) == before
+
+
+@pytest.mark.parametrize(
+    ("told", "code"), [(-timedelta(days=31), "too_long_ago"), (timedelta(hours=1), "in_future")]
+)
+def test_a_new_outcome_told_longer_ago_than_a_device_stays_offline_or_ahead_is_400(
+    world, collected, client_for, told, code
 ):
     """Only a replay of what is recorded is taken whatever its time: a stop reported the
     other way, a stop still to record, a receipt or a hand-over still to happen, told more
-    than OFFLINE_AT_MOST back, are 400 `too_long_ago` (before any 409 of theirs, as the
-    time was checked first), nothing changed: no wrong code counted either."""
+    than OFFLINE_AT_MOST back (or more than five minutes ahead), are 400 `too_told_at`
+    (`in_future`), before any 409 of theirs, as the time was checked first; nothing
+    changed: no wrong code counted either."""
     shipment, order = world["shipment"], world["order"]
     collected_order, at_center = collected
     north, south = client_for(world["north_staff"]), client_for(world["south_staff"])
@@ -1763,32 +1804,30 @@ def test_a_new_outcome_told_longer_ago_than_a_device_stays_offline_is_400(
     own_pickup = stop_for(at_center, world["south"], "pickup")
     assert complete(north, pickup, outcome="done", weight_kg="8").status_code == 200
     assert complete(south, own_pickup, outcome="done", weight_kg="2").status_code == 200
-    long_ago = (timezone.now() - timedelta(days=31)).isoformat()
+    told_at = (timezone.now() + told).isoformat()
     receive = f"/api/v1/shipments/{shipment.pk}/receive/"
     hand_over = f"/api/v1/shipments/{at_center.pk}/hand-over/"
     wrong = wrong_codes(collected_order, 1)[0]
     before = (recorded(shipment, pickup, delivery), recorded(at_center, own_pickup))
 
     answers = [
-        complete(north, pickup, outcome="failed", reason="没人", occurred_at=long_ago),
-        complete(south, delivery, outcome="failed", reason="没人", occurred_at=long_ago),
+        complete(north, pickup, outcome="failed", reason="没人", occurred_at=told_at),
+        complete(south, delivery, outcome="failed", reason="没人", occurred_at=told_at),
         complete(
-            south, delivery, outcome="done", delivery_code=order.delivery_code, occurred_at=long_ago
+            south, delivery, outcome="done", delivery_code=order.delivery_code, occurred_at=told_at
         ),
-        south.post(receive, {"occurred_at": long_ago}, format="json"),
+        south.post(receive, {"occurred_at": told_at}, format="json"),
         south.post(
             hand_over,
-            {"delivery_code": collected_order.delivery_code, "occurred_at": long_ago},
+            {"delivery_code": collected_order.delivery_code, "occurred_at": told_at},
             format="json",
         ),
-        south.post(hand_over, {"delivery_code": wrong, "occurred_at": long_ago}, format="json"),
+        south.post(hand_over, {"delivery_code": wrong, "occurred_at": told_at}, format="json"),
     ]
 
     for answer in answers:
         assert answer.status_code == 400, answer.content
-        assert [(e["field"], e["code"]) for e in answer.json()["errors"]] == [
-            ("occurred_at", "too_long_ago")
-        ]
+        assert [(e["field"], e["code"]) for e in answer.json()["errors"]] == [("occurred_at", code)]
     assert (recorded(shipment, pickup, delivery), recorded(at_center, own_pickup)) == before
     assert Order.objects.get(pk=collected_order.pk).hand_over_wrong_codes == 0
 
