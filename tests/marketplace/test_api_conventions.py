@@ -9,8 +9,11 @@ from decimal import Decimal
 
 import pytest
 import yaml
+from django.utils import timezone
 
 from listings.models import Listing
+from logistics.models import Route, ScheduleRun, Shipment, ShipmentStatus, Stop, Vehicle
+from logistics.services.routing import order_route
 from marketplace.accounts.models import User
 from marketplace.api.docs import SchemaView
 from marketplace.exceptions import PROBLEM_MEMBERS, DomainError
@@ -18,9 +21,11 @@ from orders.models import Order
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
+    ServiceCenterFactory,
     StaffFactory,
     VillageFactory,
     create_listing,
+    place_order,
 )
 
 pytestmark = pytest.mark.django_db
@@ -572,6 +577,66 @@ def test_the_schema_gives_reads_their_etag_and_304_and_keyed_posts_their_replay_
     assert (first.status_code, again.status_code, again.content) == (200, 304, b"")
 
 
+def test_the_schema_gives_every_read_its_etag_and_304(api):
+    """The contract's "Reads send an ETag and answer If-None-Match with 304", for each GET."""
+    paths = _schema(api)["paths"]
+    reads = {path: ops["get"] for path, ops in paths.items() if "get" in ops}
+    assert len(reads) > 20
+    for path, read in reads.items():
+        assert "304" in read["responses"], path
+        assert "ETag" in read["responses"]["200"]["headers"], path
+        assert any(p["name"] == "If-None-Match" for p in read["parameters"]), path
+
+
+def test_every_read_answers_its_etag_with_304(client_for):
+    """Each kind of reader's GETs, signed in: an ETag, and 304 with no body when it is sent
+    back in If-None-Match."""
+    center = ServiceCenterFactory()
+    farmer = FarmerFactory(village=VillageFactory(service_center=center))
+    buyer = BuyerFactory(village=VillageFactory(service_center=center))
+    staff = StaffFactory(service_center=center)
+    order = order_route(order_id=place_order(buyer, (create_listing(farmer, unit="kg"), 2)).pk)
+    shipment = order.shipments.get()
+    vehicle = Vehicle.objects.create(service_center=center, name="小货车", capacity_kg=500)
+    route = Route.objects.create(service_center=center, date=timezone.localdate(), vehicle=vehicle)
+    stop = Stop.objects.create(
+        route=route, sequence=1, kind="pickup", lat=shipment.pickup_lat, lng=shipment.pickup_lng
+    )
+    stop.shipments.add(shipment)
+    run = ScheduleRun.objects.create(service_center=center, date=timezone.localdate())
+    vehicles = f"/api/v1/service-centers/{center.pk}/vehicles/"
+    reads = {
+        staff: [
+            f"/api/v1/orders/{order.pk}/",
+            "/api/v1/shipments/",
+            f"/api/v1/shipments/{shipment.pk}/",
+            "/api/v1/routes/",
+            f"/api/v1/routes/{route.pk}/",
+            f"/api/v1/routes/{route.pk}/map.svg",
+            f"/api/v1/routes/{route.pk}/load-list.csv",
+            "/api/v1/schedule-runs/",
+            f"/api/v1/schedule-runs/{run.pk}/",
+            vehicles,
+            f"{vehicles}{vehicle.pk}/",
+        ],
+        buyer: ["/api/v1/me/", "/api/v1/orders/", "/api/v1/notifications/"],
+        farmer: [
+            "/api/v1/my/pickups/",
+            f"/api/v1/farmers/{farmer.pk}/",
+            f"/api/v1/villages/{farmer.village_id}/",
+            f"/api/v1/service-centers/{center.pk}/",
+            "/api/v1/categories/",
+        ],
+    }
+    for user, paths in reads.items():
+        client = client_for(user)
+        for path in paths:
+            first = client.get(path)
+            assert first.status_code == 200, path
+            again = client.get(path, HTTP_IF_NONE_MATCH=first["ETag"])
+            assert (again.status_code, again.content) == (304, b""), path
+
+
 def test_the_schema_gives_id_filters_as_the_whole_numbers_they_take(api):
     paths = _schema(api)["paths"]
     for path, name in (
@@ -662,6 +727,51 @@ def test_with_redis_down_a_throttled_request_is_503_to_retry_later_and_does_noth
         }
     assert not Order.objects.exists()
     assert Listing.objects.get(pk=listing.pk).quantity_available == Decimal("10")
+
+
+def test_with_redis_down_a_sign_up_cancel_or_hand_over_is_503_and_does_nothing(
+    api, client_for, settings
+):
+    """The README's other throttled requests: a sign-up, a buyer's cancel and a hand-over
+    did nothing either, and may be sent again."""
+    center = ServiceCenterFactory()
+    village = VillageFactory(service_center=center)
+    buyer = BuyerFactory(village=village)
+    cancelled = place_order(buyer, create_listing())
+    collected = order_route(
+        order_id=place_order(
+            buyer, (create_listing(FarmerFactory(village=village)), 2), delivery_method="pickup"
+        ).pk
+    )
+    waiting = collected.shipments.get()
+    Shipment.objects.filter(pk=waiting.pk).update(status=ShipmentStatus.AT_CENTER)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    settings.CACHES = {
+        "default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{closed}/0"}
+    }
+    sign_up = {
+        "phone": "+8613912345678",
+        "password": "a-good-pass-00",
+        "name": "新用户",
+        "role": "buyer",
+        "village": village.pk,
+    }
+    for response in (
+        api.post("/api/v1/auth/register/", sign_up, format="json"),
+        client_for(buyer).post(f"/api/v1/orders/{cancelled.pk}/cancel/", {}, format="json"),
+        client_for(StaffFactory(service_center=center)).post(
+            f"/api/v1/shipments/{waiting.pk}/hand-over/",
+            {"delivery_code": collected.delivery_code},
+            format="json",
+        ),
+    ):
+        assert (response.status_code, response.json()["code"]) == (503, "service_unavailable")
+        assert response["Retry-After"] == "30"
+    assert not User.objects.filter(phone="+8613912345678").exists()
+    assert Order.objects.get(pk=cancelled.pk).status == "placed"
+    assert Shipment.objects.get(pk=waiting.pk).status == ShipmentStatus.AT_CENTER
 
 
 def test_with_redis_hung_a_throttled_request_is_503_in_seconds(client_for, settings):

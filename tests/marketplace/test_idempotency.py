@@ -326,6 +326,17 @@ def test_without_a_token_the_view_answers_401_and_nothing_is_stored(api):
 
 
 @pytest.mark.django_db
+def test_a_role_refused_is_403_and_nothing_is_stored_under_its_key():
+    """A buyer's listing is 403 (a farmer's action): no answer is kept under the key."""
+    response = signed_in(BuyerFactory()).post(
+        LISTINGS, body(), format="json", HTTP_IDEMPOTENCY_KEY="k-403"
+    )
+    assert (response.status_code, response.json()["code"]) == (403, "permission_denied")
+    assert not IdempotencyRecord.objects.exists()
+    assert not Listing.objects.exists()
+
+
+@pytest.mark.django_db
 def test_a_crash_after_the_effect_undoes_it_so_the_retry_runs_afresh(monkeypatch):
     """The effect and the record share one transaction: a 500 after the listing was
     written leaves neither, and the retry then creates exactly one."""

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import jwt
 import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
@@ -55,6 +56,42 @@ def jti(refresh: str) -> str:
 
 def blacklisted() -> list[str]:
     return sorted(BlacklistedToken.objects.values_list("token__jti", flat=True))
+
+
+class FastPBKDF2(PBKDF2PasswordHasher):
+    """The hasher of an upgrade, as fast as a test needs."""
+
+    iterations = 1000
+
+
+def test_a_password_rehashed_at_login_after_a_hasher_upgrade_refuses_older_tokens_once(
+    api, settings
+):
+    """Django re-hashes a password at login under a new first hasher: as any new password
+    hash, that refuses the tokens issued before (`password_changed`), once; the tokens of
+    that login and of the next ones live on."""
+    user = BuyerFactory()
+    before = login(api, user)
+    settings.PASSWORD_HASHERS = [
+        "tests.marketplace.test_token_revocation.FastPBKDF2",
+        *settings.PASSWORD_HASHERS,
+    ]
+
+    rehashed = login(api, user)
+    assert User.objects.get(pk=user.pk).password.startswith("pbkdf2_sha256$1000$")
+    after = login(api, user)
+
+    refused = APIClient(HTTP_AUTHORIZATION=f"Bearer {before['access']}").get(ME)
+    assert (refused.status_code, refused.json()["code"]) == (401, "password_changed")
+    assert api.post(REFRESH, {"refresh": before["refresh"]}, format="json").status_code == 401
+    for tokens_now in (rehashed, after):
+        assert (
+            APIClient(HTTP_AUTHORIZATION=f"Bearer {tokens_now['access']}").get(ME).status_code
+            == 200
+        )
+        assert (
+            api.post(REFRESH, {"refresh": tokens_now["refresh"]}, format="json").status_code == 200
+        )
 
 
 def test_a_login_records_its_refresh_token_as_outstanding(api):
