@@ -17,7 +17,14 @@ from django.utils import timezone
 
 from listings import selectors
 from listings.models import Category, Listing
-from tests.factories import FarmerFactory, ServiceCenterFactory, VillageFactory, create_listing
+from tests.factories import (
+    BuyerFactory,
+    FarmerFactory,
+    ServiceCenterFactory,
+    StaffFactory,
+    VillageFactory,
+    create_listing,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -294,6 +301,9 @@ def test_the_schema_gives_near_the_lat_lng_form_the_search_takes(api):
 
 def test_bad_page_is_404_with_a_code(api):
     create_listing()
+    for page in ("0", "-1", "abc"):
+        refused = api.get(LISTINGS, {"page": page})
+        assert (refused.status_code, refused.json()["code"]) == (404, "not_found"), page
     response = api.get(LISTINGS, {"page": 99})
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
@@ -381,6 +391,12 @@ def test_farmer_public_profile(api):
     assert "phone" not in response.json()
     buyer_or_missing = api.get("/api/v1/farmers/999999/")
     assert buyer_or_missing.status_code == 404
+
+
+def test_a_buyer_or_staff_has_no_public_farmer_profile(api):
+    for user in (BuyerFactory(), StaffFactory()):
+        response = api.get(f"/api/v1/farmers/{user.pk}/")
+        assert (response.status_code, response.json()["code"]) == (404, "not_found")
 
 
 def test_a_farmers_listing_count_is_what_a_search_by_farmer_finds(api):
