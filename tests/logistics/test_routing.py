@@ -21,6 +21,7 @@ from tests.factories import (
     VillageFactory,
     create_listing,
     place_order,
+    provider_notice,
 )
 
 pytestmark = pytest.mark.django_db
@@ -162,6 +163,30 @@ def test_the_cut_off_is_judged_when_the_order_was_placed_not_when_it_is_routed(
     today = clock.date()
     assert routed[before_cut_off.pk].shipments.get().pickup_date == today + timedelta(days=1)
     assert routed[after_cut_off.pk].shipments.get().pickup_date == today + timedelta(days=2)
+
+
+def test_a_prepaid_order_paid_after_the_cut_off_is_picked_up_a_day_later(
+    county, monkeypatch, settings
+):
+    """Placed in the morning, paid only at 17:00: the cut-off is judged when it was paid."""
+    settings.ROUTING_CUTOFF_HOUR = 16
+    clock = timezone.localtime().replace(hour=10, minute=0, second=0, microsecond=0)
+    monkeypatch.setattr(routing.timezone, "now", lambda: clock)
+    listing = create_listing(FarmerFactory(village=county["south_village"]))
+    buyer = BuyerFactory(village=county["south_village"])
+    paid_in_time = place_order(buyer, (listing, 1), payment_method="prepaid")
+    paid_late = place_order(buyer, (listing, 1), payment_method="prepaid")
+    provider_notice(paid_in_time, paid_in_time.total, event_id="evt_in_time")
+
+    clock = clock.replace(hour=17)
+    provider_notice(paid_late, paid_late.total, event_id="evt_late")
+    routed = [order_route(order_id=x.pk) for x in (paid_in_time, paid_late)]
+
+    today = clock.date()
+    assert [x.shipments.get().pickup_date for x in routed] == [
+        today + timedelta(days=1),
+        today + timedelta(days=2),
+    ]
 
 
 def test_an_order_routed_days_late_gets_no_day_already_past(county, monkeypatch, settings):

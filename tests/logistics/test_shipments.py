@@ -2104,6 +2104,9 @@ def test_the_hand_over_code_cannot_be_guessed(world, client_for, monkeypatch):
     answers = [staff.post(url, {"delivery_code": code}).status_code for code in wrong]
     answers.append(staff.post(url, {"delivery_code": order.delivery_code}).status_code)
     assert answers == [400, 400, 400, 429]  # the right code too, once the limit is reached
+    other_staff = client_for(StaffFactory(service_center=world["south"]))
+    handed = other_staff.post(url, {"delivery_code": order.delivery_code})
+    assert handed.status_code == 200  # the limit is each staff member's
 
 
 def test_wrong_codes_at_a_hand_over_count_per_order_and_the_fifth_locks_it(world, client_for):
