@@ -5,6 +5,7 @@ import re
 import socket
 import threading
 import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -19,6 +20,7 @@ from marketplace.api.docs import SchemaView
 from marketplace.exceptions import PROBLEM_MEMBERS, DomainError
 from orders.models import Order
 from tests.factories import (
+    PASSWORD,
     BuyerFactory,
     FarmerFactory,
     ServiceCenterFactory,
@@ -588,42 +590,31 @@ def test_the_schema_gives_every_read_its_etag_and_304(api):
         assert any(p["name"] == "If-None-Match" for p in read["parameters"]), path
 
 
-def test_every_read_answers_its_etag_with_304(client_for):
+def test_every_read_answers_its_etag_with_304(client_for, a_center_at_work):
     """Each kind of reader's GETs, signed in: an ETag, and 304 with no body when it is sent
     back in If-None-Match."""
-    center = ServiceCenterFactory()
-    farmer = FarmerFactory(village=VillageFactory(service_center=center))
-    buyer = BuyerFactory(village=VillageFactory(service_center=center))
-    staff = StaffFactory(service_center=center)
-    order = order_route(order_id=place_order(buyer, (create_listing(farmer, unit="kg"), 2)).pk)
-    shipment = order.shipments.get()
-    vehicle = Vehicle.objects.create(service_center=center, name="小货车", capacity_kg=500)
-    route = Route.objects.create(service_center=center, date=timezone.localdate(), vehicle=vehicle)
-    stop = Stop.objects.create(
-        route=route, sequence=1, kind="pickup", lat=shipment.pickup_lat, lng=shipment.pickup_lng
-    )
-    stop.shipments.add(shipment)
-    run = ScheduleRun.objects.create(service_center=center, date=timezone.localdate())
+    world = a_center_at_work
+    center, route = world["center"], world["route"]
     vehicles = f"/api/v1/service-centers/{center.pk}/vehicles/"
     reads = {
-        staff: [
-            f"/api/v1/orders/{order.pk}/",
+        world["staff"]: [
+            f"/api/v1/orders/{world['order'].pk}/",
             "/api/v1/shipments/",
-            f"/api/v1/shipments/{shipment.pk}/",
+            f"/api/v1/shipments/{world['shipment'].pk}/",
             "/api/v1/routes/",
             f"/api/v1/routes/{route.pk}/",
             f"/api/v1/routes/{route.pk}/map.svg",
             f"/api/v1/routes/{route.pk}/load-list.csv",
             "/api/v1/schedule-runs/",
-            f"/api/v1/schedule-runs/{run.pk}/",
+            f"/api/v1/schedule-runs/{world['run'].pk}/",
             vehicles,
-            f"{vehicles}{vehicle.pk}/",
+            f"{vehicles}{route.vehicle_id}/",
         ],
-        buyer: ["/api/v1/me/", "/api/v1/orders/", "/api/v1/notifications/"],
-        farmer: [
+        world["buyer"]: ["/api/v1/me/", "/api/v1/orders/", "/api/v1/notifications/"],
+        world["farmer"]: [
             "/api/v1/my/pickups/",
-            f"/api/v1/farmers/{farmer.pk}/",
-            f"/api/v1/villages/{farmer.village_id}/",
+            f"/api/v1/farmers/{world['farmer'].pk}/",
+            f"/api/v1/villages/{world['village'].pk}/",
             f"/api/v1/service-centers/{center.pk}/",
             "/api/v1/categories/",
         ],
@@ -635,6 +626,129 @@ def test_every_read_answers_its_etag_with_304(client_for):
             assert first.status_code == 200, path
             again = client.get(path, HTTP_IF_NONE_MATCH=first["ETag"])
             assert (again.status_code, again.content) == (304, b""), path
+
+
+@pytest.fixture
+def a_center_at_work():
+    """A center with its farmer, buyer and staff member, two orders routed, two listings,
+    two vehicles with a route each (the first with a stop) and two schedule runs."""
+    center = ServiceCenterFactory()
+    village = VillageFactory(service_center=center)
+    farmer, buyer = FarmerFactory(village=village), BuyerFactory(village=village)
+    orders = [
+        order_route(order_id=place_order(buyer, (create_listing(farmer, unit="kg"), 2)).pk)
+        for _ in range(2)
+    ]
+    routes = []
+    for n in range(2):
+        vehicle = Vehicle.objects.create(service_center=center, name=f"小货车{n}", capacity_kg=500)
+        routes.append(
+            Route.objects.create(service_center=center, date=timezone.localdate(), vehicle=vehicle)
+        )
+        ScheduleRun.objects.create(
+            service_center=center, date=timezone.localdate() + timedelta(days=n)
+        )
+    shipment = orders[0].shipments.get()
+    stop = Stop.objects.create(
+        route=routes[0],
+        sequence=1,
+        kind="pickup",
+        lat=shipment.pickup_lat,
+        lng=shipment.pickup_lng,
+    )
+    stop.shipments.add(shipment)
+    return {
+        "center": center,
+        "village": village,
+        "farmer": farmer,
+        "buyer": buyer,
+        "staff": StaffFactory(service_center=center),
+        "order": orders[0],
+        "shipment": shipment,
+        "route": routes[0],
+        "run": ScheduleRun.objects.filter(service_center=center).first(),
+    }
+
+
+def test_every_list_is_paged_alike(client_for, a_center_at_work):
+    """The contract's lists, each reader's: {count, next, previous, results}, page_size
+    taken (a whole number from 1), a page past the end 404."""
+    world = a_center_at_work
+    lists = {
+        world["staff"]: [
+            "/api/v1/orders/",
+            "/api/v1/shipments/",
+            "/api/v1/routes/",
+            "/api/v1/schedule-runs/",
+            f"/api/v1/service-centers/{world['center'].pk}/vehicles/",
+        ],
+        world["buyer"]: ["/api/v1/orders/", "/api/v1/notifications/"],
+        world["farmer"]: [
+            "/api/v1/my/pickups/",
+            "/api/v1/listings/?mine=true",
+            "/api/v1/categories/",
+            "/api/v1/villages/",
+            "/api/v1/service-centers/",
+        ],
+    }
+    VillageFactory()
+    ServiceCenterFactory()
+    for user, paths in lists.items():
+        client = client_for(user)
+        for path in paths:
+            page = client.get(path, {"page_size": 1}).json()
+            assert set(page) == {"count", "next", "previous", "results"}, path
+            assert (len(page["results"]), page["count"] >= 2, page["previous"]) == (1, True, None)
+            assert "page=2" in page["next"], path
+            refused = client.get(path, {"page_size": "abc"})
+            assert (refused.status_code, refused.json()["code"]) == (400, "validation_error"), path
+            past = client.get(path, {"page": 99})
+            assert (past.status_code, past.json()["code"]) == (404, "not_found"), path
+
+
+def test_the_field_names_clients_rely_on_are_answered(api, client_for, a_center_at_work):
+    """The contract's list of field names that keep their names, each as its reader gets it;
+    money as decimal strings."""
+    world = a_center_at_work
+    staff, buyer = client_for(world["staff"]), client_for(world["buyer"])
+    order = buyer.get(f"/api/v1/orders/{world['order'].pk}/").json()
+    route = staff.get(f"/api/v1/routes/{world['route'].pk}/").json()
+    login = {"phone": world["buyer"].phone, "password": PASSWORD}
+    answers = {
+        "village": api.get(f"/api/v1/villages/{world['village'].pk}/").json(),
+        "service center": api.get(f"/api/v1/service-centers/{world['center'].pk}/").json(),
+        "listing": api.get(f"/api/v1/listings/{world['order'].lines.get().listing_id}/").json(),
+        "order": order,
+        "order line": order["lines"][0],
+        "shipment": staff.get(f"/api/v1/shipments/{world['shipment'].pk}/").json(),
+        "schedule run": staff.get(f"/api/v1/schedule-runs/{world['run'].pk}/").json(),
+        "route": route,
+        "stop": route["stops"][0],
+        "token": api.post("/api/v1/auth/token/", login, format="json").json(),
+    }
+    kept = {
+        "village": "id name county lat lng service_center",
+        "service center": "id name lat lng",
+        "listing": "id farmer title description category unit unit_weight_kg price "
+        "quantity_available min_order_quantity harvest_date available_until shelf_life_days "
+        "is_organic needs_refrigeration status",
+        "order": "id status lines subtotal delivery_fee total delivery_method delivery_village "
+        "delivery_address payment_method delivery_code events shipments",
+        "order line": "id listing farmer quantity unit_price subtotal status",
+        "shipment": "id order farmer origin_center destination_center pickup_date "
+        "delivery_date status weight_kg legs events",
+        "schedule run": "id service_center date status progress summary",
+        "route": "id service_center date vehicle distance_km duration_min stops",
+        "stop": "id kind shipments lat lng window_start window_end eta load_kg status",
+        "token": "access refresh",
+    }
+    assert {name: set(fields.split()) - set(answers[name]) for name, fields in kept.items()} == {
+        name: set() for name in kept
+    }
+    money = [order[x] for x in ("subtotal", "delivery_fee", "total")] + [
+        order["lines"][0][x] for x in ("unit_price", "subtotal")
+    ]
+    assert all(isinstance(x, str) for x in money)
 
 
 def test_the_schema_gives_id_filters_as_the_whole_numbers_they_take(api):
