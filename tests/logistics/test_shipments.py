@@ -1998,6 +1998,38 @@ def test_a_buyer_collecting_at_the_center_is_told_once_all_the_goods_are_there(w
     assert note.body == f"订单 #{order.pk} 的商品已到 {south.name}，请凭收货码自提。"
 
 
+def test_the_buyer_hears_ready_to_collect_once_the_rest_of_the_goods_failed_for_good(
+    world, client_for, settings
+):
+    """Goods of a farm near the buyer's center wait there; the north farmer's pickup fails
+    for good: what waits at the center is now the last of the goods still coming, so the
+    buyer is told once to collect it."""
+    settings.MAX_STOP_ATTEMPTS = 1
+    south, buyer = world["south"], world["buyer"]
+    near = FarmerFactory(village=VillageFactory(service_center=south))
+    order = place_order(
+        buyer, (create_listing(near), 2), (world["listing"], 3), delivery_method="pickup"
+    )
+    order_route(order_id=order.pk)
+    local = Shipment.objects.get(order=order, farmer=near)
+    far = Shipment.objects.get(order=order, farmer=world["farmer"])
+    south_staff, north_staff = client_for(world["south_staff"]), client_for(world["north_staff"])
+
+    def ready():
+        return list(Notification.objects.filter(order=order, kind="ready_for_collection"))
+
+    picked = complete(south_staff, stop_for(local, south, "pickup"), outcome="done", weight_kg="1")
+    assert picked.status_code == 200
+    assert ready() == []  # the north farmer's goods are still coming
+    far_pickup = stop_for(far, world["north"], "pickup")
+    failed = complete(north_staff, far_pickup, outcome="failed", reason="农户不在")
+    assert failed.status_code == 200
+
+    assert Shipment.objects.get(pk=far.pk).status == ShipmentStatus.FAILED
+    [note] = ready()
+    assert (note.user_id, note.data) == (buyer.pk, {"order": order.pk, "service_center": south.pk})
+
+
 def test_goods_delivered_home_tell_nobody_to_collect_them(world, client_for):
     shipment = world["shipment"]
     in_transfer(shipment, client_for(world["north_staff"]), due=timezone.localdate() + timedelta(3))

@@ -74,6 +74,19 @@ def test_fee_rule_pickup_free_and_free_from_99(client_for):
     assert (small.json()["delivery_fee"], small.json()["total"]) == ("5.00", "15.00")
 
 
+def test_home_delivery_is_free_from_exactly_99_and_each_further_farmer_adds_2(client_for):
+    client = client_for(BuyerFactory())
+    listing = create_listing(price=Decimal("9.90"), unit="kg")
+    fees = [
+        client.post(ORDERS, order_body((listing, quantity)), format="json").json()["delivery_fee"]
+        for quantity in ("10", "9.999")  # 99.00 and 98.99 of goods
+    ]
+    assert fees == ["0.00", "5.00"]
+    three_farms = [create_listing(price=Decimal("1.00")) for _ in range(3)]
+    placed = client.post(ORDERS, order_body(*((x, 1) for x in three_farms)), format="json")
+    assert (placed.json()["delivery_fee"], placed.json()["total"]) == ("9.00", "12.00")
+
+
 def test_delivery_place_defaults_to_the_buyer_and_can_be_given(client_for):
     buyer = BuyerFactory(lat=Decimal("30.111111"), lng=Decimal("119.222222"), address="东头3号")
     listing = create_listing()
