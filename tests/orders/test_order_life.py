@@ -127,6 +127,30 @@ def test_farmer_rejects_a_line_total_drops_and_the_order_goes_on(client_for, a, 
     assert quantity(a) == Decimal(100 - quantity_a)
 
 
+def test_a_line_rejected_after_the_fee_rule_went_up_leaves_the_fee_no_higher_than_quoted(
+    client_for, settings
+):
+    """Three farms (5.00 + 2.00 + 2.00 quoted); the fee for a first farm then goes up to
+    10.00: one line rejected, the rule for two farms says 12.00, but the fee stays 9.00."""
+    listings = [create_listing(price=Decimal("10.00")) for _ in range(3)]
+    order = place_order(BuyerFactory(), *listings)
+    assert (order.delivery_fee, order.total) == (Decimal("9.00"), Decimal("39.00"))
+    settings.DELIVERY_FEE_BASE = Decimal("10.00")
+    line = order.lines.get(listing=listings[2])
+
+    response = client_for(listings[2].farmer).post(
+        f"{ORDERS}{order.pk}/lines/{line.pk}/reject/", {"reason": "卖完了"}, format="json"
+    )
+
+    assert response.status_code == 200
+    order.refresh_from_db()
+    assert (order.subtotal, order.delivery_fee, order.total) == (
+        Decimal("20.00"),
+        Decimal("9.00"),
+        Decimal("29.00"),
+    )
+
+
 def test_no_line_is_rejected_while_the_buyer_is_paying(client_for):
     buyer = BuyerFactory()
     a, b = create_listing(price=Decimal("10.00")), create_listing(price=Decimal("4.00"))
