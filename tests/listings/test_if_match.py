@@ -104,3 +104,37 @@ def test_an_edit_waiting_for_another_phones_edit_is_checked_after_it(client_for)
     assert waiting == 1, "the edit did not wait for the listing's row lock"
     assert_precondition_failed(box[0], listing)
     assert Listing.objects.get(pk=listing.pk).title == "樱桃番茄"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "suffix", "body", "status"),
+    [
+        ("patch", "", {"title": "新西红柿"}, 200),
+        ("post", "pause/", None, 200),
+        ("delete", "", None, 204),
+    ],
+)
+def test_a_retry_of_an_edit_made_with_if_match_replays_its_answer_not_412(
+    client_for, method, suffix, body, status
+):
+    """The edit went through and changed the ETag; its retry under the same Idempotency-Key
+    carries the ETag it was sent with: it is answered as the first time, not 412."""
+    farmer = FarmerFactory()
+    listing = create_listing(farmer)
+    client = client_for(farmer)
+    url = f"{LISTINGS}{listing.pk}/{suffix}"
+    etag = read_etag(client, listing)
+
+    def send():
+        return getattr(client, method)(
+            url, body, format="json", HTTP_IF_MATCH=etag, HTTP_IDEMPOTENCY_KEY="edit-1"
+        )
+
+    first = send()
+    after = Listing.objects.filter(pk=listing.pk).values().first()
+    again = send()
+
+    assert (first.status_code, again.status_code) == (status, status)
+    assert (again.content, again["Idempotent-Replayed"]) == (first.content, "true")
+    assert Listing.objects.filter(pk=listing.pk).values().first() == after
