@@ -24,6 +24,13 @@ def test_villages_are_public_paginated_and_searchable(api, django_assert_max_num
     assert first["service_center_name"] == "北山服务中心"
 
 
+def test_a_village_filter_left_empty_filters_nothing(api):
+    VillageFactory.create_batch(3)
+    every = api.get("/api/v1/villages/").json()
+    assert every["count"] == 3
+    assert api.get("/api/v1/villages/", {"service_center": "", "search": ""}).json() == every
+
+
 def test_villages_filter_by_center_and_page_size_is_capped(api):
     center = ServiceCenterFactory()
     VillageFactory.create_batch(3, service_center=center)

@@ -505,6 +505,14 @@ class TestApi:
         read = client.get(NOTIFICATIONS, {"unread": "false"}).json()["results"]
         assert [n["id"] for n in read] == [placed.pk]
 
+    def test_a_filter_left_empty_filters_nothing(self, client_for, two_farmers_order):
+        order, buyer, _, _ = two_farmers_order
+        services.order_cancel(order_id=order.pk, actor=buyer)
+        client = client_for(buyer)
+        every = client.get(NOTIFICATIONS).json()
+        assert every["count"] == 2
+        assert client.get(NOTIFICATIONS, {"unread": "", "order": ""}).json() == every
+
     def test_unread_other_than_true_or_false_is_400_not_every_notification(
         self, client_for, two_farmers_order
     ):
