@@ -322,8 +322,12 @@ def listing_check_harvest(*, listing: Listing, harvest_date: date) -> None:
     naming each such line with its order and pickup day): a driver would call for produce
     not yet harvested. The farmer turns those lines down or keeps the date. listing_update
     checks it holding listing_harvest_lock (routing books pickups from the harvest under
-    the lock this waits for); the admin's form checks it first, for a form error."""
-    if harvest_date <= listing.harvest_date:
+    the lock this waits for); the admin's form checks it first, for a form error.
+
+    Only while the listing's harvest is still ahead: once it is in (today or before), the
+    goods ordered are in the farmer's hands, and a later date is the next harvest the
+    listing moves on to (each line keeps its own `spoils_on`)."""
+    if harvest_date <= listing.harvest_date or listing.harvest_date <= timezone.localdate():
         return
     # One filter() call: the shipment joined is the line's farmer's of the line's order.
     waiting = list(

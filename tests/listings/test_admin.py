@@ -319,8 +319,11 @@ def test_an_edit_the_api_would_refuse_is_a_form_error_and_not_saved(operator, fi
 def test_a_harvest_moved_past_a_pickup_day_is_a_form_error_and_not_saved(operator):
     """As a farmer's PATCH is 409 `harvest_after_pickup`: goods routed have their pickup
     day before the new harvest. The form says why, on the harvest date, and saves nothing;
-    a harvest on the pickup day is saved."""
-    listing = make_listing()
+    a harvest on the pickup day is saved. (A harvest still ahead: once it is in, a later
+    date is the listing's next harvest, and the goods ordered are in hand.)"""
+    listing = services.listing_update(
+        listing=make_listing(), harvest_date=timezone.localdate() + timedelta(days=2)
+    )
     order = order_route(order_id=place_order(BuyerFactory(village=listing.village), listing).pk)
     pickup = Shipment.objects.get(order=order).pickup_date
     before = Listing.objects.filter(pk=listing.pk).values().get()

@@ -27,6 +27,12 @@ LISTINGS = "/api/v1/listings/"
 DAY = timedelta(days=1)
 
 
+def growing(farmer, **fields):
+    """A listing whose harvest is still ahead (in two days): its goods ordered are not in
+    the farmer's hands until then."""
+    return create_listing(farmer, unit="kg", harvest_date=timezone.localdate() + 2 * DAY, **fields)
+
+
 def snapshot(listing):
     return Listing.objects.filter(pk=listing.pk).values().get()
 
@@ -52,11 +58,11 @@ def move_harvest(client, listing, day, **also):
 
 def test_a_harvest_moved_past_the_pickup_day_of_goods_routed_is_refused(client_for):
     farmer = FarmerFactory()
-    listing = create_listing(farmer, unit="kg")
+    listing = growing(farmer)
     (first, first_line), (second, second_line) = routed(listing), routed(listing)
     waiting = place_order(BuyerFactory(village=listing.village), (listing, 1))  # not routed
     days = pickup_day(first), pickup_day(second)
-    assert days[0] > listing.harvest_date  # the lead time: a day or two from now
+    assert days[0] >= listing.harvest_date  # not before the harvest
     before = snapshot(listing)
 
     refused = move_harvest(client_for(farmer), listing, max(days) + DAY, price="4.00")
@@ -87,7 +93,7 @@ def test_a_harvest_moved_past_the_pickup_day_of_goods_routed_is_refused(client_f
 
 def test_a_harvest_moved_up_to_the_pickup_day_or_earlier_goes_through(client_for):
     farmer = FarmerFactory()
-    listing = create_listing(farmer, unit="kg")
+    listing = growing(farmer)
     order, _ = routed(listing)
     client = client_for(farmer)
 
@@ -109,7 +115,7 @@ def test_a_harvest_moved_later_with_no_goods_routed_goes_through_and_routing_wai
     """Orders placed but not yet routed have no pickup day: the harvest moves, and their
     pickup is booked from it."""
     farmer = FarmerFactory()
-    listing = create_listing(farmer, unit="kg")
+    listing = growing(farmer)
     placed = place_order(BuyerFactory(village=listing.village), (listing, 2))
     later = timezone.localdate() + 9 * DAY
 
@@ -147,7 +153,7 @@ def test_a_harvest_moves_past_the_pickup_of_goods_no_longer_waiting_at_the_farm(
     """The line turned down (the farmer's other listing still goes in that shipment), the
     order cancelled, or the goods picked up already: nobody calls for them any more."""
     farmer = FarmerFactory()
-    listing, other = create_listing(farmer, unit="kg"), create_listing(farmer, unit="kg")
+    listing, other = growing(farmer), growing(farmer)
     order, line = routed(listing, other)
     later = pickup_day(order) + 5 * DAY
     client = client_for(farmer)
@@ -163,8 +169,8 @@ def test_only_the_listings_own_goods_count_not_another_farmers_in_the_order(clie
     """The order's other farm still waits for its pickup; this farmer's goods were picked
     up: the harvest moves."""
     farmer = FarmerFactory()
-    listing = create_listing(farmer, unit="kg")
-    neighbour = create_listing(FarmerFactory(village=listing.village), unit="kg")
+    listing = growing(farmer)
+    neighbour = growing(FarmerFactory(village=listing.village))
     order, _ = routed(listing, neighbour)
     later = max(s.pickup_date for s in Shipment.objects.filter(order=order)) + 5 * DAY
     ours = Shipment.objects.get(order=order, farmer=farmer)
@@ -183,7 +189,7 @@ def test_a_harvest_moved_while_its_order_is_routed_waits_for_it_and_is_refused(c
     """The routing read the harvest as it was and books a pickup before the new one; the
     move waits for it to commit, then finds the pickup."""
     farmer = FarmerFactory()
-    listing = create_listing(farmer, unit="kg")
+    listing = growing(farmer)
     placed = place_order(BuyerFactory(village=listing.village), (listing, 2))
     later = timezone.localdate() + 9 * DAY
     client = client_for(farmer)
@@ -201,7 +207,7 @@ def test_a_harvest_moved_while_its_order_is_routed_waits_for_it_and_is_refused(c
 @pytest.mark.django_db(transaction=True)
 def test_an_order_routed_while_the_harvest_moves_waits_and_is_picked_up_after_it():
     farmer = FarmerFactory()
-    listing = create_listing(farmer, unit="kg")
+    listing = growing(farmer)
     placed = place_order(BuyerFactory(village=listing.village), (listing, 2))
     later = timezone.localdate() + 9 * DAY
     with transaction.atomic():
@@ -212,3 +218,20 @@ def test_an_order_routed_while_the_harvest_moves_waits_and_is_picked_up_after_it
 
     assert [type(a).__name__ for a in answer] == ["Order"], answer
     assert pickup_day(placed) == later
+
+
+def test_a_listing_whose_harvest_is_in_moves_on_to_the_next_one(client_for):
+    """Harvested (yesterday, or today): the goods ordered are in the farmer's hands, so a
+    later date is the listing's next harvest, taken whatever the pickup days of those goods,
+    which keep their day (each line keeps its own `spoils_on`)."""
+    farmer = FarmerFactory()
+    for harvested in (timezone.localdate() - DAY, timezone.localdate()):
+        listing = create_listing(farmer, unit="kg", harvest_date=harvested)
+        order, _ = routed(listing)
+        day = pickup_day(order)
+        next_harvest = day + 5 * DAY
+
+        moved = move_harvest(client_for(farmer), listing, next_harvest)
+
+        assert (moved.status_code, moved.json()["harvest_date"]) == (200, str(next_harvest))
+        assert pickup_day(order) == day
