@@ -242,16 +242,18 @@ def order_place(
     _check_lines(buyer, lines, listings)
 
     village_id = delivery_village.pk if delivery_village else buyer.village_id
+    # The buyer's own place and address (their profile's) only for goods brought home: an
+    # order collected at the center goes nowhere near it, and farmers and staff read both.
+    at_home = delivery_method == DeliveryMethod.HOME and village_id == buyer.village_id
     if delivery_lat is None or delivery_lng is None:
-        if village_id == buyer.village_id and buyer.lat is not None:
+        if at_home and buyer.lat is not None:
             delivery_lat, delivery_lng = buyer.lat, buyer.lng
         else:  # the village's own point; the buyer's village is read only for it
             village = delivery_village or buyer.village
             delivery_lat, delivery_lng = village.lat, village.lng
     delivery_address = delivery_address.strip()
-    if not delivery_address and delivery_method == DeliveryMethod.HOME:
-        # as the point: the buyer's own (their profile's), unless delivered elsewhere
-        delivery_address = buyer.address if village_id == buyer.village_id else ""
+    if not delivery_address and at_home:
+        delivery_address = buyer.address
     order_lines = []
     for line in lines:
         listing = listings[line.listing_id]

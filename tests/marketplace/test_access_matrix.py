@@ -38,6 +38,7 @@ from marketplace.accounts.models import User
 from marketplace.accounts.tokens import RefreshToken
 from orders.models import Notification, Order, OrderEvent, OrderLine, Review
 from orders.notifications import notify
+from tests.clock import on_day
 from tests.factories import (
     BuyerFactory,
     FarmerFactory,
@@ -71,7 +72,13 @@ def _county() -> dict:
     b = ServiceCenterFactory(lat=Decimal("30.500000"), lng=Decimal("119.900000"))
     vehicle_a = Vehicle.objects.create(service_center=a, name="van", capacity_kg=Decimal(300))
     vehicle_b = Vehicle.objects.create(service_center=b, name="truck", capacity_kg=Decimal(500))
-    farmer_a = FarmerFactory(village=_village_near(a, "0.01", "0.02"))
+    # exact places and addresses, to tell who reads them (the village's point is public)
+    farmer_a = FarmerFactory(
+        village=_village_near(a, "0.01", "0.02"),
+        lat=Decimal("30.213579"),
+        lng=Decimal("119.624681"),
+        address="李家村三组12号",
+    )
     farmer_a2 = FarmerFactory(village=_village_near(a, "0.02", "0.02"))
     farmer_b = FarmerFactory(village=_village_near(b, "0.01", "0.01"))
     listing_a = create_listing(farmer_a, unit="kg", quantity_available=Decimal(500))
@@ -83,7 +90,12 @@ def _county() -> dict:
     Listing.objects.filter(pk=archived_a.pk).update(status=ListingStatus.ARCHIVED)
     photo_a = listing_photo_add(listing=listing_a, upload=image_file("JPEG"))
     photo_a2 = listing_photo_add(listing=listing_a2, upload=image_file("JPEG"))
-    buyer_a = BuyerFactory(village=_village_near(a, "-0.01", "0.01"))
+    buyer_a = BuyerFactory(
+        village=_village_near(a, "-0.01", "0.01"),
+        lat=Decimal("30.191357"),
+        lng=Decimal("119.611357"),
+        address="东门路88号",
+    )
     buyer_a2 = BuyerFactory(village=_village_near(a, "-0.02", "0.01"))
     buyer_b = BuyerFactory(village=_village_near(b, "-0.01", "0.01"))
     home = order_route(
@@ -174,6 +186,13 @@ def _county() -> dict:
             farmer_a.phone: {"farmer_a", "staff_a"},
             farmer_a2.phone: {"farmer_a2", "staff_a"},
             farmer_b.phone: {"farmer_b", "staff_b"},
+            # a buyer's home: the farmers of a confirmed order and the delivering center
+            "东门路88号": {"buyer_a", "farmer_a", "farmer_a2", "staff_a"},
+            # (of a home delivery: an order collected at the center holds its village's point)
+            "30.191357": {"buyer_a", "farmer_a", "farmer_a2", "staff_a"},
+            # a farm: its farmer, and the staff who pick its goods up
+            "李家村三组12号": {"farmer_a", "staff_a"},
+            "30.213579": {"farmer_a", "staff_a"},
         },
     }
 
@@ -800,6 +819,10 @@ def test_an_order_shows_each_viewer_their_part(county):
     assert pickup_only["delivery_address"] == ""
     assert pickup_only["note"] == ""
     assert order_as("staff_a", "pickup")["delivery_code"] is None
+    # collected at the center: the order holds its village's point, not the buyer's home
+    collected = order_as("farmer_b", "pickup")
+    village = Order.objects.get(pk=COUNTY["pickup"]).delivery_village
+    assert (collected["delivery_lat"], collected["delivery_address"]) == (str(village.lat), "")
 
 
 @pytest.mark.django_db
@@ -913,3 +936,62 @@ def test_an_object_out_of_sight_answers_as_one_that_does_not_exist(
         seen = answer(role, method, path, malformed)
         assert seen == answer(role, method, made_up(path), malformed)
         assert fingerprint() == before
+
+
+# --- on the road: each step is the right center's, and its answers tell no one else more ---
+@pytest.fixture
+def module_tokens(county):
+    """The county's tokens as they were, whatever a test on another day signed in with."""
+    tokens = county["tokens"]
+    yield
+    county["tokens"] = tokens
+
+
+@pytest.mark.django_db
+def test_on_the_road_each_step_is_the_right_centers_only(module_tokens):
+    """The goods of a farm of B for a buyer of A who collects them at A: B's staff pick
+    them up, A's receive them and hand them over against the buyer's code; the buyer then
+    reviews. At each step the other center, the other buyer and the farmers are refused as
+    the contract says, with nothing changed, and no answer shows what is not theirs."""
+    shipment = Shipment.objects.get(pk=COUNTY["ship_pickup"])
+    stop = Stop.objects.get(shipments=shipment, kind="pickup")
+    order = Order.objects.get(pk=COUNTY["pickup"])
+    with on_day(stop.route.date):
+        COUNTY["tokens"] = {  # signed in that day; the module's are back after the test
+            name: str(RefreshToken.for_user(User.objects.get(pk=pk)).access_token)
+            for name, pk in COUNTY["users"].items()
+        }
+
+        def refused(role, method, path, body, status):
+            before = fingerprint()
+            response = call(role, method, path, body)
+            assert response.status_code == status, (role, path, response.content[:300])
+            assert fingerprint() == before
+
+        def done(role, method, path, body, status=200):
+            response = call(role, method, path, body)
+            assert response.status_code == status, (role, path, response.content[:300])
+            assert_nothing_hidden_from(role, response)
+
+        picked = {"outcome": "done", "weight_kg": "4"}
+        refused("staff_a", "POST", f"/stops/{stop.pk}/complete/", picked, 404)
+        refused("farmer_b", "POST", f"/stops/{stop.pk}/complete/", picked, 403)
+        done("staff_b", "POST", f"/stops/{stop.pk}/complete/", picked)
+        refused("staff_b", "POST", "/shipments/{ship_pickup}/receive/", {}, 404)
+        refused("staff_a", "POST", "/shipments/{ship_b}/receive/", {}, 404)
+        done("staff_a", "POST", "/shipments/{ship_pickup}/receive/", {})
+        code = {"delivery_code": order.delivery_code}
+        refused("staff_b", "POST", "/shipments/{ship_pickup}/hand-over/", code, 404)
+        refused("buyer_a", "POST", "/shipments/{ship_pickup}/hand-over/", code, 403)
+        done("staff_a", "POST", "/shipments/{ship_pickup}/hand-over/", code)
+        for role in SIGNED_IN:
+            for path in ("/orders/", "/shipments/", "/notifications/", "/routes/"):
+                done(role, "GET", path + "?page_size=100", None)
+        refused("buyer_a2", "POST", "/orders/{pickup}/review/", {"rating": 5}, 404)
+        refused("farmer_b", "POST", "/orders/{pickup}/review/", {"rating": 5}, 403)
+        refused("staff_a", "POST", "/orders/{pickup}/review/", {"rating": 5}, 403)
+        done("buyer_a", "POST", "/orders/{pickup}/review/", {"rating": 5}, 201)
+        for role in ("farmer_b", "staff_a", "staff_b"):
+            seen = call(role, "GET", "/orders/{pickup}/").json()
+            assert seen["delivery_code"] is None
+            assert seen["review"]["rating"] == 5
