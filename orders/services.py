@@ -110,7 +110,10 @@ def _check_lines(buyer: User, lines: list[LineRequest], listings: dict[int, List
     short, repriced = [], []
     for line in lines:
         listing = listings.get(line.listing_id)
-        if listing is None:
+        # A draft is its farmer's only: to anyone else it is no listing (its page is 404).
+        if listing is None or (
+            listing.status == ListingStatus.DRAFT and listing.farmer_id != buyer.pk
+        ):
             raise DomainError(
                 errors.LISTING_NOT_FOUND,
                 f"No listing {line.listing_id}.",

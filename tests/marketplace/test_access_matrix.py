@@ -995,3 +995,22 @@ def test_on_the_road_each_step_is_the_right_centers_only(module_tokens):
             seen = call(role, "GET", "/orders/{pickup}/").json()
             assert seen["delivery_code"] is None
             assert seen["review"]["rating"] == 5
+
+
+@pytest.mark.django_db
+def test_a_listing_never_published_is_no_listing_to_order(county):
+    """A draft is its farmer's only (its page is 404 to anyone else): an order naming it
+    is answered as one naming a listing that does not exist, and orders nothing."""
+
+    def placed(listing_id: int) -> dict:
+        lines = [{"listing": listing_id, "quantity": "1"}]
+        body = {"lines": lines, "delivery_method": "pickup", "payment_method": "cod"}
+        before = fingerprint()
+        response = call("buyer_a", "POST", "/orders/", body)
+        assert response.status_code == 400
+        assert fingerprint() == before
+        return response.json()
+
+    draft, made_up = placed(COUNTY["draft_a"]), placed(99999999)
+    assert (draft["code"], draft["listing"]) == ("listing_not_found", COUNTY["draft_a"])
+    assert draft["detail"] == made_up["detail"].replace("99999999", str(COUNTY["draft_a"]))
