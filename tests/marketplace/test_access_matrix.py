@@ -1014,3 +1014,25 @@ def test_a_listing_never_published_is_no_listing_to_order(county):
     draft, made_up = placed(COUNTY["draft_a"]), placed(99999999)
     assert (draft["code"], draft["listing"]) == ("listing_not_found", COUNTY["draft_a"])
     assert draft["detail"] == made_up["detail"].replace("99999999", str(COUNTY["draft_a"]))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("patch", "/listings/{listing_a}/", {"title": "x"}),
+        ("delete", "/listings/{listing_a}/", None),
+        ("post", "/listings/{listing_a}/pause/", None),
+        ("post", "/listings/{listing_a}/archive/", None),
+        ("post", "/listings/{draft_a}/publish/", None),
+    ],
+)
+def test_a_precondition_tells_no_other_farmer_that_the_listing_exists(county, method, path, body):
+    """Another farmer's write with an `If-Match` is 404 whatever the tag: a 412 would
+    tell that the listing exists, and its tag now."""
+    url = V1 + path.format(**COUNTY)
+    before = fingerprint()
+    for role in ("farmer_a2", "farmer_b"):
+        response = getattr(client(role), method)(url, body, format="json", HTTP_IF_MATCH='"x"')
+        assert response.status_code == 404, (role, response.content[:300])
+    assert fingerprint() == before
