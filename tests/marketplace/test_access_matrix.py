@@ -1036,3 +1036,21 @@ def test_a_precondition_tells_no_other_farmer_that_the_listing_exists(county, me
         response = getattr(client(role), method)(url, body, format="json", HTTP_IF_MATCH='"x"')
         assert response.status_code == 404, (role, response.content[:300])
     assert fingerprint() == before
+
+
+@pytest.mark.django_db
+def test_a_farmers_rejection_and_a_buyers_note_are_read_by_whom_they_are_for(county):
+    """A farmer's reason for turning a line down is theirs, the buyer's and the delivering
+    staff's: not the other farmer's of the order, nor anyone else's, in any answer."""
+    reason = "冰雹打坏了7731"
+    rejected = call(
+        "farmer_a", "POST", "/orders/{home}/lines/{line_home_a}/reject/", {"reason": reason}
+    )
+    assert rejected.status_code == 200
+    assert reason in call("buyer_a", "GET", "/orders/{home}/").content.decode()
+    readers = {"buyer_a", "farmer_a", "staff_a"}
+    for role in SIGNED_IN:
+        for path in ("/orders/?page_size=100", "/notifications/?page_size=100", "/orders/{home}/"):
+            response = call(role, "GET", path)
+            if role not in readers:
+                assert reason not in response.content.decode(), (role, path)
