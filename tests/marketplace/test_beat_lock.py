@@ -5,8 +5,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -63,39 +63,45 @@ def test_a_beat_whose_session_was_lost_knows_it_no_longer_holds_the_lock(locks):
     assert first.try_acquire() is True
 
 
-def test_a_beat_that_lost_its_session_sends_nothing_until_it_holds_the_lock_again(
-    locks, settings, tmp_path
+def test_a_beat_sends_only_while_it_holds_the_lock_and_waits_again_once_its_session_is_lost(
+    locks, settings, tmp_path, monkeypatch
 ):
-    settings.BEAT_LOCK_POLL_SECONDS = 0.05
+    """A tick without the lock sends nothing and asks to be woken in BEAT_LOCK_POLL_SECONDS;
+    one that gets it sends what is due. A beat whose session was lost (the database
+    restarted) no longer holds it, and another beat may have taken it meanwhile."""
+    settings.BEAT_LOCK_POLL_SECONDS = 0.25
     scheduler = SingleBeatScheduler(
         app=celery_app, schedule_filename=str(tmp_path / "schedule"), lazy=False
     )
+    sent = []
+    monkeypatch.setattr(scheduler, "apply_async", lambda entry, **kw: sent.append(entry.name))
+    for entry in scheduler.schedule.values():  # every periodic task due now
+        entry.last_run_at = entry.last_run_at - timedelta(days=2)
+    other = locks()
     try:
+        assert other.try_acquire() is True
+        assert scheduler.tick() == 0.25
+        assert (sent, scheduler.beat_lock.held()) == ([], False)  # another beat's turn
+
+        other.release()
+        scheduler.tick()
         assert scheduler.beat_lock.held() is True
+        assert sent != []  # what was due went, once this beat held the lock
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_terminate_backend(%s, 5000)", [_backend_pid(scheduler.beat_lock)]
             )
-        holding, given_up_at = threading.Event(), []
+        assert other.try_acquire() is True  # the lock went with the session
+        sent.clear()
+        for entry in scheduler.schedule.values():
+            entry.last_run_at = entry.last_run_at - timedelta(days=2)
+        assert scheduler.tick() == 0.25
+        assert (sent, scheduler.beat_lock.held()) == ([], False)
 
-        def another_beat_holds_it_for_a_second() -> None:
-            other = BeatLock()  # Django's connections belong to the thread that made them
-            assert other.try_acquire() is True
-            holding.set()
-            time.sleep(1)
-            given_up_at.append(time.monotonic())
-            other.release()
-
-        other_beat = threading.Thread(target=another_beat_holds_it_for_a_second)
-        other_beat.start()
-        assert holding.wait(10) is True
+        other.release()
         scheduler.tick()
-        ticked_at = time.monotonic()
-        other_beat.join()
-        assert len(given_up_at) == 1
-        assert ticked_at > given_up_at[0]  # no tick, so nothing sent, while the other held it
         assert scheduler.beat_lock.held() is True
-        assert locks().try_acquire() is False
+        assert sent != []
     finally:
         scheduler.close()
 
@@ -153,22 +159,26 @@ def test_a_second_beat_on_the_same_database_waits_and_takes_over_once_the_first_
     tmp_path,
 ):
     """Two beats against one database (two launchers with data folders of their own, a
-    deploy's old and new beat) sent every periodic task twice. The second now waits, opening
-    no schedule, and takes over once the first is gone, even killed outright."""
+    deploy's old and new beat) sent every periodic task twice. The second now waits and
+    takes over once the first is gone, even killed outright; a waiting beat stops on
+    SIGTERM as any beat does."""
     first, first_log = _beat(tmp_path, "first")
-    second = None
+    second = third = None
     try:
         _wait_for(first_log, "This beat holds the beat lock", first)
         second, second_log = _beat(tmp_path, "second")
+        third, third_log = _beat(tmp_path, "third")
         _wait_for(second_log, "waiting for it", second)
-        time.sleep(1)  # five of its tries
+        _wait_for(third_log, "waiting for it", third)
+        time.sleep(1)  # five of their tries
         assert "This beat holds the beat lock" not in _read(second_log)
-        assert list(tmp_path.glob("second-schedule*")) == []  # it opened no schedule
+
+        third.send_signal(signal.SIGTERM)  # a deploy stopping a beat that waits
+        assert third.wait(timeout=15) == 0
 
         _stop(first)  # SIGKILL: no clean-up; the lock goes with its session
         _wait_for(second_log, "This beat holds the beat lock", second)
-        assert list(tmp_path.glob("second-schedule*")) != []
     finally:
-        _stop(first)
-        if second is not None:
-            _stop(second)
+        for process in (first, second, third):
+            if process is not None:
+                _stop(process)
