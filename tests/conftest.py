@@ -45,6 +45,17 @@ def _nightly_plan_still_ahead(settings):
     settings.NIGHTLY_SCHEDULE_HOUR = 24  # no hour of a day reaches it
 
 
+@pytest.fixture(autouse=True)
+def _no_task_pending():
+    """Each test starts with no routing or sending message marked waiting for a worker
+    (marketplace.celery.send_unless_pending). A test before it in the same process that
+    placed orders with no worker left the mark set for a minute, and a test placing orders
+    for a worker it then starts sent no message at all: the worker sat idle (an access
+    test placing an order just before the routing-reliability test)."""
+    for task in (ROUTE_ORDER_TASK, SEND_TASK):
+        pending_taken(task)
+
+
 @pytest.fixture
 def broker_down(monkeypatch):
     """Every message the app sends to Celery fails, as with Redis down."""

@@ -1,12 +1,11 @@
 """A center's fleet and the vehicle routes of a day, as ordered stops."""
 
-from datetime import time
 from decimal import Decimal
 
 from django.db import models
 from django.db.models import F, Q
 
-from logistics.models.geography import ServiceCenter
+from logistics.models.geography import ServiceCenter, seven_am, six_pm
 from logistics.models.shipments import Shipment
 from marketplace.text import validate_text_line
 
@@ -20,8 +19,8 @@ class Vehicle(models.Model):
     name = models.CharField(max_length=60, validators=[validate_text_line])
     capacity_kg = models.DecimalField(max_digits=8, decimal_places=1)
     refrigerated = models.BooleanField(default=False)
-    shift_start = models.TimeField(default=time(7, 0))
-    shift_end = models.TimeField(default=time(18, 0))
+    shift_start = models.TimeField(default=seven_am)
+    shift_end = models.TimeField(default=six_pm)
     cost_per_km = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("1.50"))
     active = models.BooleanField(default=True)
 
