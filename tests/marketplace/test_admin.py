@@ -73,6 +73,8 @@ def _values(form) -> dict:
             data[bound.html_name] = [str(item) for item in value]
         else:
             data[bound.html_name] = "" if value is None else value
+        if bound.field.show_hidden_initial:  # as a browser sends it: a callable default's
+            data[bound.html_initial_name] = "" if bound.initial is None else str(bound.initial)
     return data
 
 
