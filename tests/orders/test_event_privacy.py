@@ -1,6 +1,8 @@
 """An order's events as each viewer sees them: a farmer sees every status change, but not
 who made one that is another farmer's doing, nor why (their rejected line and its reason)."""
 
+from decimal import Decimal
+
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -127,3 +129,26 @@ def test_the_migration_names_the_farmer_of_each_cancel_by_a_last_rejected_line()
     farmers = dict(OrderEvent.objects.filter(pk__in=written).values_list("pk", "farmer"))
     assert [farmers[pk] for pk in written] == [farmer.pk, None, None]
     assert OrderEvent.objects.get(pk=written[0]).reason == "last line rejected: 卖完了"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_moves_pickup_orders_placed_before_off_their_buyers_home():
+    """Pickup orders placed before order_place stopped copying the buyer's exact place held
+    it, and their farmers read it: the migration gives them their village's point. Orders
+    brought home keep the buyer's place (the driver needs it)."""
+    buyer = BuyerFactory(lat="30.123456", lng="110.654321")
+    listing = create_listing(FarmerFactory(village=buyer.village))
+    pickup = place_order(buyer, (listing, 1), delivery_method="pickup")
+    home = place_order(buyer, (listing, 1), delivery_method="home")
+    Order.objects.filter(pk=pickup.pk).update(delivery_lat=buyer.lat, delivery_lng=buyer.lng)
+    executor = MigrationExecutor(connection)
+    executor.migrate([("orders", "0017_notification_given_up")])
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    points = dict(Order.objects.values_list("pk", "delivery_lat"))
+    village = buyer.village
+    assert Order.objects.filter(pk=pickup.pk).values_list("delivery_lat", "delivery_lng").get() == (
+        village.lat,
+        village.lng,
+    )
+    assert points[home.pk] == Decimal("30.123456")
