@@ -289,7 +289,7 @@ def listing_update(
         quantity_available=changes.get("quantity_available", listing.quantity_available),
         min_order_quantity=changes.get("min_order_quantity", listing.min_order_quantity),
     )
-    if changes.get("harvest_date", listing.harvest_date) > listing.harvest_date:
+    if _harvest_put_off(listing, changes.get("harvest_date", listing.harvest_date)):
         # Held until this commits: routings that read the date have committed their pickup
         # days, which the check finds, and routings to come read the new date.
         listing_harvest_lock(listing.pk)
@@ -316,6 +316,12 @@ def listing_update(
 _AT_THE_FARM = (ShipmentStatus.PENDING, ShipmentStatus.SCHEDULED)
 
 
+def _harvest_put_off(listing: Listing, harvest_date: date) -> bool:
+    """A harvest still ahead moved later: the one change of the date that may leave goods
+    routed to be picked up before it (listing_check_harvest)."""
+    return listing.harvest_date < harvest_date and listing.harvest_date > timezone.localdate()
+
+
 def listing_check_harvest(*, listing: Listing, harvest_date: date) -> None:
     """A harvest moved later than the pickup day of the listing's goods routed and still at
     the farm (their line active, their order open) is refused (409 `harvest_after_pickup`,
@@ -327,7 +333,7 @@ def listing_check_harvest(*, listing: Listing, harvest_date: date) -> None:
     Only while the listing's harvest is still ahead: once it is in (today or before), the
     goods ordered are in the farmer's hands, and a later date is the next harvest the
     listing moves on to (each line keeps its own `spoils_on`)."""
-    if harvest_date <= listing.harvest_date or listing.harvest_date <= timezone.localdate():
+    if not _harvest_put_off(listing, harvest_date):
         return
     # One filter() call: the shipment joined is the line's farmer's of the line's order.
     waiting = list(
