@@ -721,16 +721,16 @@ def _store(run: ScheduleRun, day_work: _Day, plan: Plan) -> dict:
         # One stop per visit as planned, then what is still there: a visit whose first
         # step's goods went keeps that step's time (the van still comes then, and the
         # engine had the visit's later steps pay no setup there).
-        visits = _one_stop_per_visit([(step, _behind(day_work, step)) for step in planned.stops])
-        served = [(step, still(shipments)) for step, shipments in visits]
+        steps = [(step, _behind(day_work, step)) for step in planned.stops]
+        served = [(step, still(shipments)) for step, shipments in _one_stop_per_visit(steps)]
         served = [(step, shipments) for step, shipments in served if shipments]
         if not served:  # everything on it went meanwhile: the vehicle stays at the center
             continue
         scheduled.extend(
             s
-            for step in planned.stops
+            for step, shipments in steps
             if step.kind != StepKind.PAIR_DELIVERY  # a pair's shipments, once
-            for s in still(_behind(day_work, step))
+            for s in still(shipments)
         )
         driven = _as_kept(planned, [step for step, _ in served], depot, _matrix(center))
         written.append(driven)
