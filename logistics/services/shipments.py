@@ -576,9 +576,10 @@ def shipment_receive(
     the buyer is told when that makes the order due later. Receiving it again changes
     nothing, also once the goods moved on (a phone's retry after the driver delivered
     them), whatever time it tells; a time before the shipment's latest event is 400
-    `before_last_event`, one more than OFFLINE_AT_MOST ago 400 `too_long_ago`. The order
-    is locked before its shipment, as elsewhere, then the centers' capacity: a hand-over or
-    a stop of the same order recorded at the same time waits, never deadlocks."""
+    `before_last_event`, one told out of time 400 `too_long_ago` or `in_future`
+    (_in_time). The order is locked before its shipment, as elsewhere, then the centers'
+    capacity: a hand-over or a stop of the same order recorded at the same time waits,
+    never deadlocks."""
     order_id = Shipment.objects.filter(pk=shipment_id).values_list("order_id", flat=True).get()
     order = order_lock(order_id)
     shipment = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment_id)
@@ -644,8 +645,8 @@ def shipment_hand_over(
     buyer, who shows the order's 6-digit code: the shipment is delivered and the order
     follows (delivered, cash collected). Only goods waiting at the center; handing them
     over again changes nothing, whatever time it tells; a time before the shipment's
-    latest event is 400 `before_last_event`, one more than OFFLINE_AT_MOST ago 400
-    `too_long_ago`. The order is locked before its shipment, as elsewhere.
+    latest event is 400 `before_last_event`, one told out of time 400 `too_long_ago` or
+    `in_future` (_in_time). The order is locked before its shipment, as elsewhere.
 
     The code is checked last, once the goods are here to hand over (or were handed over:
     a retry too must show it): checked first, a wrong code's 400 against a right one's 409
