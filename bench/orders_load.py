@@ -20,6 +20,9 @@ One command, all traffic to 127.0.0.1:
    - nokey  as ours, without the Idempotency-Key header (the idempotency overhead);
    - frame  the nokey bodies to POST /bench/frame/ (bench/orders_urls.py): the framework
             alone, no order work;
+   - ceiling  the ours bodies and keys to POST /api/v1/bench/ceiling/ (bench/orders_urls.py):
+            the frame, the Idempotency-Key's work, and the floor's statements run by Django,
+            nothing else: the most any placement behind this framework reaches;
    (ANALYZE of the order's tables before each phase: autovacuum is off on this machine);
 4. contention: the same 32 clients (keyed) order lines of the 5 scarce listings (50 kg each,
    1–3 kg per line) plus 0–2 hot lines until they are sold out: 201 then 409
@@ -28,7 +31,7 @@ One command, all traffic to 127.0.0.1:
    more afterwards: exactly one order per key (201 + replay, or 409 idempotency_key_in_use);
 6. checks, over everything the run did: no listing below 0; for every listing stock taken ==
    the sum of its order lines; sold-out status iff 0 left; orders in the database == 201s
-   answered (replays excluded) + floor commits; one idempotency record per keyed answer;
+   answered (replays excluded, the ceiling's included) + floor commits; one idempotency record per keyed answer;
 7. prints the table (ours / floor in each round: the same run, the same minute) and writes
    it between the markers of bench/ORDERS_RESULTS.md, and everything (per-phase numbers,
    status counts, CPU seconds per order of gunicorn / PostgreSQL / this load generator,
@@ -49,7 +52,6 @@ import os
 import platform
 import random
 import re
-import secrets
 import signal
 import socket
 import statistics
@@ -60,7 +62,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +73,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS)
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
+from bench import orders_floor  # noqa: E402
 from marketplace.gunicorn_workers import WORKER_CLASS_PATHS  # noqa: E402
 
 FIXTURE = ROOT / ".data" / "orders_bench_fixture.json"
@@ -78,19 +81,17 @@ RESULTS_MD = ROOT / "bench" / "ORDERS_RESULTS.md"
 RESULTS_DIR = ROOT / "bench" / "results"
 ORDERS_PATH = "/api/v1/orders/"
 FRAME_PATH = "/bench/frame/"  # bench/orders_urls.py: the framework alone
+CEILING_PATH = "/api/v1/bench/ceiling/"  # bench/orders_urls.py: the framework + the floor's SQL
 BEGIN_MARK = "<!-- orders_load:begin -->"
 END_MARK = "<!-- orders_load:end -->"
 GOAL = 1 / 3
-CENT = Decimal("0.01")
-# orders.services.delivery_fee with the default settings (base.py)
-FEE_BASE, FEE_EXTRA, FREE_FROM = Decimal("5.00"), Decimal("2.00"), Decimal("99.00")
 
 
 # --- results -------------------------------------------------------------------------------
 @dataclass
 class Phase:
     name: str
-    target: str  # ours | nokey | floor | frame | contention | duplicates | warmup
+    target: str  # ours | nokey | floor | frame | ceiling | contention | duplicates | warmup
     round: int = 0
     clients: int = 0
     seconds: float = 0.0
@@ -638,39 +639,8 @@ async def duplicates_phase(base_url: str, buyers: list[dict], hot: list[int]) ->
     return tally.into(phase, time.perf_counter() - started)
 
 
-# --- the floor -----------------------------------------------------------------------------
-FLOOR_LOCK = """
-SELECT id, farmer_id, title, unit, price, unit_weight_kg, quantity_available, status,
-       min_order_quantity, available_until, needs_refrigeration
-FROM listings_listing WHERE id = ANY(%s) ORDER BY id FOR UPDATE
-"""
-FLOOR_TAKE = """
-UPDATE listings_listing
-SET quantity_available = quantity_available - %(q)s,
-    status = CASE WHEN status = 'active' AND quantity_available - %(q)s <= 0
-                  THEN 'sold_out' ELSE status END
-WHERE id = %(id)s
-"""
-FLOOR_ORDER = """
-INSERT INTO orders_order (buyer_id, status, delivery_method, delivery_village_id,
-    delivery_address, delivery_lat, delivery_lng, payment_method, payment_status,
-    payment_due_at, paid_at, note, subtotal, delivery_fee, total, delivery_code,
-    created_at, updated_at)
-VALUES (%s, 'placed', 'home', %s, '', %s, %s, 'cod', 'unpaid', NULL, NULL, '', %s, %s, %s, %s,
-        now(), now())
-RETURNING id
-"""
-FLOOR_LINE_COLUMNS = (
-    "order_id, listing_id, farmer_id, title, unit, unit_price, unit_weight_kg, quantity, "
-    "subtotal, needs_refrigeration, status, reject_reason"
-)
-FLOOR_EVENT = """
-INSERT INTO orders_orderevent (order_id, from_status, to_status, actor_id, reason, created_at)
-VALUES (%s, '', 'placed', %s, 'placed', now())
-"""
-
-
-def floor_worker(dsn: str, buyer: dict, hot: list[int], seed: int, start: threading.Barrier,  # noqa: PLR0915, PLR0917
+# --- the floor ---------------------------------------------------------------------------
+def floor_worker(dsn: str, buyer: dict, hot: list[int], seed: int, start: threading.Barrier,  # noqa: PLR0917
                  end: threading.Barrier, clock: dict, tally: Tally,
                  lock: threading.Lock) -> None:  # fmt: skip
     rng = random.Random(seed)
@@ -688,39 +658,11 @@ def floor_worker(dsn: str, buyer: dict, hot: list[int], seed: int, start: thread
             began = time.perf_counter()
             try:
                 cur.execute("BEGIN")
-                rows = cur.execute(FLOOR_LOCK, [ids]).fetchall()
-                if len(rows) != len(ids) or any(r[6] < quantity or r[7] != "active" for r in rows):
+                if orders_floor.place(cur, buyer, ids, quantity) is None:
                     cur.execute("ROLLBACK")
                     conflicts += 1
                     latencies.append(time.perf_counter() - began)
                     continue
-                for row in rows:
-                    cur.execute(FLOOR_TAKE, {"q": quantity, "id": row[0]})
-                subtotals = [(row[4] * quantity).quantize(CENT, ROUND_HALF_UP) for row in rows]
-                subtotal = sum(subtotals, Decimal("0.00"))
-                farmers = len({row[1] for row in rows})
-                fee = (
-                    Decimal("0.00")
-                    if subtotal >= FREE_FROM
-                    else FEE_BASE + FEE_EXTRA * (farmers - 1)
-                )
-                (order_id,) = cur.execute(
-                    FLOOR_ORDER,
-                    [buyer["id"], buyer["village"], buyer["lat"], buyer["lng"], subtotal, fee,
-                     subtotal + fee, f"{secrets.randbelow(1_000_000):06d}"],
-                ).fetchone()  # fmt: skip
-                values = ", ".join(
-                    ["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'active', '')"] * len(rows)
-                )
-                params: list = []
-                for row, line_subtotal in zip(rows, subtotals, strict=True):
-                    params += [order_id, row[0], row[1], row[2], row[3], row[4], row[5],
-                               quantity, line_subtotal, row[10]]  # fmt: skip
-                cur.execute(
-                    f"INSERT INTO orders_orderline ({FLOOR_LINE_COLUMNS}) VALUES {values}",
-                    params,
-                )
-                cur.execute(FLOOR_EVENT, [order_id, buyer["id"]])
                 cur.execute("COMMIT")
                 committed += 1
                 latencies.append(time.perf_counter() - began)
@@ -867,7 +809,7 @@ def render(report: dict) -> str:
         floor = floors.get(p["round"])
         ratio = (
             f"{100 * p['orders_per_s'] / floor:.1f} %"
-            if floor and p["target"] in ("ours", "nokey", "floor", "variant", "frame")
+            if floor and p["target"] in ("ours", "nokey", "floor", "variant", "frame", "ceiling")
             else ""
         )
         cpu = p["cpu_ms_per_order"]
@@ -954,6 +896,17 @@ def render(report: dict) -> str:
             f"floor's orders/s, {frame['server']:.2f} + {frame['client']:.2f} ms CPU per "
             f"request (at most ≈ {capacity['frame']:.1f} % of the floor by CPU): what the "
             f"framework alone costs, before the order's own work"
+        )
+    if summary.get("ceiling_per_s"):
+        ceiling = cost["ceiling"]
+        lines.append(
+            f"- **ceiling** (keyed `POST {CEILING_PATH}`, bench/orders_urls.py: the frame, the "
+            f"Idempotency-Key's lock, lookup and record, and the floor's own statements, no "
+            f"check, notification, routing message or serializer): "
+            f"{summary['ceiling_per_s']:.1f} orders/s = {summary['ceiling_vs_floor_pct']:.1f} % "
+            f"of the floor, {ceiling['server']:.2f} + {ceiling['client']:.2f} ms CPU per order "
+            f"(at most ≈ {capacity['ceiling']:.1f} % of the floor by CPU): the most any "
+            f"placement behind this framework reaches"
         )
     if args.get("variants"):
         lines.append(
@@ -1104,6 +1057,9 @@ def main() -> int:  # noqa: PLR0915 - one linear script
             # The frame: the same clients and bodies, no order work (bench/orders_urls.py).
             run_http(Phase(f"frame r{r}", "frame", r), url, args.duration, False, meter,
                      seed=30 + r, path=FRAME_PATH)  # fmt: skip
+            # The ceiling: the frame + the floor's SQL, keyed (bench/orders_urls.py).
+            run_http(Phase(f"ceiling r{r}", "ceiling", r), url, args.duration, True, meter,
+                     seed=10 + r, path=CEILING_PATH)  # fmt: skip
             if args.variants:
                 run_http(
                     Phase(f"variant r{r}", "variant", r),
@@ -1178,7 +1134,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script
             "client": round(ms("loadgen"), 2),
         }
 
-    costs = {t: cpu_cost(t) for t in ("ours", "floor", "nokey", "variant", "frame")}
+    costs = {t: cpu_cost(t) for t in ("ours", "floor", "nokey", "variant", "frame", "ceiling")}
 
     def capacity_pct(target: str) -> float:
         """ours/floor if both were CPU-bound on the same CPUs: floor CPU ÷ target CPU."""
@@ -1190,8 +1146,10 @@ def main() -> int:  # noqa: PLR0915 - one linear script
     summary = {
         "cpu_ms_per_order": costs,
         "cpu_capacity_pct": {
-            t: round(capacity_pct(t), 1) for t in ("ours", "nokey", "variant", "frame")
+            t: round(capacity_pct(t), 1) for t in ("ours", "nokey", "variant", "frame", "ceiling")
         },
+        "ceiling_per_s": round(rate("ceiling"), 1),
+        "ceiling_vs_floor_pct": 100 * rate("ceiling") / floor_rate if floor_rate else 0.0,
         "frame_per_s": round(rate("frame"), 1),
         "frame_vs_floor_pct": 100 * rate("frame") / floor_rate if floor_rate else 0.0,
         "ours_orders_per_s": round(ours_rate, 1),
