@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
@@ -112,13 +113,17 @@ class ScheduleView(APIView):
         center = _own_center(request, pk)
         body = ScheduleRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        run = schedule_run_request(
-            center=center,
-            day=body.validated_data["date"],
-            requested_by=request.user,
-            again_after_running=True,
-        )
-        run = selectors.schedule_runs_of_staff(request.user).get(pk=run.pk)
+        # One transaction: the run is read back for the answer before its message goes out
+        # (on commit), so a new run answers `queued` however fast a worker takes it up, as
+        # it does under an Idempotency-Key, whose transaction holds the view's.
+        with transaction.atomic():
+            run = schedule_run_request(
+                center=center,
+                day=body.validated_data["date"],
+                requested_by=request.user,
+                again_after_running=True,
+            )
+            run = selectors.schedule_runs_of_staff(request.user).get(pk=run.pk)
         return Response(ScheduleRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -1030,6 +1030,28 @@ def test_staff_schedule_a_day_and_a_worker_plans_it(day, client_for, celery_work
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_new_run_answers_queued_however_fast_a_worker_takes_it_up(day, client_for, monkeypatch):
+    """The run is read back for the 202 before its message goes out: a worker that starts it
+    the instant the message is sent (here, at once, in the sending thread) does not turn the
+    answer into `running`, keyed request or not."""
+
+    def worker_at_once(run_id):
+        ScheduleRun.objects.filter(pk=run_id).update(status=ScheduleRunStatus.RUNNING)
+
+    monkeypatch.setattr(schedule, "_enqueue", worker_at_once)
+    client = client_for(day["staff"])
+    url = f"/api/v1/service-centers/{day['center'].pk}/schedule/"
+    for n, headers in enumerate(({}, {"HTTP_IDEMPOTENCY_KEY": "schedule-1"})):
+        asked = day["date"] + timedelta(days=n)
+
+        response = client.post(url, {"date": str(asked)}, format="json", **headers)
+
+        assert (response.status_code, response.json()["status"]) == (202, "queued")
+        run = ScheduleRun.objects.get(pk=response.json()["id"])
+        assert (run.date, run.status) == (asked, ScheduleRunStatus.RUNNING)
+
+
+@pytest.mark.django_db(transaction=True)
 def test_requests_racing_runs_that_finish_join_one_or_start_the_next():
     """A request that collides with an active run looks it up to join it; when that run has
     finished in between (an empty day takes milliseconds), the request starts the next."""
