@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib.postgres.search import SearchVector
 from django.db import connection, transaction
-from django.db.models import F, ProtectedError, QuerySet, Value
+from django.db.models import F, ProtectedError, Q, QuerySet, Value
 from django.utils import timezone
 
 from listings import errors
@@ -332,12 +332,16 @@ def listing_check_harvest(*, listing: Listing, harvest_date: date) -> None:
 
     Only while the listing's harvest is still ahead: once it is in (today or before), the
     goods ordered are in the farmer's hands, and a later date is the next harvest the
-    listing moves on to (each line keeps its own `spoils_on`)."""
+    listing moves on to (each line keeps its own `spoils_on`). Only that harvest's goods
+    then: a line keeps the harvest it was ordered from (`OrderLine.harvest_date`), and goods
+    of an earlier one are in hand whenever their pickup is. A line ordered before lines
+    kept it counts as this harvest's, as all did then."""
     if not _harvest_put_off(listing, harvest_date):
         return
     # One filter() call: the shipment joined is the line's farmer's of the line's order.
     waiting = list(
         OrderLine.objects.filter(
+            Q(harvest_date__gte=listing.harvest_date) | Q(harvest_date__isnull=True),
             listing=listing,
             status=LineStatus.ACTIVE,
             order__status__in=OPEN_ORDER_STATUSES,

@@ -15,7 +15,7 @@ from listings.services import listing_update
 from logistics.models import Shipment, ShipmentStatus
 from logistics.services.routing import order_route
 from orders import services as orders
-from orders.models import OrderStatus
+from orders.models import OrderLine, OrderStatus
 from tests.factories import BuyerFactory, FarmerFactory, StaffFactory, create_listing, place_order
 from tests.listings.test_photos import wait_for_lock_waiters
 from tests.logistics.test_shipments import complete, stop_for
@@ -235,3 +235,49 @@ def test_a_listing_whose_harvest_is_in_moves_on_to_the_next_one(client_for):
 
         assert (moved.status_code, moved.json()["harvest_date"]) == (200, str(next_harvest))
         assert pickup_day(order) == day
+
+
+def test_goods_of_an_earlier_harvest_do_not_hold_back_the_next_one(client_for):
+    """Each line keeps the harvest it was ordered from: once the listing has moved on to its
+    next harvest, still ahead, goods of the one before (in the farmer's hands, whatever
+    their pickup day) do not count as waiting for it; that harvest's own goods do."""
+    farmer = FarmerFactory()
+    listing = create_listing(farmer, unit="kg", harvest_date=timezone.localdate() - DAY)
+    earlier, earlier_line = routed(listing)
+    assert earlier_line.harvest_date == timezone.localdate() - DAY
+    client = client_for(farmer)
+    next_harvest = timezone.localdate() + DAY
+    assert move_harvest(client, listing, next_harvest).status_code == 200
+    listing.refresh_from_db()
+    this_one, this_line = routed(listing)
+    assert this_line.harvest_date == next_harvest
+    later = max(pickup_day(earlier), pickup_day(this_one)) + DAY
+
+    refused = move_harvest(client, listing, later)
+
+    assert refused.status_code == 409, refused.json()
+    assert refused.json()["orders"] == [
+        {"order": this_one.pk, "line": this_line.pk, "pickup_date": str(pickup_day(this_one))}
+    ]
+    assert Listing.objects.get(pk=listing.pk).harvest_date == next_harvest
+    this_line.reject_reason, this_line.status = "hail", "rejected"  # turned down
+    this_line.save(update_fields=["reject_reason", "status"])
+
+    moved = move_harvest(client, listing, later)
+
+    assert (moved.status_code, moved.json()["harvest_date"]) == (200, str(later))
+    assert pickup_day(earlier) < later
+
+
+def test_a_line_ordered_before_lines_kept_their_harvest_counts_as_this_harvests(client_for):
+    farmer = FarmerFactory()
+    listing = growing(farmer)
+    order, line = routed(listing)
+    OrderLine.objects.filter(pk=line.pk).update(harvest_date=None)
+
+    refused = move_harvest(client_for(farmer), listing, pickup_day(order) + DAY)
+
+    assert (refused.status_code, refused.json()["orders"]) == (
+        409,
+        [{"order": order.pk, "line": line.pk, "pickup_date": str(pickup_day(order))}],
+    )
