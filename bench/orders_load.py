@@ -31,7 +31,8 @@ One command, all traffic to 127.0.0.1:
    more afterwards: exactly one order per key (201 + replay, or 409 idempotency_key_in_use);
 6. checks, over everything the run did: no listing below 0; for every listing stock taken ==
    the sum of its order lines; sold-out status iff 0 left; orders in the database == 201s
-   answered (replays excluded, the ceiling's included) + floor commits; one idempotency record per keyed answer;
+   answered (replays excluded, the ceiling's included) + floor commits; one idempotency
+   record per keyed answer;
 7. prints the table (ours / floor in each round: the same run, the same minute) and writes
    it between the markers of bench/ORDERS_RESULTS.md, and everything (per-phase numbers,
    status counts, CPU seconds per order of gunicorn / PostgreSQL / this load generator,
