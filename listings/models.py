@@ -68,6 +68,14 @@ class Listing(models.Model):
         max_digits=12, decimal_places=3, default=Decimal("1.000")
     )
     harvest_date = models.DateField()
+    harvest_round = models.PositiveIntegerField(
+        default=0,
+        db_default=0,
+        editable=False,
+        help_text="Which harvest of the listing its harvest_date is: one more each time the "
+        "date moves later once the harvest is in (the listing moves on to its next one); a "
+        "harvest still ahead moved earlier or later stays the same one. Order lines keep it.",
+    )
     available_until = models.DateField(null=True, blank=True)
     shelf_life_days = models.PositiveSmallIntegerField()
     is_organic = models.BooleanField(default=False)

@@ -289,11 +289,14 @@ def listing_update(
         quantity_available=changes.get("quantity_available", listing.quantity_available),
         min_order_quantity=changes.get("min_order_quantity", listing.min_order_quantity),
     )
-    if _harvest_put_off(listing, changes.get("harvest_date", listing.harvest_date)):
+    harvest_date = changes.get("harvest_date", listing.harvest_date)
+    if _harvest_put_off(listing, harvest_date):
         # Held until this commits: routings that read the date have committed their pickup
         # days, which the check finds, and routings to come read the new date.
         listing_harvest_lock(listing.pk)
-        listing_check_harvest(listing=listing, harvest_date=changes["harvest_date"])
+        listing_check_harvest(listing=listing, harvest_date=harvest_date)
+    elif listing.harvest_date < harvest_date:  # the harvest is in: on to the next one
+        listing.harvest_round += 1
     changed = set()
     for field, sent in changes.items():
         value = sent.strip() if isinstance(sent, str) else sent
@@ -333,15 +336,15 @@ def listing_check_harvest(*, listing: Listing, harvest_date: date) -> None:
     Only while the listing's harvest is still ahead: once it is in (today or before), the
     goods ordered are in the farmer's hands, and a later date is the next harvest the
     listing moves on to (each line keeps its own `spoils_on`). Only that harvest's goods
-    then: a line keeps the harvest it was ordered from (`OrderLine.harvest_date`), and goods
-    of an earlier one are in hand whenever their pickup is. A line ordered before lines
-    kept it counts as this harvest's, as all did then."""
+    then: a line keeps the harvest it was ordered from (`harvest_round`, which a harvest
+    still ahead keeps when it moves), and goods of an earlier one are in hand whenever their
+    pickup is. A line ordered before lines kept it counts as this harvest's, as all did."""
     if not _harvest_put_off(listing, harvest_date):
         return
     # One filter() call: the shipment joined is the line's farmer's of the line's order.
     waiting = list(
         OrderLine.objects.filter(
-            Q(harvest_date__gte=listing.harvest_date) | Q(harvest_date__isnull=True),
+            Q(harvest_round=listing.harvest_round) | Q(harvest_round__isnull=True),
             listing=listing,
             status=LineStatus.ACTIVE,
             order__status__in=OPEN_ORDER_STATUSES,

@@ -141,10 +141,10 @@ class OrderLine(models.Model):
         help_text="The day its goods pass their shelf life (the listing's harvest date and "
         "shelf life at order time; the listing may move on to the next harvest).",
     )
-    harvest_date = models.DateField(
+    harvest_round = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="The harvest its goods come from: the listing's harvest date at order time "
+        help_text="The harvest its goods come from: the listing's harvest_round at order time "
         "(null for lines ordered before it was kept). A listing moved on to its next harvest "
         "leaves earlier harvests' goods out of the next one's checks.",
     )

@@ -272,7 +272,7 @@ def order_place(
                 subtotal=_money(listing.price * line.quantity),
                 needs_refrigeration=listing.needs_refrigeration,
                 spoils_on=listing.harvest_date + timedelta(days=listing.shelf_life_days),
-                harvest_date=listing.harvest_date,
+                harvest_round=listing.harvest_round,
             )
         )
     subtotal = sum((line.subtotal for line in order_lines), Decimal("0.00"))

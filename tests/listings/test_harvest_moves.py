@@ -244,13 +244,14 @@ def test_goods_of_an_earlier_harvest_do_not_hold_back_the_next_one(client_for):
     farmer = FarmerFactory()
     listing = create_listing(farmer, unit="kg", harvest_date=timezone.localdate() - DAY)
     earlier, earlier_line = routed(listing)
-    assert earlier_line.harvest_date == timezone.localdate() - DAY
+    assert earlier_line.harvest_round == listing.harvest_round == 0
     client = client_for(farmer)
     next_harvest = timezone.localdate() + DAY
     assert move_harvest(client, listing, next_harvest).status_code == 200
     listing.refresh_from_db()
+    assert listing.harvest_round == 1  # the harvest was in: this is the next one
     this_one, this_line = routed(listing)
-    assert this_line.harvest_date == next_harvest
+    assert this_line.harvest_round == 1
     later = max(pickup_day(earlier), pickup_day(this_one)) + DAY
 
     refused = move_harvest(client, listing, later)
@@ -269,11 +270,34 @@ def test_goods_of_an_earlier_harvest_do_not_hold_back_the_next_one(client_for):
     assert pickup_day(earlier) < later
 
 
+def test_a_harvest_put_off_before_its_goods_were_routed_still_holds_them(client_for):
+    """Moved later while still ahead, the harvest is the same one: goods ordered before the
+    move, and routed from the new date, wait for it as goods ordered after it do."""
+    farmer = FarmerFactory()
+    listing = growing(farmer)
+    placed = place_order(BuyerFactory(village=listing.village), (listing, 2))
+    client = client_for(farmer)
+    put_off = timezone.localdate() + 4 * DAY
+    assert move_harvest(client, listing, put_off).status_code == 200
+    order = order_route(order_id=placed.pk)
+    assert pickup_day(order) >= put_off
+    line = order.lines.get()
+    assert (line.harvest_round, Listing.objects.get(pk=listing.pk).harvest_round) == (0, 0)
+
+    refused = move_harvest(client, listing, pickup_day(order) + DAY)
+
+    assert (refused.status_code, refused.json()["orders"]) == (
+        409,
+        [{"order": order.pk, "line": line.pk, "pickup_date": str(pickup_day(order))}],
+    )
+    assert Listing.objects.get(pk=listing.pk).harvest_date == put_off
+
+
 def test_a_line_ordered_before_lines_kept_their_harvest_counts_as_this_harvests(client_for):
     farmer = FarmerFactory()
     listing = growing(farmer)
     order, line = routed(listing)
-    OrderLine.objects.filter(pk=line.pk).update(harvest_date=None)
+    OrderLine.objects.filter(pk=line.pk).update(harvest_round=None)
 
     refused = move_harvest(client_for(farmer), listing, pickup_day(order) + DAY)
 
@@ -281,3 +305,25 @@ def test_a_line_ordered_before_lines_kept_their_harvest_counts_as_this_harvests(
         409,
         [{"order": order.pk, "line": line.pk, "pickup_date": str(pickup_day(order))}],
     )
+
+
+def test_the_harvest_round_counts_harvests_not_moves_of_one(client_for):
+    """Put off or brought forward while still ahead, a harvest stays the same one; moved
+    later once it is in (today or before), the listing is on to its next one."""
+    farmer = FarmerFactory()
+    listing = growing(farmer)
+    client = client_for(farmer)
+    today = timezone.localdate()
+
+    def round_after(**change):
+        assert client.patch(f"{LISTINGS}{listing.pk}/", change, format="json").status_code == 200
+        return Listing.objects.get(pk=listing.pk).harvest_round
+
+    assert round_after(harvest_date=str(today + 5 * DAY)) == 0  # put off, still ahead
+    assert round_after(harvest_date=str(today + 3 * DAY)) == 0  # brought forward
+    assert round_after(harvest_date=str(today)) == 0  # brought in today
+    assert round_after(price="9.00") == 0  # the date not sent
+    assert round_after(harvest_date=str(today)) == 0  # the same date sent again
+    assert round_after(harvest_date=str(today - DAY)) == 0  # in, a day earlier than said
+    assert round_after(harvest_date=str(today + 7 * DAY)) == 1  # in: on to the next
+    assert round_after(harvest_date=str(today + 9 * DAY)) == 1  # that one put off
