@@ -1,14 +1,18 @@
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q
+from django.http import HttpResponseRedirect
 
 from listings.models import Listing
 from listings.services import listings_refresh
 from logistics import selectors
-from logistics.models import Route, ScheduleRun, ServiceCenter, Stop, Village
+from logistics.models import Route, ScheduleRun, ServiceCenter, Stop, Vehicle, Village
 from logistics.models.routes import whole_minutes
+from logistics.services import fleet
 from logistics.services.schedule import schedule_days_again
 from logistics.services.shipments import stop_unlock
 from marketplace.admin_site import ReadOnlyAdminMixin, rows_for
+from marketplace.exceptions import DomainError
 
 # What the listings of a village's farmers copy of it (their place, and words to find them by).
 VILLAGE_FIELDS_IN_LISTINGS = frozenset({"name", "lat", "lng"})
@@ -190,3 +194,119 @@ class ScheduleRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def driving_min_now(self, run: ScheduleRun) -> int | None:
         """As the API's routes_now: none when a route of the run has no driving figure."""
         return whole_minutes(run.now_driving_s)
+
+
+class VehicleForm(forms.ModelForm):
+    def clean(self):
+        """The fleet's own rules (fleet.vehicle_check) as form errors on their fields, the
+        upper capacity bound among them, which no column enforces; and a name another
+        vehicle of the center has, which the change form (no center field) would not look
+        for. The unique index still decides when two forms race: the loser's page says so and
+        saves nothing (changeform_view)."""
+        cleaned = super().clean()
+        center = cleaned.get("service_center") or getattr(self.instance, "service_center", None)
+        name = cleaned.get("name")
+        if center and name:
+            others = Vehicle.objects.filter(service_center=center, name=name.strip())
+            if others.exclude(pk=self.instance.pk).exists():
+                self.add_error("name", f"This center already has a vehicle named {name!r}.")
+        vehicle = Vehicle(
+            **{f: cleaned.get(f, getattr(self.instance, f)) for f in fleet.UPDATABLE - {"name"}}
+        )
+        if None not in (
+            vehicle.capacity_kg,
+            vehicle.cost_per_km,
+            vehicle.shift_start,
+            vehicle.shift_end,
+        ):
+            try:
+                fleet.vehicle_check(vehicle)
+            except DomainError as error:
+                field = error.extra["field"]
+                self.add_error(field if field in self.fields else None, error.detail)
+        return cleaned
+
+
+@admin.register(Vehicle)
+class VehicleAdmin(admin.ModelAdmin):
+    """A center's fleet, as the API's vehicles: staff add and change their own center's,
+    operators any center's, each write through logistics.services.fleet (a change that
+    plans rely on plans their days again; a new price per km prices the routes not yet on
+    the road). Vehicles are retired by the action, which deletes one no route refers to and
+    deactivates the others, never by the delete page: routes keep their vehicle."""
+
+    form = VehicleForm
+    list_display = (
+        "name",
+        "service_center",
+        "capacity_kg",
+        "refrigerated",
+        "shift_start",
+        "shift_end",
+        "cost_per_km",
+        "active",
+    )
+    list_filter = ("active", "refrigerated", "service_center")
+    search_fields = ("name",)
+    list_select_related = ("service_center",)
+    actions = ["retire"]
+
+    def get_queryset(self, request):
+        return rows_for(
+            request,
+            super().get_queryset(request),
+            lambda center_id: Q(service_center_id=center_id),
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("service_center",) if obj is not None else ()  # no service moves a vehicle
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        """A center's staff add vehicles to their own center only."""
+        if db_field.name == "service_center" and not request.user.is_superuser:
+            kwargs["queryset"] = ServiceCenter.objects.filter(pk=request.user.service_center_id)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # retired by the action
+
+    def has_retire_permission(self, request) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.delete_{self.opts.model_name}")
+
+    def save_model(self, request, obj, form, change) -> None:
+        given = {name: form.cleaned_data[name] for name in fleet.UPDATABLE & set(form.fields)}
+        if change:
+            changes = {name: given[name] for name in form.changed_data if name in given}
+            if changes:
+                fleet.vehicle_update(vehicle_id=obj.pk, changes=changes)
+            return
+        added = fleet.vehicle_create(center_id=obj.service_center_id, **given)
+        obj.pk, obj._state.adding = added.pk, False  # the admin's log and redirect name it
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as error:  # raised inside the admin's transaction: nothing saved
+            self.message_user(request, error.detail, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    @admin.action(description="Retire selected vehicles", permissions=["retire"])
+    def retire(self, request, queryset) -> None:
+        deleted = deactivated = 0
+        for pk in queryset.values_list("pk", flat=True):
+            try:
+                kept = fleet.vehicle_deactivate(vehicle_id=pk)
+            except DomainError:  # deleted meanwhile
+                continue
+            if kept is None:
+                deleted += 1
+            else:
+                deactivated += 1
+        if deleted:
+            self.message_user(request, f"{deleted} vehicle(s) deleted.", messages.SUCCESS)
+        if deactivated:
+            self.message_user(
+                request,
+                f"{deactivated} vehicle(s) deactivated: routes refer to them.",
+                messages.SUCCESS,
+            )

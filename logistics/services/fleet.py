@@ -31,9 +31,9 @@ UPDATABLE = frozenset(
 PLANNED_ON = frozenset({"capacity_kg", "refrigerated", "shift_start", "shift_end", "active"})
 
 
-def _check(vehicle: Vehicle) -> None:
+def vehicle_check(vehicle: Vehicle) -> None:
     """The rules the database also enforces (except the upper capacity bound), checked first
-    so each answers with its own code."""
+    so each answers with its own code (and the admin's form shows it on its field)."""
     if not 0 < vehicle.capacity_kg <= MAX_CAPACITY_KG:
         raise DomainError(
             VEHICLE_CAPACITY_OUT_OF_RANGE,
@@ -118,7 +118,7 @@ def vehicle_create(
         cost_per_km=cost_per_km,
         active=active,
     )
-    _check(vehicle)
+    vehicle_check(vehicle)
     _save(vehicle, force_insert=True)
     return vehicle
 
@@ -141,7 +141,7 @@ def vehicle_update(*, vehicle_id: int, changes: Mapping[str, Any]) -> Vehicle:
         if getattr(vehicle, field) != value:
             setattr(vehicle, field, value)
             changed.append(field)
-    _check(vehicle)
+    vehicle_check(vehicle)
     if changed:
         _save(vehicle, update_fields=changed)
     if PLANNED_ON & set(changed):

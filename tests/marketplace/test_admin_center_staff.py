@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-from logistics.models import Route, ScheduleRun, Shipment, Stop, StopStatus
+from logistics.models import Route, ScheduleRun, Shipment, Stop, StopStatus, Vehicle
 from logistics.services.routing import order_route
 from marketplace.accounts.models import User
 from marketplace.accounts.tokens import RefreshToken
@@ -38,6 +38,7 @@ PAGES = {
     "notification": "/admin/orders/notification/",
     "review": "/admin/orders/review/",
     "schedulerun": "/admin/logistics/schedulerun/",
+    "vehicle": "/admin/logistics/vehicle/",
 }
 
 
@@ -69,6 +70,7 @@ def _center_with_an_order():
         "notification": told,
         "review": review,
         "schedulerun": run,
+        "vehicle": Vehicle.objects.create(service_center=center, name="van", capacity_kg=300),
         "center": center,
     }
 
