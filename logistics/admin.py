@@ -204,26 +204,17 @@ class VehicleForm(forms.ModelForm):
         for. The unique index still decides when two forms race: the loser's page says so and
         saves nothing (changeform_view)."""
         cleaned = super().clean()
+        if not self.errors:  # each field well formed: the rules between them
+            try:
+                fleet.vehicle_check(Vehicle(**{f: cleaned[f] for f in fleet.UPDATABLE - {"name"}}))
+            except DomainError as error:
+                self.add_error(error.extra["field"], error.detail)
         center = cleaned.get("service_center") or getattr(self.instance, "service_center", None)
         name = cleaned.get("name")
         if center and name:
-            others = Vehicle.objects.filter(service_center=center, name=name.strip())
+            others = Vehicle.objects.filter(service_center=center, name=name)
             if others.exclude(pk=self.instance.pk).exists():
                 self.add_error("name", f"This center already has a vehicle named {name!r}.")
-        vehicle = Vehicle(
-            **{f: cleaned.get(f, getattr(self.instance, f)) for f in fleet.UPDATABLE - {"name"}}
-        )
-        if None not in (
-            vehicle.capacity_kg,
-            vehicle.cost_per_km,
-            vehicle.shift_start,
-            vehicle.shift_end,
-        ):
-            try:
-                fleet.vehicle_check(vehicle)
-            except DomainError as error:
-                field = error.extra["field"]
-                self.add_error(field if field in self.fields else None, error.detail)
         return cleaned
 
 
