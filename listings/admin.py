@@ -13,7 +13,7 @@ from django.utils.html import format_html
 from listings import services
 from listings.api.serializers import ListingWriteSerializer
 from listings.models import Category, Listing, ListingPhoto, ListingStatus
-from marketplace.admin_site import rows_for
+from marketplace.admin_site import ServiceSavesMixin, rows_for
 from marketplace.exceptions import DomainError
 
 _ARCHIVED_INSTEAD = "{}: ordered meanwhile, so archived instead of deleted."
@@ -100,7 +100,7 @@ class ListingForm(forms.ModelForm):
 
 
 @admin.register(Listing)
-class ListingAdmin(admin.ModelAdmin):
+class ListingAdmin(ServiceSavesMixin, admin.ModelAdmin):
     """Edits go through listings.services like every other write: the form's fields through
     listing_update (search text, stock-driven status, archived listings frozen), status
     through the actions (listing_set_status). Farmer, pickup place and status are not
@@ -156,13 +156,6 @@ class ListingAdmin(admin.ModelAdmin):
         }
         if changes:
             services.listing_update(listing=obj, stock_seen=form.stock_shown(), **changes)
-
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except DomainError as error:  # raised inside the admin's transaction: nothing saved
-            self.message_user(request, error.detail, messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
 
     def get_deleted_objects(self, objs, request):
         """A listing's photos go with it, files and all. They have no admin page of their

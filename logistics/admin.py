@@ -1,7 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q
-from django.http import HttpResponseRedirect
 
 from listings.models import Listing
 from listings.services import listings_refresh
@@ -11,7 +10,7 @@ from logistics.models.routes import whole_minutes
 from logistics.services import fleet
 from logistics.services.schedule import schedule_days_again
 from logistics.services.shipments import stop_unlock
-from marketplace.admin_site import ReadOnlyAdminMixin, rows_for
+from marketplace.admin_site import ReadOnlyAdminMixin, ServiceSavesMixin, rows_for
 from marketplace.exceptions import DomainError
 
 # What the listings of a village's farmers copy of it (their place, and words to find them by).
@@ -219,7 +218,7 @@ class VehicleForm(forms.ModelForm):
 
 
 @admin.register(Vehicle)
-class VehicleAdmin(admin.ModelAdmin):
+class VehicleAdmin(ServiceSavesMixin, admin.ModelAdmin):
     """A center's fleet, as the API's vehicles: staff add and change their own center's,
     operators any center's, each write through logistics.services.fleet (a change that
     plans rely on plans their days again; a new price per km prices the routes not yet on
@@ -273,13 +272,6 @@ class VehicleAdmin(admin.ModelAdmin):
             return
         added = fleet.vehicle_create(center_id=obj.service_center_id, **given)
         obj.pk, obj._state.adding = added.pk, False  # the admin's log and redirect name it
-
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except DomainError as error:  # raised inside the admin's transaction: nothing saved
-            self.message_user(request, error.detail, messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
 
     @admin.action(description="Retire selected vehicles", permissions=["retire"])
     def retire(self, request, queryset) -> None:

@@ -14,12 +14,14 @@ from collections.abc import Callable
 from decimal import InvalidOperation
 from functools import wraps
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.apps import AdminConfig
 from django.core.exceptions import BadRequest, ValidationError
 from django.db import DataError
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
+
+from marketplace.exceptions import DomainError
 
 # InvalidOperation: a form comparing a stored number with sNaN, before its field refuses it.
 BAD_VALUE_ERRORS = (ValueError, ValidationError, DataError, InvalidOperation)
@@ -54,6 +56,20 @@ def rows_for(request: HttpRequest, queryset: QuerySet, of_center: Callable[[int]
     if user.service_center_id is None:
         return queryset.none()
     return queryset.filter(of_center(user.service_center_id))
+
+
+class ServiceSavesMixin:
+    """For a ModelAdmin whose saves go through a service: a rule the service refuses and the
+    form could not see (a row changed meanwhile, a race lost) raises DomainError inside the
+    admin's transaction, which rolls back; the page is shown again with the error as a
+    message, nothing saved."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as error:
+            self.message_user(request, error.detail, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
 
 class ReadOnlyAdminMixin:
