@@ -201,7 +201,7 @@ class VehicleForm(forms.ModelForm):
         upper capacity bound among them, which no column enforces; and a name another
         vehicle of the center has, which the change form (no center field) would not look
         for. The unique index still decides when two forms race: the loser's page says so and
-        saves nothing (changeform_view)."""
+        saves nothing (ServiceSavesMixin)."""
         cleaned = super().clean()
         if not self.errors:  # each field well formed: the rules between them
             try:
